@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The replica lifecycle as one pure transition function:
+ *
+ *     (state, event, policy, now) -> (new state, actions)
+ *
+ * pool-services turns what happens (a process spawned, a probe answered, a
+ * pidfd fired, an operator asked) into pd_event values, calls
+ * pd_lifecycle_step(), and carries out the actions in order. The machine
+ * never does I/O and never reads a clock: `now_ms` and the RNG are passed
+ * in, so tests drive it event by event.
+ *
+ *   empty -> preloading -> ready -> draining -> stopped
+ *                 |          |  \-> reloading -> ready
+ *                 v          v
+ *              backoff <-----+  (crash: restart after a delay)
+ *                 |
+ *                 v
+ *              failed     (breaker open: no restart until its period ends)
+ *
+ * plus `stopping` while a stop waits for the engine to exit.
+ *
+ * A replica can hold two engine instances: the primary, and a surge instance
+ * that a surge reload starts beside it. Exits the daemon asked for (stop,
+ * drain, reload, operator restart) are never counted as crashes.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pool-domain/backoff.h"
+#include "pool-domain/breaker.h"
+#include "pool-domain/crash.h"
+#include "pool-domain/policy.h"
+#include "pool-domain/rng.h"
+#include "pool-domain/storm.h"
+
+typedef enum pd_state {
+        PD_STATE_EMPTY,          /* registered, nothing started yet          */
+        PD_STATE_PRELOADING,     /* spawning / loading until the first probe ok */
+        PD_STATE_READY,
+        PD_STATE_DRAINING,       /* no new leases; stops when leases reach 0  */
+        PD_STATE_RELOADING,      /* see pd_reload_phase                       */
+        PD_STATE_BACKOFF,        /* waiting to restart after a failure        */
+        PD_STATE_FAILED,         /* breaker open: no restart until it allows  */
+        PD_STATE_STOPPING,       /* stop requested, waiting for the exit      */
+        PD_STATE_STOPPED,
+        PD_STATE_MAX,
+} pd_state;
+
+typedef enum pd_reload_phase {
+        PD_RELOAD_NONE,
+        PD_RELOAD_STAGING,        /* new model being verified; old serves     */
+        PD_RELOAD_DRAIN_OLD,      /* drain-first: old refuses new leases      */
+        PD_RELOAD_STOP_OLD,       /* drain-first: old asked to exit           */
+        PD_RELOAD_START_NEW,      /* drain-first: new engine loading          */
+        PD_RELOAD_ROLLBACK_STOP,  /* new engine failed: waiting for its exit  */
+        PD_RELOAD_ROLLBACK_START, /* old engine restarting                    */
+        PD_RELOAD_SURGE_START,    /* surge: new engine loading beside the old */
+        PD_RELOAD_SURGE_RETIRE,   /* surge: new serves; old drains its leases */
+        PD_RELOAD_SURGE_STOP_OLD, /* surge: old asked to exit                 */
+        PD_RELOAD_PHASE_MAX,
+} pd_reload_phase;
+
+typedef enum pd_reload_strategy {
+        PD_RELOAD_DRAIN_FIRST,    /* default: drain, stop, start, or roll back */
+        PD_RELOAD_SURGE,          /* start beside the old one, then retire it  */
+        PD_RELOAD_STRATEGY_MAX,
+} pd_reload_strategy;
+
+typedef enum pd_instance_id {
+        PD_INSTANCE_PRIMARY,
+        PD_INSTANCE_SURGE,
+        PD_INSTANCE_MAX,
+} pd_instance_id;
+
+/* Which PreparedEngine a spawn uses: the one the pool runs, or the one a
+ * reload staged. */
+typedef enum pd_spec {
+        PD_SPEC_CURRENT,
+        PD_SPEC_STAGED,
+        PD_SPEC_MAX,
+} pd_spec;
+
+typedef enum pd_timer {
+        PD_TIMER_RESTART,         /* backoff over, or breaker period over    */
+        PD_TIMER_STARTUP,         /* engine not ready in time                */
+        PD_TIMER_KILL,            /* stop grace over: SIGKILL                */
+        PD_TIMER_DEADLINE,        /* drain deadline                          */
+        PD_TIMER_STABLE,          /* a run reached a stability mark          */
+        PD_TIMER_MAX,
+} pd_timer;
+
+typedef enum pd_event_type {
+        PD_EV_PRELOAD,            /* operator or config asks for the engine  */
+        PD_EV_PREFLIGHT_FAILED,   /* refused before spawn; detail says why   */
+        PD_EV_SPAWNED,
+        PD_EV_SPAWN_FAILED,       /* exec failed; detail says why            */
+        PD_EV_PROBE_OK,
+        PD_EV_PROBE_FAILED,       /* detail: "HTTP 503", "connection refused" */
+        PD_EV_PROBE_TIMEOUT,
+        PD_EV_STALL,              /* no progress for stall_timeout_ms        */
+        PD_EV_EXITED,             /* exit                                    */
+        PD_EV_LOG_ERROR,          /* cls found in the engine log             */
+        PD_EV_DRAIN,              /* deadline_ms                             */
+        PD_EV_LEASES_ZERO,        /* the instance being drained has none left */
+        PD_EV_RELOAD,             /* strategy, deadline_ms                   */
+        PD_EV_RELOAD_STAGED,      /* ok; detail says why not                 */
+        PD_EV_ROLLBACK,           /* abandon the reload in progress          */
+        PD_EV_DRIVER_RESET,       /* the GPU under this replica failed       */
+        PD_EV_HANDOFF_APPEARED,   /* external replica registered             */
+        PD_EV_HANDOFF_VANISHED,
+        PD_EV_BREAKER_RESET,      /* operator closes the breaker             */
+        PD_EV_RESTART,            /* operator: one restart, even if open     */
+        PD_EV_STOP,
+        PD_EV_TIMER,              /* timer fired                             */
+        PD_EVENT_TYPE_MAX,
+} pd_event_type;
+
+typedef struct pd_event {
+        pd_event_type type;
+        pd_instance_id instance;
+        pd_timer timer;                 /* PD_EV_TIMER                       */
+        pd_exit exit;                   /* PD_EV_EXITED                      */
+        pd_crash_class cls;             /* PD_EV_LOG_ERROR                   */
+        bool ok;                        /* PD_EV_RELOAD_STAGED               */
+        int64_t deadline_ms;            /* PD_EV_DRAIN, PD_EV_RELOAD         */
+        pd_reload_strategy strategy;    /* PD_EV_RELOAD                      */
+        const char *detail;             /* borrowed human text, may be NULL  */
+} pd_event;
+
+typedef enum pd_action_type {
+        PD_ACT_SPAWN,             /* instance, spec                          */
+        PD_ACT_PROBE_START,       /* instance                                */
+        PD_ACT_PROBE_STOP,        /* instance                                */
+        PD_ACT_SIGNAL_TERM,       /* instance's process group                */
+        PD_ACT_SIGNAL_KILL,
+        PD_ACT_TIMER_ARM,         /* timer, instance, at_ms                  */
+        PD_ACT_TIMER_CANCEL,      /* timer, instance                         */
+        PD_ACT_WRITE_HANDOFF,     /* the primary became ready                */
+        PD_ACT_REMOVE_HANDOFF,
+        PD_ACT_STAGE,             /* verify the model a reload asks for      */
+        PD_ACT_COMMIT_STAGED,     /* the staged spec becomes current         */
+        PD_ACT_DISCARD_STAGED,
+        PD_ACT_PROMOTE_SURGE,     /* swap instances: surge becomes primary   */
+        PD_ACT_DROP_LEASES,       /* instance: leases ended by force         */
+        PD_ACT_REPLY,             /* reply, ok, cls, text                    */
+        PD_ACT_ALERT,             /* alert, cls, text                        */
+        PD_ACTION_TYPE_MAX,
+} pd_action_type;
+
+/* The request a PD_ACT_REPLY answers. */
+typedef enum pd_reply {
+        PD_REPLY_NONE,
+        PD_REPLY_PRELOAD,
+        PD_REPLY_DRAIN,
+        PD_REPLY_RELOAD,
+        PD_REPLY_MAX,
+} pd_reply;
+
+typedef enum pd_alert {
+        PD_ALERT_STORM_WARNING,   /* more than warn_above restarts in window */
+        PD_ALERT_THROTTLED,       /* restart delayed by the storm limit      */
+        PD_ALERT_STORM,           /* critical: storm, breaker opened         */
+        PD_ALERT_BREAKER_OPENED,
+        PD_ALERT_BREAKER_CLOSED,
+        PD_ALERT_MAX,
+} pd_alert;
+
+#define PD_ACTION_TEXT_MAX 224
+
+typedef struct pd_action {
+        pd_action_type type;
+        pd_instance_id instance;
+        pd_spec spec;                   /* SPAWN                             */
+        pd_timer timer;                 /* TIMER_ARM, TIMER_CANCEL           */
+        int64_t at_ms;                  /* TIMER_ARM                         */
+        pd_reply reply;                 /* REPLY                             */
+        bool ok;                        /* REPLY                             */
+        bool force_stopped;             /* REPLY to a drain                  */
+        pd_alert alert;                 /* ALERT                             */
+        pd_storm_kind storm_kind;       /* ALERT STORM                       */
+        pd_crash_class cls;             /* REPLY (failure), ALERT            */
+        char text[PD_ACTION_TEXT_MAX];  /* REPLY, ALERT: human text          */
+} pd_action;
+
+#define PD_ACTIONS_MAX 24
+
+typedef struct pd_actions {
+        size_t count;
+        pd_action item[PD_ACTIONS_MAX];
+} pd_actions;
+
+/* One engine process of a replica, as the machine sees it. */
+typedef struct pd_instance {
+        bool running;                   /* spawned and not yet exited        */
+        bool exit_expected;             /* we asked it to stop               */
+        pd_crash_class kill_cls;        /* we stopped it for this failure;
+                                           PD_CRASH_CLASS_MAX: not a failure */
+        int64_t started_at_ms;
+        int64_t ready_at_ms;            /* 0 until the first probe ok        */
+        unsigned probe_failures;        /* consecutive, while ready          */
+        pd_crash_class evidence;        /* worst log class seen; MAX = none  */
+} pd_instance;
+
+typedef struct pd_lifecycle {
+        pd_state state;
+        pd_reload_phase phase;
+        pd_reload_strategy strategy;
+        bool external;                  /* registered from a handoff file:
+                                           tracked, never supervised         */
+        pd_instance inst[PD_INSTANCE_MAX];
+
+        pd_backoff backoff;
+        pd_breaker_set breakers;
+        pd_storm storm;
+
+        unsigned restart_count;         /* restarts after failures           */
+        unsigned crash_count;           /* failures counted                  */
+        unsigned driver_resets;
+        int64_t backoff_ms;             /* last delay chosen                 */
+        int64_t next_restart_at_ms;     /* 0: none scheduled                 */
+        int64_t deadline_at_ms;         /* drain deadline, 0: none           */
+        int64_t reload_deadline_ms;     /* drain budget of a reload          */
+
+        pd_reply pending;               /* request awaiting its answer       */
+        bool restart_on_exit;           /* spawn once the old instance exits */
+        bool override_pending;          /* operator restart: skip breaker    */
+        bool force_stopped;             /* the drain hit its deadline        */
+
+        pd_crash_class last_error_cls;  /* MAX: none                         */
+        char last_error[PD_ACTION_TEXT_MAX];
+        int64_t last_error_at_ms;
+        char reload_error[PD_ACTION_TEXT_MAX];
+} pd_lifecycle;
+
+void pd_lifecycle_init(pd_lifecycle *lc);
+
+/*
+ * Applies one event. `out` is cleared and receives the actions to carry out,
+ * in order. Returns 0 when the event was applied or is stale and ignored
+ * (a probe answer for an engine that has already exited is normal),
+ * PD_E_TRANSITION when an operator request makes no sense in the current
+ * state (drain a stopped pool, preload a running one, reload a pool that is
+ * not ready), PD_E_BREAKER_OPEN for a preload while the breaker is open, or
+ * -EINVAL for a NULL argument or an out-of-range enum.
+ */
+int pd_lifecycle_step(pd_lifecycle *lc, const pd_policy *p, const pd_event *ev,
+                      int64_t now_ms, pd_rng *rng, pd_actions *out);
+
+/* Derived views: never stored twice. */
+bool pd_lifecycle_live(const pd_lifecycle *lc);      /* an engine is meant to run */
+bool pd_lifecycle_ready(const pd_lifecycle *lc);     /* serves new work           */
+bool pd_lifecycle_draining(const pd_lifecycle *lc);  /* refuses new leases        */
+/* Whether the machine waits for an instance's leases to reach zero, and
+ * which one: the caller feeds PD_EV_LEASES_ZERO when that count is 0. */
+bool pd_lifecycle_awaits_leases(const pd_lifecycle *lc, pd_instance_id *inst);
+pd_breaker_state pd_lifecycle_breaker_state(const pd_lifecycle *lc);
+
+const char *pd_state_to_string(pd_state s);
+const char *pd_reload_phase_to_string(pd_reload_phase ph);
+const char *pd_reload_strategy_to_string(pd_reload_strategy st);
+int pd_reload_strategy_from_string(const char *name, pd_reload_strategy *out);
+const char *pd_timer_to_string(pd_timer t);
+const char *pd_event_type_to_string(pd_event_type t);
+const char *pd_action_type_to_string(pd_action_type t);
+const char *pd_reply_to_string(pd_reply r);
+const char *pd_alert_to_string(pd_alert a);
