@@ -154,9 +154,7 @@ static bool any_running(const pd_lifecycle *lc) {
 }
 
 static void instance_reset(pd_instance *in) {
-        memset(in, 0, sizeof(*in));
-        in->kill_cls = NO_CLASS;
-        in->evidence = NO_CLASS;
+        *in = (pd_instance) { .kill_cls = NO_CLASS, .evidence = NO_CLASS };
 }
 
 static void spawn(step *s, pd_instance_id id, pd_spec spec) {
@@ -257,8 +255,7 @@ static bool admit_restart(step *s, int64_t run_at, pd_crash_class cls) {
 
         pd_storm_admit(&lc->storm, &s->p->storm, run_at, cls, &v);
         if (v.storm) {
-                pd_breaker_trip(&lc->breakers.circuit[PD_CRASH_FAMILY_GENERAL],
-                                &s->p->breaker, s->now);
+                pd_breaker_set_trip(&lc->breakers, &s->p->breaker, s->now);
                 a = alert(s, PD_ALERT_STORM, cls,
                           "restart storm (%s): %u restarts within %lld ms; breaker opened. %s",
                           pd_storm_kind_to_string(v.kind), v.in_window,

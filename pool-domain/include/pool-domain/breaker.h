@@ -85,6 +85,10 @@ bool pd_breaker_set_record_failure(pd_breaker_set *s, const pd_breaker_policy *p
 bool pd_breaker_set_record_running(pd_breaker_set *s, const pd_breaker_policy *p,
                                    int64_t started_at_ms, int64_t now_ms);
 void pd_breaker_set_reset(pd_breaker_set *s);
+/* A restart storm opens the general circuit at once (it counts every
+ * class); the GPU circuit keeps its own state. */
+void pd_breaker_set_trip(pd_breaker_set *s, const pd_breaker_policy *p,
+                         int64_t now_ms);
 /* The most restrictive state of the set (OPEN > HALF_OPEN > CLOSED), and the
  * latest open_until_ms among open circuits. */
 pd_breaker_state pd_breaker_set_state(const pd_breaker_set *s);
