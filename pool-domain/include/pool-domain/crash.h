@@ -66,6 +66,23 @@ typedef struct pd_crash {
  * `host_oom_killed` says whether the kernel OOM killer took the process.
  * Precedence: requested > exit 0 > host OOM > log evidence (vram_oom,
  * driver_error, cuda_error) > signal > exit code.
+ *
+ * Reasons, for operators and last_error:
+ *   requested (any status)  graceful      "stopped on request"
+ *   exit 0                  graceful      "exited with code 0"
+ *   host OOM                host_oom      "host out of memory: kernel OOM killer
+ *                                          (killed by SIGKILL)"
+ *   vram_oom evidence       vram_oom      "CUDA out of memory (exited with code 1)"
+ *   driver_error evidence   driver_error  "GPU driver error (killed by SIGABRT)"
+ *   cuda_error evidence     cuda_error    "CUDA error (killed by SIGSEGV)"
+ *   signal                  signal        "killed by SIGSEGV", "killed by signal 77"
+ *   non-zero exit           exit_code     "exited with code 1"
+ *   status unknown          exit_code     "exited (status unknown: not our child)"
+ * With status_unknown the part in parentheses is "status unknown: not our
+ * child" and the exit code is not trusted (not even 0). A NULL exit counts
+ * as status unknown. Evidence other than the three GPU classes is ignored.
+ * is_crash is false only for the two graceful rows. Timeouts and preflight
+ * failures are classified by the caller, not here.
  */
 void pd_crash_classify(const pd_exit *exit, pd_crash_class log_evidence,
                        bool host_oom_killed, pd_crash *out);
@@ -74,6 +91,12 @@ void pd_crash_classify(const pd_exit *exit, pd_crash_class log_evidence,
  * Scans one engine log line (not NUL-terminated; len bytes) for CUDA errors,
  * driver errors and CUDA out-of-memory. Returns true and sets *out when the
  * line names one of them. Matching is case-insensitive.
+ *
+ * "out of memory" counts as VRAM only with CUDA/GPU context on the same
+ * line (std::bad_alloc and malloc failures are host memory); ggml's
+ * pinned-memory warning (page-locked host memory, not fatal) and vLLM's
+ * "if you are running out of memory" advice are not evidence. A line that
+ * matches several classes yields the most severe one.
  */
 bool pd_crash_scan_line(const char *line, size_t len, pd_crash_class *out);
 
@@ -86,11 +109,14 @@ pd_crash_class pd_crash_evidence_merge(pd_crash_class have, pd_crash_class seen)
  * Reads the `oom_kill` counter from the text of a cgroup v2 memory.events
  * file ("low 0\nhigh 0\nmax 0\noom 1\noom_kill 1\n..."). 0 and *out set, or
  * PD_E_INVALID with a message when the key is missing or malformed.
+ * Only the oom_kill line is checked; other lines may hold anything.
  */
 int pd_memory_events_oom_kill(const char *text, size_t len, uint64_t *out,
                               pd_error *err);
 
 /* True when the counter rose while the engine ran and it died of SIGKILL:
- * the OOM killer, not an operator, ended it. */
+ * the OOM killer, not an operator, ended it. False for an adopted engine
+ * (status_unknown) and for an exit code such as 137: only a signal we saw
+ * counts. */
 bool pd_crash_is_host_oom(const pd_exit *exit, uint64_t oom_kill_before,
                           uint64_t oom_kill_after);

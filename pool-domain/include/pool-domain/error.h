@@ -38,5 +38,6 @@ int pd_error_set(pd_error *err, const char *fmt, ...)
 int pd_error_setc(pd_error *err, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
-/* Short machine name of a PD_E_* code ("invalid", "no_slot", ...). */
+/* Short machine name of a PD_E_* code ("invalid", "no_slot", ...); "ok"
+ * for 0, "system" for a negative errno, "unknown" for any other value. */
 const char *pd_error_code_to_string(int code);

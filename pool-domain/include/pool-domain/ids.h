@@ -12,7 +12,8 @@
 
 /* 0 when id is valid; PD_E_INVALID otherwise, with a message that starts
  * with `what` ("pool id", "replica id") and names the offending character
- * and its position. A NULL id is invalid. */
+ * and its position. A NULL id is invalid; a NULL `what` reads "id".
+ * Bytes outside printable ASCII, and quotes, appear in the message as \xNN. */
 int pd_id_validate(const char *id, const char *what, pd_error *err);
 
 bool pd_id_is_valid(const char *id);

@@ -38,11 +38,14 @@ uint32_t pd_sat_add_u32(uint32_t a, uint32_t b);
 uint32_t pd_sat_sub_u32(uint32_t a, uint32_t b);
 int64_t pd_sat_add_i64(int64_t a, int64_t b);
 
-/* Lease expiry: now + ttl, saturating. */
+/* Lease expiry: now + ttl, saturating. A negative ttl counts as 0: a lease
+ * never expires before it was granted. A lease is expired from its
+ * expires_at on (now >= expires_at). */
 int64_t pd_lease_expires_at(int64_t now_ms, int64_t ttl_ms);
 bool pd_lease_is_expired(int64_t expires_at_ms, int64_t now_ms);
 
-/* Lease ids: 32 lowercase hex digits (128 bits from the caller's RNG). */
+/* Lease ids: 32 lowercase hex digits (128 bits from the caller's RNG:
+ * two pd_rng_next() draws, each printed as %016 hex, first draw first). */
 #define PD_LEASE_ID_LEN 32
 void pd_lease_id_generate(pd_rng *rng, char out[PD_LEASE_ID_LEN + 1]);
 int pd_lease_id_validate(const char *id, pd_error *err);
