@@ -30,6 +30,8 @@ typedef struct pd_inventory {
 } pd_inventory;
 
 const pd_device *pd_inventory_find(const pd_inventory *inv, int index);
+/* By full UUID ("GPU-8f2c..."), ignoring case; NULL when absent. */
+const pd_device *pd_inventory_find_uuid(const pd_inventory *inv, const char *uuid);
 
 /*
  * A device mask: the devices a pool may use, in the order given (a tensor
