@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pool-api/bind-addr.h"
+#include "pool-api/error.h"
+#include "pool-services/clock.h"
+#include "pool-services/event.h"
+
+struct event_base;
+
+/* Request bodies above this get 413 (DESIGN.md section 6). */
+#define PA_SERVER_MAX_BODY_DEFAULT ((size_t) 1 << 20)
+
+typedef struct pa_server_config {
+        pa_bind_addr bind;        /* must be loopback: there is no auth yet */
+        ps_event_sink events;     /* one debug event per request           */
+        const ps_clock *clock;    /* borrowed; NULL: the system clock       */
+        size_t max_body_size;     /* 0: PA_SERVER_MAX_BODY_DEFAULT          */
+} pa_server_config;
+
+typedef struct pa_server pa_server;
+
+/*
+ * Listens on config->bind and serves the API on base (borrowed; it must
+ * outlive the server). Returns NULL on failure with err (may be NULL)
+ * saying why: a non-loopback address is refused (-EPERM), a busy port is
+ * -EADDRINUSE, and so on; the message names the address.
+ */
+pa_server *pa_server_new(struct event_base *base, const pa_server_config *config,
+                         pa_error *err);
+
+/* Closes the listener and every open connection. Accepts NULL; returns NULL. */
+pa_server *pa_server_free(pa_server *server);
+
+/* The address actually bound: with port 0 in the config, the kernel's pick. */
+const pa_bind_addr *pa_server_address(const pa_server *server);
+uint16_t pa_server_port(const pa_server *server);

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "pool-api/server.h"
+#include "request-private.h"
+#include "routes-private.h"
+
+/* Headers beyond this get 400 from evhttp: nothing we serve needs more. */
+#define MAX_HEADERS_SIZE (64 * 1024)
+
+/* X-Correlation-Id values longer than this, or with bytes outside visible
+ * ASCII, are ignored rather than logged or echoed. */
+#define CORRELATION_ID_MAX 128
+
+struct pa_server {
+        struct evhttp *http;            /* owns the listener and connections */
+        pa_bind_addr address;           /* the address actually bound        */
+        ps_event_sink events;
+        const ps_clock *clock;
+};
+
+/* A listening socket made here rather than by evhttp_bind_socket(), so a
+ * failure comes back with the errno of the call that failed. */
+static int listen_socket(const pa_bind_addr *a, const char *shown, pa_error *err) {
+        static const int one = 1;
+        int fd, r;
+
+        fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return pa_error_set(err, -errno, "cannot listen on %s: socket: %s",
+                                    shown, strerror(errno));
+        /* Lets a restarted daemon bind while connections of the old one sit
+         * in TIME_WAIT; on Linux it does not let two listeners share a port. */
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+                goto fail;
+        if (a->sa.ss_family == AF_INET6 &&
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+                goto fail;
+        if (bind(fd, (const struct sockaddr *) &a->sa, a->sa_len) < 0)
+                goto fail;
+        if (listen(fd, SOMAXCONN) < 0)
+                goto fail;
+        return fd;
+
+fail:
+        r = -errno;
+        close(fd);
+        return pa_error_set(err, r, "cannot listen on %s: %s", shown, strerror(-r));
+}
+
+/* Length of the host in "127.0.0.1:9200" or "[::1]:9200". */
+static int host_length(const char *address) {
+        const char *colon = strrchr(address, ':');
+
+        return (int) (colon ? (size_t) (colon - address) : strlen(address));
+}
+
+static const char *correlation_id(struct evhttp_request *req) {
+        const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Correlation-Id");
+        size_t n = 0;
+
+        if (!v || !*v)
+                return NULL;
+        for (; v[n]; n++)
+                if (n == CORRELATION_ID_MAX || v[n] < 0x21 || v[n] > 0x7e)
+                        return NULL;
+        return v;
+}
+
+static void log_request(const pa_request *r) {
+        struct evhttp_connection *conn = evhttp_request_get_connection(r->req);
+        char peer[PA_BIND_ADDR_STRING_MAX + 8] = "";
+        char *peer_host = NULL;
+        uint16_t peer_port = 0;
+
+        if (!r->server->events.fn)
+                return;
+        if (conn) {
+                evhttp_connection_get_peer(conn, &peer_host, &peer_port);
+                if (peer_host)
+                        snprintf(peer, sizeof(peer), "%s:%u", peer_host, (unsigned) peer_port);
+        }
+
+        const ps_field fields[] = {
+                PS_FIELD_STR("method", pa_method_to_string(r->method)),
+                PS_FIELD_STR("path", r->raw_path),
+                PS_FIELD_INT("status", r->status),
+                PS_FIELD_INT("duration_ms", ps_clock_mono_ms(r->server->clock) - r->started_ms),
+                PS_FIELD_STR("peer", peer[0] ? peer : NULL),
+                PS_FIELD_STR("correlation_id", r->correlation_id),
+        };
+        const ps_event ev = {
+                .type = PS_EVENT_HTTP_REQUEST,
+                .level = PS_LOG_DEBUG,
+                .message = "request",
+                .fields = fields,
+                .n_fields = sizeof(fields) / sizeof(fields[0]),
+        };
+        ps_event_emit(&r->server->events, &ev);
+}
+
+static void dispatch(pa_request *r) {
+        const pa_route *route = NULL;
+        unsigned allowed = 0;
+        pa_error err;
+        pa_path path;
+        char allow[128];
+
+        if (pa_path_parse(r->raw_path, &path, &err) < 0) {
+                if (err.error == -ENOMEM)
+                        pa_reply_error(r, PA_CODE_INTERNAL, "%s", err.msg);
+                else
+                        pa_reply_error(r, PA_CODE_BAD_REQUEST, "%s", err.msg);
+                return;
+        }
+
+        switch (pa_router_match(pa_routes, pa_n_routes, r->method, &path,
+                                &route, &r->params, &allowed)) {
+        case PA_MATCH_FOUND:
+                route->handler(r);
+                break;
+        case PA_MATCH_NO_METHOD:
+                pa_methods_format(allowed, allow, sizeof(allow));
+                evhttp_add_header(evhttp_request_get_output_headers(r->req), "Allow", allow);
+                pa_reply_error(r, PA_CODE_METHOD_NOT_ALLOWED, "method %s not allowed on %.200s",
+                               pa_method_to_string(r->method), r->raw_path);
+                break;
+        case PA_MATCH_NO_ROUTE:
+        default:
+                pa_reply_error(r, PA_CODE_NOT_FOUND, "no route for %s %.200s",
+                               pa_method_to_string(r->method), r->raw_path);
+                break;
+        }
+
+        /* A handler that returns without answering is a bug; the client
+         * still gets an answer. Params point into path: done with them. */
+        if (r->status == 0)
+                pa_reply_error(r, PA_CODE_INTERNAL, "handler sent no reply");
+        pa_path_done(&path);
+}
+
+/* The one callback evhttp calls: routing is ours (router.c). */
+static void on_request(struct evhttp_request *req, void *userdata) {
+        pa_server *server = userdata;
+        const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+        const char *raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
+        pa_request r = {
+                .req = req,
+                .server = server,
+                .method = evhttp_request_get_command(req),
+                .raw_path = raw_path && *raw_path ? raw_path : "/",
+                .correlation_id = correlation_id(req),
+                .started_ms = ps_clock_mono_ms(server->clock),
+        };
+
+        if (r.correlation_id)
+                evhttp_add_header(evhttp_request_get_output_headers(req),
+                                  "X-Correlation-Id", r.correlation_id);
+        dispatch(&r);
+        log_request(&r);
+}
+
+pa_server *pa_server_new(struct event_base *base, const pa_server_config *config,
+                         pa_error *err) {
+        char shown[PA_BIND_ADDR_STRING_MAX];
+        struct evhttp_bound_socket *listener;
+        struct sockaddr_storage ss;
+        socklen_t ss_len = sizeof(ss);
+        pa_server *server;
+        int fd, r;
+
+        if (!base || !config) {
+                pa_error_set(err, -EINVAL, "no event base or config");
+                return NULL;
+        }
+
+        pa_bind_addr_to_string(&config->bind, shown, sizeof(shown));
+        if (!pa_bind_addr_is_loopback(&config->bind)) {
+                /* The host alone: the port is not what is wrong. */
+                pa_error_set(err, -EPERM,
+                             "refusing to listen on %.*s: non-loopback binds need an API token",
+                             host_length(shown), shown);
+                return NULL;
+        }
+
+        server = calloc(1, sizeof(*server));
+        if (!server) {
+                pa_error_set(err, -ENOMEM, "out of memory");
+                return NULL;
+        }
+        server->events = config->events;
+        server->clock = config->clock ? config->clock : ps_clock_system();
+
+        server->http = evhttp_new(base);
+        if (!server->http) {
+                pa_error_set(err, -ENOMEM, "cannot create the HTTP server");
+                return pa_server_free(server);
+        }
+        /* Every method reaches our callback, so PATCH and OPTIONS get a
+         * JSON 405 from the router instead of evhttp's HTML 501. */
+        evhttp_set_allowed_methods(server->http, PA_METHODS_ALL);
+        evhttp_set_max_body_size(server->http,
+                                 (ev_ssize_t) (config->max_body_size ? config->max_body_size
+                                                                     : PA_SERVER_MAX_BODY_DEFAULT));
+        evhttp_set_max_headers_size(server->http, MAX_HEADERS_SIZE);
+        /* Without it a client sending too large a body sees EPIPE instead
+         * of the 413: evhttp reads and drops the rest, then answers. The
+         * 413 body is evhttp's HTML, not our JSON (no hook in 2.1). */
+        evhttp_set_flags(server->http, EVHTTP_SERVER_LINGERING_CLOSE);
+        evhttp_set_gencb(server->http, on_request, server);
+
+        fd = listen_socket(&config->bind, shown, err);
+        if (fd < 0)
+                return pa_server_free(server);
+        listener = evhttp_accept_socket_with_handle(server->http, fd);
+        if (!listener) {
+                /* Depending on where it failed, libevent has closed fd or
+                 * not; one thread, so nothing can have reused the number. */
+                if (fcntl(fd, F_GETFD) >= 0)
+                        close(fd);
+                pa_error_set(err, -ENOMEM, "cannot listen on %s: libevent refused the socket", shown);
+                return pa_server_free(server);
+        }
+
+        /* With port 0 the kernel chose: read back what it gave us. */
+        if (getsockname(evhttp_bound_socket_get_fd(listener), (struct sockaddr *) &ss, &ss_len) < 0) {
+                pa_error_set(err, -errno, "cannot listen on %s: getsockname: %s", shown, strerror(errno));
+                return pa_server_free(server);
+        }
+        r = pa_bind_addr_from_sockaddr((struct sockaddr *) &ss, ss_len, &server->address);
+        if (r < 0) {
+                pa_error_set(err, r, "cannot listen on %s: unexpected address family", shown);
+                return pa_server_free(server);
+        }
+        return server;
+}
+
+pa_server *pa_server_free(pa_server *server) {
+        if (!server)
+                return NULL;
+        if (server->http)
+                evhttp_free(server->http);
+        free(server);
+        return NULL;
+}
+
+const pa_bind_addr *pa_server_address(const pa_server *server) {
+        return server ? &server->address : NULL;
+}
+
+uint16_t pa_server_port(const pa_server *server) {
+        return server ? pa_bind_addr_port(&server->address) : 0;
+}
