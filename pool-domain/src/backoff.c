@@ -26,10 +26,11 @@ int pd_backoff_policy_validate(const pd_backoff_policy *p, pd_error *err) {
         if (!p)
                 return -EINVAL;
 
-        /* An initial delay of 0 would restart a crashing engine in a tight
-         * loop until the factor lifts it, and 0 * factor never does. */
-        if (p->initial_ms <= 0)
-                return pd_error_set(err, "backoff.initial_ms: must be > 0, got %" PRId64,
+        /* 0 is allowed: "restart at once". It never grows (0 * factor is
+         * 0), so the storm limiter and the breaker are what bound such a
+         * loop -- and they always run. */
+        if (p->initial_ms < 0)
+                return pd_error_set(err, "backoff.initial_ms: must be >= 0, got %" PRId64,
                                     p->initial_ms);
         /* NaN fails every comparison: each condition is written so that
          * NaN lands in the error branch. */

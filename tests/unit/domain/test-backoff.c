@@ -316,10 +316,23 @@ static void test_validate_rejects_bad_initial(void **state) {
 
         (void) state;
         pd_backoff_policy_init(&p);
-        p.initial_ms = 0;
-        assert_rejected(&p, "backoff.initial_ms: must be > 0, got 0");
         p.initial_ms = -1000;
-        assert_rejected(&p, "backoff.initial_ms: must be > 0, got -1000");
+        assert_rejected(&p, "backoff.initial_ms: must be >= 0, got -1000");
+}
+
+static void test_zero_initial_restarts_at_once(void **state) {
+        pd_backoff_policy p;
+        pd_error err;
+
+        (void) state;
+        pd_backoff_policy_init(&p);
+        p.initial_ms = 0;
+        p.jitter = 0;
+        assert_int_equal(pd_backoff_policy_validate(&p, &err), 0);
+        assert_int_equal(pd_backoff_delay(&p, 1, PD_CRASH_EXIT_CODE, NULL), 0);
+        assert_int_equal(pd_backoff_delay(&p, 9, PD_CRASH_CUDA_ERROR, NULL), 0);
+        p.min_ms = 10;
+        assert_int_equal(pd_backoff_delay(&p, 3, PD_CRASH_EXIT_CODE, NULL), 10);
 }
 
 static void test_validate_rejects_bad_factor(void **state) {
@@ -432,6 +445,7 @@ int main(void) {
                 cmocka_unit_test(test_reset_returns_to_initial),
                 cmocka_unit_test(test_validate_accepts_boundaries),
                 cmocka_unit_test(test_validate_rejects_bad_initial),
+                cmocka_unit_test(test_zero_initial_restarts_at_once),
                 cmocka_unit_test(test_validate_rejects_bad_factor),
                 cmocka_unit_test(test_validate_rejects_bad_min_and_max),
                 cmocka_unit_test(test_validate_rejects_bad_jitter),

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "pool-services/clock.h"
+#include "pool-services/errors.h"
+#include "pool-services/event.h"
+#include "pool-services/policy.h"
+#include "pool-services/spec.h"
+
+struct event_base;
+typedef struct ps_prober ps_prober;
+
+/*
+ * The registry: pools, each with replicas; each replica is a supervised
+ * engine (or a tracked external one registered from a handoff file).
+ *
+ * Everything runs on the caller's event loop. Calls return 0, a negative
+ * errno, or a positive PS_E_* outcome with a message in err.
+ */
+
+/* What the services share; borrowed, must outlive the registry. */
+typedef struct ps_context {
+        struct event_base *base;
+        const ps_clock *clock;         /* NULL: the system clock           */
+        ps_event_sink sink;            /* where supervision reports        */
+        ps_prober *prober;             /* health probes                    */
+        const char *runtime_dir;       /* PID, log and handoff files       */
+        const char *engine_user;       /* run engines as (daemon is root)  */
+        uint64_t seed;                 /* RNG seed for backoff jitter      */
+} ps_context;
+
+typedef struct ps_registry ps_registry;
+typedef struct ps_replica ps_replica;
+
+/* Called once when a preload, drain or reload finishes. ok false: message
+ * says why ("preload failed: exited with code 1: ..."). The replica may be
+ * freed by the callback. */
+typedef void (*ps_done_fn)(bool ok, const char *message, void *userdata);
+
+ps_registry *ps_registry_new(const ps_context *ctx);
+/* Frees every record without stopping engines: running engines keep
+ * running (a later daemon adopts them). Stop first for a clean shutdown. */
+ps_registry *ps_registry_free(ps_registry *reg);
+
+/*
+ * Registers a replica from a PreparedEngine (copied) and its policy
+ * (copied; NULL: the defaults). The pool is created with its first replica.
+ * PS_E_INVALID (bad ids, no binary, port 0), PS_E_EXISTS.
+ */
+int ps_registry_add(ps_registry *reg, const ps_engine_spec *spec,
+                    const ps_policy *policy, ps_replica **ret,
+                    char *err, size_t errlen);
+
+ps_replica *ps_registry_find(ps_registry *reg, const char *pool_id,
+                             const char *replica_id);
+bool ps_registry_has_pool(const ps_registry *reg, const char *pool_id);
+size_t ps_registry_pool_count(const ps_registry *reg);
+/* Leases held on a pool; 0 for an unknown pool. */
+uint32_t ps_registry_active_leases(const ps_registry *reg, const char *pool_id);
+
+/* Forgets a pool whose replicas are all stopped (or never started).
+ * PS_E_NOT_FOUND, PS_E_CONFLICT while an engine runs. */
+int ps_registry_remove_pool(ps_registry *reg, const char *pool_id,
+                            char *err, size_t errlen);
+
+/*
+ * Registers (or refreshes) a replica from a handoff document as written by
+ * an external provisioner: pool_id, replica_id and engine_version are
+ * required; url, engine, device_mask, slots_total, slots_free, model are
+ * optional and stay unset when missing. The replica becomes live and
+ * ready, last_error is cleared and its heartbeat set to now. It is tracked,
+ * never supervised. PS_E_INVALID naming the field, PS_E_CONFLICT when a
+ * managed replica owns the id.
+ */
+int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *handoff,
+                                            char *err, size_t errlen);
+/* The external replica's file is gone: it is no longer ready. */
+int ps_registry_unregister_handoff(ps_registry *reg, const char *pool_id,
+                                   const char *replica_id);
+
+/* {"pools": [snapshot...]} and one pool's snapshot (NULL: unknown). */
+json_t *ps_registry_snapshot(const ps_registry *reg);
+json_t *ps_registry_pool_snapshot(const ps_registry *reg, const char *pool_id);
+
+/*
+ * Stops every engine (SIGTERM, grace, SIGKILL). done runs once all are
+ * stopped -- at once when none runs.
+ */
+void ps_registry_stop_all(ps_registry *reg, ps_done_fn done, void *userdata);
+
+/* ---- one replica ---- */
+
+/* Starts the engine; done runs when it is ready or has failed (then a
+ * retry is already scheduled by the restart policy). PS_E_CONFLICT when it
+ * already runs, PS_E_BREAKER_OPEN. */
+int ps_replica_preload(ps_replica *r, ps_done_fn done, void *userdata,
+                       char *err, size_t errlen);
+/* Stops the engine gracefully. PS_E_NOT_RUNNING when there is none. */
+int ps_replica_stop(ps_replica *r, char *err, size_t errlen);
+/* One restart now, even with the breaker open (the breaker and the storm
+ * window are kept). PS_E_CONFLICT while draining, reloading, stopping. */
+int ps_replica_restart(ps_replica *r, char *err, size_t errlen);
+/* Closes the breaker and zeroes its count; a failed replica restarts. */
+int ps_replica_breaker_reset(ps_replica *r);
+
+const char *ps_replica_pool_id(const ps_replica *r);
+const char *ps_replica_id(const ps_replica *r);
+const char *ps_replica_state(const ps_replica *r);
+bool ps_replica_live(const ps_replica *r);
+bool ps_replica_ready(const ps_replica *r);
+bool ps_replica_draining(const ps_replica *r);
+bool ps_replica_external(const ps_replica *r);
+/* The primary engine's pid, 0 when none runs. */
+int ps_replica_pid(const ps_replica *r);
+unsigned ps_replica_crash_count(const ps_replica *r);
+unsigned ps_replica_restart_count(const ps_replica *r);
+json_t *ps_replica_snapshot(const ps_replica *r);

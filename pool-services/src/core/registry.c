@@ -1,0 +1,426 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The registry: pools in the order they were added, each with its
+ * replicas. It owns the replica records and builds the snapshots the API
+ * serves; supervision itself lives in lifecycle/replica.c.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lifecycle/replica-private.h"
+#include "pool-domain/ids.h"
+#include "pool-domain/lease.h"
+
+typedef struct pool {
+        char *id;
+        ps_replica **replicas;
+        size_t n_replicas;
+} pool;
+
+struct ps_registry {
+        const ps_context *ctx;
+        pool *pools;
+        size_t n_pools;
+        ps_done_fn stop_done;
+        void *stop_userdata;
+        bool stopping_all;
+};
+
+static int errf(char *err, size_t errlen, int code, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+static int errf(char *err, size_t errlen, int code, const char *fmt, ...) {
+        va_list ap;
+
+        if (err && errlen > 0) {
+                va_start(ap, fmt);
+                vsnprintf(err, errlen, fmt, ap);
+                va_end(ap);
+        }
+        return code;
+}
+
+ps_registry *ps_registry_new(const ps_context *ctx) {
+        ps_registry *reg;
+
+        if (!ctx || !ctx->base || !ctx->runtime_dir)
+                return NULL;
+        reg = calloc(1, sizeof(*reg));
+        if (reg)
+                reg->ctx = ctx;
+        return reg;
+}
+
+static void pool_clear(pool *p) {
+        for (size_t i = 0; i < p->n_replicas; i++)
+                replica_free(p->replicas[i]);
+        free(p->replicas);
+        free(p->id);
+}
+
+ps_registry *ps_registry_free(ps_registry *reg) {
+        if (!reg)
+                return NULL;
+        for (size_t i = 0; i < reg->n_pools; i++)
+                pool_clear(&reg->pools[i]);
+        free(reg->pools);
+        free(reg);
+        return NULL;
+}
+
+static pool *pool_find(const ps_registry *reg, const char *id) {
+        for (size_t i = 0; id && i < reg->n_pools; i++)
+                if (strcmp(reg->pools[i].id, id) == 0)
+                        return &reg->pools[i];
+        return NULL;
+}
+
+static pool *pool_get(ps_registry *reg, const char *id) {
+        pool *p = pool_find(reg, id), *grown;
+
+        if (p)
+                return p;
+        grown = realloc(reg->pools, (reg->n_pools + 1) * sizeof(*grown));
+        if (!grown)
+                return NULL;
+        reg->pools = grown;
+        p = &reg->pools[reg->n_pools];
+        *p = (pool) { .id = strdup(id) };
+        if (!p->id)
+                return NULL;
+        reg->n_pools++;
+        return p;
+}
+
+static int pool_append(pool *p, ps_replica *r) {
+        ps_replica **grown = realloc(p->replicas, (p->n_replicas + 1) * sizeof(*grown));
+
+        if (!grown)
+                return -ENOMEM;
+        p->replicas = grown;
+        p->replicas[p->n_replicas++] = r;
+        return 0;
+}
+
+ps_replica *ps_registry_find(ps_registry *reg, const char *pool_id, const char *replica_id) {
+        pool *p = pool_find(reg, pool_id);
+
+        for (size_t i = 0; p && replica_id && i < p->n_replicas; i++)
+                if (strcmp(ps_replica_id(p->replicas[i]), replica_id) == 0)
+                        return p->replicas[i];
+        return NULL;
+}
+
+bool ps_registry_has_pool(const ps_registry *reg, const char *pool_id) {
+        return pool_find(reg, pool_id) != NULL;
+}
+
+size_t ps_registry_pool_count(const ps_registry *reg) {
+        return reg->n_pools;
+}
+
+uint32_t ps_registry_active_leases(const ps_registry *reg, const char *pool_id) {
+        const pool *p = pool_find(reg, pool_id);
+        uint32_t n = 0;
+
+        for (size_t i = 0; p && i < p->n_replicas; i++)
+                n = pd_sat_add_u32(n, p->replicas[i]->active_leases);
+        return n;
+}
+
+static int validate_spec(const ps_engine_spec *spec, char *err, size_t errlen) {
+        pd_error perr;
+
+        if (!spec)
+                return -EINVAL;
+        if (pd_id_validate(spec->pool_id, "pool id", &perr) != 0)
+                return errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
+        if (pd_id_validate(spec->replica_id, "replica id", &perr) != 0)
+                return errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
+        if (!spec->binary_path || spec->binary_path[0] != '/')
+                return errf(err, errlen, PS_E_INVALID,
+                            "binary_path: must be an absolute path");
+        if (spec->port == 0)
+                return errf(err, errlen, PS_E_INVALID, "port: must be 1..65535");
+        if (spec->slots == 0)
+                return errf(err, errlen, PS_E_INVALID, "slots: must be at least 1");
+        return 0;
+}
+
+int ps_registry_add(ps_registry *reg, const ps_engine_spec *spec, const ps_policy *policy,
+                    ps_replica **ret, char *err, size_t errlen) {
+        ps_replica *r;
+        pool *p;
+        int rc;
+
+        rc = validate_spec(spec, err, errlen);
+        if (rc != 0)
+                return rc;
+        if (ps_registry_find(reg, spec->pool_id, spec->replica_id))
+                return errf(err, errlen, PS_E_EXISTS, "pool %s replica %s already exists",
+                            spec->pool_id, spec->replica_id);
+        r = replica_new(reg, reg->ctx, spec, policy);
+        if (!r)
+                return -ENOMEM;
+        p = pool_get(reg, spec->pool_id);
+        if (!p || pool_append(p, r) < 0) {
+                replica_free(r);
+                return -ENOMEM;
+        }
+        if (ret)
+                *ret = r;
+        return 0;
+}
+
+static bool replica_at_rest(const ps_replica *r) {
+        return !replica_engine_running(r) && !pd_lifecycle_live(&r->lc);
+}
+
+int ps_registry_remove_pool(ps_registry *reg, const char *pool_id, char *err, size_t errlen) {
+        pool *p = pool_find(reg, pool_id);
+        size_t at;
+
+        if (!p)
+                return errf(err, errlen, PS_E_NOT_FOUND, "pool %s not found", pool_id);
+        for (size_t i = 0; i < p->n_replicas; i++)
+                if (replica_engine_running(p->replicas[i]))
+                        return errf(err, errlen, PS_E_CONFLICT,
+                                    "pool %s still has a running engine", pool_id);
+        at = (size_t) (p - reg->pools);
+        pool_clear(p);
+        memmove(&reg->pools[at], &reg->pools[at + 1], (reg->n_pools - at - 1) * sizeof(*p));
+        reg->n_pools--;
+        return 0;
+}
+
+/* ---- handoffs from outside ------------------------------------------- */
+
+static const char *str_field(const json_t *doc, const char *key) {
+        const json_t *v = json_object_get(doc, key);
+
+        return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static int check_type(const json_t *doc, const char *key, json_type type, const char *what,
+                      char *err, size_t errlen) {
+        const json_t *v = json_object_get(doc, key);
+
+        if (!v || json_is_null(v) || json_typeof(v) == type)
+                return 0;
+        return errf(err, errlen, PS_E_INVALID, "handoff %s: must be %s", key, what);
+}
+
+int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *doc,
+                                            char *err, size_t errlen) {
+        ps_engine_spec *spec;
+        ps_replica *r;
+        json_t *slots_total, *slots_free, *model;
+        pd_event ev = { .type = PD_EV_HANDOFF_APPEARED };
+        const char *pool_id, *replica_id, *version;
+        pd_error perr;
+        int rc;
+
+        if (!json_is_object(doc))
+                return errf(err, errlen, PS_E_INVALID, "handoff: must be a JSON object");
+        pool_id = str_field(doc, "pool_id");
+        replica_id = str_field(doc, "replica_id");
+        version = str_field(doc, "engine_version");
+        if (pd_id_validate(pool_id, "handoff pool_id", &perr) != 0 ||
+            pd_id_validate(replica_id, "handoff replica_id", &perr) != 0)
+                return errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
+        if (!version || !version[0])
+                return errf(err, errlen, PS_E_INVALID, "handoff engine_version: required string");
+        if ((rc = check_type(doc, "url", JSON_STRING, "a string", err, errlen)) ||
+            (rc = check_type(doc, "engine", JSON_STRING, "a string", err, errlen)) ||
+            (rc = check_type(doc, "device_mask", JSON_STRING, "a string", err, errlen)) ||
+            (rc = check_type(doc, "slots_total", JSON_INTEGER, "an integer", err, errlen)) ||
+            (rc = check_type(doc, "slots_free", JSON_INTEGER, "an integer", err, errlen)) ||
+            (rc = check_type(doc, "model", JSON_OBJECT, "an object", err, errlen)))
+                return rc;
+        slots_total = json_object_get(doc, "slots_total");
+        slots_free = json_object_get(doc, "slots_free");
+        if ((json_is_integer(slots_total) &&
+             (json_integer_value(slots_total) < 0 || json_integer_value(slots_total) > UINT32_MAX)) ||
+            (json_is_integer(slots_free) &&
+             (json_integer_value(slots_free) < 0 || json_integer_value(slots_free) > UINT32_MAX)))
+                return errf(err, errlen, PS_E_INVALID, "handoff slots: out of range");
+
+        r = ps_registry_find(reg, pool_id, replica_id);
+        if (r && !r->lc.external && !replica_at_rest(r))
+                return errf(err, errlen, PS_E_CONFLICT,
+                            "pool %s replica %s is managed by this daemon", pool_id, replica_id);
+        if (!r) {
+                spec = ps_engine_spec_new();
+                if (!spec)
+                        return -ENOMEM;
+                spec->pool_id = strdup(pool_id);
+                spec->replica_id = strdup(replica_id);
+                spec->binary_path = strdup("/");   /* never spawned */
+                spec->port = 1;
+                rc = spec->pool_id && spec->replica_id && spec->binary_path ?
+                     ps_registry_add(reg, spec, NULL, &r, err, errlen) : -ENOMEM;
+                ps_engine_spec_free(spec);
+                if (rc != 0)
+                        return rc;
+                r->current->slots = 0;   /* unset until the handoff says */
+        }
+
+        /* Seed semantics: what the handoff says is set, the rest stays. */
+        free(r->current->engine_version);
+        r->current->engine_version = strdup(version);
+        if (str_field(doc, "engine")) {
+                free(r->current->engine);
+                r->current->engine = strdup(str_field(doc, "engine"));
+        }
+        if (str_field(doc, "device_mask")) {
+                free(r->current->device_mask);
+                r->current->device_mask = strdup(str_field(doc, "device_mask"));
+        }
+        if (str_field(doc, "url")) {
+                free(r->ext_url);
+                r->ext_url = strdup(str_field(doc, "url"));
+        }
+        model = json_object_get(doc, "model");
+        if (json_is_object(model) && str_field(model, "id")) {
+                free(r->current->model_id);
+                r->current->model_id = strdup(str_field(model, "id"));
+        }
+        if (json_is_integer(slots_total))
+                r->current->slots = (uint32_t) json_integer_value(slots_total);
+        if (json_is_integer(slots_free)) {
+                r->has_slots_free = true;
+                r->ext_slots_free = (uint32_t) json_integer_value(slots_free);
+        }
+        r->last_heartbeat_wall_ms = ps_clock_wall_ms(reg->ctx->clock);
+        r->ready_wall_ms = r->last_heartbeat_wall_ms;
+        return replica_feed(r, &ev);
+}
+
+int ps_registry_unregister_handoff(ps_registry *reg, const char *pool_id,
+                                   const char *replica_id) {
+        ps_replica *r = ps_registry_find(reg, pool_id, replica_id);
+        pd_event ev = { .type = PD_EV_HANDOFF_VANISHED };
+
+        if (!r || !r->lc.external)
+                return PS_E_NOT_FOUND;
+        return replica_feed(r, &ev);
+}
+
+/* ---- snapshots ---------------------------------------------------------- */
+
+static json_t *pool_snapshot(const pool *p) {
+        json_t *replicas = json_array(), *snap, *first = NULL, *rs;
+        bool live = false, ready = false, draining = false;
+        json_int_t slots_total = 0, slots_free = 0, leases = 0, restarts = 0, crashes = 0;
+        const char *state = "empty";
+        const json_t *error_from = NULL, *backoff_from = NULL;
+
+        if (!replicas)
+                return NULL;
+        for (size_t i = 0; i < p->n_replicas; i++) {
+                rs = ps_replica_snapshot(p->replicas[i]);
+                if (!rs)
+                        continue;
+                json_array_append_new(replicas, rs);
+                if (!first)
+                        first = rs;
+                live |= json_is_true(json_object_get(rs, "live"));
+                ready |= json_is_true(json_object_get(rs, "ready"));
+                draining |= json_is_true(json_object_get(rs, "draining"));
+                slots_total += json_integer_value(json_object_get(rs, "slots_total"));
+                slots_free += json_integer_value(json_object_get(rs, "slots_free"));
+                leases += json_integer_value(json_object_get(rs, "active_leases"));
+                restarts += json_integer_value(json_object_get(rs, "restart_count"));
+                crashes += json_integer_value(json_object_get(rs, "crash_count"));
+                if (!error_from && json_is_string(json_object_get(rs, "last_error")))
+                        error_from = rs;
+                if (!backoff_from && json_is_integer(json_object_get(rs, "next_restart_at")))
+                        backoff_from = rs;
+        }
+        /* A pool serves when any replica serves; otherwise it shows its
+         * first replica's state. */
+        if (ready)
+                state = "ready";
+        else if (first)
+                state = json_string_value(json_object_get(first, "state"));
+
+#define FROM(src, key) ((src) ? json_deep_copy(json_object_get((src), (key))) : json_null())
+        snap = json_pack("{s:s, s:s, s:b, s:b, s:b, s:o, s:o, s:o, s:o, s:o, s:o,"
+                         " s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:[]}",
+                         "pool_id", p->id,
+                         "state", state,
+                         "live", live,
+                         "ready", ready,
+                         "draining", draining,
+                         "last_error", FROM(error_from, "last_error"),
+                         "engine", FROM(first, "engine"),
+                         "engine_version", FROM(first, "engine_version"),
+                         "model_id", FROM(first, "model_id"),
+                         "model_digest", FROM(first, "model_digest"),
+                         "device_mask", FROM(first, "device_mask"),
+                         "slots_total", slots_total,
+                         "slots_free", slots_free,
+                         "active_leases", leases,
+                         "restart_count", restarts,
+                         "crash_count", crashes,
+                         "backoff_ms", FROM(backoff_from ? backoff_from : first, "backoff_ms"),
+                         "next_restart_at", FROM(backoff_from, "next_restart_at"),
+                         "breaker", FROM(first, "breaker"),
+                         "pid", FROM(first, "pid"),
+                         "url", FROM(first, "url"),
+                         "replicas", replicas,
+                         "devices");
+#undef FROM
+        return snap;
+}
+
+json_t *ps_registry_pool_snapshot(const ps_registry *reg, const char *pool_id) {
+        const pool *p = pool_find(reg, pool_id);
+
+        return p ? pool_snapshot(p) : NULL;
+}
+
+json_t *ps_registry_snapshot(const ps_registry *reg) {
+        json_t *pools = json_array();
+
+        for (size_t i = 0; pools && i < reg->n_pools; i++)
+                json_array_append_new(pools, pool_snapshot(&reg->pools[i]));
+        return json_pack("{s:o}", "pools", pools);
+}
+
+/* ---- shutdown ------------------------------------------------------------ */
+
+static bool all_at_rest(const ps_registry *reg) {
+        for (size_t i = 0; i < reg->n_pools; i++)
+                for (size_t j = 0; j < reg->pools[i].n_replicas; j++)
+                        if (replica_engine_running(reg->pools[i].replicas[j]))
+                                return false;
+        return true;
+}
+
+void registry_replica_settled(ps_registry *reg) {
+        ps_done_fn done;
+
+        if (!reg->stopping_all || !all_at_rest(reg))
+                return;
+        done = reg->stop_done;
+        reg->stopping_all = false;
+        reg->stop_done = NULL;
+        if (done)
+                done(true, "all engines stopped", reg->stop_userdata);
+}
+
+void ps_registry_stop_all(ps_registry *reg, ps_done_fn done, void *userdata) {
+        pd_event ev = { .type = PD_EV_STOP };
+
+        reg->stop_done = done;
+        reg->stop_userdata = userdata;
+        reg->stopping_all = true;
+        for (size_t i = 0; i < reg->n_pools; i++)
+                for (size_t j = 0; j < reg->pools[i].n_replicas; j++)
+                        replica_feed(reg->pools[i].replicas[j], &ev);
+        registry_replica_settled(reg);
+}

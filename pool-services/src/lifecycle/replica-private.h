@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pool-domain/lifecycle.h"
+#include "pool-services/engine.h"
+#include "pool-services/logtail.h"
+#include "pool-services/probe.h"
+#include "pool-services/registry.h"
+
+#define REPLICA_QUEUE_MAX 32
+#define REPLICA_DETAIL_MAX 256
+
+/* One engine process slot of a replica (primary or surge). */
+typedef struct replica_inst {
+        ps_replica *owner;
+        pd_instance_id id;
+        ps_engine *engine;          /* NULL when none runs                 */
+        ps_engine *dead;            /* exited; freed at the next spawn     */
+        ps_logtail *tail;
+        ps_probe *probe;            /* in flight, or NULL                  */
+        struct event *probe_timer;
+        bool probing;
+        bool probe_again;           /* a kick arrived while one was in flight */
+        int64_t probe_delay_ms;     /* loading schedule: 5, 10, 20, 40, 50 */
+        int64_t last_probe_ms;
+        int64_t last_progress_ms;   /* for the stall timeout               */
+        long last_http_status;
+        bool oom_known;
+        uint64_t oom_kill_before;
+        int64_t started_wall_ms;
+        char last_line[REPLICA_DETAIL_MAX];
+} replica_inst;
+
+typedef struct replica_timer {
+        ps_replica *owner;
+        pd_timer timer;
+        pd_instance_id inst;
+        struct event *ev;
+} replica_timer;
+
+typedef struct queued_event {
+        pd_event ev;
+        char detail[REPLICA_DETAIL_MAX];
+} queued_event;
+
+typedef struct pending_reply {
+        ps_done_fn fn;
+        void *userdata;
+} pending_reply;
+
+struct ps_replica {
+        ps_registry *registry;
+        const ps_context *ctx;
+        char *pool_id;
+        char *replica_id;
+        ps_engine_spec *current;    /* what the replica runs              */
+        ps_engine_spec *staged;     /* what a reload wants to run         */
+        ps_policy *policy;
+        pd_lifecycle lc;
+        pd_rng rng;
+
+        replica_inst inst[PD_INSTANCE_MAX];
+        replica_timer timers[PD_TIMER_MAX][PD_INSTANCE_MAX];
+
+        queued_event queue[REPLICA_QUEUE_MAX];
+        unsigned q_head, q_len;
+        bool stepping;
+
+        pending_reply pending[PD_REPLY_MAX];
+
+        uint32_t active_leases;
+        int64_t last_heartbeat_wall_ms;
+        int64_t ready_wall_ms;
+
+        /* external replicas: what the handoff said */
+        char *ext_url;
+        bool has_slots_free;
+        uint32_t ext_slots_free;
+};
+
+/* Used by the registry. */
+ps_replica *replica_new(ps_registry *reg, const ps_context *ctx,
+                        const ps_engine_spec *spec, const ps_policy *policy);
+ps_replica *replica_free(ps_replica *r);
+bool replica_engine_running(const ps_replica *r);
+/* Feeds an event from outside (registry) and runs the machine. */
+int replica_feed(ps_replica *r, const pd_event *ev);
+/* The registry is told after each batch of events (to finish a stop_all). */
+void registry_replica_settled(ps_registry *reg);

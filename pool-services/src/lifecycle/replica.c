@@ -1,0 +1,889 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A supervised replica: the glue between the pure lifecycle machine in
+ * pool-domain and the world. What happens (spawned, probe answered, pidfd
+ * fired, log line written, timer expired, operator asked) becomes a
+ * pd_event; pd_lifecycle_step() answers with actions; this file carries
+ * them out. Events produced while actions run are queued, so the machine
+ * is never re-entered.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "core/policy-private.h"
+#include "lifecycle/replica-private.h"
+#include "pool-domain/crash.h"
+#include "pool-domain/lease.h"
+#include "pool-services/handoff.h"
+
+static void run(ps_replica *r);
+
+/* ---- time ------------------------------------------------------------- */
+
+static int64_t mono_now(const ps_replica *r) {
+        return ps_clock_mono_ms(r->ctx->clock);
+}
+
+static int64_t wall_now(const ps_replica *r) {
+        return ps_clock_wall_ms(r->ctx->clock);
+}
+
+/* The lifecycle counts in monotonic time; people read wall time. */
+static int64_t mono_to_wall(const ps_replica *r, int64_t at_mono) {
+        if (at_mono == 0)
+                return 0;
+        return wall_now(r) + (at_mono - mono_now(r));
+}
+
+static struct timeval ms_to_tv(int64_t ms) {
+        if (ms < 0)
+                ms = 0;
+        return (struct timeval) { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+}
+
+static const pd_policy *policy(const ps_replica *r) {
+        return ps_policy_domain(r->policy);
+}
+
+/* ---- reporting -------------------------------------------------------- */
+
+static void emit(ps_replica *r, ps_log_level level, const char *message,
+                 const ps_field *fields, size_t n_fields) {
+        ps_event ev = {
+                .type = PS_EVENT_GENERIC,
+                .level = level,
+                .pool_id = r->pool_id,
+                .replica_id = r->replica_id,
+                .message = message,
+                .fields = fields,
+                .n_fields = n_fields,
+        };
+        ps_event_emit(&r->ctx->sink, &ev);
+}
+
+#define EMIT(r, level, message, ...)                                             \
+        do {                                                                     \
+                const ps_field f_[] = { __VA_ARGS__ };                           \
+                emit((r), (level), (message), f_, sizeof(f_) / sizeof(f_[0]));   \
+        } while (0)
+
+static const char *engine_version(const ps_replica *r) {
+        return r->current ? r->current->engine_version : NULL;
+}
+
+/* ---- queue -------------------------------------------------------------- */
+
+static void enqueue(ps_replica *r, const pd_event *ev) {
+        queued_event *q;
+
+        if (r->q_len == REPLICA_QUEUE_MAX) {
+                /* Cannot happen with the machine's bounded fan-out; losing an
+                 * event silently would be worse than saying so. */
+                EMIT(r, PS_LOG_ERROR, "event queue full: event dropped",
+                     PS_FIELD_STR("event", pd_event_type_to_string(ev->type)));
+                return;
+        }
+        q = &r->queue[(r->q_head + r->q_len++) % REPLICA_QUEUE_MAX];
+        q->ev = *ev;
+        q->detail[0] = '\0';
+        if (ev->detail)
+                snprintf(q->detail, sizeof(q->detail), "%s", ev->detail);
+        q->ev.detail = q->detail[0] ? q->detail : NULL;
+}
+
+int replica_feed(ps_replica *r, const pd_event *ev) {
+        enqueue(r, ev);
+        run(r);
+        return 0;
+}
+
+static void feed_simple(ps_replica *r, pd_event_type type, pd_instance_id id,
+                        const char *detail) {
+        pd_event ev = { .type = type, .instance = id, .detail = detail };
+
+        enqueue(r, &ev);
+}
+
+/* ---- probes ------------------------------------------------------------- */
+
+static void probe_send(replica_inst *in);
+
+static bool inst_ready(const replica_inst *in) {
+        return in->owner->lc.inst[in->id].ready_at_ms != 0;
+}
+
+static void probe_schedule(replica_inst *in, int64_t delay_ms) {
+        struct timeval tv = ms_to_tv(delay_ms);
+
+        evtimer_add(in->probe_timer, &tv);
+}
+
+static void on_probe(ps_probe_result result, long http_status, const char *detail,
+                     void *userdata) {
+        replica_inst *in = userdata;
+        ps_replica *r = in->owner;
+        const pd_policy *p = policy(r);
+        int64_t now = mono_now(r);
+        pd_event_type type;
+
+        in->probe = NULL;
+        if (!in->probing)
+                return;
+
+        if (!inst_ready(in)) {
+                /* Loading: a changing answer is progress; 200 is readiness. */
+                if (http_status != in->last_http_status) {
+                        in->last_http_status = http_status;
+                        in->last_progress_ms = now;
+                }
+                if (result == PS_PROBE_OK) {
+                        feed_simple(r, PD_EV_PROBE_OK, in->id, NULL);
+                        run(r);
+                        return;
+                }
+                if (p->health.stall_timeout_ms > 0 &&
+                    now - in->last_progress_ms >= p->health.stall_timeout_ms) {
+                        char why[REPLICA_DETAIL_MAX];
+
+                        snprintf(why, sizeof(why), "no output and no change in health answer for %lld ms",
+                                 (long long) (now - in->last_progress_ms));
+                        in->last_progress_ms = now;
+                        feed_simple(r, PD_EV_STALL, in->id, why);
+                        run(r);
+                        if (!in->probing)
+                                return;
+                }
+                if (in->probe_again) {
+                        in->probe_again = false;
+                        probe_send(in);
+                        return;
+                }
+                probe_schedule(in, in->probe_delay_ms);
+                in->probe_delay_ms = in->probe_delay_ms * 2 > 50 ? 50 : in->probe_delay_ms * 2;
+                return;
+        }
+
+        switch (result) {
+        case PS_PROBE_OK:
+                type = PD_EV_PROBE_OK;
+                break;
+        case PS_PROBE_TIMEOUT:
+                type = PD_EV_PROBE_TIMEOUT;
+                break;
+        case PS_PROBE_FAILED:
+        case PS_PROBE_RESULT_MAX:
+        default:
+                type = PD_EV_PROBE_FAILED;
+                break;
+        }
+        if (type != PD_EV_PROBE_OK)
+                EMIT(r, PS_LOG_WARN, "health probe failed",
+                     PS_FIELD_STR("detail", detail),
+                     PS_FIELD_INT("consecutive", r->lc.inst[in->id].probe_failures + 1));
+        feed_simple(r, type, in->id, detail);
+        run(r);
+        if (in->probing && !in->probe && !evtimer_pending(in->probe_timer, NULL))
+                probe_schedule(in, p->health.interval_ms);
+}
+
+static void probe_send(replica_inst *in) {
+        ps_replica *r = in->owner;
+        const ps_engine_spec *spec = in->id == PD_INSTANCE_SURGE && r->staged ? r->staged : r->current;
+        const pd_policy *p = policy(r);
+        char url[512];
+        int64_t timeout = p->health.timeout_ms > 0 ? p->health.timeout_ms : 1000;
+        int rc;
+
+        if (in->probe) {
+                in->probe_again = true;
+                return;
+        }
+        ps_engine_spec_url(spec, url, sizeof(url) - 256);
+        strncat(url, ps_policy_health_path(r->policy), sizeof(url) - strlen(url) - 1);
+        in->last_probe_ms = mono_now(r);
+        rc = ps_prober_get(r->ctx->prober, url, timeout, on_probe, in, &in->probe);
+        if (rc < 0) {
+                EMIT(r, PS_LOG_ERROR, "cannot start health probe",
+                     PS_FIELD_STR("url", url), PS_FIELD_STR("error", strerror(-rc)));
+                probe_schedule(in, p->health.interval_ms);
+        }
+}
+
+static void on_probe_timer(evutil_socket_t fd, short what, void *userdata) {
+        replica_inst *in = userdata;
+
+        (void) fd;
+        (void) what;
+        if (in->probing)
+                probe_send(in);
+}
+
+static void probe_start(replica_inst *in) {
+        in->probing = true;
+        in->probe_again = false;
+        in->probe_delay_ms = 5;
+        in->last_http_status = -1;
+        in->last_progress_ms = mono_now(in->owner);
+        evtimer_del(in->probe_timer);
+        probe_send(in);
+}
+
+static void probe_stop(replica_inst *in) {
+        in->probing = false;
+        in->probe_again = false;
+        evtimer_del(in->probe_timer);
+        if (in->probe) {
+                ps_probe_cancel(in->probe);
+                in->probe = NULL;
+        }
+}
+
+/* ---- engine output and exit ----------------------------------------- */
+
+/* Engines that announce readiness in their output (llama-server, vLLM via
+ * uvicorn) get probed at once instead of at the next tick. */
+static bool announces_listening(const char *line, size_t len) {
+        static const char *const marks[] = {
+                "listening on", "server is listening", "Uvicorn running on",
+                "Application startup complete", "HTTP server listening",
+        };
+        for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+                if (memmem(line, len, marks[i], strlen(marks[i])))
+                        return true;
+        return false;
+}
+
+static void on_log_line(const char *line, size_t len, void *userdata) {
+        replica_inst *in = userdata;
+        ps_replica *r = in->owner;
+        pd_crash_class cls;
+        int64_t now = mono_now(r);
+
+        if (len == 0)
+                return;
+        snprintf(in->last_line, sizeof(in->last_line), "%.*s", (int) len, line);
+        in->last_progress_ms = now;
+        if (pd_crash_scan_line(line, len, &cls)) {
+                pd_event ev = { .type = PD_EV_LOG_ERROR, .instance = in->id, .cls = cls,
+                                .detail = in->last_line };
+
+                EMIT(r, cls == PD_CRASH_VRAM_OOM ? PS_LOG_WARN : PS_LOG_ERROR,
+                     "engine reported an error",
+                     PS_FIELD_STR("class", pd_crash_class_to_string(cls)),
+                     PS_FIELD_STR("line", in->last_line));
+                enqueue(r, &ev);
+                run(r);
+                return;
+        }
+        if (in->probing && !inst_ready(in) &&
+            (announces_listening(line, len) || now - in->last_probe_ms >= 50)) {
+                evtimer_del(in->probe_timer);
+                probe_send(in);
+        }
+}
+
+/* The kernel's OOM-kill counter of our cgroup (cgroup v2), if there is one.
+ * Engines live in the daemon's cgroup, so a rise while one ran and a
+ * SIGKILL death together mean the OOM killer took it. */
+static bool read_oom_kill(uint64_t *out) {
+        char cg[512], path[600], text[1024];
+        ssize_t n;
+        int fd;
+        FILE *f;
+
+        f = fopen("/proc/self/cgroup", "re");
+        if (!f)
+                return false;
+        /* cgroup v2 has exactly one line: "0::/path" */
+        if (!fgets(cg, sizeof(cg), f) || strncmp(cg, "0::", 3) != 0) {
+                fclose(f);
+                return false;
+        }
+        fclose(f);
+        cg[strcspn(cg, "\n")] = '\0';
+        snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.events", cg + 3);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        n = read(fd, text, sizeof(text) - 1);
+        close(fd);
+        if (n <= 0)
+                return false;
+        return pd_memory_events_oom_kill(text, (size_t) n, out, NULL) == 0;
+}
+
+static void on_engine_exit(ps_engine *engine, const ps_exit_status *st, void *userdata) {
+        replica_inst *in = userdata;
+        ps_replica *r = in->owner;
+        pd_event ev = { .type = PD_EV_EXITED, .instance = in->id };
+        uint64_t oom_after = 0;
+        char detail[REPLICA_DETAIL_MAX] = "";
+        int64_t uptime_ms = wall_now(r) - in->started_wall_ms;
+
+        if (in->tail)
+                ps_logtail_drain(in->tail);   /* the last words come first */
+        in->tail = ps_logtail_free(in->tail);
+        probe_stop(in);
+        in->engine = NULL;
+        in->dead = engine;
+
+        ev.exit = (pd_exit) { .exited = st->exited, .code = st->code, .signo = st->signo,
+                              .status_unknown = st->status_unknown };
+        if (in->oom_known && read_oom_kill(&oom_after) &&
+            pd_crash_is_host_oom(&ev.exit, in->oom_kill_before, oom_after))
+                ev.cls = PD_CRASH_HOST_OOM;
+        if (ps_engine_last_log_line(engine, detail, sizeof(detail)) < 0 || !detail[0])
+                snprintf(detail, sizeof(detail), "%s", in->last_line);
+        ev.detail = detail[0] ? detail : NULL;
+
+        EMIT(r, r->lc.inst[in->id].exit_expected ? PS_LOG_INFO : PS_LOG_ERROR, "engine exited",
+             PS_FIELD_INT("pid", ps_engine_pid(engine)),
+             PS_FIELD_STR("engine_version", engine_version(r)),
+             st->exited ? PS_FIELD_INT("exit_code", st->code) : PS_FIELD_STR("exit_code", NULL),
+             st->exited ? PS_FIELD_STR("signal", NULL) : PS_FIELD_STR("signal", pd_signal_name(st->signo)),
+             PS_FIELD_INT("uptime_s", uptime_ms / 1000),
+             PS_FIELD_STR("last_line", ev.detail),
+             PS_FIELD_STR("expected", r->lc.inst[in->id].exit_expected ? "true" : "false"));
+
+        if (ev.cls == PD_CRASH_HOST_OOM) {
+                /* evidence for the classifier: the kernel killed it */
+                pd_event hint = { .type = PD_EV_LOG_ERROR, .instance = in->id,
+                                  .cls = PD_CRASH_HOST_OOM };
+                enqueue(r, &hint);
+        }
+        ev.cls = PD_CRASH_CLASS_MAX;
+        enqueue(r, &ev);
+        run(r);
+}
+
+/* ---- actions -------------------------------------------------------------- */
+
+static void act_spawn(ps_replica *r, const pd_action *a) {
+        replica_inst *in = &r->inst[a->instance];
+        const ps_engine_spec *spec = a->spec == PD_SPEC_STAGED && r->staged ? r->staged : r->current;
+        ps_engine_options opts = {
+                .runtime_dir = r->ctx->runtime_dir,
+                .run_as_user = r->ctx->engine_user,
+        };
+        char err[REPLICA_DETAIL_MAX] = "";
+        char surge_pid[PATH_MAX], surge_log[PATH_MAX];
+        int rc;
+
+        in->dead = ps_engine_free(in->dead);
+        in->tail = ps_logtail_free(in->tail);
+        in->last_line[0] = '\0';
+        if (a->instance == PD_INSTANCE_SURGE) {
+                /* the surge engine must not clobber the primary's files */
+                snprintf(surge_pid, sizeof(surge_pid), "%s_%s.surge.pid", spec->pool_id, spec->replica_id);
+                snprintf(surge_log, sizeof(surge_log), "engine-%s_%s.surge.log", spec->pool_id,
+                         spec->replica_id);
+                opts.pid_name = surge_pid;
+                opts.log_name = surge_log;
+        }
+        in->oom_known = read_oom_kill(&in->oom_kill_before);
+        rc = ps_engine_spawn(r->ctx->base, spec, &opts, on_engine_exit, in, &in->engine,
+                             err, sizeof(err));
+        if (rc < 0) {
+                EMIT(r, PS_LOG_ERROR, "engine spawn failed", PS_FIELD_STR("error", err),
+                     PS_FIELD_STR("binary", spec->binary_path));
+                feed_simple(r, PD_EV_SPAWN_FAILED, a->instance, err);
+                return;
+        }
+        in->started_wall_ms = wall_now(r);
+        in->tail = ps_logtail_new(r->ctx->base, ps_engine_log_path(in->engine),
+                                  ps_engine_log_start(in->engine), on_log_line, in);
+        if (!in->tail)
+                EMIT(r, PS_LOG_WARN, "cannot follow engine log; CUDA errors in it go unnoticed",
+                     PS_FIELD_STR("path", ps_engine_log_path(in->engine)),
+                     PS_FIELD_STR("error", strerror(errno)));
+        EMIT(r, PS_LOG_INFO, "engine spawned",
+             PS_FIELD_INT("pid", ps_engine_pid(in->engine)),
+             PS_FIELD_STR("engine", spec->engine),
+             PS_FIELD_STR("engine_version", spec->engine_version),
+             PS_FIELD_STR("device_mask", spec->device_mask),
+             PS_FIELD_STR("model_id", spec->model_id),
+             PS_FIELD_INT("restart_count", r->lc.restart_count));
+        feed_simple(r, PD_EV_SPAWNED, a->instance, NULL);
+}
+
+static void act_signal(ps_replica *r, const pd_action *a, int signo) {
+        replica_inst *in = &r->inst[a->instance];
+
+        if (!in->engine)
+                return;
+        EMIT(r, signo == SIGKILL ? PS_LOG_WARN : PS_LOG_INFO,
+             signo == SIGKILL ? "stop grace over: killing engine" : "stopping engine",
+             PS_FIELD_INT("pid", ps_engine_pid(in->engine)),
+             PS_FIELD_STR("signal", pd_signal_name(signo)));
+        (void) ps_engine_signal(in->engine, signo);
+}
+
+static void act_timer(ps_replica *r, const pd_action *a) {
+        replica_timer *t = &r->timers[a->timer][a->instance];
+        struct timeval tv;
+
+        if (a->type == PD_ACT_TIMER_CANCEL) {
+                evtimer_del(t->ev);
+                return;
+        }
+        tv = ms_to_tv(a->at_ms - mono_now(r));
+        evtimer_add(t->ev, &tv);
+}
+
+static void act_write_handoff(ps_replica *r) {
+        ps_handoff h = {
+                .spec = r->current,
+                .pid = r->inst[PD_INSTANCE_PRIMARY].engine ?
+                       ps_engine_pid(r->inst[PD_INSTANCE_PRIMARY].engine) : 0,
+                .slots_free = pd_sat_sub_u32(r->current->slots, r->active_leases),
+        };
+        char err[REPLICA_DETAIL_MAX];
+
+        if (ps_handoff_write(r->ctx->runtime_dir, &h, err, sizeof(err)) < 0)
+                EMIT(r, PS_LOG_ERROR, "cannot write handoff", PS_FIELD_STR("error", err));
+}
+
+static void act_stage(ps_replica *r) {
+        char why[REPLICA_DETAIL_MAX];
+        pd_event ev = { .type = PD_EV_RELOAD_STAGED, .ok = true };
+
+        if (!r->staged) {
+                ev.ok = false;
+                ev.detail = "nothing staged";
+        } else if (r->staged->model_path && access(r->staged->model_path, R_OK) < 0) {
+                snprintf(why, sizeof(why), "model %s: %s", r->staged->model_path, strerror(errno));
+                ev.ok = false;
+                ev.detail = why;
+        }
+        enqueue(r, &ev);
+}
+
+static void swap_inst(ps_replica *r) {
+        replica_inst tmp = r->inst[PD_INSTANCE_PRIMARY];
+
+        r->inst[PD_INSTANCE_PRIMARY] = r->inst[PD_INSTANCE_SURGE];
+        r->inst[PD_INSTANCE_SURGE] = tmp;
+        for (int i = 0; i < PD_INSTANCE_MAX; i++) {
+                r->inst[i].id = (pd_instance_id) i;
+                /* callbacks hold pointers to the slot, not the contents */
+                event_assign(r->inst[i].probe_timer, r->ctx->base, -1, 0, on_probe_timer, &r->inst[i]);
+        }
+}
+
+static void act_alert(ps_replica *r, const pd_action *a) {
+        ps_log_level level = PS_LOG_WARN;
+
+        switch (a->alert) {
+        case PD_ALERT_STORM:
+                level = PS_LOG_CRITICAL;
+                break;
+        case PD_ALERT_BREAKER_OPENED:
+                level = PS_LOG_ERROR;
+                break;
+        case PD_ALERT_BREAKER_CLOSED:
+                level = PS_LOG_INFO;
+                break;
+        case PD_ALERT_STORM_WARNING:
+        case PD_ALERT_THROTTLED:
+        case PD_ALERT_MAX:
+                break;
+        }
+        EMIT(r, level, a->text,
+             PS_FIELD_STR("alert", pd_alert_to_string(a->alert)),
+             PS_FIELD_STR("class", a->cls < PD_CRASH_CLASS_MAX ? pd_crash_class_to_string(a->cls) : NULL),
+             PS_FIELD_STR("storm", a->alert == PD_ALERT_STORM ? pd_storm_kind_to_string(a->storm_kind) : NULL),
+             PS_FIELD_STR("hint", a->alert == PD_ALERT_STORM ? pd_storm_kind_hint(a->storm_kind) : NULL),
+             PS_FIELD_INT("restart_count", r->lc.restart_count),
+             PS_FIELD_INT("crash_count", r->lc.crash_count));
+}
+
+typedef struct reply_out {
+        pending_reply to;
+        bool ok;
+        char text[PD_ACTION_TEXT_MAX];
+} reply_out;
+
+static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_t *n_replies) {
+        replica_inst *in = &r->inst[a->instance];
+
+        switch (a->type) {
+        case PD_ACT_SPAWN:
+                act_spawn(r, a);
+                break;
+        case PD_ACT_PROBE_START:
+                probe_start(in);
+                break;
+        case PD_ACT_PROBE_STOP:
+                probe_stop(in);
+                break;
+        case PD_ACT_SIGNAL_TERM:
+                act_signal(r, a, SIGTERM);
+                break;
+        case PD_ACT_SIGNAL_KILL:
+                act_signal(r, a, SIGKILL);
+                break;
+        case PD_ACT_TIMER_ARM:
+        case PD_ACT_TIMER_CANCEL:
+                act_timer(r, a);
+                break;
+        case PD_ACT_WRITE_HANDOFF:
+                act_write_handoff(r);
+                break;
+        case PD_ACT_REMOVE_HANDOFF:
+                (void) ps_handoff_remove(r->ctx->runtime_dir, r->pool_id, r->replica_id);
+                break;
+        case PD_ACT_STAGE:
+                act_stage(r);
+                break;
+        case PD_ACT_COMMIT_STAGED:
+                if (r->staged) {
+                        ps_engine_spec_free(r->current);
+                        r->current = r->staged;
+                        r->staged = NULL;
+                }
+                break;
+        case PD_ACT_DISCARD_STAGED:
+                r->staged = ps_engine_spec_free(r->staged);
+                break;
+        case PD_ACT_PROMOTE_SURGE:
+                swap_inst(r);
+                break;
+        case PD_ACT_DROP_LEASES:
+                if (r->active_leases > 0)
+                        EMIT(r, PS_LOG_WARN, "leases ended by force",
+                             PS_FIELD_INT("leases", r->active_leases));
+                r->active_leases = 0;
+                break;
+        case PD_ACT_REPLY:
+                if (a->reply < PD_REPLY_MAX && r->pending[a->reply].fn && *n_replies < 4) {
+                        reply_out *o = &replies[(*n_replies)++];
+
+                        o->to = r->pending[a->reply];
+                        o->ok = a->ok;
+                        snprintf(o->text, sizeof(o->text), "%s", a->text);
+                        r->pending[a->reply] = (pending_reply) { 0 };
+                }
+                break;
+        case PD_ACT_ALERT:
+                act_alert(r, a);
+                break;
+        case PD_ACTION_TYPE_MAX:
+                break;
+        }
+}
+
+/* One log line per decision an operator cares about. */
+static void report_transition(ps_replica *r, pd_state before, unsigned crashes_before) {
+        const pd_lifecycle *lc = &r->lc;
+
+        if (lc->crash_count != crashes_before)
+                EMIT(r, PS_LOG_ERROR, "engine failed",
+                     PS_FIELD_STR("engine_version", engine_version(r)),
+                     PS_FIELD_STR("class", pd_crash_class_to_string(lc->last_error_cls)),
+                     PS_FIELD_STR("last_error", lc->last_error),
+                     PS_FIELD_INT("crash_count", lc->crash_count),
+                     PS_FIELD_INT("restart_count", lc->restart_count));
+        if (lc->state == before)
+                return;
+        if (lc->state == PD_STATE_READY && r->inst[PD_INSTANCE_PRIMARY].engine) {
+                r->ready_wall_ms = wall_now(r);
+                r->last_heartbeat_wall_ms = r->ready_wall_ms;
+                EMIT(r, PS_LOG_INFO, "ready",
+                     PS_FIELD_INT("pid", ps_engine_pid(r->inst[PD_INSTANCE_PRIMARY].engine)),
+                     PS_FIELD_STR("engine_version", engine_version(r)),
+                     PS_FIELD_STR("device_mask", r->current->device_mask),
+                     PS_FIELD_INT("startup_ms", r->ready_wall_ms -
+                                                r->inst[PD_INSTANCE_PRIMARY].started_wall_ms));
+        } else if (lc->state == PD_STATE_BACKOFF) {
+                EMIT(r, PS_LOG_WARN, "restart scheduled",
+                     PS_FIELD_STR("engine_version", engine_version(r)),
+                     PS_FIELD_INT("backoff_ms", lc->backoff_ms),
+                     PS_FIELD_INT("next_restart_at", mono_to_wall(r, lc->next_restart_at_ms)),
+                     PS_FIELD_INT("crash_count", lc->crash_count),
+                     PS_FIELD_INT("restart_count", lc->restart_count));
+        } else {
+                EMIT(r, lc->state == PD_STATE_FAILED ? PS_LOG_ERROR : PS_LOG_INFO, "state changed",
+                     PS_FIELD_STR("from", pd_state_to_string(before)),
+                     PS_FIELD_STR("state", pd_state_to_string(lc->state)),
+                     PS_FIELD_INT("next_restart_at", mono_to_wall(r, lc->next_restart_at_ms)));
+        }
+}
+
+/*
+ * Runs queued events through the machine until the queue is empty, then
+ * answers the requests that finished. Answers go out last and nothing of r
+ * is touched afterwards: a callback may free the replica.
+ */
+static void run(ps_replica *r) {
+        reply_out replies[4];
+        size_t n_replies = 0;
+        pd_actions out;
+        ps_registry *reg = r->registry;
+
+        if (r->stepping)
+                return;
+        r->stepping = true;
+        while (r->q_len > 0) {
+                queued_event q = r->queue[r->q_head];
+                pd_state before = r->lc.state;
+                unsigned crashes = r->lc.crash_count;
+                int rc;
+
+                r->q_head = (r->q_head + 1) % REPLICA_QUEUE_MAX;
+                r->q_len--;
+                q.ev.detail = q.detail[0] ? q.detail : NULL;
+                rc = pd_lifecycle_step(&r->lc, policy(r), &q.ev, mono_now(r), &r->rng, &out);
+                if (rc < 0)
+                        EMIT(r, PS_LOG_ERROR, "lifecycle refused an event",
+                             PS_FIELD_STR("event", pd_event_type_to_string(q.ev.type)),
+                             PS_FIELD_STR("error", strerror(-rc)));
+                for (size_t i = 0; i < out.count; i++)
+                        execute(r, &out.item[i], replies, &n_replies);
+                report_transition(r, before, crashes);
+        }
+        r->stepping = false;
+        registry_replica_settled(reg);
+        for (size_t i = 0; i < n_replies; i++)
+                replies[i].to.fn(replies[i].ok, replies[i].text, replies[i].to.userdata);
+}
+
+/* ---- timers ------------------------------------------------------------- */
+
+static void on_timer(evutil_socket_t fd, short what, void *userdata) {
+        replica_timer *t = userdata;
+        pd_event ev = { .type = PD_EV_TIMER, .timer = t->timer, .instance = t->inst };
+
+        (void) fd;
+        (void) what;
+        replica_feed(t->owner, &ev);
+}
+
+/* ---- life of the record ------------------------------------------------ */
+
+static uint64_t hash_ids(const char *a, const char *b) {
+        uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+
+        for (const char *s = a; *s; s++)
+                h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+        for (const char *s = b; *s; s++)
+                h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+        return h;
+}
+
+ps_replica *replica_new(ps_registry *reg, const ps_context *ctx,
+                        const ps_engine_spec *spec, const ps_policy *pol) {
+        ps_replica *r = calloc(1, sizeof(*r));
+
+        if (!r)
+                return NULL;
+        r->registry = reg;
+        r->ctx = ctx;
+        r->current = ps_engine_spec_copy(spec);
+        r->policy = pol ? ps_policy_copy(pol) : ps_policy_new();
+        r->pool_id = spec ? strdup(spec->pool_id) : NULL;
+        r->replica_id = spec ? strdup(spec->replica_id) : NULL;
+        if (!r->current || !r->policy || !r->pool_id || !r->replica_id)
+                return replica_free(r);
+        pd_lifecycle_init(&r->lc);
+        pd_rng_seed(&r->rng, ctx->seed ^ hash_ids(r->pool_id, r->replica_id));
+        for (int i = 0; i < PD_INSTANCE_MAX; i++) {
+                replica_inst *in = &r->inst[i];
+
+                in->owner = r;
+                in->id = (pd_instance_id) i;
+                in->probe_timer = evtimer_new(ctx->base, on_probe_timer, in);
+                if (!in->probe_timer)
+                        return replica_free(r);
+                for (int t = 0; t < PD_TIMER_MAX; t++) {
+                        replica_timer *rt = &r->timers[t][i];
+
+                        *rt = (replica_timer) { .owner = r, .timer = (pd_timer) t,
+                                                .inst = (pd_instance_id) i };
+                        rt->ev = evtimer_new(ctx->base, on_timer, rt);
+                        if (!rt->ev)
+                                return replica_free(r);
+                }
+        }
+        return r;
+}
+
+ps_replica *replica_free(ps_replica *r) {
+        if (!r)
+                return NULL;
+        for (int i = 0; i < PD_INSTANCE_MAX; i++) {
+                replica_inst *in = &r->inst[i];
+
+                if (in->probe)
+                        ps_probe_cancel(in->probe);
+                if (in->probe_timer)
+                        event_free(in->probe_timer);
+                ps_logtail_free(in->tail);
+                ps_engine_free(in->engine);   /* never kills: adoption */
+                ps_engine_free(in->dead);
+                for (int t = 0; t < PD_TIMER_MAX; t++)
+                        if (r->timers[t][i].ev)
+                                event_free(r->timers[t][i].ev);
+        }
+        ps_engine_spec_free(r->current);
+        ps_engine_spec_free(r->staged);
+        ps_policy_free(r->policy);
+        free(r->pool_id);
+        free(r->replica_id);
+        free(r->ext_url);
+        free(r);
+        return NULL;
+}
+
+bool replica_engine_running(const ps_replica *r) {
+        return r->inst[PD_INSTANCE_PRIMARY].engine || r->inst[PD_INSTANCE_SURGE].engine;
+}
+
+/* ---- operations --------------------------------------------------------- */
+
+/* "pool <id> replica <id> <what>" into err; returns code. */
+static int refuse(char *err, size_t errlen, int code, const char *what, const ps_replica *r) {
+        if (err && errlen)
+                snprintf(err, errlen, "pool %s replica %s %s", r->pool_id, r->replica_id, what);
+        return code;
+}
+
+int ps_replica_preload(ps_replica *r, ps_done_fn done, void *userdata, char *err, size_t errlen) {
+        pd_actions out;
+        pd_event ev = { .type = PD_EV_PRELOAD };
+        int rc;
+
+        if (r->stepping)
+                return -EBUSY;
+        /* Try the transition first so a refusal leaves nothing pending. */
+        {
+                pd_lifecycle probe = r->lc;
+                pd_rng rng = r->rng;
+
+                rc = pd_lifecycle_step(&probe, policy(r), &ev, mono_now(r), &rng, &out);
+        }
+        if (rc == PD_E_BREAKER_OPEN)
+                return refuse(err, errlen, PS_E_BREAKER_OPEN,
+                              "cannot start: its circuit breaker is open", r);
+        if (rc != 0)
+                return refuse(err, errlen, PS_E_CONFLICT,
+                              "is already running", r);
+        r->pending[PD_REPLY_PRELOAD] = (pending_reply) { .fn = done, .userdata = userdata };
+        return replica_feed(r, &ev);
+}
+
+int ps_replica_stop(ps_replica *r, char *err, size_t errlen) {
+        pd_event ev = { .type = PD_EV_STOP };
+
+        if (!replica_engine_running(r) && !r->lc.external &&
+            (r->lc.state == PD_STATE_EMPTY || r->lc.state == PD_STATE_STOPPED))
+                return refuse(err, errlen, PS_E_NOT_RUNNING,
+                              "has no engine to stop", r);
+        return replica_feed(r, &ev);
+}
+
+int ps_replica_restart(ps_replica *r, char *err, size_t errlen) {
+        pd_lifecycle probe = r->lc;
+        pd_rng rng = r->rng;
+        pd_actions out;
+        pd_event ev = { .type = PD_EV_RESTART };
+
+        if (pd_lifecycle_step(&probe, policy(r), &ev, mono_now(r), &rng, &out) != 0)
+                return refuse(err, errlen, PS_E_CONFLICT,
+                              "cannot restart while draining, reloading or stopping", r);
+        return replica_feed(r, &ev);
+}
+
+int ps_replica_breaker_reset(ps_replica *r) {
+        pd_event ev = { .type = PD_EV_BREAKER_RESET };
+
+        return replica_feed(r, &ev);
+}
+
+const char *ps_replica_pool_id(const ps_replica *r) { return r->pool_id; }
+const char *ps_replica_id(const ps_replica *r) { return r->replica_id; }
+const char *ps_replica_state(const ps_replica *r) { return pd_state_to_string(r->lc.state); }
+bool ps_replica_live(const ps_replica *r) { return pd_lifecycle_live(&r->lc); }
+bool ps_replica_ready(const ps_replica *r) { return pd_lifecycle_ready(&r->lc); }
+bool ps_replica_draining(const ps_replica *r) { return pd_lifecycle_draining(&r->lc); }
+bool ps_replica_external(const ps_replica *r) { return r->lc.external; }
+unsigned ps_replica_crash_count(const ps_replica *r) { return r->lc.crash_count; }
+unsigned ps_replica_restart_count(const ps_replica *r) { return r->lc.restart_count; }
+
+int ps_replica_pid(const ps_replica *r) {
+        const ps_engine *e = r->inst[PD_INSTANCE_PRIMARY].engine;
+
+        return e ? (int) ps_engine_pid(e) : 0;
+}
+
+static json_t *opt_str(const char *s) {
+        return s ? json_string(s) : json_null();
+}
+
+static json_t *opt_time(int64_t wall_ms) {
+        return wall_ms > 0 ? json_integer(wall_ms) : json_null();
+}
+
+json_t *ps_replica_snapshot(const ps_replica *r) {
+        const pd_lifecycle *lc = &r->lc;
+        const ps_engine_spec *s = r->current;
+        const replica_inst *in = &r->inst[PD_INSTANCE_PRIMARY];
+        const pd_breaker *gen = &lc->breakers.circuit[PD_CRASH_FAMILY_GENERAL];
+        bool ready = pd_lifecycle_ready(lc);
+        char url[300];
+        uint32_t slots_free;
+        int64_t started = in->engine ? in->started_wall_ms : 0;
+        int64_t ready_at = ready ? r->ready_wall_ms : 0;
+
+        if (r->ext_url)
+                snprintf(url, sizeof(url), "%s", r->ext_url);
+        else
+                ps_engine_spec_url(s, url, sizeof(url));
+        slots_free = r->has_slots_free ? r->ext_slots_free : pd_sat_sub_u32(s->slots, r->active_leases);
+        if (!ready)
+                slots_free = 0;
+        return json_pack("{s:s, s:s, s:b, s:b, s:b, s:b, s:I, s:s, s:o, s:o, s:o, s:o, s:o,"
+                         " s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:o,"
+                         " s:{s:s, s:I, s:I, s:o}, s:o, s:o, s:I}",
+                         "replica_id", r->replica_id,
+                         "state", pd_state_to_string(lc->state),
+                         "live", pd_lifecycle_live(lc),
+                         "ready", ready,
+                         "draining", pd_lifecycle_draining(lc),
+                         "external", lc->external,
+                         "pid", (json_int_t) (in->engine ? ps_engine_pid(in->engine) : 0),
+                         "url", url,
+                         "engine", opt_str(s->engine),
+                         "engine_version", opt_str(s->engine_version),
+                         "model_id", opt_str(s->model_id),
+                         "model_digest", opt_str(s->model_digest),
+                         "device_mask", opt_str(s->device_mask),
+                         "slots_total", (json_int_t) s->slots,
+                         "slots_free", (json_int_t) slots_free,
+                         "active_leases", (json_int_t) r->active_leases,
+                         "last_error", lc->last_error[0] ? json_string(lc->last_error) : json_null(),
+                         "last_error_class", lc->last_error_cls < PD_CRASH_CLASS_MAX ?
+                                json_string(pd_crash_class_to_string(lc->last_error_cls)) : json_null(),
+                         "last_error_at", opt_time(lc->last_error_at_ms ?
+                                mono_to_wall(r, lc->last_error_at_ms) : 0),
+                         "last_heartbeat", opt_time(r->last_heartbeat_wall_ms),
+                         "restart_count", (json_int_t) lc->restart_count,
+                         "crash_count", (json_int_t) lc->crash_count,
+                         "backoff_ms", (json_int_t) lc->backoff_ms,
+                         "next_restart_at", opt_time(mono_to_wall(r, lc->next_restart_at_ms)),
+                         "breaker", "state", pd_breaker_state_to_string(pd_breaker_set_state(&lc->breakers)),
+                                    "failures", (json_int_t) gen->failures,
+                                    "opens", (json_int_t) gen->opens,
+                                    "open_until", opt_time(pd_breaker_set_state(&lc->breakers) == PD_BREAKER_OPEN ?
+                                        mono_to_wall(r, pd_breaker_set_open_until(&lc->breakers)) : 0),
+                         "started_at", opt_time(started),
+                         "ready_at", opt_time(ready_at),
+                         "uptime_s", (json_int_t) (started ? (wall_now(r) - started) / 1000 : 0));
+}
