@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Following a log file with inotify on the event loop: the test writes to a
+ * real file and runs the loop until the lines arrive, within a generous
+ * deadline; nothing sleeps for a fixed time.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "pool-services/logtail.h"
+
+#define WAIT_MS 20000
+#define MAX_LINES 64
+#define LINE_CAP (16 * 1024)
+
+typedef struct fx {
+        struct event_base *base;
+        char dir[64];
+        char path[128];
+        char *lines[MAX_LINES];
+        size_t lens[MAX_LINES];
+        size_t n;
+        ps_logtail *free_me;      /* freed from inside the callback */
+} fx;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        (void) st;
+        (void) flag;
+        (void) ftw;
+        return remove(path);
+}
+
+static int setup(void **state) {
+        fx *f = calloc(1, sizeof(*f));
+
+        assert_non_null(f);
+        snprintf(f->dir, sizeof(f->dir), "/tmp/pm-logtail-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        snprintf(f->path, sizeof(f->path), "%s/engine-p_r0.log", f->dir);
+        f->base = event_base_new();
+        assert_non_null(f->base);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        fx *f = *state;
+
+        for (size_t i = 0; i < f->n; i++)
+                free(f->lines[i]);
+        event_base_free(f->base);
+        nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        free(f);
+        return 0;
+}
+
+static void on_line(const char *line, size_t len, void *userdata) {
+        fx *f = userdata;
+
+        assert_true(len <= LINE_CAP);
+        assert_null(memchr(line, '\n', len));
+        assert_true(f->n < MAX_LINES);
+        f->lines[f->n] = malloc(len + 1);
+        memcpy(f->lines[f->n], line, len);
+        f->lines[f->n][len] = '\0';
+        f->lens[f->n] = len;
+        f->n++;
+        if (f->free_me)
+                f->free_me = ps_logtail_free(f->free_me);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *userdata) {
+        (void) fd;
+        (void) what;
+        *(bool *) userdata = true;
+}
+
+typedef bool (*cond_fn)(const fx *f, const void *arg);
+
+static bool loop_until(fx *f, cond_fn cond, const void *arg) {
+        struct timeval tv = { WAIT_MS / 1000, (WAIT_MS % 1000) * 1000 };
+        bool expired = false;
+        struct event *deadline = evtimer_new(f->base, on_deadline, &expired);
+
+        evtimer_add(deadline, &tv);
+        while (!cond(f, arg) && !expired)
+                event_base_loop(f->base, EVLOOP_ONCE);
+        event_free(deadline);
+        return cond(f, arg);
+}
+
+static bool have_lines(const fx *f, const void *arg) {
+        return f->n >= *(const size_t *) arg;
+}
+
+static void wait_lines(fx *f, size_t n) {
+        assert_true(loop_until(f, have_lines, &n));
+        assert_int_equal(f->n, n);
+}
+
+typedef struct offset_at {
+        const ps_logtail *tail;
+        int64_t offset;
+} offset_at;
+
+static bool reached_offset(const fx *f, const void *arg) {
+        const offset_at *o = arg;
+
+        (void) f;
+        return ps_logtail_offset(o->tail) >= o->offset;
+}
+
+/* Runs the loop until the tail has read up to `offset`: everything written
+ * so far has been looked at. */
+static void wait_offset(fx *f, const ps_logtail *tail, int64_t offset) {
+        offset_at o = { tail, offset };
+
+        assert_true(loop_until(f, reached_offset, &o));
+        assert_int_equal(ps_logtail_offset(tail), offset);
+}
+
+static int open_writer(const char *path) {
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+
+        assert_true(fd >= 0);
+        return fd;
+}
+
+static void put(int fd, const char *text) {
+        assert_int_equal(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+}
+
+static void test_pieces_become_whole_lines(void **state) {
+        fx *f = *state;
+        int fd = open_writer(f->path);
+        ps_logtail *t = ps_logtail_new(f->base, f->path, 0, on_line, f);
+
+        assert_non_null(t);
+        put(fd, "hel");
+        wait_offset(f, t, 3);
+        assert_int_equal(f->n, 0);            /* a partial line waits */
+        put(fd, "lo\nwor");
+        wait_lines(f, 1);
+        assert_string_equal(f->lines[0], "hello");
+        put(fd, "ld\n\nthird\nfourth");
+        wait_lines(f, 4);
+        assert_string_equal(f->lines[1], "world");
+        assert_string_equal(f->lines[2], "");
+        assert_string_equal(f->lines[3], "third");
+        wait_offset(f, t, 25);
+        assert_int_equal(f->n, 4);            /* "fourth" still waits */
+        put(fd, "\n");
+        wait_lines(f, 5);
+        assert_string_equal(f->lines[4], "fourth");
+        close(fd);
+        ps_logtail_free(t);
+}
+
+static void test_offset_skips_old_content(void **state) {
+        fx *f = *state;
+        int fd = open_writer(f->path);
+        ps_logtail *t;
+
+        put(fd, "old one\nold two\nnew before\n");
+        t = ps_logtail_new(f->base, f->path, 16, on_line, f);
+        assert_non_null(t);
+        assert_int_equal(f->n, 0);            /* nothing inside new() */
+        assert_int_equal(ps_logtail_offset(t), 16);
+        /* already there when the tail started: read without another write */
+        wait_lines(f, 1);
+        assert_string_equal(f->lines[0], "new before");
+        put(fd, "new after\n");
+        wait_lines(f, 2);
+        assert_string_equal(f->lines[1], "new after");
+        close(fd);
+        ps_logtail_free(t);
+}
+
+static void test_drain_reads_now(void **state) {
+        fx *f = *state;
+        int fd = open_writer(f->path);
+        ps_logtail *t = ps_logtail_new(f->base, f->path, 0, on_line, f);
+
+        assert_non_null(t);
+        put(fd, "last words\n");
+        ps_logtail_drain(t);                  /* no loop run */
+        assert_int_equal(f->n, 1);
+        assert_string_equal(f->lines[0], "last words");
+        assert_int_equal(ps_logtail_offset(t), 11);
+        close(fd);
+        ps_logtail_free(t);
+        ps_logtail_drain(NULL);
+        assert_null(ps_logtail_free(NULL));
+}
+
+static void test_truncation_restarts(void **state) {
+        fx *f = *state;
+        int fd = open_writer(f->path);
+        ps_logtail *t = ps_logtail_new(f->base, f->path, 0, on_line, f);
+
+        assert_non_null(t);
+        put(fd, "first line\nsecond line\n");
+        wait_lines(f, 2);
+        assert_int_equal(ftruncate(fd, 0), 0);  /* copytruncate */
+        put(fd, "after\n");
+        wait_lines(f, 3);
+        assert_string_equal(f->lines[2], "after");
+        assert_int_equal(ps_logtail_offset(t), 6);
+        close(fd);
+        ps_logtail_free(t);
+}
+
+static void test_rotation_by_rename(void **state) {
+        fx *f = *state;
+        char rotated[PATH_MAX + 2];
+        int fd = open_writer(f->path), fd2;
+        ps_logtail *t = ps_logtail_new(f->base, f->path, 0, on_line, f);
+
+        assert_non_null(t);
+        put(fd, "one\n");
+        wait_lines(f, 1);
+        snprintf(rotated, sizeof(rotated), "%s.1", f->path);
+        assert_int_equal(rename(f->path, rotated), 0);
+        /* still written to the old file until the new one appears */
+        put(fd, "late\npartial");
+        wait_lines(f, 2);
+        assert_string_equal(f->lines[1], "late");
+        fd2 = open_writer(f->path);
+        put(fd2, "two\n");
+        /* the old file's unfinished line is handed over as it is */
+        wait_lines(f, 4);
+        assert_string_equal(f->lines[2], "partial");
+        assert_string_equal(f->lines[3], "two");
+        put(fd, "lost\n");                      /* the old file is left */
+        put(fd2, "three\n");
+        wait_lines(f, 5);
+        assert_string_equal(f->lines[4], "three");
+        close(fd);
+        close(fd2);
+        ps_logtail_free(t);
+}
+
+static void test_rotation_by_delete(void **state) {
+        fx *f = *state;
+        int fd = open_writer(f->path);
+        ps_logtail *t = ps_logtail_new(f->base, f->path, 0, on_line, f);
+
+        assert_non_null(t);
+        put(fd, "one\n");
+        wait_lines(f, 1);
+        close(fd);
+        assert_int_equal(unlink(f->path), 0);
+        fd = open_writer(f->path);
+        put(fd, "two\n");
+        wait_lines(f, 2);
+        assert_string_equal(f->lines[1], "two");
+        put(fd, "three\n");
+        wait_lines(f, 3);
+        assert_string_equal(f->lines[2], "three");
+        close(fd);
+        ps_logtail_free(t);
+}
+
+static void test_file_appears_later(void **state) {
+        fx *f = *state;
+        ps_logtail *t = ps_logtail_new(f->base, f->path, 0, on_line, f);
+        int fd;
+
+        assert_non_null(t);
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        fd = open_writer(f->path);
+        put(fd, "hello\n");
+        wait_lines(f, 1);
+        assert_string_equal(f->lines[0], "hello");
+        close(fd);
+        ps_logtail_free(t);
+}
+
+static void test_long_line_in_pieces(void **state) {
+        fx *f = *state;
+        int fd = open_writer(f->path);
+        ps_logtail *t = ps_logtail_new(f->base, f->path, 0, on_line, f);
+        char chunk[4096];
+        size_t total = 0;
+
+        assert_non_null(t);
+        memset(chunk, 'x', sizeof(chunk));
+        for (int i = 0; i < 10; i++) {         /* 40 KiB, written in 4 KiB */
+                assert_int_equal(write(fd, chunk, sizeof(chunk)), (ssize_t) sizeof(chunk));
+                if (i == 4)
+                        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        }
+        put(fd, "\nafter\n");
+        wait_lines(f, 4);
+        assert_int_equal(f->lens[0], LINE_CAP);
+        assert_int_equal(f->lens[1], LINE_CAP);
+        assert_int_equal(f->lens[2], 40 * 1024 - 2 * LINE_CAP);
+        for (size_t i = 0; i < 3; i++) {
+                for (size_t j = 0; j < f->lens[i]; j++)
+                        assert_int_equal(f->lines[i][j], 'x');
+                total += f->lens[i];
+        }
+        assert_int_equal(total, 40 * 1024);
+        assert_string_equal(f->lines[3], "after");
+        close(fd);
+        ps_logtail_free(t);
+}
+
+static void test_exactly_the_cap(void **state) {
+        fx *f = *state;
+        int fd = open_writer(f->path);
+        ps_logtail *t = ps_logtail_new(f->base, f->path, 0, on_line, f);
+        char *line = malloc(LINE_CAP);
+
+        assert_non_null(t);
+        memset(line, 'y', LINE_CAP);
+        assert_int_equal(write(fd, line, LINE_CAP), LINE_CAP);
+        wait_offset(f, t, LINE_CAP);
+        put(fd, "\nnext\n");
+        wait_lines(f, 2);
+        /* a full buffer whose newline comes later is still one line */
+        assert_int_equal(f->lens[0], LINE_CAP);
+        assert_string_equal(f->lines[1], "next");
+        free(line);
+        close(fd);
+        ps_logtail_free(t);
+}
+
+static void test_two_tails_one_file(void **state) {
+        fx *f = *state;
+        fx other = { .base = f->base };
+        int fd = open_writer(f->path);
+        ps_logtail *a = ps_logtail_new(f->base, f->path, 0, on_line, f);
+        ps_logtail *b = ps_logtail_new(f->base, f->path, 0, on_line, &other);
+
+        assert_non_null(a);
+        assert_non_null(b);
+        put(fd, "both\n");
+        wait_lines(f, 1);
+        assert_true(loop_until(&other, have_lines, &(size_t) { 1 }));
+        /* the shared watch outlives one of its holders */
+        ps_logtail_free(b);
+        put(fd, "only a\n");
+        wait_lines(f, 2);
+        assert_string_equal(f->lines[1], "only a");
+        assert_int_equal(other.n, 1);
+        free(other.lines[0]);
+        close(fd);
+        ps_logtail_free(a);
+}
+
+static void test_free_inside_callback(void **state) {
+        fx *f = *state;
+        int fd = open_writer(f->path);
+        ps_logtail *t = ps_logtail_new(f->base, f->path, 0, on_line, f);
+
+        assert_non_null(t);
+        f->free_me = t;
+        put(fd, "one\ntwo\nthree\n");
+        wait_lines(f, 1);
+        /* freed after the first line: no more calls, no use after free */
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        assert_int_equal(f->n, 1);
+        assert_null(f->free_me);
+        close(fd);
+}
+
+/* More tails than the default 128 inotify instances a user may have. */
+static void test_many_tails(void **state) {
+        fx *f = *state;
+        enum { N = 200 };
+        ps_logtail *t[N];
+        char path[PATH_MAX + 16];
+        int fd;
+
+        for (int i = 0; i < N; i++) {
+                snprintf(path, sizeof(path), "%s/engine-p_r%d.log", f->dir, i);
+                close(open_writer(path));
+                t[i] = ps_logtail_new(f->base, path, 0, on_line, f);
+                assert_non_null(t[i]);
+        }
+        snprintf(path, sizeof(path), "%s/engine-p_r%d.log", f->dir, 150);
+        fd = open_writer(path);
+        put(fd, "from 150\n");
+        wait_lines(f, 1);
+        assert_string_equal(f->lines[0], "from 150");
+        close(fd);
+        for (int i = 0; i < N; i++)
+                ps_logtail_free(t[i]);
+}
+
+static void test_unwatchable(void **state) {
+        fx *f = *state;
+
+        errno = 0;
+        assert_null(ps_logtail_new(f->base, "/nonexistent/dir/x.log", 0, on_line, f));
+        assert_int_equal(errno, ENOENT);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+                T(test_pieces_become_whole_lines),
+                T(test_offset_skips_old_content),
+                T(test_drain_reads_now),
+                T(test_truncation_restarts),
+                T(test_rotation_by_rename),
+                T(test_rotation_by_delete),
+                T(test_file_appears_later),
+                T(test_long_line_in_pieces),
+                T(test_exactly_the_cap),
+                T(test_two_tails_one_file),
+                T(test_free_inside_callback),
+                T(test_many_tails),
+                T(test_unwatchable),
+#undef T
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
