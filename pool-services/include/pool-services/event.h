@@ -15,6 +15,18 @@
 typedef enum ps_event_type {
         PS_EVENT_GENERIC,         /* a message with fields, nothing more   */
         PS_EVENT_HTTP_REQUEST,    /* the API answered a request            */
+        /* supervision; fields named in parentheses are always present */
+        PS_EVENT_ENGINE_SPAWNED,  /* an engine process started (pid)       */
+        PS_EVENT_SPAWN_FAILED,    /* it could not be started (error)       */
+        PS_EVENT_ENGINE_EXITED,   /* its pidfd fired (expected)            */
+        PS_EVENT_ENGINE_FAILED,   /* a failure was counted (class)         */
+        PS_EVENT_READY,           /* the primary became ready (startup_ms) */
+        PS_EVENT_RESTART_SCHEDULED, /* (backoff_ms, next_restart_at)       */
+        PS_EVENT_STATE_CHANGED,   /* (from, state)                         */
+        PS_EVENT_ALERT,           /* storm, throttle, breaker (alert)      */
+        PS_EVENT_PROBE_FAILED,    /* a health probe of a ready engine      */
+        PS_EVENT_ENGINE_LOG_ERROR, /* a CUDA/driver/OOM line (class)       */
+        PS_EVENT_REQUEST_DONE,    /* preload/drain/reload answered (request, ok) */
         PS_EVENT_TYPE_MAX,
 } ps_event_type;
 

@@ -55,10 +55,10 @@ static const pd_policy *policy(const ps_replica *r) {
 
 /* ---- reporting -------------------------------------------------------- */
 
-static void emit(ps_replica *r, ps_log_level level, const char *message,
+static void emit(ps_replica *r, ps_event_type type, ps_log_level level, const char *message,
                  const ps_field *fields, size_t n_fields) {
         ps_event ev = {
-                .type = PS_EVENT_GENERIC,
+                .type = type,
                 .level = level,
                 .pool_id = r->pool_id,
                 .replica_id = r->replica_id,
@@ -69,10 +69,10 @@ static void emit(ps_replica *r, ps_log_level level, const char *message,
         ps_event_emit(&r->ctx->sink, &ev);
 }
 
-#define EMIT(r, level, message, ...)                                             \
+#define EMIT(r, type, level, message, ...)                                    \
         do {                                                                     \
                 const ps_field f_[] = { __VA_ARGS__ };                           \
-                emit((r), (level), (message), f_, sizeof(f_) / sizeof(f_[0]));   \
+                emit((r), (type), (level), (message), f_, sizeof(f_) / sizeof(f_[0])); \
         } while (0)
 
 static const char *engine_version(const ps_replica *r) {
@@ -87,7 +87,7 @@ static void enqueue(ps_replica *r, const pd_event *ev) {
         if (r->q_len == REPLICA_QUEUE_MAX) {
                 /* Cannot happen with the machine's bounded fan-out; losing an
                  * event silently would be worse than saying so. */
-                EMIT(r, PS_LOG_ERROR, "event queue full: event dropped",
+                EMIT(r, PS_EVENT_GENERIC, PS_LOG_ERROR, "event queue full: event dropped",
                      PS_FIELD_STR("event", pd_event_type_to_string(ev->type)));
                 return;
         }
@@ -185,7 +185,7 @@ static void on_probe(ps_probe_result result, long http_status, const char *detai
                 break;
         }
         if (type != PD_EV_PROBE_OK)
-                EMIT(r, PS_LOG_WARN, "health probe failed",
+                EMIT(r, PS_EVENT_PROBE_FAILED, PS_LOG_WARN, "health probe failed",
                      PS_FIELD_STR("detail", detail),
                      PS_FIELD_INT("consecutive", r->lc.inst[in->id].probe_failures + 1));
         feed_simple(r, type, in->id, detail);
@@ -211,7 +211,7 @@ static void probe_send(replica_inst *in) {
         in->last_probe_ms = mono_now(r);
         rc = ps_prober_get(r->ctx->prober, url, timeout, on_probe, in, &in->probe);
         if (rc < 0) {
-                EMIT(r, PS_LOG_ERROR, "cannot start health probe",
+                EMIT(r, PS_EVENT_GENERIC, PS_LOG_ERROR, "cannot start health probe",
                      PS_FIELD_STR("url", url), PS_FIELD_STR("error", strerror(-rc)));
                 probe_schedule(in, p->health.interval_ms);
         }
@@ -275,7 +275,7 @@ static void on_log_line(const char *line, size_t len, void *userdata) {
                 pd_event ev = { .type = PD_EV_LOG_ERROR, .instance = in->id, .cls = cls,
                                 .detail = in->last_line };
 
-                EMIT(r, cls == PD_CRASH_VRAM_OOM ? PS_LOG_WARN : PS_LOG_ERROR,
+                EMIT(r, PS_EVENT_ENGINE_LOG_ERROR, cls == PD_CRASH_VRAM_OOM ? PS_LOG_WARN : PS_LOG_ERROR,
                      "engine reported an error",
                      PS_FIELD_STR("class", pd_crash_class_to_string(cls)),
                      PS_FIELD_STR("line", in->last_line));
@@ -344,7 +344,7 @@ static void on_engine_exit(ps_engine *engine, const ps_exit_status *st, void *us
                 snprintf(detail, sizeof(detail), "%s", in->last_line);
         ev.detail = detail[0] ? detail : NULL;
 
-        EMIT(r, r->lc.inst[in->id].exit_expected ? PS_LOG_INFO : PS_LOG_ERROR, "engine exited",
+        EMIT(r, PS_EVENT_ENGINE_EXITED, r->lc.inst[in->id].exit_expected ? PS_LOG_INFO : PS_LOG_ERROR, "engine exited",
              PS_FIELD_INT("pid", ps_engine_pid(engine)),
              PS_FIELD_STR("engine_version", engine_version(r)),
              st->exited ? PS_FIELD_INT("exit_code", st->code) : PS_FIELD_STR("exit_code", NULL),
@@ -392,7 +392,7 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
         rc = ps_engine_spawn(r->ctx->base, spec, &opts, on_engine_exit, in, &in->engine,
                              err, sizeof(err));
         if (rc < 0) {
-                EMIT(r, PS_LOG_ERROR, "engine spawn failed", PS_FIELD_STR("error", err),
+                EMIT(r, PS_EVENT_SPAWN_FAILED, PS_LOG_ERROR, "engine spawn failed", PS_FIELD_STR("error", err),
                      PS_FIELD_STR("binary", spec->binary_path));
                 feed_simple(r, PD_EV_SPAWN_FAILED, a->instance, err);
                 return;
@@ -401,10 +401,10 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
         in->tail = ps_logtail_new(r->ctx->base, ps_engine_log_path(in->engine),
                                   ps_engine_log_start(in->engine), on_log_line, in);
         if (!in->tail)
-                EMIT(r, PS_LOG_WARN, "cannot follow engine log; CUDA errors in it go unnoticed",
+                EMIT(r, PS_EVENT_GENERIC, PS_LOG_WARN, "cannot follow engine log; CUDA errors in it go unnoticed",
                      PS_FIELD_STR("path", ps_engine_log_path(in->engine)),
                      PS_FIELD_STR("error", strerror(errno)));
-        EMIT(r, PS_LOG_INFO, "engine spawned",
+        EMIT(r, PS_EVENT_ENGINE_SPAWNED, PS_LOG_INFO, "engine spawned",
              PS_FIELD_INT("pid", ps_engine_pid(in->engine)),
              PS_FIELD_STR("engine", spec->engine),
              PS_FIELD_STR("engine_version", spec->engine_version),
@@ -419,7 +419,7 @@ static void act_signal(ps_replica *r, const pd_action *a, int signo) {
 
         if (!in->engine)
                 return;
-        EMIT(r, signo == SIGKILL ? PS_LOG_WARN : PS_LOG_INFO,
+        EMIT(r, PS_EVENT_GENERIC, signo == SIGKILL ? PS_LOG_WARN : PS_LOG_INFO,
              signo == SIGKILL ? "stop grace over: killing engine" : "stopping engine",
              PS_FIELD_INT("pid", ps_engine_pid(in->engine)),
              PS_FIELD_STR("signal", pd_signal_name(signo)));
@@ -448,7 +448,7 @@ static void act_write_handoff(ps_replica *r) {
         char err[REPLICA_DETAIL_MAX];
 
         if (ps_handoff_write(r->ctx->runtime_dir, &h, err, sizeof(err)) < 0)
-                EMIT(r, PS_LOG_ERROR, "cannot write handoff", PS_FIELD_STR("error", err));
+                EMIT(r, PS_EVENT_GENERIC, PS_LOG_ERROR, "cannot write handoff", PS_FIELD_STR("error", err));
 }
 
 static void act_stage(ps_replica *r) {
@@ -496,7 +496,7 @@ static void act_alert(ps_replica *r, const pd_action *a) {
         case PD_ALERT_MAX:
                 break;
         }
-        EMIT(r, level, a->text,
+        EMIT(r, PS_EVENT_ALERT, level, a->text,
              PS_FIELD_STR("alert", pd_alert_to_string(a->alert)),
              PS_FIELD_STR("class", a->cls < PD_CRASH_CLASS_MAX ? pd_crash_class_to_string(a->cls) : NULL),
              PS_FIELD_STR("storm", a->alert == PD_ALERT_STORM ? pd_storm_kind_to_string(a->storm_kind) : NULL),
@@ -558,11 +558,18 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
                 break;
         case PD_ACT_DROP_LEASES:
                 if (r->active_leases > 0)
-                        EMIT(r, PS_LOG_WARN, "leases ended by force",
+                        EMIT(r, PS_EVENT_GENERIC, PS_LOG_WARN, "leases ended by force",
                              PS_FIELD_INT("leases", r->active_leases));
                 r->active_leases = 0;
                 break;
         case PD_ACT_REPLY:
+                EMIT(r, PS_EVENT_REQUEST_DONE, a->ok ? PS_LOG_INFO : PS_LOG_ERROR,
+                     a->ok ? "request finished" : "request failed",
+                     PS_FIELD_STR("request", pd_reply_to_string(a->reply)),
+                     PS_FIELD_STR("ok", a->ok ? "true" : "false"),
+                     PS_FIELD_STR("outcome", a->text),
+                     PS_FIELD_STR("force_stopped", a->reply == PD_REPLY_DRAIN ?
+                                  (a->force_stopped ? "true" : "false") : NULL));
                 if (a->reply < PD_REPLY_MAX && r->pending[a->reply].fn && *n_replies < 4) {
                         reply_out *o = &replies[(*n_replies)++];
 
@@ -585,7 +592,7 @@ static void report_transition(ps_replica *r, pd_state before, unsigned crashes_b
         const pd_lifecycle *lc = &r->lc;
 
         if (lc->crash_count != crashes_before)
-                EMIT(r, PS_LOG_ERROR, "engine failed",
+                EMIT(r, PS_EVENT_ENGINE_FAILED, PS_LOG_ERROR, "engine failed",
                      PS_FIELD_STR("engine_version", engine_version(r)),
                      PS_FIELD_STR("class", pd_crash_class_to_string(lc->last_error_cls)),
                      PS_FIELD_STR("last_error", lc->last_error),
@@ -596,21 +603,21 @@ static void report_transition(ps_replica *r, pd_state before, unsigned crashes_b
         if (lc->state == PD_STATE_READY && r->inst[PD_INSTANCE_PRIMARY].engine) {
                 r->ready_wall_ms = wall_now(r);
                 r->last_heartbeat_wall_ms = r->ready_wall_ms;
-                EMIT(r, PS_LOG_INFO, "ready",
+                EMIT(r, PS_EVENT_READY, PS_LOG_INFO, "ready",
                      PS_FIELD_INT("pid", ps_engine_pid(r->inst[PD_INSTANCE_PRIMARY].engine)),
                      PS_FIELD_STR("engine_version", engine_version(r)),
                      PS_FIELD_STR("device_mask", r->current->device_mask),
                      PS_FIELD_INT("startup_ms", r->ready_wall_ms -
                                                 r->inst[PD_INSTANCE_PRIMARY].started_wall_ms));
         } else if (lc->state == PD_STATE_BACKOFF) {
-                EMIT(r, PS_LOG_WARN, "restart scheduled",
+                EMIT(r, PS_EVENT_RESTART_SCHEDULED, PS_LOG_WARN, "restart scheduled",
                      PS_FIELD_STR("engine_version", engine_version(r)),
                      PS_FIELD_INT("backoff_ms", lc->backoff_ms),
                      PS_FIELD_INT("next_restart_at", mono_to_wall(r, lc->next_restart_at_ms)),
                      PS_FIELD_INT("crash_count", lc->crash_count),
                      PS_FIELD_INT("restart_count", lc->restart_count));
         } else {
-                EMIT(r, lc->state == PD_STATE_FAILED ? PS_LOG_ERROR : PS_LOG_INFO, "state changed",
+                EMIT(r, PS_EVENT_STATE_CHANGED, lc->state == PD_STATE_FAILED ? PS_LOG_ERROR : PS_LOG_INFO, "state changed",
                      PS_FIELD_STR("from", pd_state_to_string(before)),
                      PS_FIELD_STR("state", pd_state_to_string(lc->state)),
                      PS_FIELD_INT("next_restart_at", mono_to_wall(r, lc->next_restart_at_ms)));
@@ -642,7 +649,7 @@ static void run(ps_replica *r) {
                 q.ev.detail = q.detail[0] ? q.detail : NULL;
                 rc = pd_lifecycle_step(&r->lc, policy(r), &q.ev, mono_now(r), &r->rng, &out);
                 if (rc < 0)
-                        EMIT(r, PS_LOG_ERROR, "lifecycle refused an event",
+                        EMIT(r, PS_EVENT_GENERIC, PS_LOG_ERROR, "lifecycle refused an event",
                              PS_FIELD_STR("event", pd_event_type_to_string(q.ev.type)),
                              PS_FIELD_STR("error", strerror(-rc)));
                 for (size_t i = 0; i < out.count; i++)
