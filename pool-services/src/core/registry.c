@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lifecycle/replica-private.h"
 #include "pool-domain/ids.h"
@@ -49,8 +50,17 @@ ps_registry *ps_registry_new(const ps_context *ctx) {
         if (!ctx || !ctx->base || !ctx->runtime_dir)
                 return NULL;
         reg = calloc(1, sizeof(*reg));
-        if (reg)
-                reg->ctx = ctx;
+        if (!reg)
+                return NULL;
+        reg->ctx = ctx;
+        if (geteuid() == 0 && !(ctx->engine_user && ctx->engine_user[0])) {
+                ps_event ev = {
+                        .type = PS_EVENT_GENERIC,
+                        .level = PS_LOG_WARN,
+                        .message = "running as root with no engines.user: engines will run as root too",
+                };
+                ps_event_emit(&ctx->sink, &ev);
+        }
         return reg;
 }
 
