@@ -147,6 +147,9 @@ static void on_probe(ps_probe_result result, long http_status, const char *detai
                 if (result == PS_PROBE_OK) {
                         feed_simple(r, PD_EV_PROBE_OK, in->id, NULL);
                         run(r);
+                        /* ready now: the steady schedule takes over */
+                        if (in->probing && !in->probe && !evtimer_pending(in->probe_timer, NULL))
+                                probe_schedule(in, p->health.interval_ms);
                         return;
                 }
                 if (p->health.stall_timeout_ms > 0 &&
