@@ -24,7 +24,8 @@ typedef struct replica_inst {
         struct event *probe_timer;
         bool probing;
         bool probe_again;           /* a kick arrived while one was in flight */
-        int64_t probe_delay_ms;     /* loading schedule: 5, 10, 20, 40, 50 */
+        int64_t probe_delay_ms;     /* loading schedule: 5, 10, 20, 25..., 50 */
+        int64_t probe_started_ms;   /* when probing of this engine began    */
         int64_t last_probe_ms;
         int64_t last_progress_ms;   /* for the stall timeout               */
         long last_http_status;

@@ -120,6 +120,27 @@ static bool inst_ready(const replica_inst *in) {
         return in->owner->lc.inst[in->id].ready_at_ms != 0;
 }
 
+/*
+ * While an engine loads: 5, 10, 20 ms, then every 25 ms for the first
+ * second (most small models come up within it, and a quick look costs the
+ * engine nothing), then every 50 ms -- 20 probes per second for as long as a
+ * big model takes. Output from the engine triggers probes besides these.
+ */
+#define LOAD_FAST_PHASE_MS 1000
+#define LOAD_FAST_INTERVAL_MS 25
+#define LOAD_SLOW_INTERVAL_MS 50
+
+static int64_t loading_probe_delay(replica_inst *in, int64_t now) {
+        int64_t delay = in->probe_delay_ms;
+
+        if (in->probe_delay_ms < LOAD_FAST_INTERVAL_MS)
+                in->probe_delay_ms = in->probe_delay_ms * 2 > LOAD_FAST_INTERVAL_MS ?
+                                     LOAD_FAST_INTERVAL_MS : in->probe_delay_ms * 2;
+        else if (now - in->probe_started_ms >= LOAD_FAST_PHASE_MS)
+                in->probe_delay_ms = LOAD_SLOW_INTERVAL_MS;
+        return delay;
+}
+
 static void probe_schedule(replica_inst *in, int64_t delay_ms) {
         struct timeval tv = ms_to_tv(delay_ms);
 
@@ -169,8 +190,7 @@ static void on_probe(ps_probe_result result, long http_status, const char *detai
                         probe_send(in);
                         return;
                 }
-                probe_schedule(in, in->probe_delay_ms);
-                in->probe_delay_ms = in->probe_delay_ms * 2 > 50 ? 50 : in->probe_delay_ms * 2;
+                probe_schedule(in, loading_probe_delay(in, now));
                 return;
         }
 
@@ -233,6 +253,7 @@ static void probe_start(replica_inst *in) {
         in->probing = true;
         in->probe_again = false;
         in->probe_delay_ms = 5;
+        in->probe_started_ms = mono_now(in->owner);
         in->last_http_status = -1;
         in->last_progress_ms = mono_now(in->owner);
         evtimer_del(in->probe_timer);
