@@ -3,11 +3,17 @@
  * pool-managerd: wiring only. Options and environment in, then the event
  * loop, the logger and the API server, until SIGTERM or SIGINT.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -15,27 +21,40 @@
 #include "pm-config.h"
 #include "pool-api/bind-addr.h"
 #include "pool-api/server.h"
+#include "pool-services/config.h"
 #include "pool-services/event.h"
 #include "pool-services/log.h"
+#include "pool-services/metrics.h"
+#include "pool-services/probe.h"
+#include "pool-services/registry.h"
 
-#define DEFAULT_BIND "127.0.0.1:9200"
 #define DEFAULT_LOG_LEVEL PS_LOG_INFO
 
-/* 1: it started but could not run; 2: the command line or environment is
- * wrong, as for most Unix tools. */
+/* 1: it started but could not run; 2: the command line, environment or
+ * configuration is wrong, as for most Unix tools. */
 #define EXIT_USAGE 2
 
 typedef struct options {
-        const char *bind;         /* NULL: $POOL_MANAGERD_ADDR, then default */
+        const char *config;       /* --config FILE                          */
+        const char *check_config; /* --check-config FILE: validate and exit */
+        const char *bind;         /* beats $POOL_MANAGERD_ADDR and the file  */
         const char *log_level;    /* NULL: $POOL_MANAGERD_LOG_LEVEL, then info */
+        bool keep_engines;        /* exit leaving engines running            */
 } options;
 
 typedef struct manager {
         struct event_base *base;
         ps_logger *log;
+        ps_config *config;
+        ps_metrics *metrics;
+        ps_prober *prober;
+        ps_context ctx;
+        ps_registry *registry;
         pa_server *server;
         struct event *sigterm;
         struct event *sigint;
+        bool stopping;
+        unsigned preloads_pending;
 } manager;
 
 static void usage(FILE *f) {
@@ -44,22 +63,33 @@ static void usage(FILE *f) {
               "Keeps LLM inference engines loaded, healthy and accounted for on a GPU node.\n"
               "\n"
               "Options:\n"
-              "  -b, --bind HOST:PORT    serve the API there (default " DEFAULT_BIND ",\n"
-              "                          or $POOL_MANAGERD_ADDR); loopback only, e.g.\n"
-              "                          127.0.0.1:9200 or [::1]:9200; port 0 picks one\n"
-              "  -l, --log-level LEVEL   debug, info, warn, error or critical (default info,\n"
-              "                          or $POOL_MANAGERD_LOG_LEVEL)\n"
-              "  -h, --help              show this help and exit\n"
-              "  -V, --version           show the version and exit\n"
+              "  -c, --config FILE         pools, policies and GPUs (JSON; docs/configuration.md);\n"
+              "                            without it: an empty node\n"
+              "      --check-config FILE   validate FILE (with the environment) and exit:\n"
+              "                            0 when valid, 2 with the reason when not\n"
+              "  -b, --bind HOST:PORT      serve the API there (default 127.0.0.1:9200;\n"
+              "                            beats $POOL_MANAGERD_ADDR and the file); loopback\n"
+              "                            only, e.g. 127.0.0.1:9200 or [::1]:9200; port 0 picks one\n"
+              "  -k, --keep-engines        on SIGTERM/SIGINT exit leaving engines running, for\n"
+              "                            a later daemon to adopt\n"
+              "  -l, --log-level LEVEL     debug, info, warn, error or critical (default info,\n"
+              "                            or $POOL_MANAGERD_LOG_LEVEL)\n"
+              "  -h, --help                show this help and exit\n"
+              "  -V, --version             show the version and exit\n"
               "\n"
-              "Logs are JSON lines on stderr. SIGTERM or SIGINT stops the daemon.\n",
+              "Logs are JSON lines on stderr. SIGTERM or SIGINT stops the engines and the\n"
+              "daemon; a second one exits at once.\n",
               f);
 }
 
 /* Returns -1 to go on, or the exit status to leave with at once. */
 static int parse_argv(int argc, char *argv[], options *o) {
+        enum { OPT_CHECK_CONFIG = 0x100 };
         static const struct option long_options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "check-config", required_argument, NULL, OPT_CHECK_CONFIG },
                 { "bind", required_argument, NULL, 'b' },
+                { "keep-engines", no_argument, NULL, 'k' },
                 { "log-level", required_argument, NULL, 'l' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
@@ -67,10 +97,19 @@ static int parse_argv(int argc, char *argv[], options *o) {
         };
         int c;
 
-        while ((c = getopt_long(argc, argv, "b:l:hV", long_options, NULL)) != -1)
+        while ((c = getopt_long(argc, argv, "c:b:kl:hV", long_options, NULL)) != -1)
                 switch (c) {
+                case 'c':
+                        o->config = optarg;
+                        break;
+                case OPT_CHECK_CONFIG:
+                        o->check_config = optarg;
+                        break;
                 case 'b':
                         o->bind = optarg;
+                        break;
+                case 'k':
+                        o->keep_engines = true;
                         break;
                 case 'l':
                         o->log_level = optarg;
@@ -86,31 +125,12 @@ static int parse_argv(int argc, char *argv[], options *o) {
                         usage(stderr);
                         return EXIT_USAGE;
                 }
-
         if (optind < argc) {
                 fprintf(stderr, "pool-managerd: unexpected argument '%s'\n", argv[optind]);
                 usage(stderr);
                 return EXIT_USAGE;
         }
         return -1;
-}
-
-/* A flag beats the environment, which beats the default. An empty
- * variable counts as unset, as environment files write `VAR=`. */
-static const char *pick(const char *flag, const char *env_name, const char *fallback,
-                        const char **ret_source) {
-        const char *env = getenv(env_name);
-
-        if (flag) {
-                *ret_source = "flag";
-                return flag;
-        }
-        if (env && *env) {
-                *ret_source = env_name;
-                return env;
-        }
-        *ret_source = "default";
-        return fallback;
 }
 
 static const char *signal_name(int sig) {
@@ -124,39 +144,173 @@ static const char *signal_name(int sig) {
         }
 }
 
-/* Lower layers report through the sink; here events become log lines
- * (and, later, metrics). */
+/* Lower layers report through the sink; here events become log lines and
+ * metrics. */
 static void on_event(const ps_event *event, void *userdata) {
-        ps_logger_log_event(userdata, event);
+        manager *m = userdata;
+
+        ps_metrics_observe(m->metrics, event);
+        ps_logger_log_event(m->log, event);
+}
+
+static void on_all_stopped(bool ok, const char *message, void *userdata) {
+        manager *m = userdata;
+
+        (void) ok;
+        ps_log(m->log, PS_LOG_INFO, message);
+        event_base_loopexit(m->base, NULL);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *userdata) {
         manager *m = userdata;
 
         (void) what;
-        ps_log(m->log, PS_LOG_INFO, "shutting down", PS_FIELD_STR("signal", signal_name((int) sig)));
-        /* Leaves the loop after the callbacks already due have run. */
-        event_base_loopexit(m->base, NULL);
+        if (m->stopping) {
+                ps_log(m->log, PS_LOG_WARN, "second signal: exiting without waiting for engines",
+                       PS_FIELD_STR("signal", signal_name((int) sig)));
+                event_base_loopbreak(m->base);
+                return;
+        }
+        m->stopping = true;
+        ps_log(m->log, PS_LOG_INFO, "shutting down", PS_FIELD_STR("signal", signal_name((int) sig)),
+               PS_FIELD_STR("engines", m->config->shutdown == PS_SHUTDOWN_KEEP ? "keep" : "stop"));
+        if (m->config->shutdown == PS_SHUTDOWN_KEEP) {
+                /* Leaves the loop after the callbacks already due have run;
+                 * engines keep running for a later daemon. */
+                event_base_loopexit(m->base, NULL);
+                return;
+        }
+        ps_registry_stop_all(m->registry, on_all_stopped, m);
+}
+
+static void on_preloaded(bool ok, const char *message, void *userdata) {
+        manager *m = userdata;
+
+        m->preloads_pending--;
+        if (!ok)
+                ps_log(m->log, PS_LOG_WARN, "configured pool not ready; its restart policy retries",
+                       PS_FIELD_STR("error", message));
+        if (m->preloads_pending == 0)
+                ps_log(m->log, PS_LOG_INFO, "serve-time preloads finished");
+}
+
+/* Registers every configured replica and starts them all at once: each
+ * preload runs on the loop, none waits for another. */
+static int preload_configured(manager *m) {
+        ps_config_replica *list = NULL;
+        ps_replica *r;
+        size_t n = 0;
+        char err[512];
+        int rc;
+
+        rc = ps_config_replicas(m->config, &list, &n, err, sizeof(err));
+        if (rc != 0) {
+                ps_log(m->log, PS_LOG_ERROR, err);
+                return rc;
+        }
+        for (size_t i = 0; i < n; i++) {
+                rc = ps_registry_add(m->registry, list[i].spec, list[i].policy, &r, err, sizeof(err));
+                if (rc != 0) {
+                        ps_log(m->log, PS_LOG_ERROR, err);
+                        break;
+                }
+        }
+        ps_config_replicas_free(list, n);
+        if (rc != 0)
+                return rc;
+        for (size_t p = 0; p < m->config->n_pools; p++) {
+                const char *pool_id = m->config->pools[p].id;
+
+                for (size_t i = 0; (r = ps_registry_replica_at(m->registry, pool_id, i)); i++) {
+                        m->preloads_pending++;
+                        rc = ps_replica_preload(r, on_preloaded, m, err, sizeof(err));
+                        if (rc != 0) {
+                                m->preloads_pending--;
+                                ps_log(m->log, PS_LOG_ERROR, err);
+                        }
+                }
+        }
+        return 0;
+}
+
+/* --check-config: everything a start would check, nothing started. */
+static int check_config(const char *path, ps_logger *log) {
+        ps_config *config = NULL;
+        ps_config_replica *list = NULL;
+        size_t n = 0;
+        char err[512];
+        int rc;
+
+        rc = ps_config_load(path, NULL, NULL, &config, err, sizeof(err));
+        if (rc == 0)
+                rc = ps_config_replicas(config, &list, &n, err, sizeof(err));
+        ps_config_replicas_free(list, n);
+        if (rc == 0) {
+                printf("%s: ok (%zu pools, %zu replicas)\n", path, config->n_pools, n);
+        } else {
+                ps_log(log, PS_LOG_ERROR, err, PS_FIELD_STR("config", path));
+        }
+        ps_config_free(config);
+        return rc == 0 ? EXIT_SUCCESS : EXIT_USAGE;
+}
+
+/* mkdir -p for the runtime directory. */
+static int make_dirs(const char *path) {
+        char buf[PATH_MAX];
+        size_t len = strlen(path);
+
+        if (len == 0 || len >= sizeof(buf))
+                return -ENAMETOOLONG;
+        memcpy(buf, path, len + 1);
+        for (char *p = buf + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = '\0';
+                if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+/* 1,000 pools need more descriptors than the usual soft limit of 1,024. */
+static void raise_nofile(ps_logger *log) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rlim_t was = rl.rlim_cur;
+
+                rl.rlim_cur = rl.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+                        ps_log(log, PS_LOG_DEBUG, "raised the descriptor limit",
+                               PS_FIELD_INT("from", was), PS_FIELD_INT("to", rl.rlim_cur));
+        }
 }
 
 static void manager_done(manager *m) {
         m->server = pa_server_free(m->server);
+        m->registry = ps_registry_free(m->registry);
+        m->prober = ps_prober_free(m->prober);
         if (m->sigterm)
                 event_free(m->sigterm);
         if (m->sigint)
                 event_free(m->sigint);
         if (m->base)
                 event_base_free(m->base);
+        m->metrics = ps_metrics_free(m->metrics);
+        m->config = ps_config_free(m->config);
         m->log = ps_logger_free(m->log);
 }
 
 static int run(const options *o) {
         manager m = { .base = NULL };
-        char address[PA_BIND_ADDR_STRING_MAX];
-        const char *bind_str, *bind_source, *level_str, *level_source;
+        char address[PA_BIND_ADDR_STRING_MAX], err[512];
+        const char *level_str;
         ps_log_level level = DEFAULT_LOG_LEVEL;
-        pa_server_config config = { .clock = NULL };
-        pa_error err;
+        pa_server_config sc = { .clock = NULL };
+        pa_error perr;
         int ret = EXIT_FAILURE;
 
         m.log = ps_logger_new(stderr, DEFAULT_LOG_LEVEL, NULL);
@@ -165,27 +319,59 @@ static int run(const options *o) {
                 return EXIT_FAILURE;
         }
 
-        level_str = pick(o->log_level, "POOL_MANAGERD_LOG_LEVEL", NULL, &level_source);
-        if (level_str && ps_log_level_from_string(level_str, &level) < 0) {
+        level_str = o->log_level ? o->log_level : getenv("POOL_MANAGERD_LOG_LEVEL");
+        if (level_str && *level_str && ps_log_level_from_string(level_str, &level) < 0) {
                 ps_log(m.log, PS_LOG_ERROR, "invalid log level: expected debug, info, warn, error or critical",
-                       PS_FIELD_STR("value", level_str), PS_FIELD_STR("source", level_source));
+                       PS_FIELD_STR("value", level_str),
+                       PS_FIELD_STR("source", o->log_level ? "flag" : "POOL_MANAGERD_LOG_LEVEL"));
                 ret = EXIT_USAGE;
                 goto out;
         }
         ps_logger_set_level(m.log, level);
 
-        bind_str = pick(o->bind, "POOL_MANAGERD_ADDR", DEFAULT_BIND, &bind_source);
-        if (pa_bind_addr_parse(bind_str, &config.bind, &err) < 0) {
-                ps_log(m.log, PS_LOG_ERROR, err.msg, PS_FIELD_STR("source", bind_source));
+        if (o->check_config) {
+                ret = check_config(o->check_config, m.log);
+                goto out;
+        }
+
+        /* The address parser says most precisely what is wrong with one. */
+        if (o->bind && pa_bind_addr_parse(o->bind, &sc.bind, &perr) < 0) {
+                ps_log(m.log, PS_LOG_ERROR, perr.msg, PS_FIELD_STR("source", "flag"));
+                ret = EXIT_USAGE;
+                goto out;
+        }
+        /* flags > environment > file > defaults */
+        if (ps_config_load(o->config, NULL, NULL, &m.config, err, sizeof(err)) != 0 ||
+            (o->bind && ps_config_set_bind(m.config, o->bind, "flag", err, sizeof(err)) != 0)) {
+                ps_log(m.log, PS_LOG_ERROR, err, PS_FIELD_STR("config", o->config));
+                ret = EXIT_USAGE;
+                goto out;
+        }
+        if (o->keep_engines)
+                m.config->shutdown = PS_SHUTDOWN_KEEP;
+        if (pa_bind_addr_parse(m.config->bind, &sc.bind, &perr) < 0) {
+                ps_log(m.log, PS_LOG_ERROR, perr.msg, PS_FIELD_STR("source", m.config->bind_source));
                 ret = EXIT_USAGE;
                 goto out;
         }
 
         ps_log(m.log, PS_LOG_INFO, "starting", PS_FIELD_STR("version", PM_VERSION),
-               PS_FIELD_INT("pid", getpid()));
+               PS_FIELD_INT("pid", getpid()), PS_FIELD_STR("config", o->config),
+               PS_FIELD_STR("profile", ps_profile_to_string(m.config->profile)),
+               PS_FIELD_STR("runtime_dir", m.config->runtime_dir),
+               PS_FIELD_STR("gpu_backend", ps_gpu_backend_to_string(m.config->gpu.backend)),
+               PS_FIELD_INT("gpus", ps_inventory_count(m.config->inventory)));
+        raise_nofile(m.log);
+        if (make_dirs(m.config->runtime_dir) < 0) {
+                ps_log(m.log, PS_LOG_ERROR, "cannot create the runtime directory",
+                       PS_FIELD_STR("runtime_dir", m.config->runtime_dir),
+                       PS_FIELD_STR("error", strerror(errno)));
+                goto out;
+        }
 
         m.base = event_base_new();
-        if (!m.base) {
+        m.metrics = ps_metrics_new();
+        if (!m.base || !m.metrics || ps_metrics_set_version(m.metrics, PM_VERSION) < 0) {
                 ps_log(m.log, PS_LOG_ERROR, "cannot create the event loop");
                 goto out;
         }
@@ -200,20 +386,45 @@ static int run(const options *o) {
                 goto out;
         }
 
-        config.events = (ps_event_sink) { .fn = on_event, .userdata = m.log };
-        m.server = pa_server_new(m.base, &config, &err);
-        if (!m.server) {
-                ps_log(m.log, PS_LOG_ERROR, err.msg,
-                       PS_FIELD_STR("address", pa_bind_addr_to_string(&config.bind, address, sizeof(address))),
-                       PS_FIELD_STR("error", strerror(-err.error)));
+        m.prober = ps_prober_new(m.base);
+        m.ctx = (ps_context) {
+                .base = m.base,
+                .sink = { .fn = on_event, .userdata = &m },
+                .prober = m.prober,
+                .runtime_dir = m.config->runtime_dir,
+                .engine_user = m.config->engines_user,
+                .seed = (uint64_t) getpid() ^ (uint64_t) time(NULL),
+        };
+        m.registry = m.prober ? ps_registry_new(&m.ctx) : NULL;
+        if (!m.registry) {
+                ps_log(m.log, PS_LOG_ERROR, "cannot set up supervision");
                 goto out;
         }
 
+        sc.events = m.ctx.sink;
+        sc.backend = (pa_backend) {
+                .registry = m.registry,
+                .inventory = m.config->inventory,
+                .config = m.config,
+                .metrics = m.metrics,
+        };
+        m.server = pa_server_new(m.base, &sc, &perr);
+        if (!m.server) {
+                ps_log(m.log, PS_LOG_ERROR, perr.msg,
+                       PS_FIELD_STR("address", pa_bind_addr_to_string(&sc.bind, address, sizeof(address))),
+                       PS_FIELD_STR("error", strerror(-perr.error)));
+                goto out;
+        }
         ps_log(m.log, PS_LOG_INFO, "listening",
                PS_FIELD_STR("address", pa_bind_addr_to_string(pa_server_address(m.server),
                                                               address, sizeof(address))),
                PS_FIELD_INT("port", pa_server_port(m.server)),
-               PS_FIELD_STR("source", bind_source));
+               PS_FIELD_STR("source", m.config->bind_source));
+
+        if (preload_configured(&m) != 0) {
+                ret = EXIT_USAGE;
+                goto out;
+        }
 
         if (event_base_dispatch(m.base) < 0) {
                 ps_log(m.log, PS_LOG_ERROR, "event loop failed");
@@ -230,7 +441,7 @@ out:
 }
 
 int main(int argc, char *argv[]) {
-        options o = { .bind = NULL };
+        options o = { .config = NULL };
         int r;
 
         r = parse_argv(argc, argv, &o);

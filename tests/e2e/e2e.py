@@ -384,7 +384,7 @@ def scenario_non_loopback():
 
 
 def scenario_bad_bind():
-    for bind, why in (("localhost:9200", "numeric"), ("127.0.0.1", "no port"),
+    for bind, why in (("localhost:9200", "numeric"), ("127.0.0.1", "expected HOST:PORT"),
                       ("127.0.0.1:65536", "out of range"), ("::1:9200", "brackets"),
                       ("", "empty")):
         objs = refused_start("--bind", bind, want_rc=2)

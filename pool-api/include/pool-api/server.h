@@ -7,9 +7,25 @@
 #include "pool-api/bind-addr.h"
 #include "pool-api/error.h"
 #include "pool-services/clock.h"
+#include "pool-services/config.h"
 #include "pool-services/event.h"
+#include "pool-services/inventory.h"
+#include "pool-services/metrics.h"
+#include "pool-services/registry.h"
 
 struct event_base;
+
+/*
+ * What the routes serve. All borrowed; they must outlive the server. A
+ * NULL registry makes every pool route answer 503 (the skeleton's tests
+ * run the server alone).
+ */
+typedef struct pa_backend {
+        ps_registry *registry;
+        const ps_inventory *inventory;
+        const ps_config *config;        /* allowlist, gpu.require, defaults */
+        ps_metrics *metrics;
+} pa_backend;
 
 /* Request bodies above this get 413 (DESIGN.md section 6). */
 #define PA_SERVER_MAX_BODY_DEFAULT ((size_t) 1 << 20)
@@ -19,6 +35,7 @@ typedef struct pa_server_config {
         ps_event_sink events;     /* one debug event per request           */
         const ps_clock *clock;    /* borrowed; NULL: the system clock       */
         size_t max_body_size;     /* 0: PA_SERVER_MAX_BODY_DEFAULT          */
+        pa_backend backend;
 } pa_server_config;
 
 typedef struct pa_server pa_server;

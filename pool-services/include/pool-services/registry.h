@@ -59,6 +59,8 @@ int ps_registry_add(ps_registry *reg, const ps_engine_spec *spec,
 
 ps_replica *ps_registry_find(ps_registry *reg, const char *pool_id,
                              const char *replica_id);
+/* The i-th replica of a pool, in the order added; NULL past the end. */
+ps_replica *ps_registry_replica_at(ps_registry *reg, const char *pool_id, size_t i);
 bool ps_registry_has_pool(const ps_registry *reg, const char *pool_id);
 size_t ps_registry_pool_count(const ps_registry *reg);
 /* Leases held on a pool; 0 for an unknown pool. */

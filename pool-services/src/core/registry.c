@@ -124,6 +124,12 @@ ps_replica *ps_registry_find(ps_registry *reg, const char *pool_id, const char *
         return NULL;
 }
 
+ps_replica *ps_registry_replica_at(ps_registry *reg, const char *pool_id, size_t i) {
+        pool *p = pool_find(reg, pool_id);
+
+        return p && i < p->n_replicas ? p->replicas[i] : NULL;
+}
+
 bool ps_registry_has_pool(const ps_registry *reg, const char *pool_id) {
         return pool_find(reg, pool_id) != NULL;
 }

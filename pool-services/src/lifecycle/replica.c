@@ -640,11 +640,17 @@ static void report_transition(ps_replica *r, pd_state before, unsigned crashes_b
                      PS_FIELD_INT("next_restart_at", mono_to_wall(r, lc->next_restart_at_ms)),
                      PS_FIELD_INT("crash_count", lc->crash_count),
                      PS_FIELD_INT("restart_count", lc->restart_count));
-        } else {
-                EMIT(r, PS_EVENT_STATE_CHANGED, lc->state == PD_STATE_FAILED ? PS_LOG_ERROR : PS_LOG_INFO, "state changed",
+        } else if (lc->state == PD_STATE_FAILED) {
+                EMIT(r, PS_EVENT_STATE_CHANGED, PS_LOG_ERROR, "state changed",
                      PS_FIELD_STR("from", pd_state_to_string(before)),
                      PS_FIELD_STR("state", pd_state_to_string(lc->state)),
+                     PS_FIELD_STR("last_error", lc->last_error),
+                     PS_FIELD_INT("crash_count", lc->crash_count),
                      PS_FIELD_INT("next_restart_at", mono_to_wall(r, lc->next_restart_at_ms)));
+        } else {
+                EMIT(r, PS_EVENT_STATE_CHANGED, PS_LOG_INFO, "state changed",
+                     PS_FIELD_STR("from", pd_state_to_string(before)),
+                     PS_FIELD_STR("state", pd_state_to_string(lc->state)));
         }
 }
 

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "pool-services/config.h"
+#include "pool-services/errors.h"
+
+/*
+ * The node's GPU inventory and the placement checks made against it:
+ * device masks, their overlap, CUDA_VISIBLE_DEVICES and tensor splits.
+ *
+ * Backends: "fake" lists the devices of the config's gpu.devices; "none"
+ * has no devices; "auto" and "cuda" find no devices until CUDA discovery
+ * exists (the inventory then reports backend "none").
+ */
+typedef struct ps_inventory ps_inventory;
+
+/* A copy of the devices; PS_E_INVALID for an index listed twice or out
+ * of 0..PS_DEVICES_MAX-1; -ENOMEM. */
+int ps_inventory_new(ps_gpu_backend backend, const ps_gpu_device *devices, size_t n,
+                     ps_inventory **ret, char *err, size_t errlen);
+/* From the config's gpu section (only config->gpu is read, so a config
+ * being loaded may pass itself). */
+int ps_inventory_from_config(const ps_config *config, ps_inventory **ret,
+                             char *err, size_t errlen);
+ps_inventory *ps_inventory_free(ps_inventory *inv);
+
+/* The backend in effect: fake, none (or, later, cuda). */
+ps_gpu_backend ps_inventory_backend(const ps_inventory *inv);
+size_t ps_inventory_count(const ps_inventory *inv);
+/* The i-th device (0 <= i < count), in index order; NULL past the end. */
+const ps_gpu_device *ps_inventory_device(const ps_inventory *inv, size_t i);
+/* By CUDA ordinal; NULL when absent. */
+const ps_gpu_device *ps_inventory_find(const ps_inventory *inv, int index);
+
+/* {"backend": "fake", "devices": [{index, uuid, name, pci_bus_id (null
+ * when unknown), compute_capability "8.9", vram_total_bytes,
+ * vram_free_bytes}]}, for GET /v2/devices. NULL on OOM. */
+json_t *ps_inventory_to_json(const ps_inventory *inv);
+
+#define PS_DEVICES_MAX 64
+
+/* A parsed device mask: devices in the order written, or none. */
+typedef struct ps_device_mask {
+        bool none;
+        unsigned count;
+        int index[PS_DEVICES_MAX];
+} ps_device_mask;
+
+/*
+ * Parses "0,1", "GPU0,GPU1", "GPU-<uuid>" (any mix) or "none". Every
+ * device must be in the inventory (inv NULL: syntax only, no UUIDs).
+ * PS_E_INVALID with a message naming the token ("GPU7 is not a known
+ * device"); callers put the field in front.
+ */
+int ps_inventory_parse_mask(const ps_inventory *inv, const char *text,
+                            ps_device_mask *ret, char *err, size_t errlen);
+/* Canonical text "0,1" or "none" / CUDA_VISIBLE_DEVICES by index ("" for
+ * none). Return the length, or -ENOSPC when buf is too small. */
+int ps_device_mask_format(const ps_device_mask *m, char *buf, size_t len);
+int ps_device_mask_format_visible(const ps_device_mask *m, char *buf, size_t len);
+/* True when a and b share a device; *shared (may be NULL) gets the first. */
+bool ps_device_mask_overlaps(const ps_device_mask *a, const ps_device_mask *b,
+                             int *shared);
+
+/*
+ * The tensor split of a mask's devices as engine flag text
+ * ("0.6667,0.3333", mask order). split "auto": proportional to each
+ * device's free VRAM minus headroom_bytes, capped so that no device is
+ * asked for more than it can hold when required_bytes > 0. Otherwise
+ * explicit ratios, one per device, summing to 1. PS_E_INVALID with the
+ * reason; -ENOSPC when buf is too small.
+ */
+int ps_inventory_plan_split(const ps_inventory *inv, const ps_device_mask *mask,
+                            const char *split, uint64_t headroom_bytes,
+                            uint64_t required_bytes, char *buf, size_t len,
+                            char *err, size_t errlen);

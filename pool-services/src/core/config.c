@@ -1,0 +1,1859 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The node configuration: parse the JSON file, check it as a whole
+ * against the GPU inventory, apply the environment, and turn pools into
+ * PreparedEngines. docs/configuration.md is the user's side of this file;
+ * keep the two in step.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/policy-private.h"
+#include "pool-domain/ids.h"
+#include "pool-services/config.h"
+#include "pool-services/inventory.h"
+
+#define DEFAULT_BIND "127.0.0.1:9200"
+#define DEFAULT_RUNTIME_DIR ".runtime"
+#define DEFAULT_HOST "127.0.0.1"
+#define DEFAULT_HEADROOM_BYTES 536870912
+#define DEFAULT_HEARTBEAT_INTERVAL_MS 10000
+#define DEFAULT_ETCD_PREFIX "/pool-managerd/"
+#define DEFAULT_ETCD_TTL_MS 30000
+#define DEFAULT_WATCH_INTERVAL_MS 10000
+
+#define POOL_REPLICAS_MAX 256
+#define POOL_SLOTS_MAX 65535
+#define POOL_ARGS_MAX 256
+#define TEXT_MAX 255            /* engine, engine_version, host, ...    */
+
+/* No upper bound for get_int(). */
+#define JINT_MAX LLONG_MAX
+
+/* Enough of a value for a message. */
+#define SHOWN "%.80s"
+
+/* Where a message points: "pools[12].policy", "gpu.devices[3]". */
+#define WHERE_MAX 96
+
+typedef struct ctx {
+        char *err;
+        size_t errlen;
+        const char *base_dir;   /* relative paths resolve here; NULL: none */
+} ctx;
+
+static int fail(ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(ctx *c, const char *fmt, ...) {
+        va_list ap;
+
+        if (c->err && c->errlen > 0) {
+                va_start(ap, fmt);
+                vsnprintf(c->err, c->errlen, fmt, ap);
+                va_end(ap);
+        }
+        return PS_E_INVALID;
+}
+
+/* ---- names ---- */
+
+static const char *const profile_names[PS_PROFILE_MAX] = {
+        [PS_PROFILE_HOME] = "home",
+        [PS_PROFILE_CLOUD] = "cloud",
+};
+
+static const char *const shutdown_names[PS_SHUTDOWN_MODE_MAX] = {
+        [PS_SHUTDOWN_STOP] = "stop",
+        [PS_SHUTDOWN_KEEP] = "keep",
+};
+
+static const char *const backend_names[PS_GPU_BACKEND_MAX] = {
+        [PS_GPU_BACKEND_AUTO] = "auto",
+        [PS_GPU_BACKEND_CUDA] = "cuda",
+        [PS_GPU_BACKEND_FAKE] = "fake",
+        [PS_GPU_BACKEND_NONE] = "none",
+};
+
+const char *ps_profile_to_string(ps_profile p) {
+        return (unsigned) p < PS_PROFILE_MAX ? profile_names[p] : NULL;
+}
+
+const char *ps_shutdown_mode_to_string(ps_shutdown_mode m) {
+        return (unsigned) m < PS_SHUTDOWN_MODE_MAX ? shutdown_names[m] : NULL;
+}
+
+const char *ps_gpu_backend_to_string(ps_gpu_backend b) {
+        return (unsigned) b < PS_GPU_BACKEND_MAX ? backend_names[b] : NULL;
+}
+
+static int name_lookup(const char *const *names, int n, const char *s) {
+        for (int i = 0; i < n; i++)
+                if (strcmp(names[i], s) == 0)
+                        return i;
+        return -1;
+}
+
+/* ---- small helpers ---- */
+
+static void strv_free(char **v, size_t n) {
+        if (!v)
+                return;
+        for (size_t i = 0; i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+/* Replaces *dst with a copy of s. -ENOMEM leaves *dst as it was. */
+static int str_set(char **dst, const char *s) {
+        char *d = strdup(s);
+
+        if (!d)
+                return -ENOMEM;
+        free(*dst);
+        *dst = d;
+        return 0;
+}
+
+static const char *type_name(const json_t *v) {
+        switch (json_typeof(v)) {
+        case JSON_OBJECT:  return "an object";
+        case JSON_ARRAY:   return "an array";
+        case JSON_STRING:  return "a string";
+        case JSON_INTEGER: return "an integer";
+        case JSON_REAL:    return "a real number";
+        case JSON_TRUE:
+        case JSON_FALSE:   return "a boolean";
+        case JSON_NULL:    return "null";
+        }
+        return "a value";
+}
+
+/* "where.key", or "key" at the top level. */
+static const char *path_of(char *buf, size_t len, const char *where, const char *key) {
+        if (where && where[0])
+                snprintf(buf, len, "%s.%s", where, key);
+        else
+                snprintf(buf, len, "%s", key);
+        return buf;
+}
+
+static bool has_space_or_control(const char *s) {
+        for (; *s; s++)
+                if ((unsigned char) *s <= ' ' || *s == 0x7f)
+                        return true;
+        return false;
+}
+
+static bool is_url(const char *s) {
+        return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+}
+
+/*
+ * Joins a path to base (when relative) and removes ".", ".." and empty
+ * components lexically. NULL on OOM. The result is absolute when base is
+ * (or path is); ".." at the root stays at the root.
+ */
+static char *path_resolve(const char *base, const char *path) {
+        size_t blen = (path[0] == '/' || !base) ? 0 : strlen(base);
+        size_t cap = blen + strlen(path) + 3;
+        char *joined = malloc(cap), *out = malloc(cap);
+        size_t o = 0;
+        char *p, *tok;
+
+        if (!joined || !out) {
+                free(joined);
+                free(out);
+                return NULL;
+        }
+        if (blen)
+                snprintf(joined, cap, "%s/%s", base, path);
+        else
+                snprintf(joined, cap, "%s", path);
+
+        if (joined[0] == '/')
+                out[o++] = '/';
+        for (p = joined; (tok = strsep(&p, "/"));) {
+                if (tok[0] == '\0' || strcmp(tok, ".") == 0)
+                        continue;
+                if (strcmp(tok, "..") == 0) {
+                        /* drop the last component, if any */
+                        size_t floor = out[0] == '/' ? 1 : 0;
+
+                        if (o > floor) {
+                                while (o > floor && out[o - 1] != '/')
+                                        o--;
+                                if (o > floor)
+                                        o--;
+                                continue;
+                        }
+                        if (floor == 1)
+                                continue;
+                }
+                if (o > 0 && out[o - 1] != '/')
+                        out[o++] = '/';
+                memcpy(out + o, tok, strlen(tok));
+                o += strlen(tok);
+        }
+        if (o == 0)
+                out[o++] = '.';
+        out[o] = '\0';
+        free(joined);
+        return out;
+}
+
+/* HOST:PORT or [V6]:PORT, port 0..65535. The daemon parses the address
+ * itself; this catches typos in the file and the environment. */
+static bool bind_split(const char *s, char *host, size_t hostlen, unsigned *port) {
+        const char *colon, *h = s;
+        size_t hlen;
+        unsigned long v = 0;
+
+        if (s[0] == '[') {
+                const char *close = strchr(s, ']');
+
+                if (!close || close[1] != ':')
+                        return false;
+                h = s + 1;
+                hlen = (size_t) (close - h);
+                colon = close + 1;
+        } else {
+                colon = strrchr(s, ':');
+                if (!colon || memchr(s, ':', (size_t) (colon - s)))
+                        return false;
+                hlen = (size_t) (colon - s);
+        }
+        if (hlen == 0 || hlen >= hostlen || !colon[1] || strlen(colon + 1) > 5)
+                return false;
+        for (const char *d = colon + 1; *d; d++) {
+                if (*d < '0' || *d > '9')
+                        return false;
+                v = v * 10 + (unsigned long) (*d - '0');
+        }
+        if (v > 65535)
+                return false;
+        memcpy(host, h, hlen);
+        host[hlen] = '\0';
+        if (has_space_or_control(host))
+                return false;
+        *port = (unsigned) v;
+        return true;
+}
+
+/* ---- typed access to JSON ---- */
+
+static int check_keys(ctx *c, const json_t *obj, const char *where,
+                      const char *const *allowed) {
+        const char *key;
+        json_t *v;
+        char at[WHERE_MAX + 64];
+
+        json_object_foreach((json_t *) obj, key, v) {
+                bool known = false;
+
+                for (size_t i = 0; allowed[i] && !known; i++)
+                        known = strcmp(key, allowed[i]) == 0;
+                if (!known)
+                        return fail(c, "%s: unknown key", path_of(at, sizeof(at), where, key));
+        }
+        return 0;
+}
+
+/* The value at key: NULL when absent. */
+static const json_t *member(const json_t *obj, const char *key) {
+        return obj ? json_object_get(obj, key) : NULL;
+}
+
+static int want_type(ctx *c, const json_t *v, const char *where, const char *key,
+                     json_type type, const char *what) {
+        char at[WHERE_MAX + 64];
+
+        if (json_typeof(v) == type || (type == JSON_TRUE && json_is_boolean(v)))
+                return 0;
+        return fail(c, "%s: must be %s, got %s", path_of(at, sizeof(at), where, key),
+                    what, type_name(v));
+}
+
+static int required(ctx *c, const char *where, const char *key) {
+        char at[WHERE_MAX + 64];
+
+        return fail(c, "%s: required", path_of(at, sizeof(at), where, key));
+}
+
+/* *ret untouched when the key is absent. */
+static int get_string(ctx *c, const json_t *obj, const char *where, const char *key,
+                      bool need, const char **ret) {
+        const json_t *v = member(obj, key);
+        int r;
+
+        if (!v)
+                return need ? required(c, where, key) : 0;
+        r = want_type(c, v, where, key, JSON_STRING, "a string");
+        if (r)
+                return r;
+        *ret = json_string_value(v);
+        return 0;
+}
+
+/* A string without spaces or control characters, 1..TEXT_MAX bytes. */
+static int get_word(ctx *c, const json_t *obj, const char *where, const char *key,
+                    bool need, const char **ret) {
+        const char *s = NULL;
+        char at[WHERE_MAX + 64];
+        int r = get_string(c, obj, where, key, need, &s);
+
+        if (r || !s)
+                return r;
+        if (!s[0])
+                return fail(c, "%s: must not be empty", path_of(at, sizeof(at), where, key));
+        if (strlen(s) > TEXT_MAX || has_space_or_control(s))
+                return fail(c, "%s: must be at most %d characters without spaces, got \"" SHOWN "\"",
+                            path_of(at, sizeof(at), where, key), TEXT_MAX, s);
+        *ret = s;
+        return 0;
+}
+
+static int get_int(ctx *c, const json_t *obj, const char *where, const char *key,
+                   bool need, json_int_t min, json_int_t max, json_int_t *ret) {
+        const json_t *v = member(obj, key);
+        char at[WHERE_MAX + 64];
+        json_int_t i;
+        int r;
+
+        if (!v)
+                return need ? required(c, where, key) : 0;
+        r = want_type(c, v, where, key, JSON_INTEGER, "an integer");
+        if (r)
+                return r;
+        i = json_integer_value(v);
+        if (i < min || i > max) {
+                path_of(at, sizeof(at), where, key);
+                if (max == JINT_MAX)
+                        return fail(c, "%s: must be >= %" JSON_INTEGER_FORMAT ", got %" JSON_INTEGER_FORMAT,
+                                    at, min, i);
+                return fail(c, "%s: must be %" JSON_INTEGER_FORMAT "..%" JSON_INTEGER_FORMAT
+                            ", got %" JSON_INTEGER_FORMAT, at, min, max, i);
+        }
+        *ret = i;
+        return 0;
+}
+
+static int get_bool(ctx *c, const json_t *obj, const char *where, const char *key,
+                    bool *ret) {
+        const json_t *v = member(obj, key);
+        int r;
+
+        if (!v)
+                return 0;
+        r = want_type(c, v, where, key, JSON_TRUE, "true or false");
+        if (r)
+                return r;
+        *ret = json_is_true(v);
+        return 0;
+}
+
+/* An object member; *ret stays NULL when absent. */
+static int get_object(ctx *c, const json_t *obj, const char *where, const char *key,
+                      const json_t **ret) {
+        const json_t *v = member(obj, key);
+        int r;
+
+        if (!v)
+                return 0;
+        r = want_type(c, v, where, key, JSON_OBJECT, "an object");
+        if (r)
+                return r;
+        *ret = v;
+        return 0;
+}
+
+static int get_array(ctx *c, const json_t *obj, const char *where, const char *key,
+                     const json_t **ret) {
+        const json_t *v = member(obj, key);
+        int r;
+
+        if (!v)
+                return 0;
+        r = want_type(c, v, where, key, JSON_ARRAY, "an array");
+        if (r)
+                return r;
+        *ret = v;
+        return 0;
+}
+
+static int get_enum(ctx *c, const json_t *obj, const char *where, const char *key,
+                    const char *const *names, int n, const char *expected, int *ret) {
+        const char *s = NULL;
+        char at[WHERE_MAX + 64];
+        int r = get_string(c, obj, where, key, false, &s), i;
+
+        if (r || !s)
+                return r;
+        i = name_lookup(names, n, s);
+        if (i < 0)
+                return fail(c, "%s: must be %s, got \"" SHOWN "\"",
+                            path_of(at, sizeof(at), where, key), expected, s);
+        *ret = i;
+        return 0;
+}
+
+/* A path; relative ones resolve against the config file's directory. */
+static int get_path(ctx *c, const json_t *obj, const char *where, const char *key,
+                    bool need, char **ret) {
+        const char *s = NULL;
+        char at[WHERE_MAX + 64];
+        char *resolved;
+        int r = get_string(c, obj, where, key, need, &s);
+
+        if (r || !s)
+                return r;
+        path_of(at, sizeof(at), where, key);
+        if (!s[0])
+                return fail(c, "%s: must not be empty", at);
+        if (s[0] != '/' && !c->base_dir)
+                return fail(c, "%s: must be an absolute path (relative paths need a config file "
+                            "to resolve against), got \"" SHOWN "\"", at, s);
+        resolved = path_resolve(c->base_dir, s);
+        if (!resolved)
+                return -ENOMEM;
+        free(*ret);
+        *ret = resolved;
+        return 0;
+}
+
+/* An array of strings into a fresh vector. */
+static int get_strings(ctx *c, const json_t *arr, const char *where, size_t max,
+                       char ***ret, size_t *n) {
+        size_t count = json_array_size(arr);
+        char **v;
+
+        if (count > max)
+                return fail(c, "%s: at most %zu entries, got %zu", where, max, count);
+        v = calloc(count ? count : 1, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < count; i++) {
+                const json_t *s = json_array_get(arr, i);
+
+                if (!json_is_string(s)) {
+                        strv_free(v, count);
+                        return fail(c, "%s[%zu]: must be a string, got %s", where, i, type_name(s));
+                }
+                v[i] = strdup(json_string_value(s));
+                if (!v[i]) {
+                        strv_free(v, count);
+                        return -ENOMEM;
+                }
+        }
+        strv_free(*ret, *n);
+        *ret = v;
+        *n = count;
+        return 0;
+}
+
+/* ---- the config object ---- */
+
+static void pool_clear(ps_pool_config *p) {
+        free(p->id);
+        free(p->engine);
+        free(p->engine_version);
+        free(p->binary);
+        strv_free(p->args, p->n_args);
+        free(p->model_path);
+        free(p->host);
+        free(p->device_mask);
+        free(p->cuda_visible_devices);
+        free(p->split);
+        free(p->tensor_split);
+        strv_free(p->env, p->n_env);
+        ps_policy_free(p->policy);
+}
+
+ps_config *ps_config_free(ps_config *config) {
+        if (!config)
+                return NULL;
+        free(config->path);
+        free(config->base_dir);
+        free(config->bind);
+        free(config->runtime_dir);
+        strv_free(config->engines_allow, config->n_engines_allow);
+        free(config->engines_user);
+        free(config->gpu.devices);
+        ps_inventory_free(config->inventory);
+        ps_policy_free(config->defaults);
+        for (size_t i = 0; i < config->n_pools; i++)
+                pool_clear(&config->pools[i]);
+        free(config->pools);
+        free(config->cloud.node_id);
+        free(config->cloud.machine_id);
+        free(config->cloud.address);
+        free(config->cloud.orchestrator_url);
+        free(config->cloud.token_file);
+        strv_free(config->cloud.etcd_endpoints, config->cloud.n_etcd_endpoints);
+        free(config->cloud.etcd_prefix);
+        if (config->cloud.api_token) {
+                /* a secret: do not leave it in freed memory */
+                explicit_bzero(config->cloud.api_token, strlen(config->cloud.api_token));
+                free(config->cloud.api_token);
+        }
+        strv_free(config->advertise_pools, config->n_advertise_pools);
+        free(config);
+        return NULL;
+}
+
+ps_config *ps_config_new(void) {
+        ps_config *c = calloc(1, sizeof(*c));
+
+        if (!c)
+                return NULL;
+        c->bind = strdup(DEFAULT_BIND);
+        c->bind_source = "default";
+        c->runtime_dir = strdup(DEFAULT_RUNTIME_DIR);
+        c->runtime_dir_source = "default";
+        c->profile = PS_PROFILE_HOME;
+        c->shutdown = PS_SHUTDOWN_STOP;
+        c->gpu.backend = PS_GPU_BACKEND_AUTO;
+        c->gpu.require = true;
+        c->gpu.headroom_bytes = DEFAULT_HEADROOM_BYTES;
+        c->defaults = ps_policy_new();
+        c->cloud.node_id = strdup("");
+        c->cloud.machine_id = strdup("");
+        c->cloud.address = strdup("");
+        c->cloud.orchestrator_url = strdup("");
+        c->cloud.heartbeat_interval_ms = DEFAULT_HEARTBEAT_INTERVAL_MS;
+        c->cloud.token_file = strdup("");
+        c->cloud.etcd_prefix = strdup(DEFAULT_ETCD_PREFIX);
+        c->cloud.etcd_ttl_ms = DEFAULT_ETCD_TTL_MS;
+        c->cloud.register_on_startup = true;
+        c->watch_interval_ms = DEFAULT_WATCH_INTERVAL_MS;
+        if (!c->bind || !c->runtime_dir || !c->defaults || !c->cloud.node_id ||
+            !c->cloud.machine_id || !c->cloud.address || !c->cloud.orchestrator_url ||
+            !c->cloud.token_file || !c->cloud.etcd_prefix ||
+            ps_inventory_from_config(c, &c->inventory, NULL, 0) != 0)
+                return ps_config_free(c);
+        return c;
+}
+
+/* ---- sections ---- */
+
+static int parse_engines(ctx *c, ps_config *cfg, const json_t *obj) {
+        static const char *const keys[] = { "allow", "user", NULL };
+        const json_t *allow = NULL;
+        const char *user = NULL;
+        char at[WHERE_MAX];
+        int r;
+
+        r = check_keys(c, obj, "engines", keys);
+        if (!r)
+                r = get_array(c, obj, "engines", "allow", &allow);
+        if (!r && allow)
+                r = get_strings(c, allow, "engines.allow", SIZE_MAX, &cfg->engines_allow,
+                                &cfg->n_engines_allow);
+        for (size_t i = 0; !r && i < cfg->n_engines_allow; i++) {
+                char *entry = cfg->engines_allow[i], *norm;
+                size_t len = strlen(entry);
+
+                snprintf(at, sizeof(at), "engines.allow[%zu]", i);
+                if (entry[0] != '/')
+                        return fail(c, "%s: must be an absolute path, got \"" SHOWN "\"", at, entry);
+                norm = path_resolve(NULL, entry);
+                if (!norm)
+                        return -ENOMEM;
+                /* keep the trailing slash that marks a directory */
+                if (len > 1 && entry[len - 1] == '/' && strcmp(norm, "/") != 0) {
+                        char *dir = malloc(strlen(norm) + 2);
+
+                        if (!dir) {
+                                free(norm);
+                                return -ENOMEM;
+                        }
+                        snprintf(dir, strlen(norm) + 2, "%s/", norm);
+                        free(norm);
+                        norm = dir;
+                }
+                free(cfg->engines_allow[i]);
+                cfg->engines_allow[i] = norm;
+        }
+        if (!r)
+                r = get_word(c, obj, "engines", "user", false, &user);
+        if (!r && user)
+                r = str_set(&cfg->engines_user, user);
+        return r;
+}
+
+static int parse_cc(const char *s, int *major, int *minor) {
+        char *end;
+        long a, b;
+
+        if (!isdigit((unsigned char) s[0]))
+                return -1;
+        a = strtol(s, &end, 10);
+        if (*end != '.' || !isdigit((unsigned char) end[1]))
+                return -1;
+        b = strtol(end + 1, &end, 10);
+        if (*end || a > 99 || b > 99)
+                return -1;
+        *major = (int) a;
+        *minor = (int) b;
+        return 0;
+}
+
+static int parse_device(ctx *c, const ps_config *cfg, const json_t *obj, size_t i,
+                        ps_gpu_device *d) {
+        static const char *const keys[] = {
+                "index", "uuid", "name", "compute_capability", "vram_total_bytes",
+                "vram_free_bytes", NULL,
+        };
+        const char *uuid = NULL, *name = NULL, *cc = NULL;
+        json_int_t index = 0, total = 0, free_bytes = -1;
+        char where[WHERE_MAX];
+        int r;
+
+        snprintf(where, sizeof(where), "gpu.devices[%zu]", i);
+        if (!json_is_object(obj))
+                return fail(c, "%s: must be an object, got %s", where, type_name(obj));
+        r = check_keys(c, obj, where, keys);
+        if (!r)
+                r = get_int(c, obj, where, "index", true, 0, PS_DEVICES_MAX - 1, &index);
+        if (!r)
+                r = get_string(c, obj, where, "uuid", false, &uuid);
+        if (!r && uuid && (strncmp(uuid, "GPU-", 4) != 0 || strlen(uuid) >= PS_GPU_UUID_MAX ||
+                           has_space_or_control(uuid)))
+                r = fail(c, "%s.uuid: must start with \"GPU-\" and be under %d characters "
+                         "without spaces, got \"" SHOWN "\"", where, PS_GPU_UUID_MAX, uuid);
+        if (!r)
+                r = get_string(c, obj, where, "name", false, &name);
+        if (!r && name && strlen(name) >= PS_GPU_NAME_MAX)
+                r = fail(c, "%s.name: must be under %d characters", where, PS_GPU_NAME_MAX);
+        if (!r)
+                r = get_string(c, obj, where, "compute_capability", false, &cc);
+        *d = (ps_gpu_device) { .index = (int) index };
+        if (!r && cc && parse_cc(cc, &d->cc_major, &d->cc_minor) != 0)
+                r = fail(c, "%s.compute_capability: must look like \"8.9\", got \"" SHOWN "\"",
+                         where, cc);
+        if (!r)
+                r = get_int(c, obj, where, "vram_total_bytes", true, 0, JINT_MAX, &total);
+        if (!r)
+                r = get_int(c, obj, where, "vram_free_bytes", false, 0, JINT_MAX, &free_bytes);
+        if (r)
+                return r;
+        if (free_bytes > total)
+                return fail(c, "%s.vram_free_bytes: more than vram_total_bytes (%" JSON_INTEGER_FORMAT
+                            " > %" JSON_INTEGER_FORMAT ")", where, free_bytes, total);
+        d->vram_total_bytes = (uint64_t) total;
+        d->vram_free_bytes = free_bytes < 0 ? (uint64_t) total : (uint64_t) free_bytes;
+        if (uuid)
+                snprintf(d->uuid, sizeof(d->uuid), "%s", uuid);
+        else
+                snprintf(d->uuid, sizeof(d->uuid), "GPU-fake-%d", d->index);
+        if (name)
+                snprintf(d->name, sizeof(d->name), "%s", name);
+        else
+                snprintf(d->name, sizeof(d->name), "Fake GPU %d", d->index);
+
+        for (size_t j = 0; j < i; j++) {
+                const ps_gpu_device *o = &cfg->gpu.devices[j];
+
+                if (o->index == d->index)
+                        return fail(c, "%s.index: device %d is also gpu.devices[%zu]",
+                                    where, d->index, j);
+                if (strcasecmp(o->uuid, d->uuid) == 0)
+                        return fail(c, "%s.uuid: " SHOWN " is also gpu.devices[%zu]'s",
+                                    where, d->uuid, j);
+        }
+        return 0;
+}
+
+static int parse_gpu(ctx *c, ps_config *cfg, const json_t *obj) {
+        static const char *const keys[] = { "backend", "require", "headroom_bytes", "devices", NULL };
+        const json_t *devices = NULL;
+        json_int_t headroom = (json_int_t) cfg->gpu.headroom_bytes;
+        int backend = (int) cfg->gpu.backend;
+        size_t n;
+        int r;
+
+        r = check_keys(c, obj, "gpu", keys);
+        if (!r)
+                r = get_enum(c, obj, "gpu", "backend", backend_names, PS_GPU_BACKEND_MAX,
+                             "\"auto\", \"cuda\", \"fake\" or \"none\"", &backend);
+        if (!r)
+                r = get_bool(c, obj, "gpu", "require", &cfg->gpu.require);
+        if (!r)
+                r = get_int(c, obj, "gpu", "headroom_bytes", false, 0, JINT_MAX, &headroom);
+        if (!r)
+                r = get_array(c, obj, "gpu", "devices", &devices);
+        if (r)
+                return r;
+        cfg->gpu.backend = (ps_gpu_backend) backend;
+        cfg->gpu.headroom_bytes = (uint64_t) headroom;
+        if (!devices)
+                return 0;
+
+        n = json_array_size(devices);
+        if (backend != PS_GPU_BACKEND_FAKE && n > 0)
+                return fail(c, "gpu.devices: only the fake backend takes devices "
+                            "(gpu.backend is \"%s\")", backend_names[backend]);
+        if (n > PS_DEVICES_MAX)
+                return fail(c, "gpu.devices: at most %d devices, got %zu", PS_DEVICES_MAX, n);
+        cfg->gpu.devices = calloc(n ? n : 1, sizeof(*cfg->gpu.devices));
+        if (!cfg->gpu.devices)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                r = parse_device(c, cfg, json_array_get(devices, i), i, &cfg->gpu.devices[i]);
+                if (r)
+                        return r;
+                cfg->gpu.n_devices = i + 1;
+        }
+        return 0;
+}
+
+static int parse_cloud(ctx *c, ps_config *cfg, const json_t *obj) {
+        static const char *const keys[] = {
+                "node_id", "machine_id", "address", "orchestrator_url",
+                "heartbeat_interval_ms", "token_file", "etcd", NULL,
+        };
+        static const char *const etcd_keys[] = { "endpoints", "prefix", "ttl_ms", NULL };
+        ps_cloud_config *cl = &cfg->cloud;
+        const char *node_id = NULL, *machine_id = NULL, *address = NULL, *url = NULL;
+        const char *prefix = NULL, *token_file = NULL;
+        const json_t *etcd = NULL, *endpoints = NULL;
+        json_int_t heartbeat = cl->heartbeat_interval_ms, ttl = cl->etcd_ttl_ms;
+        pd_error perr;
+        int r;
+
+        r = check_keys(c, obj, "cloud", keys);
+        if (!r)
+                r = get_string(c, obj, "cloud", "node_id", false, &node_id);
+        if (!r && node_id && node_id[0] && pd_id_validate(node_id, "node id", &perr) != 0)
+                r = fail(c, "cloud.node_id: %s", perr.msg);
+        if (!r && node_id)
+                r = str_set(&cl->node_id, node_id);
+        if (!r)
+                r = get_string(c, obj, "cloud", "machine_id", false, &machine_id);
+        if (!r && machine_id && has_space_or_control(machine_id))
+                r = fail(c, "cloud.machine_id: must not contain spaces");
+        if (!r && machine_id)
+                r = str_set(&cl->machine_id, machine_id);
+        if (!r)
+                r = get_string(c, obj, "cloud", "address", false, &address);
+        if (!r && address && address[0] && !is_url(address))
+                r = fail(c, "cloud.address: must be an http:// or https:// URL, got \"" SHOWN "\"",
+                         address);
+        if (!r && address)
+                r = str_set(&cl->address, address);
+        if (!r)
+                r = get_string(c, obj, "cloud", "orchestrator_url", false, &url);
+        if (!r && url && url[0] && !is_url(url))
+                r = fail(c, "cloud.orchestrator_url: must be an http:// or https:// URL, "
+                         "got \"" SHOWN "\"", url);
+        if (!r && url)
+                r = str_set(&cl->orchestrator_url, url);
+        if (!r)
+                r = get_int(c, obj, "cloud", "heartbeat_interval_ms", false, 1, JINT_MAX,
+                            &heartbeat);
+        if (!r)
+                cl->heartbeat_interval_ms = (int64_t) heartbeat;
+        if (!r)
+                r = get_string(c, obj, "cloud", "token_file", false, &token_file);
+        /* "" means none; a path resolves like binary */
+        if (!r && token_file && token_file[0])
+                r = get_path(c, obj, "cloud", "token_file", false, &cl->token_file);
+        if (!r)
+                r = get_object(c, obj, "cloud", "etcd", &etcd);
+        if (r || !etcd)
+                return r;
+
+        r = check_keys(c, etcd, "cloud.etcd", etcd_keys);
+        if (!r)
+                r = get_array(c, etcd, "cloud.etcd", "endpoints", &endpoints);
+        if (!r && endpoints)
+                r = get_strings(c, endpoints, "cloud.etcd.endpoints", SIZE_MAX,
+                                &cl->etcd_endpoints, &cl->n_etcd_endpoints);
+        for (size_t i = 0; !r && i < cl->n_etcd_endpoints; i++)
+                if (!is_url(cl->etcd_endpoints[i]))
+                        r = fail(c, "cloud.etcd.endpoints[%zu]: must be an http:// or https:// URL, "
+                                 "got \"" SHOWN "\"", i, cl->etcd_endpoints[i]);
+        if (!r)
+                r = get_string(c, etcd, "cloud.etcd", "prefix", false, &prefix);
+        if (!r && prefix && prefix[0] != '/')
+                r = fail(c, "cloud.etcd.prefix: must start with '/', got \"" SHOWN "\"", prefix);
+        if (!r && prefix)
+                r = str_set(&cl->etcd_prefix, prefix);
+        if (!r)
+                r = get_int(c, etcd, "cloud.etcd", "ttl_ms", false, 1000, JINT_MAX, &ttl);
+        if (!r)
+                cl->etcd_ttl_ms = (int64_t) ttl;
+        return r;
+}
+
+/* ---- argument templates ---- */
+
+typedef struct template_vars {
+        const char *pool_where;         /* "pools[0]", for messages */
+        const char *model_path;         /* NULL: not configured */
+        const char *host;
+        const char *tensor_split;       /* NULL: no split */
+        const char *replica_id;
+        const char *pool_id;
+        char port[8];
+        char slots[16];
+} template_vars;
+
+#define PLACEHOLDERS "{model_path}, {port}, {slots}, {host}, {tensor_split}, {replica_id}, {pool_id}"
+
+typedef struct sbuf {
+        char *s;
+        size_t len, cap;
+        bool oom;
+} sbuf;
+
+static void sbuf_add(sbuf *b, const char *s, size_t n) {
+        if (b->oom)
+                return;
+        if (b->len + n + 1 > b->cap) {
+                size_t cap = (b->len + n + 1) * 2;
+                char *p = realloc(b->s, cap);
+
+                if (!p) {
+                        b->oom = true;
+                        return;
+                }
+                b->s = p;
+                b->cap = cap;
+        }
+        memcpy(b->s + b->len, s, n);
+        b->len += n;
+        b->s[b->len] = '\0';
+}
+
+/*
+ * Expands one argument. "{{" and "}}" are literal braces. Returns 0 and a
+ * new string, -ENOMEM, or PS_E_INVALID with the reason in why.
+ */
+static int template_expand(const char *tmpl, const template_vars *v, char **ret,
+                           char *why, size_t whylen) {
+        sbuf b = { .s = NULL };
+        const char *p = tmpl;
+
+        sbuf_add(&b, "", 0);
+        while (*p) {
+                const char *end, *value = NULL, *field = NULL;
+                size_t n;
+
+                if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
+                        sbuf_add(&b, p, 1);
+                        p += 2;
+                        continue;
+                }
+                if (p[0] != '{') {
+                        n = strcspn(p, "{}");
+                        if (n == 0)
+                                n = 1;  /* a lone '}' is literal */
+                        sbuf_add(&b, p, n);
+                        p += n;
+                        continue;
+                }
+                end = strchr(p + 1, '}');
+                if (!end) {
+                        free(b.s);
+                        snprintf(why, whylen, "unterminated placeholder in \"" SHOWN "\" "
+                                 "(write {{ for a literal brace)", tmpl);
+                        return PS_E_INVALID;
+                }
+                n = (size_t) (end - p - 1);
+#define IS(name) (n == strlen(name) && strncmp(p + 1, name, n) == 0)
+                if (IS("model_path")) {
+                        value = v->model_path;
+                        field = "model_path";
+                } else if (IS("port")) {
+                        value = v->port;
+                } else if (IS("slots")) {
+                        value = v->slots;
+                } else if (IS("host")) {
+                        value = v->host;
+                } else if (IS("tensor_split")) {
+                        value = v->tensor_split;
+                        field = "split";
+                } else if (IS("replica_id")) {
+                        value = v->replica_id;
+                } else if (IS("pool_id")) {
+                        value = v->pool_id;
+                } else {
+                        free(b.s);
+                        snprintf(why, whylen, "unknown placeholder {%.*s} (known: " PLACEHOLDERS ")",
+                                 n > 40 ? 40 : (int) n, p + 1);
+                        return PS_E_INVALID;
+                }
+#undef IS
+                if (!value) {
+                        free(b.s);
+                        snprintf(why, whylen, "{%.*s} is used but %s.%s is not set",
+                                 (int) n, p + 1, v->pool_where, field);
+                        return PS_E_INVALID;
+                }
+                sbuf_add(&b, value, strlen(value));
+                p = end + 1;
+        }
+        if (b.oom) {
+                free(b.s);
+                return -ENOMEM;
+        }
+        *ret = b.s;
+        return 0;
+}
+
+static void template_vars_init(template_vars *v, const ps_pool_config *p, size_t pool_index,
+                               char *where, size_t wherelen, unsigned port, const char *replica_id) {
+        snprintf(where, wherelen, "pools[%zu]", pool_index);
+        *v = (template_vars) {
+                .pool_where = where,
+                .model_path = p->model_path,
+                .host = p->host,
+                .tensor_split = p->tensor_split,
+                .replica_id = replica_id,
+                .pool_id = p->id,
+        };
+        snprintf(v->port, sizeof(v->port), "%u", port);
+        snprintf(v->slots, sizeof(v->slots), "%u", p->slots);
+}
+
+/* ---- pools ---- */
+
+static unsigned port_last(const ps_pool_config *p) {
+        /* replicas, then as many surge ports */
+        return (unsigned) p->port + 2 * p->replicas - 1;
+}
+
+static int check_env_name(const char *s) {
+        if (!(isalpha((unsigned char) s[0]) || s[0] == '_'))
+                return -1;
+        for (; *s; s++)
+                if (!(isalnum((unsigned char) *s) || *s == '_'))
+                        return -1;
+        return 0;
+}
+
+static int parse_pool_env(ctx *c, ps_pool_config *p, const json_t *env, const char *where) {
+        const char *key;
+        json_t *v;
+        size_t n = 0, count = json_object_size(env);
+
+        p->env = calloc(count ? count : 1, sizeof(*p->env));
+        if (!p->env)
+                return -ENOMEM;
+        json_object_foreach((json_t *) env, key, v) {
+                if (check_env_name(key) != 0)
+                        return fail(c, "%s.env." SHOWN ": not a valid variable name "
+                                    "(letters, digits, '_'; not starting with a digit)", where, key);
+                if (strcmp(key, "CUDA_VISIBLE_DEVICES") == 0)
+                        return fail(c, "%s.env.CUDA_VISIBLE_DEVICES: set from device_mask, "
+                                    "not here", where);
+                if (!json_is_string(v))
+                        return fail(c, "%s.env.%s: must be a string, got %s", where, key,
+                                    type_name(v));
+                if (asprintf(&p->env[n], "%s=%s", key, json_string_value(v)) < 0) {
+                        p->env[n] = NULL;
+                        return -ENOMEM;
+                }
+                p->n_env = ++n;
+        }
+        return 0;
+}
+
+static int parse_pool(ctx *c, ps_config *cfg, const json_t *obj, size_t i) {
+        static const char *const keys[] = {
+                "id", "engine", "engine_version", "binary", "args", "model_path", "host",
+                "port", "replicas", "device_mask", "split", "slots", "vram_required_bytes",
+                "env", "policy", "shared_devices", NULL,
+        };
+        ps_pool_config *p = &cfg->pools[i];
+        const char *id = NULL, *engine = NULL, *version = NULL, *host = DEFAULT_HOST;
+        const char *mask_text = NULL, *split = NULL;
+        const json_t *args = NULL, *env = NULL, *policy = NULL;
+        json_int_t port = 0, replicas = 1, slots = 1, vram = 0;
+        char where[WHERE_MAX], at[WHERE_MAX + 32], text[PS_DEVICES_MAX * 4 + 8];
+        char why[512];
+        ps_device_mask mask;
+        pd_error perr;
+        int r;
+
+        snprintf(where, sizeof(where), "pools[%zu]", i);
+        if (!json_is_object(obj))
+                return fail(c, "%s: must be an object, got %s", where, type_name(obj));
+        r = check_keys(c, obj, where, keys);
+        if (r)
+                return r;
+
+        r = get_string(c, obj, where, "id", true, &id);
+        if (r)
+                return r;
+        if (pd_id_validate(id, "pool id", &perr) != 0)
+                return fail(c, "%s.id: %s", where, perr.msg);
+        for (size_t j = 0; j < i; j++)
+                if (strcmp(cfg->pools[j].id, id) == 0)
+                        return fail(c, "%s.id: pool id \"%s\" is also pools[%zu]'s", where, id, j);
+        if ((r = str_set(&p->id, id)))
+                return r;
+
+        r = get_word(c, obj, where, "engine", true, &engine);
+        if (!r)
+                r = str_set(&p->engine, engine);
+        if (!r)
+                r = get_word(c, obj, where, "engine_version", true, &version);
+        if (!r)
+                r = str_set(&p->engine_version, version);
+        if (!r)
+                r = get_path(c, obj, where, "binary", true, &p->binary);
+        if (!r && cfg->n_engines_allow > 0) {
+                bool ok = false;
+
+                for (size_t j = 0; j < cfg->n_engines_allow && !ok; j++) {
+                        const char *e = cfg->engines_allow[j];
+                        size_t len = strlen(e);
+
+                        ok = e[len - 1] == '/' ? strncmp(p->binary, e, len) == 0
+                                               : strcmp(p->binary, e) == 0;
+                }
+                if (!ok)
+                        r = fail(c, "%s.binary: " SHOWN " is not in engines.allow", where, p->binary);
+        }
+        if (!r)
+                r = get_path(c, obj, where, "model_path", false, &p->model_path);
+        if (!r)
+                r = get_word(c, obj, where, "host", false, &host);
+        if (!r && strchr(host, '/'))
+                r = fail(c, "%s.host: must be an address or host name, got \"" SHOWN "\"", where, host);
+        if (!r)
+                r = str_set(&p->host, host);
+        if (!r)
+                r = get_int(c, obj, where, "port", true, 1, 65535, &port);
+        if (!r)
+                r = get_int(c, obj, where, "replicas", false, 1, POOL_REPLICAS_MAX, &replicas);
+        if (!r)
+                r = get_int(c, obj, where, "slots", false, 1, POOL_SLOTS_MAX, &slots);
+        if (!r)
+                r = get_int(c, obj, where, "vram_required_bytes", false, 0, JINT_MAX, &vram);
+        if (r)
+                return r;
+        p->port = (uint16_t) port;
+        p->replicas = (unsigned) replicas;
+        p->slots = (unsigned) slots;
+        p->vram_required_bytes = (uint64_t) vram;
+
+        if (port_last(p) > 65535)
+                return fail(c, "%s.port: ports %u..%u (replicas and their surge ports) "
+                            "go beyond 65535", where, (unsigned) p->port, port_last(p));
+        for (size_t j = 0; j < i; j++) {
+                const ps_pool_config *o = &cfg->pools[j];
+
+                if (p->port <= port_last(o) && o->port <= port_last(p))
+                        return fail(c, "%s.port: ports %u..%u overlap ports %u..%u of pools[%zu] "
+                                    "(\"%s\"); replica i listens on port+i, a surge engine on "
+                                    "port+replicas+i", where, (unsigned) p->port, port_last(p),
+                                    (unsigned) o->port, port_last(o), j, o->id);
+        }
+
+        r = get_bool(c, obj, where, "shared_devices", &p->shared_devices);
+        if (!r)
+                r = get_string(c, obj, where, "device_mask", false, &mask_text);
+        if (r)
+                return r;
+        if (!mask_text)
+                return fail(c, "%s.device_mask: required (devices such as \"0\" or \"0,1\", "
+                            "or \"none\")", where);
+        r = ps_inventory_parse_mask(cfg->inventory, mask_text, &mask, why, sizeof(why));
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                ps_gpu_backend b = cfg->gpu.backend;
+
+                if ((b == PS_GPU_BACKEND_AUTO || b == PS_GPU_BACKEND_CUDA) &&
+                    ps_inventory_count(cfg->inventory) == 0)
+                        return fail(c, "%s.device_mask: %s (gpu.backend \"%s\" finds no devices "
+                                    "in this build)", where, why, backend_names[b]);
+                return fail(c, "%s.device_mask: %s", where, why);
+        }
+        if (mask.none && cfg->gpu.require)
+                return fail(c, "%s.device_mask: \"none\" (no GPU) needs gpu.require false", where);
+        for (size_t j = 0; j < i && !mask.none; j++) {
+                const ps_pool_config *o = &cfg->pools[j];
+                ps_device_mask om;
+                int shared;
+
+                if (ps_inventory_parse_mask(cfg->inventory, o->device_mask, &om, NULL, 0) != 0)
+                        continue;
+                if (ps_device_mask_overlaps(&mask, &om, &shared) &&
+                    !(p->shared_devices && o->shared_devices))
+                        return fail(c, "%s.device_mask: device %d is also used by pools[%zu] "
+                                    "(\"%s\"); both pools need \"shared_devices\": true to share it",
+                                    where, shared, j, o->id);
+        }
+        if (ps_device_mask_format(&mask, text, sizeof(text)) < 0)
+                return -ENOSPC;
+        if ((r = str_set(&p->device_mask, text)))
+                return r;
+        if (ps_device_mask_format_visible(&mask, text, sizeof(text)) < 0)
+                return -ENOSPC;
+        if ((r = str_set(&p->cuda_visible_devices, text)))
+                return r;
+
+        r = get_string(c, obj, where, "split", false, &split);
+        if (r)
+                return r;
+        if (split) {
+                char planned[PS_DEVICES_MAX * 8];
+
+                r = str_set(&p->split, split);
+                if (r)
+                        return r;
+                r = ps_inventory_plan_split(cfg->inventory, &mask, split, cfg->gpu.headroom_bytes,
+                                            p->vram_required_bytes, planned, sizeof(planned),
+                                            why, sizeof(why));
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        return fail(c, "%s.split: %s", where, why);
+                if ((r = str_set(&p->tensor_split, planned)))
+                        return r;
+        }
+
+        r = get_object(c, obj, where, "env", &env);
+        if (!r && env)
+                r = parse_pool_env(c, p, env, where);
+        if (r)
+                return r;
+
+        p->policy = ps_policy_copy(cfg->defaults);
+        if (!p->policy)
+                return -ENOMEM;
+        r = get_object(c, obj, where, "policy", &policy);
+        if (r)
+                return r;
+        if (policy) {
+                snprintf(at, sizeof(at), "%s.policy", where);
+                if (ps_policy_apply_json(p->policy, policy, at, c->err, c->errlen) != 0)
+                        return PS_E_INVALID;
+        }
+
+        r = get_array(c, obj, where, "args", &args);
+        if (!r && args) {
+                snprintf(at, sizeof(at), "%s.args", where);
+                r = get_strings(c, args, at, POOL_ARGS_MAX, &p->args, &p->n_args);
+        }
+        if (r)
+                return r;
+        /* Expand once for r0, so a bad template fails the load, not a preload. */
+        for (size_t a = 0; a < p->n_args; a++) {
+                template_vars v;
+                char w[WHERE_MAX];
+                char *out = NULL;
+
+                template_vars_init(&v, p, i, w, sizeof(w), p->port, "r0");
+                r = template_expand(p->args[a], &v, &out, why, sizeof(why));
+                free(out);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        return fail(c, "%s.args[%zu]: %s", where, a, why);
+        }
+        return 0;
+}
+
+static int parse_pools(ctx *c, ps_config *cfg, const json_t *arr) {
+        size_t n = json_array_size(arr);
+
+        if (n == 0)
+                return 0;
+        cfg->pools = calloc(n, sizeof(*cfg->pools));
+        if (!cfg->pools)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                int r;
+
+                /* count it first, so a half-parsed pool is freed */
+                cfg->n_pools = i + 1;
+                r = parse_pool(c, cfg, json_array_get(arr, i), i);
+                if (r)
+                        return r;
+        }
+        return 0;
+}
+
+/* The API port must not be one an engine listens on. */
+static int check_bind_ports(ctx *c, const ps_config *cfg, const char *bind, const char *label) {
+        char host[256];
+        unsigned port;
+
+        if (!bind_split(bind, host, sizeof(host), &port) || port == 0)
+                return 0;
+        for (size_t i = 0; i < cfg->n_pools; i++) {
+                const ps_pool_config *p = &cfg->pools[i];
+
+                if (port >= p->port && port <= port_last(p))
+                        return fail(c, "%s: port %u is also used by pools[%zu] (\"%s\", ports %u..%u)",
+                                    label, port, i, p->id, (unsigned) p->port, port_last(p));
+        }
+        return 0;
+}
+
+static int check_bind(ctx *c, const char *bind, const char *label) {
+        char host[256];
+        unsigned port;
+
+        if (!bind_split(bind, host, sizeof(host), &port))
+                return fail(c, "%s: expected HOST:PORT (e.g. 127.0.0.1:9200 or [::1]:9200), "
+                            "got \"" SHOWN "\"", label, bind);
+        return 0;
+}
+
+static int config_parse(ctx *c, ps_config *cfg, const json_t *doc) {
+        static const char *const keys[] = {
+                "bind", "runtime_dir", "profile", "shutdown", "engines", "gpu", "defaults",
+                "pools", "cloud", NULL,
+        };
+        const json_t *engines = NULL, *gpu = NULL, *defaults = NULL, *pools = NULL, *cloud = NULL;
+        const char *bind = NULL, *runtime_dir = NULL;
+        int profile = (int) cfg->profile, shutdown = (int) cfg->shutdown;
+        char why[256];
+        int r;
+
+        if (!json_is_object(doc))
+                return fail(c, "config: must be a JSON object, got %s", type_name(doc));
+        r = check_keys(c, doc, "", keys);
+        if (!r)
+                r = get_string(c, doc, "", "bind", false, &bind);
+        if (!r && bind)
+                r = check_bind(c, bind, "bind");
+        if (!r && bind) {
+                r = str_set(&cfg->bind, bind);
+                cfg->bind_source = "file";
+        }
+        if (!r)
+                r = get_string(c, doc, "", "runtime_dir", false, &runtime_dir);
+        if (!r && runtime_dir) {
+                r = get_path(c, doc, "", "runtime_dir", false, &cfg->runtime_dir);
+                cfg->runtime_dir_source = "file";
+        }
+        if (!r)
+                r = get_enum(c, doc, "", "profile", profile_names, PS_PROFILE_MAX,
+                             "\"home\" or \"cloud\"", &profile);
+        if (!r)
+                r = get_enum(c, doc, "", "shutdown", shutdown_names, PS_SHUTDOWN_MODE_MAX,
+                             "\"stop\" or \"keep\"", &shutdown);
+        if (r)
+                return r;
+        cfg->profile = (ps_profile) profile;
+        cfg->shutdown = (ps_shutdown_mode) shutdown;
+
+        r = get_object(c, doc, "", "engines", &engines);
+        if (!r && engines)
+                r = parse_engines(c, cfg, engines);
+        if (!r)
+                r = get_object(c, doc, "", "gpu", &gpu);
+        if (!r && gpu)
+                r = parse_gpu(c, cfg, gpu);
+        if (r)
+                return r;
+        cfg->inventory = ps_inventory_free(cfg->inventory);
+        r = ps_inventory_from_config(cfg, &cfg->inventory, why, sizeof(why));
+        if (r > 0)
+                return fail(c, "gpu: %s", why);
+        if (r < 0)
+                return r;
+
+        r = get_object(c, doc, "", "defaults", &defaults);
+        if (r)
+                return r;
+        if (defaults && ps_policy_apply_json(cfg->defaults, defaults, "defaults",
+                                             c->err, c->errlen) != 0)
+                return PS_E_INVALID;
+
+        r = get_array(c, doc, "", "pools", &pools);
+        if (!r && pools)
+                r = parse_pools(c, cfg, pools);
+        if (!r)
+                r = get_object(c, doc, "", "cloud", &cloud);
+        if (!r && cloud)
+                r = parse_cloud(c, cfg, cloud);
+        return r;
+}
+
+int ps_config_load_json(const json_t *doc, const char *base_dir, ps_config **ret,
+                        char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen, .base_dir = base_dir };
+        ps_config *cfg;
+        int r;
+
+        if (!doc || !ret)
+                return -EINVAL;
+        cfg = ps_config_new();
+        if (!cfg)
+                return -ENOMEM;
+        if (base_dir) {
+                cfg->base_dir = strdup(base_dir);
+                if (!cfg->base_dir) {
+                        ps_config_free(cfg);
+                        return -ENOMEM;
+                }
+        }
+        r = config_parse(&c, cfg, doc);
+        if (r == -ENOMEM)
+                fail(&c, "out of memory");
+        else if (r < 0)
+                fail(&c, "%s", strerror(-r));
+        if (r) {
+                ps_config_free(cfg);
+                return r;
+        }
+        *ret = cfg;
+        return 0;
+}
+
+int ps_config_load_string(const char *text, const char *base_dir, ps_config **ret,
+                          char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen };
+        json_error_t jerr;
+        json_t *doc;
+        int r;
+
+        if (!text || !ret)
+                return -EINVAL;
+        doc = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+        if (!doc)
+                return fail(&c, "%d:%d: %s", jerr.line, jerr.column, jerr.text);
+        r = ps_config_load_json(doc, base_dir, ret, err, errlen);
+        json_decref(doc);
+        return r;
+}
+
+int ps_config_load_file(const char *path, ps_config **ret, char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen };
+        char why[1024], *full = NULL, *slash;
+        ps_config *cfg = NULL;
+        json_error_t jerr;
+        json_t *doc;
+        FILE *f;
+        int r;
+
+        if (!path || !ret)
+                return -EINVAL;
+        f = fopen(path, "re");
+        if (!f) {
+                r = -errno;
+                fail(&c, "%s: %s", path, strerror(errno));
+                return r;
+        }
+        doc = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+        fclose(f);
+        if (!doc)
+                return fail(&c, "%s:%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
+
+        full = realpath(path, NULL);
+        if (!full) {
+                r = -errno;
+                json_decref(doc);
+                fail(&c, "%s: %s", path, strerror(-r));
+                return r;
+        }
+        slash = strrchr(full, '/');
+        if (slash == full)
+                slash[1] = '\0';
+        else if (slash)
+                *slash = '\0';
+
+        why[0] = '\0';
+        r = ps_config_load_json(doc, full, &cfg, why, sizeof(why));
+        json_decref(doc);
+        free(full);
+        if (r) {
+                fail(&c, "%s: %s", path, why);
+                return r;
+        }
+        cfg->path = strdup(path);
+        if (!cfg->path) {
+                ps_config_free(cfg);
+                return -ENOMEM;
+        }
+        *ret = cfg;
+        return 0;
+}
+
+/* ---- environment ---- */
+
+typedef struct env_reader {
+        ps_getenv_fn fn;
+        void *userdata;
+} env_reader;
+
+static const char *process_getenv(const char *name, void *userdata) {
+        (void) userdata;
+        return getenv(name);
+}
+
+/* NULL for unset and for empty. */
+static const char *env_get(const env_reader *e, const char *name) {
+        const char *v = e->fn(name, e->userdata);
+
+        return v && v[0] ? v : NULL;
+}
+
+static int env_bool(ctx *c, const char *name, const char *v, bool *ret) {
+        if (strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0)
+                *ret = true;
+        else if (strcasecmp(v, "false") == 0 || strcmp(v, "0") == 0)
+                *ret = false;
+        else
+                return fail(c, "%s: must be true, false, 1 or 0, got \"" SHOWN "\"", name, v);
+        return 0;
+}
+
+/* Decimal digits only, 1..max. */
+static int env_uint(ctx *c, const char *name, const char *v, int64_t max, const char *what,
+                    int64_t *ret) {
+        int64_t n = 0;
+
+        for (const char *d = v; *d; d++) {
+                if (*d < '0' || *d > '9' || n > (max - (*d - '0')) / 10)
+                        return fail(c, "%s: must be %s, got \"" SHOWN "\"", name, what, v);
+                n = n * 10 + (*d - '0');
+        }
+        if (n < 1)
+                return fail(c, "%s: must be %s, got \"" SHOWN "\"", name, what, v);
+        *ret = n;
+        return 0;
+}
+
+/* "a, b,c" into a vector of validated, distinct ids. */
+static int env_pool_list(ctx *c, const char *name, const char *v, char ***ret, size_t *n) {
+        size_t cap = 1, count = 0;
+        char *copy, *p, *tok, **ids;
+        pd_error perr;
+        int r = 0;
+
+        for (const char *s = v; *s; s++)
+                cap += *s == ',';
+        copy = strdup(v);
+        ids = calloc(cap, sizeof(*ids));
+        if (!copy || !ids) {
+                free(copy);
+                free(ids);
+                return -ENOMEM;
+        }
+        for (p = copy; !r && (tok = strsep(&p, ","));) {
+                char *end;
+
+                while (*tok == ' ' || *tok == '\t')
+                        tok++;
+                end = tok + strlen(tok);
+                while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
+                        *--end = '\0';
+                if (!*tok) {
+                        r = fail(c, "%s: empty entry %zu in \"" SHOWN "\"", name, count + 1, v);
+                        break;
+                }
+                if (pd_id_validate(tok, "pool id", &perr) != 0) {
+                        r = fail(c, "%s: %s", name, perr.msg);
+                        break;
+                }
+                for (size_t j = 0; j < count; j++)
+                        if (strcmp(ids[j], tok) == 0)
+                                r = fail(c, "%s: pool id \"%s\" is listed twice", name, tok);
+                if (r)
+                        break;
+                ids[count] = strdup(tok);
+                if (!ids[count]) {
+                        r = -ENOMEM;
+                        break;
+                }
+                count++;
+        }
+        free(copy);
+        if (r) {
+                strv_free(ids, count);
+                return r;
+        }
+        *ret = ids;
+        *n = count;
+        return 0;
+}
+
+static bool token_ok(const char *s) {
+        for (; *s; s++)
+                if ((unsigned char) *s <= ' ' || (unsigned char) *s >= 0x7f)
+                        return false;
+        return true;
+}
+
+int ps_config_apply_env(ps_config *config, ps_getenv_fn getenv_fn, void *userdata,
+                        char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen };
+        env_reader e = { .fn = getenv_fn ? getenv_fn : process_getenv, .userdata = userdata };
+        const char *addr, *address, *cloud_profile, *pools, *runtime_dir, *node_id;
+        const char *machine_id, *orch_url, *token, *heartbeat, *reg, *watch, *state_dir;
+        bool cloud = config ? config->profile == PS_PROFILE_CLOUD : false;
+        bool register_on_startup = config ? config->cloud.register_on_startup : false;
+        int64_t heartbeat_s = 0, watch_ms = 0;
+        char **ids = NULL, *state_first = NULL;
+        size_t n_ids = 0;
+        pd_error perr;
+        int r = 0;
+
+        if (!config)
+                return -EINVAL;
+        addr = env_get(&e, "POOL_MANAGERD_ADDR");
+        address = env_get(&e, "POOL_MANAGERD_ADDRESS");
+        cloud_profile = env_get(&e, "POOL_MANAGERD_CLOUD_PROFILE");
+        pools = env_get(&e, "POOL_MANAGERD_POOLS");
+        runtime_dir = env_get(&e, "POOL_MANAGERD_RUNTIME_DIR");
+        node_id = env_get(&e, "POOL_MANAGERD_NODE_ID");
+        machine_id = env_get(&e, "POOL_MANAGERD_MACHINE_ID");
+        orch_url = env_get(&e, "ORCHESTRATORD_URL");
+        token = env_get(&e, "LLORCH_API_TOKEN");
+        heartbeat = env_get(&e, "POOL_MANAGERD_HEARTBEAT_INTERVAL_SECS");
+        reg = env_get(&e, "ORCHESTRATORD_REGISTER_ON_STARTUP");
+        watch = env_get(&e, "POOL_MANAGERD_WATCH_INTERVAL_MS");
+        state_dir = env_get(&e, "STATE_DIRECTORY");
+
+        /* Check everything before changing anything. */
+        if (addr)
+                r = check_bind(&c, addr, "POOL_MANAGERD_ADDR");
+        if (!r && address && !is_url(address))
+                r = fail(&c, "POOL_MANAGERD_ADDRESS: must be an http:// or https:// URL, "
+                         "got \"" SHOWN "\"", address);
+        if (!r && cloud_profile)
+                r = env_bool(&c, "POOL_MANAGERD_CLOUD_PROFILE", cloud_profile, &cloud);
+        if (!r && node_id && pd_id_validate(node_id, "node id", &perr) != 0)
+                r = fail(&c, "POOL_MANAGERD_NODE_ID: %s", perr.msg);
+        if (!r && machine_id && has_space_or_control(machine_id))
+                r = fail(&c, "POOL_MANAGERD_MACHINE_ID: must not contain spaces");
+        if (!r && orch_url && !is_url(orch_url))
+                r = fail(&c, "ORCHESTRATORD_URL: must be an http:// or https:// URL, got \"" SHOWN "\"",
+                         orch_url);
+        if (!r && token && !token_ok(token))
+                r = fail(&c, "LLORCH_API_TOKEN: must be printable ASCII without spaces");
+        if (!r && heartbeat)
+                r = env_uint(&c, "POOL_MANAGERD_HEARTBEAT_INTERVAL_SECS", heartbeat,
+                             INT64_MAX / 1000, "a whole number of seconds > 0", &heartbeat_s);
+        if (!r && reg)
+                r = env_bool(&c, "ORCHESTRATORD_REGISTER_ON_STARTUP", reg, &register_on_startup);
+        if (!r && watch)
+                r = env_uint(&c, "POOL_MANAGERD_WATCH_INTERVAL_MS", watch, INT64_MAX,
+                             "a whole number of milliseconds > 0", &watch_ms);
+        if (!r && pools)
+                r = env_pool_list(&c, "POOL_MANAGERD_POOLS", pools, &ids, &n_ids);
+        if (r)
+                return r;
+
+        /* systemd's StateDirectory= is the default runtime_dir. */
+        if (!runtime_dir && state_dir && strcmp(config->runtime_dir_source, "default") == 0) {
+                state_first = strndup(state_dir, strcspn(state_dir, ":"));
+                if (!state_first) {
+                        strv_free(ids, n_ids);
+                        return -ENOMEM;
+                }
+                if (state_first[0])
+                        runtime_dir = state_first;
+        }
+
+        /* Copy first, then swap, so OOM leaves the config as it was. */
+        {
+                char *n_bind = NULL, *n_address = NULL, *n_runtime = NULL, *n_node = NULL;
+                char *n_machine = NULL, *n_url = NULL, *n_token = NULL;
+                bool oom = false;
+
+#define DUP(dst, src) do { if (src && !(dst = strdup(src))) oom = true; } while (0)
+                DUP(n_bind, addr);
+                DUP(n_address, address);
+                DUP(n_runtime, runtime_dir);
+                DUP(n_node, node_id);
+                DUP(n_machine, machine_id);
+                DUP(n_url, orch_url);
+                DUP(n_token, token);
+#undef DUP
+                free(state_first);
+                if (oom) {
+                        free(n_bind);
+                        free(n_address);
+                        free(n_runtime);
+                        free(n_node);
+                        free(n_machine);
+                        free(n_url);
+                        free(n_token);
+                        strv_free(ids, n_ids);
+                        return -ENOMEM;
+                }
+#define SWAP(field, value) do { if (value) { free(field); field = value; } } while (0)
+                if (n_bind)
+                        config->bind_source = "POOL_MANAGERD_ADDR";
+                SWAP(config->bind, n_bind);
+                SWAP(config->cloud.address, n_address);
+                if (n_runtime)
+                        config->runtime_dir_source = "POOL_MANAGERD_RUNTIME_DIR";
+                SWAP(config->runtime_dir, n_runtime);
+                SWAP(config->cloud.node_id, n_node);
+                SWAP(config->cloud.machine_id, n_machine);
+                SWAP(config->cloud.orchestrator_url, n_url);
+                SWAP(config->cloud.api_token, n_token);
+#undef SWAP
+        }
+        config->profile = cloud ? PS_PROFILE_CLOUD : PS_PROFILE_HOME;
+        config->cloud.register_on_startup = register_on_startup;
+        if (heartbeat_s > 0)
+                config->cloud.heartbeat_interval_ms = heartbeat_s * 1000;
+        if (watch_ms > 0)
+                config->watch_interval_ms = watch_ms;
+        if (pools) {
+                strv_free(config->advertise_pools, config->n_advertise_pools);
+                config->advertise_pools = ids;
+                config->n_advertise_pools = n_ids;
+                config->advertise_pools_set = true;
+        }
+        return 0;
+}
+
+int ps_config_load(const char *path, ps_getenv_fn getenv_fn, void *userdata,
+                   ps_config **ret, char *err, size_t errlen) {
+        ps_config *cfg = NULL;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        if (path) {
+                r = ps_config_load_file(path, &cfg, err, errlen);
+                if (r)
+                        return r;
+        } else {
+                cfg = ps_config_new();
+                if (!cfg)
+                        return -ENOMEM;
+        }
+        r = ps_config_apply_env(cfg, getenv_fn, userdata, err, errlen);
+        /* Only the bind in effect must stay clear of the pools' ports. */
+        if (!r) {
+                ctx c = { .err = err, .errlen = errlen };
+
+                r = check_bind_ports(&c, cfg, cfg->bind, strcmp(cfg->bind_source, "POOL_MANAGERD_ADDR") == 0
+                                                         ? "POOL_MANAGERD_ADDR" : "bind");
+        }
+        if (r) {
+                ps_config_free(cfg);
+                return r;
+        }
+        *ret = cfg;
+        return 0;
+}
+
+int ps_config_set_bind(ps_config *config, const char *bind, const char *source,
+                       char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen };
+        int r;
+
+        if (!config || !bind)
+                return -EINVAL;
+        r = check_bind(&c, bind, "bind");
+        if (!r)
+                r = check_bind_ports(&c, config, bind, "bind");
+        if (!r)
+                r = str_set(&config->bind, bind);
+        if (!r)
+                config->bind_source = source ? source : "flag";
+        return r;
+}
+
+int ps_config_set_runtime_dir(ps_config *config, const char *dir, const char *source,
+                              char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen };
+        int r;
+
+        if (!config || !dir)
+                return -EINVAL;
+        if (!dir[0])
+                return fail(&c, "runtime_dir: must not be empty");
+        r = str_set(&config->runtime_dir, dir);
+        if (!r)
+                config->runtime_dir_source = source ? source : "flag";
+        return r;
+}
+
+const ps_pool_config *ps_config_find_pool(const ps_config *config, const char *id) {
+        for (size_t i = 0; config && id && i < config->n_pools; i++)
+                if (strcmp(config->pools[i].id, id) == 0)
+                        return &config->pools[i];
+        return NULL;
+}
+
+int ps_config_binary_allowed(const ps_config *config, const char *path,
+                             char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen };
+        char *norm;
+        bool normal;
+
+        if (!config || !path)
+                return -EINVAL;
+        if (path[0] != '/')
+                return fail(&c, "binary " SHOWN " is not an absolute path", path);
+        norm = path_resolve(NULL, path);
+        if (!norm)
+                return -ENOMEM;
+        normal = strcmp(norm, path) == 0;
+        free(norm);
+        if (!normal)
+                return fail(&c, "binary " SHOWN " has \".\", \"..\" or empty components", path);
+
+        if (config->n_engines_allow == 0) {
+                for (size_t i = 0; i < config->n_pools; i++)
+                        if (strcmp(config->pools[i].binary, path) == 0)
+                                return 0;
+                return fail(&c, "binary " SHOWN " is not the binary of a configured pool "
+                            "(engines.allow is empty)", path);
+        }
+        for (size_t i = 0; i < config->n_engines_allow; i++) {
+                const char *e = config->engines_allow[i];
+                size_t len = strlen(e);
+
+                if (e[len - 1] == '/' ? strncmp(path, e, len) == 0 : strcmp(path, e) == 0)
+                        return 0;
+        }
+        return fail(&c, "binary " SHOWN " is not in engines.allow", path);
+}
+
+/* ---- PreparedEngines ---- */
+
+/* "/models/Qwen2-0.5B.Q4.gguf" -> "Qwen2-0.5B.Q4"; NULL for no name. */
+static char *model_id_of(const char *model_path) {
+        const char *end = model_path + strlen(model_path), *start;
+
+        while (end > model_path && end[-1] == '/')
+                end--;
+        start = end;
+        while (start > model_path && start[-1] != '/')
+                start--;
+        if (end - start > 5 && strncasecmp(end - 5, ".gguf", 5) == 0)
+                end -= 5;
+        if (end == start)
+                return NULL;
+        return strndup(start, (size_t) (end - start));
+}
+
+int ps_config_replica_spec(const ps_config *config, size_t pool_index, unsigned replica,
+                           bool surge, ps_engine_spec **ret, char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen };
+        const ps_pool_config *p;
+        ps_engine_spec *s;
+        template_vars v;
+        char where[WHERE_MAX], rid[16], why[512];
+        unsigned port;
+        bool ok = true;
+
+        if (!config || !ret)
+                return -EINVAL;
+        if (pool_index >= config->n_pools)
+                return fail(&c, "pools[%zu]: no such pool (%zu configured)", pool_index,
+                            config->n_pools);
+        p = &config->pools[pool_index];
+        if (replica >= p->replicas)
+                return fail(&c, "pools[%zu]: no replica %u (%u configured)", pool_index, replica,
+                            p->replicas);
+        port = p->port + replica + (surge ? p->replicas : 0);
+        snprintf(rid, sizeof(rid), "r%u", replica);
+
+        s = ps_engine_spec_new();
+        if (!s)
+                return -ENOMEM;
+#define DUP(field, value) do { if ((value) && !(s->field = strdup(value))) ok = false; } while (0)
+        DUP(binary_path, p->binary);
+        DUP(host, p->host);
+        DUP(model_path, p->model_path);
+        DUP(engine, p->engine);
+        DUP(engine_version, p->engine_version);
+        DUP(pool_id, p->id);
+        if (!(s->replica_id = strdup(rid)))
+                ok = false;
+        DUP(device_mask, p->device_mask);
+        DUP(cuda_visible_devices, p->cuda_visible_devices);
+        DUP(health_path, ps_policy_health_path(p->policy));
+#undef DUP
+        if (p->model_path) {
+                s->model_id = model_id_of(p->model_path);
+                /* a path of slashes only has no name: leave model_id unset */
+        }
+        s->port = (uint16_t) port;
+        s->slots = p->slots;
+        if (ok && p->n_env > 0) {
+                s->env = calloc(p->n_env, sizeof(*s->env));
+                ok = s->env != NULL;
+                for (size_t i = 0; ok && i < p->n_env; i++) {
+                        s->env[i] = strdup(p->env[i]);
+                        ok = s->env[i] != NULL;
+                        s->n_env = i + 1;
+                }
+        }
+        if (ok && p->n_args > 0) {
+                s->flags = calloc(p->n_args, sizeof(*s->flags));
+                ok = s->flags != NULL;
+        }
+        template_vars_init(&v, p, pool_index, where, sizeof(where), port, rid);
+        for (size_t i = 0; ok && i < p->n_args; i++) {
+                int r = template_expand(p->args[i], &v, &s->flags[i], why, sizeof(why));
+
+                if (r < 0) {
+                        ok = false;
+                        break;
+                }
+                if (r > 0) {
+                        ps_engine_spec_free(s);
+                        return fail(&c, "pools[%zu].args[%zu]: %s", pool_index, i, why);
+                }
+                s->n_flags = i + 1;
+        }
+        if (!ok) {
+                ps_engine_spec_free(s);
+                return -ENOMEM;
+        }
+        *ret = s;
+        return 0;
+}
+
+int ps_config_replicas(const ps_config *config, ps_config_replica **ret, size_t *n,
+                       char *err, size_t errlen) {
+        ps_config_replica *list;
+        size_t total = 0, k = 0;
+
+        if (!config || !ret || !n)
+                return -EINVAL;
+        for (size_t i = 0; i < config->n_pools; i++)
+                total += config->pools[i].replicas;
+        list = calloc(total ? total : 1, sizeof(*list));
+        if (!list)
+                return -ENOMEM;
+        for (size_t i = 0; i < config->n_pools; i++) {
+                for (unsigned j = 0; j < config->pools[i].replicas; j++) {
+                        int r = ps_config_replica_spec(config, i, j, false, &list[k].spec,
+                                                       err, errlen);
+
+                        if (r) {
+                                ps_config_replicas_free(list, k);
+                                return r;
+                        }
+                        list[k++].policy = config->pools[i].policy;
+                }
+        }
+        *ret = list;
+        *n = total;
+        return 0;
+}
+
+ps_config_replica *ps_config_replicas_free(ps_config_replica *list, size_t n) {
+        if (!list)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                ps_engine_spec_free(list[i].spec);
+        free(list);
+        return NULL;
+}

@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The GPU inventory and the placement checks against it. The arithmetic
+ * (mask parsing, overlap, split planning) is pool-domain's; this file
+ * holds the devices and translates between the public ps_ types and the
+ * domain's pd_ ones, which do not leave pool-services.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool-domain/devmask.h"
+#include "pool-domain/split.h"
+#include "pool-services/inventory.h"
+
+static_assert(PS_GPU_UUID_MAX == PD_UUID_MAX, "uuid sizes differ");
+static_assert(PS_GPU_NAME_MAX == PD_DEVICE_NAME_MAX, "name sizes differ");
+static_assert(PS_GPU_PCI_BUS_ID_MAX == PD_PCI_BUS_ID_MAX, "pci bus id sizes differ");
+static_assert(PS_DEVICES_MAX == PD_DEVICES_MAX, "mask sizes differ");
+
+struct ps_inventory {
+        ps_gpu_backend backend;
+        ps_gpu_device *devices;   /* sorted by index */
+        pd_device *pd;            /* the same, for pool-domain */
+        size_t count;
+};
+
+static int errf(char *err, size_t errlen, int code, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+static int errf(char *err, size_t errlen, int code, const char *fmt, ...) {
+        va_list ap;
+
+        if (err && errlen > 0) {
+                va_start(ap, fmt);
+                vsnprintf(err, errlen, fmt, ap);
+                va_end(ap);
+        }
+        return code;
+}
+
+static int device_cmp(const void *a, const void *b) {
+        const ps_gpu_device *x = a, *y = b;
+
+        return (x->index > y->index) - (x->index < y->index);
+}
+
+static void device_to_pd(const ps_gpu_device *d, pd_device *out) {
+        *out = (pd_device) {
+                .index = d->index,
+                .cc_major = d->cc_major,
+                .cc_minor = d->cc_minor,
+                .vram_total_bytes = d->vram_total_bytes,
+                .vram_free_bytes = d->vram_free_bytes,
+        };
+        snprintf(out->uuid, sizeof(out->uuid), "%s", d->uuid);
+        snprintf(out->name, sizeof(out->name), "%s", d->name);
+        snprintf(out->pci_bus_id, sizeof(out->pci_bus_id), "%s", d->pci_bus_id);
+}
+
+int ps_inventory_new(ps_gpu_backend backend, const ps_gpu_device *devices, size_t n,
+                     ps_inventory **ret, char *err, size_t errlen) {
+        ps_inventory *inv;
+
+        if (!ret || (n > 0 && !devices) || (unsigned) backend >= PS_GPU_BACKEND_MAX)
+                return -EINVAL;
+        if (n > PS_DEVICES_MAX)
+                return errf(err, errlen, PS_E_INVALID, "%zu devices, at most %d allowed",
+                            n, PS_DEVICES_MAX);
+        inv = calloc(1, sizeof(*inv));
+        if (!inv)
+                return -ENOMEM;
+        inv->backend = backend;
+        if (n > 0) {
+                inv->devices = calloc(n, sizeof(*inv->devices));
+                inv->pd = calloc(n, sizeof(*inv->pd));
+                if (!inv->devices || !inv->pd) {
+                        ps_inventory_free(inv);
+                        return -ENOMEM;
+                }
+                memcpy(inv->devices, devices, n * sizeof(*devices));
+                qsort(inv->devices, n, sizeof(*inv->devices), device_cmp);
+        }
+        inv->count = n;
+        for (size_t i = 0; i < n; i++) {
+                const ps_gpu_device *d = &inv->devices[i];
+                int index = d->index;
+
+                if (index < 0 || index >= PS_DEVICES_MAX) {
+                        ps_inventory_free(inv);
+                        return errf(err, errlen, PS_E_INVALID,
+                                    "device index %d is out of range (0..%d)",
+                                    index, PS_DEVICES_MAX - 1);
+                }
+                if (i > 0 && inv->devices[i - 1].index == index) {
+                        ps_inventory_free(inv);
+                        return errf(err, errlen, PS_E_INVALID,
+                                    "device %d is listed twice", index);
+                }
+                device_to_pd(d, &inv->pd[i]);
+        }
+        *ret = inv;
+        return 0;
+}
+
+int ps_inventory_from_config(const ps_config *config, ps_inventory **ret,
+                             char *err, size_t errlen) {
+        const ps_gpu_config *gpu;
+
+        if (!config || !ret)
+                return -EINVAL;
+        gpu = &config->gpu;
+        switch (gpu->backend) {
+        case PS_GPU_BACKEND_FAKE:
+                return ps_inventory_new(PS_GPU_BACKEND_FAKE, gpu->devices, gpu->n_devices,
+                                        ret, err, errlen);
+        case PS_GPU_BACKEND_AUTO:
+        case PS_GPU_BACKEND_CUDA:
+                /* CUDA discovery is not there yet: no device found. */
+        case PS_GPU_BACKEND_NONE:
+                return ps_inventory_new(PS_GPU_BACKEND_NONE, NULL, 0, ret, err, errlen);
+        case PS_GPU_BACKEND_MAX:
+                break;
+        }
+        return -EINVAL;
+}
+
+ps_inventory *ps_inventory_free(ps_inventory *inv) {
+        if (!inv)
+                return NULL;
+        free(inv->devices);
+        free(inv->pd);
+        free(inv);
+        return NULL;
+}
+
+ps_gpu_backend ps_inventory_backend(const ps_inventory *inv) {
+        return inv ? inv->backend : PS_GPU_BACKEND_NONE;
+}
+
+size_t ps_inventory_count(const ps_inventory *inv) {
+        return inv ? inv->count : 0;
+}
+
+const ps_gpu_device *ps_inventory_device(const ps_inventory *inv, size_t i) {
+        if (!inv || i >= inv->count)
+                return NULL;
+        return &inv->devices[i];
+}
+
+const ps_gpu_device *ps_inventory_find(const ps_inventory *inv, int index) {
+        for (size_t i = 0; inv && i < inv->count; i++)
+                if (inv->devices[i].index == index)
+                        return &inv->devices[i];
+        return NULL;
+}
+
+static json_t *device_to_json(const ps_gpu_device *d) {
+        char cc[32];
+
+        snprintf(cc, sizeof(cc), "%d.%d", d->cc_major, d->cc_minor);
+        return json_pack("{s:i, s:s, s:s, s:o, s:s, s:I, s:I}",
+                         "index", d->index,
+                         "uuid", d->uuid,
+                         "name", d->name,
+                         "pci_bus_id", d->pci_bus_id[0] ? json_string(d->pci_bus_id) : json_null(),
+                         "compute_capability", cc,
+                         "vram_total_bytes", (json_int_t) d->vram_total_bytes,
+                         "vram_free_bytes", (json_int_t) d->vram_free_bytes);
+}
+
+json_t *ps_inventory_to_json(const ps_inventory *inv) {
+        json_t *devices = json_array();
+
+        if (!devices)
+                return NULL;
+        for (size_t i = 0; inv && i < inv->count; i++) {
+                if (json_array_append_new(devices, device_to_json(&inv->devices[i])) < 0) {
+                        json_decref(devices);
+                        return NULL;
+                }
+        }
+        return json_pack("{s:s, s:o}",
+                         "backend", ps_gpu_backend_to_string(ps_inventory_backend(inv)),
+                         "devices", devices);
+}
+
+static void mask_to_pd(const ps_device_mask *m, pd_devmask *out) {
+        *out = (pd_devmask) { .none = m->none, .count = m->count };
+        for (unsigned i = 0; i < m->count && i < PD_DEVICES_MAX; i++)
+                out->index[i] = m->index[i];
+}
+
+int ps_inventory_parse_mask(const ps_inventory *inv, const char *text,
+                            ps_device_mask *ret, char *err, size_t errlen) {
+        pd_inventory view = { .devices = NULL, .count = 0 };
+        pd_devmask m;
+        pd_error perr;
+        int r;
+
+        if (!text || !ret)
+                return -EINVAL;
+        if (inv) {
+                view.devices = inv->pd;
+                view.count = inv->count;
+        }
+        r = pd_devmask_parse(text, inv ? &view : NULL, &m, &perr);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
+        *ret = (ps_device_mask) { .none = m.none, .count = m.count };
+        for (unsigned i = 0; i < m.count; i++)
+                ret->index[i] = m.index[i];
+        return 0;
+}
+
+int ps_device_mask_format(const ps_device_mask *m, char *buf, size_t len) {
+        pd_devmask pm;
+
+        if (!m)
+                return -EINVAL;
+        mask_to_pd(m, &pm);
+        return pd_devmask_format(&pm, buf, len);
+}
+
+int ps_device_mask_format_visible(const ps_device_mask *m, char *buf, size_t len) {
+        pd_devmask pm;
+
+        if (!m)
+                return -EINVAL;
+        mask_to_pd(m, &pm);
+        return pd_devmask_format_visible(&pm, NULL, false, buf, len);
+}
+
+bool ps_device_mask_overlaps(const ps_device_mask *a, const ps_device_mask *b,
+                             int *shared) {
+        pd_devmask pa, pb;
+
+        if (!a || !b)
+                return false;
+        mask_to_pd(a, &pa);
+        mask_to_pd(b, &pb);
+        return pd_devmask_overlaps(&pa, &pb, shared);
+}
+
+int ps_inventory_plan_split(const ps_inventory *inv, const ps_device_mask *mask,
+                            const char *split, uint64_t headroom_bytes,
+                            uint64_t required_bytes, char *buf, size_t len,
+                            char *err, size_t errlen) {
+        uint64_t usable[PS_DEVICES_MAX];
+        pd_split s;
+        pd_error perr;
+        int r;
+
+        if (!mask || !split || !buf)
+                return -EINVAL;
+        if (mask->none || mask->count == 0)
+                return errf(err, errlen, PS_E_INVALID, "a pool without devices cannot be split");
+
+        if (strcmp(split, "auto") == 0) {
+                for (unsigned i = 0; i < mask->count; i++) {
+                        const ps_gpu_device *d = ps_inventory_find(inv, mask->index[i]);
+
+                        if (!d)
+                                return errf(err, errlen, PS_E_INVALID,
+                                            "device %d is not in the inventory", mask->index[i]);
+                        usable[i] = d->vram_free_bytes > headroom_bytes
+                                            ? d->vram_free_bytes - headroom_bytes : 0;
+                }
+                r = pd_split_plan_auto(usable, mask->count, &s, &perr);
+                if (r == 0 && required_bytes > 0)
+                        r = pd_split_cap(&s, usable, required_bytes, &perr);
+        } else {
+                r = pd_split_parse(split, mask->count, &s, &perr);
+        }
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
+
+        r = pd_split_format(&s, PD_SPLIT_STYLE_FRACTION, buf, len);
+        return r < 0 ? r : 0;
+}

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Writes a scrape to stdout for check-metrics.sh to hand to promtool.
+ *
+ *   metrics-sample rich    every family with series: several pools, one
+ *                          of them gone from the registry, awkward label
+ *                          values, histograms with observations, GPUs
+ *   metrics-sample empty   a node with no pools and no GPUs
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "pool-services/event.h"
+#include "pool-services/metrics.h"
+
+#define EVENT(m, type_, pool, replica, ...)                                    \
+        do {                                                                   \
+                const ps_field f_[] = { __VA_ARGS__ };                         \
+                const ps_event ev_ = {                                         \
+                        .type = (type_),                                       \
+                        .level = PS_LOG_INFO,                                  \
+                        .pool_id = (pool),                                     \
+                        .replica_id = (replica),                               \
+                        .message = "sample",                                   \
+                        .fields = f_,                                          \
+                        .n_fields = sizeof(f_) / sizeof(f_[0]),                \
+                };                                                             \
+                ps_metrics_observe((m), &ev_);                                 \
+        } while (0)
+
+static const char rich_snapshot[] =
+        "{\"pools\": ["
+        " {\"pool_id\": \"qwen-7b\", \"state\": \"ready\", \"live\": true, \"ready\": true,"
+        "  \"draining\": false, \"slots_total\": 8, \"slots_free\": 5, \"active_leases\": 3,"
+        "  \"restart_count\": 1, \"crash_count\": 2, \"backoff_ms\": 1500, \"driver_resets\": 1,"
+        "  \"breaker\": {\"state\": \"closed\", \"failures\": 0, \"opens\": 0, \"open_until\": null},"
+        "  \"replicas\": [{\"replica_id\": \"r1\", \"state\": \"ready\"},"
+        "                 {\"replica_id\": \"r0\", \"state\": \"draining\"}]},"
+        " {\"pool_id\": \"llama-70b\", \"state\": \"backoff\", \"live\": false, \"ready\": false,"
+        "  \"draining\": false, \"slots_total\": 4, \"slots_free\": 0, \"active_leases\": 0,"
+        "  \"restart_count\": 5, \"crash_count\": 6, \"backoff_ms\": 32000,"
+        "  \"breaker\": {\"state\": \"open\", \"failures\": 5, \"opens\": 1, \"open_until\": 1795521660000},"
+        "  \"replicas\": [{\"replica_id\": \"weird \\\"id\\\" \\\\ \\n\", \"state\": \"backoff\"}]},"
+        " {\"pool_id\": \"empty-pool\", \"state\": \"empty\", \"live\": false, \"ready\": false,"
+        "  \"draining\": false, \"slots_total\": 0, \"slots_free\": 0, \"active_leases\": 0,"
+        "  \"backoff_ms\": null, \"breaker\": null, \"replicas\": []}"
+        "]}";
+
+static const char rich_devices[] =
+        "{\"backend\": \"fake\", \"devices\": ["
+        " {\"index\": 1, \"uuid\": \"GPU-bbbb\", \"name\": \"NVIDIA \\\"Fake\\\" 24GB\","
+        "  \"vram_total_bytes\": 25769803776, \"vram_free_bytes\": 1073741824},"
+        " {\"index\": 0, \"uuid\": \"GPU-aaaa\", \"name\": \"NVIDIA Fake 80GB\","
+        "  \"vram_total_bytes\": 85899345920, \"vram_free_bytes\": 42949672960}"
+        "]}";
+
+static void feed(ps_metrics *m) {
+        EVENT(m, PS_EVENT_ENGINE_SPAWNED, "qwen-7b", "r0", PS_FIELD_INT("pid", 100));
+        EVENT(m, PS_EVENT_READY, "qwen-7b", "r0", PS_FIELD_INT("startup_ms", 2300));
+        EVENT(m, PS_EVENT_REQUEST_DONE, "qwen-7b", "r0", PS_FIELD_STR("request", "preload"),
+              PS_FIELD_STR("ok", "true"), PS_FIELD_INT("duration_ms", 2400));
+        EVENT(m, PS_EVENT_PROBE_FAILED, "qwen-7b", "r0", PS_FIELD_STR("detail", "timeout"));
+        EVENT(m, PS_EVENT_ENGINE_LOG_ERROR, "qwen-7b", "r0", PS_FIELD_STR("class", "cuda_error"));
+        EVENT(m, PS_EVENT_ENGINE_FAILED, "qwen-7b", "r0", PS_FIELD_STR("class", "signal"));
+        EVENT(m, PS_EVENT_RESTART_SCHEDULED, "qwen-7b", "r0", PS_FIELD_INT("backoff_ms", 1500));
+        EVENT(m, PS_EVENT_READY, "qwen-7b", "r1", PS_FIELD_INT("startup_ms", 900000));
+        EVENT(m, PS_EVENT_REQUEST_DONE, "qwen-7b", "r0", PS_FIELD_STR("request", "drain"),
+              PS_FIELD_STR("ok", "false"));
+        EVENT(m, PS_EVENT_REQUEST_DONE, "qwen-7b", "r1", PS_FIELD_STR("request", "reload"),
+              PS_FIELD_STR("ok", "true"), PS_FIELD_INT("duration_ms", 61000));
+
+        for (int i = 0; i < 6; i++) {
+                EVENT(m, PS_EVENT_SPAWN_FAILED, "llama-70b", "r0", PS_FIELD_STR("error", "ENOENT"));
+                EVENT(m, PS_EVENT_ENGINE_FAILED, "llama-70b", "r0", PS_FIELD_STR("class", "vram_oom"));
+        }
+        EVENT(m, PS_EVENT_ALERT, "llama-70b", "r0", PS_FIELD_STR("alert", "storm_warning"));
+        EVENT(m, PS_EVENT_ALERT, "llama-70b", "r0", PS_FIELD_STR("alert", "throttled"));
+        EVENT(m, PS_EVENT_ALERT, "llama-70b", "r0", PS_FIELD_STR("alert", "storm"),
+              PS_FIELD_STR("storm", "oom_storm"));
+        /* a kind no release produces, to exercise escaping */
+        EVENT(m, PS_EVENT_ALERT, "llama-70b", "r0", PS_FIELD_STR("alert", "storm"),
+              PS_FIELD_STR("storm", "odd \"kind\" \\ with\nnewline"));
+        EVENT(m, PS_EVENT_ALERT, "llama-70b", "r0", PS_FIELD_STR("alert", "breaker_opened"));
+
+        /* a pool that was deleted: counters stay, gauges go */
+        EVENT(m, PS_EVENT_ENGINE_FAILED, "retired", "r0", PS_FIELD_STR("class", "exit_code"));
+        EVENT(m, PS_EVENT_REQUEST_DONE, "retired", "r0", PS_FIELD_STR("request", "preload"),
+              PS_FIELD_STR("ok", "false"));
+}
+
+int main(int argc, char **argv) {
+        json_t *snapshot = NULL, *devices = NULL;
+        json_error_t error;
+        ps_metrics *m;
+        char *text;
+        int rc = 1;
+
+        if (argc != 2 || (strcmp(argv[1], "rich") != 0 && strcmp(argv[1], "empty") != 0)) {
+                fprintf(stderr, "usage: metrics-sample rich|empty\n");
+                return 2;
+        }
+        m = ps_metrics_new();
+        if (!m || ps_metrics_set_version(m, "0.1.0-test") < 0) {
+                fprintf(stderr, "metrics-sample: out of memory\n");
+                goto out;
+        }
+        if (strcmp(argv[1], "rich") == 0) {
+                snapshot = json_loads(rich_snapshot, JSON_REJECT_DUPLICATES, &error);
+                devices = json_loads(rich_devices, JSON_REJECT_DUPLICATES, &error);
+                if (!snapshot || !devices) {
+                        fprintf(stderr, "metrics-sample: bad fixture: %s (line %d)\n", error.text, error.line);
+                        goto out;
+                }
+                feed(m);
+        } else {
+                snapshot = json_pack("{s:[]}", "pools");
+        }
+        text = ps_metrics_render(m, snapshot, devices);
+        if (!text) {
+                fprintf(stderr, "metrics-sample: render failed\n");
+                goto out;
+        }
+        fputs(text, stdout);
+        free(text);
+        rc = fflush(stdout) == 0 ? 0 : 1;
+out:
+        json_decref(snapshot);
+        json_decref(devices);
+        ps_metrics_free(m);
+        return rc;
+}
