@@ -1097,7 +1097,7 @@ static void on_timer(step *s) {
         case PD_TIMER_STARTUP:
                 if (!in->running || in->exit_expected || in->ready_at_ms != 0)
                         return;
-                textf(why, sizeof(why), "startup timeout: not ready after %lld ms",
+                textf(why, sizeof(why), "health check failed: not ready within the startup timeout (%lld ms)",
                          (long long) s->p->health.startup_timeout_ms);
                 start_failed(s, id, PD_CRASH_STARTUP_TIMEOUT, why);
                 return;

@@ -396,6 +396,31 @@ static void test_startup_timeout_kills_and_schedules_retry(void **state) {
         assert_int_equal(ps_replica_restart_count(r), 1);
 }
 
+static void test_stalled_load_fails_before_the_startup_timeout(void **state) {
+        fx *f = *state;
+        ps_replica *r = preload(f, add(f, fake_spec("stall", "--never-ready", NULL),
+                                      fast_policy("{\"health\": {\"stall_timeout_ms\": 400,"
+                                                  " \"startup_timeout_ms\": 60000}}")));
+        json_t *s;
+
+        assert_false(f->done_ok);
+        assert_non_null(strstr(f->done_text, "stalled"));
+        s = snap(r);
+        assert_string_equal(snap_str(s, "last_error_class"), "stall_timeout");
+        json_decref(s);
+}
+
+static void test_load_that_shows_progress_is_not_stalled(void **state) {
+        fx *f = *state;
+        ps_replica *r = preload(f, add(f, fake_spec("busy", "--load-ms", "1500",
+                                                    "--log-progress-ms", "100", NULL),
+                                      fast_policy("{\"health\": {\"stall_timeout_ms\": 600}}")));
+
+        /* 1.5 s of loading, far past the stall timeout, but printing */
+        assert_true(f->done_ok);
+        assert_true(ps_replica_ready(r));
+}
+
 static void test_early_exit_reports_last_log_line(void **state) {
         fx *f = *state;
 
@@ -661,6 +686,8 @@ int main(void) {
                 T(test_preload_spawns_probes_and_writes_files),
                 T(test_missing_binary_fails_without_leftovers),
                 T(test_startup_timeout_kills_and_schedules_retry),
+                T(test_stalled_load_fails_before_the_startup_timeout),
+                T(test_load_that_shows_progress_is_not_stalled),
                 T(test_early_exit_reports_last_log_line),
                 T(test_sigsegv_crash_named_and_restarted),
                 T(test_exit_zero_is_not_restarted),

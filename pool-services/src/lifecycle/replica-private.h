@@ -72,6 +72,11 @@ struct ps_replica {
 
         pending_reply pending[PD_REPLY_MAX];
 
+        /* the last exit, for the "engine failed" line */
+        bool last_exit_known;
+        ps_exit_status last_exit;
+        int64_t last_uptime_ms;
+
         uint32_t active_leases;
         int64_t last_heartbeat_wall_ms;
         int64_t ready_wall_ms;

@@ -359,6 +359,9 @@ static void on_engine_exit(ps_engine *engine, const ps_exit_status *st, void *us
         in->engine = NULL;
         in->dead = engine;
 
+        r->last_exit_known = true;
+        r->last_exit = *st;
+        r->last_uptime_ms = uptime_ms;
         ev.exit = (pd_exit) { .exited = st->exited, .code = st->code, .signo = st->signo,
                               .status_unknown = st->status_unknown };
         if (in->oom_known && read_oom_kill(&oom_after) &&
@@ -615,13 +618,28 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
 static void report_transition(ps_replica *r, pd_state before, unsigned crashes_before) {
         const pd_lifecycle *lc = &r->lc;
 
-        if (lc->crash_count != crashes_before)
+        if (lc->crash_count != crashes_before) {
+                /* One line with the whole decision: what happened, what
+                 * it counts as, and what comes next. */
+                bool exited = r->last_exit_known;
+                const ps_exit_status *st = &r->last_exit;
+
                 EMIT(r, PS_EVENT_ENGINE_FAILED, PS_LOG_ERROR, "engine failed",
                      PS_FIELD_STR("engine_version", engine_version(r)),
                      PS_FIELD_STR("class", pd_crash_class_to_string(lc->last_error_cls)),
                      PS_FIELD_STR("last_error", lc->last_error),
+                     exited && st->exited ? PS_FIELD_INT("exit_code", st->code) : PS_FIELD_STR("exit_code", NULL),
+                     exited && !st->exited ? PS_FIELD_STR("signal", pd_signal_name(st->signo))
+                                           : PS_FIELD_STR("signal", NULL),
+                     exited ? PS_FIELD_INT("uptime_s", r->last_uptime_ms / 1000) : PS_FIELD_STR("uptime_s", NULL),
                      PS_FIELD_INT("crash_count", lc->crash_count),
-                     PS_FIELD_INT("restart_count", lc->restart_count));
+                     PS_FIELD_INT("restart_count", lc->restart_count),
+                     PS_FIELD_STR("state", pd_state_to_string(lc->state)),
+                     PS_FIELD_INT("backoff_ms", lc->backoff_ms),
+                     lc->next_restart_at_ms ? PS_FIELD_INT("next_restart_at", mono_to_wall(r, lc->next_restart_at_ms))
+                                            : PS_FIELD_STR("next_restart_at", NULL));
+                r->last_exit_known = false;
+        }
         if (lc->state == before)
                 return;
         if (lc->state == PD_STATE_READY && r->inst[PD_INSTANCE_PRIMARY].engine) {
