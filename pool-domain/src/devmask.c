@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include "text-out.h"
 #include "pool-domain/devmask.h"
 
 #include <errno.h>
@@ -249,42 +250,6 @@ bool pd_devmask_overlaps(const pd_devmask *a, const pd_devmask *b, int *shared) 
         return false;
 }
 
-/* Appends with snprintf() and remembers whether anything was cut off. */
-typedef struct text_out {
-        char *buf;
-        size_t len;
-        size_t pos;
-        bool truncated;
-} text_out;
-
-static void text_out_printf(text_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void text_out_printf(text_out *o, const char *fmt, ...) {
-        va_list ap;
-        int n;
-
-        if (o->truncated)
-                return;
-
-        va_start(ap, fmt);
-        n = vsnprintf(o->buf + o->pos, o->len - o->pos, fmt, ap);
-        va_end(ap);
-
-        if (n < 0 || (size_t) n >= o->len - o->pos)
-                o->truncated = true;
-        else
-                o->pos += (size_t) n;
-}
-
-/* A truncated mask reads like a different, valid one ("0,1" cut to "0"),
- * so on -ENOSPC the caller gets an empty string, never a prefix. */
-static int text_out_finish(text_out *o) {
-        if (o->truncated) {
-                o->buf[0] = '\0';
-                return -ENOSPC;
-        }
-        return (int) o->pos;
-}
 
 static bool devmask_is_sane(const pd_devmask *m) {
         return m->none || (m->count > 0 && m->count <= PD_DEVICES_MAX);

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include "text-out.h"
 #include "pool-domain/split.h"
 
 #include <errno.h>
@@ -220,42 +221,6 @@ int pd_split_cap(pd_split *s, const uint64_t *usable, uint64_t required_bytes,
         return 0;
 }
 
-/* Appends with snprintf() and remembers whether anything was cut off. */
-typedef struct text_out {
-        char *buf;
-        size_t len;
-        size_t pos;
-        bool truncated;
-} text_out;
-
-static void text_out_printf(text_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void text_out_printf(text_out *o, const char *fmt, ...) {
-        va_list ap;
-        int n;
-
-        if (o->truncated)
-                return;
-
-        va_start(ap, fmt);
-        n = vsnprintf(o->buf + o->pos, o->len - o->pos, fmt, ap);
-        va_end(ap);
-
-        if (n < 0 || (size_t) n >= o->len - o->pos)
-                o->truncated = true;
-        else
-                o->pos += (size_t) n;
-}
-
-/* A cut-off split reads like a different one, so on -ENOSPC the caller
- * gets an empty string, never a prefix. */
-static int text_out_finish(text_out *o) {
-        if (o->truncated) {
-                o->buf[0] = '\0';
-                return -ENOSPC;
-        }
-        return (int) o->pos;
-}
 
 /*
  * In ten-thousandths, so the text is built from integers: no "-0" from a

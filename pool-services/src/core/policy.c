@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/errfmt.h"
 #include "core/policy-private.h"
 
 #define HEALTH_PATH_MAX 256
@@ -98,20 +99,6 @@ const char *ps_policy_health_path(const ps_policy *policy) {
         return policy->health_path;
 }
 
-static int errf(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int errf(char *err, size_t errlen, const char *fmt, ...) {
-        va_list ap;
-
-        if (err && errlen > 0) {
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return -EINVAL;
-}
-
 static const char *type_name(const json_t *v) {
         switch (json_typeof(v)) {
         case JSON_OBJECT:  return "an object";
@@ -135,13 +122,13 @@ static int set_field(ps_policy *p, const field *f, const json_t *v, const char *
         case FIELD_MS:
         case FIELD_COUNT:
                 if (!json_is_integer(v))
-                        return errf(err, errlen, "%s: must be an integer, got %s", path, type_name(v));
+                        return ps_errf(err, errlen, -EINVAL, "%s: must be an integer, got %s", path, type_name(v));
                 i = json_integer_value(v);
                 if (i < 0)
-                        return errf(err, errlen, "%s: must be >= 0, got %" JSON_INTEGER_FORMAT, path, i);
+                        return ps_errf(err, errlen, -EINVAL, "%s: must be >= 0, got %" JSON_INTEGER_FORMAT, path, i);
                 if (f->kind == FIELD_COUNT) {
                         if (i > UINT_MAX)
-                                return errf(err, errlen, "%s: too large, got %" JSON_INTEGER_FORMAT, path, i);
+                                return ps_errf(err, errlen, -EINVAL, "%s: too large, got %" JSON_INTEGER_FORMAT, path, i);
                         *(unsigned *) (void *) at = (unsigned) i;
                 } else {
                         *(int64_t *) (void *) at = (int64_t) i;
@@ -149,20 +136,20 @@ static int set_field(ps_policy *p, const field *f, const json_t *v, const char *
                 return 0;
         case FIELD_REAL:
                 if (!json_is_number(v))
-                        return errf(err, errlen, "%s: must be a number, got %s", path, type_name(v));
+                        return ps_errf(err, errlen, -EINVAL, "%s: must be a number, got %s", path, type_name(v));
                 *(double *) (void *) at = json_number_value(v);
                 return 0;
         case FIELD_BOOL:
                 if (!json_is_boolean(v))
-                        return errf(err, errlen, "%s: must be true or false, got %s", path, type_name(v));
+                        return ps_errf(err, errlen, -EINVAL, "%s: must be true or false, got %s", path, type_name(v));
                 *(bool *) (void *) at = json_is_true(v);
                 return 0;
         case FIELD_PATH:
                 if (!json_is_string(v))
-                        return errf(err, errlen, "%s: must be a string, got %s", path, type_name(v));
+                        return ps_errf(err, errlen, -EINVAL, "%s: must be a string, got %s", path, type_name(v));
                 if (json_string_value(v)[0] != '/' || json_string_length(v) >= HEALTH_PATH_MAX ||
                     strpbrk(json_string_value(v), " \r\n\t"))
-                        return errf(err, errlen, "%s: must be a URL path starting with '/' "
+                        return ps_errf(err, errlen, -EINVAL, "%s: must be a URL path starting with '/' "
                                     "(no spaces, under %d bytes)", path, HEALTH_PATH_MAX);
                 snprintf(at, HEALTH_PATH_MAX, "%s", json_string_value(v));
                 return 0;
@@ -173,12 +160,12 @@ static int set_field(ps_policy *p, const field *f, const json_t *v, const char *
                 pd_crash_class cls;
 
                 if (!json_is_object(v))
-                        return errf(err, errlen, "%s: must be an object, got %s", path, type_name(v));
+                        return ps_errf(err, errlen, -EINVAL, "%s: must be an object, got %s", path, type_name(v));
                 json_object_foreach((json_t *) v, cls_name, m) {
                         if (pd_crash_class_from_string(cls_name, &cls) != 0)
-                                return errf(err, errlen, "%s.%s: unknown crash class", path, cls_name);
+                                return ps_errf(err, errlen, -EINVAL, "%s.%s: unknown crash class", path, cls_name);
                         if (!json_is_number(m))
-                                return errf(err, errlen, "%s.%s: must be a number, got %s",
+                                return ps_errf(err, errlen, -EINVAL, "%s.%s: must be a number, got %s",
                                             path, cls_name, type_name(m));
                         mult[cls] = json_number_value(m);
                 }
@@ -221,19 +208,19 @@ int ps_policy_apply_json(ps_policy *policy, const json_t *obj, const char *where
                 return -EINVAL;
         where = where ? where : "policy";
         if (!json_is_object(obj))
-                return errf(err, errlen, "%s: must be an object, got %s", where, type_name(obj));
+                return ps_errf(err, errlen, -EINVAL, "%s: must be an object, got %s", where, type_name(obj));
 
         next = *policy;
         json_object_foreach((json_t *) obj, key, v) {
                 if (is_section(key)) {
                         if (!json_is_object(v))
-                                return errf(err, errlen, "%s.%s: must be an object, got %s",
+                                return ps_errf(err, errlen, -EINVAL, "%s.%s: must be an object, got %s",
                                             where, key, type_name(v));
                         json_object_foreach(v, sub, sv) {
                                 snprintf(path, sizeof(path), "%s.%s.%s", where, key, sub);
                                 f = find_field(key, sub);
                                 if (!f)
-                                        return errf(err, errlen, "%s: unknown key", path);
+                                        return ps_errf(err, errlen, -EINVAL, "%s: unknown key", path);
                                 r = set_field(&next, f, sv, path, err, errlen);
                                 if (r < 0)
                                         return r;
@@ -243,13 +230,13 @@ int ps_policy_apply_json(ps_policy *policy, const json_t *obj, const char *where
                 snprintf(path, sizeof(path), "%s.%s", where, key);
                 f = find_field(NULL, key);
                 if (!f)
-                        return errf(err, errlen, "%s: unknown key", path);
+                        return ps_errf(err, errlen, -EINVAL, "%s: unknown key", path);
                 r = set_field(&next, f, v, path, err, errlen);
                 if (r < 0)
                         return r;
         }
         if (pd_policy_validate(&next.pd, &perr) != 0)
-                return errf(err, errlen, "%s.%s", where, perr.msg);
+                return ps_errf(err, errlen, -EINVAL, "%s.%s", where, perr.msg);
         *policy = next;
         return 0;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/errfmt.h"
 #include "lifecycle/replica-private.h"
 #include "pool-domain/ids.h"
 #include "pool-domain/lease.h"
@@ -29,20 +30,6 @@ struct ps_registry {
         void *stop_userdata;
         bool stopping_all;
 };
-
-static int errf(char *err, size_t errlen, int code, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-
-static int errf(char *err, size_t errlen, int code, const char *fmt, ...) {
-        va_list ap;
-
-        if (err && errlen > 0) {
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return code;
-}
 
 ps_registry *ps_registry_new(const ps_context *ctx) {
         ps_registry *reg;
@@ -153,16 +140,16 @@ static int validate_spec(const ps_engine_spec *spec, char *err, size_t errlen) {
         if (!spec)
                 return -EINVAL;
         if (pd_id_validate(spec->pool_id, "pool id", &perr) != 0)
-                return errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
+                return ps_errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
         if (pd_id_validate(spec->replica_id, "replica id", &perr) != 0)
-                return errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
+                return ps_errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
         if (!spec->binary_path || spec->binary_path[0] != '/')
-                return errf(err, errlen, PS_E_INVALID,
+                return ps_errf(err, errlen, PS_E_INVALID,
                             "binary_path: must be an absolute path");
         if (spec->port == 0)
-                return errf(err, errlen, PS_E_INVALID, "port: must be 1..65535");
+                return ps_errf(err, errlen, PS_E_INVALID, "port: must be 1..65535");
         if (spec->slots == 0)
-                return errf(err, errlen, PS_E_INVALID, "slots: must be at least 1");
+                return ps_errf(err, errlen, PS_E_INVALID, "slots: must be at least 1");
         return 0;
 }
 
@@ -176,7 +163,7 @@ int ps_registry_add(ps_registry *reg, const ps_engine_spec *spec, const ps_polic
         if (rc != 0)
                 return rc;
         if (ps_registry_find(reg, spec->pool_id, spec->replica_id))
-                return errf(err, errlen, PS_E_EXISTS, "pool %s replica %s already exists",
+                return ps_errf(err, errlen, PS_E_EXISTS, "pool %s replica %s already exists",
                             spec->pool_id, spec->replica_id);
         r = replica_new(reg, reg->ctx, spec, policy);
         if (!r)
@@ -200,10 +187,10 @@ int ps_registry_remove_pool(ps_registry *reg, const char *pool_id, char *err, si
         size_t at;
 
         if (!p)
-                return errf(err, errlen, PS_E_NOT_FOUND, "pool %s not found", pool_id);
+                return ps_errf(err, errlen, PS_E_NOT_FOUND, "pool %s not found", pool_id);
         for (size_t i = 0; i < p->n_replicas; i++)
                 if (replica_engine_running(p->replicas[i]))
-                        return errf(err, errlen, PS_E_CONFLICT,
+                        return ps_errf(err, errlen, PS_E_CONFLICT,
                                     "pool %s still has a running engine", pool_id);
         at = (size_t) (p - reg->pools);
         pool_clear(p);
@@ -226,7 +213,7 @@ static int check_type(const json_t *doc, const char *key, json_type type, const 
 
         if (!v || json_is_null(v) || json_typeof(v) == type)
                 return 0;
-        return errf(err, errlen, PS_E_INVALID, "handoff %s: must be %s", key, what);
+        return ps_errf(err, errlen, PS_E_INVALID, "handoff %s: must be %s", key, what);
 }
 
 int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *doc,
@@ -240,15 +227,15 @@ int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *doc,
         int rc;
 
         if (!json_is_object(doc))
-                return errf(err, errlen, PS_E_INVALID, "handoff: must be a JSON object");
+                return ps_errf(err, errlen, PS_E_INVALID, "handoff: must be a JSON object");
         pool_id = str_field(doc, "pool_id");
         replica_id = str_field(doc, "replica_id");
         version = str_field(doc, "engine_version");
         if (pd_id_validate(pool_id, "handoff pool_id", &perr) != 0 ||
             pd_id_validate(replica_id, "handoff replica_id", &perr) != 0)
-                return errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
+                return ps_errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
         if (!version || !version[0])
-                return errf(err, errlen, PS_E_INVALID, "handoff engine_version: required string");
+                return ps_errf(err, errlen, PS_E_INVALID, "handoff engine_version: required string");
         if ((rc = check_type(doc, "url", JSON_STRING, "a string", err, errlen)) ||
             (rc = check_type(doc, "engine", JSON_STRING, "a string", err, errlen)) ||
             (rc = check_type(doc, "device_mask", JSON_STRING, "a string", err, errlen)) ||
@@ -262,11 +249,11 @@ int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *doc,
              (json_integer_value(slots_total) < 0 || json_integer_value(slots_total) > UINT32_MAX)) ||
             (json_is_integer(slots_free) &&
              (json_integer_value(slots_free) < 0 || json_integer_value(slots_free) > UINT32_MAX)))
-                return errf(err, errlen, PS_E_INVALID, "handoff slots: out of range");
+                return ps_errf(err, errlen, PS_E_INVALID, "handoff slots: out of range");
 
         r = ps_registry_find(reg, pool_id, replica_id);
         if (r && !r->lc.external && !replica_at_rest(r))
-                return errf(err, errlen, PS_E_CONFLICT,
+                return ps_errf(err, errlen, PS_E_CONFLICT,
                             "pool %s replica %s is managed by this daemon", pool_id, replica_id);
         if (!r) {
                 spec = ps_engine_spec_new();

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/errfmt.h"
 #include "pool-domain/devmask.h"
 #include "pool-domain/split.h"
 #include "pool-services/inventory.h"
@@ -27,20 +28,6 @@ struct ps_inventory {
         pd_device *pd;            /* the same, for pool-domain */
         size_t count;
 };
-
-static int errf(char *err, size_t errlen, int code, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-
-static int errf(char *err, size_t errlen, int code, const char *fmt, ...) {
-        va_list ap;
-
-        if (err && errlen > 0) {
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return code;
-}
 
 static int device_cmp(const void *a, const void *b) {
         const ps_gpu_device *x = a, *y = b;
@@ -68,7 +55,7 @@ int ps_inventory_new(ps_gpu_backend backend, const ps_gpu_device *devices, size_
         if (!ret || (n > 0 && !devices) || (unsigned) backend >= PS_GPU_BACKEND_MAX)
                 return -EINVAL;
         if (n > PS_DEVICES_MAX)
-                return errf(err, errlen, PS_E_INVALID, "%zu devices, at most %d allowed",
+                return ps_errf(err, errlen, PS_E_INVALID, "%zu devices, at most %d allowed",
                             n, PS_DEVICES_MAX);
         inv = calloc(1, sizeof(*inv));
         if (!inv)
@@ -91,13 +78,13 @@ int ps_inventory_new(ps_gpu_backend backend, const ps_gpu_device *devices, size_
 
                 if (index < 0 || index >= PS_DEVICES_MAX) {
                         ps_inventory_free(inv);
-                        return errf(err, errlen, PS_E_INVALID,
+                        return ps_errf(err, errlen, PS_E_INVALID,
                                     "device index %d is out of range (0..%d)",
                                     index, PS_DEVICES_MAX - 1);
                 }
                 if (i > 0 && inv->devices[i - 1].index == index) {
                         ps_inventory_free(inv);
-                        return errf(err, errlen, PS_E_INVALID,
+                        return ps_errf(err, errlen, PS_E_INVALID,
                                     "device %d is listed twice", index);
                 }
                 device_to_pd(d, &inv->pd[i]);
@@ -211,7 +198,7 @@ int ps_inventory_parse_mask(const ps_inventory *inv, const char *text,
         if (r < 0)
                 return r;
         if (r > 0)
-                return errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
+                return ps_errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
         *ret = (ps_device_mask) { .none = m.none, .count = m.count };
         for (unsigned i = 0; i < m.count; i++)
                 ret->index[i] = m.index[i];
@@ -259,14 +246,14 @@ int ps_inventory_plan_split(const ps_inventory *inv, const ps_device_mask *mask,
         if (!mask || !split || !buf)
                 return -EINVAL;
         if (mask->none || mask->count == 0)
-                return errf(err, errlen, PS_E_INVALID, "a pool without devices cannot be split");
+                return ps_errf(err, errlen, PS_E_INVALID, "a pool without devices cannot be split");
 
         if (strcmp(split, "auto") == 0) {
                 for (unsigned i = 0; i < mask->count; i++) {
                         const ps_gpu_device *d = ps_inventory_find(inv, mask->index[i]);
 
                         if (!d)
-                                return errf(err, errlen, PS_E_INVALID,
+                                return ps_errf(err, errlen, PS_E_INVALID,
                                             "device %d is not in the inventory", mask->index[i]);
                         usable[i] = d->vram_free_bytes > headroom_bytes
                                             ? d->vram_free_bytes - headroom_bytes : 0;
@@ -280,7 +267,7 @@ int ps_inventory_plan_split(const ps_inventory *inv, const ps_device_mask *mask,
         if (r < 0)
                 return r;
         if (r > 0)
-                return errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
+                return ps_errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
 
         r = pd_split_format(&s, PD_SPLIT_STYLE_FRACTION, buf, len);
         return r < 0 ? r : 0;
