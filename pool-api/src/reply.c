@@ -7,6 +7,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 
+#include "pool-services/errors.h"
 #include "request-private.h"
 
 /* The one place an error code meets an HTTP status. docs/api.md lists the
@@ -17,9 +18,21 @@ static const struct {
         const char *reason;
 } codes[PA_CODE_MAX] = {
         [PA_CODE_BAD_REQUEST] = { "BAD_REQUEST", 400, "Bad Request" },
+        [PA_CODE_INVALID_JSON] = { "INVALID_JSON", 400, "Bad Request" },
+        [PA_CODE_INVALID_FIELD] = { "INVALID_FIELD", 400, "Bad Request" },
+        [PA_CODE_BINARY_NOT_ALLOWED] = { "BINARY_NOT_ALLOWED", 403, "Forbidden" },
         [PA_CODE_NOT_FOUND] = { "NOT_FOUND", 404, "Not Found" },
+        [PA_CODE_POOL_NOT_FOUND] = { "POOL_NOT_FOUND", 404, "Not Found" },
         [PA_CODE_METHOD_NOT_ALLOWED] = { "METHOD_NOT_ALLOWED", 405, "Method Not Allowed" },
+        [PA_CODE_CONFLICT] = { "CONFLICT", 409, "Conflict" },
+        [PA_CODE_NOT_RUNNING] = { "NOT_RUNNING", 409, "Conflict" },
+        [PA_CODE_BREAKER_OPEN] = { "BREAKER_OPEN", 409, "Conflict" },
         [PA_CODE_INTERNAL] = { "INTERNAL", 500, "Internal Server Error" },
+        [PA_CODE_PRELOAD_FAILED] = { "PRELOAD_FAILED", 500, "Internal Server Error" },
+        [PA_CODE_HEALTH_CHECK_FAILED] = { "HEALTH_CHECK_FAILED", 500, "Internal Server Error" },
+        [PA_CODE_SERVICE_UNAVAILABLE] = { "SERVICE_UNAVAILABLE", 503, "Service Unavailable" },
+        [PA_CODE_GPU_ONLY] = { "GPU_ONLY", 503, "Service Unavailable" },
+        [PA_CODE_PREFLIGHT_FAILED] = { "PREFLIGHT_FAILED", 503, "Service Unavailable" },
 };
 
 const char *pa_code_to_string(pa_code code) {
@@ -32,6 +45,24 @@ int pa_code_to_status(pa_code code) {
         if ((unsigned) code >= PA_CODE_MAX)
                 return 500;
         return codes[code].status;
+}
+
+pa_code pa_code_from_services(int rc) {
+        switch (rc) {
+        case PS_E_INVALID:
+                return PA_CODE_INVALID_FIELD;
+        case PS_E_NOT_FOUND:
+                return PA_CODE_POOL_NOT_FOUND;
+        case PS_E_EXISTS:
+        case PS_E_CONFLICT:
+                return PA_CODE_CONFLICT;
+        case PS_E_BREAKER_OPEN:
+                return PA_CODE_BREAKER_OPEN;
+        case PS_E_NOT_RUNNING:
+                return PA_CODE_NOT_RUNNING;
+        default:
+                return PA_CODE_INTERNAL;
+        }
 }
 
 /* Reason phrases for the statuses success replies use; the error table
@@ -54,18 +85,25 @@ static const char *status_reason(int status) {
         }
 }
 
-static void send_raw(pa_request *r, int status, const char *body, size_t len) {
-        struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
-        struct evbuffer *out = evhttp_request_get_output_buffer(r->req);
+static void send_raw(pa_request *r, int status, const char *content_type,
+                     const char *body, size_t len) {
+        struct evkeyvalq *headers;
+        struct evbuffer *out;
 
-        evhttp_add_header(headers, "Content-Type", "application/json");
+        r->status = status;
+        if (!r->req)
+                return;   /* a deferred request whose client went away */
+        headers = evhttp_request_get_output_headers(r->req);
+        out = evhttp_request_get_output_buffer(r->req);
+        evhttp_add_header(headers, "Content-Type", content_type);
         if (evbuffer_add(out, body, len) < 0) {
                 /* Nothing fits: an empty 500 still ends the request. */
-                status = 500;
+                status = r->status = 500;
                 evbuffer_drain(out, evbuffer_get_length(out));
         }
         evhttp_send_reply(r->req, status, status_reason(status), NULL);
-        r->status = status;
+        /* evhttp owns (and may already have freed) the request now. */
+        r->req = NULL;
 }
 
 void pa_reply_json(pa_request *r, int status, json_t *body) {
@@ -74,24 +112,26 @@ void pa_reply_json(pa_request *r, int status, json_t *body) {
 
         json_decref(body);
         if (!text) {
-                send_raw(r, 500, oom, sizeof(oom) - 1);
+                send_raw(r, 500, "application/json", oom, sizeof(oom) - 1);
                 return;
         }
-        send_raw(r, status, text, strlen(text));
+        send_raw(r, status, "application/json", text, strlen(text));
         free(text);
 }
 
-void pa_reply_error(pa_request *r, pa_code code, const char *fmt, ...) {
+void pa_reply_text(pa_request *r, int status, const char *content_type,
+                   const char *text, size_t len) {
+        send_raw(r, status, content_type, text, len);
+}
+
+void pa_reply_errorv(pa_request *r, pa_code code, const char *fmt, va_list ap) {
         char msg[512];
         json_t *jmsg;
-        va_list ap;
 
         if ((unsigned) code >= PA_CODE_MAX)
                 code = PA_CODE_INTERNAL;
-        va_start(ap, fmt);
         if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
                 msg[0] = '\0';
-        va_end(ap);
 
         /* Messages echo what the client sent, which need not be UTF-8 (or
          * may be cut mid-character): json_string() refuses that, so fall
@@ -105,4 +145,12 @@ void pa_reply_error(pa_request *r, pa_code code, const char *fmt, ...) {
         }
         pa_reply_json(r, codes[code].status,
                       json_pack("{s:o?, s:s}", "error", jmsg, "code", codes[code].name));
+}
+
+void pa_reply_error(pa_request *r, pa_code code, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        pa_reply_errorv(r, code, fmt, ap);
+        va_end(ap);
 }

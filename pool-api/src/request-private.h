@@ -7,6 +7,8 @@
  * and the code decides the HTTP status through the one table in reply.c.
  */
 
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <event2/http.h>
@@ -15,11 +17,24 @@
 #include "pool-api/server.h"
 #include "router-private.h"
 
+/* docs/api.md lists every code with its status. */
 typedef enum pa_code {
-        PA_CODE_BAD_REQUEST,
-        PA_CODE_NOT_FOUND,
-        PA_CODE_METHOD_NOT_ALLOWED,
-        PA_CODE_INTERNAL,
+        PA_CODE_BAD_REQUEST,          /* 400 malformed path or query         */
+        PA_CODE_INVALID_JSON,         /* 400 body is not a JSON object       */
+        PA_CODE_INVALID_FIELD,        /* 400 a field is missing or wrong     */
+        PA_CODE_BINARY_NOT_ALLOWED,   /* 403 outside engines.allow           */
+        PA_CODE_NOT_FOUND,            /* 404 no route                        */
+        PA_CODE_POOL_NOT_FOUND,       /* 404 no such pool                    */
+        PA_CODE_METHOD_NOT_ALLOWED,   /* 405 route exists, method does not   */
+        PA_CODE_CONFLICT,             /* 409 not possible in this state      */
+        PA_CODE_NOT_RUNNING,          /* 409 nothing to act on               */
+        PA_CODE_BREAKER_OPEN,         /* 409 the breaker refuses a start     */
+        PA_CODE_INTERNAL,             /* 500                                 */
+        PA_CODE_PRELOAD_FAILED,       /* 500 the engine did not come up      */
+        PA_CODE_HEALTH_CHECK_FAILED,  /* 500 ... it never answered healthy   */
+        PA_CODE_SERVICE_UNAVAILABLE,  /* 503 no backend wired                */
+        PA_CODE_GPU_ONLY,             /* 503 gpu.require and no GPU          */
+        PA_CODE_PREFLIGHT_FAILED,     /* 503 a preflight check refused       */
         PA_CODE_MAX,
 } pa_code;
 
@@ -27,21 +42,62 @@ typedef enum pa_code {
 const char *pa_code_to_string(pa_code code);
 /* 404...; 500 when out of range. */
 int pa_code_to_status(pa_code code);
+/* The code for a pool-services outcome: PS_E_* (positive) or a negative
+ * errno (INTERNAL). */
+pa_code pa_code_from_services(int rc);
 
 typedef struct pa_request {
-        struct evhttp_request *req;     /* borrowed from evhttp            */
+        struct evhttp_request *req;     /* borrowed from evhttp; NULL once a
+                                           deferred request's client is gone */
         pa_server *server;
         enum evhttp_cmd_type method;
         const char *raw_path;           /* as the client sent it           */
+        const char *query;              /* raw query string, or NULL       */
         const char *correlation_id;     /* NULL when absent or unusable    */
         pa_params params;
         int64_t started_ms;             /* monotonic                       */
         int status;                     /* 0 until a reply has been sent   */
+        bool deferred;                  /* pa_request_defer() took it over */
 } pa_request;
+
+/* What the routes serve (registry, inventory, config, metrics), or NULL
+ * while the server is being freed. Members may be NULL. */
+const pa_backend *pa_request_backend(const pa_request *r);
+struct event_base *pa_request_base(const pa_request *r);
 
 /* Sends body (stolen, may be NULL: then a 500) as application/json. */
 void pa_reply_json(pa_request *r, int status, json_t *body);
 
+/* Sends text (borrowed) with the given Content-Type. */
+void pa_reply_text(pa_request *r, int status, const char *content_type,
+                   const char *text, size_t len);
+
 /* Sends the error body for code with a printf-style message. */
 void pa_reply_error(pa_request *r, pa_code code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+void pa_reply_errorv(pa_request *r, pa_code code, const char *fmt, va_list ap)
+        __attribute__((format(printf, 3, 0)));
+
+/*
+ * A reply that waits (a preload that takes a minute) without blocking the
+ * loop. pa_request_defer() takes the request over from its handler: the
+ * handler returns without answering, and whoever holds the pa_deferred
+ * answers later, exactly once, through pa_deferred_reply_*(), which also
+ * frees it. The wait must be bounded by the caller (a preload is, by the
+ * replica's startup timeout).
+ *
+ * The pa_deferred outlives both the client and the server: a client that
+ * went away makes the reply a no-op, and after pa_server_free() the
+ * deferred is an orphan whose reply only frees it (pa_deferred_backend()
+ * says NULL then, so the callback must not touch the backend).
+ *
+ * NULL on OOM; the handler then still owns r and answers it.
+ */
+typedef struct pa_deferred pa_deferred;
+
+pa_deferred *pa_request_defer(pa_request *r);
+/* NULL once the server is gone. */
+const pa_backend *pa_deferred_backend(const pa_deferred *d);
+void pa_deferred_reply_json(pa_deferred *d, int status, json_t *body);
+void pa_deferred_reply_error(pa_deferred *d, pa_code code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));

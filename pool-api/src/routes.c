@@ -1,9 +1,25 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The routes of DESIGN.md section 6. Each handler checks its input, calls
+ * pool-services, and answers through reply.c; docs/api.md shows every one
+ * with examples.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
 #include "pm-config.h"
+#include "pool-services/handoff.h"
+#include "pool-services/prepared.h"
 #include "request-private.h"
 #include "routes-private.h"
+
+#define ERR_MAX 512
 
 /* Answers at once whatever else the daemon is doing: supervisors and
  * load balancers poll it. */
@@ -11,8 +27,443 @@ static void route_health(pa_request *r) {
         pa_reply_json(r, 200, json_pack("{s:s, s:s}", "status", "ok", "version", PM_VERSION));
 }
 
+/* ---- shared checks --------------------------------------------------------- */
+
+/* The registry, or a 503 already sent. */
+static ps_registry *need_registry(pa_request *r) {
+        const pa_backend *b = pa_request_backend(r);
+
+        if (!b || !b->registry) {
+                pa_reply_error(r, PA_CODE_SERVICE_UNAVAILABLE, "no pools are served here");
+                return NULL;
+        }
+        return b->registry;
+}
+
+/* The {id} of the path when it is a valid pool id, or NULL with a 400 sent. */
+static const char *pool_param(pa_request *r) {
+        const char *id = pa_params_get(&r->params, "id");
+        char err[ERR_MAX];
+
+        if (!id || ps_id_check(id, "pool id", err, sizeof(err)) != 0) {
+                pa_reply_error(r, PA_CODE_BAD_REQUEST, "%s", id ? err : "no pool id");
+                return NULL;
+        }
+        return id;
+}
+
+/* The registry and a known pool's id, or NULL with the error sent. */
+static const char *known_pool(pa_request *r, ps_registry **ret) {
+        const char *id = pool_param(r);
+
+        if (!id || !(*ret = need_registry(r)))
+                return NULL;
+        if (!ps_registry_has_pool(*ret, id)) {
+                pa_reply_error(r, PA_CODE_POOL_NOT_FOUND, "pool %s not found", id);
+                return NULL;
+        }
+        return id;
+}
+
+static void reply_services_error(pa_request *r, int rc, const char *err) {
+        if (rc == -ENOMEM)
+                pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
+        else if (rc < 0)
+                pa_reply_error(r, PA_CODE_INTERNAL, "%s", err[0] ? err : strerror(-rc));
+        else
+                pa_reply_error(r, pa_code_from_services(rc), "%s", err);
+}
+
+/*
+ * The body as a JSON object. An empty body is an empty object when
+ * optional, else a 400; malformed JSON names the line, column and
+ * problem. NULL with the error sent.
+ */
+static json_t *read_body(pa_request *r, bool optional) {
+        struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+        size_t len = evbuffer_get_length(in);
+        const char *text;
+        json_error_t jerr;
+        json_t *body;
+
+        if (len == 0) {
+                if (optional)
+                        return json_object();
+                pa_reply_error(r, PA_CODE_INVALID_JSON, "the body is empty; a JSON object is expected");
+                return NULL;
+        }
+        text = (const char *) evbuffer_pullup(in, -1);
+        if (!text) {
+                pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
+                return NULL;
+        }
+        body = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!body) {
+                pa_reply_error(r, PA_CODE_INVALID_JSON, "malformed JSON at line %d column %d: %s",
+                               jerr.line, jerr.column, jerr.text);
+                return NULL;
+        }
+        if (!json_is_object(body)) {
+                json_decref(body);
+                pa_reply_error(r, PA_CODE_INVALID_JSON, "the body must be a JSON object");
+                return NULL;
+        }
+        return body;
+}
+
+/* ?name=true|false|1|0; *ret untouched when absent. -1 with a 400 sent. */
+static int query_bool(pa_request *r, const char *name, bool *ret) {
+        struct evkeyvalq q = { 0 };
+        const char *v;
+        int rc = 0;
+
+        if (!r->query || !*r->query)
+                return 0;
+        if (evhttp_parse_query_str(r->query, &q) < 0) {
+                pa_reply_error(r, PA_CODE_BAD_REQUEST, "malformed query string");
+                return -1;
+        }
+        v = evhttp_find_header(&q, name);
+        if (v) {
+                if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0) {
+                        *ret = true;
+                } else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0) {
+                        *ret = false;
+                } else {
+                        pa_reply_error(r, PA_CODE_BAD_REQUEST,
+                                       "query %s: must be true or false, got \"%.40s\"", name, v);
+                        rc = -1;
+                }
+        }
+        evhttp_clear_headers(&q);
+        return rc;
+}
+
+/* ---- pools ----------------------------------------------------------------- */
+
+static void route_pools(pa_request *r) {
+        ps_registry *reg = need_registry(r);
+
+        if (reg)
+                pa_reply_json(r, 200, ps_registry_snapshot(reg));
+}
+
+static void route_pool(pa_request *r) {
+        ps_registry *reg;
+        const char *id = known_pool(r, &reg);
+
+        if (id)
+                pa_reply_json(r, 200, ps_registry_pool_snapshot(reg, id));
+}
+
+/* Flat list of the replicas an orchestrator may send work to. */
+static void route_replicasets(pa_request *r) {
+        ps_registry *reg = need_registry(r);
+        json_t *snap, *pools, *pool, *rep, *list;
+        bool all = false;
+        size_t i, j;
+
+        if (!reg || query_bool(r, "all", &all) < 0)
+                return;
+        snap = ps_registry_snapshot(reg);
+        list = json_array();
+        pools = json_object_get(snap, "pools");
+        json_array_foreach(pools, i, pool) {
+                json_array_foreach(json_object_get(pool, "replicas"), j, rep) {
+                        json_t *item;
+
+                        if (!all && !json_is_true(json_object_get(rep, "ready")))
+                                continue;
+                        item = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}",
+                                         "pool_id", json_object_get(pool, "pool_id"),
+                                         "replica_id", json_object_get(rep, "replica_id"),
+                                         "url", json_object_get(rep, "url"),
+                                         "slots_total", json_object_get(rep, "slots_total"),
+                                         "slots_free", json_object_get(rep, "slots_free"),
+                                         "engine", json_object_get(rep, "engine"),
+                                         "engine_version", json_object_get(rep, "engine_version"),
+                                         "model_id", json_object_get(rep, "model_id"),
+                                         "model_digest", json_object_get(rep, "model_digest"),
+                                         "device_mask", json_object_get(rep, "device_mask"));
+                        if (item && all)
+                                json_object_set(item, "state", json_object_get(rep, "state"));
+                        if (!item || json_array_append_new(list, item) < 0) {
+                                json_decref(list);
+                                list = NULL;
+                                break;
+                        }
+                }
+        }
+        json_decref(snap);
+        pa_reply_json(r, 200, list ? json_pack("{s:o}", "replicasets", list) : NULL);
+}
+
+/* ---- preload --------------------------------------------------------------- */
+
+/* What a waiting preload needs to answer. */
+typedef struct preload_wait {
+        pa_deferred *reply;
+        char *pool_id;
+        char *replica_id;
+} preload_wait;
+
+static void preload_wait_free(preload_wait *w) {
+        free(w->pool_id);
+        free(w->replica_id);
+        free(w);
+}
+
+static json_t *preload_success(const pa_backend *b, const preload_wait *w) {
+        ps_replica *rep = b->registry ? ps_registry_find(b->registry, w->pool_id, w->replica_id) : NULL;
+        char path[4096];
+        const char *dir = b->config ? b->config->runtime_dir : NULL;
+
+        if (!dir || ps_handoff_path(dir, w->pool_id, w->replica_id, path, sizeof(path)) < 0)
+                path[0] = '\0';
+        return json_pack("{s:s, s:s, s:I, s:s?}", "pool_id", w->pool_id,
+                         "replica_id", w->replica_id,
+                         "pid", (json_int_t) (rep ? ps_replica_pid(rep) : 0),
+                         "handoff_path", path[0] ? path : NULL);
+}
+
+/* The replica is ready, or has failed (a retry is scheduled by then). */
+static void on_preload_done(bool ok, const char *message, void *userdata) {
+        static const char prefix[] = "preload failed: ";
+        preload_wait *w = userdata;
+        const pa_backend *b = pa_deferred_backend(w->reply);
+
+        /* "preload failed: health check failed: ..." is the second kind. */
+        if (!ok && strncmp(message, prefix, sizeof(prefix) - 1) == 0 &&
+            strncmp(message + sizeof(prefix) - 1, "health check failed", 19) == 0)
+                message += sizeof(prefix) - 1;
+
+        if (!b) {
+                pa_deferred_reply_error(w->reply, PA_CODE_SERVICE_UNAVAILABLE, "shutting down");
+        } else if (ok) {
+                pa_deferred_reply_json(w->reply, 200, preload_success(b, w));
+        } else if (strncmp(message, "health check failed", 19) == 0) {
+                pa_deferred_reply_error(w->reply, PA_CODE_HEALTH_CHECK_FAILED, "%s", message);
+        } else {
+                pa_deferred_reply_error(w->reply, PA_CODE_PRELOAD_FAILED, "%s%s",
+                                        strncmp(message, "preload failed", 14) == 0
+                                                ? "" : "preload failed: ",
+                                        message);
+        }
+        preload_wait_free(w);
+}
+
+static pa_code prepared_code(int rc) {
+        switch (rc) {
+        case PS_E_FORBIDDEN:
+                return PA_CODE_BINARY_NOT_ALLOWED;
+        case PS_E_GPU_ONLY:
+                return PA_CODE_GPU_ONLY;
+        default:
+                return pa_code_from_services(rc);
+        }
+}
+
+/*
+ * A new replica is registered; one that exists and rests (stopped,
+ * never started) takes the new spec and starts; one that runs is a 409.
+ */
+static int preload_replica(ps_registry *reg, const pa_backend *b, const ps_engine_spec *spec,
+                           ps_replica **ret, char *err, size_t errlen) {
+        ps_replica *rep = ps_registry_find(reg, spec->pool_id, spec->replica_id);
+
+        if (!rep)
+                return ps_registry_add(reg, spec, ps_prepared_engine_policy(b->config, spec->pool_id),
+                                       ret, err, errlen);
+        *ret = rep;
+        if (ps_replica_ready(rep) || ps_replica_pid(rep) > 0)
+                return snprintf(err, errlen, "pool %s replica %s is already running",
+                                spec->pool_id, spec->replica_id), PS_E_CONFLICT;
+        return ps_replica_set_spec(rep, spec, err, errlen);
+}
+
+static void route_preload(pa_request *r) {
+        const pa_backend *b = pa_request_backend(r);
+        ps_registry *reg = need_registry(r);
+        const char *id = reg ? pool_param(r) : NULL;
+        ps_engine_spec *spec = NULL;
+        ps_replica *rep = NULL;
+        preload_wait *w = NULL;
+        char err[ERR_MAX] = "";
+        json_t *body;
+        int rc;
+
+        if (!id || !(body = read_body(r, false)))
+                return;
+        if (!b->config) {
+                json_decref(body);
+                pa_reply_error(r, PA_CODE_SERVICE_UNAVAILABLE, "no configuration to check engines against");
+                return;
+        }
+        rc = ps_prepared_engine_parse(body, id, b->config, &spec, err, sizeof(err));
+        json_decref(body);
+        if (rc != 0) {
+                if (rc > 0)
+                        pa_reply_error(r, prepared_code(rc), "%s", err);
+                else
+                        reply_services_error(r, rc, err);
+                return;
+        }
+        if (ps_registry_pool_removing(reg, id)) {
+                ps_engine_spec_free(spec);
+                pa_reply_error(r, PA_CODE_CONFLICT, "pool %s is being removed", id);
+                return;
+        }
+
+        rc = preload_replica(reg, b, spec, &rep, err, sizeof(err));
+        w = rc == 0 ? calloc(1, sizeof(*w)) : NULL;
+        if (rc == 0 && w) {
+                w->pool_id = strdup(spec->pool_id);
+                w->replica_id = strdup(spec->replica_id);
+        }
+        ps_engine_spec_free(spec);
+        if (rc != 0) {
+                reply_services_error(r, rc, err);
+                return;
+        }
+        if (!w || !w->pool_id || !w->replica_id || !(w->reply = pa_request_defer(r))) {
+                if (w)
+                        preload_wait_free(w);
+                pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
+                return;
+        }
+        if (r->correlation_id)
+                ps_replica_set_correlation_id(rep, r->correlation_id);
+        /* From here the answer comes from on_preload_done, exactly once. */
+        rc = ps_replica_preload(rep, on_preload_done, w, err, sizeof(err));
+        if (rc != 0) {
+                pa_deferred_reply_error(w->reply, rc > 0 ? pa_code_from_services(rc) : PA_CODE_INTERNAL,
+                                        "%s", err[0] ? err : "cannot start the engine");
+                preload_wait_free(w);
+        }
+}
+
+/* ---- control --------------------------------------------------------------- */
+
+/* Runs fn on every managed replica of the pool. The pool took the request
+ * when one replica did; when none did, the first refusal is the answer. */
+static void for_each_replica(pa_request *r, int (*fn)(ps_replica *, char *, size_t), int status) {
+        ps_registry *reg;
+        const char *id = known_pool(r, &reg);
+        char err[ERR_MAX] = "", first_err[ERR_MAX] = "";
+        int first = 0;
+        bool any = false;
+        ps_replica *rep;
+
+        if (!id)
+                return;
+        for (size_t i = 0; (rep = ps_registry_replica_at(reg, id, i)); i++) {
+                int rc;
+
+                if (ps_replica_external(rep))
+                        continue;
+                if (r->correlation_id)
+                        ps_replica_set_correlation_id(rep, r->correlation_id);
+                rc = fn(rep, err, sizeof(err));
+                if (rc == 0) {
+                        any = true;
+                } else if (!first) {
+                        first = rc;
+                        memcpy(first_err, err, sizeof(err));
+                }
+        }
+        if (!any && first) {
+                reply_services_error(r, first, first_err);
+                return;
+        }
+        if (!any) {
+                pa_reply_error(r, PA_CODE_CONFLICT,
+                               "pool %s has only external replicas, which it does not supervise", id);
+                return;
+        }
+        pa_reply_json(r, status, ps_registry_pool_snapshot(reg, id));
+}
+
+static int breaker_reset(ps_replica *rep, char *err, size_t errlen) {
+        (void) err;
+        (void) errlen;
+        return ps_replica_breaker_reset(rep);
+}
+
+static void route_breaker_reset(pa_request *r) {
+        for_each_replica(r, breaker_reset, 200);
+}
+
+static void route_restart(pa_request *r) {
+        for_each_replica(r, ps_replica_restart, 202);
+}
+
+static void route_delete(pa_request *r) {
+        ps_replica *rep;
+        ps_registry *reg;
+        const char *id = known_pool(r, &reg);
+        char err[ERR_MAX] = "";
+        int rc;
+
+        if (!id)
+                return;
+        for (size_t i = 0; r->correlation_id && (rep = ps_registry_replica_at(reg, id, i)); i++)
+                ps_replica_set_correlation_id(rep, r->correlation_id);
+        rc = ps_registry_forget_pool(reg, id, err, sizeof(err));
+        if (rc != 0) {
+                reply_services_error(r, rc, err);
+                return;
+        }
+        pa_reply_json(r, 202, json_pack("{s:s, s:s}", "pool_id", id, "state", "removing"));
+}
+
+/* ---- devices and metrics --------------------------------------------------- */
+
+static void route_devices(pa_request *r) {
+        const pa_backend *b = pa_request_backend(r);
+
+        if (!b || !b->inventory) {
+                pa_reply_json(r, 200, json_pack("{s:s, s:[]}", "backend", "none", "devices"));
+                return;
+        }
+        pa_reply_json(r, 200, ps_inventory_to_json(b->inventory));
+}
+
+static void route_metrics(pa_request *r) {
+        const pa_backend *b = pa_request_backend(r);
+        json_t *snap, *devices;
+        char *text;
+
+        if (!b || !b->metrics) {
+                pa_reply_error(r, PA_CODE_SERVICE_UNAVAILABLE, "metrics are not collected here");
+                return;
+        }
+        snap = b->registry ? ps_registry_snapshot(b->registry) : NULL;
+        devices = b->inventory ? ps_inventory_to_json(b->inventory) : NULL;
+        text = ps_metrics_render(b->metrics, snap, devices);
+        json_decref(snap);
+        json_decref(devices);
+        if (!text) {
+                pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
+                return;
+        }
+        pa_reply_text(r, 200, PS_METRICS_CONTENT_TYPE, text, strlen(text));
+        free(text);
+}
+
 const pa_route pa_routes[] = {
         { EVHTTP_REQ_GET, "/health", route_health },
+        { EVHTTP_REQ_GET, "/metrics", route_metrics },
+        { EVHTTP_REQ_GET, "/v2/devices", route_devices },
+        { EVHTTP_REQ_GET, "/v1/replicasets", route_replicasets },
+        { EVHTTP_REQ_GET, "/v2/pools", route_pools },
+        { EVHTTP_REQ_GET, "/v2/pools/{id}", route_pool },
+        { EVHTTP_REQ_DELETE, "/v2/pools/{id}", route_delete },
+        { EVHTTP_REQ_GET, "/v2/pools/{id}/health", route_pool },
+        { EVHTTP_REQ_GET, "/pools/{id}/status", route_pool },
+        { EVHTTP_REQ_POST, "/v2/pools/{id}/preload", route_preload },
+        { EVHTTP_REQ_POST, "/pools/{id}/preload", route_preload },
+        { EVHTTP_REQ_POST, "/v2/pools/{id}/breaker/reset", route_breaker_reset },
+        { EVHTTP_REQ_POST, "/v2/pools/{id}/restart", route_restart },
 };
 
 const size_t pa_n_routes = sizeof(pa_routes) / sizeof(pa_routes[0]);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -24,9 +25,26 @@
 
 struct pa_server {
         struct evhttp *http;            /* owns the listener and connections */
+        struct event_base *base;
         pa_bind_addr address;           /* the address actually bound        */
         ps_event_sink events;
         const ps_clock *clock;
+        pa_backend backend;
+        pa_deferred *deferred;          /* requests waiting for an answer    */
+};
+
+/*
+ * A request answered later. It keeps copies of what the log line needs,
+ * because evhttp may free the request (and its URI) first.
+ */
+struct pa_deferred {
+        pa_deferred *prev, *next;       /* in server->deferred               */
+        pa_server *server;              /* NULL: an orphan (server freed)    */
+        struct evhttp_connection *conn;
+        pa_request request;
+        char *raw_path;
+        char *correlation_id;
+        char peer[PA_BIND_ADDR_STRING_MAX + 8];
 };
 
 /* A listening socket made here rather than by evhttp_bind_socket(), so a
@@ -77,19 +95,22 @@ static const char *correlation_id(struct evhttp_request *req) {
         return v;
 }
 
-static void log_request(const pa_request *r) {
-        struct evhttp_connection *conn = evhttp_request_get_connection(r->req);
-        char peer[PA_BIND_ADDR_STRING_MAX + 8] = "";
+static void format_peer(struct evhttp_request *req, char *buf, size_t size) {
+        struct evhttp_connection *conn = req ? evhttp_request_get_connection(req) : NULL;
         char *peer_host = NULL;
         uint16_t peer_port = 0;
 
+        buf[0] = '\0';
+        if (!conn)
+                return;
+        evhttp_connection_get_peer(conn, &peer_host, &peer_port);
+        if (peer_host)
+                snprintf(buf, size, "%s:%u", peer_host, (unsigned) peer_port);
+}
+
+static void log_request(const pa_request *r, const char *peer) {
         if (!r->server->events.fn)
                 return;
-        if (conn) {
-                evhttp_connection_get_peer(conn, &peer_host, &peer_port);
-                if (peer_host)
-                        snprintf(peer, sizeof(peer), "%s:%u", peer_host, (unsigned) peer_port);
-        }
 
         const ps_field fields[] = {
                 PS_FIELD_STR("method", pa_method_to_string(r->method)),
@@ -144,7 +165,7 @@ static void dispatch(pa_request *r) {
 
         /* A handler that returns without answering is a bug; the client
          * still gets an answer. Params point into path: done with them. */
-        if (r->status == 0)
+        if (r->status == 0 && !r->deferred)
                 pa_reply_error(r, PA_CODE_INTERNAL, "handler sent no reply");
         pa_path_done(&path);
 }
@@ -154,11 +175,13 @@ static void on_request(struct evhttp_request *req, void *userdata) {
         pa_server *server = userdata;
         const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
         const char *raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
+        char peer[PA_BIND_ADDR_STRING_MAX + 8];
         pa_request r = {
                 .req = req,
                 .server = server,
                 .method = evhttp_request_get_command(req),
                 .raw_path = raw_path && *raw_path ? raw_path : "/",
+                .query = uri ? evhttp_uri_get_query(uri) : NULL,
                 .correlation_id = correlation_id(req),
                 .started_ms = ps_clock_mono_ms(server->clock),
         };
@@ -166,8 +189,152 @@ static void on_request(struct evhttp_request *req, void *userdata) {
         if (r.correlation_id)
                 evhttp_add_header(evhttp_request_get_output_headers(req),
                                   "X-Correlation-Id", r.correlation_id);
+        /* Before the reply: evhttp may free the request while sending. */
+        if (server->events.fn)
+                format_peer(req, peer, sizeof(peer));
+        else
+                peer[0] = '\0';
         dispatch(&r);
-        log_request(&r);
+        /* A deferred request is logged when it is answered. */
+        if (!r.deferred)
+                log_request(&r, peer);
+}
+
+/* ---- deferred replies ---------------------------------------------------- */
+
+const pa_backend *pa_request_backend(const pa_request *r) {
+        return r && r->server ? &r->server->backend : NULL;
+}
+
+struct event_base *pa_request_base(const pa_request *r) {
+        return r && r->server ? r->server->base : NULL;
+}
+
+static void deferred_unlink(pa_deferred *d) {
+        if (!d->server)
+                return;
+        if (d->prev)
+                d->prev->next = d->next;
+        else
+                d->server->deferred = d->next;
+        if (d->next)
+                d->next->prev = d->prev;
+        d->prev = d->next = NULL;
+}
+
+/*
+ * evhttp frees the requests still attached to a connection when it frees
+ * the connection; a request whose client went away while it waited was
+ * detached first (evhttp 2.1 keeps it for us, and sending the reply frees
+ * it). Only the attached ones must be forgotten here.
+ */
+static void on_connection_close(struct evhttp_connection *conn, void *userdata) {
+        pa_server *server = userdata;
+
+        for (pa_deferred *d = server->deferred; d; d = d->next) {
+                if (d->conn != conn)
+                        continue;
+                d->conn = NULL;
+                if (d->request.req && evhttp_request_get_connection(d->request.req) == conn)
+                        d->request.req = NULL;
+        }
+}
+
+pa_deferred *pa_request_defer(pa_request *r) {
+        pa_deferred *d;
+
+        if (!r || !r->server || !r->req || r->status != 0 || r->deferred)
+                return NULL;
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return NULL;
+        d->raw_path = strdup(r->raw_path);
+        d->correlation_id = r->correlation_id ? strdup(r->correlation_id) : NULL;
+        if (!d->raw_path || (r->correlation_id && !d->correlation_id)) {
+                free(d->raw_path);
+                free(d->correlation_id);
+                free(d);
+                return NULL;
+        }
+        d->server = r->server;
+        d->conn = evhttp_request_get_connection(r->req);
+        format_peer(r->req, d->peer, sizeof(d->peer));
+        d->request = *r;
+        d->request.raw_path = d->raw_path;
+        d->request.correlation_id = d->correlation_id;
+        d->request.query = NULL;                 /* points into the URI */
+        d->request.params = (pa_params) { .n = 0 };  /* into the path   */
+        if (d->conn)
+                evhttp_connection_set_closecb(d->conn, on_connection_close, r->server);
+
+        d->next = r->server->deferred;
+        if (d->next)
+                d->next->prev = d;
+        r->server->deferred = d;
+        r->deferred = true;
+        return d;
+}
+
+const pa_backend *pa_deferred_backend(const pa_deferred *d) {
+        return d && d->server ? &d->server->backend : NULL;
+}
+
+static void deferred_free(pa_deferred *d) {
+        deferred_unlink(d);
+        free(d->raw_path);
+        free(d->correlation_id);
+        free(d);
+}
+
+/* After the reply was sent (or dropped): the log line, then d is gone. */
+static void deferred_finish(pa_deferred *d) {
+        if (d->server)
+                log_request(&d->request, d->peer);
+        deferred_free(d);
+}
+
+void pa_deferred_reply_json(pa_deferred *d, int status, json_t *body) {
+        if (!d) {
+                json_decref(body);
+                return;
+        }
+        if (d->server)
+                pa_reply_json(&d->request, status, body);
+        else
+                json_decref(body);
+        deferred_finish(d);
+}
+
+void pa_deferred_reply_error(pa_deferred *d, pa_code code, const char *fmt, ...) {
+        va_list ap;
+
+        if (!d)
+                return;
+        if (d->server) {
+                va_start(ap, fmt);
+                pa_reply_errorv(&d->request, code, fmt, ap);
+                va_end(ap);
+        }
+        deferred_finish(d);
+}
+
+/*
+ * The server goes away while requests still wait: each gets a 503 now
+ * (delivered if the loop still runs) and becomes an orphan, which the
+ * callback it waits for frees without touching the backend.
+ */
+static void deferred_orphan_all(pa_server *server) {
+        pa_deferred *d;
+
+        while ((d = server->deferred)) {
+                pa_reply_error(&d->request, PA_CODE_SERVICE_UNAVAILABLE,
+                               "the server is shutting down");
+                log_request(&d->request, d->peer);
+                deferred_unlink(d);
+                d->server = NULL;
+                d->conn = NULL;
+                d->request.server = NULL;
+        }
 }
 
 pa_server *pa_server_new(struct event_base *base, const pa_server_config *config,
@@ -198,8 +365,10 @@ pa_server *pa_server_new(struct event_base *base, const pa_server_config *config
                 pa_error_set(err, -ENOMEM, "out of memory");
                 return NULL;
         }
+        server->base = base;
         server->events = config->events;
         server->clock = config->clock ? config->clock : ps_clock_system();
+        server->backend = config->backend;
 
         server->http = evhttp_new(base);
         if (!server->http) {
@@ -248,6 +417,7 @@ pa_server *pa_server_new(struct event_base *base, const pa_server_config *config
 pa_server *pa_server_free(pa_server *server) {
         if (!server)
                 return NULL;
+        deferred_orphan_all(server);
         if (server->http)
                 evhttp_free(server->http);
         free(server);

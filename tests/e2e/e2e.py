@@ -270,7 +270,7 @@ def scenario_not_found():
         check_error(*d.request("GET", "/nope"), 404, "NOT_FOUND", "no route for GET /nope")
         check_error(*d.request("GET", "/health/"), 404, "NOT_FOUND")
         check_error(*d.request("GET", "/"), 404, "NOT_FOUND")
-        check_error(*d.request("DELETE", "/v2/pools/x"), 404, "NOT_FOUND")
+        check_error(*d.request("DELETE", "/v2/pools/x"), 404, "POOL_NOT_FOUND", "pool x not found")
         stop_cleanly(d)
 
 

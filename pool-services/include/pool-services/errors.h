@@ -13,4 +13,6 @@ enum {
         PS_E_CONFLICT,          /* not possible in the current state       */
         PS_E_BREAKER_OPEN,      /* the breaker refuses a start             */
         PS_E_NOT_RUNNING,       /* stop of a pool with no engine           */
+        PS_E_FORBIDDEN,         /* a binary outside engines.allow          */
+        PS_E_GPU_ONLY,          /* needs a GPU the node does not have      */
 };

@@ -40,6 +40,7 @@ typedef struct ps_event {
         ps_log_level level;
         const char *pool_id;      /* NULL when not about one pool           */
         const char *replica_id;   /* NULL when not about one replica        */
+        const char *correlation_id; /* the API request that caused it; NULL */
         const char *message;      /* short and stable: "request", "spawned" */
         const ps_field *fields;   /* n_fields of them; may be NULL when 0   */
         size_t n_fields;
@@ -60,7 +61,7 @@ void ps_event_emit(const ps_event_sink *sink, const ps_event *event);
 /*
  * The standard translation of an event into a log line: msg is the
  * message, then `event` (the type name, left out for GENERIC), `pool_id`,
- * `replica_id`, then the event's own fields. Returns what ps_log_fields()
+ * `replica_id`, `correlation_id`, then the event's own fields. Returns what ps_log_fields()
  * returns.
  */
 int ps_logger_log_event(ps_logger *logger, const ps_event *event);

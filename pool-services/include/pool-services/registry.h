@@ -72,6 +72,17 @@ int ps_registry_remove_pool(ps_registry *reg, const char *pool_id,
                             char *err, size_t errlen);
 
 /*
+ * Stops every replica of the pool and forgets the pool once its engines
+ * have exited (at once when none runs; always from the loop, never inside
+ * this call). Preload answers still pending get ok=false. Again while
+ * pending: 0. PS_E_NOT_FOUND.
+ */
+int ps_registry_forget_pool(ps_registry *reg, const char *pool_id,
+                            char *err, size_t errlen);
+/* Whether the pool is being forgotten (stopped, not yet gone). */
+bool ps_registry_pool_removing(const ps_registry *reg, const char *pool_id);
+
+/*
  * Registers (or refreshes) a replica from a handoff document as written by
  * an external provisioner: pool_id, replica_id and engine_version are
  * required; url, engine, device_mask, slots_total, slots_free, model are
@@ -103,6 +114,14 @@ void ps_registry_stop_all(ps_registry *reg, ps_done_fn done, void *userdata);
  * already runs, PS_E_BREAKER_OPEN. */
 int ps_replica_preload(ps_replica *r, ps_done_fn done, void *userdata,
                        char *err, size_t errlen);
+/* Replaces what a replica at rest (no engine, not restarting) will run
+ * next; its counters and breaker stay. PS_E_CONFLICT otherwise. */
+int ps_replica_set_spec(ps_replica *r, const ps_engine_spec *spec,
+                        char *err, size_t errlen);
+/* The X-Correlation-Id of the request now acting on the replica (copied;
+ * NULL clears): its log lines carry it until the replica next settles
+ * (ready, failed or stopped). 0 or -ENOMEM. */
+int ps_replica_set_correlation_id(ps_replica *r, const char *id);
 /* Stops the engine gracefully. PS_E_NOT_RUNNING when there is none. */
 int ps_replica_stop(ps_replica *r, char *err, size_t errlen);
 /* One restart now, even with the breaker open (the breaker and the storm

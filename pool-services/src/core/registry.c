@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "core/errfmt.h"
 #include "lifecycle/replica-private.h"
 #include "pool-domain/ids.h"
@@ -20,6 +22,7 @@ typedef struct pool {
         char *id;
         ps_replica **replicas;
         size_t n_replicas;
+        bool removing;             /* stopped, forgotten once at rest    */
 } pool;
 
 struct ps_registry {
@@ -29,7 +32,10 @@ struct ps_registry {
         ps_done_fn stop_done;
         void *stop_userdata;
         bool stopping_all;
+        struct event *sweep;       /* forgets removed pools, off-stack   */
 };
+
+static void on_sweep(evutil_socket_t fd, short what, void *userdata);
 
 ps_registry *ps_registry_new(const ps_context *ctx) {
         ps_registry *reg;
@@ -40,6 +46,11 @@ ps_registry *ps_registry_new(const ps_context *ctx) {
         if (!reg)
                 return NULL;
         reg->ctx = ctx;
+        reg->sweep = evtimer_new(ctx->base, on_sweep, reg);
+        if (!reg->sweep) {
+                free(reg);
+                return NULL;
+        }
         if (geteuid() == 0 && !(ctx->engine_user && ctx->engine_user[0])) {
                 ps_event ev = {
                         .type = PS_EVENT_GENERIC,
@@ -64,6 +75,8 @@ ps_registry *ps_registry_free(ps_registry *reg) {
         for (size_t i = 0; i < reg->n_pools; i++)
                 pool_clear(&reg->pools[i]);
         free(reg->pools);
+        if (reg->sweep)
+                event_free(reg->sweep);
         free(reg);
         return NULL;
 }
@@ -182,21 +195,100 @@ static bool replica_at_rest(const ps_replica *r) {
         return !replica_engine_running(r) && !pd_lifecycle_live(&r->lc);
 }
 
-int ps_registry_remove_pool(ps_registry *reg, const char *pool_id, char *err, size_t errlen) {
-        pool *p = pool_find(reg, pool_id);
-        size_t at;
+static void pool_forget(ps_registry *reg, pool *p) {
+        size_t at = (size_t) (p - reg->pools);
 
-        if (!p)
-                return ps_errf(err, errlen, PS_E_NOT_FOUND, "pool %s not found", pool_id);
-        for (size_t i = 0; i < p->n_replicas; i++)
-                if (replica_engine_running(p->replicas[i]))
-                        return ps_errf(err, errlen, PS_E_CONFLICT,
-                                    "pool %s still has a running engine", pool_id);
-        at = (size_t) (p - reg->pools);
         pool_clear(p);
         memmove(&reg->pools[at], &reg->pools[at + 1], (reg->n_pools - at - 1) * sizeof(*p));
         reg->n_pools--;
+}
+
+static bool pool_at_rest(const pool *p) {
+        for (size_t i = 0; i < p->n_replicas; i++)
+                if (replica_engine_running(p->replicas[i]))
+                        return false;
+        return true;
+}
+
+int ps_registry_remove_pool(ps_registry *reg, const char *pool_id, char *err, size_t errlen) {
+        pool *p = pool_find(reg, pool_id);
+
+        if (!p)
+                return ps_errf(err, errlen, PS_E_NOT_FOUND, "pool %s not found", pool_id);
+        if (!pool_at_rest(p))
+                return ps_errf(err, errlen, PS_E_CONFLICT,
+                               "pool %s still has a running engine", pool_id);
+        pool_forget(reg, p);
         return 0;
+}
+
+/*
+ * Removed pools are forgotten from a zero-delay timer, never from inside a
+ * replica's own step: the replica may still be on the stack.
+ */
+static void sweep_soon(ps_registry *reg) {
+        static const struct timeval now = { 0, 0 };
+
+        evtimer_add(reg->sweep, &now);
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *userdata) {
+        ps_registry *reg = userdata;
+
+        (void) fd;
+        (void) what;
+        for (size_t i = 0; i < reg->n_pools;) {
+                pool *p = &reg->pools[i];
+
+                if (p->removing && pool_at_rest(p)) {
+                        ps_event ev = {
+                                .type = PS_EVENT_GENERIC,
+                                .level = PS_LOG_INFO,
+                                .message = "pool removed",
+                                .fields = (ps_field[]) { PS_FIELD_STR("pool_id", p->id) },
+                                .n_fields = 1,
+                        };
+
+                        ps_event_emit(&reg->ctx->sink, &ev);
+                        pool_forget(reg, p);
+                } else {
+                        i++;
+                }
+        }
+}
+
+int ps_registry_forget_pool(ps_registry *reg, const char *pool_id, char *err, size_t errlen) {
+        pool *p = pool_find(reg, pool_id);
+        pd_event ev = { .type = PD_EV_STOP };
+        char *id;
+
+        if (!p)
+                return ps_errf(err, errlen, PS_E_NOT_FOUND, "pool %s not found", pool_id);
+        if (p->removing)
+                return 0;
+        p->removing = true;
+        /* A replica's callbacks may run during the feed and touch the
+         * registry (p may move): find the pool again each time. */
+        id = strdup(p->id);
+        if (!id)
+                return -ENOMEM;
+        for (size_t i = 0;; i++) {
+                ps_replica *r = ps_registry_replica_at(reg, id, i);
+
+                if (!r)
+                        break;
+                if (r->lc.state != PD_STATE_EMPTY && r->lc.state != PD_STATE_STOPPED)
+                        replica_feed(r, &ev);
+        }
+        free(id);
+        sweep_soon(reg);
+        return 0;
+}
+
+bool ps_registry_pool_removing(const ps_registry *reg, const char *pool_id) {
+        const pool *p = pool_find(reg, pool_id);
+
+        return p && p->removing;
 }
 
 /* ---- handoffs from outside ------------------------------------------- */
@@ -345,7 +437,9 @@ static json_t *pool_snapshot(const pool *p) {
         }
         /* A pool serves when any replica serves; otherwise it shows its
          * first replica's state. */
-        if (ready)
+        if (p->removing)
+                state = "removing";
+        else if (ready)
                 state = "ready";
         else if (first)
                 state = json_string_value(json_object_get(first, "state"));
@@ -407,6 +501,9 @@ static bool all_at_rest(const ps_registry *reg) {
 void registry_replica_settled(ps_registry *reg) {
         ps_done_fn done;
 
+        for (size_t i = 0; i < reg->n_pools; i++)
+                if (reg->pools[i].removing && pool_at_rest(&reg->pools[i]))
+                        sweep_soon(reg);
         if (!reg->stopping_all || !all_at_rest(reg))
                 return;
         done = reg->stop_done;

@@ -57,6 +57,7 @@ struct ps_replica {
         const ps_context *ctx;
         char *pool_id;
         char *replica_id;
+        char *correlation_id;       /* the request being carried out; NULL */
         ps_engine_spec *current;    /* what the replica runs              */
         ps_engine_spec *staged;     /* what a reload wants to run         */
         ps_policy *policy;

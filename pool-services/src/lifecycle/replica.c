@@ -62,6 +62,7 @@ static void emit(ps_replica *r, ps_event_type type, ps_log_level level, const ch
                 .level = level,
                 .pool_id = r->pool_id,
                 .replica_id = r->replica_id,
+                .correlation_id = r->correlation_id,
                 .message = message,
                 .fields = fields,
                 .n_fields = n_fields,
@@ -705,6 +706,12 @@ static void run(ps_replica *r) {
                 report_transition(r, before, crashes);
         }
         r->stepping = false;
+        /* What a request set in motion has played out. */
+        if (r->correlation_id && (r->lc.state == PD_STATE_READY || r->lc.state == PD_STATE_FAILED ||
+                                  r->lc.state == PD_STATE_STOPPED)) {
+                free(r->correlation_id);
+                r->correlation_id = NULL;
+        }
         registry_replica_settled(reg);
         for (size_t i = 0; i < n_replies; i++)
                 replies[i].to.fn(replies[i].ok, replies[i].text, replies[i].to.userdata);
@@ -773,6 +780,14 @@ ps_replica *replica_new(ps_registry *reg, const ps_context *ctx,
 ps_replica *replica_free(ps_replica *r) {
         if (!r)
                 return NULL;
+        /* Whoever waits for an answer gets one: the replica is gone. */
+        for (int i = 0; i < PD_REPLY_MAX; i++) {
+                pending_reply to = r->pending[i];
+
+                r->pending[i] = (pending_reply) { 0 };
+                if (to.fn)
+                        to.fn(false, "the replica was removed", to.userdata);
+        }
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
                 replica_inst *in = &r->inst[i];
 
@@ -792,6 +807,7 @@ ps_replica *replica_free(ps_replica *r) {
         ps_policy_free(r->policy);
         free(r->pool_id);
         free(r->replica_id);
+        free(r->correlation_id);
         free(r->ext_url);
         free(r);
         return NULL;
@@ -832,6 +848,30 @@ int ps_replica_preload(ps_replica *r, ps_done_fn done, void *userdata, char *err
                               "is already running", r);
         r->pending[PD_REPLY_PRELOAD] = (pending_reply) { .fn = done, .userdata = userdata };
         return replica_feed(r, &ev);
+}
+
+int ps_replica_set_correlation_id(ps_replica *r, const char *id) {
+        char *copy = NULL;
+
+        if (id && !(copy = strdup(id)))
+                return -ENOMEM;
+        free(r->correlation_id);
+        r->correlation_id = copy;
+        return 0;
+}
+
+int ps_replica_set_spec(ps_replica *r, const ps_engine_spec *spec, char *err, size_t errlen) {
+        ps_engine_spec *copy;
+
+        if (r->stepping || r->lc.external || replica_engine_running(r) ||
+            pd_lifecycle_live(&r->lc))
+                return refuse(err, errlen, PS_E_CONFLICT, "is running", r);
+        copy = ps_engine_spec_copy(spec);
+        if (!copy)
+                return -ENOMEM;
+        ps_engine_spec_free(r->current);
+        r->current = copy;
+        return 0;
 }
 
 int ps_replica_stop(ps_replica *r, char *err, size_t errlen) {

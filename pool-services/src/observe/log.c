@@ -296,6 +296,7 @@ int ps_logger_log_event(ps_logger *logger, const ps_event *event) {
                 PS_FIELD_STR("event", type_name),
                 PS_FIELD_STR("pool_id", event->pool_id),
                 PS_FIELD_STR("replica_id", event->replica_id),
+                PS_FIELD_STR("correlation_id", event->correlation_id),
         };
         return log_two(logger, event->level, event->message ? event->message : "event",
                        derived, sizeof(derived) / sizeof(derived[0]),

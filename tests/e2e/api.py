@@ -1,0 +1,492 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""End-to-end scenarios of the control API with real engines: the daemon
+binary, a config written per scenario, and the fake engine as the engine.
+
+    api.py DAEMON VERSION FAKE_ENGINE SCENARIO
+
+Waits are event-based (log lines, HTTP answers) with generous bounds; a
+poll of the API appears only where the API is what is being waited on.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import e2e  # noqa: E402
+from e2e import Daemon, Failure, check, check_error, json_body  # noqa: E402
+
+FAKE_ENGINE = None
+READY_TIMEOUT = 60.0
+
+
+def free_port():
+    """A port nothing listens on now (the kernel's pick, released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    """A daemon on a config of its own, in a temporary directory."""
+
+    def __init__(self, pools=(), require=False, devices=2, log_level="info", extra=None):
+        self.dir = tempfile.mkdtemp(prefix="pm-api-")
+        self.model = os.path.join(self.dir, "tiny.gguf")
+        with open(self.model, "wb") as f:
+            f.write(b"GGUF" + b"\0" * 60)
+        fake = [{"index": i, "uuid": "GPU-test-%04d" % i, "name": "Test GPU %d" % i,
+                 "compute_capability": "8.9", "vram_total_bytes": 24 << 30,
+                 "vram_free_bytes": 23 << 30} for i in range(devices)]
+        config = {
+            "bind": "127.0.0.1:0",
+            "runtime_dir": os.path.join(self.dir, "run"),
+            "engines": {"allow": [FAKE_ENGINE]},
+            "gpu": {"backend": "fake", "require": require, "devices": fake},
+            "defaults": {"health": {"startup_timeout_ms": 4000},
+                         "backoff": {"initial_ms": 200, "max_ms": 400},
+                         "stop_grace_ms": 3000},
+            "pools": list(pools),
+        }
+        config.update(extra or {})
+        self.config_path = os.path.join(self.dir, "config.json")
+        with open(self.config_path, "w") as f:
+            json.dump(config, f)
+        self.daemon = Daemon("--config", self.config_path, "--log-level", log_level,
+                             env=e2e.clean_env())
+
+    def __enter__(self):
+        self.daemon.__enter__()
+        self.daemon.wait_listening()
+        return self
+
+    def __exit__(self, *exc):
+        self.daemon.__exit__(*exc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def request(self, method, path, body=None, headers=None):
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+        return self.daemon.request(method, path, body, headers)
+
+    def get(self, path, want=200):
+        return json_body(*self.request("GET", path), want)
+
+    def prepared(self, pool_id=None, port=None, flags=(), **fields):
+        port = port or free_port()
+        body = {"binary_path": FAKE_ENGINE, "port": port,
+                "flags": ["--port", str(port), *flags], "model_path": self.model,
+                "engine": "llamacpp", "engine_version": "fake-1"}
+        if pool_id:
+            body["pool_id"] = pool_id
+        body.update(fields)
+        return body
+
+    def preload(self, pool_id, body, want=200, headers=None):
+        return json_body(*self.request("POST", "/v2/pools/%s/preload" % pool_id, body, headers),
+                         want)
+
+    def wait_pool(self, pool_id, pred, what, timeout=READY_TIMEOUT):
+        """Polls GET /v2/pools/{id} (the API is what is under test) until
+        pred(status, body) holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, headers, data = self.request("GET", "/v2/pools/%s" % pool_id)
+            body = json.loads(data) if data else None
+            if pred(status, body):
+                return body
+            if time.monotonic() > deadline:
+                raise Failure("timed out waiting for %s: last %d %r" % (what, status, body))
+            time.sleep(0.05)
+
+    def stop(self):
+        rc = self.daemon.stop()
+        check(rc == 0, "exit status %d; stderr:\n%s" % (rc, self.daemon._stderr_so_far()))
+        e2e.check_log_lines(self.daemon.lines)
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def config_pool(pool_id, port, *flags, replicas=1, slots=2, mask="0"):
+    return {"id": pool_id, "engine": "llamacpp", "engine_version": "fake-1",
+            "binary": FAKE_ENGINE,
+            "args": ["--host", "{host}", "--port", "{port}", "--parallel", "{slots}", *flags],
+            "port": port, "replicas": replicas, "slots": slots, "device_mask": mask}
+
+
+# --- scenarios ---------------------------------------------------------------
+
+SNAPSHOT_KEYS = {"pool_id", "state", "live", "ready", "draining", "last_error", "engine",
+                 "engine_version", "model_id", "model_digest", "device_mask", "slots_total",
+                 "slots_free", "active_leases", "restart_count", "crash_count", "backoff_ms",
+                 "next_restart_at", "breaker", "replicas", "devices", "pid", "url"}
+
+
+def scenario_pools():
+    """Configured pools are listed and looked up under every alias."""
+    a, b = free_port(), free_port()
+    with Node([config_pool("alpha", a, "--announce"), config_pool("beta", b, mask="1")]) as n:
+        for pool in ("alpha", "beta"):
+            n.wait_pool(pool, lambda s, body: s == 200 and body["ready"], pool + " ready")
+        listing = n.get("/v2/pools")
+        check(set(listing) == {"pools"}, "list is wrapped: %r" % listing)
+        check([p["pool_id"] for p in listing["pools"]] == ["alpha", "beta"],
+              "pools in config order: %r" % listing)
+        snap = n.get("/v2/pools/alpha")
+        check(SNAPSHOT_KEYS <= set(snap), "missing keys %r" % (SNAPSHOT_KEYS - set(snap)))
+        check(snap["state"] == "ready" and snap["live"] and not snap["draining"], repr(snap))
+        check(snap["url"] == "http://127.0.0.1:%d" % a, "url %r" % snap["url"])
+        check(snap["slots_total"] == 2 and snap["slots_free"] == 2, repr(snap))
+        check(snap["breaker"]["state"] == "closed", repr(snap["breaker"]))
+        check(pid_alive(snap["pid"]) and snap["replicas"][0]["pid"] == snap["pid"], repr(snap))
+        check(n.get("/v2/pools/beta")["device_mask"] == "1", "beta's mask")
+        for alias in ("/pools/alpha/status", "/v2/pools/alpha/health"):
+            other = n.get(alias)
+            check(other["pool_id"] == "alpha" and other["pid"] == snap["pid"], alias)
+        check_error(*n.request("GET", "/v2/pools/nope"), 404, "POOL_NOT_FOUND",
+                    "pool nope not found")
+        check_error(*n.request("GET", "/pools/nope/status"), 404, "POOL_NOT_FOUND")
+        body = check_error(*n.request("GET", "/v2/pools/-bad"), 400, "BAD_REQUEST")
+        check("pool id" in body["error"], body["error"])
+        n.stop()
+
+
+def scenario_preload():
+    """A PreparedEngine preloads a new pool; the answer comes once ready."""
+    with Node() as n:
+        body = n.prepared(flags=["--load-ms", "300"])
+        got = n.preload("p1", body)
+        check(set(got) == {"pool_id", "replica_id", "pid", "handoff_path"}, repr(got))
+        check(got["pool_id"] == "p1" and got["replica_id"] == "r0", repr(got))
+        check(pid_alive(got["pid"]), "engine pid %d not alive" % got["pid"])
+        with open(got["handoff_path"]) as f:
+            handoff = json.load(f)
+        check(handoff["pool_id"] == "p1" and handoff["managed_by"] == "pool-managerd", repr(handoff))
+        snap = n.get("/v2/pools/p1")
+        check(snap["ready"] and snap["pid"] == got["pid"], repr(snap))
+        check(snap["engine_version"] == "fake-1" and snap["model_id"] == "tiny.gguf", repr(snap))
+        # Preloading it again is a conflict; the engine is untouched.
+        err = check_error(*n.request("POST", "/v2/pools/p1/preload", json.dumps(body)), 409,
+                          "CONFLICT")
+        check("already running" in err["error"], err["error"])
+        check(n.get("/v2/pools/p1")["pid"] == got["pid"], "the engine was replaced")
+        # A new replica id adds a replica; the seed alias works too.
+        second = n.prepared(replica_id="r1")
+        got2 = json_body(*n.request("POST", "/pools/p1/preload", json.dumps(second)), 200)
+        check(got2["replica_id"] == "r1" and got2["pid"] != got["pid"], repr(got2))
+        check(len(n.get("/v2/pools/p1")["replicas"]) == 2, "two replicas")
+        n.stop()
+        check(not pid_alive(got["pid"]) and not pid_alive(got2["pid"]),
+              "engines still run after SIGTERM")
+
+
+def scenario_preload_nonblocking():
+    """While a slow preload waits, every other request is answered."""
+    with Node() as n:
+        result = {}
+
+        def slow():
+            result["reply"] = n.request("POST", "/v2/pools/slow/preload",
+                                        n.prepared(flags=["--load-ms", "2500"]))
+
+        t = threading.Thread(target=slow)
+        t.start()
+        n.daemon.wait_for(lambda o: o.get("msg") == "engine spawned" and o.get("pool_id") == "slow",
+                          "the slow engine spawned")
+        answered = 0
+        while t.is_alive() and answered < 5:
+            json_body(*n.request("GET", "/health"), 200)
+            json_body(*n.request("GET", "/v2/pools"), 200)
+            answered += 1
+        check(answered == 5 and t.is_alive(),
+              "the preload finished before the other requests were answered")
+        t.join(READY_TIMEOUT)
+        check(not t.is_alive(), "the preload never answered")
+        got = json_body(*result["reply"], 200)
+        check(got["pool_id"] == "slow", repr(got))
+        n.stop()
+
+
+def scenario_preload_failures():
+    """An engine that dies, or never becomes healthy, fails its preload."""
+    with Node() as n:
+        dies = n.prepared(flags=["--exit-after-ms", "0", "--exit-code", "3"])
+        err = check_error(*n.request("POST", "/v2/pools/dies/preload", json.dumps(dies)), 500,
+                          "PRELOAD_FAILED")
+        check(err["error"].startswith("preload failed:") and "3" in err["error"], err["error"])
+        stuck = n.prepared(flags=["--never-ready"])
+        reply = n.request("POST", "/v2/pools/stuck/preload", json.dumps(stuck))
+        err = check_error(*reply, 500, "HEALTH_CHECK_FAILED")
+        check(err["error"].startswith("health check failed:"), err["error"])
+        snap = n.get("/v2/pools/stuck")
+        check(not snap["ready"] and snap["last_error"], repr(snap))
+        n.stop()
+
+
+def scenario_preload_bad_input():
+    """Every bad PreparedEngine gets the right status and names the problem."""
+    with Node(require=True, devices=1) as n:
+        good = n.prepared()
+        missing_model = os.path.join(n.dir, "absent.gguf")
+        cases = [
+            (b"{not json", 400, "INVALID_JSON", "malformed JSON"),
+            (b"", 400, "INVALID_JSON", "empty"),
+            (b"[1, 2]", 400, "INVALID_JSON", "JSON object"),
+            (b'{"port": 1, "port": 2}', 400, "INVALID_JSON", "duplicate"),
+            (dict(good, port="8080"), 400, "INVALID_FIELD", "port: must be an integer"),
+            (dict(good, port=70000), 400, "INVALID_FIELD", "port: must be between"),
+            ({k: v for k, v in good.items() if k != "port"}, 400, "INVALID_FIELD", "port: is required"),
+            ({k: v for k, v in good.items() if k != "binary_path"}, 400, "INVALID_FIELD",
+             "binary_path: is required"),
+            (dict(good, flags="--port"), 400, "INVALID_FIELD", "flags: must be an array"),
+            (dict(good, flags=[1]), 400, "INVALID_FIELD", "flags[0]"),
+            (dict(good, slots=0), 400, "INVALID_FIELD", "slots"),
+            (dict(good, pool_id="other"), 400, "INVALID_FIELD", "differs"),
+            (dict(good, replica_id="../x"), 400, "INVALID_FIELD", "replica_id"),
+            (dict(good, colour="blue"), 400, "INVALID_FIELD", 'unknown field "colour"'),
+            (dict(good, env={"CUDA_VISIBLE_DEVICES": "1"}), 400, "INVALID_FIELD", "device_mask"),
+            (dict(good, env={"A": 1}), 400, "INVALID_FIELD", "env.A"),
+            (dict(good, model_path=missing_model), 400, "INVALID_FIELD", "No such file"),
+            (dict(good, model_path="relative.gguf"), 400, "INVALID_FIELD", "absolute"),
+            (dict(good, device_mask="7"), 400, "INVALID_FIELD", "7"),
+            (dict(good, binary_path="/bin/sh"), 403, "BINARY_NOT_ALLOWED", "/bin/sh"),
+            (dict(good, binary_path=FAKE_ENGINE + "/../fake-engine"), 403, "BINARY_NOT_ALLOWED", ".."),
+            (dict(good, device_mask="none"), 503, "GPU_ONLY", "GPU-only enforcement:"),
+        ]
+        for body, status, code, words in cases:
+            raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+            err = check_error(*n.request("POST", "/v2/pools/bad/preload", raw), status, code)
+            check(words in err["error"], "%r: error %r does not mention %r"
+                  % (raw[:80], err["error"], words))
+        check_error(*n.request("POST", "/v2/pools/b%20d/preload", json.dumps(good)), 400,
+                    "BAD_REQUEST")
+        # None of it left a pool behind, and the daemon serves on.
+        check(n.get("/v2/pools") == {"pools": []}, "a refused preload registered a pool")
+        n.stop()
+
+
+def scenario_gpu_only_no_devices():
+    with Node(require=True, devices=0, extra={"gpu": {"backend": "none", "require": True}}) as n:
+        err = check_error(*n.request("POST", "/v2/pools/g/preload", json.dumps(n.prepared())), 503,
+                          "GPU_ONLY")
+        check(err["error"].startswith("GPU-only enforcement:") and "no GPU" in err["error"],
+              err["error"])
+        n.stop()
+
+
+def scenario_restart_and_breaker():
+    with Node() as n:
+        first = n.preload("r", n.prepared())
+        snap = json_body(*n.request("POST", "/v2/pools/r/restart"), 202)
+        check(snap["pool_id"] == "r", repr(snap))
+        after = n.wait_pool("r", lambda s, b: b["ready"] and b["pid"] not in (0, first["pid"]),
+                            "the restarted engine ready")
+        check(after["restart_count"] >= 1 and after["crash_count"] == 0, repr(after))
+        check(not pid_alive(first["pid"]), "the old engine still runs")
+        snap = json_body(*n.request("POST", "/v2/pools/r/breaker/reset"), 200)
+        check(snap["breaker"] == {"state": "closed", "failures": 0, "opens": 0,
+                                  "open_until": None}, repr(snap["breaker"]))
+        for path in ("/v2/pools/none/restart", "/v2/pools/none/breaker/reset"):
+            check_error(*n.request("POST", path), 404, "POOL_NOT_FOUND")
+        check_error(*n.request("GET", "/v2/pools/r/restart"), 405, "METHOD_NOT_ALLOWED")
+        n.stop()
+
+
+def scenario_breaker_open_restart():
+    """With the breaker open, restart still gives one try; reset closes it."""
+    crash = ["--load-ms", "2000", "--exit-after-ms", "50", "--exit-code", "1"]
+    extra = {"defaults": {"breaker": {"threshold": 2, "open_ms": 600000},
+                          "backoff": {"initial_ms": 50, "max_ms": 50},
+                          "health": {"startup_timeout_ms": 4000}}}
+    with Node(extra=extra) as n:
+        check_error(*n.request("POST", "/v2/pools/c/preload", json.dumps(n.prepared(flags=crash))),
+                    500, "PRELOAD_FAILED")
+        n.wait_pool("c", lambda s, b: b["breaker"]["state"] == "open", "the breaker open")
+        err = check_error(*n.request("POST", "/v2/pools/c/preload",
+                                     json.dumps(n.prepared(flags=crash))), 409, "BREAKER_OPEN")
+        check("breaker" in err["error"], err["error"])
+        before = n.get("/v2/pools/c")["crash_count"]
+        json_body(*n.request("POST", "/v2/pools/c/restart"), 202)
+        n.wait_pool("c", lambda s, b: b["crash_count"] > before, "the one restart to crash")
+        check(n.get("/v2/pools/c")["breaker"]["state"] == "open", "restart closed the breaker")
+        snap = json_body(*n.request("POST", "/v2/pools/c/breaker/reset"), 200)
+        check(snap["breaker"]["failures"] == 0, repr(snap["breaker"]))
+        n.stop()
+
+
+def scenario_delete():
+    with Node() as n:
+        got = n.preload("gone", n.prepared())
+        body = json_body(*n.request("DELETE", "/v2/pools/gone"), 202)
+        check(body == {"pool_id": "gone", "state": "removing"}, repr(body))
+        n.wait_pool("gone", lambda s, b: s == 404, "the pool forgotten")
+        check(not pid_alive(got["pid"]), "the engine survived DELETE")
+        check(not os.path.exists(got["handoff_path"]), "the handoff file survived DELETE")
+        check_error(*n.request("DELETE", "/v2/pools/gone"), 404, "POOL_NOT_FOUND")
+        # The id is free again.
+        n.preload("gone", n.prepared())
+        n.stop()
+
+
+def scenario_delete_pending_preload():
+    """DELETE while a preload waits: the preload is answered, not lost."""
+    with Node() as n:
+        result = {}
+
+        def slow():
+            result["reply"] = n.request("POST", "/v2/pools/d/preload",
+                                        n.prepared(flags=["--never-ready"]))
+
+        t = threading.Thread(target=slow)
+        t.start()
+        n.daemon.wait_for(lambda o: o.get("msg") == "engine spawned" and o.get("pool_id") == "d",
+                          "the engine spawned")
+        json_body(*n.request("DELETE", "/v2/pools/d"), 202)
+        t.join(READY_TIMEOUT)
+        check(not t.is_alive(), "the preload was never answered")
+        status, _, data = result["reply"]
+        check(status >= 500, "preload answered %d %r" % (status, data))
+        n.wait_pool("d", lambda s, b: s == 404, "the pool forgotten")
+        n.stop()
+
+
+def scenario_shutdown_pending_preload():
+    with Node() as n:
+        result = {}
+
+        def slow():
+            try:
+                result["reply"] = n.request("POST", "/v2/pools/s/preload",
+                                            n.prepared(flags=["--never-ready"]))
+            except Exception as e:  # the connection may close instead
+                result["error"] = e
+
+        t = threading.Thread(target=slow)
+        t.start()
+        n.daemon.wait_for(lambda o: o.get("msg") == "engine spawned", "the engine spawned")
+        n.stop()
+        t.join(READY_TIMEOUT)
+        check(not t.is_alive(), "the waiting client hangs after shutdown")
+        if "reply" in result:
+            check(result["reply"][0] >= 500, "answered %r" % (result["reply"],))
+
+
+def scenario_devices():
+    with Node(devices=2) as n:
+        body = n.get("/v2/devices")
+        check(body["backend"] == "fake" and len(body["devices"]) == 2, repr(body))
+        d0 = body["devices"][0]
+        for key in ("index", "uuid", "name", "compute_capability", "vram_total_bytes",
+                    "vram_free_bytes"):
+            check(key in d0, "device lacks %s: %r" % (key, d0))
+        check(d0["uuid"] == "GPU-test-0000" and d0["vram_total_bytes"] == 24 << 30, repr(d0))
+        n.stop()
+
+
+def scenario_replicasets():
+    with Node() as n:
+        n.preload("up", n.prepared())
+        check_error(*n.request("POST", "/v2/pools/down/preload",
+                               json.dumps(n.prepared(flags=["--exit-after-ms", "0",
+                                                            "--exit-code", "1"]))),
+                    500, "PRELOAD_FAILED")
+        sets = n.get("/v1/replicasets")
+        check(set(sets) == {"replicasets"}, repr(sets))
+        check([(r["pool_id"], r["replica_id"]) for r in sets["replicasets"]] == [("up", "r0")],
+              "only ready replicas are advertised: %r" % sets)
+        item = sets["replicasets"][0]
+        for key in ("url", "slots_total", "slots_free", "engine_version", "model_digest",
+                    "device_mask"):
+            check(key in item, "replicaset lacks %s" % key)
+        every = n.get("/v1/replicasets?all=true")["replicasets"]
+        check(sorted(r["pool_id"] for r in every) == ["down", "up"], repr(every))
+        check(all("state" in r for r in every), "all=true shows states")
+        check_error(*n.request("GET", "/v1/replicasets?all=maybe"), 400, "BAD_REQUEST")
+        n.stop()
+
+
+def scenario_metrics():
+    with Node() as n:
+        n.preload("m", n.prepared())
+        status, headers, data = n.request("GET", "/metrics")
+        check(status == 200, "metrics %d" % status)
+        check(headers.get("Content-Type", "").startswith("text/plain; version=0.0.4"),
+              headers.get("Content-Type"))
+        text = data.decode()
+        check('pool_managerd_build_info{version="%s"} 1' % e2e.VERSION in text, "build_info")
+        check('pool_id="m"' in text, "no series for the pool")
+        check("# TYPE pool_managerd_" in text, "no TYPE lines")
+        promtool = shutil.which("promtool")
+        if promtool:
+            import subprocess
+            p = subprocess.run([promtool, "check", "metrics"], input=data, capture_output=True)
+            check(p.returncode == 0, "promtool: %s" % p.stdout.decode() + p.stderr.decode())
+        n.stop()
+
+
+def scenario_correlation_id():
+    """The id is echoed and carried by the log lines the request causes."""
+    with Node(log_level="debug") as n:
+        headers = {"X-Correlation-Id": "req-42"}
+        status, rh, data = n.request("POST", "/v2/pools/c1/preload", n.prepared(), headers)
+        json_body(status, rh, data, 200)
+        check(rh.get("X-Correlation-Id") == "req-42", "not echoed: %r" % rh.get("X-Correlation-Id"))
+        status, rh, _ = n.request("GET", "/v2/pools/nope", headers={"X-Correlation-Id": "e-1"})
+        check(status == 404 and rh.get("X-Correlation-Id") == "e-1", "not echoed on errors")
+        n.stop()
+        caused = [o for o in n.daemon.log_objects() if o.get("correlation_id") == "req-42"]
+        msgs = {o["msg"] for o in caused}
+        check({"request", "engine spawned", "ready"} <= msgs,
+              "lines carrying the id: %r" % sorted(msgs))
+        later = [o for o in n.daemon.log_objects()
+                 if o.get("msg") == "stopping" and o.get("correlation_id") == "req-42"]
+        check(not later, "the shutdown lines carry the preload's id")
+
+
+def scenario_methods_and_routes():
+    with Node() as n:
+        status, headers, data = n.request("PUT", "/v2/pools/x")
+        check_error(status, headers, data, 405, "METHOD_NOT_ALLOWED")
+        check(headers.get("Allow") == "GET, DELETE", "Allow %r" % headers.get("Allow"))
+        check_error(*n.request("GET", "/v2/pools/x/preload"), 405, "METHOD_NOT_ALLOWED")
+        check_error(*n.request("GET", "/v3/pools"), 404, "NOT_FOUND")
+        n.stop()
+
+
+SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn
+             for name, fn in globals().items() if name.startswith("scenario_")}
+
+
+def main(argv):
+    global FAKE_ENGINE
+    if len(argv) != 5 or argv[4] not in SCENARIOS:
+        sys.stderr.write("usage: %s DAEMON VERSION FAKE_ENGINE SCENARIO\nscenarios: %s\n"
+                         % (argv[0], " ".join(sorted(SCENARIOS))))
+        return 2
+    e2e.DAEMON, e2e.VERSION = argv[1], argv[2]
+    FAKE_ENGINE = os.path.realpath(argv[3])
+    name = argv[4]
+    try:
+        SCENARIOS[name]()
+    except Failure as e:
+        print("FAIL %s: %s" % (name, e))
+        return 1
+    print("PASS %s" % name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
