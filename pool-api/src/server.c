@@ -18,6 +18,7 @@
 
 /* Headers beyond this get 400 from evhttp: nothing we serve needs more. */
 #define MAX_HEADERS_SIZE (64 * 1024)
+#define CONNECTION_TIMEOUT_S 30
 
 /* X-Correlation-Id values longer than this, or with bytes outside visible
  * ASCII, are ignored rather than logged or echoed. */
@@ -382,6 +383,10 @@ pa_server *pa_server_new(struct event_base *base, const pa_server_config *config
                                  (ev_ssize_t) (config->max_body_size ? config->max_body_size
                                                                      : PA_SERVER_MAX_BODY_DEFAULT));
         evhttp_set_max_headers_size(server->http, MAX_HEADERS_SIZE);
+        /* A client that stalls while sending its request, or does not read
+         * its reply, is dropped. A request waiting for its answer (a
+         * preload) is not I/O and is not cut short by this. */
+        evhttp_set_timeout(server->http, CONNECTION_TIMEOUT_S);
         /* Without it a client sending too large a body sees EPIPE instead
          * of the 413: evhttp reads and drops the rest, then answers. The
          * 413 body is evhttp's HTML, not our JSON (no hook in 2.1). */
