@@ -37,7 +37,8 @@ def free_port():
 class Node:
     """A daemon on a config of its own, in a temporary directory."""
 
-    def __init__(self, pools=(), require=False, devices=2, log_level="info", extra=None):
+    def __init__(self, pools=(), require=False, devices=2, log_level="info", extra=None,
+                 args=(), start=True):
         self.dir = tempfile.mkdtemp(prefix="pm-api-")
         self.model = os.path.join(self.dir, "tiny.gguf")
         with open(self.model, "wb") as f:
@@ -59,8 +60,8 @@ class Node:
         self.config_path = os.path.join(self.dir, "config.json")
         with open(self.config_path, "w") as f:
             json.dump(config, f)
-        self.daemon = Daemon("--config", self.config_path, "--log-level", log_level,
-                             env=e2e.clean_env())
+        self.daemon = Daemon("--config", self.config_path, "--log-level", log_level, *args,
+                             env=e2e.clean_env()) if start else None
 
     def __enter__(self):
         self.daemon.__enter__()
@@ -464,6 +465,67 @@ def scenario_methods_and_routes():
         check_error(*n.request("GET", "/v2/pools/x/preload"), 405, "METHOD_NOT_ALLOWED")
         check_error(*n.request("GET", "/v3/pools"), 404, "NOT_FOUND")
         n.stop()
+
+
+def scenario_serve_time_preload():
+    """Configured pools start together and are never ready before their
+    engine answers."""
+    a, b = free_port(), free_port()
+    pools = [config_pool("one", a, "--load-ms", "1500"), config_pool("two", b, "--load-ms", "1500", mask="1")]
+    with Node(pools) as n:
+        d = n.daemon
+        d.wait_for(lambda o: o.get("msg") == "engine spawned" and o.get("pool_id") == "one", "one spawned")
+        d.wait_for(lambda o: o.get("msg") == "engine spawned" and o.get("pool_id") == "two", "two spawned")
+        # Both were spawned before either became ready: they load in parallel.
+        check(not any(o.get("msg") == "ready" for o in d.log_objects()),
+              "a pool became ready before the other was started")
+        snap = n.get("/v2/pools/one")
+        check(not snap["ready"] and snap["state"] == "preloading", "ready while loading: %r" % snap)
+        check(n.get("/v1/replicasets") == {"replicasets": []}, "a loading replica is advertised")
+        for pool in ("one", "two"):
+            n.wait_pool(pool, lambda s, body: body["ready"], pool + " ready")
+        d.wait_for(lambda o: o.get("msg") == "serve-time preloads finished", "preloads finished")
+        n.stop()
+
+
+def scenario_shutdown_stops_engines():
+    with Node([config_pool("s", free_port(), "--announce")]) as n:
+        pid = n.wait_pool("s", lambda s, body: body["ready"], "ready")["pid"]
+        n.stop()
+        check(not pid_alive(pid), "the engine survived SIGTERM")
+        check(not os.listdir(os.path.join(n.dir, "run", "engines")) if os.path.isdir(
+            os.path.join(n.dir, "run", "engines")) else True, "handoff files left behind")
+
+
+def scenario_keep_engines():
+    with Node([config_pool("k", free_port())], args=["--keep-engines"]) as n:
+        pid = n.wait_pool("k", lambda s, body: body["ready"], "ready")["pid"]
+        n.stop()
+        try:
+            check(pid_alive(pid), "--keep-engines: the engine was stopped")
+        finally:
+            os.kill(pid, signal.SIGKILL)
+
+
+def scenario_check_config():
+    import subprocess
+    n = Node([config_pool("ok", free_port())], start=False)
+    try:
+        p = subprocess.run([e2e.DAEMON, "--check-config", n.config_path], capture_output=True,
+                           timeout=30, env=e2e.clean_env())
+        check(p.returncode == 0, "a valid config: status %d %r" % (p.returncode, p.stderr))
+        bad = dict(json.load(open(n.config_path)))
+        bad["pools"] = [dict(bad["pools"][0], device_mask="GPU7"), dict(bad["pools"][0], id="x", colour=1)]
+        for pools, words in ((bad["pools"][:1], "pools[0].device_mask: GPU7 is not a known device"),
+                             (bad["pools"][1:], "colour")):
+            with open(n.config_path, "w") as f:
+                json.dump(dict(bad, pools=pools), f)
+            p = subprocess.run([e2e.DAEMON, "--check-config", n.config_path], capture_output=True,
+                               timeout=30, env=e2e.clean_env())
+            out = p.stdout.decode() + p.stderr.decode()
+            check(p.returncode == 2 and words in out, "status %d, output %r" % (p.returncode, out))
+    finally:
+        shutil.rmtree(n.dir, ignore_errors=True)
 
 
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn
