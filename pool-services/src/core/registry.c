@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/errfmt.h"
+#include "core/registry-private.h"
 #include "lifecycle/replica-private.h"
 #include "pool-domain/ids.h"
 #include "pool-domain/lease.h"
@@ -20,10 +21,12 @@ typedef struct pool {
         char *id;
         ps_replica **replicas;
         size_t n_replicas;
+        pool_ops ops;
 } pool;
 
 struct ps_registry {
         const ps_context *ctx;
+        lease_table *leases;
         pool *pools;
         size_t n_pools;
         ps_done_fn stop_done;
@@ -40,6 +43,11 @@ ps_registry *ps_registry_new(const ps_context *ctx) {
         if (!reg)
                 return NULL;
         reg->ctx = ctx;
+        reg->leases = lease_table_new(reg);
+        if (!reg->leases) {
+                free(reg);
+                return NULL;
+        }
         if (geteuid() == 0 && !(ctx->engine_user && ctx->engine_user[0])) {
                 ps_event ev = {
                         .type = PS_EVENT_GENERIC,
@@ -51,9 +59,13 @@ ps_registry *ps_registry_new(const ps_context *ctx) {
         return reg;
 }
 
-static void pool_clear(pool *p) {
-        for (size_t i = 0; i < p->n_replicas; i++)
+static void pool_clear(ps_registry *reg, pool *p) {
+        p->ops.drain = drain_op_free(p->ops.drain);
+        p->ops.reload = reload_op_free(p->ops.reload);
+        for (size_t i = 0; i < p->n_replicas; i++) {
+                lease_table_forget_replica(reg->leases, p->replicas[i]);
                 replica_free(p->replicas[i]);
+        }
         free(p->replicas);
         free(p->id);
 }
@@ -62,7 +74,8 @@ ps_registry *ps_registry_free(ps_registry *reg) {
         if (!reg)
                 return NULL;
         for (size_t i = 0; i < reg->n_pools; i++)
-                pool_clear(&reg->pools[i]);
+                pool_clear(reg, &reg->pools[i]);
+        reg->leases = lease_table_free(reg->leases);
         free(reg->pools);
         free(reg);
         return NULL;
@@ -130,8 +143,28 @@ uint32_t ps_registry_active_leases(const ps_registry *reg, const char *pool_id) 
         uint32_t n = 0;
 
         for (size_t i = 0; p && i < p->n_replicas; i++)
-                n = pd_sat_add_u32(n, p->replicas[i]->active_leases);
+                n = pd_sat_add_u32(n, replica_leases(p->replicas[i]));
         return n;
+}
+
+const ps_context *registry_ctx(const ps_registry *reg) {
+        return reg->ctx;
+}
+
+lease_table *registry_leases(ps_registry *reg) {
+        return reg->leases;
+}
+
+pool_ops *registry_pool_ops(ps_registry *reg, const char *pool_id) {
+        pool *p = pool_find(reg, pool_id);
+
+        return p ? &p->ops : NULL;
+}
+
+size_t registry_pool_size(ps_registry *reg, const char *pool_id) {
+        pool *p = pool_find(reg, pool_id);
+
+        return p ? p->n_replicas : 0;
 }
 
 static int validate_spec(const ps_engine_spec *spec, char *err, size_t errlen) {
@@ -193,7 +226,7 @@ int ps_registry_remove_pool(ps_registry *reg, const char *pool_id, char *err, si
                         return ps_errf(err, errlen, PS_E_CONFLICT,
                                     "pool %s still has a running engine", pool_id);
         at = (size_t) (p - reg->pools);
-        pool_clear(p);
+        pool_clear(reg, p);
         memmove(&reg->pools[at], &reg->pools[at + 1], (reg->n_pools - at - 1) * sizeof(*p));
         reg->n_pools--;
         return 0;
