@@ -67,9 +67,9 @@ static void feed(ps_metrics *m) {
         EVENT(m, PS_EVENT_ENGINE_FAILED, "qwen-7b", "r0", PS_FIELD_STR("class", "signal"));
         EVENT(m, PS_EVENT_RESTART_SCHEDULED, "qwen-7b", "r0", PS_FIELD_INT("backoff_ms", 1500));
         EVENT(m, PS_EVENT_READY, "qwen-7b", "r1", PS_FIELD_INT("startup_ms", 900000));
-        EVENT(m, PS_EVENT_REQUEST_DONE, "qwen-7b", "r0", PS_FIELD_STR("request", "drain"),
+        EVENT(m, PS_EVENT_REQUEST_DONE, "qwen-7b", NULL, PS_FIELD_STR("request", "drain"),
               PS_FIELD_STR("ok", "false"));
-        EVENT(m, PS_EVENT_REQUEST_DONE, "qwen-7b", "r1", PS_FIELD_STR("request", "reload"),
+        EVENT(m, PS_EVENT_REQUEST_DONE, "qwen-7b", NULL, PS_FIELD_STR("request", "reload"),
               PS_FIELD_STR("ok", "true"), PS_FIELD_INT("duration_ms", 61000));
 
         for (int i = 0; i < 6; i++) {

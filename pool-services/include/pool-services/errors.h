@@ -13,6 +13,14 @@ enum {
         PS_E_CONFLICT,          /* not possible in the current state       */
         PS_E_BREAKER_OPEN,      /* the breaker refuses a start             */
         PS_E_NOT_RUNNING,       /* stop of a pool with no engine           */
+        PS_E_DRAINING,          /* the pool is draining: no new leases     */
+        PS_E_NOT_READY,         /* no replica of the pool serves           */
+        PS_E_NO_SLOT,           /* every slot of the ready replicas leased */
+        PS_E_DRAIN_TIMEOUT,     /* a reload's drain hit its deadline; the
+                                   running engine was left untouched       */
+        PS_E_STAGE_FAILED,      /* the new model is missing, unreadable or
+                                   fails its sha256                        */
+        PS_E_RELOAD_FAILED,     /* the new engine failed; rolled back      */
         PS_E_FORBIDDEN,         /* a binary outside engines.allow          */
         PS_E_GPU_ONLY,          /* needs a GPU the node does not have      */
 };

@@ -27,6 +27,8 @@ typedef enum ps_event_type {
         PS_EVENT_PROBE_FAILED,    /* a health probe of a ready engine      */
         PS_EVENT_ENGINE_LOG_ERROR, /* a CUDA/driver/OOM line (class)       */
         PS_EVENT_REQUEST_DONE,    /* preload/drain/reload answered (request, ok) */
+        PS_EVENT_LEASE,           /* granted, released, expired, dropped, refused (lease) */
+        PS_EVENT_DRAIN_STARTED,   /* a pool began to drain (active_leases) */
         PS_EVENT_TYPE_MAX,
 } ps_event_type;
 

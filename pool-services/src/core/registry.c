@@ -14,6 +14,7 @@
 #include <event2/event.h>
 
 #include "core/errfmt.h"
+#include "core/registry-private.h"
 #include "lifecycle/replica-private.h"
 #include "pool-domain/ids.h"
 #include "pool-domain/lease.h"
@@ -23,10 +24,12 @@ typedef struct pool {
         ps_replica **replicas;
         size_t n_replicas;
         bool removing;             /* stopped, forgotten once at rest    */
+        pool_ops ops;
 } pool;
 
 struct ps_registry {
         const ps_context *ctx;
+        lease_table *leases;
         pool *pools;
         size_t n_pools;
         ps_done_fn stop_done;
@@ -47,7 +50,11 @@ ps_registry *ps_registry_new(const ps_context *ctx) {
                 return NULL;
         reg->ctx = ctx;
         reg->sweep = evtimer_new(ctx->base, on_sweep, reg);
-        if (!reg->sweep) {
+        reg->leases = lease_table_new(reg);
+        if (!reg->sweep || !reg->leases) {
+                if (reg->sweep)
+                        event_free(reg->sweep);
+                lease_table_free(reg->leases);
                 free(reg);
                 return NULL;
         }
@@ -62,9 +69,13 @@ ps_registry *ps_registry_new(const ps_context *ctx) {
         return reg;
 }
 
-static void pool_clear(pool *p) {
-        for (size_t i = 0; i < p->n_replicas; i++)
+static void pool_clear(ps_registry *reg, pool *p) {
+        p->ops.drain = drain_op_free(p->ops.drain);
+        p->ops.reload = reload_op_free(p->ops.reload);
+        for (size_t i = 0; i < p->n_replicas; i++) {
+                lease_table_forget_replica(reg->leases, p->replicas[i]);
                 replica_free(p->replicas[i]);
+        }
         free(p->replicas);
         free(p->id);
 }
@@ -73,7 +84,8 @@ ps_registry *ps_registry_free(ps_registry *reg) {
         if (!reg)
                 return NULL;
         for (size_t i = 0; i < reg->n_pools; i++)
-                pool_clear(&reg->pools[i]);
+                pool_clear(reg, &reg->pools[i]);
+        reg->leases = lease_table_free(reg->leases);
         free(reg->pools);
         if (reg->sweep)
                 event_free(reg->sweep);
@@ -143,8 +155,28 @@ uint32_t ps_registry_active_leases(const ps_registry *reg, const char *pool_id) 
         uint32_t n = 0;
 
         for (size_t i = 0; p && i < p->n_replicas; i++)
-                n = pd_sat_add_u32(n, p->replicas[i]->active_leases);
+                n = pd_sat_add_u32(n, replica_leases(p->replicas[i]));
         return n;
+}
+
+const ps_context *registry_ctx(const ps_registry *reg) {
+        return reg->ctx;
+}
+
+lease_table *registry_leases(ps_registry *reg) {
+        return reg->leases;
+}
+
+pool_ops *registry_pool_ops(ps_registry *reg, const char *pool_id) {
+        pool *p = pool_find(reg, pool_id);
+
+        return p ? &p->ops : NULL;
+}
+
+size_t registry_pool_size(ps_registry *reg, const char *pool_id) {
+        pool *p = pool_find(reg, pool_id);
+
+        return p ? p->n_replicas : 0;
 }
 
 static int validate_spec(const ps_engine_spec *spec, char *err, size_t errlen) {
@@ -198,7 +230,7 @@ static bool replica_at_rest(const ps_replica *r) {
 static void pool_forget(ps_registry *reg, pool *p) {
         size_t at = (size_t) (p - reg->pools);
 
-        pool_clear(p);
+        pool_clear(reg, p);
         memmove(&reg->pools[at], &reg->pools[at + 1], (reg->n_pools - at - 1) * sizeof(*p));
         reg->n_pools--;
 }

@@ -33,6 +33,8 @@ typedef struct replica_inst {
         uint64_t oom_kill_before;
         int64_t started_wall_ms;
         char last_line[REPLICA_DETAIL_MAX];
+        uint32_t leases;            /* leases held on this engine; they
+                                       move with it when a surge promotes */
 } replica_inst;
 
 typedef struct replica_timer {
@@ -78,7 +80,8 @@ struct ps_replica {
         ps_exit_status last_exit;
         int64_t last_uptime_ms;
 
-        uint32_t active_leases;
+        uint16_t home_port;         /* the port it was registered with    */
+        uint32_t leases_dropped;    /* ended by force since last asked    */
         int64_t last_heartbeat_wall_ms;
         int64_t ready_wall_ms;
 
@@ -97,3 +100,26 @@ bool replica_engine_running(const ps_replica *r);
 int replica_feed(ps_replica *r, const pd_event *ev);
 /* The registry is told after each batch of events (to finish a stop_all). */
 void registry_replica_settled(ps_registry *reg);
+
+/* Runs the machine on what is queued, and on what the leases now say. */
+void replica_kick(ps_replica *r);
+
+/* Leases (core/lease.c). */
+uint32_t replica_leases(const ps_replica *r);
+/* Ends the leases held on one engine instance by force (drain deadline,
+ * engine gone); they count as dropped. */
+void replica_drop_leases(ps_replica *r, pd_instance_id inst);
+/* Moves lease records along when a surge engine is promoted. */
+void replica_leases_swapped(ps_replica *r);
+/* Whether the machine waits for an instance whose leases are at zero:
+ * then PD_EV_LEASES_ZERO is due for it. */
+bool replica_leases_zero_due(const ps_replica *r, pd_instance_id *inst);
+
+/*
+ * Feeds an operator request (drain, reload) after trying it on a copy of
+ * the machine, so a refusal leaves nothing pending: the pd_lifecycle_step()
+ * result of the trial (0, PD_E_TRANSITION, ...). On 0, fn is called once
+ * with the answer (possibly before this returns).
+ */
+int replica_request(ps_replica *r, const pd_event *ev, pd_reply reply,
+                    ps_done_fn fn, void *userdata);

@@ -106,6 +106,10 @@ int replica_feed(ps_replica *r, const pd_event *ev) {
         return 0;
 }
 
+void replica_kick(ps_replica *r) {
+        run(r);
+}
+
 static void feed_simple(ps_replica *r, pd_event_type type, pd_instance_id id,
                         const char *detail) {
         pd_event ev = { .type = type, .instance = id, .detail = detail };
@@ -471,7 +475,8 @@ static void act_write_handoff(ps_replica *r) {
                 .spec = r->current,
                 .pid = r->inst[PD_INSTANCE_PRIMARY].engine ?
                        ps_engine_pid(r->inst[PD_INSTANCE_PRIMARY].engine) : 0,
-                .slots_free = pd_sat_sub_u32(r->current->slots, r->active_leases),
+                .slots_free = pd_sat_sub_u32(r->current->slots,
+                                             r->inst[PD_INSTANCE_PRIMARY].leases),
         };
         char err[REPLICA_DETAIL_MAX];
 
@@ -583,12 +588,10 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
                 break;
         case PD_ACT_PROMOTE_SURGE:
                 swap_inst(r);
+                replica_leases_swapped(r);
                 break;
         case PD_ACT_DROP_LEASES:
-                if (r->active_leases > 0)
-                        EMIT(r, PS_EVENT_GENERIC, PS_LOG_WARN, "leases ended by force",
-                             PS_FIELD_INT("leases", r->active_leases));
-                r->active_leases = 0;
+                replica_drop_leases(r, a->instance);
                 break;
         case PD_ACT_REPLY:
                 EMIT(r, PS_EVENT_REQUEST_DONE, a->ok ? PS_LOG_INFO : PS_LOG_ERROR,
@@ -674,6 +677,24 @@ static void report_transition(ps_replica *r, pd_state before, unsigned crashes_b
 }
 
 /*
+ * What the leases mean for the machine once the queue is empty: an
+ * instance it drains may have none left, and a stopped replica serves none
+ * (a crashed engine's leases stay until then: the control plane may still
+ * release them). Returns whether an event was queued.
+ */
+static bool queue_lease_events(ps_replica *r) {
+        pd_instance_id id;
+
+        if (r->lc.state == PD_STATE_STOPPED && replica_leases(r) > 0)
+                for (int i = 0; i < PD_INSTANCE_MAX; i++)
+                        replica_drop_leases(r, (pd_instance_id) i);
+        if (!replica_leases_zero_due(r, &id))
+                return false;
+        feed_simple(r, PD_EV_LEASES_ZERO, id, NULL);
+        return true;
+}
+
+/*
  * Runs queued events through the machine until the queue is empty, then
  * answers the requests that finished. Answers go out last and nothing of r
  * is touched afterwards: a callback may free the replica.
@@ -687,7 +708,9 @@ static void run(ps_replica *r) {
         if (r->stepping)
                 return;
         r->stepping = true;
-        while (r->q_len > 0) {
+        for (;;) {
+                if (r->q_len == 0 && !queue_lease_events(r))
+                        break;
                 queued_event q = r->queue[r->q_head];
                 pd_state before = r->lc.state;
                 unsigned crashes = r->lc.crash_count;
@@ -751,6 +774,7 @@ ps_replica *replica_new(ps_registry *reg, const ps_context *ctx,
         r->current = ps_engine_spec_copy(spec);
         r->policy = pol ? ps_policy_copy(pol) : ps_policy_new();
         r->pool_id = spec ? strdup(spec->pool_id) : NULL;
+        r->home_port = spec ? spec->port : 0;
         r->replica_id = spec ? strdup(spec->replica_id) : NULL;
         if (!r->current || !r->policy || !r->pool_id || !r->replica_id)
                 return replica_free(r);
@@ -941,7 +965,8 @@ json_t *ps_replica_snapshot(const ps_replica *r) {
                 snprintf(url, sizeof(url), "%s", r->ext_url);
         else
                 ps_engine_spec_url(s, url, sizeof(url));
-        slots_free = r->has_slots_free ? r->ext_slots_free : pd_sat_sub_u32(s->slots, r->active_leases);
+        slots_free = r->has_slots_free ? r->ext_slots_free :
+                     pd_sat_sub_u32(s->slots, in->leases);
         if (!ready)
                 slots_free = 0;
         return json_pack("{s:s, s:s, s:b, s:b, s:b, s:b, s:I, s:s, s:o, s:o, s:o, s:o, s:o,"
@@ -962,7 +987,7 @@ json_t *ps_replica_snapshot(const ps_replica *r) {
                          "device_mask", opt_str(s->device_mask),
                          "slots_total", (json_int_t) s->slots,
                          "slots_free", (json_int_t) slots_free,
-                         "active_leases", (json_int_t) r->active_leases,
+                         "active_leases", (json_int_t) replica_leases(r),
                          "last_error", lc->last_error[0] ? json_string(lc->last_error) : json_null(),
                          "last_error_class", lc->last_error_cls < PD_CRASH_CLASS_MAX ?
                                 json_string(pd_crash_class_to_string(lc->last_error_cls)) : json_null(),

@@ -15,6 +15,8 @@ static const char *const event_type_names[PS_EVENT_TYPE_MAX] = {
         [PS_EVENT_PROBE_FAILED] = "probe_failed",
         [PS_EVENT_ENGINE_LOG_ERROR] = "engine_log_error",
         [PS_EVENT_REQUEST_DONE] = "request_done",
+        [PS_EVENT_LEASE] = "lease",
+        [PS_EVENT_DRAIN_STARTED] = "drain_started",
 };
 
 const char *ps_event_type_to_string(ps_event_type type) {

@@ -38,6 +38,10 @@ typedef enum plain_counter {
         PLAIN_BREAKER_OPENS,
         PLAIN_PROBE_FAILURES,
         PLAIN_DRIVER_RESETS,
+        PLAIN_LEASES_GRANTED,
+        PLAIN_LEASES_RELEASED,
+        PLAIN_LEASES_EXPIRED,
+        PLAIN_LEASES_DROPPED,
         PLAIN_MAX,
 } plain_counter;
 
@@ -48,6 +52,8 @@ typedef enum labelled_counter {
         LABELLED_CRASHES,
         LABELLED_STORMS,
         LABELLED_LOG_ERRORS,
+        LABELLED_RELOAD_FAILURES,
+        LABELLED_LEASE_REFUSALS,
         LABELLED_MAX,
 } labelled_counter;
 
@@ -153,6 +159,14 @@ static const plain_family plain_families[PLAIN_MAX] = {
                 "Failed health probes of ready engines." },
         [PLAIN_DRIVER_RESETS] = { "pool_managerd_driver_resets_total",
                 "GPU driver resets under the pool's replicas." },
+        [PLAIN_LEASES_GRANTED] = { "pool_managerd_leases_granted_total",
+                "Leases granted on the pool." },
+        [PLAIN_LEASES_RELEASED] = { "pool_managerd_leases_released_total",
+                "Leases released by their holder." },
+        [PLAIN_LEASES_EXPIRED] = { "pool_managerd_leases_expired_total",
+                "Leases ended because their TTL ran out." },
+        [PLAIN_LEASES_DROPPED] = { "pool_managerd_leases_dropped_total",
+                "Leases ended by force: engine stopped at a drain deadline or otherwise." },
 };
 
 typedef struct labelled_family {
@@ -165,6 +179,27 @@ typedef struct labelled_family {
 
 static const char *outcome_preset(unsigned i) {
         static const char *const names[] = { "failure", "success" };
+
+        return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
+}
+
+static const char *drain_outcome_preset(unsigned i) {
+        static const char *const names[] = { "drained", "failure", "force_stopped" };
+
+        return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
+}
+
+static const char *reload_reason_preset(unsigned i) {
+        static const char *const names[] = {
+                "checksum", "drain_timeout", "engine_failed", "health", "not_ready",
+                "rollback_failed", "staging", "stopped",
+        };
+
+        return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
+}
+
+static const char *lease_refusal_preset(unsigned i) {
+        static const char *const names[] = { "draining", "no_slot", "not_ready" };
 
         return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
 }
@@ -190,15 +225,20 @@ static const labelled_family labelled_families[LABELLED_MAX] = {
         [LABELLED_PRELOADS] = { "pool_managerd_preloads_total",
                 "Preloads answered, by outcome.", "outcome", outcome_preset },
         [LABELLED_DRAINS] = { "pool_managerd_drains_total",
-                "Drains answered, by outcome.", "outcome", outcome_preset },
+                "Drains of the pool finished, by outcome.", "outcome", drain_outcome_preset },
         [LABELLED_RELOADS] = { "pool_managerd_reloads_total",
-                "Reloads answered, by outcome.", "outcome", outcome_preset },
+                "Reloads of the pool answered, by outcome.", "outcome", outcome_preset },
         [LABELLED_CRASHES] = { "pool_managerd_engine_crashes_total",
                 "Engine failures counted by the supervisor, by crash class.", "reason", crash_class_preset },
         [LABELLED_STORMS] = { "pool_managerd_restart_storms_total",
                 "Restart storms detected, by kind.", "kind", storm_kind_preset },
         [LABELLED_LOG_ERRORS] = { "pool_managerd_engine_log_errors_total",
                 "CUDA, driver and out-of-memory lines seen in engine logs, by class.", "class", log_class_preset },
+        [LABELLED_RELOAD_FAILURES] = { "pool_managerd_reload_failures_total",
+                "Reloads that failed (the pool kept or got back its previous engine), by reason.",
+                "reason", reload_reason_preset },
+        [LABELLED_LEASE_REFUSALS] = { "pool_managerd_lease_refusals_total",
+                "Lease requests refused, by reason.", "reason", lease_refusal_preset },
 };
 
 /* The order counters appear in a scrape. */
@@ -222,7 +262,13 @@ static const counter_ref counter_order[] = {
         { true, LABELLED_LOG_ERRORS },
         { true, LABELLED_DRAINS },
         { true, LABELLED_RELOADS },
+        { true, LABELLED_RELOAD_FAILURES },
         { false, PLAIN_DRIVER_RESETS },
+        { false, PLAIN_LEASES_GRANTED },
+        { false, PLAIN_LEASES_RELEASED },
+        { false, PLAIN_LEASES_EXPIRED },
+        { false, PLAIN_LEASES_DROPPED },
+        { true, LABELLED_LEASE_REFUSALS },
 };
 
 /* ---- stored state -------------------------------------------------------- */
@@ -437,23 +483,51 @@ static void observe_alert(pool_metrics *p, const ps_event *ev) {
 
 static void observe_request_done(pool_metrics *p, const ps_event *ev) {
         const char *request = field_str(ev, "request"), *ok = field_str(ev, "ok");
+        const char *outcome;
         int64_t duration_ms;
 
-        if (!request || !ok)
+        if (!request || !ok || (strcmp(ok, "true") != 0 && strcmp(ok, "false") != 0))
                 return;
         for (size_t k = 0; k < REQUEST_MAX; k++) {
                 if (strcmp(request, request_names[k]) != 0)
                         continue;
-                if (strcmp(ok, "true") == 0)
-                        (void) label_counts_add(&p->labelled[request_counter[k]], "success", 1);
-                else if (strcmp(ok, "false") == 0)
-                        (void) label_counts_add(&p->labelled[request_counter[k]], "failure", 1);
-                else
+                /* A drain or reload is counted once for its pool; each
+                 * replica's own answer (with a replica_id) is a detail. */
+                if (k != REQUEST_PRELOAD && ev->replica_id)
                         return;
+                outcome = strcmp(ok, "true") == 0 ? "success" : "failure";
+                if (k == REQUEST_DRAIN && strcmp(outcome, "success") == 0) {
+                        const char *forced = field_str(ev, "force_stopped");
+
+                        outcome = forced && strcmp(forced, "true") == 0 ? "force_stopped" : "drained";
+                }
+                (void) label_counts_add(&p->labelled[request_counter[k]], outcome, 1);
+                if (k == REQUEST_RELOAD && strcmp(outcome, "failure") == 0)
+                        (void) label_counts_add(&p->labelled[LABELLED_RELOAD_FAILURES],
+                                                field_str_or_unknown(ev, "reason"), 1);
                 if (field_int(ev, "duration_ms", &duration_ms))
                         histogram_observe(&p->request[k], &request_spec, duration_ms);
                 return;
         }
+}
+
+static void observe_lease(pool_metrics *p, const ps_event *ev) {
+        const char *what = field_str(ev, "lease");
+        int64_t n = 1;
+
+        if (!what)
+                return;
+        if (strcmp(what, "granted") == 0)
+                p->plain[PLAIN_LEASES_GRANTED]++;
+        else if (strcmp(what, "released") == 0)
+                p->plain[PLAIN_LEASES_RELEASED]++;
+        else if (strcmp(what, "expired") == 0)
+                p->plain[PLAIN_LEASES_EXPIRED]++;
+        else if (strcmp(what, "dropped") == 0 && field_int(ev, "leases", &n) && n > 0)
+                p->plain[PLAIN_LEASES_DROPPED] += (uint64_t) n;
+        else if (strcmp(what, "refused") == 0)
+                (void) label_counts_add(&p->labelled[LABELLED_LEASE_REFUSALS],
+                                        field_str_or_unknown(ev, "reason"), 1);
 }
 
 void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
@@ -480,6 +554,8 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
         case PS_EVENT_PROBE_FAILED:
         case PS_EVENT_ENGINE_LOG_ERROR:
         case PS_EVENT_REQUEST_DONE:
+        case PS_EVENT_LEASE:
+        case PS_EVENT_DRAIN_STARTED:
                 break;
         }
         p = pool_get(m, ev->pool_id);
@@ -516,6 +592,10 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
         case PS_EVENT_REQUEST_DONE:
                 observe_request_done(p, ev);
                 break;
+        case PS_EVENT_LEASE:
+                observe_lease(p, ev);
+                break;
+        case PS_EVENT_DRAIN_STARTED:   /* the draining gauge shows it */
         case PS_EVENT_ENGINE_EXITED:   /* engine_crashes_total counts the failure */
         case PS_EVENT_STATE_CHANGED:   /* gauges show states */
         case PS_EVENT_GENERIC:

@@ -18,14 +18,18 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-#define EVENT(m, type_, pool, ...)                                             \
+#define EVENT(m, type_, pool, ...) EVENT_OF(m, type_, pool, "r0", __VA_ARGS__)
+/* An event about the whole pool (drains and reloads are counted so). */
+#define POOL_EVENT(m, type_, pool, ...) EVENT_OF(m, type_, pool, NULL, __VA_ARGS__)
+
+#define EVENT_OF(m, type_, pool, replica, ...)                                 \
         do {                                                                   \
                 const ps_field f_[] = { __VA_ARGS__ };                         \
                 const ps_event ev_ = {                                         \
                         .type = (type_),                                       \
                         .level = PS_LOG_INFO,                                  \
                         .pool_id = (pool),                                     \
-                        .replica_id = "r0",                                    \
+                        .replica_id = (replica),                               \
                         .message = "test",                                     \
                         .fields = f_,                                          \
                         .n_fields = sizeof(f_) / sizeof(f_[0]),                \
@@ -217,7 +221,7 @@ static void test_empty_node(void **state) {
         assert_line(text, "# TYPE pool_managerd_gpu_vram_free_bytes gauge");
         /* every family is there, without pools: only build_info has a sample */
         assert_int_equal(count_prefix(text, "pool_managerd_"), 1);
-        assert_int_equal(check_structure(text), 33);
+        assert_int_equal(check_structure(text), 39);
         free(text);
 
         assert_int_equal(ps_metrics_set_version(m, "1.2.3"), 0);
@@ -255,9 +259,21 @@ static void test_counters_from_events(void **state) {
         EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "preload"), PS_FIELD_STR("ok", "true"));
         EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "preload"), PS_FIELD_STR("ok", "false"));
         EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "preload"), PS_FIELD_STR("ok", "false"));
-        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "true"),
+        POOL_EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "true"),
               PS_FIELD_STR("force_stopped", "false"));
-        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "reload"), PS_FIELD_STR("ok", "false"));
+        POOL_EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "reload"), PS_FIELD_STR("ok", "false"),
+                   PS_FIELD_STR("reason", "drain_timeout"));
+        POOL_EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "true"),
+                   PS_FIELD_STR("force_stopped", "true"));
+        /* a replica's own answer to a drain or reload is not counted again */
+        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "true"));
+        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "reload"), PS_FIELD_STR("ok", "true"));
+        EVENT(m, PS_EVENT_LEASE, "a", PS_FIELD_STR("lease", "granted"));
+        EVENT(m, PS_EVENT_LEASE, "a", PS_FIELD_STR("lease", "granted"));
+        EVENT(m, PS_EVENT_LEASE, "a", PS_FIELD_STR("lease", "released"));
+        EVENT(m, PS_EVENT_LEASE, "a", PS_FIELD_STR("lease", "expired"));
+        EVENT(m, PS_EVENT_LEASE, "a", PS_FIELD_STR("lease", "dropped"), PS_FIELD_INT("leases", 3));
+        EVENT(m, PS_EVENT_LEASE, "a", PS_FIELD_STR("lease", "refused"), PS_FIELD_STR("reason", "no_slot"));
         text = render(m, snap, NULL);
 
         assert_line(text, "pool_managerd_engine_spawns_total{pool_id=\"a\"} 1");
@@ -277,9 +293,19 @@ static void test_counters_from_events(void **state) {
         assert_line(text, "pool_managerd_engine_log_errors_total{pool_id=\"a\",class=\"vram_oom\"} 0");
         assert_line(text, "pool_managerd_preloads_total{pool_id=\"a\",outcome=\"success\"} 1");
         assert_line(text, "pool_managerd_preloads_total{pool_id=\"a\",outcome=\"failure\"} 2");
-        assert_line(text, "pool_managerd_drains_total{pool_id=\"a\",outcome=\"success\"} 1");
+        assert_line(text, "pool_managerd_drains_total{pool_id=\"a\",outcome=\"drained\"} 1");
+        assert_line(text, "pool_managerd_drains_total{pool_id=\"a\",outcome=\"force_stopped\"} 1");
         assert_line(text, "pool_managerd_drains_total{pool_id=\"a\",outcome=\"failure\"} 0");
         assert_line(text, "pool_managerd_reloads_total{pool_id=\"a\",outcome=\"failure\"} 1");
+        assert_line(text, "pool_managerd_reloads_total{pool_id=\"a\",outcome=\"success\"} 0");
+        assert_line(text, "pool_managerd_reload_failures_total{pool_id=\"a\",reason=\"drain_timeout\"} 1");
+        assert_line(text, "pool_managerd_reload_failures_total{pool_id=\"a\",reason=\"health\"} 0");
+        assert_line(text, "pool_managerd_leases_granted_total{pool_id=\"a\"} 2");
+        assert_line(text, "pool_managerd_leases_released_total{pool_id=\"a\"} 1");
+        assert_line(text, "pool_managerd_leases_expired_total{pool_id=\"a\"} 1");
+        assert_line(text, "pool_managerd_leases_dropped_total{pool_id=\"a\"} 3");
+        assert_line(text, "pool_managerd_lease_refusals_total{pool_id=\"a\",reason=\"no_slot\"} 1");
+        assert_line(text, "pool_managerd_lease_refusals_total{pool_id=\"a\",reason=\"draining\"} 0");
         assert_line(text, "pool_managerd_driver_resets_total{pool_id=\"a\"} 0");
         /* no duration in the events: no request histogram series */
         assert_int_equal(count_prefix(text, "pool_managerd_request_duration_seconds"), 0);
@@ -325,12 +351,12 @@ static void test_help_type_once_with_many_pools(void **state) {
                 assert_int_equal(json_array_append_new(pools, pool_json(id, "ready", true, 2, 1, 1, 0, "closed")), 0);
                 EVENT(m, PS_EVENT_ENGINE_FAILED, id, PS_FIELD_STR("class", "signal"));
                 EVENT(m, PS_EVENT_READY, id, PS_FIELD_INT("startup_ms", 100 * i));
-                EVENT(m, PS_EVENT_REQUEST_DONE, id, PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "true"),
+                POOL_EVENT(m, PS_EVENT_REQUEST_DONE, id, PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "true"),
                       PS_FIELD_INT("duration_ms", 10 * i));
         }
         snap = json_pack("{s:o}", "pools", pools);
         text = render(m, snap, NULL);
-        assert_int_equal(check_structure(text), 33);
+        assert_int_equal(check_structure(text), 39);
         assert_int_equal(count_prefix(text, "# HELP pool_managerd_engine_crashes_total "), 1);
         assert_int_equal(count_prefix(text, "# TYPE pool_managerd_engine_crashes_total "), 1);
         assert_int_equal(count_prefix(text, "# TYPE pool_managerd_pool_ready "), 1);
@@ -498,12 +524,12 @@ static void test_request_duration_histogram(void **state) {
         char *text;
 
         (void) state;
-        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "true"),
+        POOL_EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "true"),
               PS_FIELD_INT("duration_ms", 4500));
-        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "false"),
+        POOL_EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "false"),
               PS_FIELD_INT("duration_ms", 30000));
         text = render(m, NULL, NULL);
-        assert_line(text, "pool_managerd_drains_total{pool_id=\"a\",outcome=\"success\"} 1");
+        assert_line(text, "pool_managerd_drains_total{pool_id=\"a\",outcome=\"drained\"} 1");
         assert_line(text, "pool_managerd_drains_total{pool_id=\"a\",outcome=\"failure\"} 1");
         assert_line(text, "pool_managerd_request_duration_seconds_bucket{pool_id=\"a\",request=\"drain\",le=\"1\"} 0");
         assert_line(text, "pool_managerd_request_duration_seconds_bucket{pool_id=\"a\",request=\"drain\",le=\"5\"} 1");

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stddef.h>
+
+#include "pool-services/registry.h"
+
+/*
+ * What the registry keeps besides its pools, for the code that works on a
+ * whole pool at once: the lease table (core/lease.c) and the drain or
+ * reload in progress (lifecycle/drain.c, lifecycle/reload.c).
+ */
+typedef struct lease_table lease_table;
+typedef struct drain_op drain_op;
+typedef struct reload_op reload_op;
+
+/* The operation running on a pool; at most one of each. Owned by the
+ * pool: removing the pool frees them without calling their callbacks. */
+typedef struct pool_ops {
+        drain_op *drain;
+        reload_op *reload;
+} pool_ops;
+
+const ps_context *registry_ctx(const ps_registry *reg);
+lease_table *registry_leases(ps_registry *reg);
+/* NULL for an unknown pool. */
+pool_ops *registry_pool_ops(ps_registry *reg, const char *pool_id);
+size_t registry_pool_size(ps_registry *reg, const char *pool_id);
+
+lease_table *lease_table_new(ps_registry *reg);
+lease_table *lease_table_free(lease_table *t);
+/* The replica leaves the registry: its lease records go, uncounted. */
+void lease_table_forget_replica(lease_table *t, const ps_replica *r);
+
+drain_op *drain_op_free(drain_op *op);
+reload_op *reload_op_free(reload_op *op);

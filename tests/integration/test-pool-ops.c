@@ -1,0 +1,567 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Leases, drain and reload end to end inside pool-services, with real
+ * fake-engine processes on the event loop. Waits are bounded and event
+ * driven; nothing asserts on how long something took.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "pool-services/drain.h"
+#include "pool-services/lease.h"
+#include "pool-services/probe.h"
+#include "pool-services/registry.h"
+
+#define WAIT_MS 20000
+
+typedef struct fx {
+        struct event_base *base;
+        struct event *tick;
+        ps_prober *prober;
+        ps_registry *reg;
+        ps_context ctx;
+        char dir[64];
+        char messages[1024][64];
+        size_t n_messages;
+        /* preload answer */
+        bool done;
+        bool done_ok;
+        /* drain answer */
+        bool drained;
+        ps_drain_outcome drain;
+        char drain_text[256];
+        /* reload answer */
+        bool reloaded;
+        int reload_rc;
+        json_t *reload_result;
+        /* ready replicas seen at each state change, for surge */
+        bool watch_ready;
+        bool lost_ready;
+} fx;
+
+static const char *fake_engine(void) {
+        const char *p = getenv("FAKE_ENGINE");
+
+        return p ? p : "tests/helpers/fake-engine";
+}
+
+static void on_event(const ps_event *ev, void *userdata);
+
+static size_t seen(const fx *f, const char *prefix) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < f->n_messages; i++)
+                if (strncmp(f->messages[i], prefix, strlen(prefix)) == 0)
+                        n++;
+        return n;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *userdata) {
+        (void) fd;
+        (void) what;
+        (void) userdata;
+}
+
+static int setup(void **state) {
+        fx *f = calloc(1, sizeof(*f));
+        struct timeval tv = { 0, 10000 };
+
+        snprintf(f->dir, sizeof(f->dir), "/tmp/pm-poolops-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        f->base = event_base_new();
+        f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
+        event_add(f->tick, &tv);
+        f->prober = ps_prober_new(f->base);
+        f->ctx = (ps_context) {
+                .base = f->base,
+                .sink = { .fn = on_event, .userdata = f },
+                .prober = f->prober,
+                .runtime_dir = f->dir,
+                .seed = 11,
+        };
+        f->reg = ps_registry_new(&f->ctx);
+        assert_non_null(f->reg);
+        *state = f;
+        return 0;
+}
+
+static int64_t mono_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void run_until(fx *f, bool (*cond)(fx *f, void *arg), void *arg, int64_t ms) {
+        int64_t deadline = mono_ms() + ms;
+
+        while (!cond(f, arg) && mono_ms() < deadline)
+                event_base_loop(f->base, EVLOOP_ONCE);
+}
+
+/* Runs the loop for ms whatever happens (only where the test checks that
+ * something does NOT happen within a time). */
+static bool never(fx *f, void *arg) {
+        (void) f;
+        (void) arg;
+        return false;
+}
+
+static bool flag_set(fx *f, void *arg) {
+        (void) f;
+        return *(bool *) arg;
+}
+
+static bool all_stopped;
+
+static void on_all_stopped(bool ok, const char *text, void *userdata) {
+        (void) ok;
+        (void) text;
+        (void) userdata;
+        all_stopped = true;
+}
+
+static int teardown(void **state) {
+        fx *f = *state;
+        char cmd[PATH_MAX + 16];
+
+        all_stopped = false;
+        ps_registry_stop_all(f->reg, on_all_stopped, NULL);
+        run_until(f, flag_set, &all_stopped, WAIT_MS);
+        ps_registry_free(f->reg);
+        ps_prober_free(f->prober);
+        event_free(f->tick);
+        event_base_free(f->base);
+        json_decref(f->reload_result);
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+        if (system(cmd) != 0)
+                fprintf(stderr, "could not remove %s\n", f->dir);
+        free(f);
+        return 0;
+}
+
+static uint16_t free_port(void) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+        assert_true(fd >= 0);
+        assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+        close(fd);
+        return ntohs(a.sin_port);
+}
+
+/* A spec running the fake engine on `port` with extra arguments
+ * (NULL-terminated). */
+static ps_engine_spec *fake_spec_on(const char *pool_id, const char *replica_id, uint16_t port,
+                                    uint32_t slots, const char *first, ...) {
+        ps_engine_spec *s = ps_engine_spec_new();
+        const char *args[32];
+        size_t n = 0;
+        char port_text[16];
+        va_list ap;
+
+        s->port = port;
+        snprintf(port_text, sizeof(port_text), "%u", (unsigned) s->port);
+        args[n++] = "--port";
+        args[n++] = port_text;
+        va_start(ap, first);
+        for (const char *a = first; a && n < 30; a = va_arg(ap, const char *))
+                args[n++] = a;
+        va_end(ap);
+        s->binary_path = realpath(fake_engine(), NULL);
+        assert_non_null(s->binary_path);
+        s->flags = calloc(n, sizeof(char *));
+        for (size_t i = 0; i < n; i++)
+                s->flags[i] = strdup(args[i]);
+        s->n_flags = n;
+        s->host = strdup("127.0.0.1");
+        s->pool_id = strdup(pool_id);
+        s->replica_id = strdup(replica_id);
+        s->engine = strdup("llamacpp");
+        s->engine_version = strdup("b6000");
+        s->model_id = strdup("tiny");
+        s->device_mask = strdup("0");
+        s->cuda_visible_devices = strdup("0");
+        s->slots = slots;
+        return s;
+}
+
+static ps_policy *fast_policy(const char *json) {
+        ps_policy *p = ps_policy_new();
+        json_error_t jerr;
+        json_t *base = json_loads("{\"health\": {\"interval_ms\": 50, \"timeout_ms\": 500,"
+                                  " \"startup_timeout_ms\": 5000},"
+                                  " \"backoff\": {\"initial_ms\": 50, \"max_ms\": 400, \"jitter\": 0},"
+                                  " \"stop_grace_ms\": 1000}", 0, &jerr);
+        char err[256];
+
+        assert_int_equal(ps_policy_apply_json(p, base, "test", err, sizeof(err)), 0);
+        json_decref(base);
+        if (json) {
+                json_t *extra = json_loads(json, 0, &jerr);
+
+                assert_non_null(extra);
+                if (ps_policy_apply_json(p, extra, "test", err, sizeof(err)) != 0)
+                        fail_msg("policy: %s", err);
+                json_decref(extra);
+        }
+        return p;
+}
+
+static void on_done(bool ok, const char *text, void *userdata) {
+        fx *f = userdata;
+
+        (void) text;
+        f->done = true;
+        f->done_ok = ok;
+}
+
+static bool preload_answered(fx *f, void *arg) {
+        (void) arg;
+        return f->done;
+}
+
+static ps_replica *add(fx *f, ps_engine_spec *spec, const char *policy_json) {
+        ps_replica *r = NULL;
+        ps_policy *pol = fast_policy(policy_json);
+        char err[256];
+
+        if (ps_registry_add(f->reg, spec, pol, &r, err, sizeof(err)) != 0)
+                fail_msg("add: %s", err);
+        ps_engine_spec_free(spec);
+        ps_policy_free(pol);
+        return r;
+}
+
+static void preload(fx *f, ps_replica *r) {
+        char err[256];
+
+        f->done = false;
+        if (ps_replica_preload(r, on_done, f, err, sizeof(err)) != 0)
+                fail_msg("preload: %s", err);
+        run_until(f, preload_answered, NULL, WAIT_MS);
+        assert_true(f->done);
+        assert_true(f->done_ok);
+        assert_true(ps_replica_ready(r));
+}
+
+/* One ready replica r0 of `pool` with `slots` slots. */
+static ps_replica *ready_pool(fx *f, const char *pool, uint32_t slots, const char *policy_json) {
+        ps_replica *r = add(f, fake_spec_on(pool, "r0", free_port(), slots, NULL), policy_json);
+
+        preload(f, r);
+        return r;
+}
+
+static json_t *pool_snap(fx *f, const char *pool) {
+        json_t *s = ps_registry_pool_snapshot(f->reg, pool);
+
+        assert_non_null(s);
+        return s;
+}
+
+static json_int_t pool_int(fx *f, const char *pool, const char *key) {
+        json_t *s = pool_snap(f, pool);
+        json_int_t v = json_integer_value(json_object_get(s, key));
+
+        json_decref(s);
+        return v;
+}
+
+static bool file_exists(const char *path) {
+        struct stat st;
+
+        return stat(path, &st) == 0;
+}
+
+static void on_event(const ps_event *ev, void *userdata) {
+        fx *f = userdata;
+
+        if (f->n_messages < sizeof(f->messages) / sizeof(f->messages[0]))
+                snprintf(f->messages[f->n_messages++], sizeof(f->messages[0]), "%s", ev->message);
+        if (f->watch_ready && ev->pool_id && f->reg) {
+                json_t *s = ps_registry_pool_snapshot(f->reg, ev->pool_id);
+
+                if (s && !json_is_true(json_object_get(s, "ready")))
+                        f->lost_ready = true;
+                json_decref(s);
+        }
+        if (getenv("TEST_VERBOSE")) {
+                fprintf(stderr, "event: %s", ev->message);
+                for (size_t i = 0; i < ev->n_fields; i++)
+                        if (ev->fields[i].type == PS_FIELD_TYPE_STRING && ev->fields[i].str)
+                                fprintf(stderr, " %s=%s", ev->fields[i].key, ev->fields[i].str);
+                fprintf(stderr, "\n");
+        }
+}
+
+/* ---- leases ---------------------------------------------------------------- */
+
+static void test_lease_invariants_under_many_operations(void **state) {
+        fx *f = *state;
+        ps_replica *r0 = add(f, fake_spec_on("multi", "r0", free_port(), 3, NULL), NULL);
+        ps_replica *r1 = add(f, fake_spec_on("multi", "r1", free_port(), 3, NULL), NULL);
+        enum { HELD_MAX = 6, ROUNDS = 3000, IDS_MAX = ROUNDS + HELD_MAX };
+        static char ids[IDS_MAX][PS_LEASE_ID_LEN + 1];
+        char held[HELD_MAX][PS_LEASE_ID_LEN + 1], err[256];
+        size_t n_held = 0, n_ids = 0;
+        unsigned seed = 42;
+        ps_lease l;
+        int rc;
+
+        preload(f, r0);
+        preload(f, r1);
+
+        /* least loaded first: six leases spread three and three */
+        for (int i = 0; i < HELD_MAX; i++) {
+                assert_int_equal(ps_lease_acquire(f->reg, "multi", 0, &l, err, sizeof(err)), 0);
+                assert_int_equal(strlen(l.lease_id), PS_LEASE_ID_LEN);
+                assert_true(l.expires_at > 0);
+                assert_non_null(strstr(l.url, "http://127.0.0.1:"));
+                memcpy(held[n_held++], l.lease_id, sizeof(l.lease_id));
+                memcpy(ids[n_ids++], l.lease_id, sizeof(l.lease_id));
+        }
+        assert_int_equal(pool_int(f, "multi", "active_leases"), 6);
+        assert_int_equal(pool_int(f, "multi", "slots_free"), 0);
+        rc = ps_lease_acquire(f->reg, "multi", 0, &l, err, sizeof(err));
+        assert_int_equal(rc, PS_E_NO_SLOT);
+        assert_non_null(strstr(err, "no free slot"));
+        assert_non_null(strstr(err, "6 of 6"));
+
+        /* random acquire and release; the books always balance */
+        for (int round = 0; round < ROUNDS; round++) {
+                bool take = n_held == 0 || (n_held < HELD_MAX && rand_r(&seed) % 2);
+
+                if (take) {
+                        assert_int_equal(ps_lease_acquire(f->reg, "multi", 0, &l, err, sizeof(err)), 0);
+                        for (size_t i = 0; i < n_ids; i++)
+                                assert_string_not_equal(ids[i], l.lease_id);
+                        memcpy(ids[n_ids++], l.lease_id, sizeof(l.lease_id));
+                        memcpy(held[n_held++], l.lease_id, sizeof(l.lease_id));
+                } else {
+                        size_t k = (size_t) rand_r(&seed) % n_held;
+                        char gone[PS_LEASE_ID_LEN + 1];
+
+                        memcpy(gone, held[k], sizeof(gone));
+                        assert_int_equal(ps_lease_release(f->reg, "multi", gone, err, sizeof(err)), 0);
+                        memcpy(held[k], held[--n_held], sizeof(held[k]));
+                        /* a second release of the same lease changes nothing */
+                        assert_int_equal(ps_lease_release(f->reg, "multi", gone, err, sizeof(err)),
+                                         PS_E_NOT_FOUND);
+                        assert_non_null(strstr(err, "not found"));
+                }
+                assert_int_equal(ps_registry_active_leases(f->reg, "multi"), n_held);
+                if (round % 100 == 0) {
+                        assert_int_equal(pool_int(f, "multi", "slots_free"), HELD_MAX - (json_int_t) n_held);
+                        assert_true(pool_int(f, "multi", "active_leases") <= 6);
+                }
+        }
+        assert_int_equal(ps_registry_lease_count(f->reg), n_held);
+        while (n_held > 0)
+                assert_int_equal(ps_lease_release(f->reg, "multi", held[--n_held], NULL, 0), 0);
+        assert_int_equal(pool_int(f, "multi", "active_leases"), 0);
+        assert_int_equal(pool_int(f, "multi", "slots_free"), 6);
+}
+
+static void test_lease_refusals_say_why(void **state) {
+        fx *f = *state;
+        ps_replica *idle = add(f, fake_spec_on("idle", "r0", free_port(), 1, NULL), NULL);
+        char err[256];
+        ps_lease l, other;
+
+        (void) idle;
+        assert_int_equal(ps_lease_acquire(f->reg, "nope", 0, &l, err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_string_equal(err, "pool nope not found");
+        assert_int_equal(ps_lease_acquire(f->reg, "idle", 0, &l, err, sizeof(err)), PS_E_NOT_READY);
+        assert_string_equal(err, "pool idle is not ready");
+
+        ready_pool(f, "one", 1, NULL);
+        assert_int_equal(ps_lease_acquire(f->reg, "one", -5, &l, err, sizeof(err)), PS_E_INVALID);
+        assert_int_equal(ps_lease_acquire(f->reg, "one", 0, &l, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->reg, "one", 0, &other, err, sizeof(err)), PS_E_NO_SLOT);
+        /* a lease belongs to its pool; ids that are not ours are unknown */
+        assert_int_equal(ps_lease_release(f->reg, "idle", l.lease_id, err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(ps_lease_release(f->reg, "one", "0123", err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(ps_lease_release(f->reg, "one", "", err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(ps_lease_renew(f->reg, "one", "ffffffffffffffffffffffffffffffff", 0, NULL,
+                                        err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(ps_lease_release(f->reg, "nope", l.lease_id, err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(ps_lease_release(f->reg, "one", l.lease_id, err, sizeof(err)), 0);
+        assert_int_equal(pool_int(f, "one", "active_leases"), 0);
+}
+
+static bool no_leases(fx *f, void *arg) {
+        return ps_registry_active_leases(f->reg, (const char *) arg) == 0;
+}
+
+static void test_lease_expiry_and_renewal(void **state) {
+        fx *f = *state;
+        ps_lease l, renewed, kept;
+        char err[256];
+
+        ready_pool(f, "ttl", 2, "{\"lease_ttl_ms\": 300}");
+        assert_int_equal(ps_lease_acquire(f->reg, "ttl", 0, &l, err, sizeof(err)), 0);
+        assert_int_equal(pool_int(f, "ttl", "active_leases"), 1);
+        run_until(f, no_leases, (void *) "ttl", WAIT_MS);
+        assert_int_equal(pool_int(f, "ttl", "active_leases"), 0);
+        assert_int_equal(pool_int(f, "ttl", "slots_free"), 2);
+        assert_int_equal(seen(f, "lease expired"), 1);
+        assert_int_equal(ps_lease_release(f->reg, "ttl", l.lease_id, err, sizeof(err)), PS_E_NOT_FOUND);
+
+        /* renewing pushes the expiry out; the lease outlives its first TTL */
+        assert_int_equal(ps_lease_acquire(f->reg, "ttl", 0, &kept, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_renew(f->reg, "ttl", kept.lease_id, 60000, &renewed, err, sizeof(err)), 0);
+        assert_string_equal(renewed.lease_id, kept.lease_id);
+        assert_true(renewed.expires_at >= kept.expires_at + 50000);
+        run_until(f, never, NULL, 800);
+        assert_int_equal(pool_int(f, "ttl", "active_leases"), 1);
+        assert_int_equal(ps_lease_release(f->reg, "ttl", kept.lease_id, err, sizeof(err)), 0);
+        assert_int_equal(seen(f, "lease expired"), 1);
+}
+
+/* ---- drain ------------------------------------------------------------------- */
+
+static void on_drained(const char *pool_id, const ps_drain_outcome *o, void *userdata) {
+        fx *f = userdata;
+
+        (void) pool_id;
+        f->drained = true;
+        f->drain = *o;
+        snprintf(f->drain_text, sizeof(f->drain_text), "%s", o->message);
+        f->drain.message = f->drain_text;
+}
+
+static bool drain_answered(fx *f, void *arg) {
+        (void) arg;
+        return f->drained;
+}
+
+static void test_drain_waits_for_leases_then_stops(void **state) {
+        fx *f = *state;
+        ps_replica *r = ready_pool(f, "dr", 2, NULL);
+        ps_drain_info info, again;
+        char err[256], path[PATH_MAX];
+        ps_lease a, b, c;
+
+        assert_int_equal(ps_lease_acquire(f->reg, "dr", 0, &a, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->reg, "dr", 0, &b, err, sizeof(err)), 0);
+        assert_int_equal(ps_pool_drain(f->reg, "dr", 10000, on_drained, f, &info, err, sizeof(err)), 0);
+        assert_false(info.already_running);
+        assert_int_equal(info.active_leases, 2);
+        assert_true(info.deadline_at >= info.started_at + 10000);
+        assert_int_equal(seen(f, "draining: no new leases"), 1);
+        assert_true(ps_pool_draining(f->reg, "dr"));
+        assert_true(ps_replica_draining(r));
+        assert_false(ps_replica_ready(r));
+
+        /* draining at once: no new lease, and a second drain is the same one */
+        assert_int_equal(ps_lease_acquire(f->reg, "dr", 0, &c, err, sizeof(err)), PS_E_DRAINING);
+        assert_string_equal(err, "pool dr is draining");
+        assert_int_equal(ps_pool_drain(f->reg, "dr", 5, NULL, NULL, &again, err, sizeof(err)), 0);
+        assert_true(again.already_running);
+        assert_int_equal(again.deadline_at, info.deadline_at);
+
+        /* leases still end; the engine stops only when the last one does */
+        assert_int_equal(ps_lease_release(f->reg, "dr", a.lease_id, err, sizeof(err)), 0);
+        run_until(f, never, NULL, 300);
+        assert_false(f->drained);
+        assert_true(ps_replica_live(r));
+        assert_int_equal(ps_lease_renew(f->reg, "dr", b.lease_id, 0, NULL, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_release(f->reg, "dr", b.lease_id, err, sizeof(err)), 0);
+        run_until(f, drain_answered, NULL, WAIT_MS);
+        assert_true(f->drained);
+        assert_true(f->drain.ok);
+        assert_false(f->drain.force_stopped);
+        assert_int_equal(f->drain.leases_left, 0);
+        assert_string_equal(f->drain.message, "drained: engine stopped");
+
+        assert_string_equal(ps_replica_state(r), "stopped");
+        assert_false(ps_replica_live(r));
+        assert_false(ps_replica_ready(r));
+        assert_int_equal(ps_replica_pid(r), 0);
+        snprintf(path, sizeof(path), "%s/dr_r0.pid", f->dir);
+        assert_false(file_exists(path));
+        snprintf(path, sizeof(path), "%s/engines/dr_r0.json", f->dir);
+        assert_false(file_exists(path));
+        assert_false(ps_pool_draining(f->reg, "dr"));
+
+        /* a stopped pool has nothing to drain, and can be forgotten */
+        assert_int_equal(ps_pool_drain(f->reg, "dr", 1000, NULL, NULL, NULL, err, sizeof(err)), PS_E_CONFLICT);
+        assert_string_equal(err, "pool dr is not running");
+        assert_int_equal(ps_lease_acquire(f->reg, "dr", 0, &c, err, sizeof(err)), PS_E_NOT_READY);
+        assert_int_equal(ps_registry_remove_pool(f->reg, "dr", err, sizeof(err)), 0);
+        assert_int_equal(ps_pool_drain(f->reg, "dr", 1000, NULL, NULL, NULL, err, sizeof(err)), PS_E_NOT_FOUND);
+}
+
+static void test_drain_without_leases_is_immediate(void **state) {
+        fx *f = *state;
+        ps_replica *r = ready_pool(f, "empty", 1, NULL);
+        char err[256];
+
+        assert_int_equal(ps_pool_drain(f->reg, "empty", -1, on_drained, f, NULL, err, sizeof(err)),
+                         PS_E_INVALID);
+        assert_int_equal(ps_pool_drain(f->reg, "empty", 60000, on_drained, f, NULL, err, sizeof(err)), 0);
+        assert_false(f->drained);   /* never answered from inside the call */
+        run_until(f, drain_answered, NULL, WAIT_MS);
+        assert_true(f->drain.ok);
+        assert_false(f->drain.force_stopped);
+        assert_string_equal(ps_replica_state(r), "stopped");
+}
+
+static void test_drain_deadline_force_stops(void **state) {
+        fx *f = *state;
+        ps_replica *r = ready_pool(f, "stuck", 3, NULL);
+        char err[256];
+        ps_lease a, b;
+
+        assert_int_equal(ps_lease_acquire(f->reg, "stuck", 0, &a, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->reg, "stuck", 0, &b, err, sizeof(err)), 0);
+        assert_int_equal(ps_pool_drain(f->reg, "stuck", 300, on_drained, f, NULL, err, sizeof(err)), 0);
+        run_until(f, drain_answered, NULL, WAIT_MS);
+        assert_true(f->drained);
+        assert_true(f->drain.ok);
+        assert_true(f->drain.force_stopped);
+        assert_int_equal(f->drain.leases_left, 2);
+        assert_non_null(strstr(f->drain.message, "force-stopped with 2 leases left"));
+        assert_string_equal(ps_replica_state(r), "stopped");
+        assert_false(ps_replica_live(r));
+        /* the leases ended with the engine */
+        assert_int_equal(ps_registry_active_leases(f->reg, "stuck"), 0);
+        assert_int_equal(ps_lease_release(f->reg, "stuck", a.lease_id, err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(ps_registry_lease_count(f->reg), 0);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                T(test_lease_invariants_under_many_operations),
+                T(test_lease_refusals_say_why),
+                T(test_lease_expiry_and_renewal),
+                T(test_drain_waits_for_leases_then_stops),
+                T(test_drain_without_leases_is_immediate),
+                T(test_drain_deadline_force_stops),
+        };
+        signal(SIGPIPE, SIG_IGN);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
