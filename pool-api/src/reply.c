@@ -23,14 +23,21 @@ static const struct {
         [PA_CODE_BINARY_NOT_ALLOWED] = { "BINARY_NOT_ALLOWED", 403, "Forbidden" },
         [PA_CODE_NOT_FOUND] = { "NOT_FOUND", 404, "Not Found" },
         [PA_CODE_POOL_NOT_FOUND] = { "POOL_NOT_FOUND", 404, "Not Found" },
+        [PA_CODE_LEASE_NOT_FOUND] = { "LEASE_NOT_FOUND", 404, "Not Found" },
         [PA_CODE_METHOD_NOT_ALLOWED] = { "METHOD_NOT_ALLOWED", 405, "Method Not Allowed" },
         [PA_CODE_CONFLICT] = { "CONFLICT", 409, "Conflict" },
         [PA_CODE_NOT_RUNNING] = { "NOT_RUNNING", 409, "Conflict" },
         [PA_CODE_BREAKER_OPEN] = { "BREAKER_OPEN", 409, "Conflict" },
+        [PA_CODE_DRAINING] = { "POOL_DRAINING", 409, "Conflict" },
+        [PA_CODE_DRAIN_TIMEOUT] = { "DRAIN_TIMEOUT", 409, "Conflict" },
+        [PA_CODE_STAGE_FAILED] = { "STAGE_FAILED", 422, "Unprocessable Content" },
+        [PA_CODE_NO_FREE_SLOT] = { "NO_FREE_SLOT", 429, "Too Many Requests" },
         [PA_CODE_INTERNAL] = { "INTERNAL", 500, "Internal Server Error" },
         [PA_CODE_PRELOAD_FAILED] = { "PRELOAD_FAILED", 500, "Internal Server Error" },
         [PA_CODE_HEALTH_CHECK_FAILED] = { "HEALTH_CHECK_FAILED", 500, "Internal Server Error" },
+        [PA_CODE_RELOAD_FAILED] = { "RELOAD_FAILED", 500, "Internal Server Error" },
         [PA_CODE_SERVICE_UNAVAILABLE] = { "SERVICE_UNAVAILABLE", 503, "Service Unavailable" },
+        [PA_CODE_NOT_READY] = { "NOT_READY", 503, "Service Unavailable" },
         [PA_CODE_GPU_ONLY] = { "GPU_ONLY", 503, "Service Unavailable" },
         [PA_CODE_PREFLIGHT_FAILED] = { "PREFLIGHT_FAILED", 503, "Service Unavailable" },
 };
@@ -60,6 +67,22 @@ pa_code pa_code_from_services(int rc) {
                 return PA_CODE_BREAKER_OPEN;
         case PS_E_NOT_RUNNING:
                 return PA_CODE_NOT_RUNNING;
+        case PS_E_FORBIDDEN:
+                return PA_CODE_BINARY_NOT_ALLOWED;
+        case PS_E_GPU_ONLY:
+                return PA_CODE_GPU_ONLY;
+        case PS_E_DRAINING:
+                return PA_CODE_DRAINING;
+        case PS_E_NOT_READY:
+                return PA_CODE_NOT_READY;
+        case PS_E_NO_SLOT:
+                return PA_CODE_NO_FREE_SLOT;
+        case PS_E_DRAIN_TIMEOUT:
+                return PA_CODE_DRAIN_TIMEOUT;
+        case PS_E_STAGE_FAILED:
+                return PA_CODE_STAGE_FAILED;
+        case PS_E_RELOAD_FAILED:
+                return PA_CODE_RELOAD_FAILED;
         default:
                 return PA_CODE_INTERNAL;
         }
@@ -117,6 +140,14 @@ void pa_reply_json(pa_request *r, int status, json_t *body) {
         }
         send_raw(r, status, "application/json", text, strlen(text));
         free(text);
+}
+
+void pa_reply_no_content(pa_request *r) {
+        r->status = 204;
+        if (!r->req)
+                return;
+        evhttp_send_reply(r->req, 204, "No Content", NULL);
+        r->req = NULL;
 }
 
 void pa_reply_text(pa_request *r, int status, const char *content_type,

@@ -25,14 +25,21 @@ typedef enum pa_code {
         PA_CODE_BINARY_NOT_ALLOWED,   /* 403 outside engines.allow           */
         PA_CODE_NOT_FOUND,            /* 404 no route                        */
         PA_CODE_POOL_NOT_FOUND,       /* 404 no such pool                    */
+        PA_CODE_LEASE_NOT_FOUND,      /* 404 no such lease (or it ended)     */
         PA_CODE_METHOD_NOT_ALLOWED,   /* 405 route exists, method does not   */
         PA_CODE_CONFLICT,             /* 409 not possible in this state      */
         PA_CODE_NOT_RUNNING,          /* 409 nothing to act on               */
         PA_CODE_BREAKER_OPEN,         /* 409 the breaker refuses a start     */
+        PA_CODE_DRAINING,             /* 409 the pool drains: no new leases  */
+        PA_CODE_DRAIN_TIMEOUT,        /* 409 a reload's drain ran out        */
+        PA_CODE_STAGE_FAILED,         /* 422 the new model cannot be staged  */
+        PA_CODE_NO_FREE_SLOT,         /* 429 every slot is leased            */
         PA_CODE_INTERNAL,             /* 500                                 */
         PA_CODE_PRELOAD_FAILED,       /* 500 the engine did not come up      */
         PA_CODE_HEALTH_CHECK_FAILED,  /* 500 ... it never answered healthy   */
+        PA_CODE_RELOAD_FAILED,        /* 500 the new engine failed; rolled back */
         PA_CODE_SERVICE_UNAVAILABLE,  /* 503 no backend wired                */
+        PA_CODE_NOT_READY,            /* 503 no replica of the pool serves   */
         PA_CODE_GPU_ONLY,             /* 503 gpu.require and no GPU          */
         PA_CODE_PREFLIGHT_FAILED,     /* 503 a preflight check refused       */
         PA_CODE_MAX,
@@ -67,6 +74,9 @@ struct event_base *pa_request_base(const pa_request *r);
 
 /* Sends body (stolen, may be NULL: then a 500) as application/json. */
 void pa_reply_json(pa_request *r, int status, json_t *body);
+
+/* 204: no body. */
+void pa_reply_no_content(pa_request *r);
 
 /* Sends text (borrowed) with the given Content-Type. */
 void pa_reply_text(pa_request *r, int status, const char *content_type,

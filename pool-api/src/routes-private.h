@@ -1,10 +1,41 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
+#include "pool-services/registry.h"
 #include "router-private.h"
+
+struct pa_request;
 
 /* Every route the API serves, in one table. */
 extern const pa_route pa_routes[];
 extern const size_t pa_n_routes;
+
+/* ---- what the route files share (routes.c) ---- */
+
+/* The registry, or NULL with a 503 sent. */
+ps_registry *pa_need_registry(struct pa_request *r);
+/* The {id} of the path when it is a valid pool id, or NULL with a 400 sent. */
+const char *pa_pool_param(struct pa_request *r);
+/* The registry (*ret) and a known pool's id, or NULL with the error sent. */
+const char *pa_known_pool(struct pa_request *r, ps_registry **ret);
+/* Answers a pool-services failure: PS_E_* through the code table, a
+ * negative errno as INTERNAL. */
+void pa_reply_services_error(struct pa_request *r, int rc, const char *err);
+/*
+ * The body as a JSON object. An empty body is an empty object when
+ * optional, else a 400; malformed JSON names the line, column and
+ * problem. NULL with the error sent.
+ */
+json_t *pa_read_body(struct pa_request *r, bool optional);
+
+/* ---- routes-ops.c: leases, drain, reload ---- */
+
+void pa_route_drain(struct pa_request *r);
+void pa_route_lease_acquire(struct pa_request *r);
+void pa_route_lease_renew(struct pa_request *r);
+void pa_route_lease_release(struct pa_request *r);

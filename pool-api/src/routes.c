@@ -29,8 +29,7 @@ static void route_health(pa_request *r) {
 
 /* ---- shared checks --------------------------------------------------------- */
 
-/* The registry, or a 503 already sent. */
-static ps_registry *need_registry(pa_request *r) {
+ps_registry *pa_need_registry(pa_request *r) {
         const pa_backend *b = pa_request_backend(r);
 
         if (!b || !b->registry) {
@@ -40,8 +39,7 @@ static ps_registry *need_registry(pa_request *r) {
         return b->registry;
 }
 
-/* The {id} of the path when it is a valid pool id, or NULL with a 400 sent. */
-static const char *pool_param(pa_request *r) {
+const char *pa_pool_param(pa_request *r) {
         const char *id = pa_params_get(&r->params, "id");
         char err[ERR_MAX];
 
@@ -52,11 +50,10 @@ static const char *pool_param(pa_request *r) {
         return id;
 }
 
-/* The registry and a known pool's id, or NULL with the error sent. */
-static const char *known_pool(pa_request *r, ps_registry **ret) {
-        const char *id = pool_param(r);
+const char *pa_known_pool(pa_request *r, ps_registry **ret) {
+        const char *id = pa_pool_param(r);
 
-        if (!id || !(*ret = need_registry(r)))
+        if (!id || !(*ret = pa_need_registry(r)))
                 return NULL;
         if (!ps_registry_has_pool(*ret, id)) {
                 pa_reply_error(r, PA_CODE_POOL_NOT_FOUND, "pool %s not found", id);
@@ -65,7 +62,7 @@ static const char *known_pool(pa_request *r, ps_registry **ret) {
         return id;
 }
 
-static void reply_services_error(pa_request *r, int rc, const char *err) {
+void pa_reply_services_error(pa_request *r, int rc, const char *err) {
         if (rc == -ENOMEM)
                 pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
         else if (rc < 0)
@@ -74,12 +71,7 @@ static void reply_services_error(pa_request *r, int rc, const char *err) {
                 pa_reply_error(r, pa_code_from_services(rc), "%s", err);
 }
 
-/*
- * The body as a JSON object. An empty body is an empty object when
- * optional, else a 400; malformed JSON names the line, column and
- * problem. NULL with the error sent.
- */
-static json_t *read_body(pa_request *r, bool optional) {
+json_t *pa_read_body(pa_request *r, bool optional) {
         struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
         size_t len = evbuffer_get_length(in);
         const char *text;
@@ -142,7 +134,7 @@ static int query_bool(pa_request *r, const char *name, bool *ret) {
 /* ---- pools ----------------------------------------------------------------- */
 
 static void route_pools(pa_request *r) {
-        ps_registry *reg = need_registry(r);
+        ps_registry *reg = pa_need_registry(r);
 
         if (reg)
                 pa_reply_json(r, 200, ps_registry_snapshot(reg));
@@ -150,7 +142,7 @@ static void route_pools(pa_request *r) {
 
 static void route_pool(pa_request *r) {
         ps_registry *reg;
-        const char *id = known_pool(r, &reg);
+        const char *id = pa_known_pool(r, &reg);
 
         if (id)
                 pa_reply_json(r, 200, ps_registry_pool_snapshot(reg, id));
@@ -158,7 +150,7 @@ static void route_pool(pa_request *r) {
 
 /* Flat list of the replicas an orchestrator may send work to. */
 static void route_replicasets(pa_request *r) {
-        ps_registry *reg = need_registry(r);
+        ps_registry *reg = pa_need_registry(r);
         json_t *snap, *pools, *pool, *rep, *list;
         bool all = false;
         size_t i, j;
@@ -252,17 +244,6 @@ static void on_preload_done(bool ok, const char *message, void *userdata) {
         preload_wait_free(w);
 }
 
-static pa_code prepared_code(int rc) {
-        switch (rc) {
-        case PS_E_FORBIDDEN:
-                return PA_CODE_BINARY_NOT_ALLOWED;
-        case PS_E_GPU_ONLY:
-                return PA_CODE_GPU_ONLY;
-        default:
-                return pa_code_from_services(rc);
-        }
-}
-
 /*
  * A new replica is registered; one that exists and rests (stopped,
  * never started) takes the new spec and starts; one that runs is a 409.
@@ -283,8 +264,8 @@ static int preload_replica(ps_registry *reg, const pa_backend *b, const ps_engin
 
 static void route_preload(pa_request *r) {
         const pa_backend *b = pa_request_backend(r);
-        ps_registry *reg = need_registry(r);
-        const char *id = reg ? pool_param(r) : NULL;
+        ps_registry *reg = pa_need_registry(r);
+        const char *id = reg ? pa_pool_param(r) : NULL;
         ps_engine_spec *spec = NULL;
         ps_replica *rep = NULL;
         preload_wait *w = NULL;
@@ -292,7 +273,7 @@ static void route_preload(pa_request *r) {
         json_t *body;
         int rc;
 
-        if (!id || !(body = read_body(r, false)))
+        if (!id || !(body = pa_read_body(r, false)))
                 return;
         if (!b->config) {
                 json_decref(body);
@@ -303,9 +284,9 @@ static void route_preload(pa_request *r) {
         json_decref(body);
         if (rc != 0) {
                 if (rc > 0)
-                        pa_reply_error(r, prepared_code(rc), "%s", err);
+                        pa_reply_error(r, pa_code_from_services(rc), "%s", err);
                 else
-                        reply_services_error(r, rc, err);
+                        pa_reply_services_error(r, rc, err);
                 return;
         }
         if (ps_registry_pool_removing(reg, id)) {
@@ -322,7 +303,7 @@ static void route_preload(pa_request *r) {
         }
         ps_engine_spec_free(spec);
         if (rc != 0) {
-                reply_services_error(r, rc, err);
+                pa_reply_services_error(r, rc, err);
                 return;
         }
         if (!w || !w->pool_id || !w->replica_id || !(w->reply = pa_request_defer(r))) {
@@ -348,7 +329,7 @@ static void route_preload(pa_request *r) {
  * when one replica did; when none did, the first refusal is the answer. */
 static void for_each_replica(pa_request *r, int (*fn)(ps_replica *, char *, size_t), int status) {
         ps_registry *reg;
-        const char *id = known_pool(r, &reg);
+        const char *id = pa_known_pool(r, &reg);
         char err[ERR_MAX] = "", first_err[ERR_MAX] = "";
         int first = 0;
         bool any = false;
@@ -372,7 +353,7 @@ static void for_each_replica(pa_request *r, int (*fn)(ps_replica *, char *, size
                 }
         }
         if (!any && first) {
-                reply_services_error(r, first, first_err);
+                pa_reply_services_error(r, first, first_err);
                 return;
         }
         if (!any) {
@@ -400,7 +381,7 @@ static void route_restart(pa_request *r) {
 static void route_delete(pa_request *r) {
         ps_replica *rep;
         ps_registry *reg;
-        const char *id = known_pool(r, &reg);
+        const char *id = pa_known_pool(r, &reg);
         char err[ERR_MAX] = "";
         int rc;
 
@@ -410,7 +391,7 @@ static void route_delete(pa_request *r) {
                 ps_replica_set_correlation_id(rep, r->correlation_id);
         rc = ps_registry_forget_pool(reg, id, err, sizeof(err));
         if (rc != 0) {
-                reply_services_error(r, rc, err);
+                pa_reply_services_error(r, rc, err);
                 return;
         }
         pa_reply_json(r, 202, json_pack("{s:s, s:s}", "pool_id", id, "state", "removing"));
@@ -464,6 +445,10 @@ const pa_route pa_routes[] = {
         { EVHTTP_REQ_POST, "/pools/{id}/preload", route_preload },
         { EVHTTP_REQ_POST, "/v2/pools/{id}/breaker/reset", route_breaker_reset },
         { EVHTTP_REQ_POST, "/v2/pools/{id}/restart", route_restart },
+        { EVHTTP_REQ_POST, "/v2/pools/{id}/drain", pa_route_drain },
+        { EVHTTP_REQ_POST, "/v2/pools/{id}/leases", pa_route_lease_acquire },
+        { EVHTTP_REQ_POST, "/v2/pools/{id}/leases/{lease_id}/renew", pa_route_lease_renew },
+        { EVHTTP_REQ_DELETE, "/v2/pools/{id}/leases/{lease_id}", pa_route_lease_release },
 };
 
 const size_t pa_n_routes = sizeof(pa_routes) / sizeof(pa_routes[0]);

@@ -528,6 +528,99 @@ def scenario_check_config():
         shutil.rmtree(n.dir, ignore_errors=True)
 
 
+def scenario_leases():
+    with Node() as n:
+        n.preload("l", n.prepared(slots=2, flags=["--parallel", "2"]))
+        path = "/v2/pools/l/leases"
+        first = json_body(*n.request("POST", path), 201)
+        check(set(first) >= {"lease_id", "replica_id", "url", "expires_at"}, repr(first))
+        check(len(first["lease_id"]) == 32 and first["replica_id"] == "r0", repr(first))
+        check(first["expires_at"] > time.time() * 1000 + 500_000, "default TTL is 10 min: %r" % first)
+        second = json_body(*n.request("POST", path, {"ttl_ms": 60000}), 201)
+        check(second["lease_id"] != first["lease_id"], "a lease id handed out twice")
+        err = check_error(*n.request("POST", path), 429, "NO_FREE_SLOT")
+        check("no free slot" in err["error"], err["error"])
+        snap = n.get("/v2/pools/l")
+        check(snap["active_leases"] == 2 and snap["slots_free"] == 0, repr(snap))
+        renewed = json_body(*n.request("POST", "%s/%s/renew" % (path, second["lease_id"]),
+                                       {"ttl_ms": 120000}), 200)
+        check(renewed["expires_at"] > second["expires_at"], "renew did not extend: %r" % renewed)
+        status, _, data = n.request("DELETE", "%s/%s" % (path, first["lease_id"]))
+        check(status == 204 and data == b"", "release: %d %r" % (status, data))
+        check_error(*n.request("DELETE", "%s/%s" % (path, first["lease_id"])), 404, "LEASE_NOT_FOUND")
+        check_error(*n.request("POST", "%s/%s/renew" % (path, first["lease_id"])), 404, "LEASE_NOT_FOUND")
+        check_error(*n.request("DELETE", "%s/not-a-lease" % path), 400, "BAD_REQUEST")
+        check_error(*n.request("POST", path, {"ttl_ms": "long"}), 400, "INVALID_FIELD")
+        check_error(*n.request("POST", path, {"ttl_ms": 0}), 400, "INVALID_FIELD")
+        check_error(*n.request("POST", path, b"{oops"), 400, "INVALID_JSON")
+        check_error(*n.request("POST", "/v2/pools/nope/leases"), 404, "POOL_NOT_FOUND")
+        snap = n.get("/v2/pools/l")
+        check(snap["active_leases"] == 1 and snap["slots_free"] == 1, repr(snap))
+        # A short lease expires by itself.
+        json_body(*n.request("POST", path, {"ttl_ms": 200}), 201)
+        n.wait_pool("l", lambda s, b: b["active_leases"] == 1, "the short lease to expire")
+        metrics = n.request("GET", "/metrics")[2].decode()
+        check("pool_managerd_leases_expired_total" in metrics, "no expiry counter")
+        n.stop()
+
+
+def scenario_lease_not_ready():
+    with Node() as n:
+        result = {}
+        t = threading.Thread(target=lambda: result.update(
+            r=n.request("POST", "/v2/pools/nr/preload", n.prepared(flags=["--never-ready"]))))
+        t.start()
+        n.daemon.wait_for(lambda o: o.get("msg") == "engine spawned", "the engine spawned")
+        check_error(*n.request("POST", "/v2/pools/nr/leases"), 503, "NOT_READY")
+        json_body(*n.request("DELETE", "/v2/pools/nr"), 202)
+        t.join(READY_TIMEOUT)
+        n.stop()
+
+
+def scenario_drain():
+    """Draining refuses new leases at once and stops the engine when the
+    last lease ends."""
+    with Node() as n:
+        got = n.preload("d", n.prepared(slots=2))
+        lease = json_body(*n.request("POST", "/v2/pools/d/leases"), 201)
+        info = json_body(*n.request("POST", "/v2/pools/d/drain", {"deadline_ms": 60000}), 202)
+        check(info["pool_id"] == "d" and info["draining"] and info["active_leases"] == 1, repr(info))
+        again = json_body(*n.request("POST", "/v2/pools/d/drain", {"deadline_ms": 5}), 202)
+        check(again["already_running"] and again["deadline_at"] == info["deadline_at"], repr(again))
+        check(n.get("/v2/pools/d")["draining"], "not draining")
+        err = check_error(*n.request("POST", "/v2/pools/d/leases"), 409, "POOL_DRAINING")
+        check("pool d is draining" in err["error"], err["error"])
+        check(pid_alive(got["pid"]), "the engine stopped while a lease was held")
+        warn = n.daemon.wait_for(lambda o: o.get("level") == "warn" and o.get("pool_id") == "d"
+                                 and "active_leases" in o, "a warning with the lease count")
+        check(warn["active_leases"] == 1, "warning %r" % warn)
+        status, _, _ = n.request("DELETE", "/v2/pools/d/leases/%s" % lease["lease_id"])
+        check(status == 204, "release %d" % status)
+        snap = n.wait_pool("d", lambda s, b: not b["live"] and not b["draining"], "drained")
+        check(not snap["ready"] and not pid_alive(got["pid"]), repr(snap))
+        check(not os.path.exists(got["handoff_path"]), "handoff left after drain")
+        check_error(*n.request("POST", "/v2/pools/d/drain", {}), 409, "CONFLICT")
+        check_error(*n.request("POST", "/v2/pools/d/drain", {"deadline_ms": -1}), 400, "INVALID_FIELD")
+        check_error(*n.request("POST", "/v2/pools/d/drain", {"deadline": 1}), 400, "INVALID_FIELD")
+        metrics = n.request("GET", "/metrics")[2].decode()
+        check('pool_managerd_drains_total{pool_id="d"' in metrics, "no drain outcome metric")
+        n.stop()
+
+
+def scenario_drain_deadline():
+    with Node() as n:
+        got = n.preload("dd", n.prepared())
+        json_body(*n.request("POST", "/v2/pools/dd/leases"), 201)
+        json_body(*n.request("POST", "/v2/pools/dd/drain", {"deadline_ms": 300}), 202)
+        done = n.daemon.wait_for(lambda o: o.get("pool_id") == "dd" and o.get("msg") == "drain finished",
+                                 "the drain outcome line")
+        check(done["force_stopped"] in (True, "true") and int(done.get("leases_left", 0)) == 1,
+              repr(done))
+        snap = n.wait_pool("dd", lambda s, b: not b["live"], "stopped")
+        check(snap["active_leases"] == 0 and not pid_alive(got["pid"]), repr(snap))
+        n.stop()
+
+
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn
              for name, fn in globals().items() if name.startswith("scenario_")}
 

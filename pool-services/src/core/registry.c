@@ -298,6 +298,12 @@ int ps_registry_forget_pool(ps_registry *reg, const char *pool_id, char *err, si
                 return ps_errf(err, errlen, PS_E_NOT_FOUND, "pool %s not found", pool_id);
         if (p->removing)
                 return 0;
+        /* A reload answers its caller when it ends; removing the pool under
+         * it would leave that caller waiting. */
+        if (p->ops.reload)
+                return ps_errf(err, errlen, PS_E_CONFLICT,
+                               "pool %s is reloading; remove it once the reload has finished",
+                               pool_id);
         p->removing = true;
         /* A replica's callbacks may run during the feed and touch the
          * registry (p may move): find the pool again each time. */

@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Routes that admit work to a pool and change it under load: leases,
+ * drain and reload (docs/api.md).
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "pool-services/drain.h"
+#include "pool-services/lease.h"
+#include "request-private.h"
+#include "routes-private.h"
+
+#define ERR_MAX 512
+/* A drain without a deadline gets a minute, like a reload's drain. */
+#define DRAIN_DEADLINE_DEFAULT_MS 60000
+/* A day: longer is a mistake, not a lease. */
+#define TTL_MAX_MS (24LL * 3600 * 1000)
+
+/*
+ * An optional integer field of the body in [min, max]; *ret keeps its
+ * default when absent. -1 with a 400 sent.
+ */
+static int body_int(pa_request *r, const json_t *body, const char *key, int64_t min,
+                    int64_t max, int64_t *ret) {
+        const json_t *v = json_object_get(body, key);
+
+        if (!v || json_is_null(v))
+                return 0;
+        if (!json_is_integer(v)) {
+                pa_reply_error(r, PA_CODE_INVALID_FIELD, "%s: must be an integer", key);
+                return -1;
+        }
+        if (json_integer_value(v) < min || json_integer_value(v) > max) {
+                pa_reply_error(r, PA_CODE_INVALID_FIELD, "%s: must be between %lld and %lld, got %lld",
+                               key, (long long) min, (long long) max,
+                               (long long) json_integer_value(v));
+                return -1;
+        }
+        *ret = json_integer_value(v);
+        return 0;
+}
+
+/* Refuses keys other than the allowed ones (NULL-terminated). -1 with a
+ * 400 sent. */
+static int only_keys(pa_request *r, const json_t *body, const char *const *allowed) {
+        const char *key;
+        json_t *v;
+
+        json_object_foreach((json_t *) body, key, v) {
+                bool known = false;
+
+                for (size_t i = 0; allowed[i] && !known; i++)
+                        known = strcmp(key, allowed[i]) == 0;
+                if (!known) {
+                        pa_reply_error(r, PA_CODE_INVALID_FIELD, "unknown field \"%.80s\"", key);
+                        return -1;
+                }
+        }
+        return 0;
+}
+
+/* The optional {ttl_ms} of a lease request; 0 means the pool's TTL. */
+static int lease_ttl(pa_request *r, int64_t *ttl_ms) {
+        static const char *const keys[] = { "ttl_ms", NULL };
+        json_t *body = pa_read_body(r, true);
+        int rc;
+
+        *ttl_ms = 0;
+        if (!body)
+                return -1;
+        rc = only_keys(r, body, keys);
+        if (rc == 0)
+                rc = body_int(r, body, "ttl_ms", 1, TTL_MAX_MS, ttl_ms);
+        json_decref(body);
+        return rc;
+}
+
+/* The {lease_id} of the path, or NULL with a 400 sent. */
+static const char *lease_param(pa_request *r) {
+        const char *id = pa_params_get(&r->params, "lease_id");
+        size_t n = id ? strlen(id) : 0;
+
+        for (size_t i = 0; i < n; i++)
+                if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+                        n = 0;
+        if (n != PS_LEASE_ID_LEN) {
+                pa_reply_error(r, PA_CODE_BAD_REQUEST,
+                               "lease id must be %d lowercase hex digits", PS_LEASE_ID_LEN);
+                return NULL;
+        }
+        return id;
+}
+
+/* A lease call failed: PS_E_NOT_FOUND here is the lease (the pool was
+ * found before). */
+static void reply_lease_error(pa_request *r, int rc, const char *err) {
+        if (rc == PS_E_NOT_FOUND)
+                pa_reply_error(r, PA_CODE_LEASE_NOT_FOUND, "%s", err);
+        else
+                pa_reply_services_error(r, rc, err);
+}
+
+void pa_route_lease_acquire(pa_request *r) {
+        ps_registry *reg;
+        const char *pool_id = pa_known_pool(r, &reg);
+        char err[ERR_MAX] = "";
+        ps_lease lease;
+        int64_t ttl_ms;
+        int rc;
+
+        if (!pool_id || lease_ttl(r, &ttl_ms) < 0)
+                return;
+        rc = ps_lease_acquire(reg, pool_id, ttl_ms, &lease, err, sizeof(err));
+        if (rc != 0) {
+                pa_reply_services_error(r, rc, err);
+                return;
+        }
+        pa_reply_json(r, 201, ps_lease_to_json(&lease, pool_id));
+}
+
+void pa_route_lease_renew(pa_request *r) {
+        ps_registry *reg;
+        const char *pool_id = pa_known_pool(r, &reg);
+        const char *lease_id = pool_id ? lease_param(r) : NULL;
+        char err[ERR_MAX] = "";
+        ps_lease lease;
+        int64_t ttl_ms;
+        int rc;
+
+        if (!lease_id || lease_ttl(r, &ttl_ms) < 0)
+                return;
+        rc = ps_lease_renew(reg, pool_id, lease_id, ttl_ms, &lease, err, sizeof(err));
+        if (rc != 0) {
+                reply_lease_error(r, rc, err);
+                return;
+        }
+        pa_reply_json(r, 200, ps_lease_to_json(&lease, pool_id));
+}
+
+void pa_route_lease_release(pa_request *r) {
+        ps_registry *reg;
+        const char *pool_id = pa_known_pool(r, &reg);
+        const char *lease_id = pool_id ? lease_param(r) : NULL;
+        char err[ERR_MAX] = "";
+        int rc;
+
+        if (!lease_id)
+                return;
+        rc = ps_lease_release(reg, pool_id, lease_id, err, sizeof(err));
+        if (rc != 0) {
+                reply_lease_error(r, rc, err);
+                return;
+        }
+        pa_reply_no_content(r);
+}
+
+void pa_route_drain(pa_request *r) {
+        static const char *const keys[] = { "deadline_ms", NULL };
+        ps_registry *reg;
+        const char *pool_id = pa_known_pool(r, &reg);
+        int64_t deadline_ms = DRAIN_DEADLINE_DEFAULT_MS;
+        char err[ERR_MAX] = "";
+        ps_drain_info info;
+        json_t *body;
+        int rc;
+
+        if (!pool_id || !(body = pa_read_body(r, true)))
+                return;
+        rc = only_keys(r, body, keys);
+        if (rc == 0)
+                rc = body_int(r, body, "deadline_ms", 0, TTL_MAX_MS, &deadline_ms);
+        json_decref(body);
+        if (rc < 0)
+                return;
+        /* The outcome is logged and counted by pool-services; nobody waits. */
+        rc = ps_pool_drain(reg, pool_id, deadline_ms, NULL, NULL, &info, err, sizeof(err));
+        if (rc != 0) {
+                pa_reply_services_error(r, rc, err);
+                return;
+        }
+        pa_reply_json(r, 202, ps_drain_info_to_json(pool_id, &info));
+}
