@@ -13,4 +13,6 @@ enum {
         PS_E_CONFLICT,          /* not possible in the current state       */
         PS_E_BREAKER_OPEN,      /* the breaker refuses a start             */
         PS_E_NOT_RUNNING,       /* stop of a pool with no engine           */
+        PS_E_PREFLIGHT,         /* not enough VRAM or host RAM for a start */
+        PS_E_GPU_ONLY,          /* a GPU the pool needs is missing         */
 };
