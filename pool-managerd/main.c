@@ -23,8 +23,11 @@
 #include "pool-api/server.h"
 #include "pool-services/config.h"
 #include "pool-services/event.h"
+#include "pool-services/gpu-monitor.h"
+#include "pool-services/inventory.h"
 #include "pool-services/log.h"
 #include "pool-services/metrics.h"
+#include "pool-services/preflight.h"
 #include "pool-services/probe.h"
 #include "pool-services/registry.h"
 
@@ -50,6 +53,8 @@ typedef struct manager {
         ps_prober *prober;
         ps_context ctx;
         ps_registry *registry;
+        ps_preflight_source preflight;
+        ps_gpu_monitor *gpu_monitor;
         pa_server *server;
         struct event *sigterm;
         struct event *sigint;
@@ -291,6 +296,7 @@ static void raise_nofile(ps_logger *log) {
 
 static void manager_done(manager *m) {
         m->server = pa_server_free(m->server);
+        m->gpu_monitor = ps_gpu_monitor_free(m->gpu_monitor);
         m->registry = ps_registry_free(m->registry);
         m->prober = ps_prober_free(m->prober);
         if (m->sigterm)
@@ -361,6 +367,11 @@ static int run(const options *o) {
                PS_FIELD_STR("runtime_dir", m.config->runtime_dir),
                PS_FIELD_STR("gpu_backend", ps_gpu_backend_to_string(m.config->gpu.backend)),
                PS_FIELD_INT("gpus", ps_inventory_count(m.config->inventory)));
+        if (ps_inventory_problem(m.config->inventory))
+                ps_log(m.log, PS_LOG_WARN, "no CUDA device in use: pools that need a GPU will not start",
+                       PS_FIELD_STR("reason", ps_inventory_problem(m.config->inventory)));
+        /* engines number devices as nvidia-smi and the probe do */
+        setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID", 0);
         raise_nofile(m.log);
         if (make_dirs(m.config->runtime_dir) < 0) {
                 ps_log(m.log, PS_LOG_ERROR, "cannot create the runtime directory",
@@ -394,11 +405,26 @@ static int run(const options *o) {
                 .runtime_dir = m.config->runtime_dir,
                 .engine_user = m.config->engines_user,
                 .seed = (uint64_t) getpid() ^ (uint64_t) time(NULL),
+                .preflight = ps_preflight_spec,
+                .preflight_userdata = &m.preflight,
         };
+        m.preflight = (ps_preflight_source) { .config = m.config };
         m.registry = m.prober ? ps_registry_new(&m.ctx) : NULL;
         if (!m.registry) {
                 ps_log(m.log, PS_LOG_ERROR, "cannot set up supervision");
                 goto out;
+        }
+
+        if (m.config->gpu.backend == PS_GPU_BACKEND_AUTO ||
+            m.config->gpu.backend == PS_GPU_BACKEND_CUDA) {
+                ps_cuda_options co = { .timeout_ms = m.config->gpu.probe_timeout_ms };
+
+                m.gpu_monitor = ps_gpu_monitor_new(m.base, m.config->inventory, m.registry, &co,
+                                                   m.config->gpu.sample_interval_ms, m.ctx.sink);
+                if (!m.gpu_monitor || ps_gpu_monitor_start(m.gpu_monitor) < 0) {
+                        ps_log(m.log, PS_LOG_ERROR, "cannot set up GPU sampling");
+                        goto out;
+                }
         }
 
         sc.events = m.ctx.sink;

@@ -71,6 +71,8 @@ pa_code pa_code_from_services(int rc) {
                 return PA_CODE_BINARY_NOT_ALLOWED;
         case PS_E_GPU_ONLY:
                 return PA_CODE_GPU_ONLY;
+        case PS_E_PREFLIGHT:
+                return PA_CODE_PREFLIGHT_FAILED;
         case PS_E_DRAINING:
                 return PA_CODE_DRAINING;
         case PS_E_NOT_READY:

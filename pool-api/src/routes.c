@@ -15,6 +15,7 @@
 
 #include "pm-config.h"
 #include "pool-services/handoff.h"
+#include "pool-services/inventory.h"
 #include "pool-services/prepared.h"
 #include "request-private.h"
 #include "routes-private.h"
@@ -133,11 +134,47 @@ static int query_bool(pa_request *r, const char *name, bool *ret) {
 
 /* ---- pools ----------------------------------------------------------------- */
 
+/* Fills a pool snapshot's "devices" with the inventory's entries for its
+ * mask (all: ps_inventory_to_json()'s "devices"). */
+static void add_devices(json_t *pool, const ps_inventory *inv, const json_t *all) {
+        const char *text = json_string_value(json_object_get(pool, "device_mask"));
+        json_t *devices = json_object_get(pool, "devices");
+        ps_device_mask mask;
+        const json_t *d;
+        size_t i;
+
+        if (!text || !json_is_array(devices) ||
+            ps_inventory_parse_mask(inv, text, &mask, NULL, 0) != 0)
+                return;
+        for (unsigned m = 0; m < mask.count; m++)
+                json_array_foreach(all, i, d)
+                        if (json_integer_value(json_object_get(d, "index")) == mask.index[m])
+                                json_array_append(devices, (json_t *) d);
+}
+
+/* A snapshot (one pool, or {"pools": [...]}) with its devices filled. */
+static json_t *with_devices(pa_request *r, json_t *snap) {
+        const pa_backend *b = pa_request_backend(r);
+        json_t *inv, *pools, *pool;
+        size_t i;
+
+        if (!snap || !b->inventory || !(inv = ps_inventory_to_json(b->inventory)))
+                return snap;
+        pools = json_object_get(snap, "pools");
+        if (pools)
+                json_array_foreach(pools, i, pool)
+                        add_devices(pool, b->inventory, json_object_get(inv, "devices"));
+        else
+                add_devices(snap, b->inventory, json_object_get(inv, "devices"));
+        json_decref(inv);
+        return snap;
+}
+
 static void route_pools(pa_request *r) {
         ps_registry *reg = pa_need_registry(r);
 
         if (reg)
-                pa_reply_json(r, 200, ps_registry_snapshot(reg));
+                pa_reply_json(r, 200, with_devices(r, ps_registry_snapshot(reg)));
 }
 
 static void route_pool(pa_request *r) {
@@ -145,7 +182,7 @@ static void route_pool(pa_request *r) {
         const char *id = pa_known_pool(r, &reg);
 
         if (id)
-                pa_reply_json(r, 200, ps_registry_pool_snapshot(reg, id));
+                pa_reply_json(r, 200, with_devices(r, ps_registry_pool_snapshot(reg, id)));
 }
 
 /* Flat list of the replicas an orchestrator may send work to. */
@@ -218,28 +255,47 @@ static json_t *preload_success(const pa_backend *b, const preload_wait *w) {
                          "handoff_path", path[0] ? path : NULL);
 }
 
+/*
+ * What a failed start says, as a code: "preload failed: health check
+ * failed: ..." never answered, "preload failed: preflight failed: ..." was
+ * refused before spawning (GPU-only enforcement among them), anything else
+ * did not come up. *shown skips the "preload failed: " of the first two.
+ */
+static pa_code failure_code(const char *message, const char **shown) {
+        static const char prefix[] = "preload failed: ";
+        const char *rest = message;
+
+        if (strncmp(rest, prefix, sizeof(prefix) - 1) == 0)
+                rest += sizeof(prefix) - 1;
+        *shown = rest;
+        if (strncmp(rest, "health check failed", 19) == 0)
+                return PA_CODE_HEALTH_CHECK_FAILED;
+        if (strncmp(rest, "preflight failed: GPU-only enforcement", 38) == 0)
+                return PA_CODE_GPU_ONLY;
+        if (strncmp(rest, "preflight failed", 16) == 0)
+                return PA_CODE_PREFLIGHT_FAILED;
+        *shown = message;
+        return PA_CODE_PRELOAD_FAILED;
+}
+
 /* The replica is ready, or has failed (a retry is scheduled by then). */
 static void on_preload_done(bool ok, const char *message, void *userdata) {
-        static const char prefix[] = "preload failed: ";
         preload_wait *w = userdata;
         const pa_backend *b = pa_deferred_backend(w->reply);
-
-        /* "preload failed: health check failed: ..." is the second kind. */
-        if (!ok && strncmp(message, prefix, sizeof(prefix) - 1) == 0 &&
-            strncmp(message + sizeof(prefix) - 1, "health check failed", 19) == 0)
-                message += sizeof(prefix) - 1;
+        const char *shown;
+        pa_code code;
 
         if (!b) {
                 pa_deferred_reply_error(w->reply, PA_CODE_SERVICE_UNAVAILABLE, "shutting down");
         } else if (ok) {
                 pa_deferred_reply_json(w->reply, 200, preload_success(b, w));
-        } else if (strncmp(message, "health check failed", 19) == 0) {
-                pa_deferred_reply_error(w->reply, PA_CODE_HEALTH_CHECK_FAILED, "%s", message);
         } else {
-                pa_deferred_reply_error(w->reply, PA_CODE_PRELOAD_FAILED, "%s%s",
-                                        strncmp(message, "preload failed", 14) == 0
-                                                ? "" : "preload failed: ",
-                                        message);
+                code = failure_code(message, &shown);
+                pa_deferred_reply_error(w->reply, code, "%s%s",
+                                        code == PA_CODE_PRELOAD_FAILED &&
+                                                strncmp(shown, "preload failed", 14) != 0
+                                                ? "preload failed: " : "",
+                                        shown);
         }
         preload_wait_free(w);
 }

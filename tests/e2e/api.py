@@ -153,7 +153,9 @@ def scenario_pools():
         check(snap["slots_total"] == 2 and snap["slots_free"] == 2, repr(snap))
         check(snap["breaker"]["state"] == "closed", repr(snap["breaker"]))
         check(pid_alive(snap["pid"]) and snap["replicas"][0]["pid"] == snap["pid"], repr(snap))
-        check(n.get("/v2/pools/beta")["device_mask"] == "1", "beta's mask")
+        beta = n.get("/v2/pools/beta")
+        check(beta["device_mask"] == "1", "beta's mask")
+        check([d["uuid"] for d in beta["devices"]] == ["GPU-test-0001"], "beta's devices %r" % beta["devices"])
         for alias in ("/pools/alpha/status", "/v2/pools/alpha/health"):
             other = n.get(alias)
             check(other["pool_id"] == "alpha" and other["pid"] == snap["pid"], alias)
@@ -619,6 +621,28 @@ def scenario_drain_deadline():
         snap = n.wait_pool("dd", lambda s, b: not b["live"], "stopped")
         check(snap["active_leases"] == 0 and not pid_alive(got["pid"]), repr(snap))
         n.stop()
+
+
+def scenario_preflight():
+    """Not enough free VRAM fails the preload fast, spawning nothing."""
+    gpu = {"backend": "fake", "require": True, "headroom_bytes": 512 << 20,
+           "devices": [{"index": 0, "uuid": "GPU-small", "name": "Small", "compute_capability": "8.6",
+                        "vram_total_bytes": 2 << 30, "vram_free_bytes": 1 << 30}]}
+    with Node(extra={"gpu": gpu}) as n:
+        big = os.path.join(n.dir, "big.gguf")
+        with open(big, "wb") as f:
+            f.truncate(4 << 30)           # sparse: the size is what counts
+        body = n.prepared(model_path=big)
+        err = check_error(*n.request("POST", "/v2/pools/big/preload", json.dumps(body)), 503,
+                          "PREFLIGHT_FAILED")
+        check("insufficient VRAM: need" in err["error"] and "on GPU0" in err["error"], err["error"])
+        check(not any(o.get("msg") == "engine spawned" for o in n.daemon.log_objects()),
+              "an engine was spawned")
+        snap = n.get("/v2/pools/big")
+        check(not snap["ready"] and "insufficient VRAM" in (snap["last_error"] or ""), repr(snap))
+        n.stop()
+        check(not any(o.get("msg") == "engine spawned" for o in n.daemon.log_objects()),
+              "an engine was spawned")
 
 
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn

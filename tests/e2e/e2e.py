@@ -436,6 +436,66 @@ def scenario_ipv6_loopback():
         stop_cleanly(d)
 
 
+def libcuda_loadable(env):
+    """Whether the dynamic loader finds libcuda.so.1 with this environment."""
+    code = "import ctypes\ntry:\n    ctypes.CDLL('libcuda.so.1')\nexcept OSError:\n    raise SystemExit(1)\n"
+    return subprocess.run(["/usr/bin/python3", "-c", code], env=env,
+                          timeout=EXIT_TIMEOUT).returncode == 0
+
+
+def scenario_no_cuda():
+    """gpu.backend auto (the default) where libcuda.so.1 is absent: the
+    daemon starts, serves, and says in one warning why it has no GPU."""
+    env = clean_env()
+    env.pop("LD_LIBRARY_PATH", None)
+    with Daemon("--bind", "127.0.0.1:0", env=env) as d:
+        d.wait_listening()
+        starting = [o for o in d.log_objects() if o.get("msg") == "starting"]
+        check(len(starting) == 1, "no single starting line: %r" % d.lines)
+        if libcuda_loadable(env):
+            # a machine with a driver: the probe ran and said what it found
+            check(isinstance(starting[0].get("gpus"), int), "no gpus count: %r" % starting[0])
+        else:
+            check(starting[0].get("gpus") == 0, "gpus %r without libcuda.so.1" % starting[0])
+            warn = [o for o in d.log_objects() if o.get("msg", "").startswith("no CUDA device")]
+            check(len(warn) == 1 and warn[0].get("level") == "warn",
+                  "no warning about the missing CUDA: %r" % d.lines)
+            check(warn[0].get("reason", "").startswith("no CUDA: libcuda.so.1 not found"),
+                  "reason %r does not name libcuda.so.1" % warn[0].get("reason"))
+        body = json_body(*d.request("GET", "/health"), 200)
+        check(body.get("status") == "ok", "health %r" % body)
+        stop_cleanly(d)
+
+
+def scenario_cuda_devices():
+    """gpu.backend auto with a (fake) libcuda.so.1 showing two devices."""
+    env = clean_env(LD_LIBRARY_PATH=os.environ["FAKE_CUDA_DIR"], FAKE_CUDA_DEVICES="2")
+    with Daemon("--bind", "127.0.0.1:0", env=env) as d:
+        d.wait_listening()
+        starting = [o for o in d.log_objects() if o.get("msg") == "starting"]
+        check(len(starting) == 1 and starting[0].get("gpus") == 2,
+              "expected gpus 2 in the starting line: %r" % d.lines)
+        check(not any(o.get("msg", "").startswith("no CUDA device") for o in d.log_objects()),
+              "warned about CUDA although devices were found: %r" % d.lines)
+        stop_cleanly(d)
+
+
+def scenario_cuda_required():
+    """gpu.backend cuda where the probe finds nothing: refused, with the reason."""
+    cfg = os.path.join(os.environ.get("TMPDIR", "/tmp"), "pm-e2e-cuda-%d.json" % os.getpid())
+    with open(cfg, "w") as f:
+        json.dump({"gpu": {"backend": "cuda", "probe_timeout_ms": 20000}}, f)
+    try:
+        env = clean_env(LD_LIBRARY_PATH=os.environ["FAKE_CUDA_DIR"], FAKE_CUDA_INIT_ERROR="803")
+        logs = refused_start("--config", cfg, "--bind", "127.0.0.1:0", env=env, want_rc=2)
+        errors = [o for o in logs if o.get("level") == "error"]
+        check(errors, "no error line")
+        check("gpu: backend \"cuda\": cuInit failed: CUDA_ERROR_SYSTEM_DRIVER_MISMATCH (803)"
+              in errors[0].get("msg", ""), "error %r" % errors[0])
+    finally:
+        os.unlink(cfg)
+
+
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn
              for name, fn in globals().items() if name.startswith("scenario_")}
 

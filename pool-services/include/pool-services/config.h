@@ -77,6 +77,9 @@ typedef struct ps_gpu_config {
         ps_gpu_backend backend;
         bool require;             /* false: pools may use device_mask "none" */
         uint64_t headroom_bytes;  /* kept free on every device              */
+        int64_t probe_timeout_ms; /* a CUDA probe that takes longer is killed */
+        int64_t sample_interval_ms; /* free VRAM re-sampled (auto, cuda); 0: never */
+        bool uuid_visible_devices; /* CUDA_VISIBLE_DEVICES by UUID (needs one per device) */
         ps_gpu_device *devices;   /* fake backend only                      */
         size_t n_devices;
 } ps_gpu_config;
@@ -98,7 +101,8 @@ typedef struct ps_pool_config {
         char *split;              /* as written: "auto", "0.75,0.25"; NULL  */
         char *tensor_split;       /* planned ratios "0.6667,0.3333"; NULL   */
         unsigned slots;
-        uint64_t vram_required_bytes;
+        uint64_t vram_required_bytes; /* 0: estimated from the model file  */
+        uint64_t ram_required_bytes;  /* host RAM; 0: not checked          */
         char **env;               /* "KEY=VALUE"                            */
         size_t n_env;
         bool shared_devices;      /* may share devices with pools that also say so */

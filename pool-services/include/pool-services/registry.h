@@ -24,6 +24,12 @@ typedef struct ps_prober ps_prober;
  * errno, or a positive PS_E_* outcome with a message in err.
  */
 
+/* Asked just before an engine is spawned: 0 lets it start; a positive
+ * PS_E_* refuses the start with the message in err (it then fails like a
+ * spawn failure: last_error, unready, retry with backoff). */
+typedef int (*ps_preflight_fn)(const ps_engine_spec *spec, void *userdata,
+                               char *err, size_t errlen);
+
 /* What the services share; borrowed, must outlive the registry. */
 typedef struct ps_context {
         struct event_base *base;
@@ -33,6 +39,8 @@ typedef struct ps_context {
         const char *runtime_dir;       /* PID, log and handoff files       */
         const char *engine_user;       /* run engines as (daemon is root)  */
         uint64_t seed;                 /* RNG seed for backoff jitter      */
+        ps_preflight_fn preflight;     /* NULL: no checks before a spawn   */
+        void *preflight_userdata;      /* e.g. a ps_preflight_source       */
 } ps_context;
 
 typedef struct ps_registry ps_registry;
@@ -129,6 +137,18 @@ int ps_replica_stop(ps_replica *r, char *err, size_t errlen);
 int ps_replica_restart(ps_replica *r, char *err, size_t errlen);
 /* Closes the breaker and zeroes its count; a failed replica restarts. */
 int ps_replica_breaker_reset(ps_replica *r);
+/* The GPU under the replica failed (the CUDA probe broke, the device is
+ * gone): the engine is stopped as a driver_error failure and restarted
+ * with backoff; a drain in progress is cut short. Counted in the
+ * snapshot's driver_resets. why is kept in last_error. */
+int ps_replica_driver_reset(ps_replica *r, const char *why);
+/* The mask the replica runs on ("0,1", "none"); NULL when unknown. */
+const char *ps_replica_device_mask(const ps_replica *r);
+
+/* Calls fn for every replica, pools in the order added. fn must not add
+ * or remove replicas. */
+void ps_registry_foreach(ps_registry *reg, void (*fn)(ps_replica *r, void *userdata),
+                         void *userdata);
 
 const char *ps_replica_pool_id(const ps_replica *r);
 const char *ps_replica_id(const ps_replica *r);

@@ -24,6 +24,8 @@
 #define DEFAULT_RUNTIME_DIR ".runtime"
 #define DEFAULT_HOST "127.0.0.1"
 #define DEFAULT_HEADROOM_BYTES 536870912
+#define DEFAULT_PROBE_TIMEOUT_MS 30000
+#define DEFAULT_SAMPLE_INTERVAL_MS 10000
 #define DEFAULT_HEARTBEAT_INTERVAL_MS 10000
 #define DEFAULT_ETCD_PREFIX "/pool-managerd/"
 #define DEFAULT_ETCD_TTL_MS 30000
@@ -521,6 +523,9 @@ ps_config *ps_config_new(void) {
         c->gpu.backend = PS_GPU_BACKEND_AUTO;
         c->gpu.require = true;
         c->gpu.headroom_bytes = DEFAULT_HEADROOM_BYTES;
+        c->gpu.probe_timeout_ms = DEFAULT_PROBE_TIMEOUT_MS;
+        c->gpu.sample_interval_ms = DEFAULT_SAMPLE_INTERVAL_MS;
+        c->gpu.uuid_visible_devices = true;
         c->defaults = ps_policy_new();
         c->cloud.node_id = strdup("");
         c->cloud.machine_id = strdup("");
@@ -535,7 +540,7 @@ ps_config *ps_config_new(void) {
         if (!c->bind || !c->runtime_dir || !c->defaults || !c->cloud.node_id ||
             !c->cloud.machine_id || !c->cloud.address || !c->cloud.orchestrator_url ||
             !c->cloud.token_file || !c->cloud.etcd_prefix ||
-            ps_inventory_from_config(c, &c->inventory, NULL, 0) != 0)
+            ps_inventory_new(PS_GPU_BACKEND_NONE, NULL, 0, &c->inventory, NULL, 0) != 0)
                 return ps_config_free(c);
         return c;
 }
@@ -671,9 +676,14 @@ static int parse_device(ctx *c, const ps_config *cfg, const json_t *obj, size_t 
 }
 
 static int parse_gpu(ctx *c, ps_config *cfg, const json_t *obj) {
-        static const char *const keys[] = { "backend", "require", "headroom_bytes", "devices", NULL };
+        static const char *const keys[] = {
+                "backend", "require", "headroom_bytes", "probe_timeout_ms", "sample_interval_ms",
+                "uuid_visible_devices", "devices", NULL,
+        };
         const json_t *devices = NULL;
         json_int_t headroom = (json_int_t) cfg->gpu.headroom_bytes;
+        json_int_t probe_timeout = cfg->gpu.probe_timeout_ms;
+        json_int_t sample_interval = cfg->gpu.sample_interval_ms;
         int backend = (int) cfg->gpu.backend;
         size_t n;
         int r;
@@ -687,11 +697,20 @@ static int parse_gpu(ctx *c, ps_config *cfg, const json_t *obj) {
         if (!r)
                 r = get_int(c, obj, "gpu", "headroom_bytes", false, 0, JINT_MAX, &headroom);
         if (!r)
+                r = get_int(c, obj, "gpu", "probe_timeout_ms", false, 1, 600000, &probe_timeout);
+        if (!r)
+                r = get_int(c, obj, "gpu", "sample_interval_ms", false, 0, 86400000,
+                            &sample_interval);
+        if (!r)
+                r = get_bool(c, obj, "gpu", "uuid_visible_devices", &cfg->gpu.uuid_visible_devices);
+        if (!r)
                 r = get_array(c, obj, "gpu", "devices", &devices);
         if (r)
                 return r;
         cfg->gpu.backend = (ps_gpu_backend) backend;
         cfg->gpu.headroom_bytes = (uint64_t) headroom;
+        cfg->gpu.probe_timeout_ms = probe_timeout;
+        cfg->gpu.sample_interval_ms = sample_interval;
         if (!devices)
                 return 0;
 
@@ -970,17 +989,18 @@ static int parse_pool(ctx *c, ps_config *cfg, const json_t *obj, size_t i) {
         static const char *const keys[] = {
                 "id", "engine", "engine_version", "binary", "args", "model_path", "host",
                 "port", "replicas", "device_mask", "split", "slots", "vram_required_bytes",
-                "env", "policy", "shared_devices", NULL,
+                "ram_required_bytes", "env", "policy", "shared_devices", NULL,
         };
         ps_pool_config *p = &cfg->pools[i];
         const char *id = NULL, *engine = NULL, *version = NULL, *host = DEFAULT_HOST;
         const char *mask_text = NULL, *split = NULL;
         const json_t *args = NULL, *env = NULL, *policy = NULL;
-        json_int_t port = 0, replicas = 1, slots = 1, vram = 0;
-        char where[WHERE_MAX], at[WHERE_MAX + 32], text[PS_DEVICES_MAX * 4 + 8];
+        json_int_t port = 0, replicas = 1, slots = 1, vram = 0, ram = 0;
+        char where[WHERE_MAX], at[WHERE_MAX + 32], text[PS_DEVICES_MAX * PS_GPU_UUID_MAX];
         char why[512];
         ps_device_mask mask;
         pd_error perr;
+        bool no_gpu_yet;
         int r;
 
         snprintf(where, sizeof(where), "pools[%zu]", i);
@@ -1039,12 +1059,15 @@ static int parse_pool(ctx *c, ps_config *cfg, const json_t *obj, size_t i) {
                 r = get_int(c, obj, where, "slots", false, 1, POOL_SLOTS_MAX, &slots);
         if (!r)
                 r = get_int(c, obj, where, "vram_required_bytes", false, 0, JINT_MAX, &vram);
+        if (!r)
+                r = get_int(c, obj, where, "ram_required_bytes", false, 0, JINT_MAX, &ram);
         if (r)
                 return r;
         p->port = (uint16_t) port;
         p->replicas = (unsigned) replicas;
         p->slots = (unsigned) slots;
         p->vram_required_bytes = (uint64_t) vram;
+        p->ram_required_bytes = (uint64_t) ram;
 
         if (port_last(p) > 65535)
                 return fail(c, "%s.port: ports %u..%u (replicas and their surge ports) "
@@ -1067,16 +1090,18 @@ static int parse_pool(ctx *c, ps_config *cfg, const json_t *obj, size_t i) {
         if (!mask_text)
                 return fail(c, "%s.device_mask: required (devices such as \"0\" or \"0,1\", "
                             "or \"none\")", where);
-        r = ps_inventory_parse_mask(cfg->inventory, mask_text, &mask, why, sizeof(why));
+        /* auto found no device: the syntax is checked now, the devices at
+         * each start (preflight), so a driver that comes up later helps */
+        no_gpu_yet = cfg->gpu.backend == PS_GPU_BACKEND_AUTO &&
+                     ps_inventory_count(cfg->inventory) == 0;
+        r = ps_inventory_parse_mask(no_gpu_yet ? NULL : cfg->inventory, mask_text, &mask,
+                                    why, sizeof(why));
         if (r < 0)
                 return r;
         if (r > 0) {
-                ps_gpu_backend b = cfg->gpu.backend;
-
-                if ((b == PS_GPU_BACKEND_AUTO || b == PS_GPU_BACKEND_CUDA) &&
-                    ps_inventory_count(cfg->inventory) == 0)
-                        return fail(c, "%s.device_mask: %s (gpu.backend \"%s\" finds no devices "
-                                    "in this build)", where, why, backend_names[b]);
+                if (no_gpu_yet)
+                        return fail(c, "%s.device_mask: %s (gpu.backend \"auto\": %s)", where, why,
+                                    ps_inventory_problem(cfg->inventory));
                 return fail(c, "%s.device_mask: %s", where, why);
         }
         if (mask.none && cfg->gpu.require)
@@ -1086,7 +1111,7 @@ static int parse_pool(ctx *c, ps_config *cfg, const json_t *obj, size_t i) {
                 ps_device_mask om;
                 int shared;
 
-                if (ps_inventory_parse_mask(cfg->inventory, o->device_mask, &om, NULL, 0) != 0)
+                if (ps_inventory_parse_mask(NULL, o->device_mask, &om, NULL, 0) != 0)
                         continue;
                 if (ps_device_mask_overlaps(&mask, &om, &shared) &&
                     !(p->shared_devices && o->shared_devices))
@@ -1098,7 +1123,8 @@ static int parse_pool(ctx *c, ps_config *cfg, const json_t *obj, size_t i) {
                 return -ENOSPC;
         if ((r = str_set(&p->device_mask, text)))
                 return r;
-        if (ps_device_mask_format_visible(&mask, text, sizeof(text)) < 0)
+        if (ps_inventory_format_visible(cfg->inventory, &mask, cfg->gpu.uuid_visible_devices,
+                                        text, sizeof(text)) < 0)
                 return -ENOSPC;
         if ((r = str_set(&p->cuda_visible_devices, text)))
                 return r;
@@ -1112,7 +1138,8 @@ static int parse_pool(ctx *c, ps_config *cfg, const json_t *obj, size_t i) {
                 r = str_set(&p->split, split);
                 if (r)
                         return r;
-                r = ps_inventory_plan_split(cfg->inventory, &mask, split, cfg->gpu.headroom_bytes,
+                r = ps_inventory_plan_split(no_gpu_yet ? NULL : cfg->inventory, &mask, split,
+                                            cfg->gpu.headroom_bytes,
                                             p->vram_required_bytes, planned, sizeof(planned),
                                             why, sizeof(why));
                 if (r < 0)
@@ -1632,6 +1659,13 @@ int ps_config_load(const char *path, ps_getenv_fn getenv_fn, void *userdata,
                 cfg = ps_config_new();
                 if (!cfg)
                         return -ENOMEM;
+                /* the defaults' backend is auto: look for CUDA devices */
+                cfg->inventory = ps_inventory_free(cfg->inventory);
+                r = ps_inventory_from_config(cfg, &cfg->inventory, err, errlen);
+                if (r) {
+                        ps_config_free(cfg);
+                        return r;
+                }
         }
         r = ps_config_apply_env(cfg, getenv_fn, userdata, err, errlen);
         /* Only the bind in effect must stay clear of the pools' ports. */

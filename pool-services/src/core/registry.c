@@ -562,3 +562,10 @@ void ps_registry_stop_all(ps_registry *reg, ps_done_fn done, void *userdata) {
                         replica_feed(reg->pools[i].replicas[j], &ev);
         registry_replica_settled(reg);
 }
+
+void ps_registry_foreach(ps_registry *reg, void (*fn)(ps_replica *r, void *userdata),
+                         void *userdata) {
+        for (size_t i = 0; reg && fn && i < reg->n_pools; i++)
+                for (size_t j = 0; j < reg->pools[i].n_replicas; j++)
+                        fn(reg->pools[i].replicas[j], userdata);
+}

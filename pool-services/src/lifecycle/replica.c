@@ -420,6 +420,13 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
                 opts.pid_name = surge_pid;
                 opts.log_name = surge_log;
         }
+        if (r->ctx->preflight &&
+            r->ctx->preflight(spec, r->ctx->preflight_userdata, err, sizeof(err)) != 0) {
+                EMIT(r, PS_EVENT_SPAWN_FAILED, PS_LOG_ERROR, "preflight refused the start",
+                     PS_FIELD_STR("error", err), PS_FIELD_STR("device_mask", spec->device_mask));
+                feed_simple(r, PD_EV_PREFLIGHT_FAILED, a->instance, err);
+                return;
+        }
         in->oom_known = read_oom_kill(&in->oom_kill_before);
         rc = ps_engine_spawn(r->ctx->base, spec, &opts, on_engine_exit, in, &in->engine,
                              err, sizeof(err));
@@ -926,6 +933,16 @@ int ps_replica_breaker_reset(ps_replica *r) {
         return replica_feed(r, &ev);
 }
 
+int ps_replica_driver_reset(ps_replica *r, const char *why) {
+        pd_event ev = { .type = PD_EV_DRIVER_RESET, .detail = why };
+
+        return replica_feed(r, &ev);
+}
+
+const char *ps_replica_device_mask(const ps_replica *r) {
+        return r->current ? r->current->device_mask : NULL;
+}
+
 const char *ps_replica_pool_id(const ps_replica *r) { return r->pool_id; }
 const char *ps_replica_id(const ps_replica *r) { return r->replica_id; }
 const char *ps_replica_state(const ps_replica *r) { return pd_state_to_string(r->lc.state); }
@@ -960,6 +977,7 @@ json_t *ps_replica_snapshot(const ps_replica *r) {
         uint32_t slots_free;
         int64_t started = in->engine ? in->started_wall_ms : 0;
         int64_t ready_at = ready ? r->ready_wall_ms : 0;
+        json_t *j;
 
         if (r->ext_url)
                 snprintf(url, sizeof(url), "%s", r->ext_url);
@@ -969,7 +987,7 @@ json_t *ps_replica_snapshot(const ps_replica *r) {
                      pd_sat_sub_u32(s->slots, in->leases);
         if (!ready)
                 slots_free = 0;
-        return json_pack("{s:s, s:s, s:b, s:b, s:b, s:b, s:I, s:s, s:o, s:o, s:o, s:o, s:o,"
+        j = json_pack("{s:s, s:s, s:b, s:b, s:b, s:b, s:I, s:s, s:o, s:o, s:o, s:o, s:o,"
                          " s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:o,"
                          " s:{s:s, s:I, s:I, s:o}, s:o, s:o, s:I}",
                          "replica_id", r->replica_id,
@@ -1006,4 +1024,7 @@ json_t *ps_replica_snapshot(const ps_replica *r) {
                          "started_at", opt_time(started),
                          "ready_at", opt_time(ready_at),
                          "uptime_s", (json_int_t) (started ? (wall_now(r) - started) / 1000 : 0));
+        if (j && json_object_set_new(j, "driver_resets", json_integer(lc->driver_resets)) < 0)
+                j = (json_decref(j), NULL);
+        return j;
 }

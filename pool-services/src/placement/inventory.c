@@ -11,10 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/errfmt.h"
 #include "pool-domain/devmask.h"
 #include "pool-domain/split.h"
+#include "pool-services/cuda.h"
 #include "pool-services/inventory.h"
 
 static_assert(PS_GPU_UUID_MAX == PD_UUID_MAX, "uuid sizes differ");
@@ -24,6 +26,7 @@ static_assert(PS_DEVICES_MAX == PD_DEVICES_MAX, "mask sizes differ");
 
 struct ps_inventory {
         ps_gpu_backend backend;
+        char *problem;            /* why no devices, or why they fail; NULL */
         ps_gpu_device *devices;   /* sorted by index */
         pd_device *pd;            /* the same, for pool-domain */
         size_t count;
@@ -93,6 +96,59 @@ int ps_inventory_new(ps_gpu_backend backend, const ps_gpu_device *devices, size_
         return 0;
 }
 
+static int set_problem(ps_inventory *inv, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+static int set_problem(ps_inventory *inv, const char *fmt, ...) {
+        va_list ap;
+        char *text = NULL;
+        int n;
+
+        if (!fmt) {
+                free(inv->problem);
+                inv->problem = NULL;
+                return 0;
+        }
+        va_start(ap, fmt);
+        n = vasprintf(&text, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return -ENOMEM;
+        free(inv->problem);
+        inv->problem = text;
+        return 0;
+}
+
+/* auto and cuda: what a probe child finds now. */
+static int discover(const ps_gpu_config *gpu, ps_inventory **ret, char *err, size_t errlen) {
+        ps_cuda_options o = { .timeout_ms = gpu->probe_timeout_ms };
+        ps_cuda_result res;
+        ps_inventory *inv = NULL;
+        int r;
+
+        r = ps_cuda_discover(&o, &res);
+        if (r < 0)
+                return r;
+        if (res.status == PS_CUDA_OK) {
+                r = ps_inventory_new(PS_GPU_BACKEND_CUDA, res.devices, res.n_devices, &inv,
+                                     err, errlen);
+        } else if (gpu->backend == PS_GPU_BACKEND_CUDA) {
+                r = ps_errf(err, errlen, PS_E_INVALID, "backend \"cuda\": %s", res.message);
+        } else {
+                /* auto: no devices, and the reason kept for the log and the API */
+                r = ps_inventory_new(PS_GPU_BACKEND_NONE, NULL, 0, &inv, err, errlen);
+                if (r == 0 && set_problem(inv, "no CUDA: %s", res.message) < 0)
+                        r = -ENOMEM;
+        }
+        ps_cuda_result_clear(&res);
+        if (r) {
+                ps_inventory_free(inv);
+                return r;
+        }
+        *ret = inv;
+        return 0;
+}
+
 int ps_inventory_from_config(const ps_config *config, ps_inventory **ret,
                              char *err, size_t errlen) {
         const ps_gpu_config *gpu;
@@ -106,7 +162,7 @@ int ps_inventory_from_config(const ps_config *config, ps_inventory **ret,
                                         ret, err, errlen);
         case PS_GPU_BACKEND_AUTO:
         case PS_GPU_BACKEND_CUDA:
-                /* CUDA discovery is not there yet: no device found. */
+                return discover(gpu, ret, err, errlen);
         case PS_GPU_BACKEND_NONE:
                 return ps_inventory_new(PS_GPU_BACKEND_NONE, NULL, 0, ret, err, errlen);
         case PS_GPU_BACKEND_MAX:
@@ -120,8 +176,72 @@ ps_inventory *ps_inventory_free(ps_inventory *inv) {
                 return NULL;
         free(inv->devices);
         free(inv->pd);
+        free(inv->problem);
         free(inv);
         return NULL;
+}
+
+const char *ps_inventory_problem(const ps_inventory *inv) {
+        return inv ? inv->problem : NULL;
+}
+
+/* Same devices (by UUID, at the same index), whatever their free VRAM. */
+static bool same_devices(const ps_inventory *inv, const ps_gpu_device *d, size_t n) {
+        if (n != inv->count)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!ps_inventory_find(inv, d[i].index) ||
+                    strcasecmp(ps_inventory_find(inv, d[i].index)->uuid, d[i].uuid) != 0)
+                        return false;
+        return true;
+}
+
+int ps_inventory_apply_probe(ps_inventory *inv, const ps_cuda_result *res,
+                             ps_inventory_change *change) {
+        ps_inventory_change c = { .was_failing = inv && inv->problem && inv->count > 0 };
+        int r;
+
+        if (!inv || !res)
+                return -EINVAL;
+        if (res->status != PS_CUDA_OK) {
+                /* the devices stay listed (masks still name them); starts on
+                 * them are refused until a probe works again */
+                c.failed = inv->count > 0 && !c.was_failing;
+                r = inv->count > 0 ? set_problem(inv, "the CUDA probe failed: %s", res->message)
+                                   : set_problem(inv, "no CUDA: %s", res->message);
+                if (r < 0)
+                        return r;
+        } else if (same_devices(inv, res->devices, res->n_devices)) {
+                for (size_t i = 0; i < res->n_devices; i++) {
+                        for (size_t j = 0; j < inv->count; j++)
+                                if (inv->devices[j].index == res->devices[i].index) {
+                                        inv->devices[j].vram_free_bytes = res->devices[i].vram_free_bytes;
+                                        inv->devices[j].vram_total_bytes = res->devices[i].vram_total_bytes;
+                                        inv->pd[j].vram_free_bytes = res->devices[i].vram_free_bytes;
+                                        inv->pd[j].vram_total_bytes = res->devices[i].vram_total_bytes;
+                                }
+                }
+                c.recovered = c.was_failing;
+                set_problem(inv, NULL);
+        } else {
+                ps_inventory *fresh = NULL;
+
+                r = ps_inventory_new(PS_GPU_BACKEND_CUDA, res->devices, res->n_devices, &fresh,
+                                     NULL, 0);
+                if (r)
+                        return r < 0 ? r : -EINVAL;
+                c.devices_changed = true;
+                c.recovered = c.was_failing;
+                /* the object stays (others hold it); its contents are swapped */
+                free(inv->devices);
+                free(inv->pd);
+                free(inv->problem);
+                *inv = *fresh;
+                free(fresh);
+        }
+        if (change)
+                *change = c;
+        return 0;
 }
 
 ps_gpu_backend ps_inventory_backend(const ps_inventory *inv) {
@@ -170,8 +290,11 @@ json_t *ps_inventory_to_json(const ps_inventory *inv) {
                         return NULL;
                 }
         }
-        return json_pack("{s:s, s:o}",
+        return json_pack("{s:s, s:s, s:o, s:o}",
                          "backend", ps_gpu_backend_to_string(ps_inventory_backend(inv)),
+                         "status", !inv || !inv->problem ? "ok"
+                                   : inv->count > 0 ? "failing" : "no_devices",
+                         "reason", inv && inv->problem ? json_string(inv->problem) : json_null(),
                          "devices", devices);
 }
 
@@ -223,6 +346,24 @@ int ps_device_mask_format_visible(const ps_device_mask *m, char *buf, size_t len
         return pd_devmask_format_visible(&pm, NULL, false, buf, len);
 }
 
+int ps_inventory_format_visible(const ps_inventory *inv, const ps_device_mask *m,
+                                bool by_uuid, char *buf, size_t len) {
+        pd_inventory view = { .devices = NULL, .count = 0 };
+        pd_devmask pm;
+
+        if (!m)
+                return -EINVAL;
+        mask_to_pd(m, &pm);
+        if (!by_uuid || !inv || inv->backend != PS_GPU_BACKEND_CUDA)
+                return pd_devmask_format_visible(&pm, NULL, false, buf, len);
+        for (unsigned i = 0; i < m->count; i++)
+                if (!ps_inventory_find(inv, m->index[i]))
+                        return pd_devmask_format_visible(&pm, NULL, false, buf, len);
+        view.devices = inv->pd;
+        view.count = inv->count;
+        return pd_devmask_format_visible(&pm, &view, true, buf, len);
+}
+
 bool ps_device_mask_overlaps(const ps_device_mask *a, const ps_device_mask *b,
                              int *shared) {
         pd_devmask pa, pb;
@@ -252,6 +393,11 @@ int ps_inventory_plan_split(const ps_inventory *inv, const ps_device_mask *mask,
                 for (unsigned i = 0; i < mask->count; i++) {
                         const ps_gpu_device *d = ps_inventory_find(inv, mask->index[i]);
 
+                        if (!inv) {
+                                /* no device to plan from yet: even */
+                                usable[i] = 1;
+                                continue;
+                        }
                         if (!d)
                                 return ps_errf(err, errlen, PS_E_INVALID,
                                             "device %d is not in the inventory", mask->index[i]);
@@ -259,10 +405,24 @@ int ps_inventory_plan_split(const ps_inventory *inv, const ps_device_mask *mask,
                                             ? d->vram_free_bytes - headroom_bytes : 0;
                 }
                 r = pd_split_plan_auto(usable, mask->count, &s, &perr);
-                if (r == 0 && required_bytes > 0)
+                if (r == 0 && inv && required_bytes > 0)
                         r = pd_split_cap(&s, usable, required_bytes, &perr);
         } else {
                 r = pd_split_parse(split, mask->count, &s, &perr);
+                /* explicit ratios are capped for the smallest GPU too */
+                if (r == 0 && inv && required_bytes > 0) {
+                        for (unsigned i = 0; i < mask->count; i++) {
+                                const ps_gpu_device *d = ps_inventory_find(inv, mask->index[i]);
+
+                                if (!d)
+                                        return ps_errf(err, errlen, PS_E_INVALID,
+                                                       "device %d is not in the inventory",
+                                                       mask->index[i]);
+                                usable[i] = d->vram_free_bytes > headroom_bytes
+                                                    ? d->vram_free_bytes - headroom_bytes : 0;
+                        }
+                        r = pd_split_cap(&s, usable, required_bytes, &perr);
+                }
         }
         if (r < 0)
                 return r;

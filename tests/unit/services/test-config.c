@@ -474,9 +474,15 @@ static const error_case error_cases[] = {
         { "{" FAKE_GPU ", \"pools\": [{\"id\": \"a\", \"engine\": \"x\", \"engine_version\": \"1\","
           " \"binary\": \"/bin/x\", \"port\": 8081, \"device_mask\": \"none\"}]}",
           "pools[0].device_mask: \"none\" (no GPU) needs gpu.require false" },
-        { "{\"pools\": [" POOL_A("") "]}",
-          "pools[0].device_mask: 0 is not a known device "
-          "(gpu.backend \"auto\" finds no devices in this build)" },
+        /* auto without a device: masks are checked at each start instead
+         * (LD_LIBRARY_PATH holds the fake libcuda.so.1, here with no device) */
+        { "{\"pools\": [" POOL_A("") "]}", NULL },
+        { "{\"pools\": [" POOL_NOMASK(", \"device_mask\": \"GPU-abc\"") "]}",
+          "pools[0].device_mask: GPU-abc needs the GPU inventory to resolve "
+          "(gpu.backend \"auto\": no CUDA: the driver sees no CUDA device)" },
+        { "{\"gpu\": {\"backend\": \"cuda\"}}",
+          "gpu: backend \"cuda\": the driver sees no CUDA device" },
+        { "{\"gpu\": {\"probe_timeout_ms\": 0}}", "gpu.probe_timeout_ms: must be 1..600000, got 0" },
         { "{\"gpu\": {\"backend\": \"none\", \"require\": false}, \"pools\": [" POOL_A("") "]}",
           "pools[0].device_mask: 0 is not a known device" },
         { "{" FAKE_GPU ", \"pools\": [" POOL_A(", \"shared_devices\": true") ", "
@@ -1068,6 +1074,47 @@ static void test_the_api_port_is_not_an_engine_port(void **state) {
         ps_config_free(cfg);
 }
 
+/* The cuda backend with the fake libcuda.so.1 showing two devices. */
+static void test_cuda_backend_masks_and_visible_devices(void **state) {
+        ps_config *cfg = NULL;
+        char err[512] = "";
+
+        (void) state;
+        setenv("FAKE_CUDA_DEVICES", "2", 1);
+        setenv("FAKE_CUDA_FREE_MIB", "20000,10000", 1);
+        assert_int_equal(ps_config_load_string("{\"gpu\": {\"backend\": \"cuda\"}, \"pools\": ["
+                                               POOL_A(", \"split\": \"auto\"") ", "
+                                               POOL_B_ON("GPU-FACE0000-1234-5678-9abc-def000000001", "")
+                                               "]}", BASE, &cfg, err, sizeof(err)), 0);
+        assert_int_equal(ps_inventory_backend(cfg->inventory), PS_GPU_BACKEND_CUDA);
+        assert_int_equal(ps_inventory_count(cfg->inventory), 2);
+        assert_null(ps_inventory_problem(cfg->inventory));
+        /* the engine sees its devices by UUID: immune to renumbering */
+        assert_string_equal(cfg->pools[0].cuda_visible_devices, "GPU-face0000-1234-5678-9abc-def000000000");
+        assert_string_equal(cfg->pools[1].device_mask, "1");
+        assert_string_equal(cfg->pools[1].cuda_visible_devices, "GPU-face0000-1234-5678-9abc-def000000001");
+        assert_string_equal(cfg->pools[0].tensor_split, "1");
+        ps_config_free(cfg);
+
+        /* by index when asked */
+        assert_int_equal(ps_config_load_string("{\"gpu\": {\"backend\": \"auto\", \"uuid_visible_devices\": false},"
+                                               " \"pools\": [" POOL_NOMASK(", \"device_mask\": \"0,1\", \"split\": \"auto\"")
+                                               "]}", BASE, &cfg, err, sizeof(err)), 0);
+        assert_int_equal(ps_inventory_backend(cfg->inventory), PS_GPU_BACKEND_CUDA);
+        assert_string_equal(cfg->pools[0].cuda_visible_devices, "0,1");
+        /* planned from free VRAM minus the default 512 MiB headroom */
+        assert_string_equal(cfg->pools[0].tensor_split, "0.6726,0.3274");
+        ps_config_free(cfg);
+
+        /* a device the node does not have */
+        assert_int_equal(ps_config_load_string("{\"gpu\": {\"backend\": \"cuda\"}, \"pools\": ["
+                                               POOL_B_ON("2", "") "]}", BASE, &cfg, err, sizeof(err)),
+                         PS_E_INVALID);
+        assert_string_equal(err, "pools[0].device_mask: 2 is not a known device");
+        unsetenv("FAKE_CUDA_DEVICES");
+        unsetenv("FAKE_CUDA_FREE_MIB");
+}
+
 static void test_demo_config_loads(void **state) {
         const char *path = getenv("DEMO_CONFIG");
         ps_config_replica *list = NULL;
@@ -1148,6 +1195,7 @@ int main(void) {
                 cmocka_unit_test(test_file_paths_resolve_against_its_directory),
                 cmocka_unit_test(test_the_api_port_is_not_an_engine_port),
                 cmocka_unit_test(test_demo_config_loads),
+                cmocka_unit_test(test_cuda_backend_masks_and_visible_devices),
                 cmocka_unit_test(test_names),
         };
         size_t n_fixed = sizeof(fixed) / sizeof(fixed[0]);

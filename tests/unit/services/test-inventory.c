@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pool-services/inventory.h"
@@ -52,7 +53,7 @@ static void test_to_json(void **state) {
         json_error_t jerr;
 
         (void) state;
-        want = json_loads("{\"backend\": \"fake\", \"devices\": ["
+        want = json_loads("{\"backend\": \"fake\", \"status\": \"ok\", \"reason\": null, \"devices\": ["
                           "{\"index\": 0, \"uuid\": \"GPU-aaaa\", \"name\": \"Big\","
                           " \"pci_bus_id\": \"00000000:01:00.0\", \"compute_capability\": \"8.9\","
                           " \"vram_total_bytes\": 25769803776, \"vram_free_bytes\": 25769803776},"
@@ -89,21 +90,52 @@ static void test_backends_from_config(void **state) {
         char err[256];
 
         (void) state;
-        /* auto and cuda find nothing until CUDA discovery exists; none has nothing */
-        for (int b = PS_GPU_BACKEND_AUTO; b < PS_GPU_BACKEND_MAX; b++) {
-                if (b == PS_GPU_BACKEND_FAKE)
-                        continue;
+        /* LD_LIBRARY_PATH holds the fake libcuda.so.1; no device by default */
+        unsetenv("FAKE_CUDA_DEVICES");
+        /* auto: no devices, and says why */
+        cfg = config_with(PS_GPU_BACKEND_AUTO);
+        assert_int_equal(ps_inventory_from_config(cfg, &inv, err, sizeof(err)), 0);
+        assert_int_equal(ps_inventory_backend(inv), PS_GPU_BACKEND_NONE);
+        assert_int_equal(ps_inventory_count(inv), 0);
+        assert_string_equal(ps_inventory_problem(inv), "no CUDA: the driver sees no CUDA device");
+        j = ps_inventory_to_json(inv);
+        assert_string_equal(json_string_value(json_object_get(j, "backend")), "none");
+        assert_string_equal(json_string_value(json_object_get(j, "status")), "no_devices");
+        assert_string_equal(json_string_value(json_object_get(j, "reason")),
+                            "no CUDA: the driver sees no CUDA device");
+        assert_int_equal(json_array_size(json_object_get(j, "devices")), 0);
+        json_decref(j);
+        inv = ps_inventory_free(inv);
+        ps_config_free(cfg);
+
+        /* cuda: an error */
+        cfg = config_with(PS_GPU_BACKEND_CUDA);
+        assert_int_equal(ps_inventory_from_config(cfg, &inv, err, sizeof(err)), PS_E_INVALID);
+        assert_string_equal(err, "backend \"cuda\": the driver sees no CUDA device");
+        assert_null(inv);
+        ps_config_free(cfg);
+
+        /* none: nothing, no probe, no problem */
+        cfg = config_with(PS_GPU_BACKEND_NONE);
+        assert_int_equal(ps_inventory_from_config(cfg, &inv, err, sizeof(err)), 0);
+        assert_int_equal(ps_inventory_backend(inv), PS_GPU_BACKEND_NONE);
+        assert_null(ps_inventory_problem(inv));
+        inv = ps_inventory_free(inv);
+        ps_config_free(cfg);
+
+        /* auto and cuda with devices */
+        setenv("FAKE_CUDA_DEVICES", "2", 1);
+        for (int b = PS_GPU_BACKEND_AUTO; b <= PS_GPU_BACKEND_CUDA; b++) {
                 cfg = config_with((ps_gpu_backend) b);
                 assert_int_equal(ps_inventory_from_config(cfg, &inv, err, sizeof(err)), 0);
-                assert_int_equal(ps_inventory_backend(inv), PS_GPU_BACKEND_NONE);
-                assert_int_equal(ps_inventory_count(inv), 0);
-                j = ps_inventory_to_json(inv);
-                assert_string_equal(json_string_value(json_object_get(j, "backend")), "none");
-                assert_int_equal(json_array_size(json_object_get(j, "devices")), 0);
-                json_decref(j);
+                assert_int_equal(ps_inventory_backend(inv), PS_GPU_BACKEND_CUDA);
+                assert_int_equal(ps_inventory_count(inv), 2);
+                assert_string_equal(ps_inventory_device(inv, 1)->name, "Fake GPU 1");
+                assert_null(ps_inventory_problem(inv));
                 inv = ps_inventory_free(inv);
                 ps_config_free(cfg);
         }
+        unsetenv("FAKE_CUDA_DEVICES");
 
         /* fake: the configured devices (a config being loaded passes itself) */
         cfg = config_with(PS_GPU_BACKEND_FAKE);
@@ -116,6 +148,51 @@ static void test_backends_from_config(void **state) {
         assert_int_equal(ps_inventory_count(inv), 2);
         ps_inventory_free(inv);
         ps_config_free(cfg);
+}
+
+static void test_apply_probe(void **state) {
+        ps_gpu_device now[2];
+        ps_cuda_result ok = { .status = PS_CUDA_OK, .devices = now, .n_devices = 2 };
+        ps_cuda_result bad = { .status = PS_CUDA_INIT_FAILED,
+                               .message = "cuInit failed: CUDA_ERROR_UNKNOWN (999)" };
+        ps_inventory_change c;
+        ps_inventory *inv = NULL;
+        char err[256];
+
+        (void) state;
+        memcpy(now, two, sizeof(two));
+        assert_int_equal(ps_inventory_new(PS_GPU_BACKEND_CUDA, two, 2, &inv, err, sizeof(err)), 0);
+
+        /* the same devices: free VRAM follows */
+        now[0].vram_free_bytes = 3 * GIB;   /* device 1 */
+        assert_int_equal(ps_inventory_apply_probe(inv, &ok, &c), 0);
+        assert_false(c.failed || c.recovered || c.devices_changed || c.was_failing);
+        assert_int_equal(ps_inventory_find(inv, 1)->vram_free_bytes, 3 * GIB);
+        assert_int_equal(ps_inventory_find(inv, 0)->vram_free_bytes, 24 * GIB);
+
+        /* the driver fails after it worked: once */
+        assert_int_equal(ps_inventory_apply_probe(inv, &bad, &c), 0);
+        assert_true(c.failed);
+        assert_int_equal(ps_inventory_count(inv), 2);
+        assert_string_equal(ps_inventory_problem(inv),
+                            "the CUDA probe failed: cuInit failed: CUDA_ERROR_UNKNOWN (999)");
+        assert_int_equal(ps_inventory_apply_probe(inv, &bad, &c), 0);
+        assert_false(c.failed);
+        assert_true(c.was_failing);
+
+        /* and recovers */
+        assert_int_equal(ps_inventory_apply_probe(inv, &ok, &c), 0);
+        assert_true(c.recovered);
+        assert_null(ps_inventory_problem(inv));
+
+        /* a device vanished */
+        ok.n_devices = 1;
+        assert_int_equal(ps_inventory_apply_probe(inv, &ok, &c), 0);
+        assert_true(c.devices_changed);
+        assert_int_equal(ps_inventory_count(inv), 1);
+        assert_non_null(ps_inventory_find(inv, 1));
+        assert_null(ps_inventory_find(inv, 0));
+        ps_inventory_free(inv);
 }
 
 static void test_new_rejects_bad_devices(void **state) {
@@ -221,6 +298,7 @@ int main(void) {
                 cmocka_unit_test(test_devices_in_index_order),
                 cmocka_unit_test(test_to_json),
                 cmocka_unit_test(test_backends_from_config),
+                cmocka_unit_test(test_apply_probe),
                 cmocka_unit_test(test_new_rejects_bad_devices),
                 cmocka_unit_test(test_masks),
                 cmocka_unit_test(test_split_plans),
