@@ -152,20 +152,33 @@ static void add_devices(json_t *pool, const ps_inventory *inv, const json_t *all
                                 json_array_append(devices, (json_t *) d);
 }
 
-/* A snapshot (one pool, or {"pools": [...]}) with its devices filled. */
-static json_t *with_devices(pa_request *r, json_t *snap) {
+/* What placement decided for a pool: its devices, and the split its
+ * config planned across them (null when none). */
+static void add_placement(json_t *pool, const pa_backend *b, const json_t *all) {
+        const ps_pool_config *pc = ps_config_find_pool(
+                b->config, json_string_value(json_object_get(pool, "pool_id")));
+
+        if (b->inventory)
+                add_devices(pool, b->inventory, all);
+        json_object_set_new(pool, "tensor_split",
+                            pc && pc->tensor_split ? json_string(pc->tensor_split) : json_null());
+}
+
+/* A snapshot (one pool, or {"pools": [...]}) with its placement filled. */
+static json_t *with_placement(pa_request *r, json_t *snap) {
         const pa_backend *b = pa_request_backend(r);
         json_t *inv, *pools, *pool;
         size_t i;
 
-        if (!snap || !b->inventory || !(inv = ps_inventory_to_json(b->inventory)))
-                return snap;
+        if (!snap)
+                return NULL;
+        inv = b->inventory ? ps_inventory_to_json(b->inventory) : NULL;
         pools = json_object_get(snap, "pools");
         if (pools)
                 json_array_foreach(pools, i, pool)
-                        add_devices(pool, b->inventory, json_object_get(inv, "devices"));
+                        add_placement(pool, b, json_object_get(inv, "devices"));
         else
-                add_devices(snap, b->inventory, json_object_get(inv, "devices"));
+                add_placement(snap, b, json_object_get(inv, "devices"));
         json_decref(inv);
         return snap;
 }
@@ -174,7 +187,7 @@ static void route_pools(pa_request *r) {
         ps_registry *reg = pa_need_registry(r);
 
         if (reg)
-                pa_reply_json(r, 200, with_devices(r, ps_registry_snapshot(reg)));
+                pa_reply_json(r, 200, with_placement(r, ps_registry_snapshot(reg)));
 }
 
 static void route_pool(pa_request *r) {
@@ -182,7 +195,7 @@ static void route_pool(pa_request *r) {
         const char *id = pa_known_pool(r, &reg);
 
         if (id)
-                pa_reply_json(r, 200, with_devices(r, ps_registry_pool_snapshot(reg, id)));
+                pa_reply_json(r, 200, with_placement(r, ps_registry_pool_snapshot(reg, id)));
 }
 
 /* Flat list of the replicas an orchestrator may send work to. */

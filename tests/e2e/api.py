@@ -156,6 +156,7 @@ def scenario_pools():
         beta = n.get("/v2/pools/beta")
         check(beta["device_mask"] == "1", "beta's mask")
         check([d["uuid"] for d in beta["devices"]] == ["GPU-test-0001"], "beta's devices %r" % beta["devices"])
+        check(beta["tensor_split"] is None, "a one-GPU pool has no split: %r" % beta["tensor_split"])
         for alias in ("/pools/alpha/status", "/v2/pools/alpha/health"):
             other = n.get(alias)
             check(other["pool_id"] == "alpha" and other["pid"] == snap["pid"], alias)
@@ -643,6 +644,25 @@ def scenario_preflight():
         n.stop()
         check(not any(o.get("msg") == "engine spawned" for o in n.daemon.log_objects()),
               "an engine was spawned")
+
+
+def scenario_split():
+    """split auto on unequal GPUs: planned from VRAM, shown, passed on."""
+    gpu = {"backend": "fake", "require": True, "headroom_bytes": 0,
+           "devices": [{"index": 0, "uuid": "GPU-big", "name": "Big", "compute_capability": "8.9",
+                        "vram_total_bytes": 24 << 30, "vram_free_bytes": 24 << 30},
+                       {"index": 1, "uuid": "GPU-small", "name": "Small", "compute_capability": "8.6",
+                        "vram_total_bytes": 12 << 30, "vram_free_bytes": 12 << 30}]}
+    pool = config_pool("sp", free_port(), "--tensor-split", "{tensor_split}", mask="0,1")
+    pool["split"] = "auto"
+    with Node([pool], extra={"gpu": gpu}) as n:
+        snap = n.wait_pool("sp", lambda s, b: b["ready"], "ready")
+        check(snap["tensor_split"] == "0.6667,0.3333", "split %r" % snap["tensor_split"])
+        check([d["index"] for d in snap["devices"]] == [0, 1], repr(snap["devices"]))
+        with open("/proc/%d/cmdline" % snap["pid"], "rb") as f:
+            argv = f.read().split(b"\0")
+        check(b"0.6667,0.3333" in argv, "the engine's argv lacks the split: %r" % argv)
+        n.stop()
 
 
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn
