@@ -18,6 +18,7 @@
 
 #include <event2/event.h>
 
+#include "cloud.h"
 #include "pm-config.h"
 #include "pool-api/bind-addr.h"
 #include "pool-api/server.h"
@@ -56,6 +57,7 @@ typedef struct manager {
         ps_preflight_source preflight;
         ps_gpu_monitor *gpu_monitor;
         pa_server *server;
+        pm_cloud *cloud;
         struct event *sigterm;
         struct event *sigint;
         bool stopping;
@@ -156,6 +158,7 @@ static void on_event(const ps_event *event, void *userdata) {
 
         ps_metrics_observe(m->metrics, event);
         ps_logger_log_event(m->log, event);
+        pm_cloud_on_event(m->cloud, event);
 }
 
 static void on_all_stopped(bool ok, const char *message, void *userdata) {
@@ -164,6 +167,21 @@ static void on_all_stopped(bool ok, const char *message, void *userdata) {
         (void) ok;
         ps_log(m->log, PS_LOG_INFO, message);
         event_base_loopexit(m->base, NULL);
+}
+
+/* Deregistered and the etcd lease revoked: now the engines. */
+static void on_cloud_stopped(bool ok, const char *message, void *userdata) {
+        manager *m = userdata;
+
+        (void) ok;
+        (void) message;
+        if (m->config->shutdown == PS_SHUTDOWN_KEEP) {
+                /* Leaves the loop after the callbacks already due have run;
+                 * engines keep running for a later daemon. */
+                event_base_loopexit(m->base, NULL);
+                return;
+        }
+        ps_registry_stop_all(m->registry, on_all_stopped, m);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *userdata) {
@@ -179,13 +197,7 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
         m->stopping = true;
         ps_log(m->log, PS_LOG_INFO, "shutting down", PS_FIELD_STR("signal", signal_name((int) sig)),
                PS_FIELD_STR("engines", m->config->shutdown == PS_SHUTDOWN_KEEP ? "keep" : "stop"));
-        if (m->config->shutdown == PS_SHUTDOWN_KEEP) {
-                /* Leaves the loop after the callbacks already due have run;
-                 * engines keep running for a later daemon. */
-                event_base_loopexit(m->base, NULL);
-                return;
-        }
-        ps_registry_stop_all(m->registry, on_all_stopped, m);
+        pm_cloud_stop(m->cloud, on_cloud_stopped, m);
 }
 
 static void on_preloaded(bool ok, const char *message, void *userdata) {
@@ -248,6 +260,8 @@ static int check_config(const char *path, ps_logger *log) {
 
         rc = ps_config_load(path, NULL, NULL, &config, err, sizeof(err));
         if (rc == 0)
+                rc = ps_config_resolve_cloud(config, NULL, err, sizeof(err));
+        if (rc == 0)
                 rc = ps_config_replicas(config, &list, &n, err, sizeof(err));
         ps_config_replicas_free(list, n);
         if (rc == 0) {
@@ -295,6 +309,7 @@ static void raise_nofile(ps_logger *log) {
 }
 
 static void manager_done(manager *m) {
+        m->cloud = pm_cloud_free(m->cloud);
         m->server = pa_server_free(m->server);
         m->gpu_monitor = ps_gpu_monitor_free(m->gpu_monitor);
         m->registry = ps_registry_free(m->registry);
@@ -355,6 +370,11 @@ static int run(const options *o) {
         }
         if (o->keep_engines)
                 m.config->shutdown = PS_SHUTDOWN_KEEP;
+        if (ps_config_resolve_cloud(m.config, NULL, err, sizeof(err)) != 0) {
+                ps_log(m.log, PS_LOG_ERROR, err, PS_FIELD_STR("config", o->config));
+                ret = EXIT_USAGE;
+                goto out;
+        }
         if (pa_bind_addr_parse(m.config->bind, &sc.bind, &perr) < 0) {
                 ps_log(m.log, PS_LOG_ERROR, perr.msg, PS_FIELD_STR("source", m.config->bind_source));
                 ret = EXIT_USAGE;
@@ -451,6 +471,9 @@ static int run(const options *o) {
                 ret = EXIT_USAGE;
                 goto out;
         }
+        if (pm_cloud_start(&m.ctx, m.registry, m.config, m.metrics, m.log, PM_VERSION,
+                           &m.cloud) != 0)
+                goto out;
 
         if (event_base_dispatch(m.base) < 0) {
                 ps_log(m.log, PS_LOG_ERROR, "event loop failed");

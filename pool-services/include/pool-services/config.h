@@ -155,6 +155,8 @@ typedef struct ps_config {
         char **advertise_pools;   /* its ids                                */
         size_t n_advertise_pools;
         int64_t watch_interval_ms; /* handoff directory rescan period       */
+        bool watch_interval_set;  /* POOL_MANAGERD_WATCH_INTERVAL_MS was given:
+                                     the home profile watches handoffs too  */
 } ps_config;
 
 /* How the environment is read: like getenv(3). */
@@ -190,6 +192,16 @@ int ps_config_apply_env(ps_config *config, ps_getenv_fn getenv_fn, void *userdat
 /* The file (path NULL: none, the defaults), then the environment. */
 int ps_config_load(const char *path, ps_getenv_fn getenv_fn, void *userdata,
                    ps_config **ret, char *err, size_t errlen);
+
+/*
+ * For the cloud profile, after flags: checks that the node address and the
+ * control-plane URL are set (PS_E_INVALID naming whichever is missing),
+ * defaults the node id to the host name (hostname NULL: gethostname()) and
+ * the machine id to the node id, and reads cloud.token_file into
+ * cloud.api_token unless LLORCH_API_TOKEN set it. The home profile: 0,
+ * nothing changes.
+ */
+int ps_config_resolve_cloud(ps_config *config, const char *hostname, char *err, size_t errlen);
 
 /* For flags. Each validates like the file does; source is a static string
  * kept in *_source ("flag"). On error nothing changes. */

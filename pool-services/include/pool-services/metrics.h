@@ -63,3 +63,16 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *event);
  * value; devices by index.
  */
 char *ps_metrics_render(ps_metrics *m, const json_t *snapshot, const json_t *devices);
+
+/*
+ * Families rendered elsewhere (the control plane, etcd) join the scrape
+ * through collectors: each returns its families as text (the caller
+ * frees; NULL on OOM makes the render fail), appended after the built-in
+ * families in the order the collectors were added. Each family must
+ * appear in one collector only. 0, -EINVAL, -ENOSPC (at most 8).
+ * Remove a collector before freeing what its userdata points to.
+ */
+typedef char *(*ps_metrics_collect_fn)(void *userdata);
+
+int ps_metrics_add_collector(ps_metrics *m, ps_metrics_collect_fn fn, void *userdata);
+void ps_metrics_remove_collector(ps_metrics *m, ps_metrics_collect_fn fn, void *userdata);

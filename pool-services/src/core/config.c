@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "core/policy-private.h"
 #include "pool-domain/ids.h"
@@ -1633,8 +1634,10 @@ int ps_config_apply_env(ps_config *config, ps_getenv_fn getenv_fn, void *userdat
         config->cloud.register_on_startup = register_on_startup;
         if (heartbeat_s > 0)
                 config->cloud.heartbeat_interval_ms = heartbeat_s * 1000;
-        if (watch_ms > 0)
+        if (watch_ms > 0) {
                 config->watch_interval_ms = watch_ms;
+                config->watch_interval_set = true;
+        }
         if (pools) {
                 strv_free(config->advertise_pools, config->n_advertise_pools);
                 config->advertise_pools = ids;
@@ -1890,4 +1893,93 @@ ps_config_replica *ps_config_replicas_free(ps_config_replica *list, size_t n) {
                 ps_engine_spec_free(list[i].spec);
         free(list);
         return NULL;
+}
+
+/* ---- the cloud profile, resolved ---- */
+
+#define TOKEN_FILE_MAX 4096
+
+/* The token file's first line, without its line end. */
+static int read_token_file(ctx *c, const char *path, char **ret) {
+        char buf[TOKEN_FILE_MAX + 2];
+        size_t n;
+        FILE *f = fopen(path, "re");
+        int r = 0;
+
+        if (!f)
+                return fail(c, "cloud.token_file: cannot read %s: %s", path, strerror(errno));
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        if (ferror(f))
+                r = fail(c, "cloud.token_file: cannot read %s: %s", path, strerror(errno));
+        fclose(f);
+        if (r)
+                return r;
+        buf[n] = '\0';
+        buf[strcspn(buf, "\r\n")] = '\0';
+        if (strlen(buf) > TOKEN_FILE_MAX)
+                r = fail(c, "cloud.token_file: %s: the token is longer than %d bytes", path,
+                         TOKEN_FILE_MAX);
+        else if (!buf[0])
+                r = fail(c, "cloud.token_file: %s is empty", path);
+        else if (!token_ok(buf))
+                r = fail(c, "cloud.token_file: %s: the token must be printable ASCII without spaces",
+                         path);
+        if (!r && !(*ret = strdup(buf)))
+                r = -ENOMEM;
+        explicit_bzero(buf, sizeof(buf));
+        return r;
+}
+
+int ps_config_resolve_cloud(ps_config *config, const char *hostname, char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen };
+        ps_cloud_config *cl;
+        char host[256], *token = NULL;
+        bool no_address, no_url;
+        pd_error perr;
+        int r;
+
+        if (!config)
+                return -EINVAL;
+        cl = &config->cloud;
+        if (config->profile != PS_PROFILE_CLOUD)
+                return 0;
+        no_address = !cl->address[0];
+        no_url = !cl->orchestrator_url[0];
+        if (no_address && no_url)
+                return fail(&c, "cloud profile: the node address (cloud.address or "
+                                "POOL_MANAGERD_ADDRESS) and the control-plane URL "
+                                "(cloud.orchestrator_url or ORCHESTRATORD_URL) are missing");
+        if (no_address)
+                return fail(&c, "cloud profile: the node address (cloud.address or "
+                                "POOL_MANAGERD_ADDRESS) is missing");
+        if (no_url)
+                return fail(&c, "cloud profile: the control-plane URL (cloud.orchestrator_url or "
+                                "ORCHESTRATORD_URL) is missing");
+        if (!cl->node_id[0]) {
+                if (!hostname) {
+                        if (gethostname(host, sizeof(host)) < 0)
+                                return fail(&c, "cloud profile: no node id (cloud.node_id or "
+                                                "POOL_MANAGERD_NODE_ID) and no host name: %s",
+                                            strerror(errno));
+                        host[sizeof(host) - 1] = '\0';
+                        hostname = host;
+                }
+                if (pd_id_validate(hostname, "node id", &perr) != 0)
+                        return fail(&c, "cloud profile: the host name \"" SHOWN "\" is not a valid "
+                                        "node id (%s); set cloud.node_id or POOL_MANAGERD_NODE_ID",
+                                    hostname, perr.msg);
+                r = str_set(&cl->node_id, hostname);
+                if (r)
+                        return r;
+        }
+        if (!cl->machine_id[0] && (r = str_set(&cl->machine_id, cl->node_id)))
+                return r;
+        /* LLORCH_API_TOKEN wins over the file. */
+        if (!cl->api_token && cl->token_file[0]) {
+                r = read_token_file(&c, cl->token_file, &token);
+                if (r)
+                        return r;
+                cl->api_token = token;
+        }
+        return 0;
 }

@@ -127,10 +127,19 @@ typedef struct pool_metrics {
         int64_t driver_resets_last;     /* last value the snapshot showed */
 } pool_metrics;
 
+#define COLLECTORS_MAX 8
+
+typedef struct collector {
+        ps_metrics_collect_fn fn;
+        void *userdata;
+} collector;
+
 struct ps_metrics {
         char *version;
         pool_metrics **pools;           /* sorted by pool_id */
         size_t n_pools, cap_pools;
+        collector collectors[COLLECTORS_MAX];   /* in the order added */
+        size_t n_collectors;
 };
 
 /* ---- families ------------------------------------------------------------ */
@@ -408,6 +417,25 @@ ps_metrics *ps_metrics_new(void) {
         if (!m->version)
                 return ps_metrics_free(m);
         return m;
+}
+
+int ps_metrics_add_collector(ps_metrics *m, ps_metrics_collect_fn fn, void *userdata) {
+        if (!m || !fn)
+                return -EINVAL;
+        if (m->n_collectors == COLLECTORS_MAX)
+                return -ENOSPC;
+        m->collectors[m->n_collectors++] = (collector) { fn, userdata };
+        return 0;
+}
+
+void ps_metrics_remove_collector(ps_metrics *m, ps_metrics_collect_fn fn, void *userdata) {
+        for (size_t i = 0; m && i < m->n_collectors; i++)
+                if (m->collectors[i].fn == fn && m->collectors[i].userdata == userdata) {
+                        memmove(&m->collectors[i], &m->collectors[i + 1],
+                                (m->n_collectors - i - 1) * sizeof(m->collectors[0]));
+                        m->n_collectors--;
+                        return;
+                }
 }
 
 ps_metrics *ps_metrics_free(ps_metrics *m) {
@@ -1201,6 +1229,16 @@ char *ps_metrics_render(ps_metrics *m, const json_t *snapshot, const json_t *dev
         render_pool_gauges(&o, pools, n_pools);
         render_devices(&o, devices);
         free(pools);
+        for (size_t i = 0; i < m->n_collectors; i++) {
+                char *text = m->collectors[i].fn(m->collectors[i].userdata);
+
+                if (!text) {
+                        o.oom = true;
+                        continue;
+                }
+                out_puts(&o, text);
+                free(text);
+        }
 
         if (o.oom) {
                 free(o.buf);

@@ -1169,9 +1169,130 @@ static void test_names(void **state) {
         assert_null(ps_config_replicas_free(NULL, 0));
 }
 
+static ps_config *cloud_config(const char *address, const char *url) {
+        ps_config *cfg = ps_config_new();
+
+        assert_non_null(cfg);
+        cfg->profile = PS_PROFILE_CLOUD;
+        free(cfg->cloud.address);
+        cfg->cloud.address = strdup(address);
+        free(cfg->cloud.orchestrator_url);
+        cfg->cloud.orchestrator_url = strdup(url);
+        return cfg;
+}
+
+static void test_cloud_profile_names_what_is_missing(void **state) {
+        ps_config *cfg;
+        char err[512];
+
+        (void) state;
+        cfg = cloud_config("", "");
+        assert_int_equal(ps_config_resolve_cloud(cfg, "n1", err, sizeof(err)), PS_E_INVALID);
+        assert_non_null(strstr(err, "POOL_MANAGERD_ADDRESS"));
+        assert_non_null(strstr(err, "ORCHESTRATORD_URL"));
+        ps_config_free(cfg);
+
+        cfg = cloud_config("", "http://orch:8080");
+        assert_int_equal(ps_config_resolve_cloud(cfg, "n1", err, sizeof(err)), PS_E_INVALID);
+        assert_non_null(strstr(err, "node address"));
+        assert_null(strstr(err, "control-plane URL"));
+        ps_config_free(cfg);
+
+        cfg = cloud_config("http://10.0.0.5:9200", "");
+        assert_int_equal(ps_config_resolve_cloud(cfg, "n1", err, sizeof(err)), PS_E_INVALID);
+        assert_non_null(strstr(err, "control-plane URL"));
+        assert_null(strstr(err, "node address"));
+        ps_config_free(cfg);
+
+        /* The home profile needs neither. */
+        cfg = ps_config_new();
+        assert_int_equal(ps_config_resolve_cloud(cfg, "n1", err, sizeof(err)), 0);
+        assert_string_equal(cfg->cloud.node_id, "");
+        ps_config_free(cfg);
+}
+
+static void test_cloud_ids_default_to_the_host_name(void **state) {
+        ps_config *cfg = cloud_config("http://10.0.0.5:9200", "http://orch:8080");
+        char err[512];
+
+        (void) state;
+        assert_int_equal(ps_config_resolve_cloud(cfg, "gpu-node-7", err, sizeof(err)), 0);
+        assert_string_equal(cfg->cloud.node_id, "gpu-node-7");
+        assert_string_equal(cfg->cloud.machine_id, "gpu-node-7");
+        ps_config_free(cfg);
+
+        /* Given ids stay; the machine id follows the node id. */
+        cfg = cloud_config("http://10.0.0.5:9200", "http://orch:8080");
+        free(cfg->cloud.node_id);
+        cfg->cloud.node_id = strdup("node-a");
+        assert_int_equal(ps_config_resolve_cloud(cfg, "host", err, sizeof(err)), 0);
+        assert_string_equal(cfg->cloud.node_id, "node-a");
+        assert_string_equal(cfg->cloud.machine_id, "node-a");
+        ps_config_free(cfg);
+
+        cfg = cloud_config("http://10.0.0.5:9200", "http://orch:8080");
+        assert_int_equal(ps_config_resolve_cloud(cfg, "bad host!", err, sizeof(err)), PS_E_INVALID);
+        assert_non_null(strstr(err, "POOL_MANAGERD_NODE_ID"));
+        ps_config_free(cfg);
+}
+
+static void test_cloud_token_file(void **state) {
+        char path[] = "/tmp/pm-token-XXXXXX", err[512];
+        ps_config *cfg = cloud_config("http://10.0.0.5:9200", "http://orch:8080");
+        int fd = mkstemp(path);
+
+        (void) state;
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "tok-123\n", 8), 8);
+        close(fd);
+        free(cfg->cloud.token_file);
+        cfg->cloud.token_file = strdup(path);
+        assert_int_equal(ps_config_resolve_cloud(cfg, "n1", err, sizeof(err)), 0);
+        assert_string_equal(cfg->cloud.api_token, "tok-123");
+        ps_config_free(cfg);
+
+        /* LLORCH_API_TOKEN wins. */
+        cfg = cloud_config("http://10.0.0.5:9200", "http://orch:8080");
+        free(cfg->cloud.token_file);
+        cfg->cloud.token_file = strdup(path);
+        cfg->cloud.api_token = strdup("from-env");
+        assert_int_equal(ps_config_resolve_cloud(cfg, "n1", err, sizeof(err)), 0);
+        assert_string_equal(cfg->cloud.api_token, "from-env");
+        ps_config_free(cfg);
+
+        unlink(path);
+        cfg = cloud_config("http://10.0.0.5:9200", "http://orch:8080");
+        free(cfg->cloud.token_file);
+        cfg->cloud.token_file = strdup(path);
+        assert_int_equal(ps_config_resolve_cloud(cfg, "n1", err, sizeof(err)), PS_E_INVALID);
+        assert_non_null(strstr(err, "cloud.token_file"));
+        ps_config_free(cfg);
+}
+
+static const char *watch_env(const char *name, void *userdata) {
+        (void) userdata;
+        return strcmp(name, "POOL_MANAGERD_WATCH_INTERVAL_MS") == 0 ? "250" : NULL;
+}
+
+static void test_watch_interval_from_the_environment(void **state) {
+        ps_config *cfg = ps_config_new();
+        char err[512];
+
+        (void) state;
+        assert_false(cfg->watch_interval_set);
+        assert_int_equal(ps_config_apply_env(cfg, watch_env, NULL, err, sizeof(err)), 0);
+        assert_true(cfg->watch_interval_set);
+        assert_int_equal(cfg->watch_interval_ms, 250);
+        ps_config_free(cfg);
+}
+
 int main(void) {
         static const struct CMUnitTest fixed[] = {
                 cmocka_unit_test(test_no_file_is_an_empty_node_with_defaults),
+                cmocka_unit_test(test_cloud_profile_names_what_is_missing),
+                cmocka_unit_test(test_cloud_ids_default_to_the_host_name),
+                cmocka_unit_test(test_cloud_token_file),
+                cmocka_unit_test(test_watch_interval_from_the_environment),
                 cmocka_unit_test(test_empty_document_is_the_defaults),
                 cmocka_unit_test(test_pool_defaults),
                 cmocka_unit_test(test_device_defaults),

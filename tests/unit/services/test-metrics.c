@@ -684,6 +684,40 @@ static void test_malformed_snapshot(void **state) {
         ps_metrics_free(m);
 }
 
+static char *collect_a(void *userdata) {
+        (*(int *) userdata)++;
+        return strdup("# HELP extra_a A.\n# TYPE extra_a gauge\nextra_a 1\n");
+}
+
+static char *collect_b(void *userdata) {
+        (void) userdata;
+        return strdup("# HELP extra_b B.\n# TYPE extra_b gauge\nextra_b 2\n");
+}
+
+static void test_collectors_append_in_order(void **state) {
+        ps_metrics *m = ps_metrics_new();
+        int calls = 0;
+        char *text;
+
+        (void) state;
+        assert_int_equal(ps_metrics_add_collector(m, collect_a, &calls), 0);
+        assert_int_equal(ps_metrics_add_collector(m, collect_b, NULL), 0);
+        text = ps_metrics_render(m, NULL, NULL);
+        assert_non_null(text);
+        assert_int_equal(calls, 1);
+        assert_non_null(strstr(text, "\nextra_a 1\n# HELP extra_b B.\n"));
+        assert_string_equal(text + strlen(text) - strlen("extra_b 2\n"), "extra_b 2\n");
+        free(text);
+
+        ps_metrics_remove_collector(m, collect_a, &calls);
+        text = ps_metrics_render(m, NULL, NULL);
+        assert_null(strstr(text, "extra_a"));
+        assert_non_null(strstr(text, "extra_b 2"));
+        assert_int_equal(calls, 1);
+        free(text);
+        ps_metrics_free(m);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_null_arguments),
@@ -702,6 +736,7 @@ int main(void) {
                 cmocka_unit_test(test_ignored_events),
                 cmocka_unit_test(test_label_values_are_bounded),
                 cmocka_unit_test(test_malformed_snapshot),
+                cmocka_unit_test(test_collectors_append_in_order),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

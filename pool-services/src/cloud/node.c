@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+#include <string.h>
+#include <unistd.h>
+
+#include "cloud/node-private.h"
+
+json_t *ps_node_capabilities(const ps_inventory *inv) {
+        json_t *devices = NULL, *gpus;
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+
+        if (inv)
+                devices = ps_inventory_to_json(inv);
+        gpus = devices ? json_incref(json_object_get(devices, "devices")) : json_array();
+        json_decref(devices);
+        if (!gpus)
+                return NULL;
+        return json_pack("{s:o, s:I, s:I}", "gpus", gpus,
+                         "cpu_cores", (json_int_t) (cores > 0 ? cores : 0),
+                         "ram_bytes", (json_int_t) (pages > 0 && page > 0 ? pages * page : 0));
+}
+
+static bool advertised(const ps_node_pools *pools, const char *id) {
+        if (!pools || !pools->set)
+                return true;
+        for (size_t i = 0; i < pools->n; i++)
+                if (strcmp(pools->ids[i], id) == 0)
+                        return true;
+        return false;
+}
+
+json_t *ps_node_pool_ids(const ps_registry *reg, const ps_node_pools *pools) {
+        json_t *ids = json_array(), *snap;
+        size_t i;
+        json_t *p;
+
+        if (!ids)
+                return NULL;
+        if (pools && pools->set) {
+                for (size_t k = 0; k < pools->n; k++)
+                        json_array_append_new(ids, json_string(pools->ids[k]));
+                return ids;
+        }
+        snap = ps_registry_snapshot(reg);
+        json_array_foreach(json_object_get(snap, "pools"), i, p)
+                json_array_append(ids, json_object_get(p, "pool_id"));
+        json_decref(snap);
+        return ids;
+}
+
+static json_int_t vram_free(const ps_inventory *inv, const char *mask_text) {
+        ps_device_mask mask;
+        json_int_t sum = 0;
+
+        if (!inv || !mask_text || ps_inventory_parse_mask(inv, mask_text, &mask, NULL, 0) != 0 ||
+            mask.none)
+                return 0;
+        for (unsigned i = 0; i < mask.count; i++) {
+                const ps_gpu_device *d = ps_inventory_find(inv, mask.index[i]);
+
+                if (d)
+                        sum += (json_int_t) d->vram_free_bytes;
+        }
+        return sum;
+}
+
+json_t *ps_node_pool_status(const ps_registry *reg, const ps_inventory *inv,
+                            const ps_node_pools *pools) {
+        json_t *out = json_array(), *snap, *p;
+        size_t i;
+
+        if (!out)
+                return NULL;
+        snap = ps_registry_snapshot(reg);
+        json_array_foreach(json_object_get(snap, "pools"), i, p) {
+                const char *id = json_string_value(json_object_get(p, "pool_id"));
+                json_t *engine = json_object_get(p, "engine");
+
+                if (!id || !advertised(pools, id))
+                        continue;
+                json_array_append_new(out, json_pack(
+                        "{s:s, s:O, s:O, s:O, s:O, s:O, s:I, s:O, s:O}",
+                        "pool_id", id,
+                        "state", json_object_get(p, "state"),
+                        "ready", json_object_get(p, "ready"),
+                        "draining", json_object_get(p, "draining"),
+                        "slots_free", json_object_get(p, "slots_free"),
+                        "slots_total", json_object_get(p, "slots_total"),
+                        "vram_free_bytes",
+                        vram_free(inv, json_string_value(json_object_get(p, "device_mask"))),
+                        "engine", engine ? engine : json_null(),
+                        "engine_version", json_object_get(p, "engine_version") ?
+                                json_object_get(p, "engine_version") : json_null()));
+        }
+        json_decref(snap);
+        return out;
+}
