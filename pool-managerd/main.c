@@ -170,6 +170,13 @@ static void on_all_stopped(bool ok, const char *message, void *userdata) {
 }
 
 /* Deregistered and the etcd lease revoked: now the engines. */
+/* GET /v2/node. */
+static json_t *node_status(void *userdata) {
+        manager *m = userdata;
+
+        return m->cloud ? pm_cloud_status(m->cloud) : NULL;
+}
+
 static void on_cloud_stopped(bool ok, const char *message, void *userdata) {
         manager *m = userdata;
 
@@ -453,7 +460,10 @@ static int run(const options *o) {
                 .inventory = m.config->inventory,
                 .config = m.config,
                 .metrics = m.metrics,
+                .node_status = node_status,
+                .node_userdata = &m,
         };
+        sc.api_token = m.config->cloud.api_token;
         m.server = pa_server_new(m.base, &sc, &perr);
         if (!m.server) {
                 ps_log(m.log, PS_LOG_ERROR, perr.msg,

@@ -20,6 +20,7 @@ static const struct {
         [PA_CODE_BAD_REQUEST] = { "BAD_REQUEST", 400, "Bad Request" },
         [PA_CODE_INVALID_JSON] = { "INVALID_JSON", 400, "Bad Request" },
         [PA_CODE_INVALID_FIELD] = { "INVALID_FIELD", 400, "Bad Request" },
+        [PA_CODE_UNAUTHORIZED] = { "UNAUTHORIZED", 401, "Unauthorized" },
         [PA_CODE_BINARY_NOT_ALLOWED] = { "BINARY_NOT_ALLOWED", 403, "Forbidden" },
         [PA_CODE_NOT_FOUND] = { "NOT_FOUND", 404, "Not Found" },
         [PA_CODE_POOL_NOT_FOUND] = { "POOL_NOT_FOUND", 404, "Not Found" },

@@ -22,6 +22,7 @@ typedef enum pa_code {
         PA_CODE_BAD_REQUEST,          /* 400 malformed path or query         */
         PA_CODE_INVALID_JSON,         /* 400 body is not a JSON object       */
         PA_CODE_INVALID_FIELD,        /* 400 a field is missing or wrong     */
+        PA_CODE_UNAUTHORIZED,         /* 401 missing or wrong bearer token   */
         PA_CODE_BINARY_NOT_ALLOWED,   /* 403 outside engines.allow           */
         PA_CODE_NOT_FOUND,            /* 404 no route                        */
         PA_CODE_POOL_NOT_FOUND,       /* 404 no such pool                    */

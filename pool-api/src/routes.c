@@ -468,6 +468,16 @@ static void route_delete(pa_request *r) {
 
 /* ---- devices and metrics --------------------------------------------------- */
 
+/* The node: its profile and, in the cloud, registration and etcd state. */
+static void route_node(pa_request *r) {
+        const pa_backend *b = pa_request_backend(r);
+        json_t *status = b && b->node_status ? b->node_status(b->node_userdata) : NULL;
+
+        if (!status)
+                status = json_pack("{s:s}", "profile", "home");
+        pa_reply_json(r, 200, status);
+}
+
 static void route_devices(pa_request *r) {
         const pa_backend *b = pa_request_backend(r);
 
@@ -504,6 +514,7 @@ const pa_route pa_routes[] = {
         { EVHTTP_REQ_GET, "/health", route_health },
         { EVHTTP_REQ_GET, "/metrics", route_metrics },
         { EVHTTP_REQ_GET, "/v2/devices", route_devices },
+        { EVHTTP_REQ_GET, "/v2/node", route_node },
         { EVHTTP_REQ_GET, "/v1/replicasets", route_replicasets },
         { EVHTTP_REQ_GET, "/v2/pools", route_pools },
         { EVHTTP_REQ_GET, "/v2/pools/{id}", route_pool },

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "auth-private.h"
 #include "pool-api/server.h"
 #include "request-private.h"
 #include "routes-private.h"
@@ -31,6 +32,7 @@ struct pa_server {
         ps_event_sink events;
         const ps_clock *clock;
         pa_backend backend;
+        pa_auth auth;
         pa_deferred *deferred;          /* requests waiting for an answer    */
 };
 
@@ -138,6 +140,15 @@ static void dispatch(pa_request *r) {
         pa_path path;
         char allow[128];
 
+        /* Before routing: without the token, no route is seen to exist. */
+        if (!pa_auth_route_is_public(pa_method_to_string(r->method), r->raw_path) &&
+            !pa_auth_check(&r->server->auth, evhttp_find_header(
+                                   evhttp_request_get_input_headers(r->req), "Authorization"))) {
+                evhttp_add_header(evhttp_request_get_output_headers(r->req), "WWW-Authenticate",
+                                  "Bearer realm=\"pool-managerd\"");
+                pa_reply_error(r, PA_CODE_UNAUTHORIZED, "a valid bearer token is required");
+                return;
+        }
         if (pa_path_parse(r->raw_path, &path, &err) < 0) {
                 if (err.error == -ENOMEM)
                         pa_reply_error(r, PA_CODE_INTERNAL, "%s", err.msg);
@@ -353,7 +364,8 @@ pa_server *pa_server_new(struct event_base *base, const pa_server_config *config
         }
 
         pa_bind_addr_to_string(&config->bind, shown, sizeof(shown));
-        if (!pa_bind_addr_is_loopback(&config->bind)) {
+        if (!pa_bind_addr_is_loopback(&config->bind) &&
+            !(config->api_token && config->api_token[0])) {
                 /* The host alone: the port is not what is wrong. */
                 pa_error_set(err, -EPERM,
                              "refusing to listen on %.*s: non-loopback binds need an API token",
@@ -370,6 +382,11 @@ pa_server *pa_server_new(struct event_base *base, const pa_server_config *config
         server->events = config->events;
         server->clock = config->clock ? config->clock : ps_clock_system();
         server->backend = config->backend;
+        if (pa_auth_init(&server->auth, config->api_token) < 0) {
+                pa_error_set(err, -EINVAL, "the API token must be 1-%d printable ASCII characters "
+                             "without spaces", PA_AUTH_TOKEN_MAX);
+                return pa_server_free(server);
+        }
 
         server->http = evhttp_new(base);
         if (!server->http) {
@@ -423,6 +440,7 @@ pa_server *pa_server_free(pa_server *server) {
         if (!server)
                 return NULL;
         deferred_orphan_all(server);
+        pa_auth_clear(&server->auth);
         if (server->http)
                 evhttp_free(server->http);
         free(server);

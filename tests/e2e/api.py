@@ -38,7 +38,7 @@ class Node:
     """A daemon on a config of its own, in a temporary directory."""
 
     def __init__(self, pools=(), require=False, devices=2, log_level="info", extra=None,
-                 args=(), start=True):
+                 args=(), start=True, env=None):
         self.dir = tempfile.mkdtemp(prefix="pm-api-")
         self.model = os.path.join(self.dir, "tiny.gguf")
         with open(self.model, "wb") as f:
@@ -61,7 +61,7 @@ class Node:
         with open(self.config_path, "w") as f:
             json.dump(config, f)
         self.daemon = Daemon("--config", self.config_path, "--log-level", log_level, *args,
-                             env=e2e.clean_env()) if start else None
+                             env=e2e.clean_env(**(env or {}))) if start else None
 
     def __enter__(self):
         self.daemon.__enter__()
@@ -663,6 +663,30 @@ def scenario_split():
             argv = f.read().split(b"\0")
         check(b"0.6667,0.3333" in argv, "the engine's argv lacks the split: %r" % argv)
         n.stop()
+
+
+def scenario_auth():
+    """With a token, every route but /health and /metrics needs it."""
+    token = "s3cret-token"
+    with Node(env={"LLORCH_API_TOKEN": token}, extra={"bind": "0.0.0.0:0"}) as n:
+        for path in ("/v2/pools", "/v2/pools/x", "/v2/devices", "/nope", "/v2/node"):
+            status, headers, data = n.request("GET", path)
+            check_error(status, headers, data, 401, "UNAUTHORIZED")
+            check(headers.get("WWW-Authenticate", "").startswith("Bearer"), "no WWW-Authenticate")
+        for value in ("Bearer wrong", "Bearer " + token + "x", "Bearer " + token[:-1], token,
+                      "Basic " + token, "Bearer"):
+            check_error(*n.request("GET", "/v2/pools", headers={"Authorization": value}), 401,
+                        "UNAUTHORIZED")
+        good = {"Authorization": "Bearer " + token}
+        check(json_body(*n.request("GET", "/v2/pools", headers=good), 200) == {"pools": []}, "pools")
+        check_error(*n.request("POST", "/v2/pools/x/preload", b"{}"), 401, "UNAUTHORIZED")
+        json_body(*n.request("GET", "/health"), 200)
+        check(n.request("GET", "/metrics")[0] == 200, "/metrics needs no token")
+        node = json_body(*n.request("GET", "/v2/node", headers=good), 200)
+        check(node.get("profile") == "home", repr(node))
+        # The token never reaches the log.
+        n.stop()
+        check(not any(token in line for line in n.daemon.lines), "the token was logged")
 
 
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn

@@ -25,13 +25,20 @@ typedef struct pa_backend {
         const ps_inventory *inventory;
         const ps_config *config;        /* allowlist, gpu.require, defaults */
         ps_metrics *metrics;
+        /* GET /v2/node: the node's cloud status, a new reference (NULL:
+         * the route answers a home node's {"profile": "home"}). */
+        json_t *(*node_status)(void *userdata);
+        void *node_userdata;
 } pa_backend;
 
 /* Request bodies above this get 413 (DESIGN.md section 6). */
 #define PA_SERVER_MAX_BODY_DEFAULT ((size_t) 1 << 20)
 
 typedef struct pa_server_config {
-        pa_bind_addr bind;        /* must be loopback: there is no auth yet */
+        pa_bind_addr bind;        /* loopback, unless api_token is set      */
+        const char *api_token;    /* NULL/"": no auth. Else every route but
+                                     GET /health and /metrics needs
+                                     "Authorization: Bearer <token>"; copied */
         ps_event_sink events;     /* one debug event per request           */
         const ps_clock *clock;    /* borrowed; NULL: the system clock       */
         size_t max_body_size;     /* 0: PA_SERVER_MAX_BODY_DEFAULT          */
@@ -43,7 +50,8 @@ typedef struct pa_server pa_server;
 /*
  * Listens on config->bind and serves the API on base (borrowed; it must
  * outlive the server). Returns NULL on failure with err (may be NULL)
- * saying why: a non-loopback address is refused (-EPERM), a busy port is
+ * saying why: a non-loopback address without a token is refused (-EPERM),
+ * a token that is too long or not printable ASCII (-EINVAL), a busy port is
  * -EADDRINUSE, and so on; the message names the address.
  */
 pa_server *pa_server_new(struct event_base *base, const pa_server_config *config,
