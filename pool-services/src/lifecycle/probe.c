@@ -282,7 +282,8 @@ static void complete(ps_probe *p, CURLcode code) {
         probe_detach(p);
         p->completing = true;
         if (p->fetch_fn)
-                p->fetch_fn(result, http_status, detail, p->body ? p->body : "",
+                p->fetch_fn(result, http_status, detail,
+                            result == PS_PROBE_OK && p->body ? p->body : "",
                             result == PS_PROBE_OK ? p->body_bytes : 0, p->userdata);
         else
                 p->fn(result, http_status, detail, p->userdata);

@@ -103,8 +103,12 @@ static void assert_has_line(const char *text, const char *line) {
 }
 
 static void assert_no_text(const char *text, const char *part) {
-        if (strstr(text, part))
-                fail_msg("unexpected \"%s\" in:\n%s", part, text);
+        const char *at = strstr(text, part);
+
+        if (at) {
+                fprintf(stderr, "unexpected \"%s\" at byte %td of:\n%s\n", part, at - text, text);
+                fail();
+        }
 }
 
 static size_t count_of(const char *text, const char *part) {
