@@ -19,6 +19,7 @@
 #include <event2/event.h>
 
 #include "cloud.h"
+#include "pool-services/engine-metrics.h"
 #include "pm-config.h"
 #include "pool-api/bind-addr.h"
 #include "pool-api/server.h"
@@ -51,6 +52,7 @@ typedef struct manager {
         ps_logger *log;
         ps_config *config;
         ps_metrics *metrics;
+        ps_engine_metrics *engine_metrics;
         ps_prober *prober;
         ps_context ctx;
         ps_registry *registry;
@@ -319,6 +321,7 @@ static void manager_done(manager *m) {
         m->cloud = pm_cloud_free(m->cloud);
         m->server = pa_server_free(m->server);
         m->gpu_monitor = ps_gpu_monitor_free(m->gpu_monitor);
+        m->engine_metrics = ps_engine_metrics_free(m->engine_metrics);
         m->registry = ps_registry_free(m->registry);
         m->prober = ps_prober_free(m->prober);
         if (m->sigterm)
@@ -442,6 +445,14 @@ static int run(const options *o) {
                 goto out;
         }
 
+        /* Engines' own metrics, for pools that ask (engine_metrics). */
+        m.engine_metrics = ps_engine_metrics_new(&m.ctx, m.registry, NULL);
+        if (!m.engine_metrics || ps_engine_metrics_configure(m.engine_metrics, m.config) < 0 ||
+            ps_engine_metrics_start(m.engine_metrics) < 0) {
+                ps_log(m.log, PS_LOG_ERROR, "cannot set up engine metrics");
+                goto out;
+        }
+
         if (m.config->gpu.backend == PS_GPU_BACKEND_AUTO ||
             m.config->gpu.backend == PS_GPU_BACKEND_CUDA) {
                 ps_cuda_options co = { .timeout_ms = m.config->gpu.probe_timeout_ms };
@@ -460,6 +471,7 @@ static int run(const options *o) {
                 .inventory = m.config->inventory,
                 .config = m.config,
                 .metrics = m.metrics,
+                .engine_metrics = m.engine_metrics,
                 .node_status = node_status,
                 .node_userdata = &m,
         };

@@ -180,6 +180,9 @@ static json_t *with_placement(pa_request *r, json_t *snap) {
         else
                 add_placement(snap, b, json_object_get(inv, "devices"));
         json_decref(inv);
+        /* perf_tokens_per_s, first_token_ms where engines expose them */
+        if (b->engine_metrics)
+                ps_engine_metrics_annotate(b->engine_metrics, snap);
         return snap;
 }
 
@@ -490,7 +493,9 @@ static void route_devices(pa_request *r) {
 
 static void route_metrics(pa_request *r) {
         const pa_backend *b = pa_request_backend(r);
+        struct evbuffer *all;
         json_t *snap, *devices;
+        unsigned char *body;
         char *text;
 
         if (!b || !b->metrics) {
@@ -502,11 +507,20 @@ static void route_metrics(pa_request *r) {
         text = ps_metrics_render(b->metrics, snap, devices);
         json_decref(snap);
         json_decref(devices);
-        if (!text) {
+        /* Ours first, then what the engines said (cached, never fetched
+         * here). */
+        all = evbuffer_new();
+        if (!text || !all || evbuffer_add(all, text, strlen(text)) < 0 ||
+            (b->engine_metrics && ps_engine_metrics_render(b->engine_metrics, all) < 0) ||
+            !(body = evbuffer_pullup(all, -1))) {
+                free(text);
+                if (all)
+                        evbuffer_free(all);
                 pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
                 return;
         }
-        pa_reply_text(r, 200, PS_METRICS_CONTENT_TYPE, text, strlen(text));
+        pa_reply_text(r, 200, PS_METRICS_CONTENT_TYPE, (const char *) body, evbuffer_get_length(all));
+        evbuffer_free(all);
         free(text);
 }
 

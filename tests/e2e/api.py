@@ -689,6 +689,33 @@ def scenario_auth():
         check(not any(token in line for line in n.daemon.lines), "the token was logged")
 
 
+def scenario_engine_metrics():
+    """One scrape of the node carries the engine's own metrics, relabelled,
+    and the snapshot its smoothed throughput."""
+    pool = config_pool("em", free_port(), "--metrics")
+    pool["engine_metrics"] = True
+    with Node([pool]) as n:
+        n.wait_pool("em", lambda s, b: b["ready"], "ready")
+        deadline = time.monotonic() + 60
+        while True:
+            text = n.request("GET", "/metrics")[2].decode()
+            lines = [l for l in text.splitlines() if l.startswith("llamacpp_") and 'pool_id="em"' in l]
+            if lines:
+                break
+            check(time.monotonic() < deadline, "no engine metrics after 60 s")
+            time.sleep(0.2)
+        check(all('replica_id="r0"' in l for l in lines), "not relabelled: %r" % lines[:3])
+        promtool = shutil.which("promtool")
+        if promtool:
+            import subprocess
+            p = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True)
+            check(p.returncode == 0, "promtool: %s" % (p.stdout.decode() + p.stderr.decode()))
+        snap = n.wait_pool("em", lambda s, b: b.get("perf_tokens_per_s"), "perf hints", timeout=60)
+        check(40 <= snap["perf_tokens_per_s"] <= 160, "tokens/s %r (the fake engine makes 80)"
+              % snap["perf_tokens_per_s"])
+        n.stop()
+
+
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn
              for name, fn in globals().items() if name.startswith("scenario_")}
 

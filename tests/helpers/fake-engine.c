@@ -50,6 +50,7 @@
 #define DRAIN_TIMEOUT_MS 1000           /* reading leftovers after our FIN */
 #define MS_MAX           (24LL * 3600 * 1000)
 #define NEVER            INT64_MAX
+#define METRICS_TOKENS_PER_S 80
 
 /* ---- options ------------------------------------------------------------ */
 
@@ -77,6 +78,7 @@ typedef struct options {
         bool announce;
         bool print_ready_time;
         bool log_probes;
+        bool metrics;                   /* serve /metrics (llama-server: --metrics) */
         const char *pid_file;
 } options;
 
@@ -417,6 +419,7 @@ typedef struct engine {
         unsigned port;                  /* the bound one */
         int64_t at[TIMER_MAX];          /* absolute CLOCK_MONOTONIC us, or NEVER */
         bool ready;
+        int64_t ready_us;
         bool unhealthy;
         bool hung;
         bool stopping;
@@ -472,6 +475,64 @@ static void conn_close(engine *e, conn *c) {
         c->state = CONN_CLOSED;
 }
 
+/*
+ * llama-server's /metrics (build b10573's families, in its order), moving
+ * with time: since ready the engine "generates" METRICS_TOKENS_PER_S tokens
+ * a second half of the time and reads prompts at 2,000 tokens a second, so
+ * tokens_predicted_total / tokens_predicted_seconds_total is exactly
+ * METRICS_TOKENS_PER_S. Each completion adds one token.
+ */
+static void metrics_body(const engine *e, strbuf *b) {
+        unsigned processing = e->completions_in_flight;
+        unsigned slots = (unsigned) e->opt.parallel;
+        uint64_t up_ms = (uint64_t) (mono_us() - e->ready_us) / 1000;
+        uint64_t predicted = up_ms * METRICS_TOKENS_PER_S / 2000 + e->completions_total;
+        uint64_t prompt = up_ms / 10;
+
+        sb_appendf(b,
+                   "# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.\n"
+                   "# TYPE llamacpp:prompt_tokens_total counter\n"
+                   "llamacpp:prompt_tokens_total %" PRIu64 "\n"
+                   "# HELP llamacpp:prompt_seconds_total Prompt process time\n"
+                   "# TYPE llamacpp:prompt_seconds_total counter\n"
+                   "llamacpp:prompt_seconds_total %.3f\n"
+                   "# HELP llamacpp:tokens_predicted_total Number of generation tokens processed.\n"
+                   "# TYPE llamacpp:tokens_predicted_total counter\n"
+                   "llamacpp:tokens_predicted_total %" PRIu64 "\n"
+                   "# HELP llamacpp:tokens_predicted_seconds_total Predict process time\n"
+                   "# TYPE llamacpp:tokens_predicted_seconds_total counter\n"
+                   "llamacpp:tokens_predicted_seconds_total %.17g\n"
+                   "# HELP llamacpp:n_decode_total Total number of llama_decode() calls\n"
+                   "# TYPE llamacpp:n_decode_total counter\n"
+                   "llamacpp:n_decode_total %" PRIu64 "\n"
+                   "# HELP llamacpp:n_busy_slots_per_decode Average number of busy slots per llama_decode() call\n"
+                   "# TYPE llamacpp:n_busy_slots_per_decode counter\n"
+                   "llamacpp:n_busy_slots_per_decode 1\n"
+                   "# HELP llamacpp:prompt_tokens_seconds Average prompt throughput in tokens/s.\n"
+                   "# TYPE llamacpp:prompt_tokens_seconds gauge\n"
+                   "llamacpp:prompt_tokens_seconds %d\n"
+                   "# HELP llamacpp:predicted_tokens_seconds Average generation throughput in tokens/s.\n"
+                   "# TYPE llamacpp:predicted_tokens_seconds gauge\n"
+                   "llamacpp:predicted_tokens_seconds %d\n"
+                   "# HELP llamacpp:kv_cache_usage_ratio KV-cache usage. 1 means 100 percent usage.\n"
+                   "# TYPE llamacpp:kv_cache_usage_ratio gauge\n"
+                   "llamacpp:kv_cache_usage_ratio %.3f\n"
+                   "# HELP llamacpp:kv_cache_tokens KV-cache tokens.\n"
+                   "# TYPE llamacpp:kv_cache_tokens gauge\n"
+                   "llamacpp:kv_cache_tokens %" PRIu64 "\n"
+                   "# HELP llamacpp:requests_processing Number of requests processing.\n"
+                   "# TYPE llamacpp:requests_processing gauge\n"
+                   "llamacpp:requests_processing %u\n"
+                   "# HELP llamacpp:requests_deferred Number of requests deferred.\n"
+                   "# TYPE llamacpp:requests_deferred gauge\n"
+                   "llamacpp:requests_deferred %u\n",
+                   prompt, (double) prompt / 2000.0, predicted,
+                   (double) predicted / METRICS_TOKENS_PER_S, predicted, 2000,
+                   up_ms ? METRICS_TOKENS_PER_S : 0, (double) (up_ms % 4096) / 4096.0,
+                   up_ms % 4096, processing < slots ? processing : slots,
+                   processing > slots ? processing - slots : 0);
+}
+
 /* The reply to c's request as things stand now. */
 static int respond(engine *e, conn *c, strbuf *body, const char **content_type) {
         *content_type = "application/json; charset=utf-8";
@@ -503,29 +564,15 @@ static int respond(engine *e, conn *c, strbuf *body, const char **content_type) 
                 sb_append_json_string(body, e->opt.model ? e->opt.model : "");
                 sb_appendf(body, ",\"build_info\":\"b0-fake-engine\"}");
                 return 200;
-        case ROUTE_METRICS: {
-                unsigned processing = e->completions_in_flight;
-                unsigned slots = (unsigned) e->opt.parallel;
-
+        case ROUTE_METRICS:
+                if (!e->opt.metrics) {
+                        error_body(body, 501, "This server does not support metrics endpoint. "
+                                   "Start it with `--metrics`");
+                        return 501;
+                }
                 *content_type = "text/plain; version=0.0.4";
-                sb_appendf(body,
-                           "# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.\n"
-                           "# TYPE llamacpp:prompt_tokens_total counter\n"
-                           "llamacpp:prompt_tokens_total %" PRIu64 "\n"
-                           "# HELP llamacpp:tokens_predicted_total Number of generation tokens processed.\n"
-                           "# TYPE llamacpp:tokens_predicted_total counter\n"
-                           "llamacpp:tokens_predicted_total %" PRIu64 "\n"
-                           "# HELP llamacpp:requests_processing Number of requests processing.\n"
-                           "# TYPE llamacpp:requests_processing gauge\n"
-                           "llamacpp:requests_processing %u\n"
-                           "# HELP llamacpp:requests_deferred Number of requests deferred.\n"
-                           "# TYPE llamacpp:requests_deferred gauge\n"
-                           "llamacpp:requests_deferred %u\n",
-                           e->completions_total, e->completions_total,
-                           processing < slots ? processing : slots,
-                           processing > slots ? processing - slots : 0);
+                metrics_body(e, body);
                 return 200;
-        }
         case ROUTE_COMPLETION:
                 sb_appendf(body, "{\"content\":\"fake\",\"stop\":true,\"tokens_predicted\":1,"
                            "\"tokens_evaluated\":1}");
@@ -850,6 +897,7 @@ static void become_ready(engine *e) {
         bool v6 = strchr(e->opt.host, ':') != NULL;
 
         e->ready = true;
+        e->ready_us = mono_us();
         e->at[TIMER_PROGRESS] = NEVER;
         if (e->opt.print_ready_time)
                 log_line('I', "srv  load_model: ready_mono_us=%" PRId64, mono_us());
@@ -1069,9 +1117,11 @@ static void usage(FILE *to) {
                 "  --log-probes             log /health requests too\n"
                 "  --pid-file PATH          write the pid there\n"
                 "  --log-progress-ms N      log a loading line every N ms while loading\n"
+                "  --metrics                serve llama-server's /metrics (else 501): a steady\n"
+                "                           %d tokens/s of generation since ready, plus completions\n"
                 "Accepted and ignored, as llama-server takes them: -c, -ngl, -ts, -t, -b, -a,\n"
-                "-sm, -mg, -fa (with their long names), --metrics, --slots, --no-webui,\n"
-                "--cont-batching, --no-mmap, --mlock.\n");
+                "-sm, -mg, -fa (with their long names), --slots, --no-webui,\n"
+                "--cont-batching, --no-mmap, --mlock.\n", METRICS_TOKENS_PER_S);
 }
 
 static bool parse_ms(const char *s, int64_t *out) {
@@ -1119,7 +1169,8 @@ enum {
         OPT_HOST = 256, OPT_PORT, OPT_PARALLEL, OPT_LOAD_MS, OPT_NEVER_READY, OPT_EXIT_AFTER,
         OPT_EXIT_CODE, OPT_SIGNAL_AFTER, OPT_SIGNAL, OPT_CUDA_ERROR, OPT_CUDA_OOM, OPT_UNHEALTHY,
         OPT_HANG, OPT_SLOW_HEALTH, OPT_COMPLETION_MS, OPT_IGNORE_SIGTERM, OPT_ANNOUNCE,
-        OPT_PRINT_READY_TIME, OPT_LOG_PROBES, OPT_PID_FILE, OPT_LOG_PROGRESS, OPT_IGNORED_ARG,
+        OPT_PRINT_READY_TIME, OPT_LOG_PROBES, OPT_PID_FILE, OPT_LOG_PROGRESS, OPT_METRICS,
+        OPT_IGNORED_ARG,
         OPT_IGNORED_FLAG,
 };
 
@@ -1175,7 +1226,7 @@ static int parse_options(int argc, char **argv, options *o, bool *exit_now) {
                 { "split-mode", required_argument, NULL, OPT_IGNORED_ARG },
                 { "main-gpu", required_argument, NULL, OPT_IGNORED_ARG },
                 { "flash-attn", required_argument, NULL, OPT_IGNORED_ARG },
-                { "metrics", no_argument, NULL, OPT_IGNORED_FLAG },
+                { "metrics", no_argument, NULL, OPT_METRICS },
                 { "slots", no_argument, NULL, OPT_IGNORED_FLAG },
                 { "no-webui", no_argument, NULL, OPT_IGNORED_FLAG },
                 { "cont-batching", no_argument, NULL, OPT_IGNORED_FLAG },
@@ -1237,6 +1288,7 @@ static int parse_options(int argc, char **argv, options *o, bool *exit_now) {
                 case OPT_ANNOUNCE: o->announce = true; break;
                 case OPT_PRINT_READY_TIME: o->print_ready_time = true; break;
                 case OPT_LOG_PROBES: o->log_probes = true; break;
+                case OPT_METRICS: o->metrics = true; break;
                 case OPT_PID_FILE: o->pid_file = optarg; break;
                 case 'c': case 't': case 'b': case 'a':
                 case OPT_IGNORED_ARG: case OPT_IGNORED_FLAG:

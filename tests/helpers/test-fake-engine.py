@@ -208,10 +208,10 @@ def case_endpoints():
         status, props = e.json("GET", "/props")
         check(status == 200 and props["total_slots"] == 3 and props["model_path"] == model.name,
               f"/props: {props}")
-        status, headers, body = e.get("/metrics")
-        check(status == 200 and headers.get("Content-Type", "").startswith("text/plain"),
-              f"/metrics: {status} {headers}")
-        check(b"\nllamacpp:requests_processing 0\n" in body, f"/metrics body: {body!r}")
+        # like llama-server without --metrics
+        status, doc = e.json("GET", "/metrics")
+        check(status == 501 and doc["error"]["type"] == "not_supported_error",
+              f"/metrics without --metrics: {status} {doc}")
         t0 = time.monotonic()
         status, doc = e.json("POST", "/completion", body=b'{"prompt":"hi","n_predict":1}',
                              headers={"Content-Type": "application/json"})
@@ -403,6 +403,42 @@ def case_llama_args_and_pid_file():
         check(e.json("GET", "/props")[1]["total_slots"] == 2, "-np 2 not applied")
 
 
+def metrics_values(body):
+    values = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def case_metrics():
+    """--metrics: llama-server's families, counters that grow, 80 tokens/s"""
+    e = Engine("--metrics")
+    e.wait_status(200)
+    status, headers, body = e.get("/metrics")
+    check(status == 200 and headers.get("Content-Type", "").startswith("text/plain"),
+          f"/metrics: {status} {headers}")
+    first = metrics_values(body)
+    for name in ("llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total",
+                 "llamacpp:tokens_predicted_seconds_total", "llamacpp:predicted_tokens_seconds",
+                 "llamacpp:requests_processing", "llamacpp:requests_deferred"):
+        check(name in first, f"{name} missing from {body!r}")
+    check(body.count(b"# HELP ") == body.count(b"# TYPE ") == len(first) == 12,
+          f"not 12 families of one sample each: {body!r}")
+    # counters move with time, never back; the speed is steady
+    deadline = time.monotonic() + START_TIMEOUT
+    later = first
+    while later["llamacpp:tokens_predicted_total"] <= first["llamacpp:tokens_predicted_total"]:
+        check(time.monotonic() < deadline, "tokens_predicted_total never grew")
+        time.sleep(0.05)
+        later = metrics_values(e.get("/metrics")[2])
+    check(later["llamacpp:prompt_tokens_total"] >= first["llamacpp:prompt_tokens_total"],
+          "prompt_tokens_total went back")
+    speed = later["llamacpp:tokens_predicted_total"] / later["llamacpp:tokens_predicted_seconds_total"]
+    check(abs(speed - 80) < 1e-6, f"generation speed {speed}, not 80 tokens/s")
+
+
 def case_progress_and_ready_time():
     """--log-progress-ms while loading; --print-ready-time; --log-probes"""
     e = Engine("--load-ms", "1000", "--log-progress-ms", "100", "--print-ready-time",
@@ -472,6 +508,7 @@ CASES = [
     case_port_in_use,
     case_llama_args_and_pid_file,
     case_progress_and_ready_time,
+    case_metrics,
     case_orphaned_with_dead_stderr,
 ]
 

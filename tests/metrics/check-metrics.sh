@@ -50,7 +50,7 @@ structure() {
               exit bad }' need_samples="$2" "$1" >"$tmp/why" 2>&1
 }
 
-echo "1..9"
+echo "1..13"
 
 if command -v "$promtool" >/dev/null 2>&1; then
         have_promtool=1
@@ -83,7 +83,7 @@ else
         ok "the structure check rejects a family split in two"
 fi
 
-for state in rich empty; do
+for state in rich empty engines; do
         : >"$tmp/why"
         if "$sample" "$state" >"$tmp/$state.prom" 2>"$tmp/why" && grep -q '^pool_managerd_build_info{' "$tmp/$state.prom"; then
                 ok "$state: metrics rendered ($(wc -l <"$tmp/$state.prom") lines)"
@@ -103,11 +103,23 @@ for state in rich empty; do
         fi
 
         need=0
-        [ "$state" = rich ] && need=1
+        [ "$state" = empty ] || need=1
         if structure "$tmp/$state.prom" "$need"; then
                 ok "$state: one HELP and TYPE per family, samples together, no series twice"
         else
                 not_ok "$state: one HELP and TYPE per family, samples together, no series twice"
         fi
 done
+
+# Engines' families come after ours and never repeat one of them.
+: >"$tmp/why"
+if [ -s "$tmp/engines.prom" ] &&
+   grep -q '^llamacpp_prompt_tokens_total{pool_id="qwen-7b",replica_id="r1"} 1536$' "$tmp/engines.prom" &&
+   grep -q '^vllm_time_to_first_token_seconds_bucket{le="0.02",' "$tmp/engines.prom" &&
+   ! grep -q '^pool_managerd_up' "$tmp/engines.prom"; then
+        ok "engines: relabelled samples of every replica, no engine family named like ours"
+else
+        grep -n 'pool_managerd_up\|llamacpp_prompt_tokens_total' "$tmp/engines.prom" >"$tmp/why" 2>&1
+        not_ok "engines: relabelled samples of every replica, no engine family named like ours"
+fi
 [ "$failed" -eq 0 ]

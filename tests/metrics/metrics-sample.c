@@ -6,13 +6,18 @@
  *                          of them gone from the registry, awkward label
  *                          values, histograms with observations, GPUs
  *   metrics-sample empty   a node with no pools and no GPUs
+ *   metrics-sample engines rich, followed by engines' own metrics: the
+ *                          recorded scrapes in $SCRAPE_FIXTURES relabelled
+ *                          for several replicas, as the daemon appends them
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <jansson.h>
 
+#include "pool-services/engine-metrics.h"
 #include "pool-services/event.h"
 #include "pool-services/metrics.h"
 
@@ -91,6 +96,60 @@ static void feed(ps_metrics *m) {
               PS_FIELD_STR("ok", "false"));
 }
 
+/* Two llama-server replicas, a vLLM one and an engine that breaks the
+ * rules, merged as ps_engine_metrics_render() merges them. */
+static int engines(void) {
+        static const struct { const char *file, *pool, *replica; } replicas[] = {
+                { "awkward.prom", "empty-pool", "r0" },
+                { "llama-server.prom", "qwen-7b", "r0" },
+                { "llama-server.prom", "qwen-7b", "r1" },
+                { "vllm.prom", "vllm-8b", "r0" },
+        };
+        enum { N = sizeof(replicas) / sizeof(replicas[0]) };
+        const char *dir = getenv("SCRAPE_FIXTURES");
+        ps_engine_scrape *scrapes[N] = { 0 };
+        struct evbuffer *out = evbuffer_new();
+        int rc = 1;
+
+        if (!dir || !out) {
+                fprintf(stderr, "metrics-sample: SCRAPE_FIXTURES is not set\n");
+                goto done;
+        }
+        for (size_t i = 0; i < N; i++) {
+                char path[4096], *text = NULL;
+                size_t len = 0;
+                FILE *f;
+
+                snprintf(path, sizeof(path), "%s/%s", dir, replicas[i].file);
+                f = fopen(path, "rb");
+                if (!f) {
+                        fprintf(stderr, "metrics-sample: %s: cannot open\n", path);
+                        goto done;
+                }
+                text = malloc(1 << 20);
+                if (text)
+                        len = fread(text, 1, 1 << 20, f);
+                fclose(f);
+                if (!text || ps_engine_metrics_relabel(text, len, replicas[i].pool, replicas[i].replica,
+                                                       0, &scrapes[i], NULL) < 0) {
+                        free(text);
+                        fprintf(stderr, "metrics-sample: %s: relabel failed\n", path);
+                        goto done;
+                }
+                free(text);
+        }
+        if (ps_engine_scrapes_render((const ps_engine_scrape *const *) scrapes, N, out) < 0)
+                goto done;
+        rc = fwrite(evbuffer_pullup(out, -1), 1, evbuffer_get_length(out), stdout) ==
+             evbuffer_get_length(out) ? 0 : 1;
+done:
+        for (size_t i = 0; i < N; i++)
+                ps_engine_scrape_free(scrapes[i]);
+        if (out)
+                evbuffer_free(out);
+        return rc;
+}
+
 int main(int argc, char **argv) {
         json_t *snapshot = NULL, *devices = NULL;
         json_error_t error;
@@ -98,8 +157,9 @@ int main(int argc, char **argv) {
         char *text;
         int rc = 1;
 
-        if (argc != 2 || (strcmp(argv[1], "rich") != 0 && strcmp(argv[1], "empty") != 0)) {
-                fprintf(stderr, "usage: metrics-sample rich|empty\n");
+        if (argc != 2 || (strcmp(argv[1], "rich") != 0 && strcmp(argv[1], "empty") != 0 &&
+                          strcmp(argv[1], "engines") != 0)) {
+                fprintf(stderr, "usage: metrics-sample rich|empty|engines\n");
                 return 2;
         }
         m = ps_metrics_new();
@@ -107,7 +167,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "metrics-sample: out of memory\n");
                 goto out;
         }
-        if (strcmp(argv[1], "rich") == 0) {
+        if (strcmp(argv[1], "empty") != 0) {
                 snapshot = json_loads(rich_snapshot, JSON_REJECT_DUPLICATES, &error);
                 devices = json_loads(rich_devices, JSON_REJECT_DUPLICATES, &error);
                 if (!snapshot || !devices) {
@@ -125,7 +185,11 @@ int main(int argc, char **argv) {
         }
         fputs(text, stdout);
         free(text);
-        rc = fflush(stdout) == 0 ? 0 : 1;
+        rc = 0;
+        if (strcmp(argv[1], "engines") == 0)
+                rc = engines();
+        if (fflush(stdout) != 0)
+                rc = 1;
 out:
         json_decref(snapshot);
         json_decref(devices);

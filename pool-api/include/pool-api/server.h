@@ -8,6 +8,7 @@
 #include "pool-api/error.h"
 #include "pool-services/clock.h"
 #include "pool-services/config.h"
+#include "pool-services/engine-metrics.h"
 #include "pool-services/event.h"
 #include "pool-services/inventory.h"
 #include "pool-services/metrics.h"
@@ -25,6 +26,7 @@ typedef struct pa_backend {
         const ps_inventory *inventory;
         const ps_config *config;        /* allowlist, gpu.require, defaults */
         ps_metrics *metrics;
+        ps_engine_metrics *engine_metrics; /* engines' own, appended to /metrics */
         /* GET /v2/node: the node's cloud status, a new reference (NULL:
          * the route answers a home node's {"profile": "home"}). */
         json_t *(*node_status)(void *userdata);

@@ -106,6 +106,8 @@ typedef struct ps_pool_config {
         char **env;               /* "KEY=VALUE"                            */
         size_t n_env;
         bool shared_devices;      /* may share devices with pools that also say so */
+        bool engine_metrics;      /* scrape the engine's own metrics        */
+        char *engine_metrics_path; /* "/metrics"                            */
         ps_policy *policy;        /* defaults + the pool's "policy"         */
 } ps_pool_config;
 

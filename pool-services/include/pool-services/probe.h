@@ -42,6 +42,18 @@ ps_prober *ps_prober_free(ps_prober *prober);
 int ps_prober_get(ps_prober *prober, const char *url, int64_t timeout_ms,
                   ps_probe_fn fn, void *userdata, ps_probe **ret);
 
+/*
+ * The same transfer, keeping the body: a 2xx answer's body (at most
+ * body_max bytes; a longer one fails the fetch with "... a body over N
+ * bytes") reaches the callback NUL-terminated, borrowed for the call.
+ * Other results get "" and 0. Used to scrape engines' /metrics.
+ */
+typedef void (*ps_fetch_fn)(ps_probe_result result, long http_status, const char *detail,
+                            const char *body, size_t body_len, void *userdata);
+
+int ps_prober_fetch(ps_prober *prober, const char *url, int64_t timeout_ms, size_t body_max,
+                    ps_fetch_fn fn, void *userdata, ps_probe **ret);
+
 /* Cancels a probe in flight: its callback will not run. */
 void ps_probe_cancel(ps_probe *probe);
 

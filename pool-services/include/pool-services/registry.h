@@ -69,6 +69,9 @@ ps_replica *ps_registry_find(ps_registry *reg, const char *pool_id,
                              const char *replica_id);
 /* The i-th replica of a pool, in the order added; NULL past the end. */
 ps_replica *ps_registry_replica_at(ps_registry *reg, const char *pool_id, size_t i);
+/* The id of the i-th pool, in the order added; NULL past the end. Borrowed:
+ * valid until the pool is removed. */
+const char *ps_registry_pool_id_at(const ps_registry *reg, size_t i);
 bool ps_registry_has_pool(const ps_registry *reg, const char *pool_id);
 size_t ps_registry_pool_count(const ps_registry *reg);
 /* Leases held on a pool; 0 for an unknown pool. */
@@ -159,6 +162,9 @@ bool ps_replica_draining(const ps_replica *r);
 bool ps_replica_external(const ps_replica *r);
 /* The primary engine's pid, 0 when none runs. */
 int ps_replica_pid(const ps_replica *r);
+/* The engine's base URL ("http://127.0.0.1:8081", no trailing slash) as
+ * snprintf(3) writes it: the length it needed. */
+int ps_replica_url(const ps_replica *r, char *buf, size_t len);
 unsigned ps_replica_crash_count(const ps_replica *r);
 unsigned ps_replica_restart_count(const ps_replica *r);
 json_t *ps_replica_snapshot(const ps_replica *r);

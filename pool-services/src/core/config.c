@@ -474,6 +474,7 @@ static void pool_clear(ps_pool_config *p) {
         free(p->cuda_visible_devices);
         free(p->split);
         free(p->tensor_split);
+        free(p->engine_metrics_path);
         strv_free(p->env, p->n_env);
         ps_policy_free(p->policy);
 }
@@ -990,11 +991,12 @@ static int parse_pool(ctx *c, ps_config *cfg, const json_t *obj, size_t i) {
         static const char *const keys[] = {
                 "id", "engine", "engine_version", "binary", "args", "model_path", "host",
                 "port", "replicas", "device_mask", "split", "slots", "vram_required_bytes",
-                "ram_required_bytes", "env", "policy", "shared_devices", NULL,
+                "ram_required_bytes", "env", "policy", "shared_devices", "engine_metrics",
+                "engine_metrics_path", NULL,
         };
         ps_pool_config *p = &cfg->pools[i];
         const char *id = NULL, *engine = NULL, *version = NULL, *host = DEFAULT_HOST;
-        const char *mask_text = NULL, *split = NULL;
+        const char *mask_text = NULL, *split = NULL, *metrics_path = "/metrics";
         const json_t *args = NULL, *env = NULL, *policy = NULL;
         json_int_t port = 0, replicas = 1, slots = 1, vram = 0, ram = 0;
         char where[WHERE_MAX], at[WHERE_MAX + 32], text[PS_DEVICES_MAX * PS_GPU_UUID_MAX];
@@ -1083,7 +1085,16 @@ static int parse_pool(ctx *c, ps_config *cfg, const json_t *obj, size_t i) {
                                     (unsigned) o->port, port_last(o), j, o->id);
         }
 
-        r = get_bool(c, obj, where, "shared_devices", &p->shared_devices);
+        r = get_bool(c, obj, where, "engine_metrics", &p->engine_metrics);
+        if (!r)
+                r = get_word(c, obj, where, "engine_metrics_path", false, &metrics_path);
+        if (!r && (metrics_path[0] != '/' || strchr(metrics_path, '#')))
+                r = fail(c, "%s.engine_metrics_path: must be a URL path starting with '/' "
+                         "(no '#'), got \"" SHOWN "\"", where, metrics_path);
+        if (!r)
+                r = str_set(&p->engine_metrics_path, metrics_path);
+        if (!r)
+                r = get_bool(c, obj, where, "shared_devices", &p->shared_devices);
         if (!r)
                 r = get_string(c, obj, where, "device_mask", false, &mask_text);
         if (r)

@@ -142,6 +142,10 @@ ps_replica *ps_registry_replica_at(ps_registry *reg, const char *pool_id, size_t
         return p && i < p->n_replicas ? p->replicas[i] : NULL;
 }
 
+const char *ps_registry_pool_id_at(const ps_registry *reg, size_t i) {
+        return i < reg->n_pools ? reg->pools[i].id : NULL;
+}
+
 bool ps_registry_has_pool(const ps_registry *reg, const char *pool_id) {
         return pool_find(reg, pool_id) != NULL;
 }

@@ -39,10 +39,14 @@ struct ps_probe {
         ps_prober *prober;
         CURL *easy;
         ps_probe_fn fn;
+        ps_fetch_fn fetch_fn;     /* a fetch keeps the body; fn is NULL */
         void *userdata;
         int64_t timeout_ms;
         size_t body_bytes;
+        size_t body_max;
+        char *body;               /* fetches only; NUL-terminated */
         bool body_too_big;
+        bool body_oom;
         bool completing;          /* in its callback: cancel is a no-op */
         ps_probe *prev, *next;
 };
@@ -187,10 +191,20 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
         ps_probe *p = userdata;
         size_t n = size * nmemb;
 
-        (void) data;
-        if (n > PROBE_BODY_MAX - p->body_bytes) {
+        if (n > p->body_max - p->body_bytes) {
                 p->body_too_big = true;
                 return 0;         /* anything but n aborts the transfer */
+        }
+        if (p->fetch_fn) {
+                char *grown = realloc(p->body, p->body_bytes + n + 1);
+
+                if (!grown) {
+                        p->body_oom = true;
+                        return 0;
+                }
+                p->body = grown;
+                memcpy(p->body + p->body_bytes, data, n);
+                p->body[p->body_bytes + n] = '\0';
         }
         p->body_bytes += n;
         return n;
@@ -207,6 +221,11 @@ static void probe_unlink(ps_probe *p) {
                 p->next->prev = p->prev;
         p->prev = p->next = NULL;
         prober->n_probes--;
+}
+
+static void probe_free(ps_probe *p) {
+        free(p->body);
+        free(p);
 }
 
 /* Takes the probe off curl and off the list; frees nothing else. */
@@ -234,8 +253,12 @@ static ps_probe_result classify(ps_probe *p, CURLcode code, char *detail, size_t
                 return PS_PROBE_TIMEOUT;
         }
         if (code == CURLE_WRITE_ERROR && p->body_too_big) {
-                snprintf(detail, size, "HTTP %ld with a body over %d bytes", status,
-                         PROBE_BODY_MAX);
+                snprintf(detail, size, "HTTP %ld with a body over %zu bytes", status,
+                         p->body_max);
+                return PS_PROBE_FAILED;
+        }
+        if (code == CURLE_WRITE_ERROR && p->body_oom) {
+                snprintf(detail, size, "out of memory reading the body");
                 return PS_PROBE_FAILED;
         }
 
@@ -258,8 +281,13 @@ static void complete(ps_probe *p, CURLcode code) {
         result = classify(p, code, detail, sizeof(detail), &http_status);
         probe_detach(p);
         p->completing = true;
-        p->fn(result, http_status, detail, p->userdata);
-        free(p);
+        if (p->fetch_fn)
+                p->fetch_fn(result, http_status, detail,
+                            result == PS_PROBE_OK && p->body ? p->body : "",
+                            result == PS_PROBE_OK ? p->body_bytes : 0, p->userdata);
+        else
+                p->fn(result, http_status, detail, p->userdata);
+        probe_free(p);
 }
 
 /* Every completed transfer, after every socket_action: a finished probe
@@ -336,7 +364,7 @@ ps_prober *ps_prober_free(ps_prober *prober) {
                 ps_probe *p = prober->probes;
 
                 probe_detach(p);
-                free(p);
+                probe_free(p);
         }
         /* curl_multi_cleanup may still close sockets and move the timer: the
          * callbacks' state stays valid until it returns. */
@@ -387,22 +415,11 @@ static int probe_setup(ps_probe *p, const char *url) {
         return rc == CURLE_OK ? 0 : curl_to_errno(rc);
 }
 
-int ps_prober_get(ps_prober *prober, const char *url, int64_t timeout_ms,
-                  ps_probe_fn fn, void *userdata, ps_probe **ret) {
-        ps_probe *p;
+static int probe_start(ps_prober *prober, ps_probe *p, const char *url, ps_probe **ret) {
         CURLMcode mrc;
         int r;
 
-        if (!prober || !url || !fn || timeout_ms <= 0)
-                return -EINVAL;
-
-        p = calloc(1, sizeof(*p));
-        if (!p)
-                return -ENOMEM;
         p->prober = prober;
-        p->fn = fn;
-        p->userdata = userdata;
-        p->timeout_ms = timeout_ms;
         p->easy = curl_easy_init();
         if (!p->easy) {
                 free(p);
@@ -433,11 +450,43 @@ int ps_prober_get(ps_prober *prober, const char *url, int64_t timeout_ms,
         return 0;
 }
 
+int ps_prober_get(ps_prober *prober, const char *url, int64_t timeout_ms,
+                  ps_probe_fn fn, void *userdata, ps_probe **ret) {
+        ps_probe *p;
+
+        if (!prober || !url || !fn || timeout_ms <= 0)
+                return -EINVAL;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->fn = fn;
+        p->userdata = userdata;
+        p->timeout_ms = timeout_ms;
+        p->body_max = PROBE_BODY_MAX;
+        return probe_start(prober, p, url, ret);
+}
+
+int ps_prober_fetch(ps_prober *prober, const char *url, int64_t timeout_ms, size_t body_max,
+                    ps_fetch_fn fn, void *userdata, ps_probe **ret) {
+        ps_probe *p;
+
+        if (!prober || !url || !fn || timeout_ms <= 0 || body_max == 0 || body_max >= SIZE_MAX / 2)
+                return -EINVAL;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->fetch_fn = fn;
+        p->userdata = userdata;
+        p->timeout_ms = timeout_ms;
+        p->body_max = body_max;
+        return probe_start(prober, p, url, ret);
+}
+
 void ps_probe_cancel(ps_probe *probe) {
         if (!probe || probe->completing)
                 return;
         probe_detach(probe);
-        free(probe);
+        probe_free(probe);
 }
 
 unsigned ps_prober_in_flight(const ps_prober *prober) {

@@ -959,6 +959,12 @@ int ps_replica_pid(const ps_replica *r) {
         return e ? (int) ps_engine_pid(e) : 0;
 }
 
+int ps_replica_url(const ps_replica *r, char *buf, size_t len) {
+        if (r->ext_url)
+                return snprintf(buf, len, "%s", r->ext_url);
+        return ps_engine_spec_url(r->current, buf, len);
+}
+
 static json_t *opt_str(const char *s) {
         return s ? json_string(s) : json_null();
 }
@@ -979,10 +985,7 @@ json_t *ps_replica_snapshot(const ps_replica *r) {
         int64_t ready_at = ready ? r->ready_wall_ms : 0;
         json_t *j;
 
-        if (r->ext_url)
-                snprintf(url, sizeof(url), "%s", r->ext_url);
-        else
-                ps_engine_spec_url(s, url, sizeof(url));
+        ps_replica_url(r, url, sizeof(url));
         slots_free = r->has_slots_free ? r->ext_slots_free :
                      pd_sat_sub_u32(s->slots, in->leases);
         if (!ready)

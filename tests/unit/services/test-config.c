@@ -177,6 +177,8 @@ static void test_pool_defaults(void **state) {
         assert_int_equal(p->vram_required_bytes, 0);
         assert_int_equal(p->n_env, 0);
         assert_false(p->shared_devices);
+        assert_false(p->engine_metrics);
+        assert_string_equal(p->engine_metrics_path, "/metrics");
         assert_true(policy_equal(p->policy, cfg->defaults));
         assert_ptr_equal(ps_config_find_pool(cfg, "a"), p);
         assert_null(ps_config_find_pool(cfg, "b"));
@@ -225,7 +227,8 @@ static void test_every_key_is_read(void **state) {
                 "              \"split\": \"auto\", \"slots\": 4, \"vram_required_bytes\": 100,"
                 "              \"env\": {\"A\": \"1\", \"B_2\": \"x=y\"},"
                 "              \"policy\": {\"backoff\": {\"initial_ms\": 10}},"
-                "              \"shared_devices\": true},"
+                "              \"shared_devices\": true, \"engine_metrics\": true,"
+                "              \"engine_metrics_path\": \"/v2/metrics?format=text\"},"
                 "            {\"id\": \"cpu\", \"engine\": \"vllm\", \"engine_version\": \"0.6.1+cu124\","
                 "              \"binary\": \"/opt/engines/vllm\", \"port\": 8091,"
                 "              \"device_mask\": \"none\"}],"
@@ -275,6 +278,8 @@ static void test_every_key_is_read(void **state) {
         assert_string_equal(p->env[0], "A=1");
         assert_string_equal(p->env[1], "B_2=x=y");
         assert_true(p->shared_devices);
+        assert_true(p->engine_metrics);
+        assert_string_equal(p->engine_metrics_path, "/v2/metrics?format=text");
         /* defaults + its own keys */
         assert_int_equal(policy_int(p->policy, "health", "interval_ms"), 50);
         assert_int_equal(policy_int(p->policy, "backoff", "initial_ms"), 10);
@@ -492,6 +497,16 @@ static const error_case error_cases[] = {
           "\"shared_devices\": true to share it" },
         { ONE_POOL(", \"shared_devices\": 1"),
           "pools[0].shared_devices: must be true or false, got an integer" },
+        { ONE_POOL(", \"engine_metrics\": \"yes\""),
+          "pools[0].engine_metrics: must be true or false, got a string" },
+        { ONE_POOL(", \"engine_metrics_path\": \"metrics\""),
+          "pools[0].engine_metrics_path: must be a URL path starting with '/' (no '#'), "
+          "got \"metrics\"" },
+        { ONE_POOL(", \"engine_metrics_path\": \"/a b\""),
+          "pools[0].engine_metrics_path: must be at most 255 characters without spaces, "
+          "got \"/a b\"" },
+        { ONE_POOL(", \"engine_metrics_path\": \"\""),
+          "pools[0].engine_metrics_path: must not be empty" },
         { ONE_POOL(", \"split\": \"0.5,0.5\""), "pools[0].split: mask has 1 device, split gives 2" },
         { "{" FAKE_GPU ", \"pools\": [{\"id\": \"a\", \"engine\": \"x\", \"engine_version\": \"1\","
           " \"binary\": \"/bin/x\", \"port\": 8081, \"device_mask\": \"0,1\","
