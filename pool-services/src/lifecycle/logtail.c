@@ -56,8 +56,10 @@ struct ps_logtail {
         int file_wd;
         int dir_wd;
         int64_t offset;
-        char *line;               /* the partial line, up to LINE_MAX_BYTES; lazily */
+        char *line;               /* the partial line, up to LINE_MAX_BYTES; NULL
+                                     while no line waits for its newline  */
         size_t line_len;
+        size_t line_cap;
         bool want_read;
         bool want_check;          /* the file may have been replaced */
         bool reading;
@@ -285,14 +287,37 @@ static void deliver(ps_logtail *tail, const char *p, size_t n) {
 static void flush_partial(ps_logtail *tail) {
         if (tail->line_len > 0) {
                 size_t n = tail->line_len;
+                char *line = tail->line;
 
-                tail->line_len = 0;
-                deliver(tail, tail->line, n);
+                tail->line = NULL;
+                tail->line_len = tail->line_cap = 0;
+                deliver(tail, line, n);
+                free(line);
         }
 }
 
-/* Splits bytes into lines. The buffer holds only an unfinished line, so it
- * is allocated when one first waits for its newline. */
+/* Room for need bytes of unfinished line (need <= LINE_MAX_BYTES). */
+static bool line_reserve(ps_logtail *tail, size_t need) {
+        size_t cap = tail->line_cap ? tail->line_cap : 256;
+        char *p;
+
+        if (need <= tail->line_cap)
+                return true;
+        while (cap < need)
+                cap *= 2;
+        if (cap > LINE_MAX_BYTES)
+                cap = LINE_MAX_BYTES;
+        p = realloc(tail->line, cap);
+        if (!p)
+                return false;
+        tail->line = p;
+        tail->line_cap = cap;
+        return true;
+}
+
+/* Splits bytes into lines. The buffer holds only an unfinished line: it
+ * is allocated when one waits for its newline and freed once the line is
+ * whole, so a thousand quiet engines hold no buffers. */
 static void consume(ps_logtail *tail, const char *p, size_t n) {
         while (n > 0 && !tail->dead) {
                 const char *nl = memchr(p, '\n', n);
@@ -303,7 +328,7 @@ static void consume(ps_logtail *tail, const char *p, size_t n) {
 
                 if (!nl && seg <= room) {
                         /* unfinished: wait for the rest */
-                        if (!tail->line && !(tail->line = malloc(LINE_MAX_BYTES))) {
+                        if (!line_reserve(tail, tail->line_len + n)) {
                                 deliver(tail, p, n);    /* no memory: as it is */
                                 return;
                         }
@@ -316,10 +341,26 @@ static void consume(ps_logtail *tail, const char *p, size_t n) {
                         deliver(tail, p, take);
                 } else {
                         size_t len = tail->line_len + take;
+                        char *line = tail->line;
 
-                        memcpy(tail->line + tail->line_len, p, take);
+                        if (!line_reserve(tail, len)) {
+                                /* no memory: both parts, as they are */
+                                deliver(tail, tail->line, tail->line_len);
+                                deliver(tail, p, take);
+                                free(tail->line);
+                                tail->line = NULL;
+                                tail->line_len = tail->line_cap = 0;
+                                p += skip;
+                                n -= skip;
+                                continue;
+                        }
+                        line = tail->line;
+                        memcpy(line + tail->line_len, p, take);
+                        tail->line = NULL;
+                        tail->line_cap = 0;
                         tail->line_len = 0;
-                        deliver(tail, tail->line, len);
+                        deliver(tail, line, len);
+                        free(line);
                 }
                 p += skip;
                 n -= skip;

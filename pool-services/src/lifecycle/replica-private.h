@@ -69,8 +69,8 @@ struct ps_replica {
         replica_inst inst[PD_INSTANCE_MAX];
         replica_timer timers[PD_TIMER_MAX][PD_INSTANCE_MAX];
 
-        queued_event queue[REPLICA_QUEUE_MAX];
-        unsigned q_head, q_len;
+        queued_event *queue;        /* ring of q_cap, grown on demand      */
+        unsigned q_cap, q_head, q_len;
         bool stepping;
 
         pending_reply pending[PD_REPLY_MAX];

@@ -82,17 +82,38 @@ static const char *engine_version(const ps_replica *r) {
 
 /* ---- queue -------------------------------------------------------------- */
 
+/* The queue starts small and doubles up to REPLICA_QUEUE_MAX: most
+ * replicas never hold more than a few events at once, and a node may run
+ * a thousand of them. */
+static bool queue_grow(ps_replica *r) {
+        unsigned cap = r->q_cap ? r->q_cap * 2 : 4;
+        queued_event *q;
+
+        if (cap > REPLICA_QUEUE_MAX)
+                return false;
+        q = malloc(cap * sizeof(*q));
+        if (!q)
+                return false;
+        for (unsigned i = 0; i < r->q_len; i++)
+                q[i] = r->queue[(r->q_head + i) % r->q_cap];
+        free(r->queue);
+        r->queue = q;
+        r->q_cap = cap;
+        r->q_head = 0;
+        return true;
+}
+
 static void enqueue(ps_replica *r, const pd_event *ev) {
         queued_event *q;
 
-        if (r->q_len == REPLICA_QUEUE_MAX) {
+        if (r->q_len == r->q_cap && !queue_grow(r)) {
                 /* Cannot happen with the machine's bounded fan-out; losing an
                  * event silently would be worse than saying so. */
                 EMIT(r, PS_EVENT_GENERIC, PS_LOG_ERROR, "event queue full: event dropped",
                      PS_FIELD_STR("event", pd_event_type_to_string(ev->type)));
                 return;
         }
-        q = &r->queue[(r->q_head + r->q_len++) % REPLICA_QUEUE_MAX];
+        q = &r->queue[(r->q_head + r->q_len++) % r->q_cap];
         q->ev = *ev;
         q->detail[0] = '\0';
         if (ev->detail)
@@ -723,7 +744,7 @@ static void run(ps_replica *r) {
                 unsigned crashes = r->lc.crash_count;
                 int rc;
 
-                r->q_head = (r->q_head + 1) % REPLICA_QUEUE_MAX;
+                r->q_head = (r->q_head + 1) % r->q_cap;
                 r->q_len--;
                 q.ev.detail = q.detail[0] ? q.detail : NULL;
                 rc = pd_lifecycle_step(&r->lc, policy(r), &q.ev, mono_now(r), &r->rng, &out);
@@ -740,6 +761,7 @@ static void run(ps_replica *r) {
         if (r->correlation_id && (r->lc.state == PD_STATE_READY || r->lc.state == PD_STATE_FAILED ||
                                   r->lc.state == PD_STATE_STOPPED)) {
                 free(r->correlation_id);
+        free(r->queue);
                 r->correlation_id = NULL;
         }
         registry_replica_settled(reg);
