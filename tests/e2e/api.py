@@ -69,8 +69,23 @@ class Node:
         return self
 
     def __exit__(self, *exc):
-        self.daemon.__exit__(*exc)
+        if self.daemon:
+            self.daemon.__exit__(*exc)
+        self.kill_engines()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def kill_engines(self):
+        """A scenario that failed left the daemon killed and its engines
+        running: end them by their PID files, so no engine outlives a test."""
+        engines = os.path.join(self.dir, "run")
+        for name in os.listdir(engines) if os.path.isdir(engines) else ():
+            if not name.endswith(".pid"):
+                continue
+            try:
+                with open(os.path.join(engines, name)) as f:
+                    os.killpg(int(f.read().split()[0]), signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
 
     def request(self, method, path, body=None, headers=None):
         if body is not None and not isinstance(body, (bytes, str)):
