@@ -25,6 +25,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "pool-services/config-diff.h"
 #include "pool-services/drain.h"
 #include "pool-services/lease.h"
 #include "pool-services/probe.h"
@@ -897,6 +898,86 @@ static void test_reload_verifies_sha256_before_touching_anything(void **state) {
         assert_int_equal(ps_pool_reload(f->reg, "sha", &req, on_reloaded, f, err, sizeof(err)), PS_E_DRAINING);
 }
 
+/* ---- configuration reload -------------------------------------------------- */
+
+static ps_config *config_of(const char *pools) {
+        char text[4096], err[512], *bin = realpath(fake_engine(), NULL);
+        ps_config *cfg = NULL;
+
+        assert_non_null(bin);
+        snprintf(text, sizeof(text),
+                 "{\"gpu\": {\"backend\": \"fake\", \"devices\": [{\"index\": 0, \"vram_total_bytes\": 1000}]},"
+                 " \"defaults\": {\"health\": {\"interval_ms\": 50, \"startup_timeout_ms\": 5000},"
+                 "               \"stop_grace_ms\": 1000},"
+                 " \"pools\": [%s]}", pools);
+        for (char *p = strstr(text, "BIN"); p; p = strstr(text, "BIN")) {
+                char rest[4096];
+
+                snprintf(rest, sizeof(rest), "%s", p + 3);
+                snprintf(p, sizeof(text) - (size_t) (p - text), "%s%s", bin, rest);
+        }
+        free(bin);
+        if (ps_config_load_string(text, "/tmp", &cfg, err, sizeof(err)) != 0)
+                fail_msg("%s\n%s", err, text);
+        return cfg;
+}
+
+#define CFG_POOL(id, version) \
+        "{\"id\": \"" id "\", \"engine\": \"llamacpp\", \"engine_version\": \"" version "\"," \
+        " \"binary\": \"BIN\", \"shared_devices\": true, \"device_mask\": \"0\", \"port\": %u," \
+        " \"args\": [\"--port\", \"{port}\"]}"
+
+static bool config_settled(fx *f, void *arg) {
+        ps_replica *fresh = ps_registry_find(f->reg, "fresh", "r0");
+        ps_replica *bumped = ps_registry_find(f->reg, "bumped", "r0");
+        json_t *s = bumped ? ps_replica_snapshot(bumped) : NULL;
+        bool done = !ps_registry_has_pool(f->reg, "gone") && fresh && ps_replica_ready(fresh) &&
+                    s && strcmp(json_string_value(json_object_get(s, "engine_version")), "b2") == 0 &&
+                    ps_replica_ready(bumped);
+
+        (void) arg;
+        json_decref(s);
+        return done;
+}
+
+static void test_config_reload_adds_removes_and_reloads(void **state) {
+        fx *f = *state;
+        char pools[2048];
+        ps_config *old, *next;
+        ps_config_replica *list = NULL;
+        size_t n = 0;
+        ps_replica *r, *keep;
+        uint16_t pk = free_port_pair(), pg = free_port_pair(), pb = free_port_pair(), pf = free_port_pair();
+        char err[512];
+        int keep_pid;
+
+        snprintf(pools, sizeof(pools), CFG_POOL("keep", "b1") "," CFG_POOL("gone", "b1") ","
+                 CFG_POOL("bumped", "b1"), pk, pg, pb);
+        old = config_of(pools);
+        snprintf(pools, sizeof(pools), CFG_POOL("keep", "b1") "," CFG_POOL("bumped", "b2") ","
+                 CFG_POOL("fresh", "b1"), pk, pb, pf);
+        next = config_of(pools);
+
+        assert_int_equal(ps_config_replicas(old, &list, &n, err, sizeof(err)), 0);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(ps_registry_add(f->reg, list[i].spec, list[i].policy, &r, err, sizeof(err)), 0);
+                preload(f, r);
+        }
+        ps_config_replicas_free(list, n);
+        keep = ps_registry_find(f->reg, "keep", "r0");
+        keep_pid = ps_replica_pid(keep);
+
+        assert_int_equal(ps_registry_apply_config(f->reg, old, next, err, sizeof(err)), 0);
+        ps_config_free(old);
+        ps_config_free(next);
+        run_until(f, config_settled, NULL, WAIT_MS);
+        assert_true(config_settled(f, NULL));
+        /* the unchanged pool was not touched */
+        assert_int_equal(ps_replica_pid(keep), keep_pid);
+        assert_true(ps_replica_ready(keep));
+        assert_int_equal(ps_registry_pool_count(f->reg), 3);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void) {
@@ -913,6 +994,7 @@ int main(void) {
                 T(test_reload_to_the_running_model_is_a_noop),
                 T(test_reload_surge_stays_ready),
                 T(test_reload_verifies_sha256_before_touching_anything),
+                T(test_config_reload_adds_removes_and_reloads),
         };
         signal(SIGPIPE, SIG_IGN);
         return cmocka_run_group_tests(tests, NULL, NULL);
