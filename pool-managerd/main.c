@@ -24,6 +24,7 @@
 #include "pool-api/bind-addr.h"
 #include "pool-api/server.h"
 #include "pool-services/config.h"
+#include "pool-services/config-diff.h"
 #include "pool-services/event.h"
 #include "pool-services/gpu-monitor.h"
 #include "pool-services/inventory.h"
@@ -62,6 +63,10 @@ typedef struct manager {
         pm_cloud *cloud;
         struct event *sigterm;
         struct event *sigint;
+        struct event *sighup;
+        const char *config_path;  /* re-read on SIGHUP                       */
+        ps_config **retired;      /* earlier configurations: still borrowed  */
+        size_t n_retired;
         bool stopping;
         unsigned preloads_pending;
 } manager;
@@ -87,7 +92,7 @@ static void usage(FILE *f) {
               "  -V, --version             show the version and exit\n"
               "\n"
               "Logs are JSON lines on stderr. SIGTERM or SIGINT stops the engines and the\n"
-              "daemon; a second one exits at once.\n",
+              "daemon; a second one exits at once. SIGHUP re-reads the configuration file.\n",
               f);
 }
 
@@ -209,6 +214,40 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
         pm_cloud_stop(m->cloud, on_cloud_stopped, m);
 }
 
+/* SIGHUP: the file again; a bad one changes nothing. */
+static void on_reload_config(evutil_socket_t sig, short what, void *userdata) {
+        manager *m = userdata;
+        ps_config *next = NULL, **retired;
+        char err[512];
+
+        (void) sig;
+        (void) what;
+        if (m->stopping)
+                return;
+        if (!m->config_path) {
+                ps_log(m->log, PS_LOG_WARN, "SIGHUP: no configuration file to reload");
+                return;
+        }
+        if (ps_config_load(m->config_path, NULL, NULL, &next, err, sizeof(err)) != 0 ||
+            ps_registry_apply_config(m->registry, m->config, next, err, sizeof(err)) != 0) {
+                ps_log(m->log, PS_LOG_ERROR, "configuration reload rejected; keeping the running state",
+                       PS_FIELD_STR("config", m->config_path), PS_FIELD_STR("error", err));
+                ps_config_free(next);
+                return;
+        }
+        /* The API and the context borrow the old one until exit. */
+        retired = realloc(m->retired, (m->n_retired + 1) * sizeof(*retired));
+        if (!retired) {
+                ps_config_free(next);
+                return;
+        }
+        m->retired = retired;
+        m->retired[m->n_retired++] = m->config;
+        m->config = next;
+        ps_log(m->log, PS_LOG_INFO, "configuration reloaded", PS_FIELD_STR("config", m->config_path),
+               PS_FIELD_INT("pools", (int64_t) next->n_pools));
+}
+
 static void on_preloaded(bool ok, const char *message, void *userdata) {
         manager *m = userdata;
 
@@ -328,6 +367,11 @@ static void manager_done(manager *m) {
                 event_free(m->sigterm);
         if (m->sigint)
                 event_free(m->sigint);
+        if (m->sighup)
+                event_free(m->sighup);
+        for (size_t i = 0; i < m->n_retired; i++)
+                ps_config_free(m->retired[i]);
+        free(m->retired);
         if (m->base)
                 event_base_free(m->base);
         m->metrics = ps_metrics_free(m->metrics);
@@ -421,9 +465,11 @@ static int run(const options *o) {
          * must reach on_signal(), not the default action. */
         m.sigterm = evsignal_new(m.base, SIGTERM, on_signal, &m);
         m.sigint = evsignal_new(m.base, SIGINT, on_signal, &m);
-        if (!m.sigterm || !m.sigint || evsignal_add(m.sigterm, NULL) < 0 ||
-            evsignal_add(m.sigint, NULL) < 0) {
-                ps_log(m.log, PS_LOG_ERROR, "cannot watch SIGTERM and SIGINT");
+        m.sighup = evsignal_new(m.base, SIGHUP, on_reload_config, &m);
+        m.config_path = o->config;
+        if (!m.sigterm || !m.sigint || !m.sighup || evsignal_add(m.sigterm, NULL) < 0 ||
+            evsignal_add(m.sigint, NULL) < 0 || evsignal_add(m.sighup, NULL) < 0) {
+                ps_log(m.log, PS_LOG_ERROR, "cannot watch SIGTERM, SIGINT and SIGHUP");
                 goto out;
         }
 

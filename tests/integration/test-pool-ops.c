@@ -25,9 +25,11 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "pool-services/config-diff.h"
 #include "pool-services/drain.h"
 #include "pool-services/lease.h"
 #include "pool-services/probe.h"
+#include "pool-services/reload.h"
 #include "pool-services/registry.h"
 
 #define WAIT_MS 20000
@@ -168,6 +170,35 @@ static uint16_t free_port(void) {
         assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &len), 0);
         close(fd);
         return ntohs(a.sin_port);
+}
+
+static bool port_free(uint16_t port) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                                 .sin_port = htons(port) };
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        bool ok;
+
+        assert_true(fd >= 0);
+        ok = bind(fd, (struct sockaddr *) &a, sizeof(a)) == 0;
+        close(fd);
+        return ok;
+}
+
+/* A port whose neighbour is free too (a surge engine goes to port + 1),
+ * below the ephemeral range so probe connections do not take it. */
+static uint16_t free_port_pair(void) {
+        static unsigned seed;
+
+        if (!seed)
+                seed = (unsigned) getpid();
+        for (int tries = 0; tries < 1000; tries++) {
+                uint16_t port = (uint16_t) (20000 + rand_r(&seed) % 10000);
+
+                if (port_free(port) && port_free((uint16_t) (port + 1)))
+                        return port;
+        }
+        fail_msg("no pair of free ports");
+        return 0;
 }
 
 /* A spec running the fake engine on `port` with extra arguments
@@ -551,6 +582,402 @@ static void test_drain_deadline_force_stops(void **state) {
         assert_int_equal(ps_registry_lease_count(f->reg), 0);
 }
 
+/* ---- reload ------------------------------------------------------------------ */
+
+/* sha256("abc") */
+#define ABC_SHA256 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+static void write_file(const char *path, const char *text) {
+        FILE *fp = fopen(path, "w");
+
+        assert_non_null(fp);
+        fputs(text, fp);
+        fclose(fp);
+}
+
+static char *slurp(const char *path) {
+        FILE *fp = fopen(path, "r");
+        char *buf = calloc(1, 1 << 16);
+
+        if (fp) {
+                size_t n = fread(buf, 1, (1 << 16) - 1, fp);
+
+                buf[n] = '\0';
+                fclose(fp);
+        }
+        return buf;
+}
+
+/* A ready pool whose engine runs `-m <dir>/model-a.gguf`; model-b.gguf
+ * (content "abc") lies beside it. */
+static ps_replica *model_pool(fx *f, const char *pool, const char *policy_json, const char *extra) {
+        char a[PATH_MAX], b[PATH_MAX];
+        ps_engine_spec *s;
+        ps_replica *r;
+
+        snprintf(a, sizeof(a), "%s/model-a.gguf", f->dir);
+        snprintf(b, sizeof(b), "%s/model-b.gguf", f->dir);
+        write_file(a, "model a");
+        write_file(b, "abc");
+        s = fake_spec_on(pool, "r0", free_port_pair(), 2, "-m", a, extra, NULL);
+        free(s->model_path);
+        s->model_path = strdup(a);
+        free(s->model_id);
+        s->model_id = strdup("model-a.gguf");
+        r = add(f, s, policy_json);
+        preload(f, r);
+        return r;
+}
+
+static void on_reloaded(int rc, const char *message, const json_t *result, void *userdata) {
+        fx *f = userdata;
+
+        (void) message;
+        f->reloaded = true;
+        f->reload_rc = rc;
+        json_decref(f->reload_result);
+        f->reload_result = json_deep_copy(result);
+}
+
+static bool reload_answered(fx *f, void *arg) {
+        (void) arg;
+        return f->reloaded;
+}
+
+static const char *result_str(fx *f, const char *key) {
+        return json_string_value(json_object_get(f->reload_result, key));
+}
+
+static void reload(fx *f, const char *pool, const ps_reload_request *req) {
+        char err[256];
+
+        f->reloaded = false;
+        if (ps_pool_reload(f->reg, pool, req, on_reloaded, f, err, sizeof(err)) != 0)
+                fail_msg("reload: %s", err);
+        assert_false(f->reloaded);   /* never answered from inside the call */
+}
+
+static void model_b(fx *f, char *path, size_t len) {
+        snprintf(path, len, "%s/model-b.gguf", f->dir);
+}
+
+static void test_reload_drain_first_swaps_the_model(void **state) {
+        fx *f = *state;
+        ps_replica *r = model_pool(f, "rl", NULL, NULL);
+        char b[PATH_MAX], path[PATH_MAX], err[256], *text;
+        ps_reload_request req = { .engine_version = "b7000", .drain_deadline_ms = 15000 };
+        int old_pid = ps_replica_pid(r);
+        ps_lease held, refused;
+        json_t *s;
+
+        model_b(f, b, sizeof(b));
+        req.model_path = b;
+        assert_int_equal(ps_lease_acquire(f->reg, "rl", 0, &held, err, sizeof(err)), 0);
+        reload(f, "rl", &req);
+        assert_true(ps_pool_reloading(f->reg, "rl"));
+        assert_int_equal(ps_pool_reload(f->reg, "rl", &req, on_reloaded, f, err, sizeof(err)), PS_E_CONFLICT);
+        assert_int_equal(ps_pool_drain(f->reg, "rl", 1000, NULL, NULL, NULL, err, sizeof(err)), PS_E_CONFLICT);
+
+        /* the old engine drains its lease first: no new one meanwhile */
+        run_until(f, never, NULL, 300);
+        assert_false(f->reloaded);
+        assert_int_equal(ps_replica_pid(r), old_pid);
+        assert_int_equal(ps_lease_acquire(f->reg, "rl", 0, &refused, err, sizeof(err)), PS_E_DRAINING);
+        assert_int_equal(ps_lease_release(f->reg, "rl", held.lease_id, err, sizeof(err)), 0);
+
+        run_until(f, reload_answered, NULL, WAIT_MS);
+        assert_true(f->reloaded);
+        assert_int_equal(f->reload_rc, 0);
+        assert_true(json_is_true(json_object_get(f->reload_result, "ok")));
+        assert_false(json_is_true(json_object_get(f->reload_result, "noop")));
+        assert_string_equal(result_str(f, "strategy"), "drain-first");
+        assert_string_equal(result_str(f, "model_id"), "model-b.gguf");
+        assert_string_equal(result_str(f, "engine_version"), "b7000");
+        assert_string_equal(json_string_value(json_object_get(json_object_get(f->reload_result, "previous"),
+                                                              "model_id")), "model-a.gguf");
+        assert_false(ps_pool_reloading(f->reg, "rl"));
+
+        /* ready on the new engine; ids and mask kept; handoff rewritten */
+        assert_true(ps_replica_ready(r));
+        assert_true(ps_replica_pid(r) > 0);
+        assert_int_not_equal(ps_replica_pid(r), old_pid);
+        s = ps_replica_snapshot(r);
+        assert_string_equal(json_string_value(json_object_get(s, "model_id")), "model-b.gguf");
+        assert_string_equal(json_string_value(json_object_get(s, "engine_version")), "b7000");
+        assert_string_equal(json_string_value(json_object_get(s, "replica_id")), "r0");
+        assert_string_equal(json_string_value(json_object_get(s, "device_mask")), "0");
+        json_decref(s);
+        snprintf(path, sizeof(path), "%s/engines/rl_r0.json", f->dir);
+        text = slurp(path);
+        assert_non_null(strstr(text, "model-b.gguf"));
+        assert_non_null(strstr(text, "b7000"));
+        free(text);
+        assert_int_equal(ps_lease_acquire(f->reg, "rl", 0, &held, err, sizeof(err)), 0);
+}
+
+static void test_reload_rolls_back_when_the_new_engine_never_gets_ready(void **state) {
+        fx *f = *state;
+        ps_replica *r = model_pool(f, "rb", "{\"health\": {\"startup_timeout_ms\": 1500}}", NULL);
+        const char *flags[] = { "--port", "{port}", "-m", "{model_path}", "--never-ready" };
+        char b[PATH_MAX], err[256];
+        ps_reload_request req = { .engine_version = "b7000", .flags = flags, .n_flags = 5 };
+        int old_pid = ps_replica_pid(r);
+        ps_lease l;
+        json_t *s;
+
+        model_b(f, b, sizeof(b));
+        req.model_path = b;
+        reload(f, "rb", &req);
+        run_until(f, reload_answered, NULL, WAIT_MS);
+        assert_true(f->reloaded);
+        assert_int_equal(f->reload_rc, PS_E_RELOAD_FAILED);
+        assert_string_equal(result_str(f, "reason"), "health");
+        assert_non_null(strstr(result_str(f, "error"), "startup timeout"));
+        assert_non_null(strstr(result_str(f, "error"), "rolled back"));
+
+        /* the old model serves again, from a restarted engine */
+        assert_true(ps_replica_ready(r));
+        assert_int_not_equal(ps_replica_pid(r), old_pid);
+        s = ps_replica_snapshot(r);
+        assert_string_equal(json_string_value(json_object_get(s, "model_id")), "model-a.gguf");
+        assert_string_equal(json_string_value(json_object_get(s, "engine_version")), "b6000");
+        assert_string_equal(json_string_value(json_object_get(s, "state")), "ready");
+        /* a reload failure is not an engine crash */
+        assert_int_equal(json_integer_value(json_object_get(s, "crash_count")), 0);
+        json_decref(s);
+        assert_int_equal(ps_lease_acquire(f->reg, "rb", 0, &l, err, sizeof(err)), 0);
+}
+
+static void test_reload_drain_timeout_leaves_the_engine_alone(void **state) {
+        fx *f = *state;
+        ps_replica *r = model_pool(f, "dt", NULL, NULL);
+        char b[PATH_MAX], err[256];
+        ps_reload_request req = { .drain_deadline_ms = 300 };
+        int old_pid = ps_replica_pid(r);
+        ps_lease held;
+
+        model_b(f, b, sizeof(b));
+        req.model_path = b;
+        assert_int_equal(ps_lease_acquire(f->reg, "dt", 0, &held, err, sizeof(err)), 0);
+        reload(f, "dt", &req);
+        run_until(f, reload_answered, NULL, WAIT_MS);
+        assert_int_equal(f->reload_rc, PS_E_DRAIN_TIMEOUT);
+        assert_string_equal(result_str(f, "reason"), "drain_timeout");
+        assert_non_null(strstr(result_str(f, "error"), "drain timeout"));
+        /* nothing was stopped: same engine, same model, lease still held */
+        assert_int_equal(ps_replica_pid(r), old_pid);
+        assert_true(ps_replica_ready(r));
+        assert_string_equal(result_str(f, "model_id"), "model-a.gguf");
+        assert_int_equal(ps_registry_active_leases(f->reg, "dt"), 1);
+        assert_int_equal(ps_lease_release(f->reg, "dt", held.lease_id, err, sizeof(err)), 0);
+}
+
+static void test_reload_to_the_running_model_is_a_noop(void **state) {
+        fx *f = *state;
+        ps_replica *r = model_pool(f, "same", NULL, NULL);
+        char a[PATH_MAX];
+        ps_reload_request req = { .engine_version = "b6000" };
+        int old_pid = ps_replica_pid(r);
+        size_t spawns = seen(f, "engine spawned");
+
+        snprintf(a, sizeof(a), "%s/model-a.gguf", f->dir);
+        req.model_path = a;
+        reload(f, "same", &req);
+        run_until(f, reload_answered, NULL, WAIT_MS);
+        assert_int_equal(f->reload_rc, 0);
+        assert_true(json_is_true(json_object_get(f->reload_result, "noop")));
+        assert_int_equal(ps_replica_pid(r), old_pid);
+        assert_int_equal(seen(f, "engine spawned"), spawns);
+        assert_true(ps_replica_ready(r));
+}
+
+static void test_reload_surge_stays_ready(void **state) {
+        fx *f = *state;
+        ps_replica *r = model_pool(f, "sg", NULL, NULL);
+        char b[PATH_MAX], err[256], old_url[300];
+        ps_reload_request req = { .strategy = PS_RELOAD_SURGE, .drain_deadline_ms = 15000 };
+        int old_pid = ps_replica_pid(r);
+        ps_lease old_lease, new_lease;
+        json_t *s;
+
+        model_b(f, b, sizeof(b));
+        req.model_path = b;
+        assert_int_equal(ps_lease_acquire(f->reg, "sg", 0, &old_lease, err, sizeof(err)), 0);
+        snprintf(old_url, sizeof(old_url), "%s", old_lease.url);
+        f->watch_ready = true;
+        f->lost_ready = false;
+        reload(f, "sg", &req);
+        run_until(f, reload_answered, NULL, WAIT_MS);
+        assert_int_equal(f->reload_rc, 0);
+        assert_string_equal(result_str(f, "strategy"), "surge");
+        assert_string_equal(result_str(f, "model_id"), "model-b.gguf");
+
+        /* the new engine serves on the spare port and takes the new leases;
+         * the old one still runs for the lease it holds */
+        assert_true(ps_replica_ready(r));
+        assert_int_not_equal(ps_replica_pid(r), old_pid);
+        assert_int_equal(kill(old_pid, 0), 0);
+        assert_int_equal(ps_lease_acquire(f->reg, "sg", 0, &new_lease, err, sizeof(err)), 0);
+        assert_string_not_equal(new_lease.url, old_url);
+        assert_int_equal(ps_registry_active_leases(f->reg, "sg"), 2);
+
+        /* its last lease ends: the old engine goes, the pool stays ready */
+        assert_int_equal(ps_lease_release(f->reg, "sg", old_lease.lease_id, err, sizeof(err)), 0);
+        for (int64_t until = mono_ms() + WAIT_MS; kill(old_pid, 0) == 0 && mono_ms() < until;)
+                event_base_loop(f->base, EVLOOP_ONCE);
+        assert_int_not_equal(kill(old_pid, 0), 0);
+        run_until(f, never, NULL, 100);
+        assert_false(f->lost_ready);
+        f->watch_ready = false;
+        s = ps_replica_snapshot(r);
+        assert_string_equal(json_string_value(json_object_get(s, "state")), "ready");
+        assert_int_equal(json_integer_value(json_object_get(s, "active_leases")), 1);
+        json_decref(s);
+        assert_int_equal(ps_lease_release(f->reg, "sg", new_lease.lease_id, err, sizeof(err)), 0);
+
+        /* and a second surge goes back to the home port */
+        snprintf(b, sizeof(b), "%s/model-a.gguf", f->dir);
+        req.model_path = b;
+        reload(f, "sg", &req);
+        run_until(f, reload_answered, NULL, WAIT_MS);
+        assert_int_equal(f->reload_rc, 0);
+        assert_int_equal(ps_lease_acquire(f->reg, "sg", 0, &new_lease, err, sizeof(err)), 0);
+        assert_string_equal(new_lease.url, old_url);
+}
+
+static void test_reload_verifies_sha256_before_touching_anything(void **state) {
+        fx *f = *state;
+        ps_replica *r = model_pool(f, "sha", NULL, NULL);
+        char b[PATH_MAX], missing[PATH_MAX], err[256];
+        ps_reload_request req = { .sha256 = "sha256:0000000000000000000000000000000000000000000000000000000000000000" };
+        int old_pid = ps_replica_pid(r);
+        json_t *s;
+
+        model_b(f, b, sizeof(b));
+        req.model_path = b;
+        reload(f, "sha", &req);
+        run_until(f, reload_answered, NULL, WAIT_MS);
+        assert_int_equal(f->reload_rc, PS_E_STAGE_FAILED);
+        assert_string_equal(result_str(f, "reason"), "checksum");
+        assert_non_null(strstr(result_str(f, "error"), "sha256 mismatch"));
+        assert_non_null(strstr(result_str(f, "error"), ABC_SHA256));
+        assert_int_equal(ps_replica_pid(r), old_pid);
+
+        snprintf(missing, sizeof(missing), "%s/nope.gguf", f->dir);
+        req.model_path = missing;
+        req.sha256 = NULL;
+        reload(f, "sha", &req);
+        run_until(f, reload_answered, NULL, WAIT_MS);
+        assert_int_equal(f->reload_rc, PS_E_STAGE_FAILED);
+        assert_string_equal(result_str(f, "reason"), "staging");
+        assert_non_null(strstr(result_str(f, "error"), "No such file"));
+        assert_int_equal(ps_replica_pid(r), old_pid);
+
+        req.model_path = b;
+        req.sha256 = ABC_SHA256;
+        reload(f, "sha", &req);
+        run_until(f, reload_answered, NULL, WAIT_MS);
+        assert_int_equal(f->reload_rc, 0);
+        s = ps_replica_snapshot(r);
+        assert_string_equal(json_string_value(json_object_get(s, "model_digest")), "sha256:" ABC_SHA256);
+        json_decref(s);
+
+        /* bad requests are refused at once, naming the field */
+        req.sha256 = "abc";
+        assert_int_equal(ps_pool_reload(f->reg, "sha", &req, on_reloaded, f, err, sizeof(err)), PS_E_INVALID);
+        assert_non_null(strstr(err, "sha256"));
+        req.sha256 = NULL;
+        req.model_path = "relative.gguf";
+        assert_int_equal(ps_pool_reload(f->reg, "sha", &req, on_reloaded, f, err, sizeof(err)), PS_E_INVALID);
+        assert_non_null(strstr(err, "model_path"));
+        req.model_path = NULL;
+        assert_int_equal(ps_pool_reload(f->reg, "sha", &req, on_reloaded, f, err, sizeof(err)), PS_E_INVALID);
+        req.model_path = b;
+        assert_int_equal(ps_pool_reload(f->reg, "none", &req, on_reloaded, f, err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(ps_pool_drain(f->reg, "sha", 10000, NULL, NULL, NULL, err, sizeof(err)), 0);
+        assert_int_equal(ps_pool_reload(f->reg, "sha", &req, on_reloaded, f, err, sizeof(err)), PS_E_DRAINING);
+}
+
+/* ---- configuration reload -------------------------------------------------- */
+
+static ps_config *config_of(const char *pools) {
+        char text[4096], err[512], *bin = realpath(fake_engine(), NULL);
+        ps_config *cfg = NULL;
+
+        assert_non_null(bin);
+        snprintf(text, sizeof(text),
+                 "{\"gpu\": {\"backend\": \"fake\", \"devices\": [{\"index\": 0, \"vram_total_bytes\": 1000}]},"
+                 " \"defaults\": {\"health\": {\"interval_ms\": 50, \"startup_timeout_ms\": 5000},"
+                 "               \"stop_grace_ms\": 1000},"
+                 " \"pools\": [%s]}", pools);
+        for (char *p = strstr(text, "BIN"); p; p = strstr(text, "BIN")) {
+                char rest[4096];
+
+                snprintf(rest, sizeof(rest), "%s", p + 3);
+                snprintf(p, sizeof(text) - (size_t) (p - text), "%s%s", bin, rest);
+        }
+        free(bin);
+        if (ps_config_load_string(text, "/tmp", &cfg, err, sizeof(err)) != 0)
+                fail_msg("%s\n%s", err, text);
+        return cfg;
+}
+
+#define CFG_POOL(id, version) \
+        "{\"id\": \"" id "\", \"engine\": \"llamacpp\", \"engine_version\": \"" version "\"," \
+        " \"binary\": \"BIN\", \"shared_devices\": true, \"device_mask\": \"0\", \"port\": %u," \
+        " \"args\": [\"--port\", \"{port}\"]}"
+
+static bool config_settled(fx *f, void *arg) {
+        ps_replica *fresh = ps_registry_find(f->reg, "fresh", "r0");
+        ps_replica *bumped = ps_registry_find(f->reg, "bumped", "r0");
+        json_t *s = bumped ? ps_replica_snapshot(bumped) : NULL;
+        bool done = !ps_registry_has_pool(f->reg, "gone") && fresh && ps_replica_ready(fresh) &&
+                    s && strcmp(json_string_value(json_object_get(s, "engine_version")), "b2") == 0 &&
+                    ps_replica_ready(bumped);
+
+        (void) arg;
+        json_decref(s);
+        return done;
+}
+
+static void test_config_reload_adds_removes_and_reloads(void **state) {
+        fx *f = *state;
+        char pools[2048];
+        ps_config *old, *next;
+        ps_config_replica *list = NULL;
+        size_t n = 0;
+        ps_replica *r, *keep;
+        uint16_t pk = free_port_pair(), pg = free_port_pair(), pb = free_port_pair(), pf = free_port_pair();
+        char err[512];
+        int keep_pid;
+
+        snprintf(pools, sizeof(pools), CFG_POOL("keep", "b1") "," CFG_POOL("gone", "b1") ","
+                 CFG_POOL("bumped", "b1"), pk, pg, pb);
+        old = config_of(pools);
+        snprintf(pools, sizeof(pools), CFG_POOL("keep", "b1") "," CFG_POOL("bumped", "b2") ","
+                 CFG_POOL("fresh", "b1"), pk, pb, pf);
+        next = config_of(pools);
+
+        assert_int_equal(ps_config_replicas(old, &list, &n, err, sizeof(err)), 0);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(ps_registry_add(f->reg, list[i].spec, list[i].policy, &r, err, sizeof(err)), 0);
+                preload(f, r);
+        }
+        ps_config_replicas_free(list, n);
+        keep = ps_registry_find(f->reg, "keep", "r0");
+        keep_pid = ps_replica_pid(keep);
+
+        assert_int_equal(ps_registry_apply_config(f->reg, old, next, err, sizeof(err)), 0);
+        ps_config_free(old);
+        ps_config_free(next);
+        run_until(f, config_settled, NULL, WAIT_MS);
+        assert_true(config_settled(f, NULL));
+        /* the unchanged pool was not touched */
+        assert_int_equal(ps_replica_pid(keep), keep_pid);
+        assert_true(ps_replica_ready(keep));
+        assert_int_equal(ps_registry_pool_count(f->reg), 3);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void) {
@@ -561,6 +988,13 @@ int main(void) {
                 T(test_drain_waits_for_leases_then_stops),
                 T(test_drain_without_leases_is_immediate),
                 T(test_drain_deadline_force_stops),
+                T(test_reload_drain_first_swaps_the_model),
+                T(test_reload_rolls_back_when_the_new_engine_never_gets_ready),
+                T(test_reload_drain_timeout_leaves_the_engine_alone),
+                T(test_reload_to_the_running_model_is_a_noop),
+                T(test_reload_surge_stays_ready),
+                T(test_reload_verifies_sha256_before_touching_anything),
+                T(test_config_reload_adds_removes_and_reloads),
         };
         signal(SIGPIPE, SIG_IGN);
         return cmocka_run_group_tests(tests, NULL, NULL);

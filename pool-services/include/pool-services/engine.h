@@ -56,6 +56,8 @@ int ps_engine_spawn(struct event_base *base, const ps_engine_spec *spec,
                     void *userdata, ps_engine **ret, char *err, size_t errlen);
 
 pid_t ps_engine_pid(const ps_engine *engine);
+/* Changes what the exit callback receives (its owner moved). */
+void ps_engine_set_userdata(ps_engine *engine, void *userdata);
 bool ps_engine_running(const ps_engine *engine);
 /* Paths of its log and PID files (valid for the object's lifetime). */
 const char *ps_engine_log_path(const ps_engine *engine);

@@ -28,3 +28,5 @@ void ps_logtail_drain(ps_logtail *tail);
 /* Seconds-free progress signal for stall detection: the offset read so far. */
 int64_t ps_logtail_offset(const ps_logtail *tail);
 ps_logtail *ps_logtail_free(ps_logtail *tail);
+/* Changes what the line callback receives (its owner moved). */
+void ps_logtail_set_userdata(ps_logtail *tail, void *userdata);

@@ -77,6 +77,10 @@ typedef struct child_plan {
         int n_groups;
 } child_plan;
 
+void ps_engine_set_userdata(ps_engine *engine, void *userdata) {
+        engine->userdata = userdata;
+}
+
 pid_t ps_engine_pid(const ps_engine *engine) {
         return engine ? engine->pid : 0;
 }

@@ -593,6 +593,10 @@ int64_t ps_logtail_offset(const ps_logtail *tail) {
         return tail ? tail->offset : 0;
 }
 
+void ps_logtail_set_userdata(ps_logtail *tail, void *userdata) {
+        tail->userdata = userdata;
+}
+
 ps_logtail *ps_logtail_free(ps_logtail *tail) {
         hub *h;
 

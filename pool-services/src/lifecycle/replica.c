@@ -433,8 +433,10 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
         in->dead = ps_engine_free(in->dead);
         in->tail = ps_logtail_free(in->tail);
         in->last_line[0] = '\0';
-        if (a->instance == PD_INSTANCE_SURGE) {
-                /* the surge engine must not clobber the primary's files */
+        if (spec->port != r->home_port) {
+                /* An engine on the spare port (a surge reload) must not
+                 * clobber the files of the one on the home port: the files
+                 * follow the port, so the two never share them. */
                 snprintf(surge_pid, sizeof(surge_pid), "%s_%s.surge.pid", spec->pool_id, spec->replica_id);
                 snprintf(surge_log, sizeof(surge_log), "engine-%s_%s.surge.log", spec->pool_id,
                          spec->replica_id);
@@ -527,15 +529,34 @@ static void act_stage(ps_replica *r) {
         enqueue(r, &ev);
 }
 
+/* The surge engine becomes the primary. Every callback (exit, log lines,
+ * probe timer) holds a pointer to the slot, not to its contents, so each
+ * is pointed at the slot its engine moves to; a probe in flight is
+ * cancelled and sent again. */
 static void swap_inst(ps_replica *r) {
-        replica_inst tmp = r->inst[PD_INSTANCE_PRIMARY];
+        replica_inst tmp;
 
+        for (int i = 0; i < PD_INSTANCE_MAX; i++) {
+                evtimer_del(r->inst[i].probe_timer);
+                if (r->inst[i].probe) {
+                        ps_probe_cancel(r->inst[i].probe);
+                        r->inst[i].probe = NULL;
+                }
+        }
+        tmp = r->inst[PD_INSTANCE_PRIMARY];
         r->inst[PD_INSTANCE_PRIMARY] = r->inst[PD_INSTANCE_SURGE];
         r->inst[PD_INSTANCE_SURGE] = tmp;
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
-                r->inst[i].id = (pd_instance_id) i;
-                /* callbacks hold pointers to the slot, not the contents */
-                event_assign(r->inst[i].probe_timer, r->ctx->base, -1, 0, on_probe_timer, &r->inst[i]);
+                replica_inst *in = &r->inst[i];
+
+                in->id = (pd_instance_id) i;
+                event_assign(in->probe_timer, r->ctx->base, -1, 0, on_probe_timer, in);
+                if (in->engine)
+                        ps_engine_set_userdata(in->engine, in);
+                if (in->tail)
+                        ps_logtail_set_userdata(in->tail, in);
+                if (in->probing)
+                        probe_schedule(in, policy(r)->health.interval_ms);
         }
 }
 
