@@ -244,6 +244,14 @@ static void on_reload_config(evutil_socket_t sig, short what, void *userdata) {
         m->retired = retired;
         m->retired[m->n_retired++] = m->config;
         m->config = next;
+        /* What requests are checked against (allowlist, policies,
+         * gpu.require), what preflight reads, which pools are scraped. The
+         * inventory stays the one the GPU monitor keeps current. */
+        pa_server_set_config(m->server, next);
+        m->preflight.config = next;
+        m->preflight.inventory = m->retired[0]->inventory;
+        if (m->engine_metrics)
+                ps_engine_metrics_configure(m->engine_metrics, next);
         ps_log(m->log, PS_LOG_INFO, "configuration reloaded", PS_FIELD_STR("config", m->config_path),
                PS_FIELD_INT("pools", (int64_t) next->n_pools));
 }

@@ -5,12 +5,14 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
 #include "pool-services/drain.h"
 #include "pool-services/lease.h"
+#include "pool-services/reload.h"
 #include "request-private.h"
 #include "routes-private.h"
 
@@ -183,4 +185,126 @@ void pa_route_drain(pa_request *r) {
                 return;
         }
         pa_reply_json(r, 202, ps_drain_info_to_json(pool_id, &info));
+}
+
+/* ---- reload ---------------------------------------------------------------- */
+
+static void on_reload_done(int rc, const char *message, const json_t *result, void *userdata) {
+        pa_deferred *reply = userdata;
+
+        if (rc == 0)
+                pa_deferred_reply_json(reply, 200, json_deep_copy(result));
+        else if (rc > 0)
+                pa_deferred_reply_error(reply, pa_code_from_services(rc), "%s", message);
+        else
+                pa_deferred_reply_error(reply, PA_CODE_INTERNAL, "%s", message ? message : "reload failed");
+}
+
+/* An optional string field; NULL when absent. -1 with a 400 sent. */
+static int body_string(pa_request *r, const json_t *body, const char *key, const char **ret) {
+        const json_t *v = json_object_get(body, key);
+
+        *ret = NULL;
+        if (!v || json_is_null(v))
+                return 0;
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            json_string_length(v) != strlen(json_string_value(v))) {
+                pa_reply_error(r, PA_CODE_INVALID_FIELD, "%s: must be a non-empty string", key);
+                return -1;
+        }
+        *ret = json_string_value(v);
+        return 0;
+}
+
+/* The request's fields, borrowed from body (flags: *flags, freed by the
+ * caller). -1 with a 400 sent. */
+static int reload_request(pa_request *r, const json_t *body, ps_reload_request *req,
+                          const char ***flags) {
+        static const char *const keys[] = {
+                "model_path", "model_ref", "engine_version", "flags", "drain_deadline_ms",
+                "strategy", "sha256", NULL,
+        };
+        const char *strategy = NULL;
+        const json_t *jflags = json_object_get(body, "flags");
+        size_t i;
+        json_t *v;
+
+        *req = (ps_reload_request) { .drain_deadline_ms = -1, .strategy = PS_RELOAD_DRAIN_FIRST };
+        *flags = NULL;
+        if (only_keys(r, body, keys) < 0 ||
+            body_string(r, body, "model_path", &req->model_path) < 0 ||
+            body_string(r, body, "model_ref", &req->model_ref) < 0 ||
+            body_string(r, body, "engine_version", &req->engine_version) < 0 ||
+            body_string(r, body, "strategy", &strategy) < 0 ||
+            body_string(r, body, "sha256", &req->sha256) < 0 ||
+            body_int(r, body, "drain_deadline_ms", 0, TTL_MAX_MS, &req->drain_deadline_ms) < 0)
+                return -1;
+        if (!req->model_path == !req->model_ref) {
+                pa_reply_error(r, PA_CODE_INVALID_FIELD, "exactly one of model_path and model_ref is required");
+                return -1;
+        }
+        if (strategy && ps_reload_strategy_from_string(strategy, &req->strategy) != 0) {
+                pa_reply_error(r, PA_CODE_INVALID_FIELD,
+                               "strategy: must be \"drain-first\" or \"surge\", got \"%.40s\"", strategy);
+                return -1;
+        }
+        if (!jflags || json_is_null(jflags))
+                return 0;
+        if (!json_is_array(jflags)) {
+                pa_reply_error(r, PA_CODE_INVALID_FIELD, "flags: must be an array of strings");
+                return -1;
+        }
+        *flags = calloc(json_array_size(jflags) + 1, sizeof(**flags));
+        if (!*flags) {
+                pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
+                return -1;
+        }
+        json_array_foreach(jflags, i, v) {
+                if (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v))) {
+                        pa_reply_error(r, PA_CODE_INVALID_FIELD, "flags[%zu]: must be a string", i);
+                        return -1;
+                }
+                (*flags)[i] = json_string_value(v);
+        }
+        req->flags = *flags;
+        req->n_flags = json_array_size(jflags);
+        return 0;
+}
+
+/*
+ * Answered when the reload has finished: 200 with what runs now, or the
+ * error after rollback. The wait never blocks the loop.
+ */
+void pa_route_reload(pa_request *r) {
+        ps_registry *reg;
+        const char *pool_id = pa_known_pool(r, &reg);
+        const char **flags = NULL;
+        char err[ERR_MAX] = "";
+        ps_reload_request req;
+        pa_deferred *reply;
+        json_t *body;
+        int rc;
+
+        if (!pool_id || !(body = pa_read_body(r, false)))
+                return;
+        if (reload_request(r, body, &req, &flags) < 0) {
+                free(flags);
+                json_decref(body);
+                return;
+        }
+        reply = pa_request_defer(r);
+        if (!reply) {
+                free(flags);
+                json_decref(body);
+                pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
+                return;
+        }
+        /* done is never called from inside the call: on a refusal the
+         * answer is ours to give. */
+        rc = ps_pool_reload(reg, pool_id, &req, on_reload_done, reply, err, sizeof(err));
+        free(flags);
+        json_decref(body);
+        if (rc != 0)
+                pa_deferred_reply_error(reply, rc > 0 ? pa_code_from_services(rc) : PA_CODE_INTERNAL,
+                                        "%s", err[0] ? err : "cannot reload");
 }

@@ -36,6 +36,7 @@ json_t *pa_read_body(struct pa_request *r, bool optional);
 /* ---- routes-ops.c: leases, drain, reload ---- */
 
 void pa_route_drain(struct pa_request *r);
+void pa_route_reload(struct pa_request *r);
 void pa_route_lease_acquire(struct pa_request *r);
 void pa_route_lease_renew(struct pa_request *r);
 void pa_route_lease_release(struct pa_request *r);

@@ -540,6 +540,7 @@ const pa_route pa_routes[] = {
         { EVHTTP_REQ_POST, "/v2/pools/{id}/breaker/reset", route_breaker_reset },
         { EVHTTP_REQ_POST, "/v2/pools/{id}/restart", route_restart },
         { EVHTTP_REQ_POST, "/v2/pools/{id}/drain", pa_route_drain },
+        { EVHTTP_REQ_POST, "/v2/pools/{id}/reload", pa_route_reload },
         { EVHTTP_REQ_POST, "/v2/pools/{id}/leases", pa_route_lease_acquire },
         { EVHTTP_REQ_POST, "/v2/pools/{id}/leases/{lease_id}/renew", pa_route_lease_renew },
         { EVHTTP_REQ_DELETE, "/v2/pools/{id}/leases/{lease_id}", pa_route_lease_release },

@@ -447,6 +447,11 @@ pa_server *pa_server_free(pa_server *server) {
         return NULL;
 }
 
+void pa_server_set_config(pa_server *server, const ps_config *config) {
+        if (server && config)
+                server->backend.config = config;
+}
+
 const pa_bind_addr *pa_server_address(const pa_server *server) {
         return server ? &server->address : NULL;
 }

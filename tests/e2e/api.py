@@ -731,6 +731,33 @@ def scenario_engine_metrics():
         n.stop()
 
 
+def scenario_reload():
+    """Reload to another model answers 200 once the new engine is ready;
+    a model that is already running is a no-op; bad requests are 400."""
+    with Node() as n:
+        first = n.preload("rl", n.prepared(flags=["-m", n.model]))
+        other = os.path.join(n.dir, "other.gguf")
+        shutil.copy(n.model, other)
+        got = json_body(*n.request("POST", "/v2/pools/rl/reload",
+                                   {"model_path": other, "engine_version": "fake-2"}), 200)
+        check(got["ok"] and got["strategy"] == "drain-first" and got["model_id"] == "other.gguf", repr(got))
+        snap = n.get("/v2/pools/rl")
+        check(snap["ready"] and snap["engine_version"] == "fake-2" and snap["pid"] != first["pid"], repr(snap))
+        again = json_body(*n.request("POST", "/v2/pools/rl/reload",
+                                     {"model_path": other, "engine_version": "fake-2"}), 200)
+        check(again["noop"], "reloading what runs is not a no-op: %r" % again)
+        for body, words in (({}, "exactly one"), ({"model_path": other, "strategy": "yolo"}, "strategy"),
+                            ({"model_path": other, "flags": "x"}, "flags"), ({"model_path": 1}, "model_path"),
+                            ({"model_path": other, "color": 1}, "unknown field")):
+            err = check_error(*n.request("POST", "/v2/pools/rl/reload", body), 400, "INVALID_FIELD")
+            check(words in err["error"], "%r: %r" % (body, err["error"]))
+        err = check_error(*n.request("POST", "/v2/pools/rl/reload",
+                                     {"model_path": os.path.join(n.dir, "missing.gguf")}), 422, "STAGE_FAILED")
+        check(n.get("/v2/pools/rl")["ready"], "a failed staging touched the pool")
+        check_error(*n.request("POST", "/v2/pools/none/reload", {"model_path": other}), 404, "POOL_NOT_FOUND")
+        n.stop()
+
+
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn
              for name, fn in globals().items() if name.startswith("scenario_")}
 

@@ -59,6 +59,10 @@ typedef struct pa_server pa_server;
 pa_server *pa_server_new(struct event_base *base, const pa_server_config *config,
                          pa_error *err);
 
+/* The configuration requests are checked against from now on (after a
+ * reload); borrowed like the first. */
+void pa_server_set_config(pa_server *server, const ps_config *config);
+
 /* Closes the listener and every open connection. Accepts NULL; returns NULL. */
 pa_server *pa_server_free(pa_server *server);
 
