@@ -54,6 +54,7 @@ typedef struct manager {
         ps_config *config;
         ps_metrics *metrics;
         ps_engine_metrics *engine_metrics;
+        uint64_t events_seen;     /* supervision events, for the API's cache */
         ps_prober *prober;
         ps_context ctx;
         ps_registry *registry;
@@ -163,6 +164,8 @@ static const char *signal_name(int sig) {
 static void on_event(const ps_event *event, void *userdata) {
         manager *m = userdata;
 
+        if (event->type != PS_EVENT_HTTP_REQUEST)
+                m->events_seen++;
         ps_metrics_observe(m->metrics, event);
         ps_logger_log_event(m->log, event);
         pm_cloud_on_event(m->cloud, event);
@@ -177,6 +180,23 @@ static void on_all_stopped(bool ok, const char *message, void *userdata) {
 }
 
 /* Deregistered and the etcd lease revoked: now the engines. */
+/*
+ * The loop. With epoll, changes to a descriptor's events within one turn
+ * are batched into one epoll_ctl call (evhttp re-arms a connection's read
+ * and write events on every request: without it that is a syscall each).
+ */
+static struct event_base *new_event_base(void) {
+        struct event_config *cfg = event_config_new();
+        struct event_base *base;
+
+        if (!cfg)
+                return NULL;
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        base = event_base_new_with_config(cfg);
+        event_config_free(cfg);
+        return base;
+}
+
 /* GET /v2/node. */
 static json_t *node_status(void *userdata) {
         manager *m = userdata;
@@ -462,7 +482,7 @@ static int run(const options *o) {
                 goto out;
         }
 
-        m.base = event_base_new();
+        m.base = new_event_base();
         m.metrics = ps_metrics_new();
         if (!m.base || !m.metrics || ps_metrics_set_version(m.metrics, PM_VERSION) < 0) {
                 ps_log(m.log, PS_LOG_ERROR, "cannot create the event loop");
@@ -520,12 +540,14 @@ static int run(const options *o) {
         }
 
         sc.events = m.ctx.sink;
+        sc.quiet_requests = !ps_logger_enabled(m.log, PS_LOG_DEBUG);
         sc.backend = (pa_backend) {
                 .registry = m.registry,
                 .inventory = m.config->inventory,
                 .config = m.config,
                 .metrics = m.metrics,
                 .engine_metrics = m.engine_metrics,
+                .events_seen = &m.events_seen,
                 .node_status = node_status,
                 .node_userdata = &m,
         };

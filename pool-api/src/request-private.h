@@ -72,6 +72,11 @@ typedef struct pa_request {
  * while the server is being freed. Members may be NULL. */
 const pa_backend *pa_request_backend(const pa_request *r);
 struct event_base *pa_request_base(const pa_request *r);
+/* The snapshot cache and the stamp a body cached now gets; NULL when the
+ * backend does not count events (no caching). */
+struct pa_snapshot_cache;
+struct pa_snapshot_stamp;
+struct pa_snapshot_cache *pa_request_snapshots(const pa_request *r, struct pa_snapshot_stamp *stamp);
 
 /* Sends body (stolen, may be NULL: then a 500) as application/json. */
 void pa_reply_json(pa_request *r, int status, json_t *body);

@@ -18,6 +18,7 @@
 #include "pool-services/inventory.h"
 #include "pool-services/prepared.h"
 #include "request-private.h"
+#include "snapshot-cache-private.h"
 #include "routes-private.h"
 
 #define ERR_MAX 512
@@ -186,11 +187,45 @@ static json_t *with_placement(pa_request *r, json_t *snap) {
         return snap;
 }
 
+/*
+ * Answers a snapshot, from the cache when nothing has happened since it
+ * was built (snapshot-cache-private.h). key: the pool id, or "" for the
+ * list.
+ */
+static void reply_snapshot(pa_request *r, ps_registry *reg, const char *key) {
+        pa_snapshot_stamp stamp;
+        pa_snapshot_cache *cache = pa_request_snapshots(r, &stamp);
+        const char *cached;
+        json_t *snap;
+        size_t len;
+        char *text;
+
+        if (cache && (cached = pa_snapshot_cache_get(cache, key, &stamp, &len))) {
+                pa_reply_text(r, 200, "application/json", cached, len);
+                return;
+        }
+        snap = with_placement(r, key[0] ? ps_registry_pool_snapshot(reg, key)
+                                        : ps_registry_snapshot(reg));
+        if (!cache) {
+                pa_reply_json(r, 200, snap);
+                return;
+        }
+        text = snap ? json_dumps(snap, JSON_COMPACT) : NULL;
+        json_decref(snap);
+        if (!text) {
+                pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
+                return;
+        }
+        len = strlen(text);
+        pa_reply_text(r, 200, "application/json", text, len);
+        pa_snapshot_cache_put(cache, key, &stamp, text, len);
+}
+
 static void route_pools(pa_request *r) {
         ps_registry *reg = pa_need_registry(r);
 
         if (reg)
-                pa_reply_json(r, 200, with_placement(r, ps_registry_snapshot(reg)));
+                reply_snapshot(r, reg, "");
 }
 
 static void route_pool(pa_request *r) {
@@ -198,7 +233,7 @@ static void route_pool(pa_request *r) {
         const char *id = pa_known_pool(r, &reg);
 
         if (id)
-                pa_reply_json(r, 200, with_placement(r, ps_registry_pool_snapshot(reg, id)));
+                reply_snapshot(r, reg, id);
 }
 
 /* Flat list of the replicas an orchestrator may send work to. */

@@ -13,6 +13,7 @@
 #include <event2/http.h>
 
 #include "auth-private.h"
+#include "snapshot-cache-private.h"
 #include "pool-api/server.h"
 #include "request-private.h"
 #include "routes-private.h"
@@ -33,6 +34,9 @@ struct pa_server {
         const ps_clock *clock;
         pa_backend backend;
         pa_auth auth;
+        bool log_requests;              /* one debug event per request      */
+        pa_snapshot_cache *snapshots;
+        uint64_t changing_requests;     /* handled requests other than GET */
         pa_deferred *deferred;          /* requests waiting for an answer    */
 };
 
@@ -112,7 +116,7 @@ static void format_peer(struct evhttp_request *req, char *buf, size_t size) {
 }
 
 static void log_request(const pa_request *r, const char *peer) {
-        if (!r->server->events.fn)
+        if (!r->server->events.fn || !r->server->log_requests)
                 return;
 
         const ps_field fields[] = {
@@ -141,7 +145,8 @@ static void dispatch(pa_request *r) {
         char allow[128];
 
         /* Before routing: without the token, no route is seen to exist. */
-        if (!pa_auth_route_is_public(pa_method_to_string(r->method), r->raw_path) &&
+        if (r->server->auth.enabled &&
+            !pa_auth_route_is_public(pa_method_to_string(r->method), r->raw_path) &&
             !pa_auth_check(&r->server->auth, evhttp_find_header(
                                    evhttp_request_get_input_headers(r->req), "Authorization"))) {
                 evhttp_add_header(evhttp_request_get_output_headers(r->req), "WWW-Authenticate",
@@ -202,11 +207,14 @@ static void on_request(struct evhttp_request *req, void *userdata) {
                 evhttp_add_header(evhttp_request_get_output_headers(req),
                                   "X-Correlation-Id", r.correlation_id);
         /* Before the reply: evhttp may free the request while sending. */
-        if (server->events.fn)
+        if (server->events.fn && server->log_requests)
                 format_peer(req, peer, sizeof(peer));
         else
                 peer[0] = '\0';
         dispatch(&r);
+        /* Whatever a POST or DELETE changed, the next GET builds afresh. */
+        if (r.method != EVHTTP_REQ_GET && r.method != EVHTTP_REQ_HEAD)
+                server->changing_requests++;
         /* A deferred request is logged when it is answered. */
         if (!r.deferred)
                 log_request(&r, peer);
@@ -216,6 +224,19 @@ static void on_request(struct evhttp_request *req, void *userdata) {
 
 const pa_backend *pa_request_backend(const pa_request *r) {
         return r && r->server ? &r->server->backend : NULL;
+}
+
+pa_snapshot_cache *pa_request_snapshots(const pa_request *r, pa_snapshot_stamp *stamp) {
+        const pa_server *s = r ? r->server : NULL;
+
+        if (!s || !s->snapshots || !s->backend.events_seen)
+                return NULL;
+        *stamp = (pa_snapshot_stamp) {
+                .events = *s->backend.events_seen,
+                .requests = s->changing_requests,
+                .second = ps_clock_wall_ms(s->clock) / 1000,
+        };
+        return s->snapshots;
 }
 
 struct event_base *pa_request_base(const pa_request *r) {
@@ -380,8 +401,14 @@ pa_server *pa_server_new(struct event_base *base, const pa_server_config *config
         }
         server->base = base;
         server->events = config->events;
+        server->log_requests = !config->quiet_requests;
         server->clock = config->clock ? config->clock : ps_clock_system();
         server->backend = config->backend;
+        server->snapshots = pa_snapshot_cache_new();
+        if (!server->snapshots) {
+                pa_error_set(err, -ENOMEM, "out of memory");
+                return pa_server_free(server);
+        }
         if (pa_auth_init(&server->auth, config->api_token) < 0) {
                 pa_error_set(err, -EINVAL, "the API token must be 1-%d printable ASCII characters "
                              "without spaces", PA_AUTH_TOKEN_MAX);
@@ -441,6 +468,7 @@ pa_server *pa_server_free(pa_server *server) {
                 return NULL;
         deferred_orphan_all(server);
         pa_auth_clear(&server->auth);
+        pa_snapshot_cache_free(server->snapshots);
         if (server->http)
                 evhttp_free(server->http);
         free(server);

@@ -27,6 +27,10 @@ typedef struct pa_backend {
         const ps_config *config;        /* allowlist, gpu.require, defaults */
         ps_metrics *metrics;
         ps_engine_metrics *engine_metrics; /* engines' own, appended to /metrics */
+        /* Supervision events seen so far (not request logs): a pool
+         * snapshot is served from cache while it and the wall-clock second
+         * stay the same. NULL: no cache. */
+        const uint64_t *events_seen;
         /* GET /v2/node: the node's cloud status, a new reference (NULL:
          * the route answers a home node's {"profile": "home"}). */
         json_t *(*node_status)(void *userdata);
@@ -42,6 +46,8 @@ typedef struct pa_server_config {
                                      GET /health and /metrics needs
                                      "Authorization: Bearer <token>"; copied */
         ps_event_sink events;     /* one debug event per request           */
+        bool quiet_requests;      /* no per-request events (the log is not
+                                     at debug): saves their cost           */
         const ps_clock *clock;    /* borrowed; NULL: the system clock       */
         size_t max_body_size;     /* 0: PA_SERVER_MAX_BODY_DEFAULT          */
         pa_backend backend;
