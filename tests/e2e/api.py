@@ -758,6 +758,21 @@ def scenario_reload():
         n.stop()
 
 
+def scenario_snapshot_fresh():
+    """A polled snapshot (served from cache) shows a crash at once."""
+    with Node() as n:
+        got = n.preload("f", n.prepared())
+        for _ in range(3):
+            check(n.get("/v2/pools/f")["ready"], "not ready")
+        os.kill(got["pid"], signal.SIGKILL)
+        n.daemon.wait_for(lambda o: o.get("msg") == "engine exited" and o.get("pool_id") == "f",
+                          "the exit noticed")
+        snap = n.get("/v2/pools/f")
+        check(not snap["ready"] and snap["crash_count"] == 1, "stale snapshot after a crash: %r" % snap)
+        check(not n.get("/v2/pools")["pools"][0]["ready"], "stale list after a crash")
+        n.stop()
+
+
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn
              for name, fn in globals().items() if name.startswith("scenario_")}
 
