@@ -129,11 +129,13 @@ class Node:
 
 
 def pid_alive(pid):
+    """Running: not gone, and not a zombie waiting for a parent (an engine a
+    daemon adopted is reaped by init, which may take its time)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    return True
 
 
 def config_pool(pool_id, port, *flags, replicas=1, slots=2, mask="0"):
@@ -516,13 +518,26 @@ def scenario_shutdown_stops_engines():
 
 
 def scenario_keep_engines():
+    """--keep-engines leaves the engine running; the next daemon on the same
+    config adopts it (same pid, ready, nothing spawned) and stops it on
+    SIGTERM."""
     with Node([config_pool("k", free_port())], args=["--keep-engines"]) as n:
         pid = n.wait_pool("k", lambda s, body: body["ready"], "ready")["pid"]
         n.stop()
         try:
             check(pid_alive(pid), "--keep-engines: the engine was stopped")
+            n.daemon = Daemon("--config", n.config_path, env=e2e.clean_env())
+            n.daemon.wait_listening()
+            adopted = n.daemon.wait_for(lambda o: o.get("msg") in ("engine adopted", "engine spawned"),
+                                        "the engine taken over")
+            check(adopted["msg"] == "engine adopted" and adopted["pid"] == pid, repr(adopted))
+            snap = n.wait_pool("k", lambda s, body: body["ready"], "ready again")
+            check(snap["pid"] == pid and snap["restart_count"] == 0, repr(snap))
+            n.stop()
+            check(not pid_alive(pid), "the adopted engine survived SIGTERM")
         finally:
-            os.kill(pid, signal.SIGKILL)
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def scenario_check_config():
@@ -771,6 +786,30 @@ def scenario_snapshot_fresh():
         check(not snap["ready"] and snap["crash_count"] == 1, "stale snapshot after a crash: %r" % snap)
         check(not n.get("/v2/pools")["pools"][0]["ready"], "stale list after a crash")
         n.stop()
+
+
+def scenario_stale_pid_file():
+    """A PID file naming another program is not adopted, and that program
+    is left alone."""
+    import subprocess
+    other = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    try:
+        n = Node([config_pool("st", free_port())], start=False)
+        run = os.path.join(n.dir, "run")
+        os.makedirs(run)
+        with open(os.path.join(run, "st_r0.pid"), "w") as f:
+            f.write("%d\n" % other.pid)
+        n.daemon = Daemon("--config", n.config_path, env=e2e.clean_env())
+        with n:
+            started = n.daemon.wait_for(lambda o: o.get("msg") in ("engine adopted", "engine spawned"),
+                                        "the engine started")
+            check(started["msg"] == "engine spawned" and started["pid"] != other.pid, repr(started))
+            n.wait_pool("st", lambda s, b: b["ready"], "ready")
+            n.stop()
+            check(other.poll() is None, "the unrelated process was killed")
+    finally:
+        other.kill()
+        other.wait()
 
 
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn

@@ -55,6 +55,19 @@ int ps_engine_spawn(struct event_base *base, const ps_engine_spec *spec,
                     const ps_engine_options *opts, ps_engine_exit_fn on_exit,
                     void *userdata, ps_engine **ret, char *err, size_t errlen);
 
+/*
+ * Takes over an engine a previous daemon left running (--keep-engines, or
+ * a daemon that died): its PID file names a live process leading its own
+ * process group whose command line is exactly the spec's argv. Its exit
+ * reaches the loop through a pidfd like a spawned one's, with the status
+ * unknown (another process reaps it). 0 and *ret set; -ENOENT when there
+ * is nothing to adopt (no PID file; the process gone or another program
+ * now holding the pid: the stale file is removed); another negative errno.
+ */
+int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
+                    const ps_engine_options *opts, ps_engine_exit_fn on_exit,
+                    void *userdata, ps_engine **ret, char *err, size_t errlen);
+
 pid_t ps_engine_pid(const ps_engine *engine);
 /* Changes what the exit callback receives (its owner moved). */
 void ps_engine_set_userdata(ps_engine *engine, void *userdata);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
@@ -739,6 +740,109 @@ fail:
         free(exec_path);
         ps_engine_free(engine);
         return r;
+}
+
+/* The pid in a PID file; -ENOENT when there is none or it is not one. */
+static int read_pid_file(const char *path, pid_t *ret) {
+        char buf[32];
+        ssize_t n;
+        long v;
+        char *end;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+        if (fd < 0)
+                return errno == ENOENT ? -ENOENT : -errno;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return -ENOENT;
+        buf[n] = '\0';
+        errno = 0;
+        v = strtol(buf, &end, 10);
+        if (errno || v <= 1 || (*end && *end != '\n'))
+                return -ENOENT;
+        *ret = (pid_t) v;
+        return 0;
+}
+
+/* Whether /proc/PID/cmdline is exactly argv. */
+static bool cmdline_is(pid_t pid, char *const *argv) {
+        char path[64], buf[8192];
+        size_t len = 0, at = 0;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) > 0)
+                len += (size_t) n;
+        close(fd);
+        for (size_t i = 0; argv[i]; i++) {
+                size_t l = strlen(argv[i]) + 1;
+
+                if (at + l > len || memcmp(buf + at, argv[i], l) != 0)
+                        return false;
+                at += l;
+        }
+        return at == len;
+}
+
+int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
+                    const ps_engine_options *opts, ps_engine_exit_fn on_exit,
+                    void *userdata, ps_engine **ret, char *err, size_t errlen) {
+        ps_engine *engine;
+        struct pollfd pfd;
+        struct stat st;
+        char **argv;
+        pid_t pid = 0;
+        bool same;
+        int r;
+
+        if (!base || !spec || !opts || !opts->runtime_dir || !ret)
+                return -EINVAL;
+        engine = calloc(1, sizeof(*engine));
+        if (!engine)
+                return -ENOMEM;
+        engine->pidfd = -1;
+        engine->on_exit = on_exit;
+        engine->userdata = userdata;
+        engine->log_path = runtime_path(opts->runtime_dir, opts->log_name, "engine-", spec, ".log");
+        engine->pid_path = runtime_path(opts->runtime_dir, opts->pid_name, "", spec, ".pid");
+        if (!engine->log_path || !engine->pid_path) {
+                ps_engine_free(engine);
+                return -ENOMEM;
+        }
+        r = read_pid_file(engine->pid_path, &pid);
+        if (r < 0) {
+                ps_engine_free(engine);
+                return r;
+        }
+        /* The pidfd first: what is checked next is then the process it
+         * holds, not one that took the pid over meanwhile. */
+        engine->pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        argv = build_argv(spec);
+        same = engine->pidfd >= 0 && argv && cmdline_is(pid, argv) && getpgid(pid) == pid;
+        free(argv);
+        pfd = (struct pollfd) { .fd = engine->pidfd, .events = POLLIN };
+        if (!same || poll(&pfd, 1, 0) != 0) {
+                /* Gone, or another program has the pid now: the file is stale. */
+                unlink(engine->pid_path);
+                ps_engine_free(engine);
+                return -ENOENT;
+        }
+        engine->pid = pid;
+        engine->running = true;
+        engine->log_start = stat(engine->log_path, &st) == 0 ? (int64_t) st.st_size : 0;
+        engine->exit_ev = event_new(base, engine->pidfd, EV_READ | EV_PERSIST, on_pidfd, engine);
+        if (!engine->exit_ev || event_add(engine->exit_ev, NULL) < 0) {
+                snprintf(err, errlen, "cannot watch the adopted engine");
+                ps_engine_free(engine);
+                return -ENOMEM;
+        }
+        *ret = engine;
+        return 0;
 }
 
 int ps_engine_signal(ps_engine *engine, int signo) {

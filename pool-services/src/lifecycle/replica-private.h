@@ -60,6 +60,7 @@ struct ps_replica {
         char *pool_id;
         char *replica_id;
         char *correlation_id;       /* the request being carried out; NULL */
+        bool started_once;          /* adoption is tried at the first start */
         ps_engine_spec *current;    /* what the replica runs              */
         ps_engine_spec *staged;     /* what a reload wants to run         */
         ps_policy *policy;

@@ -443,6 +443,27 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
                 opts.pid_name = surge_pid;
                 opts.log_name = surge_log;
         }
+        /* The first start of a replica takes over an engine a previous
+         * daemon left running, before preflight counts its VRAM as taken. */
+        if (!r->started_once && spec->port == r->home_port) {
+                r->started_once = true;
+                rc = ps_engine_adopt(r->ctx->base, spec, &opts, on_engine_exit, in, &in->engine,
+                                     err, sizeof(err));
+                if (rc == 0) {
+                        in->started_wall_ms = wall_now(r);
+                        in->tail = ps_logtail_new(r->ctx->base, ps_engine_log_path(in->engine),
+                                                  ps_engine_log_start(in->engine), on_log_line, in);
+                        EMIT(r, PS_EVENT_ENGINE_SPAWNED, PS_LOG_INFO, "engine adopted",
+                             PS_FIELD_INT("pid", ps_engine_pid(in->engine)),
+                             PS_FIELD_STR("engine", spec->engine),
+                             PS_FIELD_STR("engine_version", spec->engine_version),
+                             PS_FIELD_STR("device_mask", spec->device_mask),
+                             PS_FIELD_STR("model_id", spec->model_id));
+                        feed_simple(r, PD_EV_SPAWNED, a->instance, NULL);
+                        return;
+                }
+                err[0] = '\0';
+        }
         if (r->ctx->preflight &&
             r->ctx->preflight(spec, r->ctx->preflight_userdata, err, sizeof(err)) != 0) {
                 EMIT(r, PS_EVENT_SPAWN_FAILED, PS_LOG_ERROR, "preflight refused the start",
