@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "core/errfmt.h"
+#include "pool-services/fs.h"
 #include "pool-services/handoff.h"
 #include "pool-services/handoff-watch.h"
 
@@ -296,27 +297,6 @@ static int watch_dir(ps_handoff_watch *w) {
         return w->wd < 0 ? -errno : 0;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *path) {
-        char buf[PATH_MAX];
-        size_t len = strlen(path);
-
-        if (len == 0 || len >= sizeof(buf))
-                return -ENAMETOOLONG;
-        memcpy(buf, path, len + 1);
-        for (char *p = buf + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = '\0';
-                if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
 void ps_handoff_watch_rescan(ps_handoff_watch *w) {
         struct dirent *de;
         DIR *d;
@@ -326,7 +306,7 @@ void ps_handoff_watch_rescan(ps_handoff_watch *w) {
                 return;
         /* The directory may have been removed and made again: watch the
          * one that is there now. */
-        if (w->wd < 0 && ((r = make_dirs(w->dir)) < 0 || (r = watch_dir(w)) < 0))
+        if (w->wd < 0 && ((r = ps_mkdir_p(w->dir)) < 0 || (r = watch_dir(w)) < 0))
                 emit(w, PS_LOG_WARN, "handoff directory not watched; rescans go on", NULL, NULL,
                      w->dir, strerror(-r));
         for (size_t i = 0; i < w->n_entries; i++)
@@ -421,7 +401,7 @@ int ps_handoff_watch_new(const ps_context *ctx, ps_registry *reg, int64_t rescan
                 ps_handoff_watch_free(w);
                 return -ENOMEM;
         }
-        r = make_dirs(w->dir);
+        r = ps_mkdir_p(w->dir);
         if (r < 0) {
                 ps_handoff_watch_free(w);
                 return ps_errf(err, errlen, r, "cannot create %s: %s", path, strerror(-r));
