@@ -782,7 +782,6 @@ static void run(ps_replica *r) {
         if (r->correlation_id && (r->lc.state == PD_STATE_READY || r->lc.state == PD_STATE_FAILED ||
                                   r->lc.state == PD_STATE_STOPPED)) {
                 free(r->correlation_id);
-        free(r->queue);
                 r->correlation_id = NULL;
         }
         registry_replica_settled(reg);
@@ -882,6 +881,7 @@ ps_replica *replica_free(ps_replica *r) {
         free(r->pool_id);
         free(r->replica_id);
         free(r->correlation_id);
+        free(r->queue);
         free(r->ext_url);
         free(r);
         return NULL;
