@@ -82,8 +82,8 @@ static void complete(void *priv, CURLcode code) {
         res.transport_ok = code == CURLE_OK;
         if (!res.transport_ok)
                 res.status = 0;
-        if (res.transport_ok && req->body.data) {
-                res.body = req->body.data;
+        if (res.transport_ok && req->body.text.s) {
+                res.body = req->body.text.s;
                 res.body_len = req->body.len;
         }
         res.error = error;

@@ -230,32 +230,19 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
                 body->too_big = true;
                 return 0;         /* anything but n aborts the transfer */
         }
-        if (body->keep && body->len + n + 1 > body->cap) {
-                size_t cap = body->cap ? body->cap : 1024;
-                char *grown;
-
-                while (cap < body->len + n + 1)
-                        cap *= 2;
-                grown = realloc(body->data, cap);
-                if (!grown) {
-                        body->oom = true;
-                        return 0;
-                }
-                body->data = grown;
-                body->cap = cap;
-        }
         if (body->keep) {
-                memcpy(body->data + body->len, data, n);
-                body->data[body->len + n] = '\0';
+                ps_strbuf_add(&body->text, data, n);
+                if (body->text.oom)
+                        return 0;
         }
         body->len += n;
         return n;
 }
 
 void ps_curl_body_done(ps_curl_body *body) {
-        free(body->data);
-        body->data = NULL;
-        body->len = body->cap = 0;
+        free(body->text.s);
+        body->text = (ps_strbuf) { 0 };
+        body->len = 0;
 }
 
 int ps_curl_easy_new(const char *url, int64_t timeout_ms, const char *user_agent,

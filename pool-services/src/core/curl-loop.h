@@ -7,6 +7,8 @@
 
 #include <curl/curl.h>
 
+#include "core/strbuf.h"
+
 struct event_base;
 
 /*
@@ -44,13 +46,11 @@ void ps_curl_loop_remove(ps_curl_loop *loop, CURL *easy);
 
 /* A reply body kept (or only counted) up to a limit. */
 typedef struct ps_curl_body {
-        char *data;               /* NUL-terminated; NULL while empty or not kept */
+        ps_strbuf text;           /* NUL-terminated; s is NULL while empty or not kept */
         size_t len;               /* bytes received, kept or not */
-        size_t cap;
         size_t max;               /* more fails the transfer (CURLE_WRITE_ERROR) */
         bool keep;                /* false: count the bytes, keep none */
         bool too_big;
-        bool oom;
 } ps_curl_body;
 
 void ps_curl_body_done(ps_curl_body *body);

@@ -101,7 +101,7 @@ static ps_probe_result classify(ps_probe *p, CURLcode code, char *detail, size_t
                          p->body.max);
                 return PS_PROBE_FAILED;
         }
-        if (code == CURLE_WRITE_ERROR && p->body.oom) {
+        if (code == CURLE_WRITE_ERROR && p->body.text.oom) {
                 snprintf(detail, size, "out of memory reading the body");
                 return PS_PROBE_FAILED;
         }
@@ -120,7 +120,7 @@ static void complete(void *priv, CURLcode code) {
         p->completing = true;
         if (p->fetch_fn)
                 p->fetch_fn(result, http_status, detail,
-                            result == PS_PROBE_OK && p->body.data ? p->body.data : "",
+                            result == PS_PROBE_OK && p->body.text.s ? p->body.text.s : "",
                             result == PS_PROBE_OK ? p->body.len : 0, p->userdata);
         else
                 p->fn(result, http_status, detail, p->userdata);
