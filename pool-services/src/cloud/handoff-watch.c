@@ -148,8 +148,8 @@ static void file_gone(ps_handoff_watch *w, const char *name) {
  * not a regular file). */
 static int read_file(const char *path, struct stat *st, char **ret, size_t *len) {
         char *buf;
-        size_t got = 0;
-        int fd, r = 0;
+        ssize_t n;
+        int fd, r;
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0)
@@ -168,27 +168,16 @@ static int read_file(const char *path, struct stat *st, char **ret, size_t *len)
                 close(fd);
                 return -ENOMEM;
         }
-        while (got < (size_t) st->st_size) {
-                ssize_t n = read(fd, buf + got, (size_t) st->st_size - got);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        break;
-                }
-                if (n == 0)
-                        break;    /* truncated meanwhile: parse what is there */
-                got += (size_t) n;
-        }
+        /* Truncated meanwhile: parse what is there. */
+        n = ps_read_full(fd, buf, (size_t) st->st_size);
         close(fd);
-        if (r < 0) {
+        if (n < 0) {
                 free(buf);
-                return r;
+                return (int) n;
         }
-        buf[got] = '\0';
+        buf[n] = '\0';
         *ret = buf;
-        *len = got;
+        *len = (size_t) n;
         return 0;
 }
 
