@@ -26,6 +26,7 @@
 #include "pool-services/config.h"
 #include "pool-services/config-diff.h"
 #include "pool-services/event.h"
+#include "pool-services/fs.h"
 #include "pool-services/gpu-monitor.h"
 #include "pool-services/inventory.h"
 #include "pool-services/log.h"
@@ -349,27 +350,6 @@ static int check_config(const char *path, ps_logger *log) {
         return rc == 0 ? EXIT_SUCCESS : EXIT_USAGE;
 }
 
-/* mkdir -p for the runtime directory. */
-static int make_dirs(const char *path) {
-        char buf[PATH_MAX];
-        size_t len = strlen(path);
-
-        if (len == 0 || len >= sizeof(buf))
-                return -ENAMETOOLONG;
-        memcpy(buf, path, len + 1);
-        for (char *p = buf + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = '\0';
-                if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
 /* 1,000 pools need more descriptors than the usual soft limit of 1,024. */
 static void raise_nofile(ps_logger *log) {
         struct rlimit rl;
@@ -414,7 +394,7 @@ static int run(const options *o) {
         ps_log_level level = DEFAULT_LOG_LEVEL;
         pa_server_config sc = { .clock = NULL };
         pa_error perr;
-        int ret = EXIT_FAILURE;
+        int ret = EXIT_FAILURE, r;
 
         m.log = ps_logger_new(stderr, DEFAULT_LOG_LEVEL, NULL);
         if (!m.log) {
@@ -475,10 +455,11 @@ static int run(const options *o) {
         /* engines number devices as nvidia-smi and the probe do */
         setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID", 0);
         raise_nofile(m.log);
-        if (make_dirs(m.config->runtime_dir) < 0) {
+        r = ps_mkdir_p(m.config->runtime_dir);
+        if (r < 0) {
                 ps_log(m.log, PS_LOG_ERROR, "cannot create the runtime directory",
                        PS_FIELD_STR("runtime_dir", m.config->runtime_dir),
-                       PS_FIELD_STR("error", strerror(errno)));
+                       PS_FIELD_STR("error", strerror(-r)));
                 goto out;
         }
 

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "core/errfmt.h"
+#include "pool-services/fs.h"
 #include "pool-services/handoff.h"
 #include "pool-services/handoff-watch.h"
 
@@ -147,8 +148,8 @@ static void file_gone(ps_handoff_watch *w, const char *name) {
  * not a regular file). */
 static int read_file(const char *path, struct stat *st, char **ret, size_t *len) {
         char *buf;
-        size_t got = 0;
-        int fd, r = 0;
+        ssize_t n;
+        int fd, r;
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0)
@@ -167,27 +168,16 @@ static int read_file(const char *path, struct stat *st, char **ret, size_t *len)
                 close(fd);
                 return -ENOMEM;
         }
-        while (got < (size_t) st->st_size) {
-                ssize_t n = read(fd, buf + got, (size_t) st->st_size - got);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        break;
-                }
-                if (n == 0)
-                        break;    /* truncated meanwhile: parse what is there */
-                got += (size_t) n;
-        }
+        /* Truncated meanwhile: parse what is there. */
+        n = ps_read_full(fd, buf, (size_t) st->st_size);
         close(fd);
-        if (r < 0) {
+        if (n < 0) {
                 free(buf);
-                return r;
+                return (int) n;
         }
-        buf[got] = '\0';
+        buf[n] = '\0';
         *ret = buf;
-        *len = got;
+        *len = (size_t) n;
         return 0;
 }
 
@@ -296,27 +286,6 @@ static int watch_dir(ps_handoff_watch *w) {
         return w->wd < 0 ? -errno : 0;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *path) {
-        char buf[PATH_MAX];
-        size_t len = strlen(path);
-
-        if (len == 0 || len >= sizeof(buf))
-                return -ENAMETOOLONG;
-        memcpy(buf, path, len + 1);
-        for (char *p = buf + 1; *p; p++) {
-                if (*p != '/')
-                        continue;
-                *p = '\0';
-                if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
 void ps_handoff_watch_rescan(ps_handoff_watch *w) {
         struct dirent *de;
         DIR *d;
@@ -326,7 +295,7 @@ void ps_handoff_watch_rescan(ps_handoff_watch *w) {
                 return;
         /* The directory may have been removed and made again: watch the
          * one that is there now. */
-        if (w->wd < 0 && ((r = make_dirs(w->dir)) < 0 || (r = watch_dir(w)) < 0))
+        if (w->wd < 0 && ((r = ps_mkdir_p(w->dir)) < 0 || (r = watch_dir(w)) < 0))
                 emit(w, PS_LOG_WARN, "handoff directory not watched; rescans go on", NULL, NULL,
                      w->dir, strerror(-r));
         for (size_t i = 0; i < w->n_entries; i++)
@@ -421,7 +390,7 @@ int ps_handoff_watch_new(const ps_context *ctx, ps_registry *reg, int64_t rescan
                 ps_handoff_watch_free(w);
                 return -ENOMEM;
         }
-        r = make_dirs(w->dir);
+        r = ps_mkdir_p(w->dir);
         if (r < 0) {
                 ps_handoff_watch_free(w);
                 return ps_errf(err, errlen, r, "cannot create %s: %s", path, strerror(-r));

@@ -16,7 +16,9 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "core/errfmt.h"
 #include "core/policy-private.h"
+#include "core/strv.h"
 #include "pool-domain/ids.h"
 #include "pool-services/config.h"
 #include "pool-services/inventory.h"
@@ -105,14 +107,6 @@ static int name_lookup(const char *const *names, int n, const char *s) {
 
 /* ---- small helpers ---- */
 
-static void strv_free(char **v, size_t n) {
-        if (!v)
-                return;
-        for (size_t i = 0; i < n; i++)
-                free(v[i]);
-        free(v);
-}
-
 /* Replaces *dst with a copy of s. -ENOMEM leaves *dst as it was. */
 static int str_set(char **dst, const char *s) {
         char *d = strdup(s);
@@ -122,20 +116,6 @@ static int str_set(char **dst, const char *s) {
         free(*dst);
         *dst = d;
         return 0;
-}
-
-static const char *type_name(const json_t *v) {
-        switch (json_typeof(v)) {
-        case JSON_OBJECT:  return "an object";
-        case JSON_ARRAY:   return "an array";
-        case JSON_STRING:  return "a string";
-        case JSON_INTEGER: return "an integer";
-        case JSON_REAL:    return "a real number";
-        case JSON_TRUE:
-        case JSON_FALSE:   return "a boolean";
-        case JSON_NULL:    return "null";
-        }
-        return "a value";
 }
 
 /* "where.key", or "key" at the top level. */
@@ -280,7 +260,7 @@ static int want_type(ctx *c, const json_t *v, const char *where, const char *key
         if (json_typeof(v) == type || (type == JSON_TRUE && json_is_boolean(v)))
                 return 0;
         return fail(c, "%s: must be %s, got %s", path_of(at, sizeof(at), where, key),
-                    what, type_name(v));
+                    what, ps_json_type_name(v));
 }
 
 static int required(ctx *c, const char *where, const char *key) {
@@ -361,33 +341,29 @@ static int get_bool(ctx *c, const json_t *obj, const char *where, const char *ke
         return 0;
 }
 
-/* An object member; *ret stays NULL when absent. */
-static int get_object(ctx *c, const json_t *obj, const char *where, const char *key,
-                      const json_t **ret) {
+/* A member of the given type; *ret stays NULL when absent. */
+static int get_typed(ctx *c, const json_t *obj, const char *where, const char *key,
+                     json_type type, const char *expected, const json_t **ret) {
         const json_t *v = member(obj, key);
         int r;
 
         if (!v)
                 return 0;
-        r = want_type(c, v, where, key, JSON_OBJECT, "an object");
+        r = want_type(c, v, where, key, type, expected);
         if (r)
                 return r;
         *ret = v;
         return 0;
 }
 
+static int get_object(ctx *c, const json_t *obj, const char *where, const char *key,
+                      const json_t **ret) {
+        return get_typed(c, obj, where, key, JSON_OBJECT, "an object", ret);
+}
+
 static int get_array(ctx *c, const json_t *obj, const char *where, const char *key,
                      const json_t **ret) {
-        const json_t *v = member(obj, key);
-        int r;
-
-        if (!v)
-                return 0;
-        r = want_type(c, v, where, key, JSON_ARRAY, "an array");
-        if (r)
-                return r;
-        *ret = v;
-        return 0;
+        return get_typed(c, obj, where, key, JSON_ARRAY, "an array", ret);
 }
 
 static int get_enum(ctx *c, const json_t *obj, const char *where, const char *key,
@@ -445,16 +421,16 @@ static int get_strings(ctx *c, const json_t *arr, const char *where, size_t max,
                 const json_t *s = json_array_get(arr, i);
 
                 if (!json_is_string(s)) {
-                        strv_free(v, count);
-                        return fail(c, "%s[%zu]: must be a string, got %s", where, i, type_name(s));
+                        ps_strv_free(v, count);
+                        return fail(c, "%s[%zu]: must be a string, got %s", where, i, ps_json_type_name(s));
                 }
                 v[i] = strdup(json_string_value(s));
                 if (!v[i]) {
-                        strv_free(v, count);
+                        ps_strv_free(v, count);
                         return -ENOMEM;
                 }
         }
-        strv_free(*ret, *n);
+        ps_strv_free(*ret, *n);
         *ret = v;
         *n = count;
         return 0;
@@ -467,7 +443,7 @@ static void pool_clear(ps_pool_config *p) {
         free(p->engine);
         free(p->engine_version);
         free(p->binary);
-        strv_free(p->args, p->n_args);
+        ps_strv_free(p->args, p->n_args);
         free(p->model_path);
         free(p->host);
         free(p->device_mask);
@@ -475,7 +451,7 @@ static void pool_clear(ps_pool_config *p) {
         free(p->split);
         free(p->tensor_split);
         free(p->engine_metrics_path);
-        strv_free(p->env, p->n_env);
+        ps_strv_free(p->env, p->n_env);
         ps_policy_free(p->policy);
 }
 
@@ -486,7 +462,7 @@ ps_config *ps_config_free(ps_config *config) {
         free(config->base_dir);
         free(config->bind);
         free(config->runtime_dir);
-        strv_free(config->engines_allow, config->n_engines_allow);
+        ps_strv_free(config->engines_allow, config->n_engines_allow);
         free(config->engines_user);
         free(config->gpu.devices);
         ps_inventory_free(config->inventory);
@@ -499,14 +475,14 @@ ps_config *ps_config_free(ps_config *config) {
         free(config->cloud.address);
         free(config->cloud.orchestrator_url);
         free(config->cloud.token_file);
-        strv_free(config->cloud.etcd_endpoints, config->cloud.n_etcd_endpoints);
+        ps_strv_free(config->cloud.etcd_endpoints, config->cloud.n_etcd_endpoints);
         free(config->cloud.etcd_prefix);
         if (config->cloud.api_token) {
                 /* a secret: do not leave it in freed memory */
                 explicit_bzero(config->cloud.api_token, strlen(config->cloud.api_token));
                 free(config->cloud.api_token);
         }
-        strv_free(config->advertise_pools, config->n_advertise_pools);
+        ps_strv_free(config->advertise_pools, config->n_advertise_pools);
         free(config);
         return NULL;
 }
@@ -624,7 +600,7 @@ static int parse_device(ctx *c, const ps_config *cfg, const json_t *obj, size_t 
 
         snprintf(where, sizeof(where), "gpu.devices[%zu]", i);
         if (!json_is_object(obj))
-                return fail(c, "%s: must be an object, got %s", where, type_name(obj));
+                return fail(c, "%s: must be an object, got %s", where, ps_json_type_name(obj));
         r = check_keys(c, obj, where, keys);
         if (!r)
                 r = get_int(c, obj, where, "index", true, 0, PS_DEVICES_MAX - 1, &index);
@@ -977,7 +953,7 @@ static int parse_pool_env(ctx *c, ps_pool_config *p, const json_t *env, const ch
                                     "not here", where);
                 if (!json_is_string(v))
                         return fail(c, "%s.env.%s: must be a string, got %s", where, key,
-                                    type_name(v));
+                                    ps_json_type_name(v));
                 if (asprintf(&p->env[n], "%s=%s", key, json_string_value(v)) < 0) {
                         p->env[n] = NULL;
                         return -ENOMEM;
@@ -1008,7 +984,7 @@ static int parse_pool(ctx *c, ps_config *cfg, const json_t *obj, size_t i) {
 
         snprintf(where, sizeof(where), "pools[%zu]", i);
         if (!json_is_object(obj))
-                return fail(c, "%s: must be an object, got %s", where, type_name(obj));
+                return fail(c, "%s: must be an object, got %s", where, ps_json_type_name(obj));
         r = check_keys(c, obj, where, keys);
         if (r)
                 return r;
@@ -1263,7 +1239,7 @@ static int config_parse(ctx *c, ps_config *cfg, const json_t *doc) {
         int r;
 
         if (!json_is_object(doc))
-                return fail(c, "config: must be a JSON object, got %s", type_name(doc));
+                return fail(c, "config: must be a JSON object, got %s", ps_json_type_name(doc));
         r = check_keys(c, doc, "", keys);
         if (!r)
                 r = get_string(c, doc, "", "bind", false, &bind);
@@ -1514,7 +1490,7 @@ static int env_pool_list(ctx *c, const char *name, const char *v, char ***ret, s
         }
         free(copy);
         if (r) {
-                strv_free(ids, count);
+                ps_strv_free(ids, count);
                 return r;
         }
         *ret = ids;
@@ -1593,7 +1569,7 @@ int ps_config_apply_env(ps_config *config, ps_getenv_fn getenv_fn, void *userdat
         if (!runtime_dir && state_dir && strcmp(config->runtime_dir_source, "default") == 0) {
                 state_first = strndup(state_dir, strcspn(state_dir, ":"));
                 if (!state_first) {
-                        strv_free(ids, n_ids);
+                        ps_strv_free(ids, n_ids);
                         return -ENOMEM;
                 }
                 if (state_first[0])
@@ -1624,7 +1600,7 @@ int ps_config_apply_env(ps_config *config, ps_getenv_fn getenv_fn, void *userdat
                         free(n_machine);
                         free(n_url);
                         free(n_token);
-                        strv_free(ids, n_ids);
+                        ps_strv_free(ids, n_ids);
                         return -ENOMEM;
                 }
 #define SWAP(field, value) do { if (value) { free(field); field = value; } } while (0)
@@ -1650,7 +1626,7 @@ int ps_config_apply_env(ps_config *config, ps_getenv_fn getenv_fn, void *userdat
                 config->watch_interval_set = true;
         }
         if (pools) {
-                strv_free(config->advertise_pools, config->n_advertise_pools);
+                ps_strv_free(config->advertise_pools, config->n_advertise_pools);
                 config->advertise_pools = ids;
                 config->n_advertise_pools = n_ids;
                 config->advertise_pools_set = true;

@@ -99,20 +99,6 @@ const char *ps_policy_health_path(const ps_policy *policy) {
         return policy->health_path;
 }
 
-static const char *type_name(const json_t *v) {
-        switch (json_typeof(v)) {
-        case JSON_OBJECT:  return "an object";
-        case JSON_ARRAY:   return "an array";
-        case JSON_STRING:  return "a string";
-        case JSON_INTEGER: return "an integer";
-        case JSON_REAL:    return "a real number";
-        case JSON_TRUE:
-        case JSON_FALSE:   return "a boolean";
-        case JSON_NULL:    return "null";
-        }
-        return "a value";
-}
-
 static int set_field(ps_policy *p, const field *f, const json_t *v, const char *path,
                      char *err, size_t errlen) {
         char *at = (char *) p + f->offset;
@@ -122,7 +108,7 @@ static int set_field(ps_policy *p, const field *f, const json_t *v, const char *
         case FIELD_MS:
         case FIELD_COUNT:
                 if (!json_is_integer(v))
-                        return ps_errf(err, errlen, -EINVAL, "%s: must be an integer, got %s", path, type_name(v));
+                        return ps_errf(err, errlen, -EINVAL, "%s: must be an integer, got %s", path, ps_json_type_name(v));
                 i = json_integer_value(v);
                 if (i < 0)
                         return ps_errf(err, errlen, -EINVAL, "%s: must be >= 0, got %" JSON_INTEGER_FORMAT, path, i);
@@ -136,17 +122,17 @@ static int set_field(ps_policy *p, const field *f, const json_t *v, const char *
                 return 0;
         case FIELD_REAL:
                 if (!json_is_number(v))
-                        return ps_errf(err, errlen, -EINVAL, "%s: must be a number, got %s", path, type_name(v));
+                        return ps_errf(err, errlen, -EINVAL, "%s: must be a number, got %s", path, ps_json_type_name(v));
                 *(double *) (void *) at = json_number_value(v);
                 return 0;
         case FIELD_BOOL:
                 if (!json_is_boolean(v))
-                        return ps_errf(err, errlen, -EINVAL, "%s: must be true or false, got %s", path, type_name(v));
+                        return ps_errf(err, errlen, -EINVAL, "%s: must be true or false, got %s", path, ps_json_type_name(v));
                 *(bool *) (void *) at = json_is_true(v);
                 return 0;
         case FIELD_PATH:
                 if (!json_is_string(v))
-                        return ps_errf(err, errlen, -EINVAL, "%s: must be a string, got %s", path, type_name(v));
+                        return ps_errf(err, errlen, -EINVAL, "%s: must be a string, got %s", path, ps_json_type_name(v));
                 if (json_string_value(v)[0] != '/' || json_string_length(v) >= HEALTH_PATH_MAX ||
                     strpbrk(json_string_value(v), " \r\n\t"))
                         return ps_errf(err, errlen, -EINVAL, "%s: must be a URL path starting with '/' "
@@ -160,13 +146,13 @@ static int set_field(ps_policy *p, const field *f, const json_t *v, const char *
                 pd_crash_class cls;
 
                 if (!json_is_object(v))
-                        return ps_errf(err, errlen, -EINVAL, "%s: must be an object, got %s", path, type_name(v));
+                        return ps_errf(err, errlen, -EINVAL, "%s: must be an object, got %s", path, ps_json_type_name(v));
                 json_object_foreach((json_t *) v, cls_name, m) {
                         if (pd_crash_class_from_string(cls_name, &cls) != 0)
                                 return ps_errf(err, errlen, -EINVAL, "%s.%s: unknown crash class", path, cls_name);
                         if (!json_is_number(m))
                                 return ps_errf(err, errlen, -EINVAL, "%s.%s: must be a number, got %s",
-                                            path, cls_name, type_name(m));
+                                            path, cls_name, ps_json_type_name(m));
                         mult[cls] = json_number_value(m);
                 }
                 return 0;
@@ -208,14 +194,14 @@ int ps_policy_apply_json(ps_policy *policy, const json_t *obj, const char *where
                 return -EINVAL;
         where = where ? where : "policy";
         if (!json_is_object(obj))
-                return ps_errf(err, errlen, -EINVAL, "%s: must be an object, got %s", where, type_name(obj));
+                return ps_errf(err, errlen, -EINVAL, "%s: must be an object, got %s", where, ps_json_type_name(obj));
 
         next = *policy;
         json_object_foreach((json_t *) obj, key, v) {
                 if (is_section(key)) {
                         if (!json_is_object(v))
                                 return ps_errf(err, errlen, -EINVAL, "%s.%s: must be an object, got %s",
-                                            where, key, type_name(v));
+                                            where, key, ps_json_type_name(v));
                         json_object_foreach(v, sub, sv) {
                                 snprintf(path, sizeof(path), "%s.%s.%s", where, key, sub);
                                 f = find_field(key, sub);

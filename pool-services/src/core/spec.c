@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/strv.h"
 #include "pool-services/spec.h"
 
 ps_engine_spec *ps_engine_spec_new(void) {
@@ -14,19 +15,11 @@ ps_engine_spec *ps_engine_spec_new(void) {
         return spec;
 }
 
-static void strv_free(char **v, size_t n) {
-        if (!v)
-                return;
-        for (size_t i = 0; i < n; i++)
-                free(v[i]);
-        free(v);
-}
-
 ps_engine_spec *ps_engine_spec_free(ps_engine_spec *spec) {
         if (!spec)
                 return NULL;
         free(spec->binary_path);
-        strv_free(spec->flags, spec->n_flags);
+        ps_strv_free(spec->flags, spec->n_flags);
         free(spec->host);
         free(spec->model_path);
         free(spec->model_id);
@@ -37,7 +30,7 @@ ps_engine_spec *ps_engine_spec_free(ps_engine_spec *spec) {
         free(spec->replica_id);
         free(spec->device_mask);
         free(spec->cuda_visible_devices);
-        strv_free(spec->env, spec->n_env);
+        ps_strv_free(spec->env, spec->n_env);
         free(spec->workdir);
         free(spec->health_path);
         free(spec);

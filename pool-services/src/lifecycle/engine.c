@@ -20,6 +20,7 @@
 #include <event2/event.h>
 
 #include "pool-services/engine.h"
+#include "pool-services/fs.h"
 
 extern char **environ;
 
@@ -501,22 +502,13 @@ static void describe_child_failure(const child_report *rep, const ps_engine_spec
 /* Waits for the child to reach execve() (EOF: the pipe closed on exec) or
  * to report why it could not. Microseconds, and the one blocking wait. */
 static int read_child_report(int fd, child_report *rep) {
-        size_t got = 0;
+        ssize_t got = ps_read_full(fd, rep, sizeof(*rep));
 
-        while (got < sizeof(*rep)) {
-                ssize_t n = read(fd, (char *) rep + got, sizeof(*rep) - got);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        break;
-                got += (size_t) n;
-        }
+        if (got < 0)
+                return (int) got;
         if (got == 0)
                 return 0;              /* exec succeeded */
-        if (got < sizeof(*rep)) {
+        if ((size_t) got < sizeof(*rep)) {
                 rep->stage = -1;
                 rep->error = EIO;
         }
@@ -880,7 +872,7 @@ int ps_engine_last_log_line(const ps_engine *engine, char *buf, size_t len) {
         off_t from;
         struct stat st;
         ssize_t n;
-        size_t got = 0, want, end, start, i;
+        size_t got, want, end, start, i;
         int fd, r = 0;
 
         if (!engine || !buf || len == 0)
@@ -905,23 +897,13 @@ int ps_engine_last_log_line(const ps_engine *engine, char *buf, size_t len) {
                 close(fd);
                 return -ENOMEM;
         }
-        while (got < want) {
-                n = pread(fd, text + got, want - got, from + (off_t) got);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        break;
-                }
-                if (n == 0)
-                        break;
-                got += (size_t) n;
-        }
+        n = lseek(fd, from, SEEK_SET) < 0 ? -errno : ps_read_full(fd, text, want);
         close(fd);
-        if (r < 0) {
+        if (n < 0) {
                 free(text);
-                return r;
+                return (int) n;
         }
+        got = (size_t) n;
 
         /* Trailing blanks include newlines, so blank lines are skipped. */
         end = got;

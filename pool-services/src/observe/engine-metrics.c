@@ -16,6 +16,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "core/strbuf.h"
 #include "pool-services/config.h"
 #include "pool-services/engine-metrics.h"
 #include "pool-services/probe.h"
@@ -26,54 +27,6 @@
 #define PATH_MAX_LEN 255
 #define OUR_PREFIX "pool_managerd_"
 #define ENGINE_PREFIX "engine_"
-
-/* ---- a growable string ---------------------------------------------------- */
-
-typedef struct strbuf {
-        char *s;
-        size_t len, cap;
-        bool oom;
-} strbuf;
-
-static void sb_add(strbuf *b, const char *s, size_t n) {
-        if (b->oom)
-                return;
-        if (b->len + n + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 64;
-                char *grown;
-
-                while (cap < b->len + n + 1)
-                        cap *= 2;
-                grown = realloc(b->s, cap);
-                if (!grown) {
-                        b->oom = true;
-                        return;
-                }
-                b->s = grown;
-                b->cap = cap;
-        }
-        memcpy(b->s + b->len, s, n);
-        b->len += n;
-        b->s[b->len] = '\0';
-}
-
-static void sb_str(strbuf *b, const char *s) {
-        sb_add(b, s, strlen(s));
-}
-
-/* A label value with the format's escapes (\\, \", \n). */
-static void sb_escaped(strbuf *b, const char *s) {
-        for (; *s; s++) {
-                if (*s == '\\')
-                        sb_add(b, "\\\\", 2);
-                else if (*s == '"')
-                        sb_add(b, "\\\"", 2);
-                else if (*s == '\n')
-                        sb_add(b, "\\n", 2);
-                else
-                        sb_add(b, s, 1);
-        }
-}
 
 /* ---- a string -> index map (open addressing) ------------------------------ */
 
@@ -500,7 +453,7 @@ static int parse_sample(parser *p, const char *s, size_t n) {
         size_t name_len, value_len, n_labels = 0, idx;
         label labels[LABELS_MAX];
         bool has_le = false, has_quantile = false, first = true;
-        strbuf rest = { 0 }, key = { 0 };
+        ps_strbuf rest = { 0 }, key = { 0 };
         pfamily *f;
         psample *ps;
         suffix suf;
@@ -617,32 +570,32 @@ static int parse_sample(parser *p, const char *s, size_t n) {
             has_quantile != (f->type == T_SUMMARY && suf == SUF_NONE))
                 goto malformed;
 
-        sb_add(&rest, "{", 1);
+        ps_strbuf_add(&rest, "{", 1);
         for (size_t k = 0; k < n_labels; k++) {
                 const label *l = &labels[k];
 
                 if (!first)
-                        sb_add(&rest, ",", 1);
+                        ps_strbuf_add(&rest, ",", 1);
                 first = false;
                 /* ours win; the engine's stays visible under another name */
                 if (label_is(l, "pool_id") || label_is(l, "replica_id"))
-                        sb_str(&rest, "exported_");
-                sb_add(&rest, l->name, l->name_len);
-                sb_add(&rest, "=\"", 2);
-                sb_add(&rest, l->value, l->value_len);
-                sb_add(&rest, "\"", 1);
+                        ps_strbuf_str(&rest, "exported_");
+                ps_strbuf_add(&rest, l->name, l->name_len);
+                ps_strbuf_add(&rest, "=\"", 2);
+                ps_strbuf_add(&rest, l->value, l->value_len);
+                ps_strbuf_add(&rest, "\"", 1);
         }
         if (!first)
-                sb_add(&rest, ",", 1);
-        sb_str(&rest, "pool_id=\"");
-        sb_escaped(&rest, p->pool_id);
-        sb_str(&rest, "\",replica_id=\"");
-        sb_escaped(&rest, p->replica_id);
-        sb_str(&rest, "\"}");
+                ps_strbuf_add(&rest, ",", 1);
+        ps_strbuf_str(&rest, "pool_id=\"");
+        ps_strbuf_label_value(&rest, p->pool_id);
+        ps_strbuf_str(&rest, "\",replica_id=\"");
+        ps_strbuf_label_value(&rest, p->replica_id);
+        ps_strbuf_str(&rest, "\"}");
 
         /* the same series twice: the first one stands */
-        sb_add(&key, name, name_len);
-        sb_add(&key, rest.s ? rest.s : "", rest.len);
+        ps_strbuf_add(&key, name, name_len);
+        ps_strbuf_add(&key, rest.s ? rest.s : "", rest.len);
         if (rest.oom || key.oom) {
                 free(rest.s);
                 free(key.s);
@@ -657,8 +610,8 @@ static int parse_sample(parser *p, const char *s, size_t n) {
                 p->stats.dropped_lines++;
                 return 0;
         }
-        sb_add(&rest, " ", 1);
-        sb_add(&rest, value, value_len);
+        ps_strbuf_add(&rest, " ", 1);
+        ps_strbuf_add(&rest, value, value_len);
         if (rest.oom) {
                 free(rest.s);
                 return -ENOMEM;
@@ -770,11 +723,11 @@ static bool name_refused(const char *name, fam_type type) {
 
 /* The name we publish, or NULL (refused, or OOM: *oom). */
 static char *name_publish(const char *orig, fam_type type, bool *oom) {
-        strbuf b = { 0 };
+        ps_strbuf b = { 0 };
 
         if (strncmp(orig, OUR_PREFIX, strlen(OUR_PREFIX)) == 0)
-                sb_str(&b, ENGINE_PREFIX);
-        sb_str(&b, orig);
+                ps_strbuf_str(&b, ENGINE_PREFIX);
+        ps_strbuf_str(&b, orig);
         if (b.oom) {
                 *oom = true;
                 return NULL;
@@ -783,7 +736,7 @@ static char *name_publish(const char *orig, fam_type type, bool *oom) {
                 if (*c == ':')
                         *c = '_';
         if (type == T_COUNTER && !ends_with(b.s, b.len, "_total"))
-                sb_str(&b, "_total");
+                ps_strbuf_str(&b, "_total");
         if (b.oom) {
                 *oom = true;
                 return NULL;
@@ -855,7 +808,7 @@ static int family_order_cmp(const void *a, const void *b) {
 }
 
 static int family_build(const pfamily *pf, family *out, bool *refused) {
-        strbuf text = { 0 };
+        ps_strbuf text = { 0 };
         bool oom = false;
 
         *out = (family) { .type = pf->type };
@@ -870,11 +823,11 @@ static int family_build(const pfamily *pf, family *out, bool *refused) {
         if (pf->help) {
                 out->help = strdup(pf->help);
         } else {
-                strbuf h = { 0 };
+                ps_strbuf h = { 0 };
 
-                sb_str(&h, "Reported by the engine as ");
-                sb_str(&h, pf->orig);
-                sb_str(&h, " (without help text).");
+                ps_strbuf_str(&h, "Reported by the engine as ");
+                ps_strbuf_str(&h, pf->orig);
+                ps_strbuf_str(&h, " (without help text).");
                 out->help = h.s;
                 oom = h.oom;
         }
@@ -885,10 +838,10 @@ static int family_build(const pfamily *pf, family *out, bool *refused) {
         for (size_t i = 0; i < pf->n; i++) {
                 const psample *s = &pf->v[i];
 
-                sb_str(&text, out->name);
-                sb_str(&text, suffix_names[s->suf]);
-                sb_str(&text, s->rest);
-                sb_add(&text, "\n", 1);
+                ps_strbuf_str(&text, out->name);
+                ps_strbuf_str(&text, suffix_names[s->suf]);
+                ps_strbuf_str(&text, s->rest);
+                ps_strbuf_add(&text, "\n", 1);
                 if (s->suf != SUF_BUCKET && !isnan(s->value)) {
                         out->sum[s->suf] += s->value;
                         out->has[s->suf] = true;

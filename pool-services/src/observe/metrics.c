@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "core/strbuf.h"
 #include "pool-domain/breaker.h"
 #include "pool-domain/crash.h"
 #include "pool-domain/lifecycle.h"
@@ -635,95 +635,12 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
 
 /* ---- the text format ----------------------------------------------------- */
 
-typedef struct out {
-        char *buf;
-        size_t len, cap;
-        bool oom;
-} out;
-
-static bool out_reserve(out *o, size_t extra) {
-        size_t cap;
-        char *buf;
-
-        if (o->oom)
-                return false;
-        if (o->len + extra + 1 <= o->cap)
-                return true;
-        cap = o->cap ? o->cap : 4096;
-        while (cap < o->len + extra + 1)
-                cap *= 2;
-        buf = realloc(o->buf, cap);
-        if (!buf) {
-                o->oom = true;
-                return false;
-        }
-        o->buf = buf;
-        o->cap = cap;
-        return true;
-}
-
-static void out_putc(out *o, char c) {
-        if (!out_reserve(o, 1))
-                return;
-        o->buf[o->len++] = c;
-        o->buf[o->len] = '\0';
-}
-
-static void out_puts(out *o, const char *s) {
-        size_t n = strlen(s);
-
-        if (!out_reserve(o, n))
-                return;
-        memcpy(o->buf + o->len, s, n + 1);
-        o->len += n;
-}
-
-__attribute__((format(printf, 2, 3)))
-static void out_printf(out *o, const char *fmt, ...) {
-        char small[128];
-        va_list ap;
-        int n;
-
-        va_start(ap, fmt);
-        n = vsnprintf(small, sizeof(small), fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-                o->oom = true;
-                return;
-        }
-        if ((size_t) n < sizeof(small)) {
-                out_puts(o, small);
-                return;
-        }
-        if (!out_reserve(o, (size_t) n))
-                return;
-        va_start(ap, fmt);
-        vsnprintf(o->buf + o->len, (size_t) n + 1, fmt, ap);
-        va_end(ap);
-        o->len += (size_t) n;
-}
-
-/* A label value: backslash, double quote and line feed are escaped. */
-static void out_label_value(out *o, const char *s) {
-        for (; *s; s++)
-                switch (*s) {
-                case '\\':
-                        out_puts(o, "\\\\");
-                        break;
-                case '"':
-                        out_puts(o, "\\\"");
-                        break;
-                case '\n':
-                        out_puts(o, "\\n");
-                        break;
-                default:
-                        out_putc(o, *s);
-                        break;
-                }
-}
+/* The exposition being written; an allocation failure is checked once at
+ * the end (ps_strbuf's oom). */
+typedef ps_strbuf out;
 
 static void put_header(out *o, const char *name, const char *type, const char *help) {
-        out_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+        ps_strbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 typedef struct label {
@@ -733,18 +650,18 @@ typedef struct label {
 
 /* `name{k="v",...} ` -- the value follows. */
 static void put_series(out *o, const char *name, const char *suffix, const label *labels, size_t n) {
-        out_puts(o, name);
-        out_puts(o, suffix);
+        ps_strbuf_str(o, name);
+        ps_strbuf_str(o, suffix);
         if (n > 0) {
-                out_putc(o, '{');
+                ps_strbuf_str(o, "{");
                 for (size_t i = 0; i < n; i++) {
-                        out_printf(o, "%s%s=\"", i ? "," : "", labels[i].key);
-                        out_label_value(o, labels[i].value);
-                        out_putc(o, '"');
+                        ps_strbuf_printf(o, "%s%s=\"", i ? "," : "", labels[i].key);
+                        ps_strbuf_label_value(o, labels[i].value);
+                        ps_strbuf_str(o, "\"");
                 }
-                out_putc(o, '}');
+                ps_strbuf_str(o, "}");
         }
-        out_putc(o, ' ');
+        ps_strbuf_str(o, " ");
 }
 
 /* Milliseconds as seconds, without trailing zeros: 1500 -> "1.5". */
@@ -764,18 +681,18 @@ static const char *format_ms(char buf[32], int64_t ms) {
 }
 
 static void put_u64_line(out *o, uint64_t v) {
-        out_printf(o, "%" PRIu64 "\n", v);
+        ps_strbuf_printf(o, "%" PRIu64 "\n", v);
 }
 
 static void put_int_line(out *o, json_int_t v) {
-        out_printf(o, "%" JSON_INTEGER_FORMAT "\n", v);
+        ps_strbuf_printf(o, "%" JSON_INTEGER_FORMAT "\n", v);
 }
 
 static void put_ms_line(out *o, int64_t ms) {
         char buf[32];
 
-        out_puts(o, format_ms(buf, ms));
-        out_putc(o, '\n');
+        ps_strbuf_str(o, format_ms(buf, ms));
+        ps_strbuf_str(o, "\n");
 }
 
 /* ---- counters and histograms (every known pool) ------------------------ */
@@ -786,7 +703,7 @@ static void render_build_info(out *o, const ps_metrics *m) {
         put_header(o, "pool_managerd_build_info", "gauge",
                    "Always 1; the version label is the running daemon's.");
         put_series(o, "pool_managerd_build_info", "", &l, 1);
-        out_puts(o, "1\n");
+        ps_strbuf_str(o, "1\n");
 }
 
 static void render_counter(out *o, const ps_metrics *m, counter_ref ref) {
@@ -1029,12 +946,12 @@ static void render_state_set(out *o, const char *name, const char *state,
                 known |= current;
                 labels[n] = (label) { "state", s };
                 put_series(o, name, "", labels, n + 1);
-                out_puts(o, current ? "1\n" : "0\n");
+                ps_strbuf_str(o, current ? "1\n" : "0\n");
         }
         if (!known) {
                 labels[n] = (label) { "state", state };
                 put_series(o, name, "", labels, n + 1);
-                out_puts(o, "1\n");
+                ps_strbuf_str(o, "1\n");
         }
 }
 
@@ -1138,7 +1055,7 @@ static void render_devices(out *o, const json_t *devices_doc) {
                 const label l[] = { { "device", index }, { "uuid", uuid ? uuid : "" }, { "name", name ? name : "" } };
 
                 put_series(o, "pool_managerd_gpu_info", "", l, 3);
-                out_puts(o, "1\n");
+                ps_strbuf_str(o, "1\n");
         }
         for (size_t f = 0; f < sizeof(vram) / sizeof(vram[0]); f++) {
                 put_header(o, vram[f].name, "gauge", vram[f].help);
@@ -1215,6 +1132,7 @@ char *ps_metrics_render(ps_metrics *m, const json_t *snapshot, const json_t *dev
 
         if (!m)
                 return NULL;
+        ps_strbuf_reserve(&o, 4096);
         if (sorted_objects(json_object_get(snapshot, "pools"), pool_has_id, compare_pools,
                            &pools, &n_pools) < 0 ||
             learn_pools(m, pools, n_pools) < 0) {
@@ -1236,13 +1154,13 @@ char *ps_metrics_render(ps_metrics *m, const json_t *snapshot, const json_t *dev
                         o.oom = true;
                         continue;
                 }
-                out_puts(&o, text);
+                ps_strbuf_str(&o, text);
                 free(text);
         }
 
         if (o.oom) {
-                free(o.buf);
+                free(o.s);
                 return NULL;
         }
-        return o.buf;
+        return o.s;
 }
