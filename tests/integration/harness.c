@@ -50,6 +50,10 @@ bool th_loop_until(struct event_base *base, th_cond *cond, void *fixture, void *
         return cond ? cond(fixture, arg) : true;
 }
 
+void th_loop_for(struct event_base *base, int64_t wait_ms) {
+        th_loop_until(base, NULL, NULL, NULL, wait_ms);
+}
+
 bool th_flag_set(void *fixture, void *arg) {
         (void) fixture;
         return *(bool *) arg;

@@ -35,10 +35,13 @@ typedef bool th_cond(void *fixture, void *arg);
 int64_t th_now_ms(void);
 
 /* Runs the loop until cond(fixture, arg) holds or wait_ms pass, and says
- * whether it holds. A NULL cond runs the loop for wait_ms whatever
- * happens (only where a test checks that something does NOT happen). */
+ * whether it holds. */
 bool th_loop_until(struct event_base *base, th_cond *cond, void *fixture, void *arg,
                    int64_t wait_ms);
+
+/* Runs the loop for wait_ms whatever happens: only where a test checks
+ * that something does NOT happen within a time. */
+void th_loop_for(struct event_base *base, int64_t wait_ms);
 
 /* Condition: *(bool *) arg is true. */
 bool th_flag_set(void *fixture, void *arg);
