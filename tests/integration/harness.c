@@ -36,7 +36,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *userdata) {
         *(bool *) userdata = true;
 }
 
-bool th_loop_until(struct event_base *base, th_cond *cond, void *fixture, void *arg,
+bool th_loop_until(struct event_base *base, th_cond *cond, void *fixture, const void *arg,
                    int64_t wait_ms) {
         struct timeval tv = { wait_ms / 1000, (wait_ms % 1000) * 1000 };
         bool expired = false;
@@ -54,9 +54,9 @@ void th_loop_for(struct event_base *base, int64_t wait_ms) {
         th_loop_until(base, NULL, NULL, NULL, wait_ms);
 }
 
-bool th_flag_set(void *fixture, void *arg) {
+bool th_flag_set(void *fixture, const void *arg) {
         (void) fixture;
-        return *(bool *) arg;
+        return *(const bool *) arg;
 }
 
 /* ---- files ----------------------------------------------------------------- */
@@ -242,7 +242,7 @@ void th_node_clear(th_node *n) {
         th_events_clear(&n->events);
 }
 
-bool th_node_until(th_node *n, th_cond *cond, void *arg, int64_t wait_ms) {
+bool th_node_until(th_node *n, th_cond *cond, const void *arg, int64_t wait_ms) {
         return th_loop_until(n->base, cond, n, arg, wait_ms);
 }
 
@@ -288,9 +288,9 @@ typedef struct replica_state {
         const char *pool_id, *replica_id, *state;
 } replica_state;
 
-static bool in_state(void *fixture, void *arg) {
+static bool in_state(void *fixture, const void *arg) {
         th_node *n = fixture;
-        replica_state *want = arg;
+        const replica_state *want = arg;
         ps_replica *r = ps_registry_find(n->reg, want->pool_id, want->replica_id);
 
         return r && strcmp(ps_replica_state(r), want->state) == 0;

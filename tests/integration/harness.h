@@ -30,13 +30,13 @@
 #define TH_WAIT_MS 20000
 
 /* A condition on the test's fixture; arg is what the waiter passed. */
-typedef bool th_cond(void *fixture, void *arg);
+typedef bool th_cond(void *fixture, const void *arg);
 
 int64_t th_now_ms(void);
 
 /* Runs the loop until cond(fixture, arg) holds or wait_ms pass, and says
  * whether it holds. */
-bool th_loop_until(struct event_base *base, th_cond *cond, void *fixture, void *arg,
+bool th_loop_until(struct event_base *base, th_cond *cond, void *fixture, const void *arg,
                    int64_t wait_ms);
 
 /* Runs the loop for wait_ms whatever happens: only where a test checks
@@ -44,7 +44,7 @@ bool th_loop_until(struct event_base *base, th_cond *cond, void *fixture, void *
 void th_loop_for(struct event_base *base, int64_t wait_ms);
 
 /* Condition: *(bool *) arg is true. */
-bool th_flag_set(void *fixture, void *arg);
+bool th_flag_set(void *fixture, const void *arg);
 
 /* ---- files ----------------------------------------------------------------- */
 
@@ -127,7 +127,7 @@ void th_node_stop_all(th_node *n);
 void th_node_clear(th_node *n);
 
 /* Runs the node's loop until cond(n, arg) holds or wait_ms pass. */
-bool th_node_until(th_node *n, th_cond *cond, void *arg, int64_t wait_ms);
+bool th_node_until(th_node *n, th_cond *cond, const void *arg, int64_t wait_ms);
 
 size_t th_node_seen(const th_node *n, const char *prefix);
 

@@ -177,7 +177,7 @@ static void start(fx *f, const ps_control_plane_config *cfg) {
         assert_int_equal(ps_control_plane_start(f->cp), 0);
 }
 
-static bool loop_until(fx *f, th_cond *cond, void *arg) {
+static bool loop_until(fx *f, th_cond *cond, const void *arg) {
         return th_loop_until(f->node.base, cond, f, arg, WAIT_MS);
 }
 
@@ -189,33 +189,33 @@ static json_int_t status_int(fx *f, const char *key) {
         return v;
 }
 
-static bool heartbeats_at_least(void *fixture, void *arg) {
+static bool heartbeats_at_least(void *fixture, const void *arg) {
         fx *f = fixture;
 
-        return status_int(f, "heartbeats") >= *(int *) arg;
+        return status_int(f, "heartbeats") >= *(const int *) arg;
 }
 
-static bool failures_at_least(void *fixture, void *arg) {
+static bool failures_at_least(void *fixture, const void *arg) {
         fx *f = fixture;
 
-        return status_int(f, "consecutive_failures") >= *(int *) arg;
+        return status_int(f, "consecutive_failures") >= *(const int *) arg;
 }
 
-static bool registered(void *fixture, void *arg) {
+static bool registered(void *fixture, const void *arg) {
         fx *f = fixture;
 
         (void) arg;
         return ps_control_plane_registered(f->cp);
 }
 
-static bool reregistered(void *fixture, void *arg) {
+static bool reregistered(void *fixture, const void *arg) {
         fx *f = fixture;
 
         (void) arg;
         return status_int(f, "reregistrations") >= 1 && ps_control_plane_registered(f->cp);
 }
 
-static bool stopped(void *fixture, void *arg) {
+static bool stopped(void *fixture, const void *arg) {
         fx *f = fixture;
 
         (void) arg;

@@ -103,8 +103,8 @@ typedef struct want_cached {
         size_t n;
 } want_cached;
 
-static bool cached_is(void *fixture, void *arg) {
-        want_cached *w = arg;
+static bool cached_is(void *fixture, const void *arg) {
+        const want_cached *w = arg;
 
         (void) fixture;
         return ps_engine_metrics_cached(w->em) == w->n;
@@ -124,8 +124,8 @@ typedef struct want_perf {
         const char *pool_id, *replica_id;
 } want_perf;
 
-static bool has_perf(void *fixture, void *arg) {
-        want_perf *w = arg;
+static bool has_perf(void *fixture, const void *arg) {
+        const want_perf *w = arg;
         double tps = -1;
 
         (void) fixture;
@@ -138,8 +138,8 @@ typedef struct want_growth {
         double from;
 } want_growth;
 
-static bool grew(void *fixture, void *arg) {
-        want_growth *w = arg;
+static bool grew(void *fixture, const void *arg) {
+        const want_growth *w = arg;
         char *text = render(w->em);
         double v = -1;
         bool ok = value_of(text, w->series, &v) && v > w->from;

@@ -31,7 +31,7 @@ typedef struct fx {
         unsigned preflight_calls;
 } fx;
 
-static bool run_until(fx *f, th_cond *cond, void *arg) {
+static bool run_until(fx *f, th_cond *cond, const void *arg) {
         return th_loop_until(f->node.base, cond, f, arg, TH_WAIT_MS);
 }
 
@@ -94,23 +94,23 @@ static ps_replica *add_fake_engine(fx *f, const char *pool_id) {
                                 " \"backoff\": {\"max_ms\": 200}}"));
 }
 
-static bool in_state(void *fixture, void *arg) {
+static bool in_state(void *fixture, const void *arg) {
         fx *f = fixture;
         ps_replica *r = ps_registry_find(f->node.reg, "p", "r0");
 
         return strcmp(ps_replica_state(r), arg) == 0;
 }
 
-static bool free_is(void *fixture, void *arg) {
+static bool free_is(void *fixture, const void *arg) {
         fx *f = fixture;
 
-        return ps_inventory_find(f->inv, 0)->vram_free_bytes == *(uint64_t *) arg;
+        return ps_inventory_find(f->inv, 0)->vram_free_bytes == *(const uint64_t *) arg;
 }
 
-static bool calls_at_least(void *fixture, void *arg) {
+static bool calls_at_least(void *fixture, const void *arg) {
         fx *f = fixture;
 
-        return f->preflight_calls >= *(unsigned *) arg;
+        return f->preflight_calls >= *(const unsigned *) arg;
 }
 
 static const char *last_error(fx *f) {

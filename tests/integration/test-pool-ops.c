@@ -75,7 +75,7 @@ static int teardown(void **state) {
         return 0;
 }
 
-static bool run_until(fx *f, th_cond *cond, void *arg, int64_t ms) {
+static bool run_until(fx *f, th_cond *cond, const void *arg, int64_t ms) {
         return th_loop_until(f->node.base, cond, f, arg, ms);
 }
 
@@ -245,7 +245,7 @@ static void test_lease_refusals_say_why(void **state) {
         assert_int_equal(pool_int(f, "one", "active_leases"), 0);
 }
 
-static bool no_leases(void *fixture, void *arg) {
+static bool no_leases(void *fixture, const void *arg) {
         fx *f = fixture;
         return ps_registry_active_leases(f->node.reg, (const char *) arg) == 0;
 }
@@ -287,7 +287,7 @@ static void on_drained(const char *pool_id, const ps_drain_outcome *o, void *use
         f->drain.message = f->drain_text;
 }
 
-static bool drain_answered(void *fixture, void *arg) {
+static bool drain_answered(void *fixture, const void *arg) {
         fx *f = fixture;
         (void) arg;
         return f->drained;
@@ -424,7 +424,7 @@ static void on_reloaded(int rc, const char *message, const json_t *result, void 
         f->reload_result = json_deep_copy(result);
 }
 
-static bool reload_answered(void *fixture, void *arg) {
+static bool reload_answered(void *fixture, const void *arg) {
         fx *f = fixture;
         (void) arg;
         return f->reloaded;
@@ -577,9 +577,9 @@ static void test_reload_to_the_running_model_is_a_noop(void **state) {
         assert_true(ps_replica_ready(r));
 }
 
-static bool engine_gone(void *fixture, void *arg) {
+static bool engine_gone(void *fixture, const void *arg) {
         (void) fixture;
-        return kill(*(int *) arg, 0) != 0;
+        return kill(*(const int *) arg, 0) != 0;
 }
 
 static void test_reload_surge_stays_ready(void **state) {
@@ -717,7 +717,7 @@ static ps_config *config_of(const char *pools) {
         " \"binary\": \"BIN\", \"shared_devices\": true, \"device_mask\": \"0\", \"port\": %u," \
         " \"args\": [\"--port\", \"{port}\"]}"
 
-static bool config_settled(void *fixture, void *arg) {
+static bool config_settled(void *fixture, const void *arg) {
         fx *f = fixture;
         ps_replica *fresh = ps_registry_find(f->node.reg, "fresh", "r0");
         ps_replica *bumped = ps_registry_find(f->node.reg, "bumped", "r0");

@@ -279,9 +279,9 @@ static void test_hung_engine_times_out(void **state) {
         json_decref(s);
 }
 
-static bool backoff_seen(void *fixture, void *arg) {
+static bool backoff_seen(void *fixture, const void *arg) {
         fx *f = fixture;
-        json_int_t *seq = arg;
+        json_int_t *seq = (json_int_t *) arg;      /* filled in while waiting */
         ps_replica *r = ps_registry_find(f->reg, "loop", "r0");
         json_t *s = ps_replica_snapshot(r);
         json_int_t b = json_integer_value(json_object_get(s, "backoff_ms"));
