@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -240,6 +241,24 @@ void th_node_clear(th_node *n) {
         event_base_free(n->base);
         th_rmtree(n->dir);
         th_events_clear(&n->events);
+}
+
+int th_node_setup(void **state) {
+        th_node *n = calloc(1, sizeof(*n));
+
+        assert_non_null(n);
+        th_node_init(n, &(th_node_options) { .name = program_invocation_short_name, .seed = 7 });
+        *state = n;
+        return 0;
+}
+
+int th_node_teardown(void **state) {
+        th_node *n = *state;
+
+        th_node_stop_all(n);
+        th_node_clear(n);
+        free(n);
+        return 0;
 }
 
 bool th_node_until(th_node *n, th_cond *cond, const void *arg, int64_t wait_ms) {

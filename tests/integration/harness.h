@@ -126,6 +126,12 @@ void th_node_stop_all(th_node *n);
 /* Frees what init made and removes the runtime directory. */
 void th_node_clear(th_node *n);
 
+/* cmocka setup and teardown for a test whose fixture is a th_node and no
+ * more: a node with seed 7 in /tmp/pm-<program>-XXXXXX, and after the test
+ * its engines stopped, everything freed. */
+int th_node_setup(void **state);
+int th_node_teardown(void **state);
+
 /* Runs the node's loop until cond(n, arg) holds or wait_ms pass. */
 bool th_node_until(th_node *n, th_cond *cond, const void *arg, int64_t wait_ms);
 

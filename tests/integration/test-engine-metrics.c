@@ -25,25 +25,7 @@
 #include "pool-services/engine-metrics.h"
 #include "harness.h"
 
-typedef th_node fx;
-
-static int setup(void **state) {
-        fx *f = calloc(1, sizeof(*f));
-
-        assert_non_null(f);
-        th_node_init(f, &(th_node_options) { .name = "engine-metrics", .seed = 7 });
-        *state = f;
-        return 0;
-}
-
-static int teardown(void **state) {
-        fx *f = *state;
-
-        th_node_stop_all(f);
-        th_node_clear(f);
-        free(f);
-        return 0;
-}
+typedef th_node fx;      /* made by th_node_setup() */
 
 /* ---- engine metrics ------------------------------------------------------ */
 
@@ -283,8 +265,8 @@ static void test_dead_engine_goes_stale(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_scrape_cache_render, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_dead_engine_goes_stale, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_scrape_cache_render, th_node_setup, th_node_teardown),
+                cmocka_unit_test_setup_teardown(test_dead_engine_goes_stale, th_node_setup, th_node_teardown),
         };
 
         signal(SIGPIPE, SIG_IGN);

@@ -22,25 +22,7 @@
 
 #include "harness.h"
 
-typedef th_node fx;
-
-static int setup(void **state) {
-        fx *f = calloc(1, sizeof(*f));
-
-        assert_non_null(f);
-        th_node_init(f, &(th_node_options) { .name = "supervise", .seed = 7 });
-        *state = f;
-        return 0;
-}
-
-static int teardown(void **state) {
-        fx *f = *state;
-
-        th_node_stop_all(f);
-        th_node_clear(f);
-        free(f);
-        return 0;
-}
+typedef th_node fx;      /* made by th_node_setup() */
 
 /* The fake engine as replica r0 with two slots, given further arguments
  * (NULL-terminated). */
@@ -441,7 +423,7 @@ static void test_register_ready_from_handoff(void **state) {
         assert_null(ps_registry_pool_snapshot(f->reg, "nope"));
 }
 
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, th_node_setup, th_node_teardown)
 
 int main(void) {
         const struct CMUnitTest tests[] = {
