@@ -132,8 +132,7 @@ static char *dup_or_null(const char *s) {
         return s ? strdup(s) : NULL;
 }
 
-void th_events_keep(const ps_event *ev, void *userdata) {
-        th_events *e = userdata;
+static void events_keep(th_events *e, const ps_event *ev) {
         th_event *kept;
 
         if (e->n == e->cap) {
@@ -154,7 +153,7 @@ void th_events_keep(const ps_event *ev, void *userdata) {
         }
 }
 
-void th_events_clear(th_events *e) {
+static void events_clear(th_events *e) {
         for (size_t i = 0; i < e->n; i++) {
                 free(e->list[i].message);
                 free(e->list[i].file);
@@ -191,7 +190,7 @@ static void on_tick(evutil_socket_t fd, short what, void *userdata) {
 static void on_event(const ps_event *ev, void *userdata) {
         th_node *n = userdata;
 
-        th_events_keep(ev, &n->events);
+        events_keep(&n->events, ev);
         if (n->also.fn)
                 n->also.fn(ev, n->also.userdata);
 }
@@ -228,10 +227,9 @@ static void on_all_stopped(bool ok, const char *text, void *userdata) {
 }
 
 void th_node_stop_all(th_node *n) {
-        bool stopped = false;
-
-        ps_registry_stop_all(n->reg, on_all_stopped, &stopped);
-        th_node_until(n, th_flag_set, &stopped, TH_WAIT_MS);
+        n->all_stopped = false;
+        ps_registry_stop_all(n->reg, on_all_stopped, &n->all_stopped);
+        th_node_until(n, th_flag_set, &n->all_stopped, TH_WAIT_MS);
 }
 
 void th_node_clear(th_node *n) {
@@ -240,7 +238,7 @@ void th_node_clear(th_node *n) {
         event_free(n->tick);
         event_base_free(n->base);
         th_rmtree(n->dir);
-        th_events_clear(&n->events);
+        events_clear(&n->events);
 }
 
 int th_node_setup(void **state) {

@@ -77,11 +77,6 @@ typedef struct th_events {
         size_t cap;
 } th_events;
 
-/* A sink function keeping every event in a th_events (the userdata);
- * with TEST_VERBOSE set it prints them too. */
-void th_events_keep(const ps_event *ev, void *userdata);
-void th_events_clear(th_events *e);
-
 /* How many events have a message starting with prefix. */
 size_t th_events_seen(const th_events *e, const char *prefix);
 
@@ -100,7 +95,7 @@ typedef struct th_node_options {
 /*
  * An event base (a timer keeps it turning every 10 ms, counted in ticks),
  * a prober, a registry in a fresh runtime directory, and the events it
- * reported. The last preload answer is kept in done, done_ok and
+ * reported (printed too when TEST_VERBOSE is set). The last preload answer is kept in done, done_ok and
  * done_text.
  */
 typedef struct th_node {
@@ -116,6 +111,7 @@ typedef struct th_node {
         bool done;
         bool done_ok;
         char done_text[512];
+        bool all_stopped;              /* th_node_stop_all() was answered */
 } th_node;
 
 void th_node_init(th_node *n, const th_node_options *o);
