@@ -21,23 +21,15 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <event2/event.h>
 #include <jansson.h>
 
 #include "pool-services/control-plane.h"
-#include "pool-services/probe.h"
-#include "pool-services/registry.h"
+#include "harness.h"
 
 #define WAIT_MS 30000
 
 typedef struct fx {
-        struct event_base *base;
-        struct event *tick;
-        unsigned ticks;
-        char dir[64];
-        ps_prober *prober;
-        ps_context ctx;
-        ps_registry *reg;
+        th_node node;
         ps_control_plane *cp;
         pid_t fake;
         int port;
@@ -139,36 +131,18 @@ static json_t *recorded(fx *f, const char *method, const char *path) {
 
 /* ---- fixture ------------------------------------------------------------------ */
 
-static void on_tick(evutil_socket_t fd, short what, void *userdata) {
-        (void) fd;
-        (void) what;
-        ((fx *) userdata)->ticks++;
-}
-
 static int setup(void **state) {
         fx *f = calloc(1, sizeof(*f));
-        struct timeval tv = { 0, 20000 };
         json_t *handoff;
         char err[256];
 
-        snprintf(f->dir, sizeof(f->dir), "/tmp/pm-cp-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
-        f->base = event_base_new();
-        f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, f);
-        event_add(f->tick, &tv);
-        f->prober = ps_prober_new(f->base);
-        f->ctx = (ps_context) {
-                .base = f->base,
-                .prober = f->prober,
-                .runtime_dir = f->dir,
-                .seed = 7,
-        };
-        f->reg = ps_registry_new(&f->ctx);
+        assert_non_null(f);
+        th_node_init(&f->node, &(th_node_options) { .name = "cp", .seed = 7 });
         /* One ready pool to report. */
         handoff = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:s}", "pool_id", "llama", "replica_id", "r0",
                             "engine", "llamacpp", "engine_version", "b6000", "slots_total", 4,
                             "slots_free", 3, "url", "http://127.0.0.1:1");
-        assert_int_equal(ps_registry_register_ready_from_handoff(f->reg, handoff, err, sizeof(err)), 0);
+        assert_int_equal(ps_registry_register_ready_from_handoff(f->node.reg, handoff, err, sizeof(err)), 0);
         json_decref(handoff);
         *state = f;
         return 0;
@@ -176,17 +150,10 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
         fx *f = *state;
-        char cmd[128];
 
         ps_control_plane_free(f->cp);
         fake_stop(f);
-        ps_registry_free(f->reg);
-        ps_prober_free(f->prober);
-        event_free(f->tick);
-        event_base_free(f->base);
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-        if (system(cmd) != 0)
-                return -1;
+        th_node_clear(&f->node);
         free(f);
         return 0;
 }
@@ -206,28 +173,12 @@ static ps_control_plane_config config(fx *f) {
 static void start(fx *f, const ps_control_plane_config *cfg) {
         char err[256];
 
-        assert_int_equal(ps_control_plane_new(&f->ctx, f->reg, cfg, &f->cp, err, sizeof(err)), 0);
+        assert_int_equal(ps_control_plane_new(&f->node.ctx, f->node.reg, cfg, &f->cp, err, sizeof(err)), 0);
         assert_int_equal(ps_control_plane_start(f->cp), 0);
 }
 
-static void on_deadline(evutil_socket_t fd, short what, void *userdata) {
-        (void) fd;
-        (void) what;
-        *(bool *) userdata = true;
-}
-
-typedef bool (*cond_fn)(fx *f, const void *arg);
-
-static bool loop_until(fx *f, cond_fn cond, const void *arg) {
-        struct timeval tv = { WAIT_MS / 1000, (WAIT_MS % 1000) * 1000 };
-        bool expired = false;
-        struct event *deadline = evtimer_new(f->base, on_deadline, &expired);
-
-        evtimer_add(deadline, &tv);
-        while (!cond(f, arg) && !expired)
-                event_base_loop(f->base, EVLOOP_ONCE);
-        event_free(deadline);
-        return cond(f, arg);
+static bool loop_until(fx *f, th_cond *cond, const void *arg) {
+        return th_loop_until(f->node.base, cond, f, arg, WAIT_MS);
 }
 
 static json_int_t status_int(fx *f, const char *key) {
@@ -238,25 +189,35 @@ static json_int_t status_int(fx *f, const char *key) {
         return v;
 }
 
-static bool heartbeats_at_least(fx *f, const void *arg) {
+static bool heartbeats_at_least(void *fixture, const void *arg) {
+        fx *f = fixture;
+
         return status_int(f, "heartbeats") >= *(const int *) arg;
 }
 
-static bool failures_at_least(fx *f, const void *arg) {
+static bool failures_at_least(void *fixture, const void *arg) {
+        fx *f = fixture;
+
         return status_int(f, "consecutive_failures") >= *(const int *) arg;
 }
 
-static bool registered(fx *f, const void *arg) {
+static bool registered(void *fixture, const void *arg) {
+        fx *f = fixture;
+
         (void) arg;
         return ps_control_plane_registered(f->cp);
 }
 
-static bool reregistered(fx *f, const void *arg) {
+static bool reregistered(void *fixture, const void *arg) {
+        fx *f = fixture;
+
         (void) arg;
         return status_int(f, "reregistrations") >= 1 && ps_control_plane_registered(f->cp);
 }
 
-static bool stopped(fx *f, const void *arg) {
+static bool stopped(void *fixture, const void *arg) {
+        fx *f = fixture;
+
         (void) arg;
         return f->stopped;
 }
@@ -325,7 +286,7 @@ static void heartbeat_reports_a_pool_going_unready(void **state) {
         cfg = config(f);
         start(f, &cfg);
         assert_true(loop_until(f, heartbeats_at_least, &one));
-        assert_int_equal(ps_registry_unregister_handoff(f->reg, "llama", "r0"), 0);
+        assert_int_equal(ps_registry_unregister_handoff(f->node.reg, "llama", "r0"), 0);
         more = (int) status_int(f, "heartbeats") + 2;
         assert_true(loop_until(f, heartbeats_at_least, &more));
         beats = recorded(f, "POST", "/v2/nodes/node-1/heartbeat");
@@ -435,11 +396,11 @@ static void slow_control_plane_times_out_without_stalling_the_loop(void **state)
         fake_mode(f, "{\"delay_ms\": 5000}");
         cfg = config(f);
         cfg.request_timeout_ms = 300;
-        ticks = f->ticks;
+        ticks = f->node.ticks;
         start(f, &cfg);
         assert_true(loop_until(f, failures_at_least, &two));
         /* The loop kept turning while requests hung. */
-        assert_true(f->ticks > ticks + 5);
+        assert_true(f->node.ticks > ticks + 5);
         s = ps_control_plane_status(f->cp);
         assert_non_null(strstr(json_string_value(json_object_get(s, "last_error")), "timed out"));
         json_decref(s);
@@ -588,12 +549,12 @@ static void missing_settings_are_named(void **state) {
         ps_control_plane *cp = NULL;
         char err[256];
 
-        assert_int_equal(ps_control_plane_new(&f->ctx, f->reg, &cfg, &cp, err, sizeof(err)),
+        assert_int_equal(ps_control_plane_new(&f->node.ctx, f->node.reg, &cfg, &cp, err, sizeof(err)),
                          PS_E_INVALID);
         assert_non_null(strstr(err, "address"));
         cfg.address = "http://10.0.0.1:9200";
         cfg.url = "";
-        assert_int_equal(ps_control_plane_new(&f->ctx, f->reg, &cfg, &cp, err, sizeof(err)),
+        assert_int_equal(ps_control_plane_new(&f->node.ctx, f->node.reg, &cfg, &cp, err, sizeof(err)),
                          PS_E_INVALID);
         assert_non_null(strstr(err, "url"));
         assert_null(cp);

@@ -13,257 +13,19 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/socket.h>
-#include <netinet/in.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/event.h>
 #include <jansson.h>
 
 #include "pool-services/engine-metrics.h"
-#include "pool-services/policy.h"
-#include "pool-services/probe.h"
-#include "pool-services/registry.h"
+#include "harness.h"
 
-#define WAIT_MS 15000
-
-typedef struct fx {
-        struct event_base *base;
-        struct event *tick;
-        ps_prober *prober;
-        ps_registry *reg;
-        ps_context ctx;
-        char dir[64];
-        /* what the sink saw */
-        char messages[512][64];
-        size_t n_messages;
-        /* preload answer */
-        bool done;
-        bool done_ok;
-        char done_text[512];
-} fx;
-
-static const char *fake_engine(void) {
-        const char *p = getenv("FAKE_ENGINE");
-
-        return p ? p : "tests/helpers/fake-engine";
-}
-
-static void on_event(const ps_event *ev, void *userdata) {
-        fx *f = userdata;
-
-        if (f->n_messages < sizeof(f->messages) / sizeof(f->messages[0]))
-                snprintf(f->messages[f->n_messages++], sizeof(f->messages[0]), "%s", ev->message);
-        if (getenv("TEST_VERBOSE")) {
-                fprintf(stderr, "event: %s", ev->message);
-                for (size_t i = 0; i < ev->n_fields; i++)
-                        if (ev->fields[i].type == PS_FIELD_TYPE_STRING && ev->fields[i].str)
-                                fprintf(stderr, " %s=%s", ev->fields[i].key, ev->fields[i].str);
-                fprintf(stderr, "\n");
-        }
-}
-
-static __attribute__((unused)) size_t seen(const fx *f, const char *prefix) {
-        size_t n = 0;
-
-        for (size_t i = 0; i < f->n_messages; i++)
-                if (strncmp(f->messages[i], prefix, strlen(prefix)) == 0)
-                        n++;
-        return n;
-}
-
-static void on_tick(evutil_socket_t fd, short what, void *userdata) {
-        (void) fd;
-        (void) what;
-        (void) userdata;
-}
-
-static int setup(void **state) {
-        fx *f = calloc(1, sizeof(*f));
-        struct timeval tv = { 0, 10000 };
-
-        snprintf(f->dir, sizeof(f->dir), "/tmp/pm-engine-metrics-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
-        f->base = event_base_new();
-        f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
-        event_add(f->tick, &tv);
-        f->prober = ps_prober_new(f->base);
-        f->ctx = (ps_context) {
-                .base = f->base,
-                .sink = { .fn = on_event, .userdata = f },
-                .prober = f->prober,
-                .runtime_dir = f->dir,
-                .seed = 7,
-        };
-        f->reg = ps_registry_new(&f->ctx);
-        assert_non_null(f->reg);
-        *state = f;
-        return 0;
-}
-
-static bool all_stopped;
-
-static void on_all_stopped(bool ok, const char *text, void *userdata) {
-        (void) ok;
-        (void) text;
-        (void) userdata;
-        all_stopped = true;
-}
-
-static void run_until(fx *f, bool (*cond)(fx *f, void *arg), void *arg, int64_t ms);
-
-static bool flag_set(fx *f, void *arg) {
-        (void) f;
-        return *(bool *) arg;
-}
-
-static int teardown(void **state) {
-        fx *f = *state;
-        char cmd[PATH_MAX + 16];
-
-        all_stopped = false;
-        ps_registry_stop_all(f->reg, on_all_stopped, NULL);
-        run_until(f, flag_set, &all_stopped, WAIT_MS);
-        ps_registry_free(f->reg);
-        ps_prober_free(f->prober);
-        event_free(f->tick);
-        event_base_free(f->base);
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-        if (system(cmd) != 0)
-                fprintf(stderr, "could not remove %s\n", f->dir);
-        free(f);
-        return 0;
-}
-
-static int64_t mono_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void run_until(fx *f, bool (*cond)(fx *f, void *arg), void *arg, int64_t ms) {
-        int64_t deadline = mono_ms() + ms;
-
-        while (!cond(f, arg) && mono_ms() < deadline)
-                event_base_loop(f->base, EVLOOP_ONCE);
-}
-
-static uint16_t free_port(void) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof(a);
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-        assert_true(fd >= 0);
-        assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-        assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &len), 0);
-        close(fd);
-        return ntohs(a.sin_port);
-}
-
-/* A spec running the fake engine with extra arguments (NULL-terminated). */
-static ps_engine_spec *fake_spec(const char *pool_id, const char *replica_id, const char *first, ...) {
-        ps_engine_spec *s = ps_engine_spec_new();
-        const char *args[32];
-        size_t n = 0;
-        char port[16];
-        va_list ap;
-
-        s->port = free_port();
-        snprintf(port, sizeof(port), "%u", (unsigned) s->port);
-        args[n++] = "--port";
-        args[n++] = port;
-        va_start(ap, first);
-        for (const char *a = first; a && n < 30; a = va_arg(ap, const char *))
-                args[n++] = a;
-        va_end(ap);
-        s->binary_path = realpath(fake_engine(), NULL);
-        assert_non_null(s->binary_path);
-        s->flags = calloc(n, sizeof(char *));
-        for (size_t i = 0; i < n; i++)
-                s->flags[i] = strdup(args[i]);
-        s->n_flags = n;
-        s->host = strdup("127.0.0.1");
-        s->pool_id = strdup(pool_id);
-        s->replica_id = strdup(replica_id);
-        s->engine = strdup("llamacpp");
-        s->engine_version = strdup("b6000");
-        s->model_id = strdup("tiny");
-        s->device_mask = strdup("0");
-        s->cuda_visible_devices = strdup("0");
-        s->slots = 2;
-        return s;
-}
-
-/* A policy with short timings, changed further by `json`. */
-static ps_policy *fast_policy(const char *json) {
-        ps_policy *p = ps_policy_new();
-        json_error_t jerr;
-        json_t *base = json_loads("{\"health\": {\"interval_ms\": 50, \"timeout_ms\": 200,"
-                                  " \"startup_timeout_ms\": 5000},"
-                                  " \"backoff\": {\"initial_ms\": 50, \"max_ms\": 400, \"jitter\": 0},"
-                                  " \"stop_grace_ms\": 500}", 0, &jerr);
-        char err[256];
-
-        assert_int_equal(ps_policy_apply_json(p, base, "test", err, sizeof(err)), 0);
-        json_decref(base);
-        if (json) {
-                json_t *extra = json_loads(json, 0, &jerr);
-
-                assert_non_null(extra);
-                if (ps_policy_apply_json(p, extra, "test", err, sizeof(err)) != 0)
-                        fail_msg("policy: %s", err);
-                json_decref(extra);
-        }
-        return p;
-}
-
-static void on_done(bool ok, const char *text, void *userdata) {
-        fx *f = userdata;
-
-        f->done = true;
-        f->done_ok = ok;
-        snprintf(f->done_text, sizeof(f->done_text), "%s", text);
-}
-
-static bool preload_answered(fx *f, void *arg) {
-        (void) arg;
-        return f->done;
-}
-
-
-
-static ps_replica *add(fx *f, ps_engine_spec *spec, ps_policy *pol) {
-        ps_replica *r = NULL;
-        char err[256];
-
-        if (ps_registry_add(f->reg, spec, pol, &r, err, sizeof(err)) != 0)
-                fail_msg("add: %s", err);
-        ps_engine_spec_free(spec);
-        ps_policy_free(pol);
-        return r;
-}
-
-static ps_replica *preload(fx *f, ps_replica *r) {
-        char err[256];
-
-        f->done = false;
-        if (ps_replica_preload(r, on_done, f, err, sizeof(err)) != 0)
-                fail_msg("preload: %s", err);
-        run_until(f, preload_answered, NULL, WAIT_MS);
-        assert_true(f->done);
-        return r;
-}
-
+typedef th_node fx;      /* made by th_node_setup() */
 
 /* ---- engine metrics ------------------------------------------------------ */
 
@@ -323,17 +85,17 @@ typedef struct want_cached {
         size_t n;
 } want_cached;
 
-static bool cached_is(fx *f, void *arg) {
-        want_cached *w = arg;
+static bool cached_is(void *fixture, const void *arg) {
+        const want_cached *w = arg;
 
-        (void) f;
+        (void) fixture;
         return ps_engine_metrics_cached(w->em) == w->n;
 }
 
 static void wait_cached(fx *f, ps_engine_metrics *em, size_t n) {
         want_cached w = { em, n };
 
-        run_until(f, cached_is, &w, WAIT_MS);
+        th_node_until(f, cached_is, &w, TH_WAIT_MS);
         if (ps_engine_metrics_cached(em) != n)
                 fail_msg("%zu replicas with cached metrics, expected %zu",
                          ps_engine_metrics_cached(em), n);
@@ -344,11 +106,11 @@ typedef struct want_perf {
         const char *pool_id, *replica_id;
 } want_perf;
 
-static bool has_perf(fx *f, void *arg) {
-        want_perf *w = arg;
+static bool has_perf(void *fixture, const void *arg) {
+        const want_perf *w = arg;
         double tps = -1;
 
-        (void) f;
+        (void) fixture;
         return ps_engine_metrics_perf(w->em, w->pool_id, w->replica_id, &tps, NULL) && tps >= 0;
 }
 
@@ -358,13 +120,13 @@ typedef struct want_growth {
         double from;
 } want_growth;
 
-static bool grew(fx *f, void *arg) {
-        want_growth *w = arg;
+static bool grew(void *fixture, const void *arg) {
+        const want_growth *w = arg;
         char *text = render(w->em);
         double v = -1;
         bool ok = value_of(text, w->series, &v) && v > w->from;
 
-        (void) f;
+        (void) fixture;
         free(text);
         return ok;
 }
@@ -377,13 +139,13 @@ static void start_pools(fx *f) {
         /* no restart within the test: a dead engine stays dead */
         const char *slow = "{\"backoff\": {\"initial_ms\": 60000, \"max_ms\": 60000}}";
 
-        preload(f, add(f, fake_spec("llama", "r0", "--metrics", NULL), fast_policy(slow)));
+        th_preload(f, th_add(f, th_fake_spec("llama", "r0", 0, 2, "--metrics", NULL), th_policy(slow)));
         assert_true(f->done_ok);
-        preload(f, add(f, fake_spec("llama", "r1", "--metrics", NULL), fast_policy(slow)));
+        th_preload(f, th_add(f, th_fake_spec("llama", "r1", 0, 2, "--metrics", NULL), th_policy(slow)));
         assert_true(f->done_ok);
-        preload(f, add(f, fake_spec("plain", "r0", "--metrics", NULL), fast_policy(slow)));
+        th_preload(f, th_add(f, th_fake_spec("plain", "r0", 0, 2, "--metrics", NULL), th_policy(slow)));
         assert_true(f->done_ok);
-        preload(f, add(f, fake_spec("nometrics", "r0", NULL), fast_policy(slow)));
+        th_preload(f, th_add(f, th_fake_spec("nometrics", "r0", 0, 2, NULL), th_policy(slow)));
         assert_true(f->done_ok);
 }
 
@@ -424,18 +186,18 @@ static void test_scrape_cache_render(void **state) {
         free(text);
 
         /* the cache follows the engine: its counters grow between scrapes */
-        run_until(f, grew, &wg, WAIT_MS);
+        th_node_until(f, grew, &wg, TH_WAIT_MS);
         assert_true(grew(f, &wg));
 
         /* hints: the fake engine generates at 80 tokens/s; no first-token data */
-        run_until(f, has_perf, &wp, WAIT_MS);
+        th_node_until(f, has_perf, &wp, TH_WAIT_MS);
         assert_true(ps_engine_metrics_perf(em, "llama", "r0", &tps, NULL));
         if (fabs(tps - 80) > 0.01)
                 fail_msg("perf_tokens_per_s %f, expected 80", tps);
         assert_false(ps_engine_metrics_perf(em, "llama", "r0", NULL, &ttft));
         assert_false(ps_engine_metrics_perf(em, "plain", "r0", &tps, &ttft));
         wp.replica_id = "r1";
-        run_until(f, has_perf, &wp, WAIT_MS);
+        th_node_until(f, has_perf, &wp, TH_WAIT_MS);
 
         pool = ps_registry_pool_snapshot(f->reg, "llama");
         assert_non_null(pool);
@@ -503,8 +265,8 @@ static void test_dead_engine_goes_stale(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_scrape_cache_render, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_dead_engine_goes_stale, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_scrape_cache_render, th_node_setup, th_node_teardown),
+                cmocka_unit_test_setup_teardown(test_dead_engine_goes_stale, th_node_setup, th_node_teardown),
         };
 
         signal(SIGPIPE, SIG_IGN);

@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
@@ -30,8 +29,8 @@
 #include <event2/event.h>
 
 #include "pool-services/engine.h"
+#include "harness.h"
 
-#define WAIT_MS 20000
 
 typedef struct fx {
         struct event_base *base;
@@ -46,19 +45,11 @@ typedef struct fx {
 
 /* ---- helpers -------------------------------------------------------------- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        (void) st;
-        (void) flag;
-        (void) ftw;
-        return remove(path);
-}
-
 static int setup(void **state) {
         fx *f = calloc(1, sizeof(*f));
 
         assert_non_null(f);
-        snprintf(f->dir, sizeof(f->dir), "/tmp/pm-engine-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
+        th_tmpdir(f->dir, sizeof(f->dir), "engine");
         f->base = event_base_new();
         assert_non_null(f->base);
         f->opts.runtime_dir = f->dir;
@@ -70,7 +61,7 @@ static int teardown(void **state) {
         fx *f = *state;
 
         event_base_free(f->base);
-        nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        th_rmtree(f->dir);
         free(f);
         return 0;
 }
@@ -100,30 +91,6 @@ static void spec_add_env(ps_engine_spec *s, const char *entry) {
 
 static void path_in(const fx *f, const char *name, char *buf, size_t len) {
         snprintf(buf, len, "%s/%s", f->dir, name);
-}
-
-static char *slurp(const char *path, size_t *len) {
-        FILE *fp = fopen(path, "re");
-        char *buf = NULL;
-        size_t n = 0, cap = 0;
-        int c;
-
-        if (!fp)
-                return NULL;
-        while ((c = fgetc(fp)) != EOF) {
-                if (n + 2 > cap) {
-                        cap = cap ? cap * 2 : 256;
-                        buf = realloc(buf, cap);
-                }
-                buf[n++] = (char) c;
-        }
-        fclose(fp);
-        if (!buf)
-                buf = malloc(1);
-        buf[n] = '\0';
-        if (len)
-                *len = n;
-        return buf;
 }
 
 static void spit(const char *path, const char *text, mode_t mode) {
@@ -164,41 +131,27 @@ static void on_exit_cb(ps_engine *engine, const ps_exit_status *st, void *userda
                 ps_engine_free(engine);
 }
 
-static void on_deadline(evutil_socket_t fd, short what, void *userdata) {
-        (void) fd;
-        (void) what;
-        *(bool *) userdata = true;
+static bool exits_at_least(void *fixture, const void *arg) {
+        const fx *f = fixture;
+
+        return f->exits >= *(const int *) arg;
 }
 
 /* Runs the loop until the engine has exited (the callback ran), within the
  * deadline. */
 static void wait_exit(fx *f, int want_exits) {
-        struct timeval tv = { WAIT_MS / 1000, (WAIT_MS % 1000) * 1000 };
-        bool expired = false;
-        struct event *deadline = evtimer_new(f->base, on_deadline, &expired);
-
-        evtimer_add(deadline, &tv);
-        while (f->exits < want_exits && !expired)
-                event_base_loop(f->base, EVLOOP_ONCE);
-        event_free(deadline);
+        th_loop_until(f->base, exits_at_least, f, &want_exits, TH_WAIT_MS);
         assert_int_equal(f->exits, want_exits);
-}
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* For what no event tells us (another process's state): look again every
  * few milliseconds until it holds or the deadline passes. */
 static bool poll_until(bool (*cond)(const void *), const void *arg) {
-        int64_t end = now_ms() + WAIT_MS;
+        int64_t end = th_now_ms() + TH_WAIT_MS;
         struct timespec pause = { 0, 5 * 1000 * 1000 };
 
         while (!cond(arg)) {
-                if (now_ms() > end)
+                if (th_now_ms() > end)
                         return false;
                 nanosleep(&pause, NULL);
         }
@@ -206,7 +159,7 @@ static bool poll_until(bool (*cond)(const void *), const void *arg) {
 }
 
 static bool log_has_newline(const void *arg) {
-        char *text = slurp(arg, NULL);
+        char *text = th_slurp(arg, NULL);
         bool ok = text && strchr(text, '\n');
 
         free(text);
@@ -249,7 +202,7 @@ static void test_argv_is_exact(void **state) {
         assert_int_equal(f->st.code, 0);
         /* written relative to the working directory: the runtime_dir */
         path_in(f, "args", path, sizeof(path));
-        text = slurp(path, NULL);
+        text = th_slurp(path, NULL);
         assert_non_null(text);
         assert_string_equal(text, "[a]\n[b c]\n[]\n[d$e]\n[--flag=*]\n");
         free(text);
@@ -266,7 +219,7 @@ static void test_argv0_is_the_binary(void **state) {
         char *text;
 
         e = run_to_exit(f, s);
-        text = slurp(ps_engine_log_path(e), &len);
+        text = th_slurp(ps_engine_log_path(e), &len);
         assert_int_equal(len, sizeof(want));
         assert_memory_equal(text, want, sizeof(want));
         free(text);
@@ -282,7 +235,7 @@ static void test_workdir(void **state) {
 
         s->workdir = strdup("/");
         e = run_to_exit(f, s);
-        text = slurp(ps_engine_log_path(e), NULL);
+        text = th_slurp(ps_engine_log_path(e), NULL);
         assert_string_equal(text, "/\n");
         free(text);
         ps_engine_free(e);
@@ -293,7 +246,7 @@ static void test_workdir(void **state) {
         free(s->replica_id);
         s->replica_id = strdup("r1");              /* a log of its own */
         e = run_to_exit(f, s);
-        text = slurp(ps_engine_log_path(e), NULL);
+        text = th_slurp(ps_engine_log_path(e), NULL);
         assert_non_null(realpath(f->dir, want));
         strcat(want, "\n");
         assert_string_equal(text, want);
@@ -316,7 +269,7 @@ static void test_environment(void **state) {
         spec_add_env(s, "EMPTY=");
         s->cuda_visible_devices = strdup("1,0");
         e = run_to_exit(f, s);
-        text = slurp(ps_engine_log_path(e), NULL);
+        text = th_slurp(ps_engine_log_path(e), NULL);
         assert_true(has_line(text, "PS_TEST_PARENT=from-parent"));
         assert_true(has_line(text, "FOO=bar baz"));
         assert_true(has_line(text, "EMPTY="));
@@ -341,7 +294,7 @@ static void test_cuda_empty_means_no_gpus(void **state) {
         setenv("CUDA_VISIBLE_DEVICES", "0", 1);
         s->cuda_visible_devices = strdup("");
         e = run_to_exit(f, s);
-        text = slurp(ps_engine_log_path(e), NULL);
+        text = th_slurp(ps_engine_log_path(e), NULL);
         assert_true(has_line(text, "CUDA_VISIBLE_DEVICES="));
         assert_int_equal(count_prefix(text, "CUDA_VISIBLE_DEVICES="), 1);
         free(text);
@@ -358,7 +311,7 @@ static void test_cuda_null_leaves_it_unset(void **state) {
 
         unsetenv("CUDA_VISIBLE_DEVICES");
         e = run_to_exit(f, s);
-        text = slurp(ps_engine_log_path(e), NULL);
+        text = th_slurp(ps_engine_log_path(e), NULL);
         assert_int_equal(count_prefix(text, "CUDA_VISIBLE_DEVICES="), 0);
         free(text);
         ps_engine_free(e);
@@ -400,13 +353,13 @@ static void test_log_appends(void **state) {
         assert_int_equal(stat(path, &st), 0);
         assert_int_equal(st.st_mode & 0777 & ~0640, 0);
         ps_engine_free(e);
-        text = slurp(path, &len);
+        text = th_slurp(path, &len);
         assert_string_equal(text, "out-one\nerr-one\n");
         free(text);
 
         e = run_to_exit(f, s2);
         assert_int_equal(ps_engine_log_start(e), (int64_t) len);
-        text = slurp(path, NULL);
+        text = th_slurp(path, NULL);
         assert_string_equal(text, "out-one\nerr-one\nout-two\nerr-two\n");
         free(text);
         ps_engine_free(e);
@@ -429,7 +382,7 @@ static void test_custom_file_names(void **state) {
         path_in(f, "engine-x.surge.log", path, sizeof(path));
         assert_string_equal(ps_engine_log_path(e), path);
         wait_exit(f, 1);
-        text = slurp(path, NULL);
+        text = th_slurp(path, NULL);
         assert_string_equal(text, "surge\n");
         free(text);
         ps_engine_free(e);
@@ -450,7 +403,7 @@ static void test_pid_file_lifecycle(void **state) {
         assert_true(ps_engine_pid(e) > 0);
         assert_true(ps_engine_running(e));
         /* written before spawn returned, whatever the engine does next */
-        text = slurp(path, NULL);
+        text = th_slurp(path, NULL);
         assert_non_null(text);
         snprintf(want, sizeof(want), "%d\n", (int) ps_engine_pid(e));
         assert_string_equal(text, want);
@@ -547,7 +500,7 @@ static void test_exec_failure_reported_by_spawn(void **state) {
         spit(log, "earlier\n", 0640);
         assert_int_equal(ps_engine_spawn(f->base, s, &f->opts, on_exit_cb, f, &e, err, sizeof(err)),
                          -ENOEXEC);
-        text = slurp(log, NULL);
+        text = th_slurp(log, NULL);
         assert_string_equal(text, "earlier\n");
         free(text);
         assert_int_equal(f->exits, 0);     /* reported by spawn, not as an exit */
@@ -646,7 +599,7 @@ static void test_signal_reaches_the_group(void **state) {
         assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
         e = spawn_ok(f, s);
         assert_true(poll_until(log_has_newline, ps_engine_log_path(e)));
-        text = slurp(ps_engine_log_path(e), NULL);
+        text = th_slurp(ps_engine_log_path(e), NULL);
         grandchild.pid = (pid_t) atoi(text);
         free(text);
         assert_true(grandchild.pid > 0);
@@ -697,7 +650,7 @@ static void test_no_descriptor_leaks(void **state) {
         assert_int_equal(dup2(leak, 50), 50);
 
         e = run_to_exit(f, s);
-        text = slurp(ps_engine_log_path(e), NULL);
+        text = th_slurp(ps_engine_log_path(e), NULL);
         p = text;
         /* "/proc/self/fd/0 /proc/self/fd/1 ...": the shell's glob holds one
          * descriptor of its own (the lowest free one, 3) while it reads */
@@ -755,7 +708,7 @@ static void test_default_signal_state(void **state) {
         sigaction(SIGHUP, &old_hup, NULL);
         sigaction(SIGUSR2, &old_usr2, NULL);
 
-        text = slurp(ps_engine_log_path(e), NULL);
+        text = th_slurp(ps_engine_log_path(e), NULL);
         assert_true(status_is(text, "SigBlk", "0000000000000000"));
         assert_true(status_is(text, "SigIgn", "0000000000000000"));
         free(text);
@@ -778,7 +731,7 @@ static void test_engine_survives_free(void **state) {
 
         assert_int_equal(kill(pid, 0), 0);
         snprintf(stat_path, sizeof(stat_path), "/proc/%d/stat", (int) pid);
-        text = slurp(stat_path, NULL);
+        text = th_slurp(stat_path, NULL);
         assert_non_null(text);
         assert_null(strstr(text, ") Z "));         /* alive, not a zombie */
         free(text);
@@ -846,7 +799,7 @@ static void test_run_as_user(void **state) {
         e = run_to_exit(f, s);
         assert_true(f->st.exited);
         assert_int_equal(f->st.code, 0);
-        text = slurp(ps_engine_log_path(e), NULL);
+        text = th_slurp(ps_engine_log_path(e), NULL);
         assert_true(status_is(text, "Uid", "65534\t65534\t65534\t65534"));
         assert_true(status_is(text, "Gid", "65534\t65534\t65534\t65534"));
         assert_true(status_is(text, "CapPrm", "0000000000000000"));

@@ -12,60 +12,27 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <limits.h>
-#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <event2/event.h>
 
 #include "pool-services/gpu-monitor.h"
 #include "pool-services/preflight.h"
-#include "pool-services/probe.h"
-#include "pool-services/registry.h"
+#include "harness.h"
 
-#define WAIT_MS 20000
 #define MIB (1024ULL * 1024)
 
 typedef struct fx {
-        struct event_base *base;
-        char dir[64];
+        th_node node;
         char cuda_file[PATH_MAX];
-        ps_prober *prober;
-        ps_context ctx;
-        ps_registry *reg;
         ps_inventory *inv;
-        struct event *tick;
         unsigned preflight_calls;
-        bool refuse;
-        bool done, done_ok;
-        char done_text[512];
 } fx;
 
-static int64_t mono_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void on_tick(evutil_socket_t fd, short what, void *userdata) {
-        (void) fd;
-        (void) what;
-        (void) userdata;
-}
-
-static void run_until(fx *f, bool (*cond)(fx *f, void *arg), void *arg) {
-        int64_t deadline = mono_ms() + WAIT_MS;
-
-        while (!cond(f, arg) && mono_ms() < deadline)
-                event_base_loop(f->base, EVLOOP_ONCE);
+static bool run_until(fx *f, th_cond *cond, const void *arg) {
+        return th_loop_until(f->node.base, cond, f, arg, TH_WAIT_MS);
 }
 
 static void write_cuda_file(fx *f, const char *line) {
@@ -91,12 +58,12 @@ static int setup(void **state) {
         fx *f = calloc(1, sizeof(*f));
         ps_cuda_options o = { .nvml_library = "" };
         ps_cuda_result res;
-        struct timeval tv = { 0, 10000 };
         char err[256];
 
-        snprintf(f->dir, sizeof(f->dir), "/tmp/pm-gpu-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
-        snprintf(f->cuda_file, sizeof(f->cuda_file), "%s/cuda", f->dir);
+        assert_non_null(f);
+        th_node_init(&f->node, &(th_node_options) { .name = "gpu", .seed = 7,
+                                                    .preflight = preflight, .preflight_userdata = f });
+        snprintf(f->cuda_file, sizeof(f->cuda_file), "%s/cuda", f->node.dir);
         setenv("FAKE_CUDA_DEVICES", "1", 1);
         setenv("FAKE_CUDA_TOTAL_MIB", "24576", 1);
         setenv("FAKE_CUDA_FILE", f->cuda_file, 1);
@@ -106,134 +73,49 @@ static int setup(void **state) {
         assert_int_equal(ps_inventory_new(PS_GPU_BACKEND_CUDA, res.devices, res.n_devices,
                                           &f->inv, err, sizeof(err)), 0);
         ps_cuda_result_clear(&res);
-
-        f->base = event_base_new();
-        f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
-        event_add(f->tick, &tv);
-        f->prober = ps_prober_new(f->base);
-        f->ctx = (ps_context) {
-                .base = f->base,
-                .prober = f->prober,
-                .runtime_dir = f->dir,
-                .seed = 7,
-                .preflight = preflight,
-                .preflight_userdata = f,
-        };
-        f->reg = ps_registry_new(&f->ctx);
-        assert_non_null(f->reg);
         *state = f;
         return 0;
 }
 
-static bool flag_set(fx *f, void *arg) {
-        (void) f;
-        return *(bool *) arg;
-}
-
-static bool all_stopped;
-
-static void on_all_stopped(bool ok, const char *text, void *userdata) {
-        (void) ok;
-        (void) text;
-        (void) userdata;
-        all_stopped = true;
-}
-
 static int teardown(void **state) {
         fx *f = *state;
-        char cmd[PATH_MAX + 16];
 
-        all_stopped = false;
-        ps_registry_stop_all(f->reg, on_all_stopped, NULL);
-        run_until(f, flag_set, &all_stopped);
-        ps_registry_free(f->reg);
-        ps_prober_free(f->prober);
+        th_node_stop_all(&f->node);
+        th_node_clear(&f->node);
         ps_inventory_free(f->inv);
-        event_free(f->tick);
-        event_base_free(f->base);
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-        if (system(cmd) != 0)
-                fprintf(stderr, "could not remove %s\n", f->dir);
         free(f);
         return 0;
 }
 
-static uint16_t free_port(void) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof(a);
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-        assert_true(fd >= 0);
-        assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-        assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &len), 0);
-        close(fd);
-        return ntohs(a.sin_port);
-}
-
+/* Replica r0 of pool_id: the fake engine with one slot on device 0. */
 static ps_replica *add_fake_engine(fx *f, const char *pool_id) {
-        ps_engine_spec *s = ps_engine_spec_new();
-        ps_policy *pol = ps_policy_new();
-        json_t *fast = json_loads("{\"health\": {\"interval_ms\": 50, \"timeout_ms\": 500,"
-                                  " \"startup_timeout_ms\": 10000},"
-                                  " \"backoff\": {\"initial_ms\": 50, \"max_ms\": 200, \"jitter\": 0},"
-                                  " \"stop_grace_ms\": 500}", 0, NULL);
-        const char *engine = getenv("FAKE_ENGINE");
-        ps_replica *r = NULL;
-        char port[16], err[256];
-
-        assert_non_null(engine);
-        assert_int_equal(ps_policy_apply_json(pol, fast, "test", err, sizeof(err)), 0);
-        json_decref(fast);
-        s->port = free_port();
-        snprintf(port, sizeof(port), "%u", (unsigned) s->port);
-        s->binary_path = realpath(engine, NULL);
-        s->flags = calloc(2, sizeof(char *));
-        s->flags[0] = strdup("--port");
-        s->flags[1] = strdup(port);
-        s->n_flags = 2;
-        s->host = strdup("127.0.0.1");
-        s->pool_id = strdup(pool_id);
-        s->replica_id = strdup("r0");
-        s->engine = strdup("llamacpp");
-        s->engine_version = strdup("b6000");
-        s->device_mask = strdup("0");
-        s->slots = 1;
-        assert_int_equal(ps_registry_add(f->reg, s, pol, &r, err, sizeof(err)), 0);
-        ps_engine_spec_free(s);
-        ps_policy_free(pol);
-        return r;
+        return th_add(&f->node, th_fake_spec(pool_id, "r0", 0, 1, NULL),
+                      th_policy("{\"health\": {\"timeout_ms\": 500, \"startup_timeout_ms\": 10000},"
+                                " \"backoff\": {\"max_ms\": 200}}"));
 }
 
-static void on_done(bool ok, const char *text, void *userdata) {
-        fx *f = userdata;
-
-        f->done = true;
-        f->done_ok = ok;
-        snprintf(f->done_text, sizeof(f->done_text), "%s", text);
-}
-
-static bool preload_answered(fx *f, void *arg) {
-        (void) arg;
-        return f->done;
-}
-
-static bool in_state(fx *f, void *arg) {
-        ps_replica *r = ps_registry_find(f->reg, "p", "r0");
+static bool in_state(void *fixture, const void *arg) {
+        fx *f = fixture;
+        ps_replica *r = ps_registry_find(f->node.reg, "p", "r0");
 
         return strcmp(ps_replica_state(r), arg) == 0;
 }
 
-static bool free_is(fx *f, void *arg) {
-        return ps_inventory_find(f->inv, 0)->vram_free_bytes == *(uint64_t *) arg;
+static bool free_is(void *fixture, const void *arg) {
+        fx *f = fixture;
+
+        return ps_inventory_find(f->inv, 0)->vram_free_bytes == *(const uint64_t *) arg;
 }
 
-static bool calls_at_least(fx *f, void *arg) {
-        return f->preflight_calls >= *(unsigned *) arg;
+static bool calls_at_least(void *fixture, const void *arg) {
+        fx *f = fixture;
+
+        return f->preflight_calls >= *(const unsigned *) arg;
 }
 
 static const char *last_error(fx *f) {
         static char buf[512];
-        json_t *snap = ps_replica_snapshot(ps_registry_find(f->reg, "p", "r0"));
+        json_t *snap = ps_replica_snapshot(ps_registry_find(f->node.reg, "p", "r0"));
         const char *e = json_string_value(json_object_get(snap, "last_error"));
 
         snprintf(buf, sizeof(buf), "%s", e ? e : "");
@@ -242,7 +124,7 @@ static const char *last_error(fx *f) {
 }
 
 static json_int_t driver_resets(fx *f) {
-        json_t *snap = ps_replica_snapshot(ps_registry_find(f->reg, "p", "r0"));
+        json_t *snap = ps_replica_snapshot(ps_registry_find(f->node.reg, "p", "r0"));
         json_int_t n = json_integer_value(json_object_get(snap, "driver_resets"));
 
         json_decref(snap);
@@ -253,7 +135,6 @@ static void test_preflight_refusal_fails_the_start_and_retries(void **state) {
         fx *f = *state;
         ps_replica *r;
         unsigned want = 3;
-        char err[256];
 
         /* 4000 MiB free against 8000 MiB needed */
         write_cuda_file(f, "4000");
@@ -266,12 +147,10 @@ static void test_preflight_refusal_fails_the_start_and_retries(void **state) {
                 ps_cuda_result_clear(&res);
         }
         r = add_fake_engine(f, "p");
-        assert_int_equal(ps_replica_preload(r, on_done, f, err, sizeof(err)), 0);
-        run_until(f, preload_answered, NULL);
-        assert_true(f->done);
-        assert_false(f->done_ok);
-        if (!strstr(f->done_text, "insufficient VRAM: need 7.8 GiB, free 3.9 GiB on GPU0"))
-                fail_msg("preload answer: %s", f->done_text);
+        th_preload(&f->node, r);
+        assert_false(f->node.done_ok);
+        if (!strstr(f->node.done_text, "insufficient VRAM: need 7.8 GiB, free 3.9 GiB on GPU0"))
+                fail_msg("preload answer: %s", f->node.done_text);
         assert_string_equal(last_error(f), "preflight failed: insufficient VRAM: need 7.8 GiB, "
                             "free 3.9 GiB on GPU0");
         assert_false(ps_replica_ready(r));
@@ -286,16 +165,14 @@ static void test_preflight_refusal_fails_the_start_and_retries(void **state) {
 static void test_driver_failure_resets_replicas_until_it_works_again(void **state) {
         fx *f = *state;
         ps_cuda_options o = { .nvml_library = "", .timeout_ms = 10000 };
-        ps_gpu_monitor *m = ps_gpu_monitor_new(f->base, f->inv, f->reg, &o, 0,
+        ps_gpu_monitor *m = ps_gpu_monitor_new(f->node.base, f->inv, f->node.reg, &o, 0,
                                                (ps_event_sink) { .fn = NULL });
         ps_replica *r = add_fake_engine(f, "p");
-        char err[256];
 
         assert_non_null(m);
-        assert_int_equal(ps_replica_preload(r, on_done, f, err, sizeof(err)), 0);
-        run_until(f, preload_answered, NULL);
-        if (!f->done_ok)
-                fail_msg("preload: %s", f->done_text);
+        th_preload(&f->node, r);
+        if (!f->node.done_ok)
+                fail_msg("preload: %s", f->node.done_text);
         assert_true(ps_replica_ready(r));
         assert_int_equal(driver_resets(f), 0);
 

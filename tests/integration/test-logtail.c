@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -24,8 +23,8 @@
 #include <event2/event.h>
 
 #include "pool-services/logtail.h"
+#include "harness.h"
 
-#define WAIT_MS 20000
 #define MAX_LINES 64
 #define LINE_CAP (16 * 1024)
 
@@ -39,19 +38,11 @@ typedef struct fx {
         ps_logtail *free_me;      /* freed from inside the callback */
 } fx;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        (void) st;
-        (void) flag;
-        (void) ftw;
-        return remove(path);
-}
-
 static int setup(void **state) {
         fx *f = calloc(1, sizeof(*f));
 
         assert_non_null(f);
-        snprintf(f->dir, sizeof(f->dir), "/tmp/pm-logtail-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
+        th_tmpdir(f->dir, sizeof(f->dir), "logtail");
         snprintf(f->path, sizeof(f->path), "%s/engine-p_r0.log", f->dir);
         f->base = event_base_new();
         assert_non_null(f->base);
@@ -65,7 +56,7 @@ static int teardown(void **state) {
         for (size_t i = 0; i < f->n; i++)
                 free(f->lines[i]);
         event_base_free(f->base);
-        nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        th_rmtree(f->dir);
         free(f);
         return 0;
 }
@@ -85,27 +76,13 @@ static void on_line(const char *line, size_t len, void *userdata) {
                 f->free_me = ps_logtail_free(f->free_me);
 }
 
-static void on_deadline(evutil_socket_t fd, short what, void *userdata) {
-        (void) fd;
-        (void) what;
-        *(bool *) userdata = true;
+static bool loop_until(fx *f, th_cond *cond, const void *arg) {
+        return th_loop_until(f->base, cond, f, arg, TH_WAIT_MS);
 }
 
-typedef bool (*cond_fn)(const fx *f, const void *arg);
+static bool have_lines(void *fixture, const void *arg) {
+        const fx *f = fixture;
 
-static bool loop_until(fx *f, cond_fn cond, const void *arg) {
-        struct timeval tv = { WAIT_MS / 1000, (WAIT_MS % 1000) * 1000 };
-        bool expired = false;
-        struct event *deadline = evtimer_new(f->base, on_deadline, &expired);
-
-        evtimer_add(deadline, &tv);
-        while (!cond(f, arg) && !expired)
-                event_base_loop(f->base, EVLOOP_ONCE);
-        event_free(deadline);
-        return cond(f, arg);
-}
-
-static bool have_lines(const fx *f, const void *arg) {
         return f->n >= *(const size_t *) arg;
 }
 
@@ -119,10 +96,10 @@ typedef struct offset_at {
         int64_t offset;
 } offset_at;
 
-static bool reached_offset(const fx *f, const void *arg) {
+static bool reached_offset(void *fixture, const void *arg) {
         const offset_at *o = arg;
 
-        (void) f;
+        (void) fixture;
         return ps_logtail_offset(o->tail) >= o->offset;
 }
 

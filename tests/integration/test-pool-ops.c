@@ -10,42 +10,25 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <event2/event.h>
 #include <jansson.h>
 
 #include "pool-services/config-diff.h"
 #include "pool-services/drain.h"
 #include "pool-services/lease.h"
-#include "pool-services/probe.h"
 #include "pool-services/reload.h"
-#include "pool-services/registry.h"
-
-#define WAIT_MS 20000
+#include "harness.h"
 
 typedef struct fx {
-        struct event_base *base;
-        struct event *tick;
-        ps_prober *prober;
-        ps_registry *reg;
-        ps_context ctx;
-        char dir[64];
-        char messages[1024][64];
-        size_t n_messages;
-        /* preload answer */
-        bool done;
-        bool done_ok;
+        th_node node;
         /* drain answer */
         bool drained;
         ps_drain_outcome drain;
@@ -59,117 +42,41 @@ typedef struct fx {
         bool lost_ready;
 } fx;
 
-static const char *fake_engine(void) {
-        const char *p = getenv("FAKE_ENGINE");
+/* With watch_ready set: notes a pool that an event names not being ready. */
+static void watch_ready(const ps_event *ev, void *userdata) {
+        fx *f = userdata;
 
-        return p ? p : "tests/helpers/fake-engine";
-}
+        if (f->watch_ready && ev->pool_id && f->node.reg) {
+                json_t *s = ps_registry_pool_snapshot(f->node.reg, ev->pool_id);
 
-static void on_event(const ps_event *ev, void *userdata);
-
-static size_t seen(const fx *f, const char *prefix) {
-        size_t n = 0;
-
-        for (size_t i = 0; i < f->n_messages; i++)
-                if (strncmp(f->messages[i], prefix, strlen(prefix)) == 0)
-                        n++;
-        return n;
-}
-
-static void on_tick(evutil_socket_t fd, short what, void *userdata) {
-        (void) fd;
-        (void) what;
-        (void) userdata;
+                if (s && !json_is_true(json_object_get(s, "ready")))
+                        f->lost_ready = true;
+                json_decref(s);
+        }
 }
 
 static int setup(void **state) {
         fx *f = calloc(1, sizeof(*f));
-        struct timeval tv = { 0, 10000 };
 
-        snprintf(f->dir, sizeof(f->dir), "/tmp/pm-poolops-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
-        f->base = event_base_new();
-        f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
-        event_add(f->tick, &tv);
-        f->prober = ps_prober_new(f->base);
-        f->ctx = (ps_context) {
-                .base = f->base,
-                .sink = { .fn = on_event, .userdata = f },
-                .prober = f->prober,
-                .runtime_dir = f->dir,
-                .seed = 11,
-        };
-        f->reg = ps_registry_new(&f->ctx);
-        assert_non_null(f->reg);
+        assert_non_null(f);
+        th_node_init(&f->node, &(th_node_options) { .name = "poolops", .seed = 11 });
+        f->node.also = (ps_event_sink) { .fn = watch_ready, .userdata = f };
         *state = f;
         return 0;
 }
 
-static int64_t mono_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void run_until(fx *f, bool (*cond)(fx *f, void *arg), void *arg, int64_t ms) {
-        int64_t deadline = mono_ms() + ms;
-
-        while (!cond(f, arg) && mono_ms() < deadline)
-                event_base_loop(f->base, EVLOOP_ONCE);
-}
-
-/* Runs the loop for ms whatever happens (only where the test checks that
- * something does NOT happen within a time). */
-static bool never(fx *f, void *arg) {
-        (void) f;
-        (void) arg;
-        return false;
-}
-
-static bool flag_set(fx *f, void *arg) {
-        (void) f;
-        return *(bool *) arg;
-}
-
-static bool all_stopped;
-
-static void on_all_stopped(bool ok, const char *text, void *userdata) {
-        (void) ok;
-        (void) text;
-        (void) userdata;
-        all_stopped = true;
-}
-
 static int teardown(void **state) {
         fx *f = *state;
-        char cmd[PATH_MAX + 16];
 
-        all_stopped = false;
-        ps_registry_stop_all(f->reg, on_all_stopped, NULL);
-        run_until(f, flag_set, &all_stopped, WAIT_MS);
-        ps_registry_free(f->reg);
-        ps_prober_free(f->prober);
-        event_free(f->tick);
-        event_base_free(f->base);
+        th_node_stop_all(&f->node);
+        th_node_clear(&f->node);
         json_decref(f->reload_result);
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-        if (system(cmd) != 0)
-                fprintf(stderr, "could not remove %s\n", f->dir);
         free(f);
         return 0;
 }
 
-static uint16_t free_port(void) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof(a);
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-        assert_true(fd >= 0);
-        assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-        assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &len), 0);
-        close(fd);
-        return ntohs(a.sin_port);
+static bool run_until(fx *f, th_cond *cond, const void *arg, int64_t ms) {
+        return th_loop_until(f->node.base, cond, f, arg, ms);
 }
 
 static bool port_free(uint16_t port) {
@@ -201,111 +108,35 @@ static uint16_t free_port_pair(void) {
         return 0;
 }
 
-/* A spec running the fake engine on `port` with extra arguments
- * (NULL-terminated). */
-static ps_engine_spec *fake_spec_on(const char *pool_id, const char *replica_id, uint16_t port,
-                                    uint32_t slots, const char *first, ...) {
-        ps_engine_spec *s = ps_engine_spec_new();
-        const char *args[32];
-        size_t n = 0;
-        char port_text[16];
-        va_list ap;
-
-        s->port = port;
-        snprintf(port_text, sizeof(port_text), "%u", (unsigned) s->port);
-        args[n++] = "--port";
-        args[n++] = port_text;
-        va_start(ap, first);
-        for (const char *a = first; a && n < 30; a = va_arg(ap, const char *))
-                args[n++] = a;
-        va_end(ap);
-        s->binary_path = realpath(fake_engine(), NULL);
-        assert_non_null(s->binary_path);
-        s->flags = calloc(n, sizeof(char *));
-        for (size_t i = 0; i < n; i++)
-                s->flags[i] = strdup(args[i]);
-        s->n_flags = n;
-        s->host = strdup("127.0.0.1");
-        s->pool_id = strdup(pool_id);
-        s->replica_id = strdup(replica_id);
-        s->engine = strdup("llamacpp");
-        s->engine_version = strdup("b6000");
-        s->model_id = strdup("tiny");
-        s->device_mask = strdup("0");
-        s->cuda_visible_devices = strdup("0");
-        s->slots = slots;
-        return s;
-}
-
+/* The harness's short timings, with room for a probe (500 ms) and a stop
+ * (1 s), changed further by json. */
 static ps_policy *fast_policy(const char *json) {
-        ps_policy *p = ps_policy_new();
-        json_error_t jerr;
-        json_t *base = json_loads("{\"health\": {\"interval_ms\": 50, \"timeout_ms\": 500,"
-                                  " \"startup_timeout_ms\": 5000},"
-                                  " \"backoff\": {\"initial_ms\": 50, \"max_ms\": 400, \"jitter\": 0},"
-                                  " \"stop_grace_ms\": 1000}", 0, &jerr);
-        char err[256];
+        ps_policy *p = th_policy("{\"health\": {\"timeout_ms\": 500}, \"stop_grace_ms\": 1000}");
 
-        assert_int_equal(ps_policy_apply_json(p, base, "test", err, sizeof(err)), 0);
-        json_decref(base);
-        if (json) {
-                json_t *extra = json_loads(json, 0, &jerr);
-
-                assert_non_null(extra);
-                if (ps_policy_apply_json(p, extra, "test", err, sizeof(err)) != 0)
-                        fail_msg("policy: %s", err);
-                json_decref(extra);
-        }
+        th_policy_apply(p, json);
         return p;
 }
 
-static void on_done(bool ok, const char *text, void *userdata) {
-        fx *f = userdata;
-
-        (void) text;
-        f->done = true;
-        f->done_ok = ok;
-}
-
-static bool preload_answered(fx *f, void *arg) {
-        (void) arg;
-        return f->done;
-}
-
 static ps_replica *add(fx *f, ps_engine_spec *spec, const char *policy_json) {
-        ps_replica *r = NULL;
-        ps_policy *pol = fast_policy(policy_json);
-        char err[256];
-
-        if (ps_registry_add(f->reg, spec, pol, &r, err, sizeof(err)) != 0)
-                fail_msg("add: %s", err);
-        ps_engine_spec_free(spec);
-        ps_policy_free(pol);
-        return r;
+        return th_add(&f->node, spec, fast_policy(policy_json));
 }
 
 static void preload(fx *f, ps_replica *r) {
-        char err[256];
-
-        f->done = false;
-        if (ps_replica_preload(r, on_done, f, err, sizeof(err)) != 0)
-                fail_msg("preload: %s", err);
-        run_until(f, preload_answered, NULL, WAIT_MS);
-        assert_true(f->done);
-        assert_true(f->done_ok);
+        th_preload(&f->node, r);
+        assert_true(f->node.done_ok);
         assert_true(ps_replica_ready(r));
 }
 
 /* One ready replica r0 of `pool` with `slots` slots. */
 static ps_replica *ready_pool(fx *f, const char *pool, uint32_t slots, const char *policy_json) {
-        ps_replica *r = add(f, fake_spec_on(pool, "r0", free_port(), slots, NULL), policy_json);
+        ps_replica *r = add(f, th_fake_spec(pool, "r0", 0, slots, NULL), policy_json);
 
         preload(f, r);
         return r;
 }
 
 static json_t *pool_snap(fx *f, const char *pool) {
-        json_t *s = ps_registry_pool_snapshot(f->reg, pool);
+        json_t *s = ps_registry_pool_snapshot(f->node.reg, pool);
 
         assert_non_null(s);
         return s;
@@ -319,39 +150,12 @@ static json_int_t pool_int(fx *f, const char *pool, const char *key) {
         return v;
 }
 
-static bool file_exists(const char *path) {
-        struct stat st;
-
-        return stat(path, &st) == 0;
-}
-
-static void on_event(const ps_event *ev, void *userdata) {
-        fx *f = userdata;
-
-        if (f->n_messages < sizeof(f->messages) / sizeof(f->messages[0]))
-                snprintf(f->messages[f->n_messages++], sizeof(f->messages[0]), "%s", ev->message);
-        if (f->watch_ready && ev->pool_id && f->reg) {
-                json_t *s = ps_registry_pool_snapshot(f->reg, ev->pool_id);
-
-                if (s && !json_is_true(json_object_get(s, "ready")))
-                        f->lost_ready = true;
-                json_decref(s);
-        }
-        if (getenv("TEST_VERBOSE")) {
-                fprintf(stderr, "event: %s", ev->message);
-                for (size_t i = 0; i < ev->n_fields; i++)
-                        if (ev->fields[i].type == PS_FIELD_TYPE_STRING && ev->fields[i].str)
-                                fprintf(stderr, " %s=%s", ev->fields[i].key, ev->fields[i].str);
-                fprintf(stderr, "\n");
-        }
-}
-
 /* ---- leases ---------------------------------------------------------------- */
 
 static void test_lease_invariants_under_many_operations(void **state) {
         fx *f = *state;
-        ps_replica *r0 = add(f, fake_spec_on("multi", "r0", free_port(), 3, NULL), NULL);
-        ps_replica *r1 = add(f, fake_spec_on("multi", "r1", free_port(), 3, NULL), NULL);
+        ps_replica *r0 = add(f, th_fake_spec("multi", "r0", 0, 3, NULL), NULL);
+        ps_replica *r1 = add(f, th_fake_spec("multi", "r1", 0, 3, NULL), NULL);
         enum { HELD_MAX = 6, ROUNDS = 3000, IDS_MAX = ROUNDS + HELD_MAX };
         static char ids[IDS_MAX][PS_LEASE_ID_LEN + 1];
         char held[HELD_MAX][PS_LEASE_ID_LEN + 1], err[256];
@@ -365,7 +169,7 @@ static void test_lease_invariants_under_many_operations(void **state) {
 
         /* least loaded first: six leases spread three and three */
         for (int i = 0; i < HELD_MAX; i++) {
-                assert_int_equal(ps_lease_acquire(f->reg, "multi", 0, &l, err, sizeof(err)), 0);
+                assert_int_equal(ps_lease_acquire(f->node.reg, "multi", 0, &l, err, sizeof(err)), 0);
                 assert_int_equal(strlen(l.lease_id), PS_LEASE_ID_LEN);
                 assert_true(l.expires_at > 0);
                 assert_non_null(strstr(l.url, "http://127.0.0.1:"));
@@ -374,7 +178,7 @@ static void test_lease_invariants_under_many_operations(void **state) {
         }
         assert_int_equal(pool_int(f, "multi", "active_leases"), 6);
         assert_int_equal(pool_int(f, "multi", "slots_free"), 0);
-        rc = ps_lease_acquire(f->reg, "multi", 0, &l, err, sizeof(err));
+        rc = ps_lease_acquire(f->node.reg, "multi", 0, &l, err, sizeof(err));
         assert_int_equal(rc, PS_E_NO_SLOT);
         assert_non_null(strstr(err, "no free slot"));
         assert_non_null(strstr(err, "6 of 6"));
@@ -384,7 +188,7 @@ static void test_lease_invariants_under_many_operations(void **state) {
                 bool take = n_held == 0 || (n_held < HELD_MAX && rand_r(&seed) % 2);
 
                 if (take) {
-                        assert_int_equal(ps_lease_acquire(f->reg, "multi", 0, &l, err, sizeof(err)), 0);
+                        assert_int_equal(ps_lease_acquire(f->node.reg, "multi", 0, &l, err, sizeof(err)), 0);
                         for (size_t i = 0; i < n_ids; i++)
                                 assert_string_not_equal(ids[i], l.lease_id);
                         memcpy(ids[n_ids++], l.lease_id, sizeof(l.lease_id));
@@ -394,55 +198,56 @@ static void test_lease_invariants_under_many_operations(void **state) {
                         char gone[PS_LEASE_ID_LEN + 1];
 
                         memcpy(gone, held[k], sizeof(gone));
-                        assert_int_equal(ps_lease_release(f->reg, "multi", gone, err, sizeof(err)), 0);
+                        assert_int_equal(ps_lease_release(f->node.reg, "multi", gone, err, sizeof(err)), 0);
                         memcpy(held[k], held[--n_held], sizeof(held[k]));
                         /* a second release of the same lease changes nothing */
-                        assert_int_equal(ps_lease_release(f->reg, "multi", gone, err, sizeof(err)),
+                        assert_int_equal(ps_lease_release(f->node.reg, "multi", gone, err, sizeof(err)),
                                          PS_E_NOT_FOUND);
                         assert_non_null(strstr(err, "not found"));
                 }
-                assert_int_equal(ps_registry_active_leases(f->reg, "multi"), n_held);
+                assert_int_equal(ps_registry_active_leases(f->node.reg, "multi"), n_held);
                 if (round % 100 == 0) {
                         assert_int_equal(pool_int(f, "multi", "slots_free"), HELD_MAX - (json_int_t) n_held);
                         assert_true(pool_int(f, "multi", "active_leases") <= 6);
                 }
         }
-        assert_int_equal(ps_registry_lease_count(f->reg), n_held);
+        assert_int_equal(ps_registry_lease_count(f->node.reg), n_held);
         while (n_held > 0)
-                assert_int_equal(ps_lease_release(f->reg, "multi", held[--n_held], NULL, 0), 0);
+                assert_int_equal(ps_lease_release(f->node.reg, "multi", held[--n_held], NULL, 0), 0);
         assert_int_equal(pool_int(f, "multi", "active_leases"), 0);
         assert_int_equal(pool_int(f, "multi", "slots_free"), 6);
 }
 
 static void test_lease_refusals_say_why(void **state) {
         fx *f = *state;
-        ps_replica *idle = add(f, fake_spec_on("idle", "r0", free_port(), 1, NULL), NULL);
+        ps_replica *idle = add(f, th_fake_spec("idle", "r0", 0, 1, NULL), NULL);
         char err[256];
         ps_lease l, other;
 
         (void) idle;
-        assert_int_equal(ps_lease_acquire(f->reg, "nope", 0, &l, err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "nope", 0, &l, err, sizeof(err)), PS_E_NOT_FOUND);
         assert_string_equal(err, "pool nope not found");
-        assert_int_equal(ps_lease_acquire(f->reg, "idle", 0, &l, err, sizeof(err)), PS_E_NOT_READY);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "idle", 0, &l, err, sizeof(err)), PS_E_NOT_READY);
         assert_string_equal(err, "pool idle is not ready");
 
         ready_pool(f, "one", 1, NULL);
-        assert_int_equal(ps_lease_acquire(f->reg, "one", -5, &l, err, sizeof(err)), PS_E_INVALID);
-        assert_int_equal(ps_lease_acquire(f->reg, "one", 0, &l, err, sizeof(err)), 0);
-        assert_int_equal(ps_lease_acquire(f->reg, "one", 0, &other, err, sizeof(err)), PS_E_NO_SLOT);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "one", -5, &l, err, sizeof(err)), PS_E_INVALID);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "one", 0, &l, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "one", 0, &other, err, sizeof(err)), PS_E_NO_SLOT);
         /* a lease belongs to its pool; ids that are not ours are unknown */
-        assert_int_equal(ps_lease_release(f->reg, "idle", l.lease_id, err, sizeof(err)), PS_E_NOT_FOUND);
-        assert_int_equal(ps_lease_release(f->reg, "one", "0123", err, sizeof(err)), PS_E_NOT_FOUND);
-        assert_int_equal(ps_lease_release(f->reg, "one", "", err, sizeof(err)), PS_E_NOT_FOUND);
-        assert_int_equal(ps_lease_renew(f->reg, "one", "ffffffffffffffffffffffffffffffff", 0, NULL,
+        assert_int_equal(ps_lease_release(f->node.reg, "idle", l.lease_id, err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(ps_lease_release(f->node.reg, "one", "0123", err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(ps_lease_release(f->node.reg, "one", "", err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(ps_lease_renew(f->node.reg, "one", "ffffffffffffffffffffffffffffffff", 0, NULL,
                                         err, sizeof(err)), PS_E_NOT_FOUND);
-        assert_int_equal(ps_lease_release(f->reg, "nope", l.lease_id, err, sizeof(err)), PS_E_NOT_FOUND);
-        assert_int_equal(ps_lease_release(f->reg, "one", l.lease_id, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_release(f->node.reg, "nope", l.lease_id, err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(ps_lease_release(f->node.reg, "one", l.lease_id, err, sizeof(err)), 0);
         assert_int_equal(pool_int(f, "one", "active_leases"), 0);
 }
 
-static bool no_leases(fx *f, void *arg) {
-        return ps_registry_active_leases(f->reg, (const char *) arg) == 0;
+static bool no_leases(void *fixture, const void *arg) {
+        fx *f = fixture;
+        return ps_registry_active_leases(f->node.reg, (const char *) arg) == 0;
 }
 
 static void test_lease_expiry_and_renewal(void **state) {
@@ -451,23 +256,23 @@ static void test_lease_expiry_and_renewal(void **state) {
         char err[256];
 
         ready_pool(f, "ttl", 2, "{\"lease_ttl_ms\": 300}");
-        assert_int_equal(ps_lease_acquire(f->reg, "ttl", 0, &l, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "ttl", 0, &l, err, sizeof(err)), 0);
         assert_int_equal(pool_int(f, "ttl", "active_leases"), 1);
-        run_until(f, no_leases, (void *) "ttl", WAIT_MS);
+        run_until(f, no_leases, (void *) "ttl", TH_WAIT_MS);
         assert_int_equal(pool_int(f, "ttl", "active_leases"), 0);
         assert_int_equal(pool_int(f, "ttl", "slots_free"), 2);
-        assert_int_equal(seen(f, "lease expired"), 1);
-        assert_int_equal(ps_lease_release(f->reg, "ttl", l.lease_id, err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(th_node_seen(&f->node, "lease expired"), 1);
+        assert_int_equal(ps_lease_release(f->node.reg, "ttl", l.lease_id, err, sizeof(err)), PS_E_NOT_FOUND);
 
         /* renewing pushes the expiry out; the lease outlives its first TTL */
-        assert_int_equal(ps_lease_acquire(f->reg, "ttl", 0, &kept, err, sizeof(err)), 0);
-        assert_int_equal(ps_lease_renew(f->reg, "ttl", kept.lease_id, 60000, &renewed, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "ttl", 0, &kept, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_renew(f->node.reg, "ttl", kept.lease_id, 60000, &renewed, err, sizeof(err)), 0);
         assert_string_equal(renewed.lease_id, kept.lease_id);
         assert_true(renewed.expires_at >= kept.expires_at + 50000);
-        run_until(f, never, NULL, 800);
+        th_loop_for(f->node.base, 800);
         assert_int_equal(pool_int(f, "ttl", "active_leases"), 1);
-        assert_int_equal(ps_lease_release(f->reg, "ttl", kept.lease_id, err, sizeof(err)), 0);
-        assert_int_equal(seen(f, "lease expired"), 1);
+        assert_int_equal(ps_lease_release(f->node.reg, "ttl", kept.lease_id, err, sizeof(err)), 0);
+        assert_int_equal(th_node_seen(&f->node, "lease expired"), 1);
 }
 
 /* ---- drain ------------------------------------------------------------------- */
@@ -482,7 +287,8 @@ static void on_drained(const char *pool_id, const ps_drain_outcome *o, void *use
         f->drain.message = f->drain_text;
 }
 
-static bool drain_answered(fx *f, void *arg) {
+static bool drain_answered(void *fixture, const void *arg) {
+        fx *f = fixture;
         (void) arg;
         return f->drained;
 }
@@ -494,32 +300,32 @@ static void test_drain_waits_for_leases_then_stops(void **state) {
         char err[256], path[PATH_MAX];
         ps_lease a, b, c;
 
-        assert_int_equal(ps_lease_acquire(f->reg, "dr", 0, &a, err, sizeof(err)), 0);
-        assert_int_equal(ps_lease_acquire(f->reg, "dr", 0, &b, err, sizeof(err)), 0);
-        assert_int_equal(ps_pool_drain(f->reg, "dr", 10000, on_drained, f, &info, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "dr", 0, &a, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "dr", 0, &b, err, sizeof(err)), 0);
+        assert_int_equal(ps_pool_drain(f->node.reg, "dr", 10000, on_drained, f, &info, err, sizeof(err)), 0);
         assert_false(info.already_running);
         assert_int_equal(info.active_leases, 2);
         assert_true(info.deadline_at >= info.started_at + 10000);
-        assert_int_equal(seen(f, "draining: no new leases"), 1);
-        assert_true(ps_pool_draining(f->reg, "dr"));
+        assert_int_equal(th_node_seen(&f->node, "draining: no new leases"), 1);
+        assert_true(ps_pool_draining(f->node.reg, "dr"));
         assert_true(ps_replica_draining(r));
         assert_false(ps_replica_ready(r));
 
         /* draining at once: no new lease, and a second drain is the same one */
-        assert_int_equal(ps_lease_acquire(f->reg, "dr", 0, &c, err, sizeof(err)), PS_E_DRAINING);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "dr", 0, &c, err, sizeof(err)), PS_E_DRAINING);
         assert_string_equal(err, "pool dr is draining");
-        assert_int_equal(ps_pool_drain(f->reg, "dr", 5, NULL, NULL, &again, err, sizeof(err)), 0);
+        assert_int_equal(ps_pool_drain(f->node.reg, "dr", 5, NULL, NULL, &again, err, sizeof(err)), 0);
         assert_true(again.already_running);
         assert_int_equal(again.deadline_at, info.deadline_at);
 
         /* leases still end; the engine stops only when the last one does */
-        assert_int_equal(ps_lease_release(f->reg, "dr", a.lease_id, err, sizeof(err)), 0);
-        run_until(f, never, NULL, 300);
+        assert_int_equal(ps_lease_release(f->node.reg, "dr", a.lease_id, err, sizeof(err)), 0);
+        th_loop_for(f->node.base, 300);
         assert_false(f->drained);
         assert_true(ps_replica_live(r));
-        assert_int_equal(ps_lease_renew(f->reg, "dr", b.lease_id, 0, NULL, err, sizeof(err)), 0);
-        assert_int_equal(ps_lease_release(f->reg, "dr", b.lease_id, err, sizeof(err)), 0);
-        run_until(f, drain_answered, NULL, WAIT_MS);
+        assert_int_equal(ps_lease_renew(f->node.reg, "dr", b.lease_id, 0, NULL, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_release(f->node.reg, "dr", b.lease_id, err, sizeof(err)), 0);
+        run_until(f, drain_answered, NULL, TH_WAIT_MS);
         assert_true(f->drained);
         assert_true(f->drain.ok);
         assert_false(f->drain.force_stopped);
@@ -530,18 +336,18 @@ static void test_drain_waits_for_leases_then_stops(void **state) {
         assert_false(ps_replica_live(r));
         assert_false(ps_replica_ready(r));
         assert_int_equal(ps_replica_pid(r), 0);
-        snprintf(path, sizeof(path), "%s/dr_r0.pid", f->dir);
-        assert_false(file_exists(path));
-        snprintf(path, sizeof(path), "%s/engines/dr_r0.json", f->dir);
-        assert_false(file_exists(path));
-        assert_false(ps_pool_draining(f->reg, "dr"));
+        snprintf(path, sizeof(path), "%s/dr_r0.pid", f->node.dir);
+        assert_false(th_file_exists(path));
+        snprintf(path, sizeof(path), "%s/engines/dr_r0.json", f->node.dir);
+        assert_false(th_file_exists(path));
+        assert_false(ps_pool_draining(f->node.reg, "dr"));
 
         /* a stopped pool has nothing to drain, and can be forgotten */
-        assert_int_equal(ps_pool_drain(f->reg, "dr", 1000, NULL, NULL, NULL, err, sizeof(err)), PS_E_CONFLICT);
+        assert_int_equal(ps_pool_drain(f->node.reg, "dr", 1000, NULL, NULL, NULL, err, sizeof(err)), PS_E_CONFLICT);
         assert_string_equal(err, "pool dr is not running");
-        assert_int_equal(ps_lease_acquire(f->reg, "dr", 0, &c, err, sizeof(err)), PS_E_NOT_READY);
-        assert_int_equal(ps_registry_remove_pool(f->reg, "dr", err, sizeof(err)), 0);
-        assert_int_equal(ps_pool_drain(f->reg, "dr", 1000, NULL, NULL, NULL, err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "dr", 0, &c, err, sizeof(err)), PS_E_NOT_READY);
+        assert_int_equal(ps_registry_remove_pool(f->node.reg, "dr", err, sizeof(err)), 0);
+        assert_int_equal(ps_pool_drain(f->node.reg, "dr", 1000, NULL, NULL, NULL, err, sizeof(err)), PS_E_NOT_FOUND);
 }
 
 static void test_drain_without_leases_is_immediate(void **state) {
@@ -549,11 +355,11 @@ static void test_drain_without_leases_is_immediate(void **state) {
         ps_replica *r = ready_pool(f, "empty", 1, NULL);
         char err[256];
 
-        assert_int_equal(ps_pool_drain(f->reg, "empty", -1, on_drained, f, NULL, err, sizeof(err)),
+        assert_int_equal(ps_pool_drain(f->node.reg, "empty", -1, on_drained, f, NULL, err, sizeof(err)),
                          PS_E_INVALID);
-        assert_int_equal(ps_pool_drain(f->reg, "empty", 60000, on_drained, f, NULL, err, sizeof(err)), 0);
+        assert_int_equal(ps_pool_drain(f->node.reg, "empty", 60000, on_drained, f, NULL, err, sizeof(err)), 0);
         assert_false(f->drained);   /* never answered from inside the call */
-        run_until(f, drain_answered, NULL, WAIT_MS);
+        run_until(f, drain_answered, NULL, TH_WAIT_MS);
         assert_true(f->drain.ok);
         assert_false(f->drain.force_stopped);
         assert_string_equal(ps_replica_state(r), "stopped");
@@ -565,10 +371,10 @@ static void test_drain_deadline_force_stops(void **state) {
         char err[256];
         ps_lease a, b;
 
-        assert_int_equal(ps_lease_acquire(f->reg, "stuck", 0, &a, err, sizeof(err)), 0);
-        assert_int_equal(ps_lease_acquire(f->reg, "stuck", 0, &b, err, sizeof(err)), 0);
-        assert_int_equal(ps_pool_drain(f->reg, "stuck", 300, on_drained, f, NULL, err, sizeof(err)), 0);
-        run_until(f, drain_answered, NULL, WAIT_MS);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "stuck", 0, &a, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "stuck", 0, &b, err, sizeof(err)), 0);
+        assert_int_equal(ps_pool_drain(f->node.reg, "stuck", 300, on_drained, f, NULL, err, sizeof(err)), 0);
+        run_until(f, drain_answered, NULL, TH_WAIT_MS);
         assert_true(f->drained);
         assert_true(f->drain.ok);
         assert_true(f->drain.force_stopped);
@@ -577,36 +383,15 @@ static void test_drain_deadline_force_stops(void **state) {
         assert_string_equal(ps_replica_state(r), "stopped");
         assert_false(ps_replica_live(r));
         /* the leases ended with the engine */
-        assert_int_equal(ps_registry_active_leases(f->reg, "stuck"), 0);
-        assert_int_equal(ps_lease_release(f->reg, "stuck", a.lease_id, err, sizeof(err)), PS_E_NOT_FOUND);
-        assert_int_equal(ps_registry_lease_count(f->reg), 0);
+        assert_int_equal(ps_registry_active_leases(f->node.reg, "stuck"), 0);
+        assert_int_equal(ps_lease_release(f->node.reg, "stuck", a.lease_id, err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(ps_registry_lease_count(f->node.reg), 0);
 }
 
 /* ---- reload ------------------------------------------------------------------ */
 
 /* sha256("abc") */
 #define ABC_SHA256 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-
-static void write_file(const char *path, const char *text) {
-        FILE *fp = fopen(path, "w");
-
-        assert_non_null(fp);
-        fputs(text, fp);
-        fclose(fp);
-}
-
-static char *slurp(const char *path) {
-        FILE *fp = fopen(path, "r");
-        char *buf = calloc(1, 1 << 16);
-
-        if (fp) {
-                size_t n = fread(buf, 1, (1 << 16) - 1, fp);
-
-                buf[n] = '\0';
-                fclose(fp);
-        }
-        return buf;
-}
 
 /* A ready pool whose engine runs `-m <dir>/model-a.gguf`; model-b.gguf
  * (content "abc") lies beside it. */
@@ -615,11 +400,11 @@ static ps_replica *model_pool(fx *f, const char *pool, const char *policy_json, 
         ps_engine_spec *s;
         ps_replica *r;
 
-        snprintf(a, sizeof(a), "%s/model-a.gguf", f->dir);
-        snprintf(b, sizeof(b), "%s/model-b.gguf", f->dir);
-        write_file(a, "model a");
-        write_file(b, "abc");
-        s = fake_spec_on(pool, "r0", free_port_pair(), 2, "-m", a, extra, NULL);
+        snprintf(a, sizeof(a), "%s/model-a.gguf", f->node.dir);
+        snprintf(b, sizeof(b), "%s/model-b.gguf", f->node.dir);
+        th_write_file(a, "model a");
+        th_write_file(b, "abc");
+        s = th_fake_spec(pool, "r0", free_port_pair(), 2, "-m", a, extra, NULL);
         free(s->model_path);
         s->model_path = strdup(a);
         free(s->model_id);
@@ -639,7 +424,8 @@ static void on_reloaded(int rc, const char *message, const json_t *result, void 
         f->reload_result = json_deep_copy(result);
 }
 
-static bool reload_answered(fx *f, void *arg) {
+static bool reload_answered(void *fixture, const void *arg) {
+        fx *f = fixture;
         (void) arg;
         return f->reloaded;
 }
@@ -652,13 +438,13 @@ static void reload(fx *f, const char *pool, const ps_reload_request *req) {
         char err[256];
 
         f->reloaded = false;
-        if (ps_pool_reload(f->reg, pool, req, on_reloaded, f, err, sizeof(err)) != 0)
+        if (ps_pool_reload(f->node.reg, pool, req, on_reloaded, f, err, sizeof(err)) != 0)
                 fail_msg("reload: %s", err);
         assert_false(f->reloaded);   /* never answered from inside the call */
 }
 
 static void model_b(fx *f, char *path, size_t len) {
-        snprintf(path, len, "%s/model-b.gguf", f->dir);
+        snprintf(path, len, "%s/model-b.gguf", f->node.dir);
 }
 
 static void test_reload_drain_first_swaps_the_model(void **state) {
@@ -672,20 +458,20 @@ static void test_reload_drain_first_swaps_the_model(void **state) {
 
         model_b(f, b, sizeof(b));
         req.model_path = b;
-        assert_int_equal(ps_lease_acquire(f->reg, "rl", 0, &held, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "rl", 0, &held, err, sizeof(err)), 0);
         reload(f, "rl", &req);
-        assert_true(ps_pool_reloading(f->reg, "rl"));
-        assert_int_equal(ps_pool_reload(f->reg, "rl", &req, on_reloaded, f, err, sizeof(err)), PS_E_CONFLICT);
-        assert_int_equal(ps_pool_drain(f->reg, "rl", 1000, NULL, NULL, NULL, err, sizeof(err)), PS_E_CONFLICT);
+        assert_true(ps_pool_reloading(f->node.reg, "rl"));
+        assert_int_equal(ps_pool_reload(f->node.reg, "rl", &req, on_reloaded, f, err, sizeof(err)), PS_E_CONFLICT);
+        assert_int_equal(ps_pool_drain(f->node.reg, "rl", 1000, NULL, NULL, NULL, err, sizeof(err)), PS_E_CONFLICT);
 
         /* the old engine drains its lease first: no new one meanwhile */
-        run_until(f, never, NULL, 300);
+        th_loop_for(f->node.base, 300);
         assert_false(f->reloaded);
         assert_int_equal(ps_replica_pid(r), old_pid);
-        assert_int_equal(ps_lease_acquire(f->reg, "rl", 0, &refused, err, sizeof(err)), PS_E_DRAINING);
-        assert_int_equal(ps_lease_release(f->reg, "rl", held.lease_id, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "rl", 0, &refused, err, sizeof(err)), PS_E_DRAINING);
+        assert_int_equal(ps_lease_release(f->node.reg, "rl", held.lease_id, err, sizeof(err)), 0);
 
-        run_until(f, reload_answered, NULL, WAIT_MS);
+        run_until(f, reload_answered, NULL, TH_WAIT_MS);
         assert_true(f->reloaded);
         assert_int_equal(f->reload_rc, 0);
         assert_true(json_is_true(json_object_get(f->reload_result, "ok")));
@@ -695,7 +481,7 @@ static void test_reload_drain_first_swaps_the_model(void **state) {
         assert_string_equal(result_str(f, "engine_version"), "b7000");
         assert_string_equal(json_string_value(json_object_get(json_object_get(f->reload_result, "previous"),
                                                               "model_id")), "model-a.gguf");
-        assert_false(ps_pool_reloading(f->reg, "rl"));
+        assert_false(ps_pool_reloading(f->node.reg, "rl"));
 
         /* ready on the new engine; ids and mask kept; handoff rewritten */
         assert_true(ps_replica_ready(r));
@@ -707,12 +493,12 @@ static void test_reload_drain_first_swaps_the_model(void **state) {
         assert_string_equal(json_string_value(json_object_get(s, "replica_id")), "r0");
         assert_string_equal(json_string_value(json_object_get(s, "device_mask")), "0");
         json_decref(s);
-        snprintf(path, sizeof(path), "%s/engines/rl_r0.json", f->dir);
-        text = slurp(path);
+        snprintf(path, sizeof(path), "%s/engines/rl_r0.json", f->node.dir);
+        text = th_slurp(path, NULL);
         assert_non_null(strstr(text, "model-b.gguf"));
         assert_non_null(strstr(text, "b7000"));
         free(text);
-        assert_int_equal(ps_lease_acquire(f->reg, "rl", 0, &held, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "rl", 0, &held, err, sizeof(err)), 0);
 }
 
 static void test_reload_rolls_back_when_the_new_engine_never_gets_ready(void **state) {
@@ -728,7 +514,7 @@ static void test_reload_rolls_back_when_the_new_engine_never_gets_ready(void **s
         model_b(f, b, sizeof(b));
         req.model_path = b;
         reload(f, "rb", &req);
-        run_until(f, reload_answered, NULL, WAIT_MS);
+        run_until(f, reload_answered, NULL, TH_WAIT_MS);
         assert_true(f->reloaded);
         assert_int_equal(f->reload_rc, PS_E_RELOAD_FAILED);
         assert_string_equal(result_str(f, "reason"), "health");
@@ -745,7 +531,7 @@ static void test_reload_rolls_back_when_the_new_engine_never_gets_ready(void **s
         /* a reload failure is not an engine crash */
         assert_int_equal(json_integer_value(json_object_get(s, "crash_count")), 0);
         json_decref(s);
-        assert_int_equal(ps_lease_acquire(f->reg, "rb", 0, &l, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "rb", 0, &l, err, sizeof(err)), 0);
 }
 
 static void test_reload_drain_timeout_leaves_the_engine_alone(void **state) {
@@ -758,9 +544,9 @@ static void test_reload_drain_timeout_leaves_the_engine_alone(void **state) {
 
         model_b(f, b, sizeof(b));
         req.model_path = b;
-        assert_int_equal(ps_lease_acquire(f->reg, "dt", 0, &held, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "dt", 0, &held, err, sizeof(err)), 0);
         reload(f, "dt", &req);
-        run_until(f, reload_answered, NULL, WAIT_MS);
+        run_until(f, reload_answered, NULL, TH_WAIT_MS);
         assert_int_equal(f->reload_rc, PS_E_DRAIN_TIMEOUT);
         assert_string_equal(result_str(f, "reason"), "drain_timeout");
         assert_non_null(strstr(result_str(f, "error"), "drain timeout"));
@@ -768,8 +554,8 @@ static void test_reload_drain_timeout_leaves_the_engine_alone(void **state) {
         assert_int_equal(ps_replica_pid(r), old_pid);
         assert_true(ps_replica_ready(r));
         assert_string_equal(result_str(f, "model_id"), "model-a.gguf");
-        assert_int_equal(ps_registry_active_leases(f->reg, "dt"), 1);
-        assert_int_equal(ps_lease_release(f->reg, "dt", held.lease_id, err, sizeof(err)), 0);
+        assert_int_equal(ps_registry_active_leases(f->node.reg, "dt"), 1);
+        assert_int_equal(ps_lease_release(f->node.reg, "dt", held.lease_id, err, sizeof(err)), 0);
 }
 
 static void test_reload_to_the_running_model_is_a_noop(void **state) {
@@ -778,17 +564,22 @@ static void test_reload_to_the_running_model_is_a_noop(void **state) {
         char a[PATH_MAX];
         ps_reload_request req = { .engine_version = "b6000" };
         int old_pid = ps_replica_pid(r);
-        size_t spawns = seen(f, "engine spawned");
+        size_t spawns = th_node_seen(&f->node, "engine spawned");
 
-        snprintf(a, sizeof(a), "%s/model-a.gguf", f->dir);
+        snprintf(a, sizeof(a), "%s/model-a.gguf", f->node.dir);
         req.model_path = a;
         reload(f, "same", &req);
-        run_until(f, reload_answered, NULL, WAIT_MS);
+        run_until(f, reload_answered, NULL, TH_WAIT_MS);
         assert_int_equal(f->reload_rc, 0);
         assert_true(json_is_true(json_object_get(f->reload_result, "noop")));
         assert_int_equal(ps_replica_pid(r), old_pid);
-        assert_int_equal(seen(f, "engine spawned"), spawns);
+        assert_int_equal(th_node_seen(&f->node, "engine spawned"), spawns);
         assert_true(ps_replica_ready(r));
+}
+
+static bool engine_gone(void *fixture, const void *arg) {
+        (void) fixture;
+        return kill(*(const int *) arg, 0) != 0;
 }
 
 static void test_reload_surge_stays_ready(void **state) {
@@ -802,12 +593,12 @@ static void test_reload_surge_stays_ready(void **state) {
 
         model_b(f, b, sizeof(b));
         req.model_path = b;
-        assert_int_equal(ps_lease_acquire(f->reg, "sg", 0, &old_lease, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "sg", 0, &old_lease, err, sizeof(err)), 0);
         snprintf(old_url, sizeof(old_url), "%s", old_lease.url);
         f->watch_ready = true;
         f->lost_ready = false;
         reload(f, "sg", &req);
-        run_until(f, reload_answered, NULL, WAIT_MS);
+        run_until(f, reload_answered, NULL, TH_WAIT_MS);
         assert_int_equal(f->reload_rc, 0);
         assert_string_equal(result_str(f, "strategy"), "surge");
         assert_string_equal(result_str(f, "model_id"), "model-b.gguf");
@@ -817,31 +608,30 @@ static void test_reload_surge_stays_ready(void **state) {
         assert_true(ps_replica_ready(r));
         assert_int_not_equal(ps_replica_pid(r), old_pid);
         assert_int_equal(kill(old_pid, 0), 0);
-        assert_int_equal(ps_lease_acquire(f->reg, "sg", 0, &new_lease, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "sg", 0, &new_lease, err, sizeof(err)), 0);
         assert_string_not_equal(new_lease.url, old_url);
-        assert_int_equal(ps_registry_active_leases(f->reg, "sg"), 2);
+        assert_int_equal(ps_registry_active_leases(f->node.reg, "sg"), 2);
 
         /* its last lease ends: the old engine goes, the pool stays ready */
-        assert_int_equal(ps_lease_release(f->reg, "sg", old_lease.lease_id, err, sizeof(err)), 0);
-        for (int64_t until = mono_ms() + WAIT_MS; kill(old_pid, 0) == 0 && mono_ms() < until;)
-                event_base_loop(f->base, EVLOOP_ONCE);
+        assert_int_equal(ps_lease_release(f->node.reg, "sg", old_lease.lease_id, err, sizeof(err)), 0);
+        run_until(f, engine_gone, &old_pid, TH_WAIT_MS);
         assert_int_not_equal(kill(old_pid, 0), 0);
-        run_until(f, never, NULL, 100);
+        th_loop_for(f->node.base, 100);
         assert_false(f->lost_ready);
         f->watch_ready = false;
         s = ps_replica_snapshot(r);
         assert_string_equal(json_string_value(json_object_get(s, "state")), "ready");
         assert_int_equal(json_integer_value(json_object_get(s, "active_leases")), 1);
         json_decref(s);
-        assert_int_equal(ps_lease_release(f->reg, "sg", new_lease.lease_id, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_release(f->node.reg, "sg", new_lease.lease_id, err, sizeof(err)), 0);
 
         /* and a second surge goes back to the home port */
-        snprintf(b, sizeof(b), "%s/model-a.gguf", f->dir);
+        snprintf(b, sizeof(b), "%s/model-a.gguf", f->node.dir);
         req.model_path = b;
         reload(f, "sg", &req);
-        run_until(f, reload_answered, NULL, WAIT_MS);
+        run_until(f, reload_answered, NULL, TH_WAIT_MS);
         assert_int_equal(f->reload_rc, 0);
-        assert_int_equal(ps_lease_acquire(f->reg, "sg", 0, &new_lease, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "sg", 0, &new_lease, err, sizeof(err)), 0);
         assert_string_equal(new_lease.url, old_url);
 }
 
@@ -856,18 +646,18 @@ static void test_reload_verifies_sha256_before_touching_anything(void **state) {
         model_b(f, b, sizeof(b));
         req.model_path = b;
         reload(f, "sha", &req);
-        run_until(f, reload_answered, NULL, WAIT_MS);
+        run_until(f, reload_answered, NULL, TH_WAIT_MS);
         assert_int_equal(f->reload_rc, PS_E_STAGE_FAILED);
         assert_string_equal(result_str(f, "reason"), "checksum");
         assert_non_null(strstr(result_str(f, "error"), "sha256 mismatch"));
         assert_non_null(strstr(result_str(f, "error"), ABC_SHA256));
         assert_int_equal(ps_replica_pid(r), old_pid);
 
-        snprintf(missing, sizeof(missing), "%s/nope.gguf", f->dir);
+        snprintf(missing, sizeof(missing), "%s/nope.gguf", f->node.dir);
         req.model_path = missing;
         req.sha256 = NULL;
         reload(f, "sha", &req);
-        run_until(f, reload_answered, NULL, WAIT_MS);
+        run_until(f, reload_answered, NULL, TH_WAIT_MS);
         assert_int_equal(f->reload_rc, PS_E_STAGE_FAILED);
         assert_string_equal(result_str(f, "reason"), "staging");
         assert_non_null(strstr(result_str(f, "error"), "No such file"));
@@ -876,7 +666,7 @@ static void test_reload_verifies_sha256_before_touching_anything(void **state) {
         req.model_path = b;
         req.sha256 = ABC_SHA256;
         reload(f, "sha", &req);
-        run_until(f, reload_answered, NULL, WAIT_MS);
+        run_until(f, reload_answered, NULL, TH_WAIT_MS);
         assert_int_equal(f->reload_rc, 0);
         s = ps_replica_snapshot(r);
         assert_string_equal(json_string_value(json_object_get(s, "model_digest")), "sha256:" ABC_SHA256);
@@ -884,24 +674,24 @@ static void test_reload_verifies_sha256_before_touching_anything(void **state) {
 
         /* bad requests are refused at once, naming the field */
         req.sha256 = "abc";
-        assert_int_equal(ps_pool_reload(f->reg, "sha", &req, on_reloaded, f, err, sizeof(err)), PS_E_INVALID);
+        assert_int_equal(ps_pool_reload(f->node.reg, "sha", &req, on_reloaded, f, err, sizeof(err)), PS_E_INVALID);
         assert_non_null(strstr(err, "sha256"));
         req.sha256 = NULL;
         req.model_path = "relative.gguf";
-        assert_int_equal(ps_pool_reload(f->reg, "sha", &req, on_reloaded, f, err, sizeof(err)), PS_E_INVALID);
+        assert_int_equal(ps_pool_reload(f->node.reg, "sha", &req, on_reloaded, f, err, sizeof(err)), PS_E_INVALID);
         assert_non_null(strstr(err, "model_path"));
         req.model_path = NULL;
-        assert_int_equal(ps_pool_reload(f->reg, "sha", &req, on_reloaded, f, err, sizeof(err)), PS_E_INVALID);
+        assert_int_equal(ps_pool_reload(f->node.reg, "sha", &req, on_reloaded, f, err, sizeof(err)), PS_E_INVALID);
         req.model_path = b;
-        assert_int_equal(ps_pool_reload(f->reg, "none", &req, on_reloaded, f, err, sizeof(err)), PS_E_NOT_FOUND);
-        assert_int_equal(ps_pool_drain(f->reg, "sha", 10000, NULL, NULL, NULL, err, sizeof(err)), 0);
-        assert_int_equal(ps_pool_reload(f->reg, "sha", &req, on_reloaded, f, err, sizeof(err)), PS_E_DRAINING);
+        assert_int_equal(ps_pool_reload(f->node.reg, "none", &req, on_reloaded, f, err, sizeof(err)), PS_E_NOT_FOUND);
+        assert_int_equal(ps_pool_drain(f->node.reg, "sha", 10000, NULL, NULL, NULL, err, sizeof(err)), 0);
+        assert_int_equal(ps_pool_reload(f->node.reg, "sha", &req, on_reloaded, f, err, sizeof(err)), PS_E_DRAINING);
 }
 
 /* ---- configuration reload -------------------------------------------------- */
 
 static ps_config *config_of(const char *pools) {
-        char text[4096], err[512], *bin = realpath(fake_engine(), NULL);
+        char text[4096], err[512], *bin = realpath(th_fake_engine(), NULL);
         ps_config *cfg = NULL;
 
         assert_non_null(bin);
@@ -927,11 +717,12 @@ static ps_config *config_of(const char *pools) {
         " \"binary\": \"BIN\", \"shared_devices\": true, \"device_mask\": \"0\", \"port\": %u," \
         " \"args\": [\"--port\", \"{port}\"]}"
 
-static bool config_settled(fx *f, void *arg) {
-        ps_replica *fresh = ps_registry_find(f->reg, "fresh", "r0");
-        ps_replica *bumped = ps_registry_find(f->reg, "bumped", "r0");
+static bool config_settled(void *fixture, const void *arg) {
+        fx *f = fixture;
+        ps_replica *fresh = ps_registry_find(f->node.reg, "fresh", "r0");
+        ps_replica *bumped = ps_registry_find(f->node.reg, "bumped", "r0");
         json_t *s = bumped ? ps_replica_snapshot(bumped) : NULL;
-        bool done = !ps_registry_has_pool(f->reg, "gone") && fresh && ps_replica_ready(fresh) &&
+        bool done = !ps_registry_has_pool(f->node.reg, "gone") && fresh && ps_replica_ready(fresh) &&
                     s && strcmp(json_string_value(json_object_get(s, "engine_version")), "b2") == 0 &&
                     ps_replica_ready(bumped);
 
@@ -960,22 +751,22 @@ static void test_config_reload_adds_removes_and_reloads(void **state) {
 
         assert_int_equal(ps_config_replicas(old, &list, &n, err, sizeof(err)), 0);
         for (size_t i = 0; i < n; i++) {
-                assert_int_equal(ps_registry_add(f->reg, list[i].spec, list[i].policy, &r, err, sizeof(err)), 0);
+                assert_int_equal(ps_registry_add(f->node.reg, list[i].spec, list[i].policy, &r, err, sizeof(err)), 0);
                 preload(f, r);
         }
         ps_config_replicas_free(list, n);
-        keep = ps_registry_find(f->reg, "keep", "r0");
+        keep = ps_registry_find(f->node.reg, "keep", "r0");
         keep_pid = ps_replica_pid(keep);
 
-        assert_int_equal(ps_registry_apply_config(f->reg, old, next, err, sizeof(err)), 0);
+        assert_int_equal(ps_registry_apply_config(f->node.reg, old, next, err, sizeof(err)), 0);
         ps_config_free(old);
         ps_config_free(next);
-        run_until(f, config_settled, NULL, WAIT_MS);
+        run_until(f, config_settled, NULL, TH_WAIT_MS);
         assert_true(config_settled(f, NULL));
         /* the unchanged pool was not touched */
         assert_int_equal(ps_replica_pid(keep), keep_pid);
         assert_true(ps_replica_ready(keep));
-        assert_int_equal(ps_registry_pool_count(f->reg), 3);
+        assert_int_equal(ps_registry_pool_count(f->node.reg), 3);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)

@@ -28,8 +28,8 @@
 #include <event2/http.h>
 
 #include "pool-services/probe.h"
+#include "harness.h"
 
-#define WAIT_MS 20000
 #define MAX_HELD 64
 #define MAX_OUTCOMES 64
 #define SLOW_MS 300
@@ -73,13 +73,6 @@ struct fx {
         bool in_get;
         outcome out[MAX_OUTCOMES];
 };
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the server --------------------------------------------------------- */
 
@@ -148,20 +141,6 @@ static uint16_t bound_port(struct evhttp_bound_socket *bs) {
         return ntohs(sin.sin_port);
 }
 
-/* A port nobody listens on: bound, read back, closed. */
-static uint16_t closed_port(void) {
-        struct sockaddr_in sin = { .sin_family = AF_INET };
-        socklen_t len = sizeof(sin);
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-        assert_true(fd >= 0);
-        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        assert_int_equal(bind(fd, (struct sockaddr *) &sin, sizeof(sin)), 0);
-        assert_int_equal(getsockname(fd, (struct sockaddr *) &sin, &len), 0);
-        close(fd);
-        return ntohs(sin.sin_port);
-}
-
 /* ---- fixture -------------------------------------------------------------- */
 
 static int setup(void **state) {
@@ -206,42 +185,17 @@ static int teardown(void **state) {
 
 /* ---- driving the loop ----------------------------------------------------- */
 
-static void on_deadline(evutil_socket_t fd, short what, void *userdata) {
-        (void) fd;
-        (void) what;
-        *(bool *) userdata = true;
+static bool loop_until(fx *f, th_cond *cond, const void *arg) {
+        return th_loop_until(f->base, cond, f, arg, TH_WAIT_MS);
 }
 
-typedef bool (*cond_fn)(const fx *f, const void *arg);
-
-static bool loop_until_ms(fx *f, cond_fn cond, const void *arg, int64_t wait_ms) {
-        struct timeval tv = { wait_ms / 1000, (wait_ms % 1000) * 1000 };
-        bool expired = false;
-        struct event *deadline = evtimer_new(f->base, on_deadline, &expired);
-
-        assert_non_null(deadline);
-        evtimer_add(deadline, &tv);
-        while ((!cond || !cond(f, arg)) && !expired)
-                event_base_loop(f->base, EVLOOP_ONCE);
-        event_free(deadline);
-        return cond ? cond(f, arg) : true;
-}
-
-static bool loop_until(fx *f, cond_fn cond, const void *arg) {
-        return loop_until_ms(f, cond, arg, WAIT_MS);
-}
-
-/* Runs the loop for wait_ms whatever happens. */
-static void loop_for(fx *f, int64_t wait_ms) {
-        loop_until_ms(f, NULL, NULL, wait_ms);
-}
-
-static bool called(const fx *f, const void *arg) {
-        (void) f;
+static bool called(void *fixture, const void *arg) {
+        (void) fixture;
         return ((const outcome *) arg)->calls > 0;
 }
 
-static bool all_called(const fx *f, const void *arg) {
+static bool all_called(void *fixture, const void *arg) {
+        const fx *f = fixture;
         size_t n = *(const size_t *) arg;
 
         for (size_t i = 0; i < n; i++)
@@ -250,12 +204,16 @@ static bool all_called(const fx *f, const void *arg) {
         return true;
 }
 
-static bool first_two_any(const fx *f, const void *arg) {
+static bool first_two_any(void *fixture, const void *arg) {
+        const fx *f = fixture;
+
         (void) arg;
         return f->out[0].calls > 0 || f->out[1].calls > 0;
 }
 
-static bool requests_at_least(const fx *f, const void *arg) {
+static bool requests_at_least(void *fixture, const void *arg) {
+        const fx *f = fixture;
+
         return f->requests >= *(const unsigned *) arg;
 }
 
@@ -291,7 +249,7 @@ static void on_probe(ps_probe_result result, long http_status, const char *detai
         o->result = result;
         o->status = http_status;
         snprintf(o->detail, sizeof(o->detail), "%s", detail);
-        o->at_ms = now_ms();
+        o->at_ms = th_now_ms();
         if (o->cancel_self)
                 ps_probe_cancel(o->probe);
         o->probe = NULL;
@@ -353,7 +311,7 @@ static void test_http_404(void **state) {
 static void test_timeout(void **state) {
         fx *f = *state;
         outcome *o = &f->out[0];
-        int64_t start = now_ms();
+        int64_t start = th_now_ms();
 
         assert_int_equal(get_path(f, "/hang", 200, o), 0);
         assert_true(loop_until(f, called, o));
@@ -369,7 +327,7 @@ static void test_refused(void **state) {
         outcome *o = &f->out[0];
         char url[64];
 
-        snprintf(url, sizeof(url), "http://127.0.0.1:%u/health", (unsigned) closed_port());
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/health", (unsigned) th_free_port());
         assert_int_equal(get_url(f, url, 2000, o), 0);
         assert_true(loop_until(f, called, o));
         assert_int_equal(o->calls, 1);
@@ -440,7 +398,7 @@ static void test_cancel_before_loop(void **state) {
         assert_int_equal(get_path(f, "/ok", 200, o), 0);
         ps_probe_cancel(o->probe);
         assert_int_equal(ps_prober_in_flight(f->prober), 0);
-        loop_for(f, 400);
+        th_loop_for(f->base, 400);
         assert_int_equal(o->calls, 0);
 }
 
@@ -460,7 +418,7 @@ static void test_cancel_in_flight(void **state) {
         assert_int_equal(get_path(f, "/ok", 2000, next), 0);
         assert_true(loop_until(f, called, next));
         expect(next, PS_PROBE_OK, 200, "HTTP 200");
-        loop_for(f, 500);
+        th_loop_for(f->base, 500);
         assert_int_equal(o->calls, 0);
 }
 
@@ -508,7 +466,7 @@ static void test_cancel_from_callback(void **state) {
         assert_true(loop_until(f, called, a));
         expect(a, PS_PROBE_OK, 200, "HTTP 200");
         assert_int_equal(ps_prober_in_flight(f->prober), 0);
-        loop_for(f, 500);
+        th_loop_for(f->base, 500);
         assert_int_equal(b->calls, 0);
 }
 
@@ -519,13 +477,13 @@ static void test_cancel_queued_completion(void **state) {
         outcome *a = &f->out[0], *b = &f->out[1];
         char url[64];
 
-        snprintf(url, sizeof(url), "http://127.0.0.1:%u/x", (unsigned) closed_port());
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u/x", (unsigned) th_free_port());
         assert_int_equal(get_url(f, url, 2000, a), 0);
         assert_int_equal(get_url(f, url, 2000, b), 0);
         a->then_cancel = b;
         b->then_cancel = a;
         assert_true(loop_until(f, first_two_any, NULL));
-        loop_for(f, 200);
+        th_loop_for(f->base, 200);
         assert_int_equal(a->calls + b->calls, 1);
         assert_int_equal(ps_prober_in_flight(f->prober), 0);
 }
@@ -552,7 +510,7 @@ static void test_free_with_probes_in_flight(void **state) {
         f->prober = ps_prober_free(f->prober);
         assert_null(f->prober);
         /* The slow replies go out to closed connections. */
-        loop_for(f, SLOW_MS + 100);
+        th_loop_for(f->base, SLOW_MS + 100);
         for (unsigned i = 0; i < n; i++)
                 assert_int_equal(f->out[i].calls, 0);
 }
@@ -562,7 +520,7 @@ static void on_zero_timer(evutil_socket_t fd, short what, void *userdata) {
 
         (void) fd;
         (void) what;
-        *fired = now_ms();
+        *fired = th_now_ms();
 }
 
 static void test_loop_not_blocked(void **state) {
@@ -576,7 +534,7 @@ static void test_loop_not_blocked(void **state) {
         assert_non_null(tick);
         assert_int_equal(get_path(f, "/slow", 2000, o), 0);
         assert_true(loop_until(f, requests_at_least, &one));
-        start = now_ms();
+        start = th_now_ms();
         evtimer_add(tick, &zero);
         assert_true(loop_until(f, called, o));
         event_free(tick);
