@@ -782,7 +782,6 @@ static void run(ps_replica *r) {
         if (r->correlation_id && (r->lc.state == PD_STATE_READY || r->lc.state == PD_STATE_FAILED ||
                                   r->lc.state == PD_STATE_STOPPED)) {
                 free(r->correlation_id);
-        free(r->queue);
                 r->correlation_id = NULL;
         }
         registry_replica_settled(reg);
@@ -879,6 +878,7 @@ ps_replica *replica_free(ps_replica *r) {
         ps_engine_spec_free(r->current);
         ps_engine_spec_free(r->staged);
         ps_policy_free(r->policy);
+        free(r->queue);
         free(r->pool_id);
         free(r->replica_id);
         free(r->correlation_id);
