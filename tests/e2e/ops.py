@@ -225,7 +225,9 @@ def scenario_reload_rollback():
     """A new engine that never gets healthy is killed and the old spec
     restored: the pool serves the old model, ready, same ids and mask."""
     port = free_ports(4)
-    with Node([config_pool("rb", port, replicas=2, slots=2, mask="0,1")]) as n:
+    pool = dict(config_pool("rb", port, "-m", "{model_path}", replicas=2, slots=2, mask="0,1"),
+                model_path="tiny.gguf")        # Node's model, next to the config
+    with Node([pool]) as n:
         before = n.wait_pool("rb", lambda s, b: b["ready"] and all(r["ready"] for r in b["replicas"]),
                              "both replicas ready")
         other = copy_model(n, "other.gguf")
@@ -240,13 +242,15 @@ def scenario_reload_rollback():
         snap = n.wait_pool("rb", lambda s, b: b["ready"] and all(r["ready"] for r in b["replicas"]),
                            "ready after the rollback")
         check(snap["engine_version"] == before["engine_version"] == "fake-1", repr(snap))
-        check(snap["model_id"] == before["model_id"] and snap["device_mask"] == "0,1", repr(snap))
+        check(snap["model_id"] == before["model_id"] == "tiny" and snap["device_mask"] == "0,1", repr(snap))
         check(replica_view(snap) == replica_view(before) == [("r0", "0,1"), ("r1", "0,1")],
               "replicas changed: %r" % replica_view(snap))
         for r in snap["replicas"]:
             check(r["engine_version"] == "fake-1" and pid_alive(r["pid"]), repr(r))
             with open("/proc/%d/cmdline" % r["pid"], "rb") as f:
-                check(b"--never-ready" not in f.read(), "the old engine runs the new flags")
+                argv = f.read().split(b"\0")
+            check(b"--never-ready" not in argv and n.model.encode() in argv and other.encode() not in argv,
+                  "the restored engine does not run the old spec: %r" % argv)
         # Replica r1 was never touched; r0 serves the old spec again.
         check(snap["replicas"][1]["pid"] == before["replicas"][1]["pid"], "r1 was restarted")
         check(not snap["draining"] and snap["slots_free"] == 4, repr(snap))
