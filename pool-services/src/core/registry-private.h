@@ -34,3 +34,6 @@ void lease_table_forget_replica(lease_table *t, const ps_replica *r);
 
 drain_op *drain_op_free(drain_op *op);
 reload_op *reload_op_free(reload_op *op);
+/* A replica of the reload's pool ran its machine: a rollback waiting for
+ * a surged replica's old engine to leave goes on once it has. */
+void reload_op_replica_settled(reload_op *op);

@@ -543,9 +543,12 @@ static bool all_at_rest(const ps_registry *reg) {
 void registry_replica_settled(ps_registry *reg) {
         ps_done_fn done;
 
-        for (size_t i = 0; i < reg->n_pools; i++)
+        for (size_t i = 0; i < reg->n_pools; i++) {
                 if (reg->pools[i].removing && pool_at_rest(&reg->pools[i]))
                         sweep_soon(reg);
+                if (reg->pools[i].ops.reload)
+                        reload_op_replica_settled(reg->pools[i].ops.reload);
+        }
         if (!reg->stopping_all || !all_at_rest(reg))
                 return;
         done = reg->stop_done;

@@ -48,6 +48,7 @@ struct reload_op {
         size_t revert_at;              /* replicas [0, revert_at) to undo */
         bool finished;
         bool noop;
+        bool awaiting;                 /* a replica to restore still retires */
         stage_job *stage;
         char *stage_path;
         char sha256[65];
@@ -478,6 +479,18 @@ static int start_part(reload_op *op, reload_part *part, const ps_engine_spec *sp
         return rc;
 }
 
+static bool retiring(const ps_replica *r) {
+        return r->lc.state == PD_STATE_RELOADING &&
+               (r->lc.phase == PD_RELOAD_SURGE_RETIRE || r->lc.phase == PD_RELOAD_SURGE_STOP_OLD);
+}
+
+void reload_op_replica_settled(reload_op *op) {
+        if (!op->awaiting || (op->revert_at > 0 && retiring(op->parts[op->revert_at - 1].replica)))
+                return;
+        op->awaiting = false;
+        kick(op);
+}
+
 static void step(reload_op *op) {
         reload_part *part;
 
@@ -511,6 +524,13 @@ static void step(reload_op *op) {
                 return;
         }
         part = &op->parts[op->revert_at - 1];
+        /* A surged replica keeps its old engine (on the port the restore
+         * needs) until that engine's leases end: restore it once it has
+         * left, when the registry says the replica settled. */
+        if (retiring(part->replica)) {
+                op->awaiting = true;
+                return;
+        }
         if (start_part(op, part, part->old_spec) != 0) {
                 size_t len = strlen(op->message);
 
