@@ -899,7 +899,6 @@ ps_replica *replica_free(ps_replica *r) {
         ps_engine_spec_free(r->current);
         ps_engine_spec_free(r->staged);
         ps_policy_free(r->policy);
-        free(r->queue);
         free(r->pool_id);
         free(r->replica_id);
         free(r->correlation_id);
