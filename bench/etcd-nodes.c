@@ -25,8 +25,9 @@
  * (a driver samples etcd's /proc then), and finally one JSON line:
  * keepalive and put counts and latencies (sent to answered, in ms), the
  * gap between two renewals of a lease, leases lost, the keys etcd holds
- * under the prefix after the window, and this process's CPU time per
- * node per heartbeat.
+ * under the prefix after the window, this process's CPU time per node
+ * per heartbeat, and how often each request failed with which error
+ * (over the whole run, settling included).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -86,6 +87,7 @@ typedef struct bench {
         uint64_t ok[REQ_KINDS], failed[REQ_KINDS];
         uint64_t lost, lost_total, grants_total;
         samples lat[REQ_KINDS], gaps;
+        json_t *errors;           /* "request: error" -> how often, all run long */
 } bench;
 
 static int64_t now_us(void) {
@@ -171,12 +173,27 @@ static void on_trace(const char *request, ps_etcd_trace_what what, void *userdat
 
 static void on_event(const ps_event *ev, void *userdata) {
         bench *b = userdata;
+        const char *request = "", *error = NULL;
+        char key[512];
 
         if (ev->message && strncmp(ev->message, "etcd lease lost", 15) == 0) {
                 b->lost_total++;
                 if (b->measuring)
                         b->lost++;
         }
+        if (!ev->message || strcmp(ev->message, "etcd request failed") != 0)
+                return;
+        for (size_t i = 0; i < ev->n_fields; i++) {
+                if (ev->fields[i].type != PS_FIELD_TYPE_STRING)
+                        continue;
+                if (strcmp(ev->fields[i].key, "request") == 0)
+                        request = ev->fields[i].str;
+                else if (strcmp(ev->fields[i].key, "error") == 0)
+                        error = ev->fields[i].str;
+        }
+        snprintf(key, sizeof(key), "%s: %s", request, error ? error : "?");
+        json_object_set_new(b->errors, key, json_integer(json_integer_value(
+                                    json_object_get(b->errors, key)) + 1));
 }
 
 static int set_pool(node *n, unsigned pool, unsigned slots_free) {
@@ -361,13 +378,24 @@ static void usage(void) {
         exit(2);
 }
 
-static void raise_fd_limit(void) {
+/* Each node holds a few descriptors (its connection, its curl multi
+ * handle's wakeup pair): raise the limit to fit, as far as allowed. */
+static void raise_fd_limit(unsigned nodes) {
+        rlim_t want = (rlim_t) nodes * 8 + 1024;
         struct rlimit rl;
 
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-                rl.rlim_cur = rl.rlim_max;
-                setrlimit(RLIMIT_NOFILE, &rl);
+        if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+                return;
+        if (rl.rlim_max < want) {
+                struct rlimit more = { want, want };
+
+                if (setrlimit(RLIMIT_NOFILE, &more) == 0)
+                        return;
+                fprintf(stderr, "warning: at most %llu open files: too few for %u nodes\n",
+                        (unsigned long long) rl.rlim_max, nodes);
         }
+        rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+        setrlimit(RLIMIT_NOFILE, &rl);
 }
 
 int main(int argc, char **argv) {
@@ -406,7 +434,7 @@ int main(int argc, char **argv) {
                         usage();
         }
         b.keepalive_ms = b.ttl_ms / 3;   /* as ps_etcd derives it */
-        raise_fd_limit();
+        raise_fd_limit(b.n);
         curl_global_init(CURL_GLOBAL_DEFAULT);
 
         snprintf(b.runtime, sizeof(b.runtime), "/tmp/etcd-nodes-XXXXXX");
@@ -421,7 +449,8 @@ int main(int argc, char **argv) {
         };
         b.nodes = calloc(b.n, sizeof(*b.nodes));
         b.phase = evtimer_new(b.base, on_phase, &b);
-        if (!b.nodes || !b.phase) {
+        b.errors = json_object();
+        if (!b.nodes || !b.phase || !b.errors) {
                 fprintf(stderr, "out of memory\n");
                 return 1;
         }
@@ -477,7 +506,7 @@ int main(int argc, char **argv) {
         out = json_pack("{s:i, s:i, s:I, s:I, s:b, s:f, s:i, s:o*, "
                         "s:{s:I, s:I, s:o}, s:{s:I, s:I, s:o}, s:{s:I, s:I, s:o}, "
                         "s:o, s:{s:I, s:I, s:I}, s:{s:I, s:I, s:i}, "
-                        "s:{s:f, s:f, s:f, s:f}, s:i}",
+                        "s:{s:f, s:f, s:f, s:f}, s:i, s:O}",
                         "nodes", (int) b.n, "pools", (int) b.pools,
                         "ttl_ms", (json_int_t) b.ttl_ms, "keepalive_ms", (json_int_t) b.keepalive_ms,
                         "churn", b.churn, "window_s", (double) b.window_us / 1e6,
@@ -503,7 +532,7 @@ int main(int argc, char **argv) {
                                "us_per_node_heartbeat", renewals > 0 ? cpu_s * 1e6 / renewals : 0.0,
                                "us_per_node_second", b.window_us ?
                                        cpu_s * 1e6 / b.n / ((double) b.window_us / 1e6) : 0.0,
-                        "rss_kb", (int) rss_kb);
+                        "rss_kb", (int) rss_kb, "errors", b.errors);
         text = out ? json_dumps(out, JSON_COMPACT) : NULL;
         printf("%s\n", text ? text : "{}");
         free(text);
@@ -521,6 +550,7 @@ int main(int argc, char **argv) {
         for (int k = 0; k < REQ_KINDS; k++)
                 free(b.lat[k].v);
         free(b.gaps.v);
+        json_decref(b.errors);
         free(b.nodes);
         event_free(b.phase);
         event_base_free(b.base);
