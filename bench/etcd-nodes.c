@@ -378,10 +378,10 @@ static void usage(void) {
         exit(2);
 }
 
-/* Each node holds a few descriptors (its connection, its curl multi
- * handle's wakeup pair): raise the limit to fit, as far as allowed. */
+/* Each node holds three descriptors (its connection and its curl multi
+ * handle's wakeup socket pair): raise the limit to fit, as far as allowed. */
 static void raise_fd_limit(unsigned nodes) {
-        rlim_t want = (rlim_t) nodes * 8 + 1024;
+        rlim_t want = (rlim_t) nodes * 3 + 64;
         struct rlimit rl;
 
         if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
