@@ -34,6 +34,17 @@
  */
 typedef struct ps_etcd ps_etcd;
 
+/* What a trace callback is told about one request. */
+typedef enum ps_etcd_trace_what {
+        PS_ETCD_SENT,     /* handed to curl                                 */
+        PS_ETCD_OK,       /* answered and accepted                          */
+        PS_ETCD_FAILED,   /* refused, timed out, an error, a lost lease     */
+} ps_etcd_trace_what;
+
+/* request: "grant", "keepalive", "put", "delete" or "revoke". Runs on the
+ * loop, inside the publisher: it must not call back into it. */
+typedef void (*ps_etcd_trace_fn)(const char *request, ps_etcd_trace_what what, void *userdata);
+
 typedef struct ps_etcd_config {
         const char *const *endpoints;  /* "http://127.0.0.1:2379", ...     */
         size_t n_endpoints;
@@ -49,6 +60,10 @@ typedef struct ps_etcd_config {
         size_t n_pools;
         bool pools_set;
         const ps_inventory *inventory; /* may be NULL                      */
+        /* Optional: told of every request sent and how it ended, so a
+         * measurement can time them (bench/etcd-nodes.c). NULL: none. */
+        ps_etcd_trace_fn trace;
+        void *trace_userdata;
 } ps_etcd_config;
 
 /* cfg is copied; ctx and reg are borrowed. PS_E_INVALID naming the field,

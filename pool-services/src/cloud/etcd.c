@@ -66,6 +66,8 @@ struct ps_etcd {
         size_t n_pools;
         bool pools_set;
         const ps_inventory *inventory;
+        ps_etcd_trace_fn trace;
+        void *trace_userdata;
         int64_t ttl_ms, keepalive_ms, timeout_ms;
         pd_backoff_policy retry_policy;
         pd_rng rng;
@@ -211,6 +213,11 @@ static void emit(ps_etcd *e, ps_log_level level, const char *message, const char
         ps_event_emit(&e->ctx->sink, &ev);
 }
 
+static void trace(const ps_etcd *e, etcd_request kind, ps_etcd_trace_what what) {
+        if (e->trace)
+                e->trace(request_names[kind], what, e->trace_userdata);
+}
+
 /* ---- what should be there ---------------------------------------------------- */
 
 static int desired(ps_etcd *e, kv_list *out) {
@@ -265,6 +272,7 @@ static void send_request(ps_etcd *e, etcd_request kind, json_t *doc) {
         free(body);
         free(url);
         e->inflight_kind = kind;
+        trace(e, kind, r < 0 ? PS_ETCD_FAILED : PS_ETCD_SENT);
         if (r < 0) {
                 /* Tried again by the next tick. */
                 e->inflight = NULL;
@@ -355,6 +363,7 @@ static void failed(ps_etcd *e, etcd_request kind, const char *error) {
         char *copy = strdup(error);
 
         e->requests[kind][0]++;
+        trace(e, kind, PS_ETCD_FAILED);
         if (copy) {
                 free(e->last_error);
                 e->last_error = copy;
@@ -374,6 +383,7 @@ static void failed(ps_etcd *e, etcd_request kind, const char *error) {
 
 static void succeeded(ps_etcd *e, etcd_request kind) {
         e->requests[kind][1]++;
+        trace(e, kind, PS_ETCD_OK);
         e->last_success_at = ps_clock_wall_ms(e->ctx->clock);
         if (e->failures > 0)
                 emit(e, PS_LOG_INFO, "etcd reachable again", request_names[kind], NULL);
@@ -412,10 +422,12 @@ static void on_reply(const ps_http_result *res, void *userdata) {
         if (kind == REQ_REVOKE) {
                 ps_done_fn done = e->done;
 
-                if (ok)
+                if (ok) {
                         succeeded(e, kind);
-                else
+                } else {
                         e->requests[kind][0]++;
+                        trace(e, kind, PS_ETCD_FAILED);
+                }
                 emit(e, ok ? PS_LOG_INFO : PS_LOG_WARN,
                      ok ? "etcd lease revoked" : "etcd lease revocation failed", NULL,
                      ok ? NULL : error);
@@ -579,6 +591,8 @@ int ps_etcd_new(const ps_context *ctx, ps_registry *reg, const ps_etcd_config *c
                 oom |= e->n_pools != cfg->n_pools;
         }
         e->inventory = cfg->inventory;
+        e->trace = cfg->trace;
+        e->trace_userdata = cfg->trace_userdata;
         e->ttl_ms = cfg->ttl_ms;
         e->keepalive_ms = cfg->keepalive_ms > 0 ? cfg->keepalive_ms : cfg->ttl_ms / 3;
         e->timeout_ms = cfg->request_timeout_ms > 0 ? cfg->request_timeout_ms :
