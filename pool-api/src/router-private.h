@@ -66,7 +66,8 @@ typedef enum pa_match {
 } pa_match;
 
 /* On PA_MATCH_NO_METHOD *ret_allowed holds the methods (EVHTTP_REQ_* bits)
- * that the path does take, for the Allow header. */
+ * that the path does take, for the Allow header. A GET route also answers
+ * HEAD. */
 pa_match pa_router_match(const pa_route *routes, size_t n_routes,
                          enum evhttp_cmd_type method, const pa_path *path,
                          const pa_route **ret_route, pa_params *ret_params,

@@ -175,16 +175,20 @@ pa_match pa_router_match(const pa_route *routes, size_t n_routes,
         pa_params params;
 
         for (size_t i = 0; i < n_routes; i++) {
+                /* A GET route answers HEAD too (evhttp leaves the body out). */
+                unsigned takes = (unsigned) routes[i].method |
+                                 (routes[i].method == EVHTTP_REQ_GET ? (unsigned) EVHTTP_REQ_HEAD : 0u);
+
                 if (!pattern_matches(routes[i].pattern, path, &params))
                         continue;
-                if (routes[i].method == method) {
+                if (takes & (unsigned) method) {
                         if (ret_route)
                                 *ret_route = &routes[i];
                         if (ret_params)
                                 *ret_params = params;
                         return PA_MATCH_FOUND;
                 }
-                allowed |= (unsigned) routes[i].method;
+                allowed |= takes;
         }
         if (ret_allowed)
                 *ret_allowed = allowed;

@@ -481,7 +481,7 @@ def scenario_methods_and_routes():
     with Node() as n:
         status, headers, data = n.request("PUT", "/v2/pools/x")
         check_error(status, headers, data, 405, "METHOD_NOT_ALLOWED")
-        check(headers.get("Allow") == "GET, DELETE", "Allow %r" % headers.get("Allow"))
+        check(headers.get("Allow") == "GET, HEAD, DELETE", "Allow %r" % headers.get("Allow"))
         check_error(*n.request("GET", "/v2/pools/x/preload"), 405, "METHOD_NOT_ALLOWED")
         check_error(*n.request("GET", "/v3/pools"), 404, "NOT_FOUND")
         n.stop()

@@ -231,6 +231,10 @@ def scenario_health():
         body = json_body(*d.request("GET", "/health"), 200)
         check(body == {"status": "ok", "version": VERSION},
               "health body %r, expected status ok and version %s" % (body, VERSION))
+        # HEAD answers like GET, without the body.
+        status, headers, data = d.request("HEAD", "/health")
+        check(status == 200 and data == b"", "HEAD /health: %d %r" % (status, data))
+        check(headers.get("Content-Type", "").startswith("application/json"), "HEAD Content-Type")
         stop_cleanly(d)
 
 
@@ -279,7 +283,7 @@ def scenario_method_not_allowed():
         status, headers, data = d.request("POST", "/health", body=b"{}")
         check_error(status, headers, data, 405, "METHOD_NOT_ALLOWED",
                     "method POST not allowed on /health")
-        check(headers.get("Allow") == "GET", "Allow header %r, expected GET" % headers.get("Allow"))
+        check(headers.get("Allow") == "GET, HEAD", "Allow header %r, expected GET, HEAD" % headers.get("Allow"))
         stop_cleanly(d)
 
 
@@ -291,7 +295,7 @@ def scenario_patch_not_allowed():
             status, headers, data = d.request(method, "/health", body=b"{}")
             check_error(status, headers, data, 405, "METHOD_NOT_ALLOWED",
                         "method %s not allowed on /health" % method)
-            check(headers.get("Allow") == "GET", "%s: Allow header %r" % (method, headers.get("Allow")))
+            check(headers.get("Allow") == "GET, HEAD", "%s: Allow header %r" % (method, headers.get("Allow")))
         stop_cleanly(d)
 
 

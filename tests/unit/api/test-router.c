@@ -140,14 +140,16 @@ static void test_route_wrong_method(void **state) {
 
         (void) state;
         assert_int_equal(match(EVHTTP_REQ_POST, "/health", NULL, NULL, &allowed), PA_MATCH_NO_METHOD);
-        assert_int_equal(allowed, EVHTTP_REQ_GET);
+        assert_int_equal(allowed, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
         pa_methods_format(allowed, allow, sizeof(allow));
-        assert_string_equal(allow, "GET");
+        assert_string_equal(allow, "GET, HEAD");
+        /* HEAD reaches the GET route */
+        assert_int_equal(match(EVHTTP_REQ_HEAD, "/health", NULL, NULL, NULL), PA_MATCH_FOUND);
 
         assert_int_equal(match(EVHTTP_REQ_PATCH, "/v2/pools/x", NULL, NULL, &allowed), PA_MATCH_NO_METHOD);
-        assert_int_equal(allowed, EVHTTP_REQ_GET | EVHTTP_REQ_DELETE);
+        assert_int_equal(allowed, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_DELETE);
         pa_methods_format(allowed, allow, sizeof(allow));
-        assert_string_equal(allow, "GET, DELETE");
+        assert_string_equal(allow, "GET, HEAD, DELETE");
 
         /* A short buffer is cut at a whole name, and terminated. */
         pa_methods_format(allowed, allow, 6);
