@@ -635,6 +635,42 @@ static void test_reload_surge_stays_ready(void **state) {
         assert_string_equal(new_lease.url, old_url);
 }
 
+/* A preflight that finds no room for a second engine of pool "nr". */
+static int no_room_for_two(const ps_engine_spec *spec, void *userdata, char *err, size_t errlen) {
+        fx *f = userdata;
+        ps_replica *r = ps_registry_find(f->node.reg, spec->pool_id, spec->replica_id);
+
+        if (strcmp(spec->pool_id, "nr") == 0 && r && ps_replica_pid(r) > 0) {
+                snprintf(err, errlen, "insufficient VRAM: need 9.1 GiB, free 7.8 GiB on GPU0");
+                return PS_E_PREFLIGHT;
+        }
+        return 0;
+}
+
+static void test_reload_surge_without_room_runs_drain_first(void **state) {
+        fx *f = *state;
+        ps_replica *r = model_pool(f, "nr", NULL, NULL);
+        ps_reload_request req = { .strategy = PS_RELOAD_SURGE, .drain_deadline_ms = 15000 };
+        int old_pid = ps_replica_pid(r);
+        char b[PATH_MAX];
+
+        f->node.ctx.preflight = no_room_for_two;
+        f->node.ctx.preflight_userdata = f;
+        model_b(f, b, sizeof(b));
+        req.model_path = b;
+        reload(f, "nr", &req);
+        run_until(f, reload_answered, NULL, TH_WAIT_MS);
+        f->node.ctx.preflight = NULL;
+        assert_int_equal(f->reload_rc, 0);
+        assert_string_equal(result_str(f, "strategy"), "drain-first");
+        assert_non_null(strstr(result_str(f, "surge_fallback"), "no room for both engines"));
+        assert_non_null(strstr(result_str(f, "surge_fallback"), "insufficient VRAM"));
+        assert_string_equal(result_str(f, "model_id"), "model-b.gguf");
+        assert_true(ps_replica_ready(r));
+        assert_int_not_equal(ps_replica_pid(r), old_pid);
+        assert_int_equal(th_events_seen(&f->node.events, "surge reload runs drain-first"), 1);
+}
+
 static void test_reload_verifies_sha256_before_touching_anything(void **state) {
         fx *f = *state;
         ps_replica *r = model_pool(f, "sha", NULL, NULL);
@@ -784,6 +820,7 @@ int main(void) {
                 T(test_reload_drain_timeout_leaves_the_engine_alone),
                 T(test_reload_to_the_running_model_is_a_noop),
                 T(test_reload_surge_stays_ready),
+                T(test_reload_surge_without_room_runs_drain_first),
                 T(test_reload_verifies_sha256_before_touching_anything),
                 T(test_config_reload_adds_removes_and_reloads),
         };

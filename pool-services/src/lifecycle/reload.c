@@ -49,6 +49,7 @@ struct reload_op {
         bool finished;
         bool noop;
         bool awaiting;                 /* a replica to restore still retires */
+        char fallback[MESSAGE_MAX];    /* why surge became drain-first, or "" */
         stage_job *stage;
         char *stage_path;
         char sha256[65];
@@ -332,11 +333,12 @@ static json_t *result_json(const reload_op *op, int64_t duration_ms) {
                         "ok", op->parts[i].ok,
                         "message", op->parts[i].message[0] ? json_string(op->parts[i].message)
                                                            : json_null()));
-        return json_pack("{s:s, s:b, s:b, s:s, s:o, s:o, s:{s:o, s:o}, s:I, s:o, s:o, s:o}",
+        return json_pack("{s:s, s:b, s:b, s:s, s:o, s:o, s:o, s:{s:o, s:o}, s:I, s:o, s:o, s:o}",
                          "pool_id", op->pool_id,
                          "ok", op->rc == 0,
                          "noop", op->noop,
                          "strategy", ps_reload_strategy_to_string(op->strategy),
+                         "surge_fallback", opt_str(op->fallback[0] ? op->fallback : NULL),
                          "model_id", opt_str(now ? now->model_id : NULL),
                          "engine_version", opt_str(now ? now->engine_version : NULL),
                          "previous",
@@ -634,6 +636,29 @@ static int op_begin(reload_op *op, const char *sha_hex) {
                         op->parts[i].ok = true;
                         snprintf(op->parts[i].message, sizeof(op->parts[i].message), "unchanged");
                 }
+        }
+        /* Surge needs the devices to hold both engines at once: the same
+         * preflight a start gets, with the old engine's memory already
+         * taken. Without room, the reload runs drain-first and says why. */
+        for (size_t i = 0; !op->noop && op->strategy == PS_RELOAD_SURGE && ctx->preflight &&
+                           i < op->n_parts; i++) {
+                char why[MESSAGE_MAX / 2];
+
+                if (ctx->preflight(op->parts[i].new_spec, ctx->preflight_userdata, why,
+                                   sizeof(why)) == 0)
+                        continue;
+                op->strategy = PS_RELOAD_DRAIN_FIRST;
+                snprintf(op->fallback, sizeof(op->fallback),
+                         "no room for both engines on the devices: %s", why);
+                ps_event ev = {
+                        .type = PS_EVENT_GENERIC,
+                        .level = PS_LOG_WARN,
+                        .pool_id = op->pool_id,
+                        .message = "surge reload runs drain-first",
+                        .fields = (ps_field[]) { PS_FIELD_STR("reason", op->fallback) },
+                        .n_fields = 1,
+                };
+                ps_event_emit(&ctx->sink, &ev);
         }
         for (size_t i = 0; !op->noop && op->strategy == PS_RELOAD_SURGE && i < op->n_parts; i++) {
                 reload_part *part = &op->parts[i];
