@@ -812,6 +812,30 @@ def scenario_stale_pid_file():
         other.wait()
 
 
+def scenario_driver_error_spreads():
+    """A driver error in one engine's output restarts every pool on that
+    GPU, and no other."""
+    a = config_pool("da", free_port(), mask="0")
+    b = config_pool("db", free_port(), mask="0")
+    c = config_pool("dc", free_port(), mask="1")
+    a["shared_devices"] = b["shared_devices"] = True
+    with Node([a, b, c]) as n:
+        pids = {p: n.wait_pool(p, lambda s, body: body["ready"], p + " ready")["pid"]
+                for p in ("da", "db", "dc")}
+        with open(os.path.join(n.dir, "run", "engine-da_r0.log"), "a") as f:
+            f.write("NVRM: Xid (PCI:0000:01:00): 79, GPU has fallen off the bus.\n")
+        n.daemon.wait_for(lambda o: o.get("msg") == "driver error on a shared GPU: restarting"
+                          and o.get("pool_id") == "db", "the shared pool reset")
+        for p in ("da", "db"):
+            n.wait_pool(p, lambda s, body: body["ready"] and body["pid"] != pids[p],
+                        p + " restarted and ready")
+        check(n.get("/v2/pools/db")["replicas"][0]["driver_resets"] == 1, "db's reset is not counted")
+        dc = n.get("/v2/pools/dc")
+        check(dc["pid"] == pids["dc"] and dc["restart_count"] == 0, "the pool on GPU1 was touched: %r" % dc)
+        check(n.get("/v2/pools/da")["crash_count"] >= 1, "the failing engine's crash is not counted")
+        n.stop()
+
+
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn
              for name, fn in globals().items() if name.startswith("scenario_")}
 

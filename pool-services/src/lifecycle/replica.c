@@ -20,6 +20,7 @@
 
 #include "core/policy-private.h"
 #include "lifecycle/replica-private.h"
+#include "pool-services/inventory.h"
 #include "pool-domain/crash.h"
 #include "pool-domain/lease.h"
 #include "pool-services/handoff.h"
@@ -311,6 +312,42 @@ static bool announces_listening(const char *line, size_t len) {
         return false;
 }
 
+typedef struct device_trouble {
+        const ps_replica *from;
+        ps_device_mask mask;
+        const char *why;
+} device_trouble;
+
+static void reset_if_sharing(ps_replica *other, void *userdata) {
+        device_trouble *t = userdata;
+        const char *text = ps_replica_device_mask(other);
+        ps_device_mask m;
+
+        if (other == t->from || other->lc.external || !replica_engine_running(other) || !text ||
+            ps_inventory_parse_mask(NULL, text, &m, NULL, 0) != 0 || m.none ||
+            !ps_device_mask_overlaps(&t->mask, &m, NULL))
+                return;
+        EMIT(other, PS_EVENT_GENERIC, PS_LOG_ERROR, "driver error on a shared GPU: restarting",
+             PS_FIELD_STR("from_pool", t->from->pool_id),
+             PS_FIELD_STR("from_replica", t->from->replica_id),
+             PS_FIELD_STR("line", t->why));
+        ps_replica_driver_reset(other, t->why);
+}
+
+/*
+ * A driver error is the device's, not one engine's (the GPU fell off the
+ * bus, the driver and library disagree): every other replica with one of
+ * its GPUs is reset too, and restarts with backoff once it can.
+ */
+static void spread_driver_trouble(ps_replica *r, const char *why) {
+        device_trouble t = { .from = r, .why = why };
+        const char *text = ps_replica_device_mask(r);
+
+        if (!text || ps_inventory_parse_mask(NULL, text, &t.mask, NULL, 0) != 0 || t.mask.none)
+                return;
+        ps_registry_foreach(r->registry, reset_if_sharing, &t);
+}
+
 static void on_log_line(const char *line, size_t len, void *userdata) {
         replica_inst *in = userdata;
         ps_replica *r = in->owner;
@@ -329,6 +366,9 @@ static void on_log_line(const char *line, size_t len, void *userdata) {
                      "engine reported an error",
                      PS_FIELD_STR("class", pd_crash_class_to_string(cls)),
                      PS_FIELD_STR("line", in->last_line));
+                /* Before r's own step, which may end with r freed. */
+                if (cls == PD_CRASH_DRIVER_ERROR)
+                        spread_driver_trouble(r, in->last_line);
                 enqueue(r, &ev);
                 run(r);
                 return;
