@@ -836,6 +836,22 @@ def scenario_driver_error_spreads():
         n.stop()
 
 
+def scenario_client_gone_before_answer():
+    """A client that hangs up while its preload waits costs nothing: the
+    answer is dropped and the daemon serves on."""
+    with Node() as n:
+        body = json.dumps(n.prepared(flags=["--load-ms", "800"])).encode()
+        sock = socket.create_connection(("127.0.0.1", n.daemon.port), timeout=30)
+        sock.sendall(b"POST /v2/pools/gone/preload HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+                     + body)
+        n.daemon.wait_for(lambda o: o.get("msg") == "engine spawned", "the engine spawned")
+        sock.close()
+        n.wait_pool("gone", lambda s, b: b["ready"], "ready anyway")
+        json_body(*n.request("GET", "/health"), 200)
+        n.stop()
+
+
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn
              for name, fn in globals().items() if name.startswith("scenario_")}
 
