@@ -115,6 +115,7 @@ static void send_raw(pa_request *r, int status, const char *content_type,
                      const char *body, size_t len) {
         struct evkeyvalq *headers;
         struct evbuffer *out;
+        char length[24];
 
         r->status = status;
         if (!r->req)
@@ -122,7 +123,13 @@ static void send_raw(pa_request *r, int status, const char *content_type,
         headers = evhttp_request_get_output_headers(r->req);
         out = evhttp_request_get_output_buffer(r->req);
         evhttp_add_header(headers, "Content-Type", content_type);
-        if (evbuffer_add(out, body, len) < 0) {
+        if (evhttp_request_get_command(r->req) == EVHTTP_REQ_HEAD) {
+                /* GET's headers without the body: evhttp 2.1 would send
+                 * it, and the next answer on the connection would start
+                 * inside it. */
+                snprintf(length, sizeof(length), "%zu", len);
+                evhttp_add_header(headers, "Content-Length", length);
+        } else if (evbuffer_add(out, body, len) < 0) {
                 /* Nothing fits: an empty 500 still ends the request. */
                 status = r->status = 500;
                 evbuffer_drain(out, evbuffer_get_length(out));

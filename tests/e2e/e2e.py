@@ -235,6 +235,23 @@ def scenario_health():
         status, headers, data = d.request("HEAD", "/health")
         check(status == 200 and data == b"", "HEAD /health: %d %r" % (status, data))
         check(headers.get("Content-Type", "").startswith("application/json"), "HEAD Content-Type")
+        # On one connection: HEAD sends no body (or the next answer would
+        # start inside it), and says the length GET would send.
+        with socket.create_connection(("127.0.0.1", d.port), timeout=HTTP_TIMEOUT) as s:
+            s.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                      b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        check(head.startswith(b"HTTP/1.1 200 "), "HEAD on a kept-alive connection: %r" % data)
+        check(rest.startswith(b"HTTP/1.1 200 "), "HEAD sent a body: %r" % data)
+        get_body = rest.partition(b"\r\n\r\n")[2]
+        check(b"\r\ncontent-length: %d\r\n" % len(get_body) in head.lower() + b"\r\n",
+              "HEAD's Content-Length is not GET's: %r" % data)
         stop_cleanly(d)
 
 
