@@ -9,6 +9,7 @@ Waits are event-based (log lines, HTTP answers) with generous bounds; a
 poll of the API appears only where the API is what is being waited on.
 """
 
+import http.client
 import json
 import os
 import shutil
@@ -850,6 +851,39 @@ def scenario_client_gone_before_answer():
         n.wait_pool("gone", lambda s, b: b["ready"], "ready anyway")
         json_body(*n.request("GET", "/health"), 200)
         n.stop()
+
+
+def scenario_keep_engines_pending_reload():
+    """--keep-engines with a reload still waiting (its drain holds for a
+    lease): the daemon exits cleanly, the waiting request is let go, and
+    the engine is left running."""
+    with Node(args=["--keep-engines"]) as n:
+        pid = n.preload("k", n.prepared())["pid"]
+        try:
+            json_body(*n.request("POST", "/v2/pools/k/leases"), 201)
+            result = {}
+
+            def reload():
+                try:
+                    result["reply"] = n.request("POST", "/v2/pools/k/reload",
+                                                {"model_path": n.model, "engine_version": "fake-2",
+                                                 "drain_deadline_ms": 60000})
+                except (OSError, http.client.HTTPException) as e:
+                    result["error"] = e
+
+            t = threading.Thread(target=reload)
+            t.start()
+            n.daemon.wait_for(lambda o: o.get("msg") == "state changed" and o.get("state") == "reloading",
+                              "the reload waiting for its drain")
+            n.stop()   # exit status 0: nothing leaked (sanitizer builds check)
+            t.join(READY_TIMEOUT)
+            check(not t.is_alive(), "the waiting reload hangs after shutdown")
+            if "reply" in result:
+                check(result["reply"][0] >= 500, "answered %r" % (result["reply"],))
+            check(pid_alive(pid), "--keep-engines: the engine was stopped")
+        finally:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn

@@ -447,6 +447,35 @@ static void model_b(fx *f, char *path, size_t len) {
         snprintf(path, len, "%s/model-b.gguf", f->node.dir);
 }
 
+/* The registry freed under a reload still waiting (a daemon leaving its
+ * engines running): the caller is answered, not left waiting. */
+static void test_reload_answered_when_the_registry_goes(void **state) {
+        fx *f = *state;
+        ps_replica *r = model_pool(f, "gone", NULL, NULL);
+        ps_reload_request req = { .engine_version = "b7000", .drain_deadline_ms = 60000 };
+        char b[PATH_MAX], err[256];
+        int pid = ps_replica_pid(r);
+        ps_lease held;
+
+        model_b(f, b, sizeof(b));
+        req.model_path = b;
+        assert_int_equal(ps_lease_acquire(f->node.reg, "gone", 0, &held, err, sizeof(err)), 0);
+        reload(f, "gone", &req);
+        th_loop_for(f->node.base, 100);
+        assert_false(f->reloaded);
+
+        f->node.reg = ps_registry_free(f->node.reg);
+        assert_true(f->reloaded);
+        assert_int_equal(f->reload_rc, PS_E_CONFLICT);
+        assert_null(f->reload_result);
+
+        /* freeing leaves engines running (for adoption): end this one */
+        assert_true(pid > 0);
+        kill(-pid, SIGKILL);
+        f->node.reg = ps_registry_new(&f->node.ctx);
+        assert_non_null(f->node.reg);
+}
+
 static void test_reload_drain_first_swaps_the_model(void **state) {
         fx *f = *state;
         ps_replica *r = model_pool(f, "rl", NULL, NULL);
@@ -816,6 +845,7 @@ int main(void) {
                 T(test_drain_without_leases_is_immediate),
                 T(test_drain_deadline_force_stops),
                 T(test_reload_drain_first_swaps_the_model),
+                T(test_reload_answered_when_the_registry_goes),
                 T(test_reload_rolls_back_when_the_new_engine_never_gets_ready),
                 T(test_reload_drain_timeout_leaves_the_engine_alone),
                 T(test_reload_to_the_running_model_is_a_noop),

@@ -83,7 +83,8 @@ typedef struct ps_reload_request {
  *    replicas: [{replica_id, ok, message}], error, reason}
  * with reason one of staging, checksum, drain_timeout, health,
  * rollback_failed, engine_failed, not_ready, stopped (null on success).
- * Both are borrowed for the call.
+ * Both are borrowed for the call. A reload still running when the
+ * registry is freed is answered PS_E_CONFLICT with result NULL.
  */
 typedef void (*ps_reload_done_fn)(int rc, const char *message, const json_t *result,
                                   void *userdata);

@@ -15,7 +15,8 @@ typedef struct drain_op drain_op;
 typedef struct reload_op reload_op;
 
 /* The operation running on a pool; at most one of each. Owned by the
- * pool: removing the pool frees them without calling their callbacks. */
+ * pool: removing the pool frees a drain without calling its callback, and
+ * answers a reload's caller (reload_op_abandon). */
 typedef struct pool_ops {
         drain_op *drain;
         reload_op *reload;
@@ -34,6 +35,10 @@ void lease_table_forget_replica(lease_table *t, const ps_replica *r);
 
 drain_op *drain_op_free(drain_op *op);
 reload_op *reload_op_free(reload_op *op);
+/* Frees a registered reload that has not finished, answering its caller
+ * (PS_E_CONFLICT, no result) as a replica answers its waiters when freed:
+ * a request waiting on it must not wait, or leak, forever. */
+reload_op *reload_op_abandon(reload_op *op);
 /* A replica of the reload's pool ran its machine: a rollback waiting for
  * a surged replica's old engine to leave goes on once it has. */
 void reload_op_replica_settled(reload_op *op);

@@ -71,7 +71,7 @@ ps_registry *ps_registry_new(const ps_context *ctx) {
 
 static void pool_clear(ps_registry *reg, pool *p) {
         p->ops.drain = drain_op_free(p->ops.drain);
-        p->ops.reload = reload_op_free(p->ops.reload);
+        p->ops.reload = reload_op_abandon(p->ops.reload);
         for (size_t i = 0; i < p->n_replicas; i++) {
                 lease_table_forget_replica(reg->leases, p->replicas[i]);
                 replica_free(p->replicas[i]);

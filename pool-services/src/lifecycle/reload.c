@@ -103,6 +103,18 @@ reload_op *reload_op_free(reload_op *op) {
         return NULL;
 }
 
+reload_op *reload_op_abandon(reload_op *op) {
+        ps_reload_done_fn fn = op ? op->fn : NULL;
+
+        if (!op)
+                return NULL;
+        op->fn = NULL;
+        if (fn)
+                fn(PS_E_CONFLICT, "reload abandoned: the pool is no longer supervised", NULL,
+                   op->userdata);
+        return reload_op_free(op);
+}
+
 static void kick(reload_op *op) {
         struct timeval now = { 0, 0 };
 
