@@ -256,6 +256,9 @@ static void on_reload_config(evutil_socket_t sig, short what, void *userdata) {
                 ps_config_free(next);
                 return;
         }
+        /* Only pools change on SIGHUP: what to do with engines on exit
+         * (--keep-engines among it) stays what the daemon started with. */
+        next->shutdown = m->config->shutdown;
         /* The API and the context borrow the old one until exit. */
         retired = realloc(m->retired, (m->n_retired + 1) * sizeof(*retired));
         if (!retired) {

@@ -541,6 +541,20 @@ def scenario_keep_engines():
                 os.kill(pid, signal.SIGKILL)
 
 
+def scenario_keep_engines_after_sighup():
+    """--keep-engines still holds after SIGHUP re-read the file (which
+    says nothing about shutdown): the engine outlives the daemon."""
+    with Node([config_pool("k", free_port())], args=["--keep-engines"]) as n:
+        pid = n.wait_pool("k", lambda s, body: body["ready"], "ready")["pid"]
+        try:
+            n.daemon.proc.send_signal(signal.SIGHUP)
+            n.daemon.wait_for(lambda o: o.get("msg") == "configuration reloaded", "the reload")
+            n.stop()
+            check(pid_alive(pid), "--keep-engines was forgotten after SIGHUP: the engine was stopped")
+        finally:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
 def scenario_check_config():
     import subprocess
     n = Node([config_pool("ok", free_port())], start=False)
