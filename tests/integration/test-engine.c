@@ -746,6 +746,43 @@ static void test_engine_survives_free(void **state) {
         ps_engine_spec_free(s);
 }
 
+/* An engine a daemon left running is adopted by the next, however long
+ * its command line (llama-server's flags can run past a page). */
+static void adopt_after_free(fx *f, size_t arg_len) {
+        char *arg = malloc(arg_len + 1), err[256] = "";
+        ps_engine_spec *s;
+        ps_engine *e, *adopted = NULL;
+        pid_t pid;
+        int status;
+
+        assert_non_null(arg);
+        memset(arg, 'x', arg_len);
+        arg[arg_len] = '\0';
+        s = spec_new("/bin/sh", "-c", "sleep 1000; :", "sh", arg, NULL);
+        e = spawn_ok(f, s);
+        pid = ps_engine_pid(e);
+        ps_engine_free(e);
+
+        assert_int_equal(ps_engine_adopt(f->base, s, &f->opts, on_exit_cb, f, &adopted,
+                                         err, sizeof(err)), 0);
+        assert_non_null(adopted);
+        assert_int_equal(ps_engine_pid(adopted), pid);
+        ps_engine_free(adopted);
+
+        assert_int_equal(kill(-pid, SIGKILL), 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        ps_engine_spec_free(s);
+        free(arg);
+}
+
+static void test_adopt(void **state) {
+        adopt_after_free(*state, 10);
+}
+
+static void test_adopt_long_command_line(void **state) {
+        adopt_after_free(*state, 20000);
+}
+
 /* ---- the last log line -------------------------------------------------------- */
 
 static void test_last_log_line(void **state) {
@@ -855,6 +892,8 @@ int main(void) {
                 T(test_no_descriptor_leaks),
                 T(test_default_signal_state),
                 T(test_engine_survives_free),
+                T(test_adopt),
+                T(test_adopt_long_command_line),
                 T(test_last_log_line),
                 T(test_run_as_user),
                 T(test_unknown_user),

@@ -757,28 +757,37 @@ static int read_pid_file(const char *path, pid_t *ret) {
         return 0;
 }
 
-/* Whether /proc/PID/cmdline is exactly argv. */
+/* Whether /proc/PID/cmdline is exactly argv, however long. */
 static bool cmdline_is(pid_t pid, char *const *argv) {
-        char path[64], buf[8192];
-        size_t len = 0, at = 0;
+        char path[64], *buf;
+        size_t want = 0, len = 0, at = 0;
+        bool same = true;
         ssize_t n;
         int fd;
 
+        for (size_t i = 0; argv[i]; i++)
+                want += strlen(argv[i]) + 1;
+        /* One byte more than argv needs: a longer command line shows. */
+        buf = malloc(want + 1);
+        if (!buf)
+                return false;
         snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
         fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+                free(buf);
                 return false;
-        while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) > 0)
+        }
+        while (len < want + 1 && (n = read(fd, buf + len, want + 1 - len)) > 0)
                 len += (size_t) n;
         close(fd);
-        for (size_t i = 0; argv[i]; i++) {
+        for (size_t i = 0; same && argv[i]; i++) {
                 size_t l = strlen(argv[i]) + 1;
 
-                if (at + l > len || memcmp(buf + at, argv[i], l) != 0)
-                        return false;
+                same = at + l <= len && memcmp(buf + at, argv[i], l) == 0;
                 at += l;
         }
-        return at == len;
+        free(buf);
+        return same && at == len;
 }
 
 int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
