@@ -230,6 +230,7 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
                 return;
         }
         m->stopping = true;
+        pa_server_set_stopping(m->server);
         ps_log(m->log, PS_LOG_INFO, "shutting down", PS_FIELD_STR("signal", signal_name((int) sig)),
                PS_FIELD_STR("engines", m->config->shutdown == PS_SHUTDOWN_KEEP ? "keep" : "stop"));
         pm_cloud_stop(m->cloud, on_cloud_stopped, m);

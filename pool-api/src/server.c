@@ -38,6 +38,7 @@ struct pa_server {
         pa_snapshot_cache *snapshots;
         uint64_t changing_requests;     /* handled requests other than GET */
         pa_deferred *deferred;          /* requests waiting for an answer    */
+        bool stopping;                  /* only GET and HEAD are served      */
 };
 
 /*
@@ -152,6 +153,10 @@ static void dispatch(pa_request *r) {
                 evhttp_add_header(evhttp_request_get_output_headers(r->req), "WWW-Authenticate",
                                   "Bearer realm=\"pool-managerd\"");
                 pa_reply_error(r, PA_CODE_UNAUTHORIZED, "a valid bearer token is required");
+                return;
+        }
+        if (r->server->stopping && r->method != EVHTTP_REQ_GET && r->method != EVHTTP_REQ_HEAD) {
+                pa_reply_error(r, PA_CODE_SERVICE_UNAVAILABLE, "the daemon is shutting down");
                 return;
         }
         if (pa_path_parse(r->raw_path, &path, &err) < 0) {
@@ -473,6 +478,11 @@ pa_server *pa_server_free(pa_server *server) {
                 evhttp_free(server->http);
         free(server);
         return NULL;
+}
+
+void pa_server_set_stopping(pa_server *server) {
+        if (server)
+                server->stopping = true;
 }
 
 void pa_server_set_config(pa_server *server, const ps_config *config) {

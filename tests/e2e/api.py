@@ -406,6 +406,21 @@ def scenario_shutdown_pending_preload():
             check(result["reply"][0] >= 500, "answered %r" % (result["reply"],))
 
 
+def scenario_shutdown_refuses_changes():
+    """While SIGTERM stops the engines (one ignores SIGTERM, so it takes
+    its grace), a preload is refused with 503 instead of starting an
+    engine the shutdown would then wait for forever; GETs still answer."""
+    with Node() as n:
+        n.preload("slow", n.prepared(flags=["--ignore-sigterm"]))
+        n.daemon.proc.send_signal(signal.SIGTERM)
+        n.daemon.wait_for(lambda o: o.get("msg") == "shutting down", "shutting down")
+        check_error(*n.request("POST", "/v2/pools/late/preload", n.prepared()), 503,
+                    "SERVICE_UNAVAILABLE", "the daemon is shutting down")
+        json_body(*n.request("GET", "/health"), 200)
+        rc = n.daemon.finish()
+        check(rc == 0, "exit status %d; stderr:\n%s" % (rc, n.daemon._stderr_so_far()))
+        e2e.check_log_lines(n.daemon.lines)
+
 def scenario_devices():
     with Node(devices=2) as n:
         body = n.get("/v2/devices")

@@ -69,6 +69,11 @@ pa_server *pa_server_new(struct event_base *base, const pa_server_config *config
  * reload); borrowed like the first. */
 void pa_server_set_config(pa_server *server, const ps_config *config);
 
+/* The daemon is shutting down: from now on every request but GET and HEAD
+ * is answered 503 SERVICE_UNAVAILABLE, so nothing starts an engine the
+ * shutdown would then wait for. */
+void pa_server_set_stopping(pa_server *server);
+
 /* Closes the listener and every open connection. Accepts NULL; returns NULL. */
 pa_server *pa_server_free(pa_server *server);
 
