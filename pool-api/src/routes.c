@@ -352,27 +352,33 @@ static void on_preload_done(bool ok, const char *message, void *userdata) {
 }
 
 /*
- * A new replica is registered; one that exists and rests (stopped,
- * never started) takes the new spec and starts; one that runs is a 409.
+ * A new replica is registered with the spec (*ret_spec NULL: nothing more
+ * to set); one that exists and rests (stopped, never started) is found,
+ * and takes the spec only once its start is accepted (*ret_spec = spec);
+ * one that runs is a 409.
  */
 static int preload_replica(ps_registry *reg, const pa_backend *b, const ps_engine_spec *spec,
-                           ps_replica **ret, char *err, size_t errlen) {
+                           ps_replica **ret, const ps_engine_spec **ret_spec,
+                           char *err, size_t errlen) {
         ps_replica *rep = ps_registry_find(reg, spec->pool_id, spec->replica_id);
 
+        *ret_spec = NULL;
         if (!rep)
                 return ps_registry_add(reg, spec, ps_prepared_engine_policy(b->config, spec->pool_id),
                                        ret, err, errlen);
         *ret = rep;
+        *ret_spec = spec;
         if (ps_replica_ready(rep) || ps_replica_pid(rep) > 0)
                 return snprintf(err, errlen, "pool %s replica %s is already running",
                                 spec->pool_id, spec->replica_id), PS_E_CONFLICT;
-        return ps_replica_set_spec(rep, spec, err, errlen);
+        return 0;
 }
 
 static void route_preload(pa_request *r) {
         const pa_backend *b = pa_request_backend(r);
         ps_registry *reg = pa_need_registry(r);
         const char *id = reg ? pa_pool_param(r) : NULL;
+        const ps_engine_spec *new_spec = NULL;
         ps_engine_spec *spec = NULL;
         ps_replica *rep = NULL;
         preload_wait *w = NULL;
@@ -402,27 +408,29 @@ static void route_preload(pa_request *r) {
                 return;
         }
 
-        rc = preload_replica(reg, b, spec, &rep, err, sizeof(err));
+        rc = preload_replica(reg, b, spec, &rep, &new_spec, err, sizeof(err));
         w = rc == 0 ? calloc(1, sizeof(*w)) : NULL;
         if (rc == 0 && w) {
                 w->pool_id = strdup(spec->pool_id);
                 w->replica_id = strdup(spec->replica_id);
         }
-        ps_engine_spec_free(spec);
         if (rc != 0) {
+                ps_engine_spec_free(spec);
                 pa_reply_services_error(r, rc, err);
                 return;
         }
         if (!w || !w->pool_id || !w->replica_id || !(w->reply = pa_request_defer(r))) {
                 if (w)
                         preload_wait_free(w);
+                ps_engine_spec_free(spec);
                 pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
                 return;
         }
         if (r->correlation_id)
                 ps_replica_set_correlation_id(rep, r->correlation_id);
         /* From here the answer comes from on_preload_done, exactly once. */
-        rc = ps_replica_preload(rep, on_preload_done, w, err, sizeof(err));
+        rc = ps_replica_preload_spec(rep, new_spec, on_preload_done, w, err, sizeof(err));
+        ps_engine_spec_free(spec);
         if (rc != 0) {
                 pa_deferred_reply_error(w->reply, rc > 0 ? pa_code_from_services(rc) : PA_CODE_INTERNAL,
                                         "%s", err[0] ? err : "cannot start the engine");

@@ -338,8 +338,11 @@ def scenario_breaker_open_restart():
                     500, "PRELOAD_FAILED")
         n.wait_pool("c", lambda s, b: b["breaker"]["state"] == "open", "the breaker open")
         err = check_error(*n.request("POST", "/v2/pools/c/preload",
-                                     json.dumps(n.prepared(flags=crash))), 409, "BREAKER_OPEN")
+                                     json.dumps(n.prepared(flags=crash, engine_version="fake-9"))),
+                          409, "BREAKER_OPEN")
         check("breaker" in err["error"], err["error"])
+        check(n.get("/v2/pools/c")["engine_version"] == "fake-1",
+              "a refused preload changed what the replica runs")
         before = n.get("/v2/pools/c")["crash_count"]
         json_body(*n.request("POST", "/v2/pools/c/restart"), 202)
         n.wait_pool("c", lambda s, b: b["crash_count"] > before, "the one restart to crash")

@@ -125,6 +125,11 @@ void ps_registry_stop_all(ps_registry *reg, ps_done_fn done, void *userdata);
  * already runs, PS_E_BREAKER_OPEN. */
 int ps_replica_preload(ps_replica *r, ps_done_fn done, void *userdata,
                        char *err, size_t errlen);
+/* The same, first replacing what the replica runs with spec (copied) --
+ * only when the start is accepted: a refusal leaves the old spec. spec
+ * NULL: ps_replica_preload(). */
+int ps_replica_preload_spec(ps_replica *r, const ps_engine_spec *spec, ps_done_fn done,
+                            void *userdata, char *err, size_t errlen);
 /* Replaces what a replica at rest (no engine, not restarting) will run
  * next; its counters and breaker stay. PS_E_CONFLICT otherwise. */
 int ps_replica_set_spec(ps_replica *r, const ps_engine_spec *spec,

@@ -823,6 +823,14 @@ int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
         /* The pidfd first: what is checked next is then the process it
          * holds, not one that took the pid over meanwhile. */
         engine->pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        if (engine->pidfd < 0 && errno != ESRCH) {
+                /* Out of descriptors or the like: say so, keep the file
+                 * for the next try. */
+                r = -errno;
+                snprintf(err, errlen, "pidfd_open %d: %s", (int) pid, strerror(-r));
+                ps_engine_free(engine);
+                return r;
+        }
         argv = build_argv(spec);
         same = engine->pidfd >= 0 && argv && cmdline_is(pid, argv) && getpgid(pid) == pid;
         free(argv);

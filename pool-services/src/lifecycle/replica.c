@@ -962,6 +962,12 @@ static int refuse(char *err, size_t errlen, int code, const char *what, const ps
 }
 
 int ps_replica_preload(ps_replica *r, ps_done_fn done, void *userdata, char *err, size_t errlen) {
+        return ps_replica_preload_spec(r, NULL, done, userdata, err, errlen);
+}
+
+int ps_replica_preload_spec(ps_replica *r, const ps_engine_spec *spec, ps_done_fn done,
+                            void *userdata, char *err, size_t errlen) {
+        ps_engine_spec *copy = NULL;
         pd_actions out;
         pd_event ev = { .type = PD_EV_PRELOAD };
         int rc;
@@ -981,6 +987,16 @@ int ps_replica_preload(ps_replica *r, ps_done_fn done, void *userdata, char *err
         if (rc != 0)
                 return refuse(err, errlen, PS_E_CONFLICT,
                               "is already running", r);
+        /* Accepted: only now does the new spec replace the old one. */
+        if (spec) {
+                if (r->lc.external || replica_engine_running(r))
+                        return refuse(err, errlen, PS_E_CONFLICT, "is running", r);
+                copy = ps_engine_spec_copy(spec);
+                if (!copy)
+                        return -ENOMEM;
+                ps_engine_spec_free(r->current);
+                r->current = copy;
+        }
         r->pending[PD_REPLY_PRELOAD] = (pending_reply) { .fn = done, .userdata = userdata };
         return replica_feed(r, &ev);
 }
