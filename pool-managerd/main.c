@@ -250,7 +250,11 @@ static void on_reload_config(evutil_socket_t sig, short what, void *userdata) {
                 ps_log(m->log, PS_LOG_WARN, "SIGHUP: no configuration file to reload");
                 return;
         }
-        if (ps_config_load(m->config_path, NULL, NULL, &next, err, sizeof(err)) != 0 ||
+        /* The GPUs are the ones the monitor keeps sampling (the first
+         * config's): a reload never waits on a CUDA probe. */
+        if (ps_config_reload(m->config_path, m->n_retired ? m->retired[0]->inventory
+                                                          : m->config->inventory,
+                             NULL, NULL, &next, err, sizeof(err)) != 0 ||
             ps_registry_apply_config(m->registry, m->config, next, err, sizeof(err)) != 0) {
                 ps_log(m->log, PS_LOG_ERROR, "configuration reload rejected; keeping the running state",
                        PS_FIELD_STR("config", m->config_path), PS_FIELD_STR("error", err));

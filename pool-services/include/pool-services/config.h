@@ -205,6 +205,16 @@ int ps_config_load(const char *path, ps_getenv_fn getenv_fn, void *userdata,
  */
 int ps_config_resolve_cloud(ps_config *config, const char *hostname, char *err, size_t errlen);
 
+/*
+ * The file again, for a running daemon (SIGHUP): like ps_config_load(),
+ * but with the auto or cuda backend the GPUs are those of known (the
+ * running inventory, which the daemon keeps sampling) instead of a new
+ * probe, so the event loop never waits on the driver. A fake or none
+ * backend is read from the file as usual.
+ */
+int ps_config_reload(const char *path, const ps_inventory *known, ps_getenv_fn getenv_fn,
+                     void *userdata, ps_config **ret, char *err, size_t errlen);
+
 /* For flags. Each validates like the file does; source is a static string
  * kept in *_source ("flag"). On error nothing changes. */
 int ps_config_set_bind(ps_config *config, const char *bind, const char *source,

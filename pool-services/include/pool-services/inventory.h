@@ -34,6 +34,8 @@ int ps_inventory_new(ps_gpu_backend backend, const ps_gpu_device *devices, size_
 int ps_inventory_from_config(const ps_config *config, ps_inventory **ret,
                              char *err, size_t errlen);
 ps_inventory *ps_inventory_free(ps_inventory *inv);
+/* A copy (devices, backend, problem). 0, -EINVAL, -ENOMEM. */
+int ps_inventory_copy(const ps_inventory *inv, ps_inventory **ret);
 
 /* The backend in effect: fake, none or cuda (auto resolves to one). */
 ps_gpu_backend ps_inventory_backend(const ps_inventory *inv);

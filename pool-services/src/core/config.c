@@ -52,6 +52,7 @@ typedef struct ctx {
         char *err;
         size_t errlen;
         const char *base_dir;   /* relative paths resolve here; NULL: none */
+        const ps_inventory *known; /* auto/cuda: use these GPUs, do not probe */
 } ctx;
 
 static int fail(ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1276,7 +1277,12 @@ static int config_parse(ctx *c, ps_config *cfg, const json_t *doc) {
         if (r)
                 return r;
         cfg->inventory = ps_inventory_free(cfg->inventory);
-        r = ps_inventory_from_config(cfg, &cfg->inventory, why, sizeof(why));
+        if (c->known && (cfg->gpu.backend == PS_GPU_BACKEND_AUTO ||
+                         cfg->gpu.backend == PS_GPU_BACKEND_CUDA) &&
+            ps_inventory_backend(c->known) != PS_GPU_BACKEND_FAKE)
+                r = ps_inventory_copy(c->known, &cfg->inventory);
+        else
+                r = ps_inventory_from_config(cfg, &cfg->inventory, why, sizeof(why));
         if (r > 0)
                 return fail(c, "gpu: %s", why);
         if (r < 0)
@@ -1299,9 +1305,9 @@ static int config_parse(ctx *c, ps_config *cfg, const json_t *doc) {
         return r;
 }
 
-int ps_config_load_json(const json_t *doc, const char *base_dir, ps_config **ret,
-                        char *err, size_t errlen) {
-        ctx c = { .err = err, .errlen = errlen, .base_dir = base_dir };
+static int load_json(const json_t *doc, const char *base_dir, const ps_inventory *known,
+                     ps_config **ret, char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen, .base_dir = base_dir, .known = known };
         ps_config *cfg;
         int r;
 
@@ -1330,6 +1336,11 @@ int ps_config_load_json(const json_t *doc, const char *base_dir, ps_config **ret
         return 0;
 }
 
+int ps_config_load_json(const json_t *doc, const char *base_dir, ps_config **ret,
+                        char *err, size_t errlen) {
+        return load_json(doc, base_dir, NULL, ret, err, errlen);
+}
+
 int ps_config_load_string(const char *text, const char *base_dir, ps_config **ret,
                           char *err, size_t errlen) {
         ctx c = { .err = err, .errlen = errlen };
@@ -1347,7 +1358,8 @@ int ps_config_load_string(const char *text, const char *base_dir, ps_config **re
         return r;
 }
 
-int ps_config_load_file(const char *path, ps_config **ret, char *err, size_t errlen) {
+static int load_file(const char *path, const ps_inventory *known, ps_config **ret,
+                     char *err, size_t errlen) {
         ctx c = { .err = err, .errlen = errlen };
         char why[1024], *full = NULL, *slash;
         ps_config *cfg = NULL;
@@ -1383,7 +1395,7 @@ int ps_config_load_file(const char *path, ps_config **ret, char *err, size_t err
                 *slash = '\0';
 
         why[0] = '\0';
-        r = ps_config_load_json(doc, full, &cfg, why, sizeof(why));
+        r = load_json(doc, full, known, &cfg, why, sizeof(why));
         json_decref(doc);
         free(full);
         if (r) {
@@ -1397,6 +1409,10 @@ int ps_config_load_file(const char *path, ps_config **ret, char *err, size_t err
         }
         *ret = cfg;
         return 0;
+}
+
+int ps_config_load_file(const char *path, ps_config **ret, char *err, size_t errlen) {
+        return load_file(path, NULL, ret, err, errlen);
 }
 
 /* ---- environment ---- */
@@ -1634,15 +1650,15 @@ int ps_config_apply_env(ps_config *config, ps_getenv_fn getenv_fn, void *userdat
         return 0;
 }
 
-int ps_config_load(const char *path, ps_getenv_fn getenv_fn, void *userdata,
-                   ps_config **ret, char *err, size_t errlen) {
+static int load(const char *path, const ps_inventory *known, ps_getenv_fn getenv_fn,
+                void *userdata, ps_config **ret, char *err, size_t errlen) {
         ps_config *cfg = NULL;
         int r;
 
         if (!ret)
                 return -EINVAL;
         if (path) {
-                r = ps_config_load_file(path, &cfg, err, errlen);
+                r = load_file(path, known, &cfg, err, errlen);
                 if (r)
                         return r;
         } else {
@@ -1671,6 +1687,18 @@ int ps_config_load(const char *path, ps_getenv_fn getenv_fn, void *userdata,
         }
         *ret = cfg;
         return 0;
+}
+
+int ps_config_load(const char *path, ps_getenv_fn getenv_fn, void *userdata,
+                   ps_config **ret, char *err, size_t errlen) {
+        return load(path, NULL, getenv_fn, userdata, ret, err, errlen);
+}
+
+int ps_config_reload(const char *path, const ps_inventory *known, ps_getenv_fn getenv_fn,
+                     void *userdata, ps_config **ret, char *err, size_t errlen) {
+        if (!path || !known)
+                return -EINVAL;
+        return load(path, known, getenv_fn, userdata, ret, err, errlen);
 }
 
 int ps_config_set_bind(ps_config *config, const char *bind, const char *source,

@@ -149,6 +149,23 @@ static int discover(const ps_gpu_config *gpu, ps_inventory **ret, char *err, siz
         return 0;
 }
 
+int ps_inventory_copy(const ps_inventory *inv, ps_inventory **ret) {
+        ps_inventory *copy;
+        int r;
+
+        if (!inv || !ret)
+                return -EINVAL;
+        r = ps_inventory_new(inv->backend, inv->devices, inv->count, &copy, NULL, 0);
+        if (r)
+                return r < 0 ? r : -EINVAL;
+        if (inv->problem && !(copy->problem = strdup(inv->problem))) {
+                ps_inventory_free(copy);
+                return -ENOMEM;
+        }
+        *ret = copy;
+        return 0;
+}
+
 int ps_inventory_from_config(const ps_config *config, ps_inventory **ret,
                              char *err, size_t errlen) {
         const ps_gpu_config *gpu;

@@ -1301,6 +1301,37 @@ static void test_watch_interval_from_the_environment(void **state) {
         ps_config_free(cfg);
 }
 
+/* A reload keeps the running GPUs (no probe) for auto and cuda, and reads
+ * a fake backend from the file as before. */
+static void test_reload_reuses_the_running_gpus(void **state) {
+        static const ps_gpu_device known_dev[] = {
+                { .index = 0, .uuid = "GPU-known", .name = "Known GPU", .cc_major = 9,
+                  .vram_total_bytes = 80ULL << 30, .vram_free_bytes = 79ULL << 30 },
+        };
+        char path[] = "/tmp/pm-reload-XXXXXX", err[512];
+        ps_inventory *known = NULL;
+        ps_config *cfg = NULL;
+        const char *text = "{\"gpu\": {\"backend\": \"cuda\"}}";
+        int fd;
+
+        (void) state;
+        assert_int_equal(ps_inventory_new(PS_GPU_BACKEND_CUDA, known_dev, 1, &known, err, sizeof(err)), 0);
+        fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+        close(fd);
+
+        assert_int_equal(ps_config_reload(path, known, NULL, NULL, &cfg, err, sizeof(err)), 0);
+        assert_int_equal(ps_inventory_count(cfg->inventory), 1);
+        assert_string_equal(ps_inventory_device(cfg->inventory, 0)->name, "Known GPU");
+        assert_int_equal(ps_inventory_device(cfg->inventory, 0)->vram_free_bytes, 79ULL << 30);
+        ps_config_free(cfg);
+        assert_int_equal(ps_config_reload(path, NULL, NULL, NULL, &cfg, err, sizeof(err)), -EINVAL);
+
+        unlink(path);
+        ps_inventory_free(known);
+}
+
 int main(void) {
         static const struct CMUnitTest fixed[] = {
                 cmocka_unit_test(test_no_file_is_an_empty_node_with_defaults),
@@ -1333,6 +1364,7 @@ int main(void) {
                 cmocka_unit_test(test_demo_config_loads),
                 cmocka_unit_test(test_cuda_backend_masks_and_visible_devices),
                 cmocka_unit_test(test_names),
+                cmocka_unit_test(test_reload_reuses_the_running_gpus),
         };
         size_t n_fixed = sizeof(fixed) / sizeof(fixed[0]);
         size_t n_errors = sizeof(error_cases) / sizeof(error_cases[0]);
