@@ -349,6 +349,7 @@ def scenario_reload_surge():
         check(new_lease["url"] == "http://127.0.0.1:%d" % (port + 1), repr(new_lease))
         # The old engine waits for its lease, then stops.
         check(pid_alive(got["pid"]), "the old engine stopped with a lease held")
+        retired_at = int(time.time() * 1000)
         status, _, _ = n.request("DELETE", "/v2/pools/sg/leases/%s" % lease["lease_id"])
         check(status == 204, "releasing the old engine's lease: %d" % status)
         wait_until(lambda: not pid_alive(got["pid"]), "the old engine to stop")
@@ -366,6 +367,11 @@ def scenario_reload_surge():
         check(snap["engine_version"] == "fake-2" and snap["model_id"] == "other.gguf", repr(snap))
         check(snap["url"] == "http://127.0.0.1:%d" % (port + 1) and snap["active_leases"] == 1, repr(snap))
         check([r["replica_id"] for r in snap["replicas"]] == ["r0"], repr(snap["replicas"]))
+        # ready_at is when the new engine took over: after it started, and
+        # before its predecessor had retired (the lease released above).
+        rep = snap["replicas"][0]
+        check(rep["started_at"] <= rep["ready_at"] <= retired_at, "ready_at %r, started_at %r, retired %r"
+              % (rep["ready_at"], rep["started_at"], retired_at))
         with open(got["handoff_path"]) as f:
             handoff = json.load(f)
         check(handoff["pid"] == snap["pid"] and handoff["model"]["id"] == "other.gguf"

@@ -61,6 +61,7 @@ struct ps_replica {
         char *replica_id;
         char *correlation_id;       /* the request being carried out; NULL */
         bool started_once;          /* adoption is tried at the first start */
+        bool promoted;              /* a surge engine took over; ready_at set */
         ps_engine_spec *current;    /* what the replica runs              */
         ps_engine_spec *staged;     /* what a reload wants to run         */
         ps_policy *policy;

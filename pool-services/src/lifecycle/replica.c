@@ -607,6 +607,10 @@ static void swap_inst(ps_replica *r) {
         tmp = r->inst[PD_INSTANCE_PRIMARY];
         r->inst[PD_INSTANCE_PRIMARY] = r->inst[PD_INSTANCE_SURGE];
         r->inst[PD_INSTANCE_SURGE] = tmp;
+        /* The surge engine serves from now on: the replica's ready_at is
+         * its, not the moment the old one has finished retiring. */
+        r->ready_wall_ms = wall_now(r);
+        r->promoted = true;
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
                 replica_inst *in = &r->inst[i];
 
@@ -756,9 +760,13 @@ static void report_transition(ps_replica *r, pd_state before, unsigned crashes_b
         }
         if (lc->state == before)
                 return;
+        if (lc->state != PD_STATE_READY && lc->state != PD_STATE_RELOADING)
+                r->promoted = false;   /* the surge did not end in ready */
         if (lc->state == PD_STATE_READY && r->inst[PD_INSTANCE_PRIMARY].engine) {
-                r->ready_wall_ms = wall_now(r);
-                r->last_heartbeat_wall_ms = r->ready_wall_ms;
+                if (!r->promoted)
+                        r->ready_wall_ms = wall_now(r);
+                r->promoted = false;
+                r->last_heartbeat_wall_ms = wall_now(r);
                 EMIT(r, PS_EVENT_READY, PS_LOG_INFO, "ready",
                      PS_FIELD_INT("pid", ps_engine_pid(r->inst[PD_INSTANCE_PRIMARY].engine)),
                      PS_FIELD_STR("engine_version", engine_version(r)),
