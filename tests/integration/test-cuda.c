@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -239,7 +240,10 @@ static void test_free_kills_a_running_probe(void **state) {
         setenv("FAKE_CUDA_HANG", "init", 1);
         assert_int_equal(ps_cuda_probe_start(base, &no_nvml, on_result, &f, &p), 0);
         assert_null(ps_cuda_probe_free(p));
-        /* nothing is left to run: no child, no callback */
+        /* The killed child is reaped from the loop once it is gone (never
+         * waited for); then nothing is left to run, and no callback came. */
+        for (int i = 0; i < 2000 && event_base_loop(base, EVLOOP_NONBLOCK) == 0; i++)
+                usleep(10 * 1000);
         assert_int_equal(event_base_loop(base, EVLOOP_NONBLOCK), 1);
         assert_false(f.have_result);
         event_base_free(base);

@@ -19,6 +19,7 @@
 
 #include <event2/event.h>
 
+#include "core/reap.h"
 #include "pool-services/engine.h"
 #include "pool-services/fs.h"
 
@@ -515,11 +516,6 @@ static int read_child_report(int fd, child_report *rep) {
         return 1;
 }
 
-static void reap(pid_t pid) {
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-                ;
-}
-
 static void on_pidfd(evutil_socket_t fd, short what, void *userdata) {
         ps_engine *engine = userdata;
         ps_exit_status st = { 0 };
@@ -668,7 +664,11 @@ int ps_engine_spawn(struct event_base *base, const ps_engine_spec *spec,
         r = read_child_report(report_pipe[0], &rep);
         safe_close(&report_pipe[0]);
         if (r != 0) {
-                reap(pid);
+                /* It failed before exec and exits on its own; a report that
+                 * could not be read leaves it unknown: make sure. */
+                if (r < 0)
+                        (void) kill(pid, SIGKILL);
+                ps_reap_when_gone(base, pid, -1);
                 if (r < 0) {
                         snprintf(err, errlen, "engine child: %s", strerror(-r));
                 } else {
@@ -712,7 +712,8 @@ int ps_engine_spawn(struct event_base *base, const ps_engine_spec *spec,
 kill:
         (void) kill(-pid, SIGKILL);
         (void) kill(pid, SIGKILL);
-        reap(pid);
+        ps_reap_when_gone(base, pid, engine->pidfd);
+        engine->pidfd = -1;             /* the reaper closes it */
         engine->running = false;
         goto fail;
 oom:

@@ -21,6 +21,7 @@
 #include <event2/event.h>
 
 #include "core/errfmt.h"
+#include "core/reap.h"
 #include "placement/cuda-private.h"
 #include "pool-services/inventory.h"
 
@@ -382,10 +383,11 @@ ps_cuda_probe *ps_cuda_probe_free(ps_cuda_probe *p) {
         if (!p)
                 return NULL;
         if (p->pid > 0) {
+                /* A probe hung in the driver dies only once it leaves the
+                 * kernel: reaped from the loop then, never waited for. */
                 kill(p->pid, SIGKILL);
-                /* SIGKILL cannot be caught: this wait is short */
-                while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
-                        ;
+                ps_reap_when_gone(p->base, p->pid, p->pidfd);
+                p->pidfd = -1;
         }
         if (p->out_ev)
                 event_free(p->out_ev);
@@ -443,6 +445,10 @@ int ps_cuda_discover(const ps_cuda_options *o, ps_cuda_result *ret) {
         while (rc == 0 && !w.done)
                 if (event_base_dispatch(w.base) < 0)
                         rc = -EIO;
+        /* The private loop ends here: a child still stuck in the driver is
+         * left as a zombie (reaped if already gone), never waited for. */
+        if (p)
+                p->base = NULL;
         ps_cuda_probe_free(p);
         event_base_free(w.base);
         if (rc < 0) {
