@@ -287,30 +287,6 @@ static size_t on_body(char *data, size_t size, size_t n, void *userdata) {
         return size * n;
 }
 
-static char *base64(const char *s) {
-        static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        size_t len = strlen(s), o = 0;
-        const unsigned char *in = (const unsigned char *) s;
-        char *out = malloc(4 * ((len + 2) / 3) + 1);
-
-        if (!out)
-                return NULL;
-        for (size_t i = 0; i < len; i += 3) {
-                unsigned v = (unsigned) in[i] << 16;
-
-                if (i + 1 < len)
-                        v |= (unsigned) in[i + 1] << 8;
-                if (i + 2 < len)
-                        v |= in[i + 2];
-                out[o++] = tab[(v >> 18) & 63];
-                out[o++] = tab[(v >> 12) & 63];
-                out[o++] = i + 1 < len ? tab[(v >> 6) & 63] : '=';
-                out[o++] = i + 2 < len ? tab[v & 63] : '=';
-        }
-        out[o] = '\0';
-        return out;
-}
-
 /* How many keys etcd holds under prefix+sub: a blocking range request,
  * made after the window while the loop is not running. -1 on error. */
 static long long count_keys(const bench *b, const char *sub) {
@@ -324,8 +300,8 @@ static long long count_keys(const bench *b, const char *sub) {
         snprintf(key, sizeof(key), "%s%s/", b->prefix, sub);
         snprintf(end, sizeof(end), "%s%s0", b->prefix, sub);   /* '0' follows '/' */
         snprintf(url, sizeof(url), "%s/v3/kv/range", b->endpoint);
-        k = base64(key);
-        e = base64(end);
+        k = ps_etcd_base64(key);
+        e = ps_etcd_base64(end);
         req = k && e ? json_pack("{s:s, s:s, s:b}", "key", k, "range_end", e, "count_only", 1) :
                        NULL;
         if (req)

@@ -20,21 +20,9 @@
 #include "pool-services/engine-metrics.h"
 #include "pool-services/event.h"
 #include "pool-services/metrics.h"
+#include "observe-event.h"
 
-#define EVENT(m, type_, pool, replica, ...)                                    \
-        do {                                                                   \
-                const ps_field f_[] = { __VA_ARGS__ };                         \
-                const ps_event ev_ = {                                         \
-                        .type = (type_),                                       \
-                        .level = PS_LOG_INFO,                                  \
-                        .pool_id = (pool),                                     \
-                        .replica_id = (replica),                               \
-                        .message = "sample",                                   \
-                        .fields = f_,                                          \
-                        .n_fields = sizeof(f_) / sizeof(f_[0]),                \
-                };                                                             \
-                ps_metrics_observe((m), &ev_);                                 \
-        } while (0)
+#define EVENT OBSERVE_EVENT
 
 static const char rich_snapshot[] =
         "{\"pools\": ["

@@ -89,3 +89,8 @@ void ps_etcd_stop(ps_etcd *etcd, int64_t timeout_ms, ps_done_fn done, void *user
 json_t *ps_etcd_status(const ps_etcd *etcd);
 /* Its Prometheus families (docs/metrics.md); the caller frees. */
 char *ps_etcd_render_metrics(const ps_etcd *etcd);
+
+/* etcd's JSON API carries keys and values in base64: s (NUL-terminated)
+ * encoded, for callers that build their own requests; free() it. NULL on
+ * OOM or a NULL s. */
+char *ps_etcd_base64(const char *s);

@@ -94,11 +94,11 @@ struct ps_etcd {
 
 /* ---- small things -------------------------------------------------------------- */
 
-static char *base64(const char *s) {
+char *ps_etcd_base64(const char *s) {
         static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        size_t len = strlen(s), o = 0;
+        size_t len = s ? strlen(s) : 0, o = 0;
         const unsigned char *in = (const unsigned char *) s;
-        char *out = malloc(4 * ((len + 2) / 3) + 1);
+        char *out = s ? malloc(4 * ((len + 2) / 3) + 1) : NULL;
 
         if (!out)
                 return NULL;
@@ -288,7 +288,7 @@ static void send_request(ps_etcd *e, etcd_request kind, json_t *doc) {
 }
 
 static void send_put(ps_etcd *e, const kv *item) {
-        char *k = base64(item->key), *v = base64(item->value);
+        char *k = ps_etcd_base64(item->key), *v = ps_etcd_base64(item->value);
 
         free(e->inflight_key);
         free(e->inflight_value);
@@ -302,7 +302,7 @@ static void send_put(ps_etcd *e, const kv *item) {
 }
 
 static void send_delete(ps_etcd *e, const char *key) {
-        char *k = base64(key);
+        char *k = ps_etcd_base64(key);
 
         free(e->inflight_key);
         free(e->inflight_value);

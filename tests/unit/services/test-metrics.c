@@ -15,6 +15,7 @@
 
 #include "pool-services/event.h"
 #include "pool-services/metrics.h"
+#include "observe-event.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -22,20 +23,7 @@
 /* An event about the whole pool (drains and reloads are counted so). */
 #define POOL_EVENT(m, type_, pool, ...) EVENT_OF(m, type_, pool, NULL, __VA_ARGS__)
 
-#define EVENT_OF(m, type_, pool, replica, ...)                                 \
-        do {                                                                   \
-                const ps_field f_[] = { __VA_ARGS__ };                         \
-                const ps_event ev_ = {                                         \
-                        .type = (type_),                                       \
-                        .level = PS_LOG_INFO,                                  \
-                        .pool_id = (pool),                                     \
-                        .replica_id = (replica),                               \
-                        .message = "test",                                     \
-                        .fields = f_,                                          \
-                        .n_fields = sizeof(f_) / sizeof(f_[0]),                \
-                };                                                             \
-                ps_metrics_observe((m), &ev_);                                 \
-        } while (0)
+#define EVENT_OF OBSERVE_EVENT
 
 static void event_bare(ps_metrics *m, ps_event_type type, const char *pool_id) {
         const ps_event ev = { .type = type, .pool_id = pool_id, .replica_id = "r0", .message = "test" };
