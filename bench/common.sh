@@ -33,12 +33,16 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 # daemon_start CONFIG BIND LOG: runs the daemon in the background and
 # waits (a blocking read of its log, no polling) until every configured
 # preload has been answered, or it has started listening when there are
-# none. Sets daemon_pid and ready_ms (milliseconds from exec to then).
+# none. Sets daemon_pid and ready_ms (milliseconds from exec to then), and
+# api_socket: changes go through it (curl --unix-socket "$api_socket"
+# http://localhost/...), as the TCP API is read-only without a token
+# (LLORCH_API_TOKEN in the environment gives the daemon one).
 daemon_start() {
         config=$1 bind=$2 log=$3 pools=$4
+        api_socket=$tmp/runtime/api.sock
         : >"$log"
         t0=$(now_ms)
-        POOL_MANAGERD_RUNTIME_DIR=$tmp/runtime "$daemon" --config "$config" --bind "$bind" \
+        "$daemon" --config "$config" --bind "$bind" --runtime-dir "$tmp/runtime" \
                 2>"$log" &
         daemon_pid=$!
         if [ "$pools" -eq 0 ]; then

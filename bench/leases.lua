@@ -1,7 +1,9 @@
 -- wrk script for bench/leases: each connection allocates a lease
 -- (POST .../leases) and releases it (DELETE .../leases/{id}) with its
 -- next request, so the run is a stream of allocate+release pairs. The
--- pool is named by the POOL environment variable.
+-- pool is named by the POOL environment variable. wrk's -H headers (the
+-- bearer token: the TCP API takes no change without one) go with every
+-- request, wrk.format() adding wrk.headers.
 local base = "/v2/pools/" .. (os.getenv("POOL") or "bench") .. "/leases"
 local ids = {}
 local threads = {}

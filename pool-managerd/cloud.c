@@ -44,8 +44,7 @@ int pm_cloud_start(const ps_context *ctx, ps_registry *reg, const ps_config *con
         c->metrics = metrics;
         *ret = c;
         if (config->profile == PS_PROFILE_CLOUD || config->watch_interval_set) {
-                r = ps_handoff_watch_new(ctx, reg, config->watch_interval_ms, &c->watch, err,
-                                         sizeof(err));
+                r = ps_handoff_watch_new_config(ctx, reg, config, &c->watch, err, sizeof(err));
                 if (r != 0) {
                         ps_log(log, PS_LOG_ERROR, err);
                         return r;

@@ -45,6 +45,8 @@ typedef struct options {
         const char *config;       /* --config FILE                          */
         const char *check_config; /* --check-config FILE: validate and exit */
         const char *bind;         /* beats $POOL_MANAGERD_ADDR and the file  */
+        const char *runtime_dir;  /* beats the file, the environment and
+                                     $STATE_DIRECTORY                        */
         const char *log_level;    /* NULL: $POOL_MANAGERD_LOG_LEVEL, then info */
         bool keep_engines;        /* exit leaving engines running            */
 } options;
@@ -86,12 +88,20 @@ static void usage(FILE *f) {
               "  -b, --bind HOST:PORT      serve the API there (default 127.0.0.1:9200;\n"
               "                            beats $POOL_MANAGERD_ADDR and the file); loopback\n"
               "                            only, e.g. 127.0.0.1:9200 or [::1]:9200; port 0 picks one\n"
+              "  -r, --runtime-dir DIR     PID files, engine logs, handoff files and the API\n"
+              "                            socket (DIR/api.sock) live there (default .runtime;\n"
+              "                            beats the file, $POOL_MANAGERD_RUNTIME_DIR and\n"
+              "                            $STATE_DIRECTORY)\n"
               "  -k, --keep-engines        on SIGTERM/SIGINT exit leaving engines running, for\n"
               "                            a later daemon to adopt\n"
               "  -l, --log-level LEVEL     debug, info, warn, error or critical (default info,\n"
               "                            or $POOL_MANAGERD_LOG_LEVEL)\n"
               "  -h, --help                show this help and exit\n"
               "  -V, --version             show the version and exit\n"
+              "\n"
+              "Changes go through the Unix socket (curl --unix-socket DIR/api.sock\n"
+              "http://localhost/...), or over TCP with the bearer token (LLORCH_API_TOKEN or\n"
+              "api.token_file); without a token the TCP API is read-only.\n"
               "\n"
               "Logs are JSON lines on stderr. SIGTERM or SIGINT stops the engines and the\n"
               "daemon; a second one exits at once. SIGHUP re-reads the configuration file.\n",
@@ -105,6 +115,7 @@ static int parse_argv(int argc, char *argv[], options *o) {
                 { "config", required_argument, NULL, 'c' },
                 { "check-config", required_argument, NULL, OPT_CHECK_CONFIG },
                 { "bind", required_argument, NULL, 'b' },
+                { "runtime-dir", required_argument, NULL, 'r' },
                 { "keep-engines", no_argument, NULL, 'k' },
                 { "log-level", required_argument, NULL, 'l' },
                 { "help", no_argument, NULL, 'h' },
@@ -113,7 +124,7 @@ static int parse_argv(int argc, char *argv[], options *o) {
         };
         int c;
 
-        while ((c = getopt_long(argc, argv, "c:b:kl:hV", long_options, NULL)) != -1)
+        while ((c = getopt_long(argc, argv, "c:b:r:kl:hV", long_options, NULL)) != -1)
                 switch (c) {
                 case 'c':
                         o->config = optarg;
@@ -123,6 +134,9 @@ static int parse_argv(int argc, char *argv[], options *o) {
                         break;
                 case 'b':
                         o->bind = optarg;
+                        break;
+                case 'r':
+                        o->runtime_dir = optarg;
                         break;
                 case 'k':
                         o->keep_engines = true;
@@ -347,6 +361,8 @@ static int check_config(const char *path, ps_logger *log) {
         if (rc == 0)
                 rc = ps_config_resolve_cloud(config, NULL, err, sizeof(err));
         if (rc == 0)
+                rc = ps_config_resolve_token(config, err, sizeof(err));
+        if (rc == 0)
                 rc = ps_config_replicas(config, &list, &n, err, sizeof(err));
         ps_config_replicas_free(list, n);
         if (rc == 0) {
@@ -397,7 +413,7 @@ static void manager_done(manager *m) {
 
 static int run(const options *o) {
         manager m = { .base = NULL };
-        char address[PA_BIND_ADDR_STRING_MAX], err[512];
+        char address[PA_BIND_ADDR_STRING_MAX], err[512], socket_path[256];
         const char *level_str;
         ps_log_level level = DEFAULT_LOG_LEVEL;
         pa_server_config sc = { .clock = NULL };
@@ -433,20 +449,32 @@ static int run(const options *o) {
         }
         /* flags > environment > file > defaults */
         if (ps_config_load(o->config, NULL, NULL, &m.config, err, sizeof(err)) != 0 ||
-            (o->bind && ps_config_set_bind(m.config, o->bind, "flag", err, sizeof(err)) != 0)) {
+            (o->bind && ps_config_set_bind(m.config, o->bind, "flag", err, sizeof(err)) != 0) ||
+            (o->runtime_dir &&
+             ps_config_set_runtime_dir(m.config, o->runtime_dir, "flag", err, sizeof(err)) != 0)) {
                 ps_log(m.log, PS_LOG_ERROR, err, PS_FIELD_STR("config", o->config));
                 ret = EXIT_USAGE;
                 goto out;
         }
         if (o->keep_engines)
                 m.config->shutdown = PS_SHUTDOWN_KEEP;
-        if (ps_config_resolve_cloud(m.config, NULL, err, sizeof(err)) != 0) {
+        /* The token: LLORCH_API_TOKEN > api.token_file > cloud.token_file,
+         * in either profile. */
+        if (ps_config_resolve_cloud(m.config, NULL, err, sizeof(err)) != 0 ||
+            ps_config_resolve_token(m.config, err, sizeof(err)) != 0) {
                 ps_log(m.log, PS_LOG_ERROR, err, PS_FIELD_STR("config", o->config));
                 ret = EXIT_USAGE;
                 goto out;
         }
         if (pa_bind_addr_parse(m.config->bind, &sc.bind, &perr) < 0) {
                 ps_log(m.log, PS_LOG_ERROR, perr.msg, PS_FIELD_STR("source", m.config->bind_source));
+                ret = EXIT_USAGE;
+                goto out;
+        }
+        /* After the runtime directory is final (flags included). */
+        if (ps_config_api_socket(m.config, NULL, NULL, socket_path, sizeof(socket_path),
+                                 err, sizeof(err)) != 0) {
+                ps_log(m.log, PS_LOG_ERROR, err, PS_FIELD_STR("runtime_dir", m.config->runtime_dir));
                 ret = EXIT_USAGE;
                 goto out;
         }
@@ -463,11 +491,12 @@ static int run(const options *o) {
         /* engines number devices as nvidia-smi and the probe do */
         setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID", 0);
         raise_nofile(m.log);
-        r = ps_mkdir_p(m.config->runtime_dir);
+        /* Made when missing, and ours alone (like sshd's StrictModes). */
+        r = ps_runtime_dirs_check(m.config, err, sizeof(err));
         if (r < 0) {
-                ps_log(m.log, PS_LOG_ERROR, "cannot create the runtime directory",
+                ps_log(m.log, PS_LOG_ERROR, "cannot use the runtime directory",
                        PS_FIELD_STR("runtime_dir", m.config->runtime_dir),
-                       PS_FIELD_STR("error", strerror(-r)));
+                       PS_FIELD_STR("error", err));
                 goto out;
         }
 
@@ -497,6 +526,8 @@ static int run(const options *o) {
                 .prober = m.prober,
                 .runtime_dir = m.config->runtime_dir,
                 .engine_user = m.config->engines_user,
+                .engine_env_pass = m.config->engines_env_pass,
+                .n_engine_env_pass = m.config->n_engines_env_pass,
                 .seed = (uint64_t) getpid() ^ (uint64_t) time(NULL),
                 .preflight = ps_preflight_spec,
                 .preflight_userdata = &m.preflight,
@@ -541,18 +572,25 @@ static int run(const options *o) {
                 .node_userdata = &m,
         };
         sc.api_token = m.config->cloud.api_token;
+        sc.socket_path = socket_path;
+        sc.socket_group = m.config->api_socket_group;
         m.server = pa_server_new(m.base, &sc, &perr);
         if (!m.server) {
                 ps_log(m.log, PS_LOG_ERROR, perr.msg,
                        PS_FIELD_STR("address", pa_bind_addr_to_string(&sc.bind, address, sizeof(address))),
+                       PS_FIELD_STR("socket", socket_path[0] ? socket_path : NULL),
                        PS_FIELD_STR("error", strerror(-perr.error)));
                 goto out;
         }
+        /* Where changes may come from: the socket, and TCP with the token. */
         ps_log(m.log, PS_LOG_INFO, "listening",
                PS_FIELD_STR("address", pa_bind_addr_to_string(pa_server_address(m.server),
                                                               address, sizeof(address))),
                PS_FIELD_INT("port", pa_server_port(m.server)),
-               PS_FIELD_STR("source", m.config->bind_source));
+               PS_FIELD_STR("source", m.config->bind_source),
+               PS_FIELD_STR("socket", pa_server_socket_path(m.server)),
+               PS_FIELD_STR("tcp_access", m.config->cloud.api_token && m.config->cloud.api_token[0]
+                                                  ? "token" : "read-only"));
 
         if (preload_configured(&m) != 0) {
                 ret = EXIT_USAGE;

@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "auth-private.h"
+#include "router-private.h"
 
 static bool token_byte_ok(unsigned char c) {
         return c > ' ' && c < 0x7f;
@@ -86,5 +87,60 @@ bool pa_auth_route_is_public(const char *method, const char *path) {
                 return false;
         if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
                 return false;
-        return strcmp(path, "/health") == 0 || strcmp(path, "/metrics") == 0;
+        return strcmp(path, "/health") == 0 || strcmp(path, "/metrics") == 0 ||
+               strcmp(path, "/ready") == 0;
+}
+
+static bool is_get_or_head(const char *method) {
+        return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+}
+
+bool pa_auth_path_is_read_only(const char *method, const pa_path *path) {
+        const char *const *s;
+        size_t n;
+
+        if (!method)
+                return false;
+        if (is_get_or_head(method))
+                return true;
+        if (strcmp(method, "POST") != 0 || !path)
+                return false;
+        /* POST /v2/pools/{id}/status and POST /pools/{id}/status */
+        s = path->segments;
+        n = path->n_segments;
+        if (n == 4 && strcmp(s[0], "v2") == 0) {
+                s++;
+                n--;
+        }
+        return n == 3 && strcmp(s[0], "pools") == 0 && s[1][0] != '\0' &&
+               strcmp(s[2], "status") == 0;
+}
+
+bool pa_auth_route_is_read_only(const char *method, const char *raw_path) {
+        pa_path path;
+        bool ro;
+
+        if (!method)
+                return false;
+        if (is_get_or_head(method))
+                return true;
+        if (pa_path_parse(raw_path, &path, NULL) < 0)
+                return false;
+        ro = pa_auth_path_is_read_only(method, &path);
+        pa_path_done(&path);
+        return ro;
+}
+
+bool pa_auth_token_required(const pa_auth *auth, pa_listener via, const char *method,
+                            const char *raw_path) {
+        if (via == PA_LISTENER_UNIX || !auth || !auth->enabled)
+                return false;
+        return !pa_auth_route_is_public(method, raw_path);
+}
+
+bool pa_auth_read_only_refused(const pa_auth *auth, pa_listener via, const char *method,
+                               const pa_path *path) {
+        if (via == PA_LISTENER_UNIX || (auth && auth->enabled))
+                return false;
+        return !pa_auth_path_is_read_only(method, path);
 }

@@ -22,6 +22,8 @@ static const struct {
         [PA_CODE_INVALID_FIELD] = { "INVALID_FIELD", 400, "Bad Request" },
         [PA_CODE_UNAUTHORIZED] = { "UNAUTHORIZED", 401, "Unauthorized" },
         [PA_CODE_BINARY_NOT_ALLOWED] = { "BINARY_NOT_ALLOWED", 403, "Forbidden" },
+        [PA_CODE_MODEL_NOT_ALLOWED] = { "MODEL_NOT_ALLOWED", 403, "Forbidden" },
+        [PA_CODE_READ_ONLY] = { "READ_ONLY", 403, "Forbidden" },
         [PA_CODE_NOT_FOUND] = { "NOT_FOUND", 404, "Not Found" },
         [PA_CODE_POOL_NOT_FOUND] = { "POOL_NOT_FOUND", 404, "Not Found" },
         [PA_CODE_LEASE_NOT_FOUND] = { "LEASE_NOT_FOUND", 404, "Not Found" },
@@ -70,6 +72,8 @@ pa_code pa_code_from_services(int rc) {
                 return PA_CODE_NOT_RUNNING;
         case PS_E_FORBIDDEN:
                 return PA_CODE_BINARY_NOT_ALLOWED;
+        case PS_E_MODEL_FORBIDDEN:
+                return PA_CODE_MODEL_NOT_ALLOWED;
         case PS_E_GPU_ONLY:
                 return PA_CODE_GPU_ONLY;
         case PS_E_PREFLIGHT:

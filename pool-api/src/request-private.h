@@ -24,6 +24,8 @@ typedef enum pa_code {
         PA_CODE_INVALID_FIELD,        /* 400 a field is missing or wrong     */
         PA_CODE_UNAUTHORIZED,         /* 401 missing or wrong bearer token   */
         PA_CODE_BINARY_NOT_ALLOWED,   /* 403 outside engines.allow           */
+        PA_CODE_MODEL_NOT_ALLOWED,    /* 403 a model outside models.allow    */
+        PA_CODE_READ_ONLY,            /* 403 a change over TCP, no token     */
         PA_CODE_NOT_FOUND,            /* 404 no route                        */
         PA_CODE_POOL_NOT_FOUND,       /* 404 no such pool                    */
         PA_CODE_LEASE_NOT_FOUND,      /* 404 no such lease (or it ended)     */
@@ -66,12 +68,17 @@ typedef struct pa_request {
         int64_t started_ms;             /* monotonic                       */
         int status;                     /* 0 until a reply has been sent   */
         bool deferred;                  /* pa_request_defer() took it over */
+        bool local;                     /* came through the Unix socket    */
 } pa_request;
 
 /* What the routes serve (registry, inventory, config, metrics), or NULL
  * while the server is being freed. Members may be NULL. */
 const pa_backend *pa_request_backend(const pa_request *r);
 struct event_base *pa_request_base(const pa_request *r);
+
+/* A request about to start an engine: when the daemon runs as root and
+ * engines.user is not set, one warning line says the engine runs as root. */
+void pa_request_warn_root_engines(const pa_request *r);
 /* The snapshot cache and the stamp a body cached now gets; NULL when the
  * backend does not count events (no caching). */
 struct pa_snapshot_cache;

@@ -243,6 +243,26 @@ static int reload_request(pa_request *r, const json_t *body, ps_reload_request *
                 pa_reply_error(r, PA_CODE_INVALID_FIELD, "exactly one of model_path and model_ref is required");
                 return -1;
         }
+        /* A model path is the caller's: inside models.allow, or refused
+         * before anything opens, hashes or stats it. A missing file inside
+         * is left to staging, which answers STAGE_FAILED. */
+        if (req->model_path) {
+                const ps_config *config = pa_request_backend(r)->config;
+                char err[ERR_MAX] = "";
+                int rc = config ? ps_config_model_allowed(config, req->model_path, NULL, err,
+                                                          sizeof(err))
+                                : PS_E_MODEL_FORBIDDEN;
+
+                if (rc != 0 && rc != PS_E_NOT_FOUND) {
+                        if (!config)
+                                snprintf(err, sizeof(err), "no configuration to check models against");
+                        if (rc > 0)
+                                pa_reply_error(r, pa_code_from_services(rc), "%s", err);
+                        else
+                                pa_reply_services_error(r, rc, err);
+                        return -1;
+                }
+        }
         if (strategy && ps_reload_strategy_from_string(strategy, &req->strategy) != 0) {
                 pa_reply_error(r, PA_CODE_INVALID_FIELD,
                                "strategy: must be \"drain-first\" or \"surge\", got \"%.40s\"", strategy);
@@ -299,6 +319,7 @@ void pa_route_reload(pa_request *r) {
                 pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
                 return;
         }
+        pa_request_warn_root_engines(r);
         /* done is never called from inside the call: on a refusal the
          * answer is ours to give. */
         rc = ps_pool_reload(reg, pool_id, &req, on_reload_done, reply, err, sizeof(err));

@@ -428,6 +428,7 @@ static void route_preload(pa_request *r) {
         }
         if (r->correlation_id)
                 ps_replica_set_correlation_id(rep, r->correlation_id);
+        pa_request_warn_root_engines(r);
         /* From here the answer comes from on_preload_done, exactly once. */
         rc = ps_replica_preload_spec(rep, new_spec, on_preload_done, w, err, sizeof(err));
         ps_engine_spec_free(spec);
@@ -441,8 +442,10 @@ static void route_preload(pa_request *r) {
 /* ---- control --------------------------------------------------------------- */
 
 /* Runs fn on every managed replica of the pool. The pool took the request
- * when one replica did; when none did, the first refusal is the answer. */
-static void for_each_replica(pa_request *r, int (*fn)(ps_replica *, char *, size_t), int status) {
+ * when one replica did; when none did, the first refusal is the answer.
+ * starts: fn may start an engine. */
+static void for_each_replica(pa_request *r, int (*fn)(ps_replica *, char *, size_t), int status,
+                             bool starts) {
         ps_registry *reg;
         const char *id = pa_known_pool(r, &reg);
         char err[ERR_MAX] = "", first_err[ERR_MAX] = "";
@@ -452,6 +455,8 @@ static void for_each_replica(pa_request *r, int (*fn)(ps_replica *, char *, size
 
         if (!id)
                 return;
+        if (starts)
+                pa_request_warn_root_engines(r);
         for (size_t i = 0; (rep = ps_registry_replica_at(reg, id, i)); i++) {
                 int rc;
 
@@ -485,12 +490,13 @@ static int breaker_reset(ps_replica *rep, char *err, size_t errlen) {
         return ps_replica_breaker_reset(rep);
 }
 
+/* A failed replica restarts once its breaker is closed. */
 static void route_breaker_reset(pa_request *r) {
-        for_each_replica(r, breaker_reset, 200);
+        for_each_replica(r, breaker_reset, 200, true);
 }
 
 static void route_restart(pa_request *r) {
-        for_each_replica(r, ps_replica_restart, 202);
+        for_each_replica(r, ps_replica_restart, 202, true);
 }
 
 static void route_delete(pa_request *r) {

@@ -2,13 +2,18 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 
@@ -26,8 +31,19 @@
  * ASCII, are ignored rather than logged or echoed. */
 #define CORRELATION_ID_MAX 128
 
+/* What evhttp hands on_request(): the server, and which listener. */
+typedef struct listener_ctx {
+        pa_server *server;
+        pa_listener via;
+} listener_ctx;
+
 struct pa_server {
-        struct evhttp *http;            /* owns the listener and connections */
+        struct evhttp *http;            /* TCP: the listener and connections */
+        struct evhttp *http_local;      /* the Unix socket's; NULL: none     */
+        listener_ctx tcp, local;        /* evhttp's callback arguments       */
+        char *socket_path;              /* NULL: no socket                   */
+        dev_t socket_dev;               /* the socket file we made, so only  */
+        ino_t socket_ino;               /* that one is removed at the end    */
         struct event_base *base;
         pa_bind_addr address;           /* the address actually bound        */
         ps_event_sink events;
@@ -84,6 +100,124 @@ fail:
         return pa_error_set(err, r, "cannot listen on %s: %s", shown, strerror(-r));
 }
 
+/*
+ * A path where a socket is to be made: nothing there, or a socket nobody
+ * accepts on any more (removed here). A live socket is another daemon's
+ * and is never taken over; anything else is not ours to remove.
+ */
+static int clear_socket_path(const struct sockaddr_un *sa, socklen_t sa_len, pa_error *err) {
+        const char *path = sa->sun_path;
+        struct stat st;
+        int fd, r, e;
+
+        if (lstat(path, &st) < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                return pa_error_set(err, -errno, "cannot check the API socket path %s: %s",
+                                    path, strerror(errno));
+        }
+        if (!S_ISSOCK(st.st_mode))
+                return pa_error_set(err, -EEXIST, "cannot create the API socket %s: the path exists "
+                                    "and is not a socket (set api.socket to another path)", path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return pa_error_set(err, -errno, "cannot probe the API socket %s: socket: %s",
+                                    path, strerror(errno));
+        r = connect(fd, (const struct sockaddr *) sa, sa_len);
+        e = errno;
+        close(fd);
+        /* EAGAIN: its backlog is full, so someone listens. */
+        if (r == 0 || e == EAGAIN || e == EINPROGRESS)
+                return pa_error_set(err, -EADDRINUSE, "another process is serving the API socket %s: "
+                                    "refusing to take it over (is another pool-managerd running with "
+                                    "this runtime directory?)", path);
+        if (e != ECONNREFUSED)
+                return pa_error_set(err, -e, "cannot probe the API socket %s: %s", path, strerror(e));
+        /* Left by a daemon that did not exit cleanly. */
+        if (unlink(path) < 0 && errno != ENOENT)
+                return pa_error_set(err, -errno, "cannot remove the stale API socket %s: %s",
+                                    path, strerror(errno));
+        return 0;
+}
+
+/*
+ * The Unix-domain listening socket at path: mode 0600 from the moment it
+ * exists (bound under umask 0177), then group gid and mode 0660. *st is
+ * what was made, to recognise it at the end.
+ */
+static int listen_unix(const char *path, const char *group, struct stat *st, pa_error *err) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        size_t len = strlen(path);
+        socklen_t sa_len;
+        gid_t gid = getegid();
+        mode_t old_mask;
+        int fd, r;
+
+        if (len >= sizeof(sa.sun_path))
+                return pa_error_set(err, -ENAMETOOLONG,
+                                    "the API socket path %s is %zu bytes; a Unix socket path may have "
+                                    "at most %zu (set api.socket, or use a shorter runtime directory)",
+                                    path, len, sizeof(sa.sun_path) - 1);
+        if (group && group[0]) {
+                const struct group *gr;
+
+                errno = 0;
+                gr = getgrnam(group);
+                if (!gr) {
+                        /* getgrnam(3): these mean "no such group" */
+                        bool unknown = errno == 0 || errno == ENOENT || errno == ESRCH ||
+                                       errno == EBADF || errno == EPERM;
+
+                        if (unknown)
+                                return pa_error_set(err, -ENOENT, "api.socket_group: unknown "
+                                                    "group \"%s\"", group);
+                        return pa_error_set(err, -errno, "api.socket_group: cannot look up group "
+                                            "\"%s\": %s", group, strerror(errno));
+                }
+                gid = gr->gr_gid;
+        }
+        memcpy(sa.sun_path, path, len + 1);
+        sa_len = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + len + 1);
+
+        r = clear_socket_path(&sa, sa_len, err);
+        if (r < 0)
+                return r;
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return pa_error_set(err, -errno, "cannot listen on the API socket %s: socket: %s",
+                                    path, strerror(errno));
+        old_mask = umask(0177);
+        r = bind(fd, (const struct sockaddr *) &sa, sa_len);
+        umask(old_mask);
+        if (r < 0) {
+                r = -errno;
+                close(fd);
+                return pa_error_set(err, r, "cannot listen on the API socket %s: %s", path, strerror(-r));
+        }
+        /* The group first: until the mode is 0660 only we may connect. */
+        if (lchown(path, (uid_t) -1, gid) < 0) {
+                r = -errno;
+                if (group && group[0])
+                        pa_error_set(err, r, "cannot give the API socket %s to group %s: %s",
+                                     path, group, strerror(-r));
+                else
+                        pa_error_set(err, r, "cannot give the API socket %s to group %u: %s",
+                                     path, (unsigned) gid, strerror(-r));
+                goto fail;
+        }
+        if (chmod(path, 0660) < 0 || lstat(path, st) < 0 || listen(fd, SOMAXCONN) < 0) {
+                r = -errno;
+                pa_error_set(err, r, "cannot listen on the API socket %s: %s", path, strerror(-r));
+                goto fail;
+        }
+        return fd;
+
+fail:
+        unlink(path);
+        close(fd);
+        return r;
+}
+
 /* Length of the host in "127.0.0.1:9200" or "[::1]:9200". */
 static int host_length(const char *address) {
         const char *colon = strrchr(address, ':');
@@ -103,7 +237,7 @@ static const char *correlation_id(struct evhttp_request *req) {
         return v;
 }
 
-static void format_peer(struct evhttp_request *req, char *buf, size_t size) {
+static void format_peer(struct evhttp_request *req, bool local, char *buf, size_t size) {
         struct evhttp_connection *conn = req ? evhttp_request_get_connection(req) : NULL;
         char *peer_host = NULL;
         uint16_t peer_port = 0;
@@ -111,6 +245,10 @@ static void format_peer(struct evhttp_request *req, char *buf, size_t size) {
         buf[0] = '\0';
         if (!conn)
                 return;
+        if (local) {
+                snprintf(buf, size, "unix");
+                return;
+        }
         evhttp_connection_get_peer(conn, &peer_host, &peer_port);
         if (peer_host)
                 snprintf(buf, size, "%s:%u", peer_host, (unsigned) peer_port);
@@ -138,7 +276,92 @@ static void log_request(const pa_request *r, const char *peer) {
         ps_event_emit(&r->server->events, &ev);
 }
 
+/* The uid and pid of the process at the other end of a Unix-socket
+ * connection; -1 when the kernel does not say. Only for the log: whether a
+ * request came through the socket is decided by its listener. */
+static void peer_credentials(struct evhttp_request *req, int64_t *uid, int64_t *pid) {
+        struct evhttp_connection *conn = evhttp_request_get_connection(req);
+        struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+        evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+
+        *uid = *pid = -1;
+        if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+            len == sizeof(cred)) {
+                *uid = cred.uid;
+                *pid = cred.pid;
+        }
+}
+
+/* Every change made through the socket says who made it. */
+static void log_local_change(const pa_request *r) {
+        int64_t uid, pid;
+
+        if (!r->server->events.fn)
+                return;
+        peer_credentials(r->req, &uid, &pid);
+
+        const ps_field fields[] = {
+                PS_FIELD_STR("method", pa_method_to_string(r->method)),
+                PS_FIELD_STR("path", r->raw_path),
+                PS_FIELD_INT("uid", uid),
+                PS_FIELD_INT("peer_pid", pid),
+                PS_FIELD_STR("socket", r->server->socket_path),
+        };
+        const ps_event ev = {
+                .type = PS_EVENT_HTTP_REQUEST,
+                .level = PS_LOG_INFO,
+                .correlation_id = r->correlation_id,
+                .message = "change requested through the API socket",
+                .fields = fields,
+                .n_fields = sizeof(fields) / sizeof(fields[0]),
+        };
+        ps_event_emit(&r->server->events, &ev);
+}
+
+void pa_request_warn_root_engines(const pa_request *r) {
+        const pa_backend *b = pa_request_backend(r);
+
+        if (!b || !b->config || geteuid() != 0 ||
+            (b->config->engines_user && b->config->engines_user[0]))
+                return;
+
+        const ps_field fields[] = {
+                PS_FIELD_STR("method", pa_method_to_string(r->method)),
+                PS_FIELD_STR("path", r->raw_path),
+        };
+        const ps_event ev = {
+                .type = PS_EVENT_HTTP_REQUEST,
+                .level = PS_LOG_WARN,
+                .correlation_id = r->correlation_id,
+                .message = "starting an engine as root: engines.user is not set",
+                .fields = fields,
+                .n_fields = sizeof(fields) / sizeof(fields[0]),
+        };
+        ps_event_emit(&r->server->events, &ev);
+}
+
+/* 403 READ_ONLY: a change over TCP with no token configured. */
+static void reply_read_only(pa_request *r) {
+        const char *sock = r->server->socket_path;
+
+        if (sock)
+                pa_reply_error(r, PA_CODE_READ_ONLY,
+                               "without an API token the TCP listener is read-only: send changes "
+                               "through the Unix socket %s (curl --unix-socket %s http://localhost/...), "
+                               "or configure a token (api.token_file or LLORCH_API_TOKEN)",
+                               sock, sock);
+        else
+                pa_reply_error(r, PA_CODE_READ_ONLY,
+                               "without an API token the TCP listener is read-only, and the Unix "
+                               "socket is off (api.socket is \"\"): configure a token "
+                               "(api.token_file or LLORCH_API_TOKEN) to make changes");
+}
+
 static void dispatch(pa_request *r) {
+        const char *method = pa_method_to_string(r->method);
+        pa_listener via = r->local ? PA_LISTENER_UNIX : PA_LISTENER_TCP;
         const pa_route *route = NULL;
         unsigned allowed = 0;
         pa_error err;
@@ -146,17 +369,12 @@ static void dispatch(pa_request *r) {
         char allow[128];
 
         /* Before routing: without the token, no route is seen to exist. */
-        if (r->server->auth.enabled &&
-            !pa_auth_route_is_public(pa_method_to_string(r->method), r->raw_path) &&
+        if (pa_auth_token_required(&r->server->auth, via, method, r->raw_path) &&
             !pa_auth_check(&r->server->auth, evhttp_find_header(
                                    evhttp_request_get_input_headers(r->req), "Authorization"))) {
                 evhttp_add_header(evhttp_request_get_output_headers(r->req), "WWW-Authenticate",
                                   "Bearer realm=\"pool-managerd\"");
                 pa_reply_error(r, PA_CODE_UNAUTHORIZED, "a valid bearer token is required");
-                return;
-        }
-        if (r->server->stopping && r->method != EVHTTP_REQ_GET && r->method != EVHTTP_REQ_HEAD) {
-                pa_reply_error(r, PA_CODE_SERVICE_UNAVAILABLE, "the daemon is shutting down");
                 return;
         }
         if (pa_path_parse(r->raw_path, &path, &err) < 0) {
@@ -170,7 +388,12 @@ static void dispatch(pa_request *r) {
         switch (pa_router_match(pa_routes, pa_n_routes, r->method, &path,
                                 &route, &r->params, &allowed)) {
         case PA_MATCH_FOUND:
-                route->handler(r);
+                if (pa_auth_read_only_refused(&r->server->auth, via, method, &path))
+                        reply_read_only(r);
+                else if (r->server->stopping && !pa_auth_path_is_read_only(method, &path))
+                        pa_reply_error(r, PA_CODE_SERVICE_UNAVAILABLE, "the daemon is shutting down");
+                else
+                        route->handler(r);
                 break;
         case PA_MATCH_NO_METHOD:
                 pa_methods_format(allowed, allow, sizeof(allow));
@@ -192,9 +415,11 @@ static void dispatch(pa_request *r) {
         pa_path_done(&path);
 }
 
-/* The one callback evhttp calls: routing is ours (router.c). */
+/* The one callback evhttp calls: routing is ours (router.c). userdata
+ * says which listener the connection was accepted on. */
 static void on_request(struct evhttp_request *req, void *userdata) {
-        pa_server *server = userdata;
+        const listener_ctx *l = userdata;
+        pa_server *server = l->server;
         const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
         const char *raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
         char peer[PA_BIND_ADDR_STRING_MAX + 8];
@@ -206,6 +431,7 @@ static void on_request(struct evhttp_request *req, void *userdata) {
                 .query = uri ? evhttp_uri_get_query(uri) : NULL,
                 .correlation_id = correlation_id(req),
                 .started_ms = ps_clock_mono_ms(server->clock),
+                .local = l->via == PA_LISTENER_UNIX,
         };
 
         if (r.correlation_id)
@@ -213,9 +439,11 @@ static void on_request(struct evhttp_request *req, void *userdata) {
                                   "X-Correlation-Id", r.correlation_id);
         /* Before the reply: evhttp may free the request while sending. */
         if (server->events.fn && server->log_requests)
-                format_peer(req, peer, sizeof(peer));
+                format_peer(req, r.local, peer, sizeof(peer));
         else
                 peer[0] = '\0';
+        if (r.local && !pa_auth_route_is_read_only(pa_method_to_string(r.method), r.raw_path))
+                log_local_change(&r);
         dispatch(&r);
         /* Whatever a POST or DELETE changed, the next GET builds afresh. */
         if (r.method != EVHTTP_REQ_GET && r.method != EVHTTP_REQ_HEAD)
@@ -296,7 +524,7 @@ pa_deferred *pa_request_defer(pa_request *r) {
         }
         d->server = r->server;
         d->conn = evhttp_request_get_connection(r->req);
-        format_peer(r->req, d->peer, sizeof(d->peer));
+        format_peer(r->req, r->local, d->peer, sizeof(d->peer));
         d->request = *r;
         d->request.raw_path = d->raw_path;
         d->request.correlation_id = d->correlation_id;
@@ -375,6 +603,76 @@ static void deferred_orphan_all(pa_server *server) {
         }
 }
 
+/* One evhttp with our settings, calling on_request() with ctx. */
+static struct evhttp *new_http(struct event_base *base, const pa_server_config *config,
+                               listener_ctx *ctx) {
+        struct evhttp *http = evhttp_new(base);
+
+        if (!http)
+                return NULL;
+        /* Every method reaches our callback, so PATCH and OPTIONS get a
+         * JSON 405 from the router instead of evhttp's HTML 501. */
+        evhttp_set_allowed_methods(http, PA_METHODS_ALL);
+        evhttp_set_max_body_size(http, (ev_ssize_t) (config->max_body_size ? config->max_body_size
+                                                                           : PA_SERVER_MAX_BODY_DEFAULT));
+        evhttp_set_max_headers_size(http, MAX_HEADERS_SIZE);
+        /* A client that stalls while sending its request, or does not read
+         * its reply, is dropped. A request waiting for its answer (a
+         * preload) is not I/O and is not cut short by this. */
+        evhttp_set_timeout(http, CONNECTION_TIMEOUT_S);
+        /* Without it a client sending too large a body sees EPIPE instead
+         * of the 413: evhttp reads and drops the rest, then answers. The
+         * 413 body is evhttp's HTML, not our JSON (no hook in 2.1). */
+        evhttp_set_flags(http, EVHTTP_SERVER_LINGERING_CLOSE);
+        evhttp_set_gencb(http, on_request, ctx);
+        return http;
+}
+
+/*
+ * The Unix-domain socket, served by an evhttp of its own: a request's
+ * listener is then known from which evhttp called on_request(), never
+ * from anything the connection or the client says.
+ */
+static int listen_local(pa_server *server, const pa_server_config *config, pa_error *err) {
+        struct stat st;
+        int fd;
+
+        server->http_local = new_http(server->base, config, &server->local);
+        if (!server->http_local)
+                return pa_error_set(err, -ENOMEM, "cannot create the HTTP server");
+        fd = listen_unix(config->socket_path, config->socket_group, &st, err);
+        if (fd < 0)
+                return fd;
+        server->socket_path = strdup(config->socket_path);
+        if (!server->socket_path) {
+                unlink(config->socket_path);
+                close(fd);
+                return pa_error_set(err, -ENOMEM, "out of memory");
+        }
+        server->socket_dev = st.st_dev;
+        server->socket_ino = st.st_ino;
+        if (!evhttp_accept_socket_with_handle(server->http_local, fd)) {
+                if (fcntl(fd, F_GETFD) >= 0)
+                        close(fd);
+                return pa_error_set(err, -ENOMEM, "cannot listen on the API socket %s: "
+                                    "libevent refused the socket", config->socket_path);
+        }
+        return 0;
+}
+
+/* The socket we made, unless something else has taken its place. */
+static void remove_socket(pa_server *server) {
+        struct stat st;
+
+        if (!server->socket_path)
+                return;
+        if (lstat(server->socket_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+            st.st_dev == server->socket_dev && st.st_ino == server->socket_ino)
+                unlink(server->socket_path);
+        free(server->socket_path);
+        server->socket_path = NULL;
+}
+
 pa_server *pa_server_new(struct event_base *base, const pa_server_config *config,
                          pa_error *err) {
         char shown[PA_BIND_ADDR_STRING_MAX];
@@ -420,27 +718,13 @@ pa_server *pa_server_new(struct event_base *base, const pa_server_config *config
                 return pa_server_free(server);
         }
 
-        server->http = evhttp_new(base);
+        server->tcp = (listener_ctx) { .server = server, .via = PA_LISTENER_TCP };
+        server->local = (listener_ctx) { .server = server, .via = PA_LISTENER_UNIX };
+        server->http = new_http(base, config, &server->tcp);
         if (!server->http) {
                 pa_error_set(err, -ENOMEM, "cannot create the HTTP server");
                 return pa_server_free(server);
         }
-        /* Every method reaches our callback, so PATCH and OPTIONS get a
-         * JSON 405 from the router instead of evhttp's HTML 501. */
-        evhttp_set_allowed_methods(server->http, PA_METHODS_ALL);
-        evhttp_set_max_body_size(server->http,
-                                 (ev_ssize_t) (config->max_body_size ? config->max_body_size
-                                                                     : PA_SERVER_MAX_BODY_DEFAULT));
-        evhttp_set_max_headers_size(server->http, MAX_HEADERS_SIZE);
-        /* A client that stalls while sending its request, or does not read
-         * its reply, is dropped. A request waiting for its answer (a
-         * preload) is not I/O and is not cut short by this. */
-        evhttp_set_timeout(server->http, CONNECTION_TIMEOUT_S);
-        /* Without it a client sending too large a body sees EPIPE instead
-         * of the 413: evhttp reads and drops the rest, then answers. The
-         * 413 body is evhttp's HTML, not our JSON (no hook in 2.1). */
-        evhttp_set_flags(server->http, EVHTTP_SERVER_LINGERING_CLOSE);
-        evhttp_set_gencb(server->http, on_request, server);
 
         fd = listen_socket(&config->bind, shown, err);
         if (fd < 0)
@@ -465,6 +749,10 @@ pa_server *pa_server_new(struct event_base *base, const pa_server_config *config
                 pa_error_set(err, r, "cannot listen on %s: unexpected address family", shown);
                 return pa_server_free(server);
         }
+
+        if (config->socket_path && config->socket_path[0] &&
+            listen_local(server, config, err) < 0)
+                return pa_server_free(server);
         return server;
 }
 
@@ -476,6 +764,9 @@ pa_server *pa_server_free(pa_server *server) {
         pa_snapshot_cache_free(server->snapshots);
         if (server->http)
                 evhttp_free(server->http);
+        if (server->http_local)
+                evhttp_free(server->http_local);
+        remove_socket(server);
         free(server);
         return NULL;
 }
@@ -496,4 +787,8 @@ const pa_bind_addr *pa_server_address(const pa_server *server) {
 
 uint16_t pa_server_port(const pa_server *server) {
         return server ? pa_bind_addr_port(&server->address) : 0;
+}
+
+const char *pa_server_socket_path(const pa_server *server) {
+        return server ? server->socket_path : NULL;
 }

@@ -51,6 +51,8 @@ class Node:
             "bind": "127.0.0.1:0",
             "runtime_dir": os.path.join(self.dir, "run"),
             "engines": {"allow": [FAKE_ENGINE]},
+            # the model files the scenarios make, all in this directory
+            "models": {"allow": [os.path.realpath(self.dir) + "/"]},
             "gpu": {"backend": "fake", "require": require, "devices": fake},
             "defaults": {"health": {"startup_timeout_ms": 4000},
                          "backoff": {"initial_ms": 200, "max_ms": 400},
@@ -88,13 +90,15 @@ class Node:
             except (OSError, ValueError, IndexError):
                 pass
 
-    def request(self, method, path, body=None, headers=None):
+    def request(self, method, path, body=None, headers=None, via=None):
+        """Changes go through the daemon's socket, reads over TCP, unless
+        via says "tcp" or "unix" (e2e.Daemon.request)."""
         if body is not None and not isinstance(body, (bytes, str)):
             body = json.dumps(body)
-        return self.daemon.request(method, path, body, headers)
+        return self.daemon.request(method, path, body, headers, via)
 
-    def get(self, path, want=200):
-        return json_body(*self.request("GET", path), want)
+    def get(self, path, want=200, headers=None):
+        return json_body(*self.request("GET", path, headers=headers), want)
 
     def prepared(self, pool_id=None, port=None, flags=(), **fields):
         port = port or free_port()
@@ -110,12 +114,12 @@ class Node:
         return json_body(*self.request("POST", "/v2/pools/%s/preload" % pool_id, body, headers),
                          want)
 
-    def wait_pool(self, pool_id, pred, what, timeout=READY_TIMEOUT):
+    def wait_pool(self, pool_id, pred, what, timeout=READY_TIMEOUT, headers=None):
         """Polls GET /v2/pools/{id} (the API is what is under test) until
         pred(status, body) holds."""
         deadline = time.monotonic() + timeout
         while True:
-            status, headers, data = self.request("GET", "/v2/pools/%s" % pool_id)
+            status, _, data = self.request("GET", "/v2/pools/%s" % pool_id, headers=headers)
             body = json.loads(data) if data else None
             if pred(status, body):
                 return body
@@ -285,7 +289,10 @@ def scenario_preload_bad_input():
             (dict(good, model_path="relative.gguf"), 400, "INVALID_FIELD", "absolute"),
             (dict(good, device_mask="7"), 400, "INVALID_FIELD", "7"),
             (dict(good, binary_path="/bin/sh"), 403, "BINARY_NOT_ALLOWED", "/bin/sh"),
-            (dict(good, binary_path=FAKE_ENGINE + "/../fake-engine"), 403, "BINARY_NOT_ALLOWED", ".."),
+            (dict(good, model_path="/usr/share/models/x.gguf"), 403, "MODEL_NOT_ALLOWED",
+             "/usr/share/models/x.gguf"),
+            # malformed before it is compared with the allowlist
+            (dict(good, binary_path=FAKE_ENGINE + "/../fake-engine"), 400, "INVALID_FIELD", ".."),
             (dict(good, device_mask="none"), 503, "GPU_ONLY", "GPU-only enforcement:"),
         ]
         for body, status, code, words in cases:
@@ -419,6 +426,9 @@ def scenario_shutdown_refuses_changes():
         n.daemon.wait_for(lambda o: o.get("msg") == "shutting down", "shutting down")
         check_error(*n.request("POST", "/v2/pools/late/preload", n.prepared()), 503,
                     "SERVICE_UNAVAILABLE", "the daemon is shutting down")
+        # Over TCP without a token the read-only answer comes first.
+        check_error(*n.request("POST", "/v2/pools/late/preload", n.prepared(), via="tcp"), 403,
+                    "READ_ONLY")
         json_body(*n.request("GET", "/health"), 200)
         rc = n.daemon.finish()
         check(rc == 0, "exit status %d; stderr:\n%s" % (rc, n.daemon._stderr_so_far()))
@@ -742,7 +752,7 @@ def scenario_auth():
                         "UNAUTHORIZED")
         good = {"Authorization": "Bearer " + token}
         check(json_body(*n.request("GET", "/v2/pools", headers=good), 200) == {"pools": []}, "pools")
-        check_error(*n.request("POST", "/v2/pools/x/preload", b"{}"), 401, "UNAUTHORIZED")
+        check_error(*n.request("POST", "/v2/pools/x/preload", b"{}", via="tcp"), 401, "UNAUTHORIZED")
         json_body(*n.request("GET", "/health"), 200)
         check(n.request("GET", "/metrics")[0] == 200, "/metrics needs no token")
         node = json_body(*n.request("GET", "/v2/node", headers=good), 200)
@@ -803,6 +813,9 @@ def scenario_reload():
                                      {"model_path": os.path.join(n.dir, "missing.gguf")}), 422, "STAGE_FAILED")
         check(n.get("/v2/pools/rl")["ready"], "a failed staging touched the pool")
         check_error(*n.request("POST", "/v2/pools/none/reload", {"model_path": other}), 404, "POOL_NOT_FOUND")
+        err = check_error(*n.request("POST", "/v2/pools/rl/reload", {"model_path": "/etc/hostname"}),
+                          403, "MODEL_NOT_ALLOWED")
+        check("/etc/hostname" in err["error"], err["error"])
         n.stop()
 
 
@@ -874,7 +887,9 @@ def scenario_client_gone_before_answer():
     answer is dropped and the daemon serves on."""
     with Node() as n:
         body = json.dumps(n.prepared(flags=["--load-ms", "800"])).encode()
-        sock = socket.create_connection(("127.0.0.1", n.daemon.port), timeout=30)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(30)
+        sock.connect(n.daemon.socket)
         sock.sendall(b"POST /v2/pools/gone/preload HTTP/1.1\r\nHost: x\r\n"
                      b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
                      + body)
@@ -916,6 +931,244 @@ def scenario_keep_engines_pending_reload():
         finally:
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+# --- who may change things (docs/api.md, "Access") ------------------------------
+
+SOCKET_LINE = "change requested through the API socket"
+ROOT_LINE = "starting an engine as root: engines.user is not set"
+LEASE = "0123456789abcdef0123456789abcdef"
+
+# Every changing route, with a body where it takes one.
+CHANGES = [
+    ("POST", "/v2/pools/p/preload", "prepared"),
+    ("POST", "/pools/p/preload", "prepared"),
+    ("POST", "/v2/pools/p/leases", None),
+    ("POST", "/v2/pools/p/leases/%s/renew" % LEASE, None),
+    ("DELETE", "/v2/pools/p/leases/%s" % LEASE, None),
+    ("POST", "/v2/pools/p/breaker/reset", None),
+    ("POST", "/v2/pools/p/restart", None),
+    ("POST", "/v2/pools/p/drain", {"deadline_ms": 1000}),
+    ("POST", "/v2/pools/p/reload", "reload"),
+    ("DELETE", "/v2/pools/p", None),
+]
+
+# Read-only routes (GET also as HEAD), and the POST status query.
+READS = ["/v2/pools", "/v2/pools/p", "/pools/p/status", "/v2/pools/p/health", "/v2/devices",
+         "/v2/node", "/v1/replicasets", "/v1/replicasets?all=true"]
+STATUS_POSTS = ["/v2/pools/p/status", "/pools/p/status"]
+PUBLIC = ["/health", "/metrics", "/ready"]
+
+
+def change_body(n, body):
+    if body == "prepared":
+        return n.prepared()
+    if body == "reload":
+        return {"model_path": n.model, "engine_version": "fake-2"}
+    return body
+
+
+def unchanged(n, before, headers=None):
+    """The pool p is as it was: same engine, no lease, not draining."""
+    snap = n.get("/v2/pools/p", headers=headers)
+    check(snap["pid"] == before["pid"] and snap["restart_count"] == before["restart_count"]
+          and snap["active_leases"] == 0 and not snap["draining"]
+          and snap["engine_version"] == before["engine_version"]
+          and len(snap["replicas"]) == len(before["replicas"]),
+          "a refused request changed the pool: %r" % snap)
+    check([p["pool_id"] for p in n.get("/v2/pools", headers=headers)["pools"]] == ["p"],
+          "a refused request added a pool")
+
+
+def walk_changes(n, send, what, headers=None):
+    """Every changing route once, answered as it should be; send(method,
+    path, body) -> (status, headers, data). headers: for the polls."""
+    other = os.path.join(n.dir, "other.gguf")
+    shutil.copy(n.model, other)
+
+    def ok(method, path, body, want):
+        status, _, data = send(method, path, body)
+        check(status == want, "%s: %s %s answered %d, expected %d: %r"
+              % (what, method, path, status, want, data[:300]))
+        return json.loads(data) if data else None
+
+    ok("POST", "/v2/pools/q/preload", n.prepared(), 200)
+    ok("POST", "/pools/q2/preload", n.prepared(), 200)
+    lease = ok("POST", "/v2/pools/q/leases", {"ttl_ms": 60000}, 201)
+    ok("POST", "/v2/pools/q/leases/%s/renew" % lease["lease_id"], None, 200)
+    ok("DELETE", "/v2/pools/q/leases/%s" % lease["lease_id"], None, 204)
+    ok("POST", "/v2/pools/q/breaker/reset", None, 200)
+    pid = n.get("/v2/pools/q", headers=headers)["pid"]
+    ok("POST", "/v2/pools/q/restart", None, 202)
+    n.wait_pool("q", lambda s, b: s == 200 and b["ready"] and b["pid"] not in (0, pid),
+                "q restarted", headers=headers)
+    got = ok("POST", "/v2/pools/q/reload", {"model_path": other, "engine_version": "fake-2"}, 200)
+    check(got["ok"] and got["model_id"] == "other.gguf", "%s: reload %r" % (what, got))
+    ok("POST", "/v2/pools/q2/drain", {"deadline_ms": 1000}, 202)
+    ok("DELETE", "/v2/pools/q2", None, 202)
+    n.wait_pool("q2", lambda s, b: s == 404, "q2 forgotten", headers=headers)
+    return 10   # changing requests sent
+
+
+def socket_lines(n):
+    return [o for o in n.daemon.log_objects() if o.get("msg") == SOCKET_LINE]
+
+
+def scenario_access_tcp_read_only():
+    """No token: over TCP /health, /metrics and every read answer; every
+    change is 403 READ_ONLY (after 404/405), naming the socket and the
+    token settings, and changes nothing. Through the socket all of it works."""
+    with Node() as n:
+        listening = [o for o in n.daemon.log_objects() if o.get("msg") == "listening"][0]
+        check(listening.get("tcp_access") == "read-only", repr(listening))
+        n.preload("p", n.prepared())
+        before = n.get("/v2/pools/p")
+        for path in PUBLIC + READS:
+            for method in ("GET", "HEAD"):
+                status, _, data = n.request(method, path, via="tcp")
+                # /ready may not exist (404): it is never refused
+                check(status == 200 or (path == "/ready" and status not in (401, 403)),
+                      "TCP %s %s: %d %r" % (method, path, status, data[:200]))
+        for path in STATUS_POSTS:
+            status, _, data = n.request("POST", path, {}, via="tcp")
+            check(status not in (401, 403), "TCP POST %s is read-only: %d %r" % (path, status, data[:200]))
+        for method, path, body in CHANGES:
+            e2e.check_read_only(*n.request(method, path, change_body(n, body), via="tcp"), n.daemon.socket)
+        # Route first: an unknown route is 404, a wrong method 405.
+        check_error(*n.request("POST", "/v2/nope", {}, via="tcp"), 404, "NOT_FOUND")
+        check_error(*n.request("PUT", "/v2/pools/p", {}, via="tcp"), 405, "METHOD_NOT_ALLOWED")
+        unchanged(n, before)
+        sent = walk_changes(n, lambda m, p, b: n.request(m, p, b, via="unix"), "socket")
+        n.stop()
+        lines = socket_lines(n)
+        # the first preload of p, then the walk
+        check(len(lines) == sent + 1 and all(o["uid"] == os.geteuid() and o["level"] == "info"
+                                             for o in lines),
+              "%d socket lines for %d changes: %r" % (len(lines), sent + 1, lines[:3]))
+
+
+def scenario_access_tcp_token():
+    """A token: over TCP only /health, /metrics (and /ready) answer without
+    it; reads and changes need it (401, before routing), and with it every
+    change works over TCP. The socket needs none."""
+    token = "e2e-t0ken"
+    good = {"Authorization": "Bearer " + token}
+    with Node(env={"LLORCH_API_TOKEN": token}) as n:
+        listening = [o for o in n.daemon.log_objects() if o.get("msg") == "listening"][0]
+        check(listening.get("tcp_access") == "token", repr(listening))
+        n.preload("p", n.prepared())
+        before = n.get("/v2/pools/p", headers=good)
+        for path in PUBLIC:
+            status, _, data = n.request("GET", path, via="tcp")
+            check(status not in (401, 403), "TCP GET %s without the token: %d" % (path, status))
+        for path in READS:
+            for method in ("GET", "HEAD"):
+                status, headers, data = n.request(method, path, via="tcp")
+                check(status == 401, "TCP %s %s without the token: %d" % (method, path, status))
+                check(n.request(method, path, headers=good, via="tcp")[0] == 200,
+                      "TCP %s %s with the token" % (method, path))
+        for path in STATUS_POSTS:
+            check_error(*n.request("POST", path, {}, via="tcp"), 401, "UNAUTHORIZED")
+            check(n.request("POST", path, {}, headers=good, via="tcp")[0] not in (401, 403),
+                  "POST %s with the token" % path)
+        for method, path, body in CHANGES:
+            for headers in (None, {"Authorization": "Bearer wrong"}):
+                check_error(*n.request(method, path, change_body(n, body), headers=headers, via="tcp"),
+                            401, "UNAUTHORIZED")
+        check_error(*n.request("POST", "/v2/nope", {}, via="tcp"), 401, "UNAUTHORIZED")
+        unchanged(n, before, headers=good)
+        walk_changes(n, lambda m, p, b: n.request(m, p, b, headers=good, via="tcp"), "TCP with the token",
+                     headers=good)
+        n.stop()
+        # only the preload of p came through the socket
+        check(len(socket_lines(n)) == 1, "TCP changes logged as socket changes: %r" % socket_lines(n))
+        check(not any(token in line for line in n.daemon.lines), "the token was logged")
+
+
+def scenario_access_socket():
+    """With a token configured the socket still takes every route without
+    one, whatever Authorization header comes along."""
+    token = "e2e-t0ken"
+    with Node(env={"LLORCH_API_TOKEN": token}) as n:
+        bogus = {"Authorization": "Bearer not-the-token"}
+        json_body(*n.request("POST", "/v2/pools/p/preload", n.prepared(), via="unix"), 200)
+        for path in ["/health", "/metrics"] + READS:
+            check(n.request("GET", path, via="unix")[0] == 200, "GET %s on the socket" % path)
+        sent = walk_changes(n, lambda m, p, b: n.request(m, p, b, headers=bogus, via="unix"), "socket",
+                            headers={"Authorization": "Bearer " + token})
+        for path in STATUS_POSTS:
+            check(n.request("POST", path, {}, via="unix")[0] not in (401, 403), "POST %s" % path)
+        n.stop()
+        lines = socket_lines(n)
+        check(len(lines) == sent + 1, "%d socket lines for %d changes" % (len(lines), sent + 1))
+
+
+def scenario_token_file():
+    """api.token_file gives the home profile a token; LLORCH_API_TOKEN wins
+    over it; a missing file is a start error."""
+    keep = tempfile.mkdtemp(prefix="pm-tok-")
+    try:
+        path = os.path.join(keep, "token")
+        with open(path, "w") as f:
+            f.write("from-the-file\n")
+        os.chmod(path, 0o600)
+        with Node(extra={"api": {"token_file": path}}) as n:
+            check_error(*n.request("GET", "/v2/pools", via="tcp"), 401, "UNAUTHORIZED")
+            json_body(*n.request("GET", "/v2/pools", headers={"Authorization": "Bearer from-the-file"},
+                                 via="tcp"), 200)
+            check_error(*n.request("POST", "/v2/pools/x/leases", headers={"Authorization":
+                                   "Bearer from-the-file"}, via="tcp"), 404, "POOL_NOT_FOUND")
+            check_error(*n.request("POST", "/v2/pools/x/leases", via="unix"), 404, "POOL_NOT_FOUND")
+            n.stop()
+            check(not any("from-the-file" in line for line in n.daemon.lines), "the token was logged")
+        with Node(extra={"api": {"token_file": path}}, env={"LLORCH_API_TOKEN": "from-env"}) as n:
+            check_error(*n.request("GET", "/v2/pools", headers={"Authorization": "Bearer from-the-file"},
+                                   via="tcp"), 401, "UNAUTHORIZED")
+            json_body(*n.request("GET", "/v2/pools", headers={"Authorization": "Bearer from-env"},
+                                 via="tcp"), 200)
+            n.stop()
+        n = Node(extra={"api": {"token_file": os.path.join(keep, "missing")}}, start=False)
+        try:
+            objs = e2e.refused_start("--config", n.config_path, want_rc=2)
+            check(any("api.token_file" in o["msg"] for o in objs if o["level"] == "error"),
+                  "no error naming api.token_file: %r" % objs)
+        finally:
+            shutil.rmtree(n.dir, ignore_errors=True)
+    finally:
+        shutil.rmtree(keep, ignore_errors=True)
+
+
+def scenario_root_engine_warnings():
+    """As root without engines.user: a warning at start, and one on every
+    request that starts an engine (preload, restart, breaker reset,
+    reload), none on others."""
+    with Node() as n:
+        root = os.geteuid() == 0
+        start = [o for o in n.daemon.log_objects() if o.get("level") == "warn"
+                 and "engines.user" in o.get("msg", "")]
+        check(bool(start) == root, "start warnings %r (root: %s)" % (start, root))
+        headers = {"X-Correlation-Id": "root-1"}
+        n.preload("w", n.prepared(), headers=headers)
+        lease = json_body(*n.request("POST", "/v2/pools/w/leases"), 201)
+        json_body(*n.request("POST", "/v2/pools/w/restart"), 202)
+        n.wait_pool("w", lambda s, b: b["ready"] and b["restart_count"] >= 1, "restarted")
+        n.request("DELETE", "/v2/pools/w/leases/%s" % lease["lease_id"])
+        json_body(*n.request("POST", "/v2/pools/w/breaker/reset"), 200)
+        other = os.path.join(n.dir, "other.gguf")
+        shutil.copy(n.model, other)
+        json_body(*n.request("POST", "/v2/pools/w/reload", {"model_path": other}), 200)
+        n.get("/v2/pools/w")
+        check_error(*n.request("POST", "/v2/pools/none/restart"), 404, "POOL_NOT_FOUND")
+        n.stop()
+        lines = [o for o in n.daemon.log_objects() if o.get("msg") == ROOT_LINE]
+        if not root:
+            check(not lines, "warnings though not root: %r" % lines)
+            return
+        paths = [o.get("path") for o in lines]
+        check(paths == ["/v2/pools/w/preload", "/v2/pools/w/restart", "/v2/pools/w/breaker/reset",
+                        "/v2/pools/w/reload"], "warned for %r" % paths)
+        check(all(o["level"] == "warn" for o in lines), repr(lines))
+        check(lines[0].get("correlation_id") == "root-1", "no correlation id: %r" % lines[0])
 
 
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn

@@ -7,7 +7,11 @@ uses it. Standard library only; run with /usr/bin/python3.
 
 Each scenario is its own meson test (tests/e2e/meson.build). Waits are
 event-based: the daemon is ready when its "listening" log line appears on
-stderr, which also carries the port it bound (the tests ask for port 0).
+stderr, which also carries the port it bound (the tests ask for port 0)
+and the path of its Unix socket. Every daemon gets a runtime directory of
+its own (so a socket of its own) unless the scenario names one. Requests
+that change something go through the socket, as an operator's would;
+reads go over TCP (Daemon.request's via= picks explicitly).
 Every bound below is generous so that sanitizer builds pass too; none is a
 sleep that a slow machine could lose a race against.
 """
@@ -17,10 +21,13 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -33,6 +40,7 @@ LEVELS = {"debug", "info", "warn", "error", "critical"}
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 SKIP = 77                 # meson's exit status for a skipped test
+READ_METHODS = ("GET", "HEAD")
 
 DAEMON = None
 VERSION = None
@@ -50,9 +58,29 @@ def check(cond, what):
 def clean_env(**extra):
     """The daemon's environment: the test runner's settings for it removed,
     so a developer's shell cannot change what a scenario sees."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POOL_MANAGERD_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("POOL_MANAGERD_") and k not in (
+               "LLORCH_API_TOKEN", "STATE_DIRECTORY", "RUNTIME_DIRECTORY")}
     env.update(extra)
     return env
+
+
+def names_runtime_dir(args, env):
+    """Whether the command line, the environment or the config file says
+    where the runtime directory is."""
+    if "--runtime-dir" in args or "-r" in args or env.get("POOL_MANAGERD_RUNTIME_DIR"):
+        return True
+    for flag in ("--config", "-c", "--check-config"):
+        if flag in args:
+            i = args.index(flag)
+            if flag == "--check-config":
+                return True
+            try:
+                with open(args[i + 1]) as f:
+                    return "runtime_dir" in json.load(f)
+            except (IndexError, OSError, ValueError):
+                return True
+    return False
 
 
 def parse_log_line(line):
@@ -81,16 +109,23 @@ class Daemon:
     so that a wait is a queue get with a deadline."""
 
     def __init__(self, *args, env=None):
+        env = env if env is not None else clean_env()
+        # Its own runtime directory, so its own socket, unless one is named.
+        self.own_dir = None
+        if not names_runtime_dir(args, env):
+            self.own_dir = tempfile.mkdtemp(prefix="pm-e2e-")
+            args = (*args, "--runtime-dir", self.own_dir)
         self.args = [DAEMON, *args]
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env=env if env is not None else clean_env())
+                                     env=env)
         self.lines = []
         self._queue = queue.Queue()
         self._eof = False
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.port = None
+        self.socket = None        # the API socket's path, from "listening"
 
     def _read(self):
         for raw in self.proc.stderr:
@@ -105,6 +140,8 @@ class Daemon:
             self.proc.kill()
             self.proc.wait()
         self.proc.stderr.close()
+        if self.own_dir:
+            shutil.rmtree(self.own_dir, ignore_errors=True)
 
     def _stderr_so_far(self):
         return "\n".join(self.lines[-20:])
@@ -138,6 +175,7 @@ class Daemon:
         self.port = int(address.rpartition(":")[2])
         check(self.port == obj.get("port"), "address and port disagree in %r" % obj)
         check(self.port != 0, "the daemon reports port 0")
+        self.socket = obj.get("socket")
         return obj
 
     def finish(self, timeout=EXIT_TIMEOUT):
@@ -165,12 +203,42 @@ class Daemon:
     def log_objects(self):
         return [o for o in map(parse_log_line, self.lines) if o is not None]
 
-    def request(self, method, path, body=None, headers=None):
+    def request(self, method, path, body=None, headers=None, via=None):
+        """via "tcp" or "unix"; None: changes through the socket (when
+        there is one and no Authorization header is sent), reads over TCP."""
+        if via is None:
+            changing = method not in READ_METHODS
+            token = any(k.lower() == "authorization" for k in (headers or {}))
+            via = "unix" if changing and self.socket and not token else "tcp"
+        if via == "unix":
+            check(self.socket, "the daemon has no API socket")
+            return http_request(None, method, path, body, headers, unix=self.socket)
         return http_request(self.port, method, path, body, headers)
 
 
-def http_request(port, method, path, body=None, headers=None, host="127.0.0.1"):
-    conn = http.client.HTTPConnection(host, port, timeout=HTTP_TIMEOUT)
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix-domain socket: curl --unix-socket PATH http://localhost/..."""
+
+    def __init__(self, path, timeout=HTTP_TIMEOUT):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def http_request(port, method, path, body=None, headers=None, host="127.0.0.1", unix=None):
+    if unix:
+        conn = UnixHTTPConnection(unix)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=HTTP_TIMEOUT)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
@@ -271,7 +339,8 @@ def scenario_help():
     out = p.stdout.decode()
     check(p.returncode == 0, "--help exit status %d" % p.returncode)
     check(out.startswith("Usage: pool-managerd"), "--help printed %r" % out[:200])
-    for option in ("--bind", "--log-level", "--version", "--help", "POOL_MANAGERD_ADDR"):
+    for option in ("--bind", "--log-level", "--version", "--help", "POOL_MANAGERD_ADDR",
+                   "--runtime-dir", "--unix-socket", "LLORCH_API_TOKEN"):
         check(option in out, "--help does not mention %s" % option)
     check(p.stderr == b"", "--help wrote to stderr: %r" % p.stderr)
 
@@ -515,6 +584,253 @@ def scenario_cuda_required():
               in errors[0].get("msg", ""), "error %r" % errors[0])
     finally:
         os.unlink(cfg)
+
+
+# --- the API socket and the runtime directory ------------------------------------
+
+SOCKET_LINE = "change requested through the API socket"
+
+
+def write_config(directory, doc):
+    path = os.path.join(directory, "config.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path
+
+
+def check_read_only(status, headers, data, socket_path=None):
+    """403 READ_ONLY, saying where changes may come from instead."""
+    body = check_error(status, headers, data, 403, "READ_ONLY")
+    for words in ("api.token_file", "LLORCH_API_TOKEN") + ((socket_path,) if socket_path else ()):
+        check(words in body["error"], "READ_ONLY message %r does not name %s" % (body["error"], words))
+    return body
+
+
+def scenario_socket():
+    """<runtime_dir>/api.sock: mode 0660, the daemon's group, named in the
+    listening line, every route without a token, each change logged with
+    the caller's uid, removed on a clean exit. TCP stays read-only."""
+    with running_daemon() as d:
+        want = os.path.join(d.own_dir, "api.sock")
+        check(d.socket == want, "socket %r, expected %r" % (d.socket, want))
+        st = os.lstat(d.socket)
+        check(stat.S_ISSOCK(st.st_mode), "%s is not a socket" % d.socket)
+        check(stat.S_IMODE(st.st_mode) == 0o660, "mode %o, expected 660" % stat.S_IMODE(st.st_mode))
+        check(st.st_uid == os.geteuid() and st.st_gid == os.getegid(),
+              "owner %d:%d, expected %d:%d" % (st.st_uid, st.st_gid, os.geteuid(), os.getegid()))
+        listening = [o for o in d.log_objects() if o.get("msg") == "listening"][0]
+        check(listening.get("tcp_access") == "read-only", "listening line %r" % listening)
+
+        json_body(*d.request("GET", "/health", via="unix"), 200)
+        json_body(*d.request("GET", "/v2/pools", via="unix"), 200)
+        check_error(*d.request("DELETE", "/v2/pools/x", via="unix"), 404, "POOL_NOT_FOUND")
+        line = d.wait_for(lambda o: o.get("msg") == SOCKET_LINE, "the change logged")
+        check(line.get("level") == "info" and line.get("uid") == os.geteuid()
+              and line.get("method") == "DELETE" and line.get("path") == "/v2/pools/x"
+              and line.get("socket") == want, "socket line %r" % line)
+        # A bogus token on the socket changes nothing: the listener decides.
+        check_error(*d.request("DELETE", "/v2/pools/x", headers={"Authorization": "Bearer nope"},
+                               via="unix"), 404, "POOL_NOT_FOUND")
+        # Over TCP the same change is refused, and says where to go.
+        check_read_only(*d.request("DELETE", "/v2/pools/x", via="tcp"), want)
+        stop_cleanly(d)
+        check(not os.path.lexists(want), "the socket outlived the daemon")
+        lines = [o for o in d.log_objects() if o.get("msg") == SOCKET_LINE]
+        check(len(lines) == 2, "one line per change through the socket, none for reads: %r" % lines)
+
+
+def scenario_socket_live_daemon():
+    """A second daemon on the same runtime directory does not take the
+    first one's socket: it refuses to start, naming the path."""
+    with running_daemon() as a:
+        objs = refused_start("--bind", "127.0.0.1:0", "--runtime-dir", a.own_dir)
+        errors = [o["msg"] for o in objs if o["level"] == "error"]
+        check(any(a.socket in m and "refusing" in m for m in errors),
+              "no error naming %s: %r" % (a.socket, errors))
+        # Still the first daemon's, and it still answers there.
+        json_body(*a.request("GET", "/health", via="unix"), 200)
+        check_error(*a.request("DELETE", "/v2/pools/x", via="unix"), 404, "POOL_NOT_FOUND")
+        stop_cleanly(a)
+
+
+def scenario_socket_stale():
+    """A socket left by a killed daemon is replaced; a file that is not a
+    socket is left alone and the start refused."""
+    d = tempfile.mkdtemp(prefix="pm-e2e-")
+    try:
+        path = os.path.join(d, "api.sock")
+        left = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        left.bind(path)
+        left.close()                       # the file stays, nobody listens
+        with Daemon("--bind", "127.0.0.1:0", "--runtime-dir", d) as dm:
+            dm.wait_listening()
+            check(dm.socket == path, "socket %r" % dm.socket)
+            check_error(*dm.request("DELETE", "/v2/pools/x", via="unix"), 404, "POOL_NOT_FOUND")
+            # kill -9: the socket stays behind; the next start takes it.
+            dm.proc.kill()
+            dm.finish()
+        check(os.path.lexists(path), "no socket left after kill -9")
+        with Daemon("--bind", "127.0.0.1:0", "--runtime-dir", d) as dm:
+            dm.wait_listening()
+            json_body(*dm.request("GET", "/health", via="unix"), 200)
+            stop_cleanly(dm)
+        with open(path, "w") as f:
+            f.write("not a socket\n")
+        objs = refused_start("--bind", "127.0.0.1:0", "--runtime-dir", d)
+        check(any(path in o["msg"] and "not a socket" in o["msg"] for o in objs if o["level"] == "error"),
+              "no error saying %s is not a socket: %r" % (path, objs))
+        with open(path) as f:
+            check(f.read() == "not a socket\n", "the file was changed")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def scenario_socket_path_too_long():
+    """107 bytes is the most a socket path may have: one more is refused
+    at start with the reason; exactly 107 works."""
+    base = tempfile.mkdtemp(prefix="pm-e2e-")
+    try:
+        suffix = "/api.sock"
+        for length, ok in ((108, False), (107, True)):
+            rt = os.path.join(base, "d" * (length - len(suffix) - len(base) - 1))
+            check(len(rt + suffix) == length, "test setup: %d" % len(rt + suffix))
+            if not ok:
+                objs = refused_start("--bind", "127.0.0.1:0", "--runtime-dir", rt, want_rc=2)
+                check(any("107" in o["msg"] and "api.socket" in o["msg"]
+                          for o in objs if o["level"] == "error"),
+                      "no error about the 107-byte limit: %r" % objs)
+                continue
+            with Daemon("--bind", "127.0.0.1:0", "--runtime-dir", rt) as d:
+                d.wait_listening()
+                check(d.socket == rt + suffix, "socket %r" % d.socket)
+                json_body(*d.request("GET", "/health", via="unix"), 200)
+                stop_cleanly(d)
+        # api.socket in the file: checked when the file is read.
+        cfg = write_config(base, {"api": {"socket": "/" + "s" * 120}})
+        objs = refused_start("--bind", "127.0.0.1:0", "--config", cfg, want_rc=2)
+        check(any("api.socket" in o["msg"] for o in objs if o["level"] == "error"),
+              "a 121-byte api.socket was not refused: %r" % objs)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def scenario_socket_off():
+    """api.socket "": no socket; the TCP listener stays read-only and says so."""
+    base = tempfile.mkdtemp(prefix="pm-e2e-")
+    try:
+        rt = os.path.join(base, "run")
+        cfg = write_config(base, {"runtime_dir": rt, "api": {"socket": ""}})
+        with Daemon("--bind", "127.0.0.1:0", "--config", cfg) as d:
+            d.wait_listening()
+            check(d.socket is None, "a socket although api.socket is \"\": %r" % d.socket)
+            check(not os.path.lexists(os.path.join(rt, "api.sock")), "api.sock exists")
+            json_body(*d.request("GET", "/v2/pools"), 200)
+            body = check_read_only(*d.request("DELETE", "/v2/pools/x"))
+            check("api.socket" in body["error"], "message %r" % body["error"])
+            stop_cleanly(d)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def run_as(uid, gid, code, *args):
+    """Python code in a child process with only this uid and gid."""
+    p = subprocess.run(["/usr/bin/python3", "-c", code, *args], user=uid, group=gid,
+                       extra_groups=[], capture_output=True, timeout=HTTP_TIMEOUT)
+    check(p.returncode == 0, "child as %d:%d failed: %r" % (uid, gid, p.stderr[-500:]))
+    return p.stdout.decode().strip()
+
+
+CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect(sys.argv[1])
+except PermissionError:
+    print("EACCES")
+    sys.exit(0)
+s.sendall(b"DELETE /v2/pools/x HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data.split(b"\\r\\n")[0].decode())
+"""
+
+
+def scenario_socket_group():
+    """api.socket_group: members of the group may use the socket, other
+    users may not; the log names the caller's uid. An unknown group is a
+    start error."""
+    if os.geteuid() != 0:
+        print("SKIP: needs root to act as other users")
+        sys.exit(SKIP)
+    import grp
+    import pwd
+    nobody = pwd.getpwnam("nobody").pw_uid
+    group = grp.getgrgid(pwd.getpwnam("nobody").pw_gid).gr_name
+    gid = grp.getgrnam(group).gr_gid
+    other_gid = next(g.gr_gid for g in grp.getgrall() if g.gr_gid not in (0, gid))
+    base = tempfile.mkdtemp(prefix="pm-e2e-")
+    try:
+        os.chmod(base, 0o755)             # others may reach pub/, not run/
+        pub = os.path.join(base, "pub")
+        os.mkdir(pub, 0o755)
+        sock = os.path.join(pub, "api.sock")
+        cfg = write_config(base, {"runtime_dir": os.path.join(base, "run"),
+                                  "api": {"socket": sock, "socket_group": group}})
+        with Daemon("--bind", "127.0.0.1:0", "--config", cfg) as d:
+            d.wait_listening()
+            check(d.socket == sock, "socket %r" % d.socket)
+            st = os.lstat(sock)
+            check(st.st_gid == gid and stat.S_IMODE(st.st_mode) == 0o660,
+                  "group %d mode %o, expected %d and 660" % (st.st_gid, stat.S_IMODE(st.st_mode), gid))
+            out = run_as(nobody, gid, CLIENT, sock)
+            check(out.startswith("HTTP/1.1 404"), "a member of %s: %r" % (group, out))
+            line = d.wait_for(lambda o: o.get("msg") == SOCKET_LINE, "the change logged")
+            check(line.get("uid") == nobody, "uid %r, expected %d" % (line.get("uid"), nobody))
+            out = run_as(nobody, other_gid, CLIENT, sock)
+            check(out == "EACCES", "a user outside %s got in: %r" % (group, out))
+            stop_cleanly(d)
+        cfg = write_config(base, {"runtime_dir": os.path.join(base, "run"),
+                                  "api": {"socket_group": "no-such-group-e2e"}})
+        objs = refused_start("--bind", "127.0.0.1:0", "--config", cfg, want_rc=1)
+        check(any("no-such-group-e2e" in o["msg"] and "group" in o["msg"]
+                  for o in objs if o["level"] == "error"),
+              "no error naming the unknown group: %r" % objs)
+        check(not os.path.lexists(os.path.join(base, "run", "api.sock")), "a socket was left")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def scenario_runtime_dir_flag():
+    """--runtime-dir beats the file, POOL_MANAGERD_RUNTIME_DIR and
+    STATE_DIRECTORY; the socket follows it."""
+    base = tempfile.mkdtemp(prefix="pm-e2e-")
+    try:
+        where = {k: os.path.join(base, k) for k in ("file", "env", "state", "sd-run", "flag")}
+        cfg = write_config(base, {"runtime_dir": where["file"]})
+        env = clean_env(POOL_MANAGERD_RUNTIME_DIR=where["env"], STATE_DIRECTORY=where["state"],
+                        RUNTIME_DIRECTORY=where["sd-run"])
+        with Daemon("--bind", "127.0.0.1:0", "--config", cfg, "--runtime-dir", where["flag"],
+                    env=env) as d:
+            d.wait_listening()
+            starting = [o for o in d.log_objects() if o.get("msg") == "starting"][0]
+            check(starting.get("runtime_dir") == where["flag"], "runtime_dir %r" % starting)
+            check(d.socket == os.path.join(where["flag"], "api.sock"), "socket %r" % d.socket)
+            check(os.path.exists(d.socket), "no socket at %s" % d.socket)
+            stop_cleanly(d)
+        for k in ("file", "env", "state", "sd-run"):
+            check(not os.path.exists(where[k]), "%s was used although the flag was given" % where[k])
+        # Without the flag the environment wins over the file.
+        with Daemon("--bind", "127.0.0.1:0", "--config", cfg,
+                    env=clean_env(POOL_MANAGERD_RUNTIME_DIR=where["env"])) as d:
+            d.wait_listening()
+            check(d.socket == os.path.join(where["env"], "api.sock"), "socket %r" % d.socket)
+            stop_cleanly(d)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn

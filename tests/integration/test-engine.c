@@ -41,6 +41,10 @@ typedef struct fx {
         ps_exit_status st;
         bool pid_file_gone_in_callback;
         bool free_in_callback;
+        /* processes a test left running on purpose: killed by teardown
+         * should an assertion end the test first */
+        pid_t strays[4];
+        size_t n_strays;
 } fx;
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -60,6 +64,11 @@ static int setup(void **state) {
 static int teardown(void **state) {
         fx *f = *state;
 
+        for (size_t i = 0; i < f->n_strays; i++) {
+                (void) kill(-f->strays[i], SIGKILL);
+                (void) kill(f->strays[i], SIGKILL);
+                (void) waitpid(f->strays[i], NULL, 0);
+        }
         event_base_free(f->base);
         th_rmtree(f->dir);
         free(f);
@@ -186,6 +195,15 @@ static ps_engine *run_to_exit(fx *f, const ps_engine_spec *s) {
         return e;
 }
 
+static void assert_nothing_left(const fx *f) {
+        char path[PATH_MAX];
+
+        path_in(f, "llama_7b_r0.pid", path, sizeof(path));
+        assert_int_equal(access(path, F_OK), -1);
+        path_in(f, "engine-llama_7b_r0.log", path, sizeof(path));
+        assert_int_equal(access(path, F_OK), -1);
+}
+
 /* ---- argv, environment, working directory --------------------------------- */
 
 static void test_argv_is_exact(void **state) {
@@ -255,34 +273,160 @@ static void test_workdir(void **state) {
         ps_engine_spec_free(s);
 }
 
+/* Is every line of env(1)'s output one of the names the engine may get? */
+static bool only_allowed_names(const char *text) {
+        static const char *const allowed[] = {
+                "PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "PS_TEST_PASSED",
+                "PS_TEST_PASS_OVERRIDDEN", "FOO", "EMPTY", "CUDA_DEVICE_ORDER",
+                "CUDA_VISIBLE_DEVICES",
+        };
+
+        for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+                size_t n = strcspn(p, "=\n");
+                bool ok = strncmp(p, "LC_", 3) == 0;
+
+                for (size_t i = 0; !ok && i < sizeof(allowed) / sizeof(allowed[0]); i++)
+                        ok = strlen(allowed[i]) == n && strncmp(p, allowed[i], n) == 0;
+                if (!ok) {
+                        print_error("unexpected variable: %.*s\n", (int) n, p);
+                        return false;
+                }
+        }
+        return true;
+}
+
+/* Built from nothing: the daemon's secrets stay out. */
 static void test_environment(void **state) {
         fx *f = *state;
         ps_engine_spec *s = spec_new("/usr/bin/env", NULL);
+        const char *const pass[] = { "PS_TEST_PASSED", "PS_TEST_PASSED_UNSET",
+                                     "PS_TEST_PASS_OVERRIDDEN" };
+        struct passwd *pw = getpwuid(geteuid());
+        char *old_home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+        char want[PATH_MAX + 64];
         ps_engine *e;
         char *text;
 
+        assert_non_null(pw);
+        setenv("LLORCH_API_TOKEN", "secret", 1);
         setenv("PS_TEST_PARENT", "from-parent", 1);
-        setenv("PS_TEST_OVERRIDE", "parent", 1);
+        setenv("PS_TEST_PASSED", "passed", 1);
+        unsetenv("PS_TEST_PASSED_UNSET");
+        setenv("PS_TEST_PASS_OVERRIDDEN", "parent", 1);
         setenv("CUDA_VISIBLE_DEVICES", "7", 1);
+        setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST", 1);
+        setenv("HOME", "/the/daemons/home", 1);
+        setenv("TZ", "Europe/Amsterdam", 1);
+        setenv("LC_TIME", "C.UTF-8", 1);
+        f->opts.env_pass = (char *const *) pass;
+        f->opts.n_env_pass = sizeof(pass) / sizeof(pass[0]);
         spec_add_env(s, "FOO=bar baz");
-        spec_add_env(s, "PS_TEST_OVERRIDE=spec");
+        spec_add_env(s, "PS_TEST_PASS_OVERRIDDEN=spec");
         spec_add_env(s, "EMPTY=");
+        spec_add_env(s, "CUDA_DEVICE_ORDER=FASTEST_FIRST");
         s->cuda_visible_devices = strdup("1,0");
         e = run_to_exit(f, s);
+
+        if (old_home)
+                setenv("HOME", old_home, 1);
+        else
+                unsetenv("HOME");
+        free(old_home);
+        unsetenv("LLORCH_API_TOKEN");
+        unsetenv("PS_TEST_PARENT");
+        unsetenv("PS_TEST_PASSED");
+        unsetenv("PS_TEST_PASS_OVERRIDDEN");
+        unsetenv("CUDA_VISIBLE_DEVICES");
+        unsetenv("CUDA_DEVICE_ORDER");
+        unsetenv("TZ");
+        unsetenv("LC_TIME");
+
         text = th_slurp(ps_engine_log_path(e), NULL);
-        assert_true(has_line(text, "PS_TEST_PARENT=from-parent"));
+        assert_non_null(text);
+        assert_int_equal(count_prefix(text, "LLORCH_API_TOKEN="), 0);
+        assert_int_equal(count_prefix(text, "PS_TEST_PARENT="), 0);
+        assert_true(only_allowed_names(text));
+        snprintf(want, sizeof(want), "PATH=%s", getenv("PATH"));
+        assert_true(has_line(text, want));
+        /* the engine user's, not the daemon's HOME */
+        snprintf(want, sizeof(want), "HOME=%s", pw->pw_dir);
+        assert_true(has_line(text, want));
+        assert_int_equal(count_prefix(text, "HOME="), 1);
+        snprintf(want, sizeof(want), "USER=%s", pw->pw_name);
+        assert_true(has_line(text, want));
+        snprintf(want, sizeof(want), "LOGNAME=%s", pw->pw_name);
+        assert_true(has_line(text, want));
+        assert_true(has_line(text, "TZ=Europe/Amsterdam"));
+        assert_true(has_line(text, "LC_TIME=C.UTF-8"));
+        /* env_pass: copied when the daemon has it, the spec overriding */
+        assert_true(has_line(text, "PS_TEST_PASSED=passed"));
+        assert_int_equal(count_prefix(text, "PS_TEST_PASSED_UNSET="), 0);
+        assert_true(has_line(text, "PS_TEST_PASS_OVERRIDDEN=spec"));
+        assert_int_equal(count_prefix(text, "PS_TEST_PASS_OVERRIDDEN="), 1);
         assert_true(has_line(text, "FOO=bar baz"));
         assert_true(has_line(text, "EMPTY="));
-        assert_true(has_line(text, "PS_TEST_OVERRIDE=spec"));
-        assert_int_equal(count_prefix(text, "PS_TEST_OVERRIDE="), 1);
+        /* CUDA numbers devices as NVML does, whatever the spec says */
+        assert_true(has_line(text, "CUDA_DEVICE_ORDER=PCI_BUS_ID"));
+        assert_int_equal(count_prefix(text, "CUDA_DEVICE_ORDER="), 1);
         assert_true(has_line(text, "CUDA_VISIBLE_DEVICES=1,0"));
         assert_int_equal(count_prefix(text, "CUDA_VISIBLE_DEVICES="), 1);
         free(text);
         ps_engine_free(e);
         ps_engine_spec_free(s);
-        unsetenv("PS_TEST_PARENT");
-        unsetenv("PS_TEST_OVERRIDE");
-        unsetenv("CUDA_VISIBLE_DEVICES");
+}
+
+/* What a running engine's /proc/<pid>/environ shows, as "A=1\nB=2\n". */
+static char *proc_environ(pid_t pid) {
+        char path[64], *text;
+        size_t len;
+
+        snprintf(path, sizeof(path), "/proc/%d/environ", (int) pid);
+        text = th_slurp(path, &len);
+        assert_non_null(text);
+        for (size_t i = 0; i < len; i++)
+                if (text[i] == '\0')
+                        text[i] = '\n';
+        return text;
+}
+
+static void test_secret_not_in_proc_environ(void **state) {
+        fx *f = *state;
+        ps_engine_spec *s = spec_new("/bin/sleep", "1000", NULL);
+        ps_engine *e;
+        char *text;
+
+        setenv("LLORCH_API_TOKEN", "secret", 1);
+        e = spawn_ok(f, s);
+        unsetenv("LLORCH_API_TOKEN");
+        f->strays[f->n_strays++] = ps_engine_pid(e);
+        text = proc_environ(ps_engine_pid(e));
+        assert_int_equal(count_prefix(text, "LLORCH_API_TOKEN="), 0);
+        assert_int_equal(count_prefix(text, "PATH="), 1);
+        assert_int_equal(count_prefix(text, "HOME="), 1);
+        assert_true(has_line(text, "CUDA_DEVICE_ORDER=PCI_BUS_ID"));
+        free(text);
+        assert_int_equal(ps_engine_signal(e, SIGKILL), 0);
+        wait_exit(f, 1);
+        f->n_strays = 0;                   /* reaped */
+        ps_engine_free(e);
+        ps_engine_spec_free(s);
+}
+
+static void test_bad_env_pass_name_refused(void **state) {
+        fx *f = *state;
+        ps_engine_spec *s = spec_new("/bin/true", NULL);
+        const char *const pass[] = { "HF_HOME", "A=B" };
+        ps_engine *e = NULL;
+        char err[256] = "";
+
+        f->opts.env_pass = (char *const *) pass;
+        f->opts.n_env_pass = 2;
+        assert_int_equal(ps_engine_spawn(f->base, s, &f->opts, on_exit_cb, f, &e, err, sizeof(err)),
+                         -EINVAL);
+        assert_null(e);
+        assert_string_equal(err, "env_pass name \"A=B\": not a variable name");
+        assert_nothing_left(f);
+        ps_engine_spec_free(s);
 }
 
 static void test_cuda_empty_means_no_gpus(void **state) {
@@ -419,16 +563,103 @@ static void test_pid_file_lifecycle(void **state) {
         ps_engine_spec_free(s);
 }
 
-/* ---- refusals --------------------------------------------------------------- */
+static bool is_symlink(const char *path) {
+        struct stat st;
 
-static void assert_nothing_left(const fx *f) {
-        char path[PATH_MAX];
-
-        path_in(f, "llama_7b_r0.pid", path, sizeof(path));
-        assert_int_equal(access(path, F_OK), -1);
-        path_in(f, "engine-llama_7b_r0.log", path, sizeof(path));
-        assert_int_equal(access(path, F_OK), -1);
+        return lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
 }
+
+/* Whoever can write to runtime_dir must not get the daemon to append to,
+ * or create, a file elsewhere. */
+static void test_log_symlink_refused(void **state) {
+        fx *f = *state;
+        ps_engine_spec *s = spec_new("/bin/sh", "-c", "echo written", NULL);
+        char log[PATH_MAX], target[PATH_MAX], pid[PATH_MAX], err[PATH_MAX + 128],
+             want[PATH_MAX + 128];
+        ps_engine *e = NULL;
+        char *text;
+
+        path_in(f, "engine-llama_7b_r0.log", log, sizeof(log));
+        path_in(f, "llama_7b_r0.pid", pid, sizeof(pid));
+        path_in(f, "precious", target, sizeof(target));
+        spit(target, "keep me\n", 0640);
+        assert_int_equal(symlink(target, log), 0);
+        assert_int_equal(ps_engine_spawn(f->base, s, &f->opts, on_exit_cb, f, &e, err, sizeof(err)),
+                         -ELOOP);
+        assert_null(e);
+        snprintf(want, sizeof(want), "log file %s is a symbolic link; refusing to follow it", log);
+        assert_string_equal(err, want);
+        text = th_slurp(target, NULL);
+        assert_string_equal(text, "keep me\n");
+        free(text);
+        assert_true(is_symlink(log));
+        assert_int_equal(access(pid, F_OK), -1);
+
+        /* a dangling one creates nothing either */
+        assert_int_equal(unlink(log), 0);
+        path_in(f, "made-through-link", target, sizeof(target));
+        assert_int_equal(symlink(target, log), 0);
+        assert_int_equal(ps_engine_spawn(f->base, s, &f->opts, on_exit_cb, f, &e, err, sizeof(err)),
+                         -ELOOP);
+        assert_string_equal(err, want);
+        assert_int_equal(access(target, F_OK), -1);
+        assert_int_equal(f->exits, 0);
+        ps_engine_spec_free(s);
+}
+
+static void test_log_of_another_user_refused(void **state) {
+        fx *f = *state;
+        ps_engine_spec *s = spec_new("/bin/sh", "-c", "echo written", NULL);
+        char log[PATH_MAX], err[PATH_MAX + 128], want[PATH_MAX + 128];
+        ps_engine *e = NULL;
+        char *text;
+
+        if (geteuid() != 0) {
+                print_message("skipped: giving a file to another uid needs root\n");
+                skip();
+        }
+        path_in(f, "engine-llama_7b_r0.log", log, sizeof(log));
+        spit(log, "theirs\n", 0666);
+        assert_int_equal(chown(log, 65534, 65534), 0);
+        assert_int_equal(ps_engine_spawn(f->base, s, &f->opts, on_exit_cb, f, &e, err, sizeof(err)),
+                         -EPERM);
+        assert_null(e);
+        snprintf(want, sizeof(want), "log file %s is owned by uid 65534, not the daemon's user (uid 0)",
+                 log);
+        assert_string_equal(err, want);
+        text = th_slurp(log, NULL);
+        assert_string_equal(text, "theirs\n");
+        free(text);
+        ps_engine_spec_free(s);
+}
+
+/* The PID file replaces a link at its name instead of writing through it. */
+static void test_pid_symlink_not_followed(void **state) {
+        fx *f = *state;
+        ps_engine_spec *s = spec_new("/bin/sh", "-c", "read x; exit 0", NULL);
+        char pid[PATH_MAX], target[PATH_MAX], want[32];
+        ps_engine *e;
+        char *text;
+
+        path_in(f, "llama_7b_r0.pid", pid, sizeof(pid));
+        path_in(f, "precious", target, sizeof(target));
+        spit(target, "keep me\n", 0644);
+        assert_int_equal(symlink(target, pid), 0);
+        e = spawn_ok(f, s);
+        assert_false(is_symlink(pid));
+        text = th_slurp(pid, NULL);
+        snprintf(want, sizeof(want), "%d\n", (int) ps_engine_pid(e));
+        assert_string_equal(text, want);
+        free(text);
+        text = th_slurp(target, NULL);
+        assert_string_equal(text, "keep me\n");
+        free(text);
+        wait_exit(f, 1);
+        ps_engine_free(e);
+        ps_engine_spec_free(s);
+}
+
+/* ---- refusals --------------------------------------------------------------- */
 
 static void test_missing_binary(void **state) {
         fx *f = *state;
@@ -473,6 +704,138 @@ static void test_directory_refused(void **state) {
         assert_null(e);
         assert_string_equal(err, "binary /tmp: not a regular file");
         assert_nothing_left(f);
+        ps_engine_spec_free(s);
+}
+
+/* A copy of the program at from, at dir/name with mode. */
+static void copy_program(const fx *f, const char *from, const char *name, mode_t mode,
+                         char *path, size_t len) {
+        size_t n;
+        char *bytes = th_slurp(from, &n);
+        int fd;
+
+        assert_non_null(bytes);
+        path_in(f, name, path, len);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, bytes, n), (ssize_t) n);
+        close(fd);
+        free(bytes);
+        assert_int_equal(chmod(path, mode), 0);
+}
+
+static int spawn_err(fx *f, const char *binary, char *err, size_t len) {
+        ps_engine_spec *s = spec_new(binary, NULL);
+        ps_engine *e = NULL;
+        int r;
+
+        r = ps_engine_spawn(f->base, s, &f->opts, on_exit_cb, f, &e, err, len);
+        assert_null(e);
+        ps_engine_spec_free(s);
+        return r;
+}
+
+/* Whoever may write the binary decides what the engine does. */
+static void test_writable_binary_refused(void **state) {
+        fx *f = *state;
+        char bin[PATH_MAX], err[PATH_MAX * 2 + 128], want[PATH_MAX * 2 + 128];
+        ps_engine_spec *s;
+        ps_engine *e;
+
+        copy_program(f, "/bin/true", "true-copy", 0775, bin, sizeof(bin));
+        assert_int_equal(spawn_err(f, bin, err, sizeof(err)), -EPERM);
+        snprintf(want, sizeof(want), "binary %s is group-writable (mode 0775): chmod g-w,o-w %s",
+                 bin, bin);
+        assert_string_equal(err, want);
+        assert_nothing_left(f);
+
+        assert_int_equal(chmod(bin, 0757), 0);
+        assert_int_equal(spawn_err(f, bin, err, sizeof(err)), -EPERM);
+        snprintf(want, sizeof(want), "binary %s is world-writable (mode 0757): chmod g-w,o-w %s",
+                 bin, bin);
+        assert_string_equal(err, want);
+
+        assert_int_equal(chmod(bin, 0777), 0);
+        assert_int_equal(spawn_err(f, bin, err, sizeof(err)), -EPERM);
+        assert_non_null(strstr(err, "is group- and world-writable (mode 0777)"));
+        assert_nothing_left(f);
+
+        /* the same file, writable by its owner only, runs */
+        assert_int_equal(chmod(bin, 0755), 0);
+        s = spec_new(bin, NULL);
+        e = run_to_exit(f, s);
+        assert_true(f->st.exited);
+        assert_int_equal(f->st.code, 0);
+        ps_engine_free(e);
+        ps_engine_spec_free(s);
+}
+
+static void test_foreign_binary_refused(void **state) {
+        fx *f = *state;
+        char bin[PATH_MAX], err[PATH_MAX * 2 + 128], want[PATH_MAX * 2 + 128];
+
+        if (geteuid() != 0) {
+                print_message("skipped: giving a file to another uid needs root\n");
+                skip();
+        }
+        copy_program(f, "/bin/true", "true-foreign", 0755, bin, sizeof(bin));
+        assert_int_equal(chown(bin, 65534, 65534), 0);
+        assert_int_equal(spawn_err(f, bin, err, sizeof(err)), -EPERM);
+        snprintf(want, sizeof(want),
+                 "binary %s is owned by uid 65534, neither root nor the daemon's user (uid 0): "
+                 "chown root %s", bin, bin);
+        assert_string_equal(err, want);
+        assert_nothing_left(f);
+}
+
+/* A config may name a link (/opt/llama/current/llama-server): the file it
+ * leads to is what is checked. */
+static void test_binary_through_symlink(void **state) {
+        fx *f = *state;
+        char link[PATH_MAX], bin[PATH_MAX], err[PATH_MAX * 2 + 128], want[PATH_MAX * 2 + 128];
+        ps_engine_spec *s;
+        ps_engine *e;
+        char *text;
+
+        path_in(f, "sh-link", link, sizeof(link));
+        assert_int_equal(symlink("/bin/sh", link), 0);
+        s = spec_new(link, "-c", "echo via-link", NULL);
+        e = run_to_exit(f, s);
+        assert_int_equal(f->st.code, 0);
+        text = th_slurp(ps_engine_log_path(e), NULL);
+        assert_string_equal(text, "via-link\n");
+        free(text);
+        ps_engine_free(e);
+        ps_engine_spec_free(s);
+
+        copy_program(f, "/bin/true", "true-gw", 0775, bin, sizeof(bin));
+        path_in(f, "true-link", link, sizeof(link));
+        assert_int_equal(symlink(bin, link), 0);
+        assert_int_equal(spawn_err(f, link, err, sizeof(err)), -EPERM);
+        snprintf(want, sizeof(want), "binary %s is group-writable (mode 0775): chmod g-w,o-w %s",
+                 link, link);
+        assert_string_equal(err, want);
+}
+
+/* Executed through a descriptor, a script's interpreter must still be able
+ * to open it. */
+static void test_script_engine(void **state) {
+        fx *f = *state;
+        char bin[PATH_MAX];
+        ps_engine_spec *s;
+        ps_engine *e;
+        char *text;
+
+        path_in(f, "engine.sh", bin, sizeof(bin));
+        spit(bin, "#!/bin/sh\necho \"script: $*\"\nexit 4\n", 0755);
+        s = spec_new(bin, "a", "b c", NULL);
+        e = run_to_exit(f, s);
+        assert_true(f->st.exited);
+        assert_int_equal(f->st.code, 4);
+        text = th_slurp(ps_engine_log_path(e), NULL);
+        assert_string_equal(text, "script: a b c\n");
+        free(text);
+        ps_engine_free(e);
         ps_engine_spec_free(s);
 }
 
@@ -783,6 +1146,175 @@ static void test_adopt_long_command_line(void **state) {
         adopt_after_free(*state, 20000);
 }
 
+/* Spawns the adoptable `sleep 1000` engine, frees it and returns its pid:
+ * its PID file stays for ps_engine_adopt(). */
+static pid_t leave_engine_running(fx *f, const ps_engine_spec *s) {
+        ps_engine *e = spawn_ok(f, s);
+        pid_t pid = ps_engine_pid(e);
+
+        ps_engine_free(e);
+        assert_true(f->n_strays < sizeof(f->strays) / sizeof(f->strays[0]));
+        f->strays[f->n_strays++] = pid;
+        return pid;
+}
+
+static void kill_and_reap(fx *f, pid_t pid) {
+        int status;
+
+        (void) kill(-pid, SIGKILL);
+        (void) kill(pid, SIGKILL);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        for (size_t i = 0; i < f->n_strays; i++)
+                if (f->strays[i] == pid)
+                        f->strays[i] = f->strays[--f->n_strays];
+}
+
+/* A link planted at the PID file's name could point us at any process. */
+static void test_adopt_refuses_symlinked_pid_file(void **state) {
+        fx *f = *state;
+        ps_engine_spec *s = spec_new("/bin/sleep", "1000", NULL);
+        char pid_path[PATH_MAX], real[PATH_MAX], err[PATH_MAX + 128], want[PATH_MAX + 128];
+        ps_engine *adopted = NULL;
+        pid_t pid;
+
+        pid = leave_engine_running(f, s);
+        path_in(f, "llama_7b_r0.pid", pid_path, sizeof(pid_path));
+        path_in(f, "elsewhere.pid", real, sizeof(real));
+        assert_int_equal(rename(pid_path, real), 0);
+        assert_int_equal(symlink(real, pid_path), 0);
+        assert_int_equal(ps_engine_adopt(f->base, s, &f->opts, on_exit_cb, f, &adopted,
+                                         err, sizeof(err)), -EPERM);
+        assert_null(adopted);
+        snprintf(want, sizeof(want), "PID file %s is a symbolic link; refusing to follow it",
+                 pid_path);
+        assert_string_equal(err, want);
+        assert_int_equal(kill(pid, 0), 0);       /* left alone */
+        kill_and_reap(f, pid);
+        ps_engine_spec_free(s);
+}
+
+static void test_adopt_refuses_pid_file_of_another_user(void **state) {
+        fx *f = *state;
+        ps_engine_spec *s = spec_new("/bin/sleep", "1000", NULL);
+        char pid_path[PATH_MAX], err[PATH_MAX + 128], want[PATH_MAX + 128];
+        ps_engine *adopted = NULL;
+        pid_t pid;
+
+        if (geteuid() != 0) {
+                print_message("skipped: giving a file to another uid needs root\n");
+                skip();
+        }
+        pid = leave_engine_running(f, s);
+        path_in(f, "llama_7b_r0.pid", pid_path, sizeof(pid_path));
+        assert_int_equal(chown(pid_path, 65534, 65534), 0);
+        assert_int_equal(ps_engine_adopt(f->base, s, &f->opts, on_exit_cb, f, &adopted,
+                                         err, sizeof(err)), -EPERM);
+        assert_null(adopted);
+        snprintf(want, sizeof(want), "PID file %s is owned by uid 65534, not the daemon's user (uid 0)",
+                 pid_path);
+        assert_string_equal(err, want);
+        assert_int_equal(kill(pid, 0), 0);
+        kill_and_reap(f, pid);
+        ps_engine_spec_free(s);
+}
+
+/* Starts argv in a session of its own (as an engine runs), not waiting;
+ * its output goes nowhere (it must not hold the test's). */
+static pid_t start_in_own_session(fx *f, const char *const argv[]) {
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        pid_t pid;
+
+        assert_true(null >= 0);
+        assert_true(f->n_strays < sizeof(f->strays) / sizeof(f->strays[0]));
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (setsid() < 0 || dup2(null, STDOUT_FILENO) < 0 || dup2(null, STDERR_FILENO) < 0)
+                        _exit(126);
+                execv(argv[0], (char *const *) argv);
+                _exit(127);
+        }
+        close(null);
+        f->strays[f->n_strays++] = pid;
+        return pid;
+}
+
+typedef struct cmdline_want {
+        pid_t pid;
+        const char *text;
+        size_t len;
+} cmdline_want;
+
+static bool cmdline_equals(const void *arg) {
+        const cmdline_want *w = arg;
+        char path[64], *text;
+        size_t len;
+        bool same;
+
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) w->pid);
+        text = th_slurp(path, &len);
+        same = text && len == w->len && memcmp(text, w->text, len) == 0;
+        free(text);
+        return same;
+}
+
+static void write_pid_file_for(const fx *f, pid_t pid) {
+        char path[PATH_MAX], text[32];
+
+        path_in(f, "llama_7b_r0.pid", path, sizeof(path));
+        snprintf(text, sizeof(text), "%d\n", (int) pid);
+        th_write_file(path, text);
+}
+
+/* Anyone can start a process with an engine's command line: one run by
+ * another user is not taken over (nor signalled). */
+static void test_adopt_refuses_process_of_another_user(void **state) {
+        fx *f = *state;
+        ps_engine_spec *s = spec_new("/bin/sleep", "1000", NULL);
+        static const char cmdline[] = "/bin/sleep\0" "1000";
+        const char *const own[] = { "/bin/sleep", "1000", NULL };
+        const char *const foreign[] = { "/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                                        "--clear-groups", "/bin/sleep", "1000", NULL };
+        cmdline_want w = { .text = cmdline, .len = sizeof(cmdline) };
+        char err[PATH_MAX + 128], pid_path[PATH_MAX];
+        ps_engine *adopted = NULL;
+        int status;
+
+        if (geteuid() != 0) {
+                print_message("skipped: running a process as another uid needs root\n");
+                skip();
+        }
+        if (access(foreign[0], X_OK) < 0) {
+                print_message("skipped: %s (util-linux) is missing\n", foreign[0]);
+                skip();
+        }
+        path_in(f, "llama_7b_r0.pid", pid_path, sizeof(pid_path));
+
+        /* The same process as our own user is adopted: only the uid differs. */
+        w.pid = start_in_own_session(f, own);
+        assert_true(poll_until(cmdline_equals, &w));
+        write_pid_file_for(f, w.pid);
+        assert_int_equal(ps_engine_adopt(f->base, s, &f->opts, on_exit_cb, f, &adopted,
+                                         err, sizeof(err)), 0);
+        assert_int_equal(ps_engine_pid(adopted), w.pid);
+        ps_engine_free(adopted);
+        adopted = NULL;
+        kill_and_reap(f, w.pid);
+
+        w.pid = start_in_own_session(f, foreign);
+        assert_true(poll_until(cmdline_equals, &w));
+        write_pid_file_for(f, w.pid);
+        assert_int_equal(ps_engine_adopt(f->base, s, &f->opts, on_exit_cb, f, &adopted,
+                                         err, sizeof(err)), -EPERM);
+        assert_null(adopted);
+        assert_non_null(strstr(err, "runs as uid 65534, not the engine user's uid 0"));
+        /* stale for us, but the process is not ours to kill */
+        assert_int_equal(access(pid_path, F_OK), -1);
+        assert_int_equal(waitpid(w.pid, &status, WNOHANG), 0);
+        kill_and_reap(f, w.pid);
+        ps_engine_spec_free(s);
+}
+
 /* ---- the last log line -------------------------------------------------------- */
 
 static void test_last_log_line(void **state) {
@@ -822,6 +1354,27 @@ static void test_last_log_line(void **state) {
         ps_engine_spec_free(s);
 }
 
+/* The last line is shown to API clients: a link swapped in for the log
+ * must not make it show another file's content. */
+static void test_last_log_line_not_through_symlink(void **state) {
+        fx *f = *state;
+        ps_engine_spec *s = spec_new("/bin/sh", "-c", "echo mine", NULL);
+        char secret[PATH_MAX], line[256];
+        ps_engine *e;
+
+        e = run_to_exit(f, s);
+        assert_int_equal(ps_engine_last_log_line(e, line, sizeof(line)), 0);
+        assert_string_equal(line, "mine");
+        path_in(f, "secret", secret, sizeof(secret));
+        spit(secret, "padding padding\nthe secret\n", 0600);
+        assert_int_equal(unlink(ps_engine_log_path(e)), 0);
+        assert_int_equal(symlink(secret, ps_engine_log_path(e)), 0);
+        assert_int_equal(ps_engine_last_log_line(e, line, sizeof(line)), -ELOOP);
+        assert_string_equal(line, "");
+        ps_engine_free(e);
+        ps_engine_spec_free(s);
+}
+
 /* ---- another user (root only) ------------------------------------------------- */
 
 static void test_run_as_user(void **state) {
@@ -844,6 +1397,47 @@ static void test_run_as_user(void **state) {
         assert_true(status_is(text, "CapBnd", "0000000000000000"));
         assert_true(status_is(text, "CapAmb", "0000000000000000"));
         assert_true(status_is(text, "NoNewPrivs", "1"));
+        free(text);
+        ps_engine_free(e);
+        ps_engine_spec_free(s);
+}
+
+/* HOME, USER and LOGNAME are the engine user's, not root's. */
+static void test_run_as_user_environment(void **state) {
+        fx *f = *state;
+        ps_engine_spec *s = spec_new("/usr/bin/env", NULL);
+        struct passwd *pw;
+        char want[PATH_MAX + 16];
+        ps_engine *e;
+        char *text;
+
+        if (geteuid() != 0 || !getpwnam("nobody")) {
+                print_message("skipped: needs root and a user nobody\n");
+                skip();
+        }
+        f->opts.run_as_user = "nobody";
+        e = run_to_exit(f, s);
+        text = th_slurp(ps_engine_log_path(e), NULL);
+        pw = getpwnam("nobody");
+        snprintf(want, sizeof(want), "HOME=%s", pw->pw_dir);
+        assert_true(has_line(text, want));
+        assert_true(has_line(text, "USER=nobody"));
+        assert_true(has_line(text, "LOGNAME=nobody"));
+        free(text);
+        ps_engine_free(e);
+        ps_engine_spec_free(s);
+
+        /* a script's interpreter, as that user, still opens the script */
+        path_in(f, "engine.sh", want, sizeof(want));
+        spit(want, "#!/bin/sh\nid -u\n", 0755);
+        s = spec_new(want, NULL);
+        free(s->replica_id);
+        s->replica_id = strdup("r1");              /* a log of its own */
+        e = run_to_exit(f, s);
+        assert_true(f->st.exited);
+        assert_int_equal(f->st.code, 0);
+        text = th_slurp(ps_engine_log_path(e), NULL);
+        assert_string_equal(text, "65534\n");
         free(text);
         ps_engine_free(e);
         ps_engine_spec_free(s);
@@ -872,15 +1466,24 @@ int main(void) {
                 T(test_argv0_is_the_binary),
                 T(test_workdir),
                 T(test_environment),
+                T(test_secret_not_in_proc_environ),
+                T(test_bad_env_pass_name_refused),
                 T(test_cuda_empty_means_no_gpus),
                 T(test_cuda_null_leaves_it_unset),
                 T(test_bad_env_entry_refused),
                 T(test_log_appends),
                 T(test_custom_file_names),
                 T(test_pid_file_lifecycle),
+                T(test_log_symlink_refused),
+                T(test_log_of_another_user_refused),
+                T(test_pid_symlink_not_followed),
                 T(test_missing_binary),
                 T(test_not_executable),
                 T(test_directory_refused),
+                T(test_writable_binary_refused),
+                T(test_foreign_binary_refused),
+                T(test_binary_through_symlink),
+                T(test_script_engine),
                 T(test_exec_failure_reported_by_spawn),
                 T(test_missing_workdir_reported),
                 T(test_missing_runtime_dir),
@@ -894,8 +1497,13 @@ int main(void) {
                 T(test_engine_survives_free),
                 T(test_adopt),
                 T(test_adopt_long_command_line),
+                T(test_adopt_refuses_symlinked_pid_file),
+                T(test_adopt_refuses_pid_file_of_another_user),
+                T(test_adopt_refuses_process_of_another_user),
                 T(test_last_log_line),
+                T(test_last_log_line_not_through_symlink),
                 T(test_run_as_user),
+                T(test_run_as_user_environment),
                 T(test_unknown_user),
 #undef T
         };

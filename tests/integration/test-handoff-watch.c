@@ -4,6 +4,11 @@
  * a provisioner writes them (atomically, or in place), removed, broken and
  * replaced, and the test runs the loop until the registry shows the
  * outcome, within a generous deadline. Nothing sleeps for a fixed time.
+ *
+ * Handoffs from others are claims: files that are links, not root's or
+ * ours, writable by others, about a pool the daemon supervises, with a
+ * url that is not this node's or more slots than allowed are refused,
+ * reported and counted in pool_managerd_handoff_refusals_total.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +16,10 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,13 +30,19 @@
 #include <jansson.h>
 
 #include "pool-services/handoff-watch.h"
+#include "pool-services/metrics.h"
 #include "harness.h"
 
 typedef struct fx {
         th_node node;
         char engines[96];
         ps_handoff_watch *watch;
+        ps_metrics *metrics;      /* fed every event, as the daemon's is */
 } fx;
+
+static void count_event(const ps_event *ev, void *userdata) {
+        ps_metrics_observe(userdata, ev);
+}
 
 static fx *fixture(int64_t rescan_ms, bool start) {
         fx *f = calloc(1, sizeof(*f));
@@ -37,9 +51,22 @@ static fx *fixture(int64_t rescan_ms, bool start) {
         assert_non_null(f);
         th_node_init(&f->node, &(th_node_options) { .name = "watch", .seed = 7 });
         snprintf(f->engines, sizeof(f->engines), "%s/engines", f->node.dir);
+        f->metrics = ps_metrics_new();
+        assert_non_null(f->metrics);
+        f->node.also = (ps_event_sink) { .fn = count_event, .userdata = f->metrics };
         if (start)
                 assert_int_equal(ps_handoff_watch_new(&f->node.ctx, f->node.reg, rescan_ms, &f->watch,
                                                       err, sizeof(err)), 0);
+        return f;
+}
+
+/* A watcher with options instead of the defaults. */
+static fx *fixture_with(const ps_handoff_watch_options *o) {
+        fx *f = fixture(0, false);
+        char err[256];
+
+        if (ps_handoff_watch_start(&f->node.ctx, f->node.reg, o, &f->watch, err, sizeof(err)) != 0)
+                fail_msg("watch: %s", err);
         return f;
 }
 
@@ -51,8 +78,11 @@ static int setup(void **state) {
 static int teardown(void **state) {
         fx *f = *state;
 
+        if (!f)
+                return 0;
         ps_handoff_watch_free(f->watch);
         th_node_clear(&f->node);
+        ps_metrics_free(f->metrics);
         free(f);
         return 0;
 }
@@ -111,11 +141,79 @@ static void remove_file(fx *f, const char *name) {
         assert_int_equal(unlink(path), 0);
 }
 
-#define HANDOFF(pool, replica) \
+#define HANDOFF_URL_SLOTS(pool, replica, url, slots) \
         "{\"pool_id\": \"" pool "\", \"replica_id\": \"" replica "\", " \
         "\"engine\": \"vllm\", \"engine_version\": \"0.6.1\", " \
-        "\"url\": \"http://10.0.0.5:8000\", \"slots_total\": 8, \"slots_free\": 6, " \
+        "\"url\": \"" url "\", \"slots_total\": " slots ", \"slots_free\": 6, " \
         "\"device_mask\": \"0\", \"model\": {\"id\": \"llama-3-8b\", \"path\": \"/m\"}}"
+#define HANDOFF_URL(pool, replica, url) HANDOFF_URL_SLOTS(pool, replica, url, "8")
+#define HANDOFF(pool, replica) HANDOFF_URL(pool, replica, "http://127.0.0.1:8000")
+
+/* The PS_HANDOFF_IGNORED event about this file, or NULL. */
+static const th_event *ignored(fx *f, const char *name) {
+        for (size_t i = 0; i < f->node.events.n; i++) {
+                const th_event *ev = &f->node.events.list[i];
+
+                if (strcmp(ev->message, PS_HANDOFF_IGNORED) == 0 && ev->file &&
+                    strcmp(ev->file, name) == 0)
+                        return ev;
+        }
+        return NULL;
+}
+
+static bool is_ignored(void *fixture, const void *arg) {
+        return ignored(fixture, arg) != NULL;
+}
+
+/* Runs the loop until the file is refused; its error must say want. */
+static void assert_refused(fx *f, const char *name, const char *want) {
+        const th_event *ev;
+
+        if (!loop_until(f, is_ignored, name))
+                fail_msg("%s was not refused", name);
+        ev = ignored(f, name);
+        if (want && (!ev->error || !strstr(ev->error, want)))
+                fail_msg("%s refused with \"%s\", not with \"%s\"", name,
+                         ev->error ? ev->error : "", want);
+}
+
+/* The node's count of refusals for reason. */
+static long refusals(fx *f, const char *reason) {
+        char *text = ps_metrics_render(f->metrics, NULL, NULL), prefix[128];
+        const char *p;
+        long n = -1;
+
+        assert_non_null(text);
+        snprintf(prefix, sizeof(prefix), "\npool_managerd_handoff_refusals_total{reason=\"%s\"} ",
+                 reason);
+        p = strstr(text, prefix);
+        if (p)
+                n = strtol(p + strlen(prefix), NULL, 10);
+        free(text);
+        return n;
+}
+
+typedef struct count_ref {
+        const char *reason;
+        long n;
+} count_ref;
+
+static bool counted(void *fixture, const void *arg) {
+        const count_ref *c = arg;
+
+        return refusals(fixture, c->reason) >= c->n;
+}
+
+/* Writes name atomically, then sets its mode. */
+static void write_mode(fx *f, const char *name, const char *text, mode_t mode) {
+        char path[PATH_MAX], tmp[PATH_MAX];
+
+        snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", f->engines, name);
+        snprintf(path, sizeof(path), "%s/%s", f->engines, name);
+        th_write_file(tmp, text);
+        assert_int_equal(chmod(tmp, mode), 0);
+        assert_int_equal(rename(tmp, path), 0);
+}
 
 static void atomic_file_registers_a_ready_replica(void **state) {
         fx *f = *state;
@@ -131,7 +229,7 @@ static void atomic_file_registers_a_ready_replica(void **state) {
         assert_string_equal(json_string_value(json_object_get(snap, "model_id")), "llama-3-8b");
         assert_int_equal(json_integer_value(json_object_get(snap, "slots_total")), 8);
         assert_int_equal(json_integer_value(json_object_get(snap, "slots_free")), 6);
-        assert_string_equal(json_string_value(json_object_get(snap, "url")), "http://10.0.0.5:8000");
+        assert_string_equal(json_string_value(json_object_get(snap, "url")), "http://127.0.0.1:8000");
         json_decref(snap);
         assert_int_equal(ps_handoff_watch_tracked(f->watch), 1);
         assert_false(has_event(f, "handoff ignored"));
@@ -272,6 +370,290 @@ static void rescan_recovers_a_replaced_directory(void **state) {
         assert_true(loop_until(f, is_ready, &later));
 }
 
+
+/* ---- claims, not commands ------------------------------------------------ */
+
+static void handoff_into_a_managed_pool_is_refused(void **state) {
+        fx *f = *state;
+        replica_ref other = { "ext", "r0" };
+        ps_engine_spec *spec;
+        ps_replica *managed;
+
+        /* Configured (or preloaded): supervised by this daemon, stopped now. */
+        spec = ps_engine_spec_new();
+        assert_non_null(spec);
+        spec->pool_id = strdup("managed");
+        spec->replica_id = strdup("r0");
+        spec->binary_path = strdup("/bin/true");
+        spec->host = strdup("127.0.0.1");
+        spec->port = 8000;
+        spec->slots = 4;
+        managed = th_add(&f->node, spec, NULL);
+        assert_false(ps_replica_external(managed));
+
+        /* Neither a new replica in the pool ... */
+        write_atomic(f, "inject.json", HANDOFF_URL_SLOTS("managed", "r9", "http://127.0.0.1:8000", "200"));
+        assert_refused(f, "inject.json", "pool managed is supervised by this daemon");
+        assert_null(ps_registry_find(f->node.reg, "managed", "r9"));
+        assert_null(ps_registry_replica_at(f->node.reg, "managed", 1));
+
+        /* ... nor a take-over of its stopped replica. */
+        write_atomic(f, "takeover.json", HANDOFF("managed", "r0"));
+        assert_refused(f, "takeover.json", "supervised by this daemon");
+        assert_false(ps_replica_ready(managed));
+        assert_false(ps_replica_external(managed));
+
+        /* Other pools still come in. */
+        write_atomic(f, "ext.json", HANDOFF("ext", "r0"));
+        assert_true(loop_until(f, is_ready, &other));
+        assert_int_equal(refusals(f, "managed_pool"), 2);
+        assert_int_equal(refusals(f, "url"), 0);
+        assert_int_equal(ps_handoff_watch_tracked(f->watch), 1);
+}
+
+static void world_writable_file_is_refused_until_fixed(void **state) {
+        fx *f = *state;
+        replica_ref ref = { "p", "r0" };
+        char path[PATH_MAX];
+
+        write_mode(f, "p.json", HANDOFF("p", "r0"), 0666);
+        assert_refused(f, "p.json", "writable by group or others (mode 0666)");
+        assert_null(ps_registry_find(f->node.reg, "p", "r0"));
+        assert_int_equal(refusals(f, "mode"), 1);
+        /* Group-writable is no better; fixing the mode is seen at once. */
+        snprintf(path, sizeof(path), "%s/p.json", f->engines);
+        assert_int_equal(chmod(path, 0620), 0);
+        ps_handoff_watch_rescan(f->watch);
+        assert_int_equal(refusals(f, "mode"), 2);
+        assert_int_equal(chmod(path, 0644), 0);
+        assert_true(loop_until(f, is_ready, &ref));
+
+        /* A file that was fine and is no longer backs nothing. */
+        assert_int_equal(chmod(path, 0666), 0);
+        assert_true(loop_until(f, is_unready, &ref));
+        assert_int_equal(refusals(f, "mode"), 3);
+}
+
+static void file_of_another_user_is_refused(void **state) {
+        fx *f = *state;
+        char tmp[PATH_MAX], path[PATH_MAX];
+
+        if (geteuid() != 0) {
+                printf("# skipped: only root can give a file to uid 65534\n");
+                skip();
+        }
+        snprintf(tmp, sizeof(tmp), "%s/.nobody.tmp", f->engines);
+        snprintf(path, sizeof(path), "%s/nobody.json", f->engines);
+        th_write_file(tmp, HANDOFF("nobody", "r0"));
+        assert_int_equal(chmod(tmp, 0644), 0);
+        assert_int_equal(chown(tmp, 65534, 65534), 0);
+        assert_int_equal(rename(tmp, path), 0);
+        assert_refused(f, "nobody.json", "owned by uid 65534");
+        assert_null(ps_registry_find(f->node.reg, "nobody", "r0"));
+        assert_int_equal(refusals(f, "owner"), 1);
+
+        /* Root's own files are fine. */
+        assert_int_equal(chown(path, 0, 0), 0);
+        write_atomic(f, "root.json", HANDOFF("root", "r0"));
+        assert_true(loop_until(f, is_ready, &(replica_ref) { "root", "r0" }));
+        assert_true(loop_until(f, is_ready, &(replica_ref) { "nobody", "r0" }));
+}
+
+static void symlinked_file_is_refused(void **state) {
+        fx *f = *state;
+        char target[PATH_MAX], tmp[PATH_MAX], link[PATH_MAX];
+
+        /* A good handoff elsewhere, linked in (atomically, so the watcher
+         * hears of it at once). */
+        snprintf(target, sizeof(target), "%s/elsewhere.json", f->node.dir);
+        th_write_file(target, HANDOFF("linked", "r0"));
+        snprintf(tmp, sizeof(tmp), "%s/.linked.tmp", f->engines);
+        snprintf(link, sizeof(link), "%s/linked.json", f->engines);
+        assert_int_equal(symlink(target, tmp), 0);
+        assert_int_equal(rename(tmp, link), 0);
+        assert_refused(f, "linked.json", "symbolic link");
+        assert_null(ps_registry_find(f->node.reg, "linked", "r0"));
+        assert_int_equal(refusals(f, "symlink"), 1);
+}
+
+static void remote_url_is_refused(void **state) {
+        fx *f = *state;
+        replica_ref ref = { "six", "r0" }, name = { "named", "r0" };
+
+        write_atomic(f, "remote.json", HANDOFF_URL("remote", "r0", "http://10.0.0.5:8000"));
+        assert_refused(f, "remote.json", "url host 10.0.0.5 is not this node");
+        write_atomic(f, "name.json", HANDOFF_URL("name", "r0", "https://evil.example.com/"));
+        assert_refused(f, "name.json", "evil.example.com");
+        assert_null(ps_registry_find(f->node.reg, "remote", "r0"));
+        assert_null(ps_registry_find(f->node.reg, "name", "r0"));
+        assert_int_equal(refusals(f, "url"), 2);
+
+        /* Loopback in any spelling is this node. */
+        write_atomic(f, "six.json", HANDOFF_URL("six", "r0", "http://[::1]:8000/"));
+        assert_true(loop_until(f, is_ready, &ref));
+        write_atomic(f, "named.json", HANDOFF_URL("named", "r0", "https://localhost"));
+        assert_true(loop_until(f, is_ready, &name));
+}
+
+static void junk_urls_are_refused(void **state) {
+        fx *f = *state;
+        static const struct {
+                const char *name, *text;
+        } junk[] = {
+                { "query.json", HANDOFF_URL("j", "r0", "http://127.0.0.1:19400/health?x=") },
+                { "path.json", HANDOFF_URL("j", "r1", "http://127.0.0.1:19400/v1") },
+                { "user.json", HANDOFF_URL("j", "r2", "http://user@127.0.0.1:19400") },
+                { "scheme.json", HANDOFF_URL("j", "r3", "ftp://127.0.0.1:19400") },
+                { "port0.json", HANDOFF_URL("j", "r4", "http://127.0.0.1:0") },
+                { "port.json", HANDOFF_URL("j", "r5", "http://127.0.0.1:65536") },
+                { "noport.json", HANDOFF_URL("j", "r6", "http://127.0.0.1:") },
+                { "nohost.json", HANDOFF_URL("j", "r7", "http://:8000") },
+                { "frag.json", HANDOFF_URL("j", "r8", "http://127.0.0.1#x") },
+                { "zone.json", HANDOFF_URL("j", "r9", "http://[fe80::1%25eth0]:8000") },
+                { "space.json", HANDOFF_URL("j", "r10", "http://127.0.0.1:80 ") },
+                { "number.json", "{\"pool_id\": \"j\", \"replica_id\": \"r11\", "
+                                 "\"engine_version\": \"1\", \"url\": 8000}" },
+        };
+        replica_ref ok = { "j", "ok" };
+
+        for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
+                write_atomic(f, junk[i].name, junk[i].text);
+        for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
+                assert_refused(f, junk[i].name, "url");
+        assert_int_equal(refusals(f, "url"), (long) (sizeof(junk) / sizeof(junk[0])));
+        assert_false(ps_registry_has_pool(f->node.reg, "j"));
+
+        /* A trailing '/' is all that may follow the port. */
+        write_atomic(f, "ok.json", HANDOFF_URL("j", "ok", "http://127.0.0.1:19400/"));
+        assert_true(loop_until(f, is_ready, &ok));
+}
+
+static void too_many_slots_are_refused_not_clamped(void **state) {
+        fx *f = *state;
+        replica_ref ref = { "big", "r0" };
+        json_t *snap;
+
+        write_atomic(f, "big.json", HANDOFF_URL_SLOTS("big", "r0", "http://127.0.0.1:8000", "1000"));
+        assert_refused(f, "big.json", "slots_total 1000 is above handoff.max_slots 256");
+        assert_null(ps_registry_find(f->node.reg, "big", "r0"));
+        assert_int_equal(refusals(f, "slots"), 1);
+        /* More free than total is no better. */
+        write_atomic(f, "big.json", HANDOFF_URL_SLOTS("big", "r0", "http://127.0.0.1:8000", "4"));
+        assert_true(loop_until(f, counted, &(count_ref) { "slots", 2 }));
+        ps_handoff_watch_rescan(f->watch);
+        assert_int_equal(refusals(f, "slots"), 2);
+        assert_null(ps_registry_find(f->node.reg, "big", "r0"));
+
+        write_atomic(f, "big.json", HANDOFF_URL_SLOTS("big", "r0", "http://127.0.0.1:8000", "256"));
+        assert_true(loop_until(f, is_ready, &ref));
+        snap = ps_registry_pool_snapshot(f->node.reg, "big");
+        assert_int_equal(json_integer_value(json_object_get(snap, "slots_total")), 256);
+        json_decref(snap);
+}
+
+static void max_slots_and_allow_remote_are_options(void **state) {
+        fx *f = fixture_with(&(ps_handoff_watch_options) {
+                .rescan_ms = 60000, .max_slots = 8, .allow_remote = true,
+        });
+        replica_ref ref = { "remote", "r0" };
+
+        *state = f;
+        write_atomic(f, "nine.json", HANDOFF_URL_SLOTS("nine", "r0", "http://127.0.0.1:8000", "9"));
+        assert_refused(f, "nine.json", "above handoff.max_slots 8");
+        write_atomic(f, "remote.json", HANDOFF_URL("remote", "r0", "http://10.0.0.5:8000"));
+        assert_true(loop_until(f, is_ready, &ref));
+        /* Any host, still only scheme://host[:port][/]. */
+        write_atomic(f, "junk.json", HANDOFF_URL("junk", "r0", "http://10.0.0.5:8000/x"));
+        assert_refused(f, "junk.json", "url");
+}
+
+static void advertised_and_own_addresses_are_this_node(void **state) {
+        fx *f = fixture_with(&(ps_handoff_watch_options) {
+                .rescan_ms = 60000, .address = "http://Node7.example:9000",
+        });
+        replica_ref adv = { "adv", "r0" }, own = { "own", "r0" };
+        struct ifaddrs *ifs = NULL;
+        char addr[INET_ADDRSTRLEN] = "", text[512];
+
+        *state = f;
+        write_atomic(f, "adv.json", HANDOFF_URL("adv", "r0", "http://node7.example:8000"));
+        assert_true(loop_until(f, is_ready, &adv));
+
+        /* An address of one of the node's interfaces, where there is one. */
+        assert_int_equal(getifaddrs(&ifs), 0);
+        for (struct ifaddrs *i = ifs; i && !addr[0]; i = i->ifa_next) {
+                const struct sockaddr_in *sin = (const struct sockaddr_in *) (void *) i->ifa_addr;
+
+                if (sin && sin->sin_family == AF_INET && (ntohl(sin->sin_addr.s_addr) >> 24) != 127)
+                        inet_ntop(AF_INET, &sin->sin_addr, addr, sizeof(addr));
+        }
+        freeifaddrs(ifs);
+        if (!addr[0]) {
+                printf("# skipped: no address but loopback here\n");
+                skip();
+        }
+        snprintf(text, sizeof(text),
+                 "{\"pool_id\": \"own\", \"replica_id\": \"r0\", \"engine_version\": \"1\", "
+                 "\"url\": \"http://%s:8000\"}", addr);
+        write_atomic(f, "own.json", text);
+        assert_true(loop_until(f, is_ready, &own));
+}
+
+static void handoff_dir_is_an_option(void **state) {
+        fx *f = fixture(0, false);
+        char dir[PATH_MAX];
+        replica_ref ref = { "elsewhere", "r0" };
+        struct stat st;
+        char err[256];
+
+        *state = f;
+        snprintf(dir, sizeof(dir), "%s/provisioner/handoffs", f->node.dir);
+        assert_int_equal(ps_handoff_watch_start(&f->node.ctx, f->node.reg, &(ps_handoff_watch_options) {
+                        .dir = dir, .rescan_ms = 60000,
+                }, &f->watch, err, sizeof(err)), 0);
+        /* Made private, and the default one is not made at all. */
+        assert_int_equal(lstat(dir, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0700);
+        assert_false(th_file_exists(f->engines));
+        assert_true(snprintf(f->engines, sizeof(f->engines), "%s", dir) < (int) sizeof(f->engines));
+        write_atomic(f, "e.json", HANDOFF("elsewhere", "r0"));
+        assert_true(loop_until(f, is_ready, &ref));
+}
+
+static bool has_dir_refused(void *fixture, const void *arg) {
+        fx *f = fixture;
+
+        (void) arg;
+        return th_events_find(&f->node.events, "handoff directory refused: its files are ignored");
+}
+
+static void unsafe_directory_is_refused(void **state) {
+        fx *f = fixture(60000, false);
+        replica_ref ref = { "p", "r0" };
+        char err[512];
+
+        *state = f;
+        /* At start: the watcher does not start. */
+        assert_int_equal(mkdir(f->engines, 0700), 0);
+        assert_int_equal(chmod(f->engines, 0777), 0);
+        assert_int_equal(ps_handoff_watch_new(&f->node.ctx, f->node.reg, 60000, &f->watch,
+                                              err, sizeof(err)), -EPERM);
+        assert_non_null(strstr(err, "writable by group or others (mode 0777): chmod go-w"));
+        assert_null(f->watch);
+
+        /* Later: its files stop counting until it is fixed. */
+        assert_int_equal(chmod(f->engines, 0700), 0);
+        assert_int_equal(ps_handoff_watch_new(&f->node.ctx, f->node.reg, 60000, &f->watch,
+                                              err, sizeof(err)), 0);
+        write_atomic(f, "p.json", HANDOFF("p", "r0"));
+        assert_true(loop_until(f, is_ready, &ref));
+        assert_int_equal(chmod(f->engines, 0777), 0);
+        assert_true(loop_until(f, has_dir_refused, NULL));
+        assert_true(is_unready(f, &ref));
+        assert_int_equal(chmod(f->engines, 0755), 0);
+        assert_true(loop_until(f, is_ready, &ref));
+}
+
 static int setup_none(void **state) {
         *state = NULL;
         return 0;
@@ -288,7 +670,20 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(file_renamed_to_other_ids_moves_readiness, setup, teardown),
                 cmocka_unit_test_setup_teardown(files_present_at_start_are_registered, setup_none, teardown),
                 cmocka_unit_test_setup_teardown(rescan_recovers_a_replaced_directory, setup_none, teardown),
+                cmocka_unit_test_setup_teardown(handoff_into_a_managed_pool_is_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(world_writable_file_is_refused_until_fixed, setup, teardown),
+                cmocka_unit_test_setup_teardown(file_of_another_user_is_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(symlinked_file_is_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(remote_url_is_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(junk_urls_are_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(too_many_slots_are_refused_not_clamped, setup, teardown),
+                cmocka_unit_test_setup_teardown(max_slots_and_allow_remote_are_options, setup_none, teardown),
+                cmocka_unit_test_setup_teardown(advertised_and_own_addresses_are_this_node, setup_none, teardown),
+                cmocka_unit_test_setup_teardown(handoff_dir_is_an_option, setup_none, teardown),
+                cmocka_unit_test_setup_teardown(unsafe_directory_is_refused, setup_none, teardown),
         };
 
+        /* Files are written 0644, whatever the caller's umask. */
+        umask(022);
         return cmocka_run_group_tests_name("handoff watcher", tests, NULL, NULL);
 }

@@ -42,9 +42,16 @@ typedef struct pa_backend {
 
 typedef struct pa_server_config {
         pa_bind_addr bind;        /* loopback, unless api_token is set      */
-        const char *api_token;    /* NULL/"": no auth. Else every route but
-                                     GET /health and /metrics needs
-                                     "Authorization: Bearer <token>"; copied */
+        const char *api_token;    /* NULL/"": no token, and TCP is read-only
+                                     (403 READ_ONLY for changes). Else every
+                                     route but GET /health, /metrics and
+                                     /ready needs "Authorization: Bearer
+                                     <token>" over TCP; copied            */
+        const char *socket_path;  /* NULL/"": no Unix-domain socket. Else the
+                                     API is served there too, every route
+                                     without a token; copied               */
+        const char *socket_group; /* the socket's group (mode 0660); NULL:
+                                     the daemon's primary group            */
         ps_event_sink events;     /* one debug event per request           */
         bool quiet_requests;      /* no per-request events (the log is not
                                      at debug): saves their cost           */
@@ -56,11 +63,19 @@ typedef struct pa_server_config {
 typedef struct pa_server pa_server;
 
 /*
- * Listens on config->bind and serves the API on base (borrowed; it must
- * outlive the server). Returns NULL on failure with err (may be NULL)
- * saying why: a non-loopback address without a token is refused (-EPERM),
- * a token that is too long or not printable ASCII (-EINVAL), a busy port is
- * -EADDRINUSE, and so on; the message names the address.
+ * Listens on config->bind (and on config->socket_path) and serves the API
+ * on base (borrowed; it must outlive the server). Returns NULL on failure
+ * with err (may be NULL) saying why: a non-loopback address without a
+ * token is refused (-EPERM), a token that is too long or not printable
+ * ASCII (-EINVAL), a busy port is -EADDRINUSE, and so on; the message
+ * names the address.
+ *
+ * The socket is created with mode 0600 (umask 0177 while it is bound),
+ * then given its group and mode 0660. An existing path is probed first: a
+ * socket some process still accepts on is never taken over (-EADDRINUSE,
+ * naming the path); a stale one is removed; anything that is not a socket
+ * is left alone (-EEXIST). A path over 107 bytes is -ENAMETOOLONG, an
+ * unknown group -ENOENT. The server removes the socket when freed.
  */
 pa_server *pa_server_new(struct event_base *base, const pa_server_config *config,
                          pa_error *err);
@@ -69,9 +84,10 @@ pa_server *pa_server_new(struct event_base *base, const pa_server_config *config
  * reload); borrowed like the first. */
 void pa_server_set_config(pa_server *server, const ps_config *config);
 
-/* The daemon is shutting down: from now on every request but GET and HEAD
- * is answered 503 SERVICE_UNAVAILABLE, so nothing starts an engine the
- * shutdown would then wait for. */
+/* The daemon is shutting down: from now on every request that is not
+ * read-only (GET, HEAD, POST .../status) is answered 503
+ * SERVICE_UNAVAILABLE, so nothing starts an engine the shutdown would then
+ * wait for. */
 void pa_server_set_stopping(pa_server *server);
 
 /* Closes the listener and every open connection. Accepts NULL; returns NULL. */
@@ -80,3 +96,6 @@ pa_server *pa_server_free(pa_server *server);
 /* The address actually bound: with port 0 in the config, the kernel's pick. */
 const pa_bind_addr *pa_server_address(const pa_server *server);
 uint16_t pa_server_port(const pa_server *server);
+
+/* The Unix-domain socket's path; NULL when there is none. */
+const char *pa_server_socket_path(const pa_server *server);

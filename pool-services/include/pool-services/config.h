@@ -139,9 +139,32 @@ typedef struct ps_config {
         ps_profile profile;
         ps_shutdown_mode shutdown;
 
+        /* api */
+        char *api_socket;         /* NULL: the default (ps_config_api_socket());
+                                     "": no socket                         */
+        char *api_socket_group;   /* NULL: the daemon's primary group       */
+        char *api_token_file;     /* NULL: none                             */
+
         char **engines_allow;     /* absolute paths; "dir/" allows a tree   */
         size_t n_engines_allow;
+        char **engines_allow_real; /* the same, each realpath()ed at load;
+                                     NULL where the entry does not exist   */
         char *engines_user;       /* NULL: run engines as the daemon        */
+        char **engines_env_pass;  /* names copied from the daemon's env     */
+        size_t n_engines_env_pass;
+        char **engines_env_allow; /* fnmatch(3) patterns for the API's env  */
+        size_t n_engines_env_allow;
+        bool engines_allow_remote_hosts; /* API preloads may probe non-loopback hosts */
+
+        char **models_allow;      /* like engines_allow                     */
+        size_t n_models_allow;
+        char **models_allow_real; /* n_models_allow entries, like engines_allow_real */
+
+        /* handoff */
+        char *handoff_dir;        /* NULL: <runtime_dir>/engines            */
+        const char *handoff_dir_source;
+        unsigned handoff_max_slots; /* a file claiming more is refused (256) */
+        bool handoff_allow_remote; /* urls may name hosts that are not ours */
 
         ps_gpu_config gpu;
         ps_inventory *inventory;  /* built from gpu; owned                  */
@@ -228,11 +251,14 @@ const ps_pool_config *ps_config_find_pool(const ps_config *config, const char *i
 /*
  * Whether an engine binary may be started (the API's preload uses it):
  * an absolute path without "." or ".." components, listed in
- * engines.allow (an entry ending in "/" allows the files below it). With
- * an empty allowlist, only the binaries of configured pools are allowed.
- * 0 or PS_E_INVALID with the reason.
+ * engines.allow (an entry ending in "/" allows the files below it); with
+ * an empty allowlist, only the binaries of configured pools. Checked like
+ * ps_config_model_allowed(): lexically first, then on realpaths.
+ * 0 with *resolved (may be NULL) the realpath, malloc'd; PS_E_FORBIDDEN
+ * outside the list; PS_E_INVALID for a malformed path; PS_E_NOT_FOUND
+ * for one inside that does not exist.
  */
-int ps_config_binary_allowed(const ps_config *config, const char *path,
+int ps_config_binary_allowed(const ps_config *config, const char *path, char **resolved,
                              char *err, size_t errlen);
 
 /*
@@ -255,3 +281,61 @@ typedef struct ps_config_replica {
 int ps_config_replicas(const ps_config *config, ps_config_replica **ret, size_t *n,
                        char *err, size_t errlen);
 ps_config_replica *ps_config_replicas_free(ps_config_replica *list, size_t n);
+
+/* ---- trust (docs/security.md) ---- */
+
+/*
+ * The API's Unix-domain socket path: api.socket when set ("" disables:
+ * returns NULL), else $RUNTIME_DIRECTORY/api.sock under systemd (getenv_fn
+ * NULL: the process environment), else <runtime_dir>/api.sock. Fills buf;
+ * PS_E_INVALID when the path does not fit a sockaddr_un (107 bytes).
+ */
+int ps_config_api_socket(const ps_config *config, ps_getenv_fn getenv_fn, void *userdata,
+                         char *buf, size_t len, char *err, size_t errlen);
+
+/* The handoff directory: handoff.dir, else <runtime_dir>/engines. */
+int ps_config_handoff_dir(const ps_config *config, char *buf, size_t len);
+
+/*
+ * The API bearer token: LLORCH_API_TOKEN (already in cloud.api_token) >
+ * api.token_file > cloud.token_file. Reads the file into cloud.api_token
+ * when the variable did not set it. PS_E_INVALID naming the file on error.
+ */
+int ps_config_resolve_token(ps_config *config, char *err, size_t errlen);
+
+/*
+ * Whether an API caller may set this engine environment variable: it must
+ * match one of engines.env_allow (fnmatch, case-sensitive) and not be one
+ * of the names refused whatever the patterns say (LD_*, glibc's unsafe
+ * set, PYTHON*, PATH, CUDA_VISIBLE_DEVICES, ...). 0 or PS_E_INVALID
+ * naming the variable.
+ */
+int ps_config_api_env_allowed(const ps_config *config, const char *name,
+                              char *err, size_t errlen);
+
+/* Names nobody may set, the config file's pool env included:
+ * CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER (the daemon sets them). */
+bool ps_env_name_reserved(const char *name);
+
+/*
+ * Whether an API preload may use this model file / working directory.
+ * Checked lexically against models.allow first (with an empty list: the
+ * directories of configured pools' models), so a path outside is refused
+ * before any system call touches it; then its realpath must lie inside the
+ * realpath of an entry (a symlink pointing out is refused). On success
+ * *resolved (may be NULL) is the realpath, malloc'd. PS_E_FORBIDDEN for a
+ * path outside, PS_E_INVALID for a malformed one, PS_E_NOT_FOUND when an
+ * allowed path does not exist (or a component is not a directory).
+ */
+int ps_config_model_allowed(const ps_config *config, const char *path, char **resolved,
+                            char *err, size_t errlen);
+int ps_config_workdir_allowed(const ps_config *config, const char *path, char **resolved,
+                              char *err, size_t errlen);
+
+/*
+ * A host for an engine: an IP literal ("localhost" becomes "127.0.0.1")
+ * that is an address of this node; loopback only unless allow_remote.
+ * Writes the canonical literal into out. PS_E_INVALID with the reason.
+ */
+int ps_host_check(const char *host, bool allow_remote, char *out, size_t outlen,
+                  char *err, size_t errlen);

@@ -24,4 +24,5 @@ enum {
         PS_E_FORBIDDEN,         /* a binary outside engines.allow          */
         PS_E_GPU_ONLY,          /* needs a GPU the node does not have      */
         PS_E_PREFLIGHT,         /* not enough VRAM or host RAM for a start */
+        PS_E_MODEL_FORBIDDEN,   /* a model or workdir outside models.allow */
 };

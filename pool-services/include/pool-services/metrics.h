@@ -41,8 +41,12 @@ int ps_metrics_set_version(ps_metrics *m, const char *version);
  * Counts what the event says. Supervision events (spawned ... request_done)
  * also make their pool known; generic and http_request events and events
  * without a pool_id are ignored, so a request naming a pool that does not
- * exist adds no series. The event and its strings are borrowed for the
- * call only. Never fails: on OOM the event is not counted.
+ * exist adds no series. One generic event is counted: the handoff
+ * watcher's PS_HANDOFF_IGNORED, by its "reason" field (one of
+ * ps_handoff_refusal_to_string(); others are not counted), in the node's
+ * pool_managerd_handoff_refusals_total, whatever pool the file named.
+ * The event and its strings are borrowed for the call only. Never fails:
+ * on OOM the event is not counted.
  */
 void ps_metrics_observe(ps_metrics *m, const ps_event *event);
 

@@ -38,6 +38,8 @@ typedef struct ps_context {
         ps_prober *prober;             /* health probes                    */
         const char *runtime_dir;       /* PID, log and handoff files       */
         const char *engine_user;       /* run engines as (daemon is root)  */
+        char *const *engine_env_pass;  /* engines.env_pass: copied from our env */
+        size_t n_engine_env_pass;
         uint64_t seed;                 /* RNG seed for backoff jitter      */
         ps_preflight_fn preflight;     /* NULL: no checks before a spawn   */
         void *preflight_userdata;      /* e.g. a ps_preflight_source       */

@@ -6,8 +6,12 @@
  * keep the two in step.
  */
 #include <ctype.h>
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fnmatch.h>
+#include <ifaddrs.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +37,39 @@
 #define DEFAULT_ETCD_PREFIX "/pool-managerd/"
 #define DEFAULT_ETCD_TTL_MS 30000
 #define DEFAULT_WATCH_INTERVAL_MS 10000
+#define DEFAULT_HANDOFF_MAX_SLOTS 256
+#define HANDOFF_SLOTS_MAX 65535
+
+/* sockaddr_un.sun_path holds 108 bytes with the NUL. */
+#define SOCKET_PATH_MAX 107
+
+/*
+ * Engine variables an API caller may set by default: the engines' own
+ * tuning knobs, never a prefix that reaches a loader or an interpreter
+ * (VLLM_* would admit VLLM_LOGGING_CONFIG_PATH, which names a Python
+ * callable). engines.env_allow replaces the list.
+ */
+static const char *const default_env_allow[] = {
+        "LLAMA_ARG_*", "GGML_*", "OMP_NUM_THREADS", "CUDA_LAUNCH_BLOCKING",
+        "VLLM_ATTENTION_BACKEND", "VLLM_USE_V1", "VLLM_WORKER_MULTIPROC_METHOD",
+        "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_FLASH_ATTN_VERSION",
+        "VLLM_USE_TRITON_FLASH_ATTN", "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND",
+        "VLLM_LOGGING_LEVEL", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+};
+
+/*
+ * Refused from the API whatever engines.env_allow says: the dynamic
+ * loader, glibc's unsafe-for-setuid set, interpreters' start-up hooks,
+ * and what the daemon sets itself. Defence in depth: engine flags are the
+ * caller's business anyway.
+ */
+static const char *const refused_env[] = {
+        "LD_*", "GCONV_PATH", "GETCONF_DIR", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH",
+        "MALLOC_*", "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR",
+        "TZDIR", "GLIBC_TUNABLES", "OPENSSL_CONF", "OPENSSL_MODULES", "OPENSSL_ENGINES",
+        "PYTHON*", "PERL5*", "RUBY*", "NODE_OPTIONS", "BASH_ENV", "ENV", "IFS", "PATH",
+        "HOME", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "NVIDIA_VISIBLE_DEVICES",
+};
 
 #define POOL_REPLICAS_MAX 256
 #define POOL_SLOTS_MAX 65535
@@ -463,8 +500,17 @@ ps_config *ps_config_free(ps_config *config) {
         free(config->base_dir);
         free(config->bind);
         free(config->runtime_dir);
+        free(config->api_socket);
+        free(config->api_socket_group);
+        free(config->api_token_file);
         ps_strv_free(config->engines_allow, config->n_engines_allow);
+        ps_strv_free(config->engines_allow_real, config->n_engines_allow);
         free(config->engines_user);
+        ps_strv_free(config->engines_env_pass, config->n_engines_env_pass);
+        ps_strv_free(config->engines_env_allow, config->n_engines_env_allow);
+        ps_strv_free(config->models_allow, config->n_models_allow);
+        ps_strv_free(config->models_allow_real, config->n_models_allow);
+        free(config->handoff_dir);
         free(config->gpu.devices);
         ps_inventory_free(config->inventory);
         ps_policy_free(config->defaults);
@@ -516,7 +562,18 @@ ps_config *ps_config_new(void) {
         c->cloud.etcd_ttl_ms = DEFAULT_ETCD_TTL_MS;
         c->cloud.register_on_startup = true;
         c->watch_interval_ms = DEFAULT_WATCH_INTERVAL_MS;
-        if (!c->bind || !c->runtime_dir || !c->defaults || !c->cloud.node_id ||
+        c->handoff_max_slots = DEFAULT_HANDOFF_MAX_SLOTS;
+        c->handoff_dir_source = "default";
+        c->n_engines_env_allow = sizeof(default_env_allow) / sizeof(default_env_allow[0]);
+        c->engines_env_allow = calloc(c->n_engines_env_allow, sizeof(char *));
+        for (size_t i = 0; c->engines_env_allow && i < c->n_engines_env_allow; i++)
+                if (!(c->engines_env_allow[i] = strdup(default_env_allow[i]))) {
+                        ps_strv_free(c->engines_env_allow, c->n_engines_env_allow);
+                        c->engines_env_allow = NULL;
+                }
+        if (!c->engines_env_allow)
+                c->n_engines_env_allow = 0;
+        if (!c->engines_env_allow || !c->bind || !c->runtime_dir || !c->defaults || !c->cloud.node_id ||
             !c->cloud.machine_id || !c->cloud.address || !c->cloud.orchestrator_url ||
             !c->cloud.token_file || !c->cloud.etcd_prefix ||
             ps_inventory_new(PS_GPU_BACKEND_NONE, NULL, 0, &c->inventory, NULL, 0) != 0)
@@ -526,26 +583,51 @@ ps_config *ps_config_new(void) {
 
 /* ---- sections ---- */
 
-static int parse_engines(ctx *c, ps_config *cfg, const json_t *obj) {
-        static const char *const keys[] = { "allow", "user", NULL };
+/* The realpath of an allowlist entry, keeping the "/" that marks a tree;
+ * NULL (errno set) when it cannot be resolved. */
+static char *entry_realpath(const char *entry) {
+        size_t len = strlen(entry);
+        char *real = realpath(entry, NULL), *dir;
+
+        if (!real || len < 2 || entry[len - 1] != '/' || strcmp(real, "/") == 0)
+                return real;
+        dir = malloc(strlen(real) + 2);
+        if (dir)
+                snprintf(dir, strlen(real) + 2, "%s/", real);
+        free(real);
+        return dir;
+}
+
+/*
+ * engines.allow, models.allow: absolute paths, normalised, "dir/" for a
+ * tree; each also resolved once now (its realpath, NULL where it does not
+ * exist yet) so a request is compared with what the entry really names.
+ */
+static int parse_allowlist(ctx *c, const json_t *obj, const char *where, const char *key,
+                           char ***list, char ***real, size_t *n) {
         const json_t *allow = NULL;
-        const char *user = NULL;
         char at[WHERE_MAX];
         int r;
 
-        r = check_keys(c, obj, "engines", keys);
-        if (!r)
-                r = get_array(c, obj, "engines", "allow", &allow);
-        if (!r && allow)
-                r = get_strings(c, allow, "engines.allow", SIZE_MAX, &cfg->engines_allow,
-                                &cfg->n_engines_allow);
-        for (size_t i = 0; !r && i < cfg->n_engines_allow; i++) {
-                char *entry = cfg->engines_allow[i], *norm;
+        path_of(at, sizeof(at), where, key);
+        r = get_array(c, obj, where, key, &allow);
+        if (r || !allow)
+                return r;
+        ps_strv_free(*real, *n);
+        *real = NULL;
+        r = get_strings(c, allow, at, SIZE_MAX, list, n);
+        if (r)
+                return r;
+        *real = calloc(*n ? *n : 1, sizeof(char *));
+        if (!*real)
+                return -ENOMEM;
+        for (size_t i = 0; i < *n; i++) {
+                char *entry = (*list)[i], *norm;
                 size_t len = strlen(entry);
 
-                snprintf(at, sizeof(at), "engines.allow[%zu]", i);
                 if (entry[0] != '/')
-                        return fail(c, "%s: must be an absolute path, got \"" SHOWN "\"", at, entry);
+                        return fail(c, "%s[%zu]: must be an absolute path, got \"" SHOWN "\"", at, i,
+                                    entry);
                 norm = path_resolve(NULL, entry);
                 if (!norm)
                         return -ENOMEM;
@@ -561,13 +643,118 @@ static int parse_engines(ctx *c, ps_config *cfg, const json_t *obj) {
                         free(norm);
                         norm = dir;
                 }
-                free(cfg->engines_allow[i]);
-                cfg->engines_allow[i] = norm;
+                free((*list)[i]);
+                (*list)[i] = norm;
+                (*real)[i] = entry_realpath(norm);
+                if (!(*real)[i] && errno == ENOMEM)
+                        return -ENOMEM;
         }
+        return 0;
+}
+
+/* A variable name: letters, digits, '_', not starting with a digit. */
+static int check_env_name(const char *s) {
+        if (!(isalpha((unsigned char) s[0]) || s[0] == '_'))
+                return -1;
+        for (; *s; s++)
+                if (!(isalnum((unsigned char) *s) || *s == '_'))
+                        return -1;
+        return 0;
+}
+
+static int parse_engines(ctx *c, ps_config *cfg, const json_t *obj) {
+        static const char *const keys[] = {
+                "allow", "user", "env_pass", "env_allow", "allow_remote_hosts", NULL,
+        };
+        const json_t *pass = NULL, *allow_env = NULL;
+        const char *user = NULL;
+        int r;
+
+        r = check_keys(c, obj, "engines", keys);
+        if (!r)
+                r = parse_allowlist(c, obj, "engines", "allow", &cfg->engines_allow,
+                                    &cfg->engines_allow_real, &cfg->n_engines_allow);
         if (!r)
                 r = get_word(c, obj, "engines", "user", false, &user);
         if (!r && user)
                 r = str_set(&cfg->engines_user, user);
+        if (!r)
+                r = get_array(c, obj, "engines", "env_pass", &pass);
+        if (!r && pass)
+                r = get_strings(c, pass, "engines.env_pass", SIZE_MAX, &cfg->engines_env_pass,
+                                &cfg->n_engines_env_pass);
+        for (size_t i = 0; !r && pass && i < cfg->n_engines_env_pass; i++)
+                if (check_env_name(cfg->engines_env_pass[i]) != 0)
+                        r = fail(c, "engines.env_pass[%zu]: \"" SHOWN "\" is not a variable name",
+                                 i, cfg->engines_env_pass[i]);
+        if (!r)
+                r = get_array(c, obj, "engines", "env_allow", &allow_env);
+        if (!r && allow_env)
+                r = get_strings(c, allow_env, "engines.env_allow", SIZE_MAX,
+                                &cfg->engines_env_allow, &cfg->n_engines_env_allow);
+        for (size_t i = 0; !r && allow_env && i < cfg->n_engines_env_allow; i++)
+                if (!cfg->engines_env_allow[i][0] || strchr(cfg->engines_env_allow[i], '='))
+                        r = fail(c, "engines.env_allow[%zu]: \"" SHOWN "\" is not a name pattern",
+                                 i, cfg->engines_env_allow[i]);
+        if (!r)
+                r = get_bool(c, obj, "engines", "allow_remote_hosts",
+                             &cfg->engines_allow_remote_hosts);
+        return r;
+}
+
+static int parse_models(ctx *c, ps_config *cfg, const json_t *obj) {
+        static const char *const keys[] = { "allow", NULL };
+        int r = check_keys(c, obj, "models", keys);
+
+        if (!r)
+                r = parse_allowlist(c, obj, "models", "allow", &cfg->models_allow,
+                                    &cfg->models_allow_real, &cfg->n_models_allow);
+        return r;
+}
+
+static int parse_api(ctx *c, ps_config *cfg, const json_t *obj) {
+        static const char *const keys[] = { "socket", "socket_group", "token_file", NULL };
+        const char *sock = NULL, *group = NULL, *token_file = NULL;
+        int r = check_keys(c, obj, "api", keys);
+
+        if (!r)
+                r = get_string(c, obj, "api", "socket", false, &sock);
+        if (!r && sock && !sock[0])
+                r = str_set(&cfg->api_socket, "");
+        else if (!r && sock)
+                r = get_path(c, obj, "api", "socket", false, &cfg->api_socket);
+        if (!r && cfg->api_socket && strlen(cfg->api_socket) > SOCKET_PATH_MAX)
+                r = fail(c, "api.socket: %s is longer than %d bytes, the most a Unix socket "
+                         "path may have", cfg->api_socket, SOCKET_PATH_MAX);
+        if (!r)
+                r = get_word(c, obj, "api", "socket_group", false, &group);
+        if (!r && group)
+                r = str_set(&cfg->api_socket_group, group);
+        if (!r)
+                r = get_string(c, obj, "api", "token_file", false, &token_file);
+        if (!r && token_file)
+                r = get_path(c, obj, "api", "token_file", false, &cfg->api_token_file);
+        return r;
+}
+
+static int parse_handoff(ctx *c, ps_config *cfg, const json_t *obj) {
+        static const char *const keys[] = { "dir", "max_slots", "allow_remote", NULL };
+        json_int_t max_slots = cfg->handoff_max_slots;
+        const char *dir = NULL;
+        int r = check_keys(c, obj, "handoff", keys);
+
+        if (!r)
+                r = get_string(c, obj, "handoff", "dir", false, &dir);
+        if (!r && dir) {
+                r = get_path(c, obj, "handoff", "dir", false, &cfg->handoff_dir);
+                cfg->handoff_dir_source = "file";
+        }
+        if (!r)
+                r = get_int(c, obj, "handoff", "max_slots", false, 1, HANDOFF_SLOTS_MAX, &max_slots);
+        if (!r)
+                cfg->handoff_max_slots = (unsigned) max_slots;
+        if (!r)
+                r = get_bool(c, obj, "handoff", "allow_remote", &cfg->handoff_allow_remote);
         return r;
 }
 
@@ -928,15 +1115,6 @@ static unsigned port_last(const ps_pool_config *p) {
         return (unsigned) p->port + 2 * p->replicas - 1;
 }
 
-static int check_env_name(const char *s) {
-        if (!(isalpha((unsigned char) s[0]) || s[0] == '_'))
-                return -1;
-        for (; *s; s++)
-                if (!(isalnum((unsigned char) *s) || *s == '_'))
-                        return -1;
-        return 0;
-}
-
 static int parse_pool_env(ctx *c, ps_pool_config *p, const json_t *env, const char *where) {
         const char *key;
         json_t *v;
@@ -949,9 +1127,9 @@ static int parse_pool_env(ctx *c, ps_pool_config *p, const json_t *env, const ch
                 if (check_env_name(key) != 0)
                         return fail(c, "%s.env." SHOWN ": not a valid variable name "
                                     "(letters, digits, '_'; not starting with a digit)", where, key);
-                if (strcmp(key, "CUDA_VISIBLE_DEVICES") == 0)
-                        return fail(c, "%s.env.CUDA_VISIBLE_DEVICES: set from device_mask, "
-                                    "not here", where);
+                if (ps_env_name_reserved(key))
+                        return fail(c, "%s.env.%s: set by the daemon (from device_mask), "
+                                    "not here", where, key);
                 if (!json_is_string(v))
                         return fail(c, "%s.env.%s: must be a string, got %s", where, key,
                                     ps_json_type_name(v));
@@ -1027,10 +1205,14 @@ static int parse_pool(ctx *c, ps_config *cfg, const json_t *obj, size_t i) {
                 r = get_path(c, obj, where, "model_path", false, &p->model_path);
         if (!r)
                 r = get_word(c, obj, where, "host", false, &host);
-        if (!r && strchr(host, '/'))
-                r = fail(c, "%s.host: must be an address or host name, got \"" SHOWN "\"", where, host);
-        if (!r)
-                r = str_set(&p->host, host);
+        if (!r) {
+                char literal[INET6_ADDRSTRLEN], reason[160];
+
+                if (ps_host_check(host, true, literal, sizeof(literal), reason, sizeof(reason)) != 0)
+                        r = fail(c, "%s.host: %s", where, reason);
+                else
+                        r = str_set(&p->host, literal);
+        }
         if (!r)
                 r = get_int(c, obj, where, "port", true, 1, 65535, &port);
         if (!r)
@@ -1230,9 +1412,10 @@ static int check_bind(ctx *c, const char *bind, const char *label) {
 
 static int config_parse(ctx *c, ps_config *cfg, const json_t *doc) {
         static const char *const keys[] = {
-                "bind", "runtime_dir", "profile", "shutdown", "engines", "gpu", "defaults",
-                "pools", "cloud", NULL,
+                "bind", "runtime_dir", "profile", "shutdown", "api", "engines", "models",
+                "handoff", "gpu", "defaults", "pools", "cloud", NULL,
         };
+        const json_t *api = NULL, *models = NULL, *handoff = NULL;
         const json_t *engines = NULL, *gpu = NULL, *defaults = NULL, *pools = NULL, *cloud = NULL;
         const char *bind = NULL, *runtime_dir = NULL;
         int profile = (int) cfg->profile, shutdown = (int) cfg->shutdown;
@@ -1267,9 +1450,21 @@ static int config_parse(ctx *c, ps_config *cfg, const json_t *doc) {
         cfg->profile = (ps_profile) profile;
         cfg->shutdown = (ps_shutdown_mode) shutdown;
 
-        r = get_object(c, doc, "", "engines", &engines);
+        r = get_object(c, doc, "", "api", &api);
+        if (!r && api)
+                r = parse_api(c, cfg, api);
+        if (!r)
+                r = get_object(c, doc, "", "engines", &engines);
         if (!r && engines)
                 r = parse_engines(c, cfg, engines);
+        if (!r)
+                r = get_object(c, doc, "", "models", &models);
+        if (!r && models)
+                r = parse_models(c, cfg, models);
+        if (!r)
+                r = get_object(c, doc, "", "handoff", &handoff);
+        if (!r && handoff)
+                r = parse_handoff(c, cfg, handoff);
         if (!r)
                 r = get_object(c, doc, "", "gpu", &gpu);
         if (!r && gpu)
@@ -1740,39 +1935,375 @@ const ps_pool_config *ps_config_find_pool(const ps_config *config, const char *i
         return NULL;
 }
 
-int ps_config_binary_allowed(const ps_config *config, const char *path,
-                             char *err, size_t errlen) {
-        ctx c = { .err = err, .errlen = errlen };
-        char *norm;
-        bool normal;
+/* ---- paths an API caller names (docs/security.md) ---- */
 
-        if (!config || !path)
-                return -EINVAL;
+/* One place a path may lie: as written (normalised, "dir/" for a tree)
+ * and resolved. */
+typedef struct allowed {
+        char *lexical;
+        char *real;               /* NULL: does not resolve               */
+} allowed;
+
+typedef struct allowset {
+        allowed *v;
+        size_t n;
+} allowset;
+
+static void allowset_clear(allowset *set) {
+        for (size_t i = 0; i < set->n; i++) {
+                free(set->v[i].lexical);
+                free(set->v[i].real);
+        }
+        free(set->v);
+        set->v = NULL;
+        set->n = 0;
+}
+
+/* Adds an entry; lexical is taken. real NULL: realpath() of lexical. */
+static int allowset_add(allowset *set, char *lexical, const char *real) {
+        allowed *v;
+
+        if (!lexical)
+                return -ENOMEM;
+        v = realloc(set->v, (set->n + 1) * sizeof(*v));
+        if (!v) {
+                free(lexical);
+                return -ENOMEM;
+        }
+        set->v = v;
+        v[set->n].lexical = lexical;
+        v[set->n].real = real ? strdup(real) : entry_realpath(lexical);
+        if (!v[set->n].real && (real || errno == ENOMEM)) {
+                free(lexical);
+                return -ENOMEM;
+        }
+        set->n++;
+        return 0;
+}
+
+static int allowset_from_list(allowset *set, char *const *list, char *const *real, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                char *lex = strdup(list[i]);
+                int r;
+
+                if (!lex)
+                        return -ENOMEM;
+                if (real && real[i])
+                        r = allowset_add(set, lex, real[i]);
+                else if (real) {
+                        /* did not exist at load: nothing real lies under it */
+                        allowed *v = realloc(set->v, (set->n + 1) * sizeof(*v));
+
+                        if (!v) {
+                                free(lex);
+                                return -ENOMEM;
+                        }
+                        set->v = v;
+                        v[set->n++] = (allowed) { .lexical = lex, .real = NULL };
+                        r = 0;
+                } else
+                        r = allowset_add(set, lex, NULL);
+                if (r)
+                        return r;
+        }
+        return 0;
+}
+
+/* "/a/b/c" -> "/a/b/" (malloc'd); NULL on OOM. */
+static char *dir_of(const char *path) {
+        const char *slash = strrchr(path, '/');
+
+        return strndup(path, slash ? (size_t) (slash - path) + 1 : 0);
+}
+
+/* A tree entry "dir/" covers dir itself and everything below; a file
+ * entry only itself. */
+static bool covered(const char *path, const char *entry) {
+        size_t len = strlen(entry);
+
+        if (len && entry[len - 1] == '/')
+                return strncmp(path, entry, len) == 0 ||
+                       (strlen(path) == len - 1 && strncmp(path, entry, len - 1) == 0);
+        return strcmp(path, entry) == 0;
+}
+
+/*
+ * The check shared by binaries, models and working directories: lexical
+ * first, so a path outside gets the same answer whether it exists or not
+ * and nothing touches it; then the realpath against the entries' realpaths.
+ */
+static int path_check(ctx *c, const char *what, const char *list_name, int forbidden,
+                      const allowset *set, const char *path, char **resolved) {
+        char *norm, *real;
+        bool inside = false;
+
         if (path[0] != '/')
-                return fail(&c, "binary " SHOWN " is not an absolute path", path);
+                return fail(c, "%s: must be an absolute path, got \"" SHOWN "\"", what, path);
         norm = path_resolve(NULL, path);
         if (!norm)
                 return -ENOMEM;
-        normal = strcmp(norm, path) == 0;
+        inside = strcmp(norm, path) == 0;
         free(norm);
-        if (!normal)
-                return fail(&c, "binary " SHOWN " has \".\", \"..\" or empty components", path);
+        if (!inside)
+                return fail(c, "%s: " SHOWN " has \".\", \"..\" or empty components", what, path);
+        inside = false;
+        for (size_t i = 0; !inside && i < set->n; i++)
+                inside = covered(path, set->v[i].lexical);
+        if (!inside) {
+                fail(c, "%s: " SHOWN " is not in %s", what, path, list_name);
+                return forbidden;
+        }
+        real = realpath(path, NULL);
+        if (!real) {
+                int e = errno;
 
+                if (e == ENOMEM)
+                        return -ENOMEM;
+                fail(c, "%s: " SHOWN ": %s", what, path, strerror(e));
+                return e == ENOENT || e == ENOTDIR ? PS_E_NOT_FOUND : PS_E_INVALID;
+        }
+        inside = false;
+        for (size_t i = 0; !inside && i < set->n; i++)
+                inside = set->v[i].real && covered(real, set->v[i].real);
+        if (!inside) {
+                fail(c, "%s: " SHOWN " resolves to " SHOWN ", which is not in %s", what, path,
+                     real, list_name);
+                free(real);
+                return forbidden;
+        }
+        if (resolved)
+                *resolved = real;
+        else
+                free(real);
+        return 0;
+}
+
+int ps_config_binary_allowed(const ps_config *config, const char *path, char **resolved,
+                             char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen };
+        allowset set = { 0 };
+        const char *list = "engines.allow";
+        int r = 0;
+
+        if (!config || !path)
+                return -EINVAL;
         if (config->n_engines_allow == 0) {
-                for (size_t i = 0; i < config->n_pools; i++)
-                        if (strcmp(config->pools[i].binary, path) == 0)
-                                return 0;
-                return fail(&c, "binary " SHOWN " is not the binary of a configured pool "
-                            "(engines.allow is empty)", path);
-        }
-        for (size_t i = 0; i < config->n_engines_allow; i++) {
-                const char *e = config->engines_allow[i];
-                size_t len = strlen(e);
+                list = "engines.allow (empty: only the binaries of configured pools)";
+                for (size_t i = 0; !r && i < config->n_pools; i++)
+                        r = allowset_add(&set, strdup(config->pools[i].binary), NULL);
+        } else
+                r = allowset_from_list(&set, config->engines_allow, config->engines_allow_real,
+                                       config->n_engines_allow);
+        if (!r)
+                r = path_check(&c, "binary_path", list, PS_E_FORBIDDEN, &set, path, resolved);
+        allowset_clear(&set);
+        return r;
+}
 
-                if (e[len - 1] == '/' ? strncmp(path, e, len) == 0 : strcmp(path, e) == 0)
-                        return 0;
+/* models.allow, or the directories of configured pools' models. */
+static int model_set(const ps_config *config, allowset *set, const char **list) {
+        int r = 0;
+
+        if (config->n_models_allow > 0) {
+                *list = "models.allow";
+                return allowset_from_list(set, config->models_allow, config->models_allow_real,
+                                          config->n_models_allow);
         }
-        return fail(&c, "binary " SHOWN " is not in engines.allow", path);
+        *list = "models.allow (empty: only the directories of configured pools' models)";
+        for (size_t i = 0; !r && i < config->n_pools; i++)
+                if (config->pools[i].model_path)
+                        r = allowset_add(set, dir_of(config->pools[i].model_path), NULL);
+        return r;
+}
+
+int ps_config_model_allowed(const ps_config *config, const char *path, char **resolved,
+                            char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen };
+        allowset set = { 0 };
+        const char *list;
+        int r;
+
+        if (!config || !path)
+                return -EINVAL;
+        r = model_set(config, &set, &list);
+        if (!r)
+                r = path_check(&c, "model_path", list, PS_E_MODEL_FORBIDDEN, &set, path, resolved);
+        allowset_clear(&set);
+        return r;
+}
+
+int ps_config_workdir_allowed(const ps_config *config, const char *path, char **resolved,
+                              char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen };
+        allowset set = { 0 };
+        const char *list;
+        char *run = NULL, *run_dir = NULL, cwd[PATH_MAX];
+        int r;
+
+        if (!config || !path)
+                return -EINVAL;
+        r = model_set(config, &set, &list);
+        /* the runtime directory, made absolute without touching it */
+        if (!r && config->runtime_dir[0] != '/' && !getcwd(cwd, sizeof(cwd)))
+                r = fail(&c, "workdir: the daemon's working directory: %s", strerror(errno));
+        if (!r) {
+                run = path_resolve(config->runtime_dir[0] == '/' ? NULL : cwd, config->runtime_dir);
+                if (run && asprintf(&run_dir, "%s/", strcmp(run, "/") ? run : "") < 0)
+                        run_dir = NULL;
+                r = run_dir ? allowset_add(&set, run_dir, NULL) : -ENOMEM;
+        }
+        free(run);
+        if (!r)
+                r = path_check(&c, "workdir", "the runtime directory or models.allow",
+                               PS_E_MODEL_FORBIDDEN, &set, path, resolved);
+        allowset_clear(&set);
+        return r;
+}
+
+/* ---- environment ---- */
+
+static bool name_matches(const char *const *patterns, size_t n, const char *name) {
+        for (size_t i = 0; i < n; i++)
+                if (fnmatch(patterns[i], name, 0) == 0)
+                        return true;
+        return false;
+}
+
+bool ps_env_name_reserved(const char *name) {
+        return name && (strcmp(name, "CUDA_VISIBLE_DEVICES") == 0 ||
+                        strcmp(name, "CUDA_DEVICE_ORDER") == 0);
+}
+
+int ps_config_api_env_allowed(const ps_config *config, const char *name,
+                              char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen };
+
+        if (!config || !name)
+                return -EINVAL;
+        if (check_env_name(name) != 0)
+                return fail(&c, "env: \"" SHOWN "\" is not a variable name", name);
+        if (ps_env_name_reserved(name))
+                return fail(&c, "env.%s: is set by the daemon (from device_mask)", name);
+        if (name_matches(refused_env, sizeof(refused_env) / sizeof(refused_env[0]), name))
+                return fail(&c, "env.%s: may not be set through the API (it can change what "
+                            "the engine loads or runs)", name);
+        if (!name_matches((const char *const *) config->engines_env_allow,
+                          config->n_engines_env_allow, name))
+                return fail(&c, "env.%s: is not allowed by engines.env_allow", name);
+        return 0;
+}
+
+/* ---- hosts ---- */
+
+typedef union ip_addr {
+        struct in_addr v4;
+        struct in6_addr v6;
+} ip_addr;
+
+static bool is_local_address(int family, const ip_addr *a) {
+        struct ifaddrs *list, *i;
+        bool found = false;
+
+        if (getifaddrs(&list) < 0)
+                return false;
+        for (i = list; i && !found; i = i->ifa_next) {
+                if (!i->ifa_addr || i->ifa_addr->sa_family != family)
+                        continue;
+                if (family == AF_INET)
+                        found = ((const struct sockaddr_in *) (const void *) i->ifa_addr)
+                                        ->sin_addr.s_addr == a->v4.s_addr;
+                else
+                        found = memcmp(&((const struct sockaddr_in6 *) (const void *) i->ifa_addr)
+                                                ->sin6_addr,
+                                       &a->v6, sizeof(a->v6)) == 0;
+        }
+        freeifaddrs(list);
+        return found;
+}
+
+int ps_host_check(const char *host, bool allow_remote, char *out, size_t outlen,
+                  char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen };
+        char text[INET6_ADDRSTRLEN];
+        ip_addr a;
+        int family;
+        bool loopback;
+
+        if (!host || !out)
+                return -EINVAL;
+        if (strcmp(host, "localhost") == 0)
+                host = "127.0.0.1";
+        if (inet_pton(AF_INET, host, &a.v4) == 1)
+                family = AF_INET;
+        else if (inet_pton(AF_INET6, host, &a.v6) == 1)
+                family = AF_INET6;
+        else
+                return fail(&c, "must be an IP address of this node (or \"localhost\"), "
+                            "not a host name or URL, got \"" SHOWN "\"", host);
+        if (!inet_ntop(family, &a, text, sizeof(text)))
+                return fail(&c, "cannot format \"" SHOWN "\"", host);
+        if (family == AF_INET ? a.v4.s_addr == htonl(INADDR_ANY)
+                              : IN6_IS_ADDR_UNSPECIFIED(&a.v6))
+                return fail(&c, "%s is not an address an engine can be reached at; "
+                            "use 127.0.0.1 or one of the node's addresses", text);
+        loopback = family == AF_INET ? (ntohl(a.v4.s_addr) >> 24) == 127
+                                     : IN6_IS_ADDR_LOOPBACK(&a.v6);
+        if (!loopback && !allow_remote)
+                return fail(&c, "%s is not a loopback address (engines.allow_remote_hosts is off)",
+                            text);
+        if (!loopback && !is_local_address(family, &a))
+                return fail(&c, "%s is not an address of this node", text);
+        if (strlen(text) >= outlen)
+                return fail(&c, "%s does not fit", text);
+        memcpy(out, text, strlen(text) + 1);
+        return 0;
+}
+
+/* ---- where things live ---- */
+
+int ps_config_api_socket(const ps_config *config, ps_getenv_fn getenv_fn, void *userdata,
+                         char *buf, size_t len, char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen };
+        const char *dir = NULL;
+        size_t dir_len;
+        int n;
+
+        if (!config || !buf || !len)
+                return -EINVAL;
+        buf[0] = '\0';
+        if (config->api_socket) {
+                if (!config->api_socket[0])
+                        return 0;
+                n = snprintf(buf, len, "%s", config->api_socket);
+        } else {
+                /* systemd's RuntimeDirectory=, unless a flag named the runtime dir */
+                if (strcmp(config->runtime_dir_source, "flag") != 0)
+                        dir = getenv_fn ? getenv_fn("RUNTIME_DIRECTORY", userdata)
+                                        : getenv("RUNTIME_DIRECTORY");
+                if (!dir || !dir[0])
+                        dir = config->runtime_dir;
+                dir_len = strcspn(dir, ":");
+                n = snprintf(buf, len, "%.*s/api.sock", (int) dir_len, dir);
+        }
+        if (n < 0 || (size_t) n >= len || n > SOCKET_PATH_MAX) {
+                buf[0] = '\0';
+                return fail(&c, "api.socket: the socket path is longer than %d bytes, the most a "
+                            "Unix socket path may have; set api.socket to a shorter path, or \"\" "
+                            "to listen on TCP only", SOCKET_PATH_MAX);
+        }
+        return 0;
+}
+
+int ps_config_handoff_dir(const ps_config *config, char *buf, size_t len) {
+        int n;
+
+        if (!config || !buf || !len)
+                return -EINVAL;
+        if (config->handoff_dir)
+                n = snprintf(buf, len, "%s", config->handoff_dir);
+        else
+                n = snprintf(buf, len, "%s/engines", config->runtime_dir);
+        return n < 0 || (size_t) n >= len ? -ENAMETOOLONG : 0;
 }
 
 /* ---- PreparedEngines ---- */
@@ -1914,41 +2445,56 @@ ps_config_replica *ps_config_replicas_free(ps_config_replica *list, size_t n) {
 
 #define TOKEN_FILE_MAX 4096
 
-/* The token file's first line, without its line end. */
-static int read_token_file(ctx *c, const char *path, char **ret) {
+/* The token file's first line, without its line end; key names the
+ * setting in messages ("api.token_file"). */
+static int read_token_file(ctx *c, const char *key, const char *path, char **ret) {
         char buf[TOKEN_FILE_MAX + 2];
         size_t n;
         FILE *f = fopen(path, "re");
         int r = 0;
 
         if (!f)
-                return fail(c, "cloud.token_file: cannot read %s: %s", path, strerror(errno));
+                return fail(c, "%s: cannot read %s: %s", key, path, strerror(errno));
         n = fread(buf, 1, sizeof(buf) - 1, f);
         if (ferror(f))
-                r = fail(c, "cloud.token_file: cannot read %s: %s", path, strerror(errno));
+                r = fail(c, "%s: cannot read %s: %s", key, path, strerror(errno));
         fclose(f);
         if (r)
                 return r;
         buf[n] = '\0';
         buf[strcspn(buf, "\r\n")] = '\0';
         if (strlen(buf) > TOKEN_FILE_MAX)
-                r = fail(c, "cloud.token_file: %s: the token is longer than %d bytes", path,
-                         TOKEN_FILE_MAX);
+                r = fail(c, "%s: %s: the token is longer than %d bytes", key, path, TOKEN_FILE_MAX);
         else if (!buf[0])
-                r = fail(c, "cloud.token_file: %s is empty", path);
+                r = fail(c, "%s: %s is empty", key, path);
         else if (!token_ok(buf))
-                r = fail(c, "cloud.token_file: %s: the token must be printable ASCII without spaces",
-                         path);
+                r = fail(c, "%s: %s: the token must be printable ASCII without spaces", key, path);
         if (!r && !(*ret = strdup(buf)))
                 r = -ENOMEM;
         explicit_bzero(buf, sizeof(buf));
         return r;
 }
 
+int ps_config_resolve_token(ps_config *config, char *err, size_t errlen) {
+        ctx c = { .err = err, .errlen = errlen };
+        ps_cloud_config *cl;
+
+        if (!config)
+                return -EINVAL;
+        cl = &config->cloud;
+        if (cl->api_token)              /* LLORCH_API_TOKEN wins */
+                return 0;
+        if (config->api_token_file)
+                return read_token_file(&c, "api.token_file", config->api_token_file, &cl->api_token);
+        if (cl->token_file[0])
+                return read_token_file(&c, "cloud.token_file", cl->token_file, &cl->api_token);
+        return 0;
+}
+
 int ps_config_resolve_cloud(ps_config *config, const char *hostname, char *err, size_t errlen) {
         ctx c = { .err = err, .errlen = errlen };
         ps_cloud_config *cl;
-        char host[256], *token = NULL;
+        char host[256];
         bool no_address, no_url;
         pd_error perr;
         int r;
@@ -1989,12 +2535,5 @@ int ps_config_resolve_cloud(ps_config *config, const char *hostname, char *err, 
         }
         if (!cl->machine_id[0] && (r = str_set(&cl->machine_id, cl->node_id)))
                 return r;
-        /* LLORCH_API_TOKEN wins over the file. */
-        if (!cl->api_token && cl->token_file[0]) {
-                r = read_token_file(&c, cl->token_file, &token);
-                if (r)
-                        return r;
-                cl->api_token = token;
-        }
-        return 0;
+        return ps_config_resolve_token(config, err, errlen);
 }

@@ -129,47 +129,74 @@ static int set_strings(const json_t *body, ps_engine_spec *spec, char *err, size
         return 0;
 }
 
-static int check_path(const char *key, const char *path, int mode, char *err, size_t errlen) {
-        if (path[0] != '/')
-                return ps_errf(err, errlen, PS_E_INVALID, "%s: must be an absolute path, got \""
-                               SHOWN "\"", key, path);
+/* host: an IP literal of this node; loopback unless engines.allow_remote_hosts. */
+static int set_host(const ps_config *config, ps_engine_spec *spec, char *err, size_t errlen) {
+        char literal[64], why[160];
+
+        if (ps_host_check(spec->host, config->engines_allow_remote_hosts, literal,
+                          sizeof(literal), why, sizeof(why)) != 0)
+                return ps_errf(err, errlen, PS_E_INVALID, "host: %s", why);
+        free(spec->host);
+        spec->host = strdup(literal);
+        return spec->host ? 0 : -ENOMEM;
+}
+
+static int check_access(const char *key, const char *path, int mode, char *err, size_t errlen) {
         if (access(path, mode) != 0)
                 return ps_errf(err, errlen, PS_E_INVALID, "%s: " SHOWN ": %s", key, path,
                                strerror(errno));
         return 0;
 }
 
+/*
+ * Binary, model and working directory are paths an API caller names: each
+ * must lie inside its allowlist, checked before anything touches it (the
+ * answer for a path outside says nothing about that path). The binary is
+ * kept as its realpath, so the file started is the file checked.
+ */
 static int set_paths(const json_t *body, const ps_config *config, ps_engine_spec *spec,
                      char *err, size_t errlen) {
         const char *binary, *model, *workdir;
+        char *real_binary = NULL, *real_workdir = NULL;
         int r;
 
         r = get_string(body, "binary_path", true, &binary, err, errlen);
         if (r == 0)
-                r = ps_config_binary_allowed(config, binary, err, errlen);
-        if (r > 0 && binary)
-                return PS_E_FORBIDDEN;
+                r = ps_config_binary_allowed(config, binary, &real_binary, err, errlen);
+        if (r == PS_E_NOT_FOUND)
+                r = PS_E_INVALID;       /* a missing file is a bad field here */
         if (r == 0)
-                r = check_path("binary_path", binary, X_OK, err, errlen);
+                r = check_access("binary_path", real_binary, X_OK, err, errlen);
         if (r == 0)
                 r = get_string(body, "model_path", false, &model, err, errlen);
         if (r == 0 && model)
-                r = check_path("model_path", model, R_OK, err, errlen);
+                r = ps_config_model_allowed(config, model, NULL, err, errlen);
+        if (r == PS_E_NOT_FOUND)
+                r = PS_E_INVALID;
+        if (r == 0 && model)
+                r = check_access("model_path", model, R_OK, err, errlen);
         if (r == 0)
                 r = get_string(body, "workdir", false, &workdir, err, errlen);
         if (r == 0 && workdir)
-                r = check_path("workdir", workdir, X_OK, err, errlen);
-        if (r == 0)
-                r = dup_to(&spec->binary_path, binary);
-        if (r == 0)
+                r = ps_config_workdir_allowed(config, workdir, &real_workdir, err, errlen);
+        if (r == PS_E_NOT_FOUND)
+                r = PS_E_INVALID;
+        if (r == 0 && workdir)
+                r = check_access("workdir", real_workdir, X_OK, err, errlen);
+        if (r == 0) {
+                spec->binary_path = real_binary;
+                real_binary = NULL;
+                spec->workdir = real_workdir;
+                real_workdir = NULL;
                 r = dup_to(&spec->model_path, model);
-        if (r == 0)
-                r = dup_to(&spec->workdir, workdir);
+        }
         if (r == 0 && model && !spec->model_id) {
                 const char *base = strrchr(model, '/');
 
                 r = dup_to(&spec->model_id, base ? base + 1 : model);
         }
+        free(real_binary);
+        free(real_workdir);
         return r;
 }
 
@@ -218,7 +245,8 @@ static int set_flags(const json_t *body, ps_engine_spec *spec, char *err, size_t
         return 0;
 }
 
-static int set_env(const json_t *body, ps_engine_spec *spec, char *err, size_t errlen) {
+static int set_env(const json_t *body, const ps_config *config, ps_engine_spec *spec,
+                   char *err, size_t errlen) {
         const json_t *env = json_object_get(body, "env");
         const char *key;
         json_t *v;
@@ -231,12 +259,10 @@ static int set_env(const json_t *body, ps_engine_spec *spec, char *err, size_t e
         if (!spec->env)
                 return -ENOMEM;
         json_object_foreach((json_t *) env, key, v) {
-                if (!key[0] || strchr(key, '='))
-                        return ps_errf(err, errlen, PS_E_INVALID,
-                                       "env: \"" SHOWN "\" is not a variable name", key);
-                if (strcmp(key, "CUDA_VISIBLE_DEVICES") == 0)
-                        return ps_errf(err, errlen, PS_E_INVALID,
-                                       "env.CUDA_VISIBLE_DEVICES: is set from device_mask");
+                int r = ps_config_api_env_allowed(config, key, err, errlen);
+
+                if (r != 0)
+                        return r;
                 if (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v)))
                         return ps_errf(err, errlen, PS_E_INVALID,
                                        "env." SHOWN ": must be a string", key);
@@ -308,13 +334,15 @@ int ps_prepared_engine_parse(const json_t *body, const char *url_pool_id,
         if (r == 0)
                 r = set_strings(body, spec, err, errlen);
         if (r == 0)
+                r = set_host(config, spec, err, errlen);
+        if (r == 0)
                 r = get_integer(body, "port", true, 1, 65535, 0, &port, err, errlen);
         if (r == 0)
                 r = get_integer(body, "slots", false, 1, SLOTS_MAX, 1, &slots, err, errlen);
         if (r == 0)
                 r = set_flags(body, spec, err, errlen);
         if (r == 0)
-                r = set_env(body, spec, err, errlen);
+                r = set_env(body, config, spec, err, errlen);
         if (r == 0)
                 r = set_paths(body, config, spec, err, errlen);
         if (r == 0)

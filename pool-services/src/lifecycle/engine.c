@@ -65,7 +65,8 @@ typedef struct child_report {
 /* Everything the child needs, prepared in the parent: after fork() the
  * child may only make async-signal-safe calls, so it allocates nothing. */
 typedef struct child_plan {
-        const char *exec_path;
+        int exec_fd;              /* O_PATH: the file that was checked      */
+        bool exec_is_script;      /* "#!": its interpreter reopens exec_fd  */
         char **argv;
         char **envp;
         const char *dir;
@@ -104,14 +105,6 @@ int64_t ps_engine_log_start(const ps_engine *engine) {
         return engine ? engine->log_start : 0;
 }
 
-static char *path_join(const char *dir, const char *name) {
-        char *p;
-
-        if (asprintf(&p, "%s/%s", dir, name) < 0)
-                return NULL;
-        return p;
-}
-
 /* <dir>/<given>, or <dir>/<prefix><pool>_<replica><suffix>. */
 static char *runtime_path(const char *dir, const char *given, const char *prefix,
                           const ps_engine_spec *spec, const char *suffix) {
@@ -146,45 +139,91 @@ static void safe_close(int *fd) {
         }
 }
 
-static int check_binary(const char *path, char *err, size_t errlen) {
+static char **strv_free(char **v) {
+        for (size_t i = 0; v && v[i]; i++)
+                free(v[i]);
+        free(v);
+        return NULL;
+}
+
+static const char *writable_by(mode_t mode) {
+        if ((mode & S_IWGRP) && (mode & S_IWOTH))
+                return "group- and world-writable";
+        return mode & S_IWGRP ? "group-writable" : "world-writable";
+}
+
+/*
+ * Opens the binary once, checks the file behind that descriptor and hands
+ * the descriptor on, so that the file executed is the file checked (a
+ * path alone could be swapped in between). The path may pass through
+ * symbolic links (a pool's config may name one): the file they lead to is
+ * what counts. Whoever can write to it, or owns it, controls what the
+ * engine (and its GPUs, and the user it runs as) does: only the daemon's
+ * user or root may.
+ */
+static int open_binary(const char *path, int *ret_fd, bool *ret_script, char *err,
+                       size_t errlen) {
+        char proc[64], head[2];
         struct stat st;
+        bool script;
+        int fd, rfd, r;
 
         if (!path || !path[0]) {
                 snprintf(err, errlen, "binary: no path given");
                 return -EINVAL;
         }
-        if (stat(path, &st) < 0) {
-                int r = -errno;
-
+        fd = fd_above_stdio(open(path, O_PATH | O_CLOEXEC));
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                r = -errno;
+                safe_close(&fd);
                 snprintf(err, errlen, "binary %s: %s", path, strerror(-r));
                 return r;
         }
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
         if (!S_ISREG(st.st_mode)) {
                 snprintf(err, errlen, "binary %s: not a regular file", path);
-                return -EACCES;
+                r = -EACCES;
+                goto fail;
         }
-        if (access(path, X_OK) < 0) {
-                int r = -errno;
-
+        /* A kernel before faccessat2 (5.8) refuses AT_EMPTY_PATH. */
+        if (faccessat(fd, "", X_OK, AT_EMPTY_PATH) < 0 &&
+            ((errno != EINVAL && errno != ENOSYS) || access(proc, X_OK) < 0)) {
+                r = -errno;
                 if (r == -EACCES)
                         snprintf(err, errlen, "binary %s: not executable", path);
                 else
                         snprintf(err, errlen, "binary %s: %s", path, strerror(-r));
-                return r;
+                goto fail;
         }
+        if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+                snprintf(err, errlen, "binary %s is %s (mode %04o): chmod g-w,o-w %s", path,
+                         writable_by(st.st_mode), (unsigned) (st.st_mode & 07777), path);
+                r = -EPERM;
+                goto fail;
+        }
+        if (st.st_uid != 0 && st.st_uid != geteuid()) {
+                snprintf(err, errlen,
+                         "binary %s is owned by uid %u, neither root nor the daemon's user "
+                         "(uid %u): chown root %s", path, (unsigned) st.st_uid,
+                         (unsigned) geteuid(), path);
+                r = -EPERM;
+                goto fail;
+        }
+
+        /* The kernel runs a script through /dev/fd/N, which its interpreter
+         * can open only while N survives the exec. A file we may not read
+         * (execute-only) cannot be a script that runs anyway. */
+        rfd = open(proc, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        script = rfd >= 0 && pread(rfd, head, sizeof(head), 0) == (ssize_t) sizeof(head) &&
+                 head[0] == '#' && head[1] == '!';
+        safe_close(&rfd);
+
+        *ret_fd = fd;
+        *ret_script = script;
         return 0;
-}
-
-/* A relative binary path would resolve against the child's working
- * directory, not ours: anchor it here, where it was checked. */
-static char *absolute_path(const char *path) {
-        char cwd[PATH_MAX];
-
-        if (path[0] == '/')
-                return strdup(path);
-        if (!getcwd(cwd, sizeof(cwd)))
-                return NULL;
-        return path_join(cwd, path);
+fail:
+        safe_close(&fd);
+        return r;
 }
 
 static char **build_argv(const ps_engine_spec *spec) {
@@ -210,141 +249,289 @@ static bool env_same_key(const char *a, const char *b) {
         return n == env_key_len(b) && strncmp(a, b, n) == 0;
 }
 
-/* The parent's environment, then the spec's entries, then
- * CUDA_VISIBLE_DEVICES; a later entry replaces an earlier one with the same
- * key. Only *cuda is allocated; the other strings are borrowed. */
-static int build_envp(const ps_engine_spec *spec, char ***ret, char **cuda,
-                      char *err, size_t errlen) {
-        size_t n_parent = 0, n = 0;
-        char **envp;
+/* The engine's environment while it is built: every string owned. */
+typedef struct env_list {
+        char **v;
+        size_t n;
+        size_t cap;
+} env_list;
 
-        *cuda = NULL;
+static int env_add(env_list *l, char *entry) {
+        if (!entry)
+                return -ENOMEM;
+        if (l->n + 2 > l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 32;
+                char **v = realloc(l->v, cap * sizeof(*v));
+
+                if (!v) {
+                        free(entry);
+                        return -ENOMEM;
+                }
+                l->v = v;
+                l->cap = cap;
+        }
+        l->v[l->n++] = entry;
+        l->v[l->n] = NULL;
+        return 0;
+}
+
+static int env_addf(env_list *l, const char *key, const char *value) {
+        char *entry;
+
+        if (asprintf(&entry, "%s=%s", key, value) < 0)
+                return -ENOMEM;
+        return env_add(l, entry);
+}
+
+static bool is_locale_entry(const char *entry) {
+        return strncmp(entry, "LANG=", 5) == 0 || strncmp(entry, "TZ=", 3) == 0 ||
+               (strncmp(entry, "LC_", 3) == 0 && env_key_len(entry) > 3 && strchr(entry, '='));
+}
+
+/*
+ * Built from nothing, not from the daemon's environment, which may hold
+ * secrets (an API token) the engine has no business with. In order: PATH;
+ * HOME, USER and LOGNAME of pw (the engine's user; NULL: none known); the
+ * daemon's LANG, LC_* and TZ; the daemon's variables env_pass names; the
+ * spec's entries; CUDA_DEVICE_ORDER=PCI_BUS_ID, so CUDA numbers devices as
+ * NVML and the placement do; CUDA_VISIBLE_DEVICES. A later entry replaces
+ * an earlier one with the same key.
+ */
+static int build_envp(const ps_engine_spec *spec, const ps_engine_options *opts,
+                      const struct passwd *pw, char ***ret, char *err, size_t errlen) {
+        env_list l = { 0 };
+        const char *path = getenv("PATH");
+        size_t n = 0;
+        int r = 0;
+
         for (size_t i = 0; i < spec->n_env; i++)
                 if (!spec->env[i] || !strchr(spec->env[i], '=') || spec->env[i][0] == '=') {
                         snprintf(err, errlen, "env entry \"%s\": not KEY=VALUE",
                                  spec->env[i] ? spec->env[i] : "(null)");
                         return -EINVAL;
                 }
-        if (spec->cuda_visible_devices &&
-            asprintf(cuda, "CUDA_VISIBLE_DEVICES=%s", spec->cuda_visible_devices) < 0) {
-                *cuda = NULL;
-                goto oom;
-        }
-        for (char **e = environ; e && *e; e++)
-                n_parent++;
-        envp = calloc(n_parent + spec->n_env + 2, sizeof(*envp));
-        if (!envp)
-                goto oom;
+        for (size_t i = 0; i < opts->n_env_pass; i++) {
+                const char *name = opts->env_pass[i];
 
-        for (size_t i = 0; i < n_parent; i++) {
-                bool replaced = *cuda && env_same_key(environ[i], *cuda);
-
-                for (size_t j = 0; !replaced && j < spec->n_env; j++)
-                        replaced = env_same_key(environ[i], spec->env[j]);
-                if (!replaced)
-                        envp[n++] = environ[i];
+                if (!name || !name[0] || strchr(name, '=')) {
+                        snprintf(err, errlen, "env_pass name \"%s\": not a variable name",
+                                 name ? name : "(null)");
+                        return -EINVAL;
+                }
         }
-        for (size_t i = 0; i < spec->n_env; i++) {
-                bool replaced = *cuda && env_same_key(spec->env[i], *cuda);
 
-                for (size_t j = i + 1; !replaced && j < spec->n_env; j++)
-                        replaced = env_same_key(spec->env[i], spec->env[j]);
-                if (!replaced)
-                        envp[n++] = spec->env[i];
+        r = env_addf(&l, "PATH", path ? path : "/usr/local/bin:/usr/bin:/bin");
+        if (r == 0 && pw) {
+                r = env_addf(&l, "HOME", pw->pw_dir);
+                if (r == 0)
+                        r = env_addf(&l, "USER", pw->pw_name);
+                if (r == 0)
+                        r = env_addf(&l, "LOGNAME", pw->pw_name);
         }
-        if (*cuda)
-                envp[n++] = *cuda;
-        envp[n] = NULL;
-        *ret = envp;
+        for (char **e = environ; r == 0 && e && *e; e++)
+                if (is_locale_entry(*e))
+                        r = env_add(&l, strdup(*e));
+        for (size_t i = 0; r == 0 && i < opts->n_env_pass; i++) {
+                const char *value = getenv(opts->env_pass[i]);
+
+                if (value)
+                        r = env_addf(&l, opts->env_pass[i], value);
+        }
+        for (size_t i = 0; r == 0 && i < spec->n_env; i++)
+                r = env_add(&l, strdup(spec->env[i]));
+        if (r == 0)
+                r = env_add(&l, strdup("CUDA_DEVICE_ORDER=PCI_BUS_ID"));
+        if (r == 0 && spec->cuda_visible_devices)
+                r = env_addf(&l, "CUDA_VISIBLE_DEVICES", spec->cuda_visible_devices);
+        if (r < 0) {
+                strv_free(l.v);
+                snprintf(err, errlen, "out of memory");
+                return r;
+        }
+
+        /* Keep the last entry of each key, in place. */
+        for (size_t i = 0; i < l.n; i++) {
+                bool replaced = false;
+
+                for (size_t j = i + 1; !replaced && j < l.n; j++)
+                        replaced = env_same_key(l.v[i], l.v[j]);
+                if (replaced)
+                        free(l.v[i]);
+                else
+                        l.v[n++] = l.v[i];
+        }
+        l.v[n] = NULL;
+        *ret = l.v;
         return 0;
-oom:
-        free(*cuda);
-        *cuda = NULL;
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
 }
 
-static int lookup_user(const char *name, child_plan *plan, char *err, size_t errlen) {
-        struct passwd pw, *res = NULL;
-        char *buf = NULL;
+/* The passwd entry of name, or of uid when name is NULL; its strings live
+ * in *buf, which the caller frees (also on failure). 0, -ENOENT when there
+ * is none, another negative errno. */
+static int get_passwd(const char *name, uid_t uid, struct passwd *pw, char **buf) {
+        struct passwd *res = NULL;
         size_t buflen = 4096;
-        int r, n;
+        int r;
 
         for (;;) {
-                char *nbuf = realloc(buf, buflen);
+                char *nbuf = realloc(*buf, buflen);
 
-                if (!nbuf) {
-                        free(buf);
-                        snprintf(err, errlen, "out of memory");
+                if (!nbuf)
                         return -ENOMEM;
-                }
-                buf = nbuf;
-                r = getpwnam_r(name, &pw, buf, buflen, &res);
+                *buf = nbuf;
+                r = name ? getpwnam_r(name, pw, *buf, buflen, &res)
+                         : getpwuid_r(uid, pw, *buf, buflen, &res);
                 if (r != ERANGE || buflen >= (1u << 20))
                         break;
                 buflen *= 2;
         }
-        if (r != 0 || !res) {
-                free(buf);
-                if (r != 0) {
-                        snprintf(err, errlen, "user %s: %s", name, strerror(r));
-                        return -r;
-                }
-                snprintf(err, errlen, "user %s: no such user", name);
-                return -ENOENT;
-        }
-        plan->uid = pw.pw_uid;
-        plan->gid = pw.pw_gid;
+        if (r != 0)
+                return -r;
+        return res ? 0 : -ENOENT;
+}
 
-        n = 16;
+static void describe_user_error(const char *name, int r, char *err, size_t errlen) {
+        if (r == -ENOENT)
+                snprintf(err, errlen, "user %s: no such user", name);
+        else
+                snprintf(err, errlen, "user %s: %s", name, strerror(-r));
+}
+
+/* The uid an engine runs as: run_as_user's when the daemon is root and
+ * one is set, else the daemon's own. */
+static int engine_uid(const ps_engine_options *opts, uid_t *ret, char *err, size_t errlen) {
+        struct passwd pw;
+        char *buf = NULL;
+        int r;
+
+        if (!(opts->run_as_user && geteuid() == 0)) {
+                *ret = geteuid();
+                return 0;
+        }
+        r = get_passwd(opts->run_as_user, 0, &pw, &buf);
+        if (r == 0)
+                *ret = pw.pw_uid;
+        else
+                describe_user_error(opts->run_as_user, r, err, errlen);
+        free(buf);
+        return r;
+}
+
+/* Fills in what the child needs to become pw's user. */
+static int plan_user(const struct passwd *pw, child_plan *plan, char *err, size_t errlen) {
+        int n = 16;
+
+        plan->uid = pw->pw_uid;
+        plan->gid = pw->pw_gid;
         for (;;) {
                 gid_t *g = realloc(plan->groups, (size_t) n * sizeof(*g));
                 int want = n;
 
                 if (!g) {
-                        free(buf);
                         snprintf(err, errlen, "out of memory");
                         return -ENOMEM;
                 }
                 plan->groups = g;
-                if (getgrouplist(name, pw.pw_gid, plan->groups, &want) >= 0) {
+                if (getgrouplist(pw->pw_name, pw->pw_gid, plan->groups, &want) >= 0) {
                         plan->n_groups = want;
                         break;
                 }
                 if (want <= n || want > 65536) {
-                        free(buf);
-                        snprintf(err, errlen, "user %s: cannot list its groups", name);
+                        snprintf(err, errlen, "user %s: cannot list its groups", pw->pw_name);
                         return -EINVAL;
                 }
                 n = want;
         }
-        free(buf);
         plan->drop_privileges = true;
         return 0;
 }
 
-/* Opens the log for appending; *created tells whether this call made it. */
-static int open_log(const char *path, bool *created) {
-        for (int tries = 0; tries < 8; tries++) {
-                int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
-
-                if (fd >= 0) {
-                        *created = false;
-                        return fd;
-                }
-                if (errno != ENOENT)
-                        return -errno;
-                fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY | O_CREAT | O_EXCL, 0640);
-                if (fd >= 0) {
-                        *created = true;
-                        return fd;
-                }
-                if (errno != EEXIST)
-                        return -errno;
+/* Says why a runtime_dir file that open() with O_NOFOLLOW refused, or that
+ * fstat() showed, is not one to use: 0 when it is fine. what: "log file",
+ * "PID file". */
+static int check_runtime_file(const char *what, const char *path, const struct stat *st,
+                              char *err, size_t errlen) {
+        if (!S_ISREG(st->st_mode)) {
+                snprintf(err, errlen, "%s %s: not a regular file", what, path);
+                return -EPERM;
         }
-        return -EBUSY;
+        if (st->st_uid != geteuid()) {
+                snprintf(err, errlen, "%s %s is owned by uid %u, not the daemon's user (uid %u)",
+                         what, path, (unsigned) st->st_uid, (unsigned) geteuid());
+                return -EPERM;
+        }
+        return 0;
 }
 
+/* The message for open(path, O_NOFOLLOW ...) failing with -r. */
+static void describe_open_error(const char *what, const char *path, int r, char *err,
+                                size_t errlen) {
+        struct stat st;
+
+        if (r == -ELOOP && lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+                snprintf(err, errlen, "%s %s is a symbolic link; refusing to follow it", what, path);
+        else if (r == -ENXIO)           /* a FIFO or socket, thanks to O_NONBLOCK */
+                snprintf(err, errlen, "%s %s: not a regular file", what, path);
+        else
+                snprintf(err, errlen, "%s %s: %s", what, path, strerror(-r));
+}
+
+/*
+ * Opens the log for appending; *created tells whether this call made it.
+ * Whoever can write to runtime_dir must not get the daemon to append to
+ * (or create) a file elsewhere, so a symbolic link is refused, not
+ * followed, and what opened must be a regular file of the daemon's user.
+ * O_NONBLOCK keeps a FIFO there from blocking us.
+ */
+static int open_log(const char *path, bool *created, char *err, size_t errlen) {
+        const int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK;
+        struct stat st;
+        int fd = -1, r = -EBUSY;
+
+        for (int tries = 0; tries < 8; tries++) {
+                fd = open(path, flags);
+                if (fd >= 0) {
+                        *created = false;
+                        break;
+                }
+                r = -errno;
+                if (r != -ENOENT)
+                        break;
+                fd = open(path, flags | O_CREAT | O_EXCL, 0640);
+                if (fd >= 0) {
+                        *created = true;
+                        break;
+                }
+                r = -errno;
+                if (r != -EEXIST)
+                        break;
+        }
+        if (fd < 0) {
+                describe_open_error("log file", path, r, err, errlen);
+                return r;
+        }
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                snprintf(err, errlen, "log file %s: %s", path, strerror(-r));
+        } else {
+                r = check_runtime_file("log file", path, &st, err, errlen);
+        }
+        /* Blocking again: the engine writes to it as its stdout. */
+        if (r == 0 && fcntl(fd, F_SETFL, O_APPEND) < 0) {
+                r = -errno;
+                snprintf(err, errlen, "log file %s: %s", path, strerror(-r));
+        }
+        if (r < 0) {
+                close(fd);
+                if (*created)
+                        unlink(path);
+                return r;
+        }
+        return fd;
+}
+
+/* Written to a fresh name (O_EXCL: never through a symbolic link) and
+ * renamed over the old, which replaces a link rather than following it. */
 static int write_pid_file(const char *path, pid_t pid) {
         char *tmp = NULL;
         char text[32];
@@ -352,13 +539,14 @@ static int write_pid_file(const char *path, pid_t pid) {
 
         if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
                 return -ENOMEM;
-        fd = mkostemp(tmp, O_CLOEXEC);
+        fd = mkostemp(tmp, O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0) {
                 r = -errno;
                 free(tmp);
                 return r;
         }
         n = snprintf(text, sizeof(text), "%ld\n", (long) pid);
+        errno = 0;
         if (fchmod(fd, 0644) < 0 || write(fd, text, (size_t) n) != n)
                 r = errno ? -errno : -EIO;
         if (close(fd) < 0 && r == 0)
@@ -371,22 +559,56 @@ static int write_pid_file(const char *path, pid_t pid) {
         return r;
 }
 
+/* The pid in the PID file at path. 0; -ENOENT when there is none or it
+ * holds no pid; -EPERM with a message in err when it is not a regular
+ * file of the daemon's user (a symbolic link is not followed: whoever
+ * placed it could point us at any process); another negative errno. */
+static int read_pid_file(const char *path, pid_t *ret, char *err, size_t errlen) {
+        struct stat st;
+        char buf[32];
+        ssize_t n;
+        long v;
+        char *end;
+        int r, fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+
+        if (fd < 0) {
+                r = -errno;
+                if (r == -ENOENT)
+                        return r;
+                describe_open_error("PID file", path, r, err, errlen);
+                return r == -ELOOP ? -EPERM : r;
+        }
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                snprintf(err, errlen, "PID file %s: %s", path, strerror(-r));
+                close(fd);
+                return r;
+        }
+        r = check_runtime_file("PID file", path, &st, err, errlen);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return -ENOENT;
+        buf[n] = '\0';
+        errno = 0;
+        v = strtol(buf, &end, 10);
+        if (errno || v <= 1 || (*end && *end != '\n'))
+                return -ENOENT;
+        *ret = (pid_t) v;
+        return 0;
+}
+
 /* Removes the PID file only while it still names this process: a later
  * engine may have claimed the same name. */
 static void remove_pid_file(const ps_engine *engine) {
-        char text[32];
-        ssize_t n;
-        int fd;
+        char err[1];
+        pid_t pid = 0;
 
-        fd = open(engine->pid_path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return;
-        n = read(fd, text, sizeof(text) - 1);
-        close(fd);
-        if (n <= 0)
-                return;
-        text[n] = '\0';
-        if (strtol(text, NULL, 10) == (long) engine->pid)
+        if (read_pid_file(engine->pid_path, &pid, err, sizeof(err)) == 0 && pid == engine->pid)
                 unlink(engine->pid_path);
 }
 
@@ -400,18 +622,31 @@ _Noreturn static void child_fail(int fd, int stage) {
         _exit(127);
 }
 
-static void child_close_fds(const child_plan *plan) {
-        unsigned keep = (unsigned) plan->report_fd;
-
-        if (keep > STDERR_FILENO + 1 && close_range(STDERR_FILENO + 1, keep - 1, 0) < 0)
-                for (unsigned fd = STDERR_FILENO + 1; fd < keep; fd++)
-                        close((int) fd);
-        if (close_range(keep + 1, ~0U, 0) < 0)
-                for (unsigned fd = keep + 1; fd < plan->max_fd; fd++)
+/* Closes from..to (inclusive), without close_range() below max. */
+static void child_close_between(unsigned from, unsigned to, unsigned max) {
+        if (from > to)
+                return;
+        if (close_range(from, to, 0) < 0)
+                for (unsigned fd = from; fd <= to && fd < max; fd++)
                         close((int) fd);
 }
 
-/* Runs between fork() and execve(): async-signal-safe calls only. */
+/* Everything above stderr but the report pipe and the binary. */
+static void child_close_fds(const child_plan *plan) {
+        unsigned lo = (unsigned) plan->report_fd, hi = (unsigned) plan->exec_fd;
+
+        if (lo > hi) {
+                unsigned t = lo;
+
+                lo = hi;
+                hi = t;
+        }
+        child_close_between(STDERR_FILENO + 1, lo - 1, plan->max_fd);
+        child_close_between(lo + 1, hi - 1, plan->max_fd);
+        child_close_between(hi + 1, ~0U, plan->max_fd);
+}
+
+/* Runs between fork() and fexecve(): async-signal-safe calls only. */
 _Noreturn static void child_exec(const child_plan *plan) {
         struct sigaction dfl = { .sa_handler = SIG_DFL };
         sigset_t none;
@@ -461,7 +696,11 @@ _Noreturn static void child_exec(const child_plan *plan) {
         sigemptyset(&none);
         (void) sigprocmask(SIG_SETMASK, &none, NULL);
 
-        execve(plan->exec_path, plan->argv, plan->envp);
+        /* The file checked in the parent, not whatever the path names now.
+         * A script's interpreter opens /dev/fd/N after the exec. */
+        if (plan->exec_is_script && fcntl(plan->exec_fd, F_SETFD, 0) < 0)
+                child_fail(plan->report_fd, CHILD_STAGE_EXEC);
+        fexecve(plan->exec_fd, plan->argv, plan->envp);
         child_fail(plan->report_fd, CHILD_STAGE_EXEC);
         _exit(127);
 }
@@ -552,9 +791,11 @@ static void on_pidfd(evutil_socket_t fd, short what, void *userdata) {
 int ps_engine_spawn(struct event_base *base, const ps_engine_spec *spec,
                     const ps_engine_options *opts, ps_engine_exit_fn on_exit,
                     void *userdata, ps_engine **ret, char *err, size_t errlen) {
-        child_plan plan = { .devnull_fd = -1, .log_fd = -1, .report_fd = -1 };
+        child_plan plan = { .exec_fd = -1, .devnull_fd = -1, .log_fd = -1, .report_fd = -1 };
         ps_engine *engine = NULL;
-        char *exec_path = NULL, *cuda = NULL;
+        struct passwd pw;
+        char *pw_buf = NULL;
+        bool have_pw;
         int report_pipe[2] = { -1, -1 };
         bool log_created = false;
         sigset_t all, saved;
@@ -580,7 +821,7 @@ int ps_engine_spawn(struct event_base *base, const ps_engine_spec *spec,
                 snprintf(err, errlen, "engine spawn: pool_id and replica_id are required");
                 return -EINVAL;
         }
-        r = check_binary(spec->binary_path, err, errlen);
+        r = open_binary(spec->binary_path, &plan.exec_fd, &plan.exec_is_script, err, errlen);
         if (r < 0)
                 return r;
 
@@ -597,28 +838,34 @@ int ps_engine_spawn(struct event_base *base, const ps_engine_spec *spec,
                 goto oom;
 
         /* Everything the child uses is built here: it must not allocate. */
-        exec_path = absolute_path(spec->binary_path);
         plan.argv = build_argv(spec);
-        if (!exec_path || !plan.argv)
+        if (!plan.argv)
                 goto oom;
-        plan.exec_path = exec_path;
-        r = build_envp(spec, &plan.envp, &cuda, err, errlen);
+        if (opts->run_as_user && geteuid() == 0) {
+                r = get_passwd(opts->run_as_user, 0, &pw, &pw_buf);
+                if (r < 0) {
+                        describe_user_error(opts->run_as_user, r, err, errlen);
+                        goto fail;
+                }
+                r = plan_user(&pw, &plan, err, errlen);
+                if (r < 0)
+                        goto fail;
+                have_pw = true;
+        } else {
+                /* No entry (a container's arbitrary uid): no HOME, USER or
+                 * LOGNAME rather than the daemon's. */
+                have_pw = get_passwd(NULL, geteuid(), &pw, &pw_buf) == 0;
+        }
+        r = build_envp(spec, opts, have_pw ? &pw : NULL, &plan.envp, err, errlen);
         if (r < 0)
                 goto fail;
         plan.dir = spec->workdir ? spec->workdir : opts->runtime_dir;
-        if (opts->run_as_user && geteuid() == 0) {
-                r = lookup_user(opts->run_as_user, &plan, err, errlen);
-                if (r < 0)
-                        goto fail;
-        }
         plan.max_fd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
                       rl.rlim_cur < 65536 ? (unsigned) rl.rlim_cur : 65536;
 
-        r = open_log(engine->log_path, &log_created);
-        if (r < 0) {
-                snprintf(err, errlen, "log file %s: %s", engine->log_path, strerror(-r));
+        r = open_log(engine->log_path, &log_created, err, errlen);
+        if (r < 0)
                 goto fail;
-        }
         plan.log_fd = fd_above_stdio(r);
         if (plan.log_fd < 0 || fstat(plan.log_fd, &st) < 0) {
                 r = -errno;
@@ -699,13 +946,13 @@ int ps_engine_spawn(struct event_base *base, const ps_engine_spec *spec,
                 goto kill;
         }
 
+        safe_close(&plan.exec_fd);
         safe_close(&plan.log_fd);
         safe_close(&plan.devnull_fd);
         free(plan.groups);
-        free(plan.envp);
+        strv_free(plan.envp);
         free(plan.argv);
-        free(cuda);
-        free(exec_path);
+        free(pw_buf);
         *ret = engine;
         return 0;
 
@@ -722,40 +969,17 @@ oom:
 fail:
         safe_close(&report_pipe[0]);
         safe_close(&report_pipe[1]);
+        safe_close(&plan.exec_fd);
         safe_close(&plan.log_fd);
         safe_close(&plan.devnull_fd);
         if (log_created && engine && engine->log_path)
                 unlink(engine->log_path);
         free(plan.groups);
-        free(plan.envp);
+        strv_free(plan.envp);
         free(plan.argv);
-        free(cuda);
-        free(exec_path);
+        free(pw_buf);
         ps_engine_free(engine);
         return r;
-}
-
-/* The pid in a PID file; -ENOENT when there is none or it is not one. */
-static int read_pid_file(const char *path, pid_t *ret) {
-        char buf[32];
-        ssize_t n;
-        long v;
-        char *end;
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-
-        if (fd < 0)
-                return errno == ENOENT ? -ENOENT : -errno;
-        n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (n <= 0)
-                return -ENOENT;
-        buf[n] = '\0';
-        errno = 0;
-        v = strtol(buf, &end, 10);
-        if (errno || v <= 1 || (*end && *end != '\n'))
-                return -ENOENT;
-        *ret = (pid_t) v;
-        return 0;
 }
 
 /* Whether /proc/PID/cmdline is exactly argv, however long. */
@@ -791,6 +1015,30 @@ static bool cmdline_is(pid_t pid, char *const *argv) {
         return same && at == len;
 }
 
+/* The real uid of a process, from /proc/PID/status. */
+static int process_uid(pid_t pid, uid_t *ret) {
+        char path[64], buf[4096];
+        unsigned long uid;
+        const char *line;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        n = ps_read_full(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n < 0)
+                return (int) n;
+        buf[n] = '\0';
+        line = strstr(buf, "\nUid:");
+        if (!line || sscanf(line + 5, "%lu", &uid) != 1)
+                return -EIO;
+        *ret = (uid_t) uid;
+        return 0;
+}
+
 int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
                     const ps_engine_options *opts, ps_engine_exit_fn on_exit,
                     void *userdata, ps_engine **ret, char *err, size_t errlen) {
@@ -799,11 +1047,22 @@ int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
         struct stat st;
         char **argv;
         pid_t pid = 0;
-        bool same;
+        uid_t want_uid = 0, uid = 0;
+        bool same, alive;
         int r;
 
+        if (!err || errlen == 0) {
+                static char dummy[1];
+
+                err = dummy;
+                errlen = sizeof(dummy);
+        }
+        err[0] = '\0';
         if (!base || !spec || !opts || !opts->runtime_dir || !ret)
                 return -EINVAL;
+        r = engine_uid(opts, &want_uid, err, errlen);
+        if (r < 0)
+                return r;
         engine = calloc(1, sizeof(*engine));
         if (!engine)
                 return -ENOMEM;
@@ -816,7 +1075,7 @@ int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
                 ps_engine_free(engine);
                 return -ENOMEM;
         }
-        r = read_pid_file(engine->pid_path, &pid);
+        r = read_pid_file(engine->pid_path, &pid, err, errlen);
         if (r < 0) {
                 ps_engine_free(engine);
                 return r;
@@ -835,16 +1094,28 @@ int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
         argv = build_argv(spec);
         same = engine->pidfd >= 0 && argv && cmdline_is(pid, argv) && getpgid(pid) == pid;
         free(argv);
+        /* A look-alike run by another user is not ours to take over (nor to
+         * signal later): anyone can start a process with our command line. */
+        same = same && process_uid(pid, &uid) == 0;
         pfd = (struct pollfd) { .fd = engine->pidfd, .events = POLLIN };
-        if (!same || poll(&pfd, 1, 0) != 0) {
-                /* Gone, or another program has the pid now: the file is stale. */
+        alive = same && poll(&pfd, 1, 0) == 0;
+        if (!alive || uid != want_uid) {
+                /* Gone, or another program (or user) has the pid now: the
+                 * file is stale. The process itself is left alone. */
+                r = alive ? -EPERM : -ENOENT;
+                if (alive)
+                        snprintf(err, errlen,
+                                 "PID file %s: process %d runs as uid %u, not the engine "
+                                 "user's uid %u; not adopting it", engine->pid_path, (int) pid,
+                                 (unsigned) uid, (unsigned) want_uid);
                 unlink(engine->pid_path);
                 ps_engine_free(engine);
-                return -ENOENT;
+                return r;
         }
         engine->pid = pid;
         engine->running = true;
-        engine->log_start = stat(engine->log_path, &st) == 0 ? (int64_t) st.st_size : 0;
+        engine->log_start = lstat(engine->log_path, &st) == 0 && S_ISREG(st.st_mode)
+                                    ? (int64_t) st.st_size : 0;
         engine->exit_ev = event_new(base, engine->pidfd, EV_READ | EV_PERSIST, on_pidfd, engine);
         if (!engine->exit_ev || event_add(engine->exit_ev, NULL) < 0) {
                 snprintf(err, errlen, "cannot watch the adopted engine");
@@ -896,11 +1167,16 @@ int ps_engine_last_log_line(const ps_engine *engine, char *buf, size_t len) {
         if (!engine || !buf || len == 0)
                 return -EINVAL;
         buf[0] = '\0';
-        fd = open(engine->log_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* Not through a symbolic link: its target could be any file the
+         * daemon may read, and this line is shown to API clients. */
+        fd = open(engine->log_path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
-        if (fstat(fd, &st) < 0) {
+        if (fstat(fd, &st) < 0)
                 r = -errno;
+        else if (!S_ISREG(st.st_mode))
+                r = -EINVAL;
+        if (r < 0) {
                 close(fd);
                 return r;
         }

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "pool-services/fs.h"
 #include "pool-services/handoff.h"
 
 static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
@@ -66,74 +67,102 @@ static json_t *handoff_json(const ps_handoff *h) {
                          "managed_by", PS_HANDOFF_MANAGED_BY);
 }
 
-static int fsync_dir(const char *dir) {
-        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        int r = 0;
+/* Writes all of text, retrying after signals. */
+static int write_all(int fd, const char *text, size_t len) {
+        for (size_t off = 0; off < len;) {
+                ssize_t n = write(fd, text + off, len - off);
 
-        if (fd < 0)
-                return -errno;
-        if (fsync(fd) < 0)
-                r = -errno;
-        close(fd);
-        return r;
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                off += (size_t) n;
+        }
+        return 0;
+}
+
+/*
+ * The temp file is made afresh (O_EXCL) and never through a link
+ * (O_NOFOLLOW); names are resolved against the checked directory's
+ * descriptor, so a path changed meanwhile cannot lead elsewhere. A temp
+ * file left by a crash (or anything else at that name) is removed first:
+ * unlinking a link removes the link, never its target.
+ */
+static int open_temp(int dfd, const char *tmp) {
+        int fd = -1;
+
+        for (int attempt = 0; attempt < 2; attempt++) {
+                fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+                if (fd >= 0 || errno != EEXIST)
+                        break;
+                if (unlinkat(dfd, tmp, 0) < 0 && errno != ENOENT)
+                        return -errno;
+        }
+        return fd < 0 ? -errno : fd;
 }
 
 int ps_handoff_write(const char *runtime_dir, const ps_handoff *h,
                      char *err, size_t errlen) {
-        char dir[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX];
+        char dir[PATH_MAX], name[NAME_MAX + 1], tmp[NAME_MAX + 1], derr[PATH_MAX + 128];
         json_t *doc;
-        char *text;
-        size_t len;
-        ssize_t n;
-        int fd, r = 0;
+        char *text = NULL;
+        int dfd, fd, r = 0;
 
         if (!runtime_dir || !h || !h->spec || !h->spec->pool_id || !h->spec->replica_id)
                 return -EINVAL;
-        snprintf(dir, sizeof(dir), "%s/%s", runtime_dir, PS_HANDOFF_DIR);
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-                return fail(err, errlen, -errno, "handoff: mkdir %s", dir);
-        ps_handoff_path(runtime_dir, h->spec->pool_id, h->spec->replica_id, path, sizeof(path));
-        if (snprintf(tmp, sizeof(tmp), "%s/.%s_%s.json.tmp", dir, h->spec->pool_id,
-                     h->spec->replica_id) >= (int) sizeof(tmp))
-                return fail(err, errlen, -ENAMETOOLONG, "handoff: %s", dir);
+        if (snprintf(dir, sizeof(dir), "%s/%s", runtime_dir, PS_HANDOFF_DIR) >= (int) sizeof(dir))
+                return fail(err, errlen, -ENAMETOOLONG, "handoff: %s", runtime_dir);
+        if (snprintf(name, sizeof(name), "%s_%s.json", h->spec->pool_id,
+                     h->spec->replica_id) >= (int) sizeof(name) ||
+            snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= (int) sizeof(tmp))
+                return fail(err, errlen, -ENAMETOOLONG, "handoff: file name for %s/%s",
+                            h->spec->pool_id, h->spec->replica_id);
+
+        /* The runtime directory must be there already; the handoff
+         * directory is made when missing. Both must be ours alone. */
+        dfd = ps_private_dir(runtime_dir, false, derr, sizeof(derr));
+        if (dfd == 0)
+                dfd = ps_private_dir_open(dir, true, derr, sizeof(derr));
+        if (dfd < 0) {
+                if (err && errlen > 0)
+                        snprintf(err, errlen, "handoff: %s", derr);
+                return dfd;
+        }
 
         doc = handoff_json(h);
-        if (!doc)
-                return fail(err, errlen, -ENOMEM, "handoff: building JSON");
-        text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        json_decref(doc);
-        if (!text)
-                return fail(err, errlen, -ENOMEM, "handoff: encoding JSON");
-
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0) {
-                r = fail(err, errlen, -errno, "handoff: open %s", tmp);
+        if (!doc) {
+                r = fail(err, errlen, -ENOMEM, "handoff: building JSON");
                 goto out;
         }
-        len = strlen(text);
-        for (size_t off = 0; off < len; off += (size_t) n) {
-                n = write(fd, text + off, len - off);
-                if (n < 0 && errno == EINTR) {
-                        n = 0;
-                        continue;
-                }
-                if (n < 0) {
-                        r = fail(err, errlen, -errno, "handoff: write %s", tmp);
-                        break;
-                }
+        text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        json_decref(doc);
+        if (!text) {
+                r = fail(err, errlen, -ENOMEM, "handoff: encoding JSON");
+                goto out;
         }
-        if (r == 0 && write(fd, "\n", 1) != 1)
-                r = fail(err, errlen, -EIO, "handoff: write %s", tmp);
+
+        fd = open_temp(dfd, tmp);
+        if (fd < 0) {
+                r = fail(err, errlen, fd, "handoff: open %s/%s", dir, tmp);
+                goto out;
+        }
+        /* 0644 whatever the umask: the watcher refuses group-writable files. */
+        if (fchmod(fd, 0644) < 0)
+                r = fail(err, errlen, -errno, "handoff: chmod %s/%s", dir, tmp);
+        if (r == 0 && ((r = write_all(fd, text, strlen(text))) < 0 || (r = write_all(fd, "\n", 1)) < 0))
+                r = fail(err, errlen, r, "handoff: write %s/%s", dir, tmp);
         if (r == 0 && fsync(fd) < 0)
-                r = fail(err, errlen, -errno, "handoff: fsync %s", tmp);
+                r = fail(err, errlen, -errno, "handoff: fsync %s/%s", dir, tmp);
         close(fd);
-        if (r == 0 && rename(tmp, path) < 0)
-                r = fail(err, errlen, -errno, "handoff: rename to %s", path);
+        /* A link planted at the final name is replaced, not followed. */
+        if (r == 0 && renameat(dfd, tmp, dfd, name) < 0)
+                r = fail(err, errlen, -errno, "handoff: rename to %s/%s", dir, name);
         if (r < 0)
-                unlink(tmp);
+                (void) unlinkat(dfd, tmp, 0);
         else
-                (void) fsync_dir(dir);   /* durability only: the rename is done */
+                (void) fsync(dfd);   /* durability only: the rename is done */
 out:
+        close(dfd);
         free(text);
         return r;
 }

@@ -465,6 +465,8 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
         ps_engine_options opts = {
                 .runtime_dir = r->ctx->runtime_dir,
                 .run_as_user = r->ctx->engine_user,
+                .env_pass = r->ctx->engine_env_pass,
+                .n_env_pass = r->ctx->n_engine_env_pass,
         };
         char err[REPLICA_DETAIL_MAX] = "";
         char surge_pid[PATH_MAX], surge_log[PATH_MAX];
@@ -502,6 +504,11 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
                         feed_simple(r, PD_EV_SPAWNED, a->instance, NULL);
                         return;
                 }
+                /* A PID file naming someone else's process (another user's,
+                 * or through a symlink) is not ours to take over: say so. */
+                if (rc == -EPERM)
+                        EMIT(r, PS_EVENT_GENERIC, PS_LOG_WARN, "engine not adopted",
+                             PS_FIELD_STR("error", err));
                 err[0] = '\0';
         }
         if (r->ctx->preflight &&

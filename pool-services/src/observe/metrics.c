@@ -14,6 +14,7 @@
 #include "pool-domain/crash.h"
 #include "pool-domain/lifecycle.h"
 #include "pool-domain/storm.h"
+#include "pool-services/handoff-watch.h"
 #include "pool-services/metrics.h"
 
 /*
@@ -140,6 +141,7 @@ struct ps_metrics {
         size_t n_pools, cap_pools;
         collector collectors[COLLECTORS_MAX];   /* in the order added */
         size_t n_collectors;
+        label_counts handoff_refusals;  /* the node's, by reason */
 };
 
 /* ---- families ------------------------------------------------------------ */
@@ -410,12 +412,16 @@ static pool_metrics *pool_get(ps_metrics *m, const char *pool_id) {
 
 ps_metrics *ps_metrics_new(void) {
         ps_metrics *m = calloc(1, sizeof(*m));
+        const char *reason;
 
         if (!m)
                 return NULL;
         m->version = strdup("unknown");
         if (!m->version)
                 return ps_metrics_free(m);
+        for (unsigned i = 0; (reason = ps_handoff_refusal_to_string((ps_handoff_refusal) i)); i++)
+                if (label_counts_add(&m->handoff_refusals, reason, 0) < 0)
+                        return ps_metrics_free(m);
         return m;
 }
 
@@ -444,6 +450,7 @@ ps_metrics *ps_metrics_free(ps_metrics *m) {
         for (size_t i = 0; i < m->n_pools; i++)
                 pool_metrics_free(m->pools[i]);
         free(m->pools);
+        label_counts_done(&m->handoff_refusals);
         free(m->version);
         free(m);
         return NULL;
@@ -558,10 +565,27 @@ static void observe_lease(pool_metrics *p, const ps_event *ev) {
                                         field_str_or_unknown(ev, "reason"), 1);
 }
 
+/* A refused handoff file: the node's, whatever pool it named. Only the
+ * watcher's fixed reasons become label values. */
+static void observe_handoff_refusal(ps_metrics *m, const ps_event *ev) {
+        const char *reason = field_str(ev, "reason"), *known;
+
+        for (unsigned i = 0; reason && (known = ps_handoff_refusal_to_string((ps_handoff_refusal) i)); i++)
+                if (strcmp(reason, known) == 0) {
+                        (void) label_counts_add(&m->handoff_refusals, known, 1);
+                        return;
+                }
+}
+
 void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
         pool_metrics *p;
         int64_t startup_ms;
 
+        if (m && ev && ev->type == PS_EVENT_GENERIC && ev->message &&
+            strcmp(ev->message, PS_HANDOFF_IGNORED) == 0) {
+                observe_handoff_refusal(m, ev);
+                return;
+        }
         if (!m || !ev || !ev->pool_id)
                 return;
         /* Only supervision events make a pool known: a request about a pool
@@ -732,6 +756,19 @@ static void render_counter(out *o, const ps_metrics *m, counter_ref ref) {
                         put_series(o, f->name, "", l, 2);
                         put_u64_line(o, lc->v[j].count);
                 }
+        }
+}
+
+static void render_handoff_refusals(out *o, const ps_metrics *m) {
+        static const char *const name = "pool_managerd_handoff_refusals_total";
+
+        put_header(o, name, "counter",
+                   "Handoff files from others refused (or malformed), by reason.");
+        for (size_t i = 0; i < m->handoff_refusals.n; i++) {
+                const label l = { "reason", m->handoff_refusals.v[i].value };
+
+                put_series(o, name, "", &l, 1);
+                put_u64_line(o, m->handoff_refusals.v[i].count);
         }
 }
 
@@ -1143,6 +1180,7 @@ char *ps_metrics_render(ps_metrics *m, const json_t *snapshot, const json_t *dev
         render_build_info(&o, m);
         for (size_t i = 0; i < sizeof(counter_order) / sizeof(counter_order[0]); i++)
                 render_counter(&o, m, counter_order[i]);
+        render_handoff_refusals(&o, m);
         render_histograms(&o, m);
         render_pool_gauges(&o, pools, n_pools);
         render_devices(&o, devices);

@@ -6,10 +6,13 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "pool-services/errors.h"
 
 #include "pool-services/config.h"
 #include "pool-services/inventory.h"
@@ -434,7 +437,29 @@ static const error_case error_cases[] = {
         { ONE_POOL(", \"host\": \"a b\""),
           "pools[0].host: must be at most 255 characters without spaces, got \"a b\"" },
         { ONE_POOL(", \"host\": \"http://x\""),
-          "pools[0].host: must be an address or host name, got \"http://x\"" },
+          "pools[0].host: must be an IP address of this node (or \"localhost\"), not a host "
+          "name or URL, got \"http://x\"" },
+        { ONE_POOL(", \"host\": \"gpu-node.example\""),
+          "pools[0].host: must be an IP address of this node (or \"localhost\"), not a host "
+          "name or URL, got \"gpu-node.example\"" },
+        { ONE_POOL(", \"host\": \"192.0.2.77\""),
+          "pools[0].host: 192.0.2.77 is not an address of this node" },
+        { ONE_POOL(", \"host\": \"0.0.0.0\""),
+          "pools[0].host: 0.0.0.0 is not an address an engine can be reached at; use 127.0.0.1 "
+          "or one of the node's addresses" },
+        { ONE_POOL(", \"env\": {\"CUDA_DEVICE_ORDER\": \"FASTEST_FIRST\"}"),
+          "pools[0].env.CUDA_DEVICE_ORDER: set by the daemon (from device_mask), not here" },
+        { "{\"api\": {\"socket\": \"/run/" 
+          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+          ".sock\"}}",
+          "api.socket: /run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock "
+          "is longer than 107 bytes, the most a Unix socket path may have" },
+        { "{\"api\": {\"sock\": \"/x\"}}", "api.sock: unknown key" },
+        { "{\"engines\": {\"env_pass\": [\"NOT-A-NAME\"]}}",
+          "engines.env_pass[0]: \"NOT-A-NAME\" is not a variable name" },
+        { "{\"models\": {\"allow\": [\"models/\"]}}",
+          "models.allow[0]: must be an absolute path, got \"models/\"" },
+        { "{\"handoff\": {\"max_slots\": 0}}", "handoff.max_slots: must be 1..65535, got 0" },
         { "{" FAKE_GPU ", \"pools\": [{\"id\": \"a\", \"engine\": \"x\", \"engine_version\": \"1\","
           " \"binary\": \"/bin/x\", \"port\": 0}]}",
           "pools[0].port: must be 1..65535, got 0" },
@@ -528,7 +553,7 @@ static const error_case error_cases[] = {
           "pools[0].env.1X: not a valid variable name (letters, digits, '_'; not starting with a digit)" },
         { ONE_POOL(", \"env\": {\"X\": 1}"), "pools[0].env.X: must be a string, got an integer" },
         { ONE_POOL(", \"env\": {\"CUDA_VISIBLE_DEVICES\": \"1\"}"),
-          "pools[0].env.CUDA_VISIBLE_DEVICES: set from device_mask, not here" },
+          "pools[0].env.CUDA_VISIBLE_DEVICES: set by the daemon (from device_mask), not here" },
         { ONE_POOL(", \"policy\": {\"health\": 5}"),
           "pools[0].policy.health: must be an object, got an integer" },
         { ONE_POOL(", \"policy\": {\"stop_grace\": 5}"), "pools[0].policy.stop_grace: unknown key" },
@@ -801,33 +826,298 @@ static void test_shared_devices_when_both_agree(void **state) {
         ps_config_free(cfg);
 }
 
+/* ---- paths an API caller names ---- */
+
+/* A scratch tree: <dir>/engines/{engine,link-out}, <dir>/models/{m.gguf,
+ * link-out}, <dir>/outside/{evil,secret}. The links point into outside/. */
+typedef struct tree {
+        char dir[64];
+        char path[256];
+} tree;
+
+static const char *at(tree *t, const char *rel) {
+        snprintf(t->path, sizeof(t->path), "%s/%s", t->dir, rel);
+        return t->path;
+}
+
+static void touch(tree *t, const char *rel, mode_t mode) {
+        int fd = open(at(t, rel), O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(chmod(t->path, mode), 0);
+}
+
+static void tree_make(tree *t) {
+        char target[256];
+
+        snprintf(t->dir, sizeof(t->dir), "/tmp/pm-allow-XXXXXX");
+        assert_non_null(mkdtemp(t->dir));
+        assert_int_equal(mkdir(at(t, "engines"), 0755), 0);
+        assert_int_equal(mkdir(at(t, "models"), 0755), 0);
+        assert_int_equal(mkdir(at(t, "outside"), 0755), 0);
+        touch(t, "engines/engine", 0755);
+        touch(t, "outside/evil", 0755);
+        touch(t, "models/m.gguf", 0644);
+        touch(t, "outside/secret", 0600);
+        snprintf(target, sizeof(target), "%s/outside/evil", t->dir);
+        assert_int_equal(symlink(target, at(t, "engines/link-out")), 0);
+        snprintf(target, sizeof(target), "%s/outside/secret", t->dir);
+        assert_int_equal(symlink(target, at(t, "models/link-out")), 0);
+}
+
+static void tree_remove(tree *t) {
+        static const char *const files[] = {
+                "engines/engine", "engines/link-out", "models/m.gguf", "models/link-out",
+                "outside/evil", "outside/secret",
+        };
+        static const char *const dirs[] = { "engines", "models", "outside", "" };
+
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+                unlink(at(t, files[i]));
+        for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+                rmdir(at(t, dirs[i]));
+}
+
+static ps_config *load_tree_config(tree *t, const char *extra) {
+        char text[1024];
+
+        snprintf(text, sizeof(text), "{\"engines\": {\"allow\": [\"%s/engines/\"]}, "
+                 "\"models\": {\"allow\": [\"%s/models/\"]}%s}", t->dir, t->dir, extra);
+        return load_ok(text);
+}
+
 static void test_binary_allowed(void **state) {
         ps_config *cfg = load_ok("{" FAKE_GPU ", \"pools\": [" POOL_A("") "]}");
         char err[256];
 
         (void) state;
-        /* empty allowlist: only configured binaries */
-        assert_int_equal(ps_config_binary_allowed(cfg, "/usr/bin/engine", err, sizeof(err)), 0);
-        assert_int_equal(ps_config_binary_allowed(cfg, "/bin/sh", err, sizeof(err)), PS_E_INVALID);
-        assert_string_equal(err, "binary /bin/sh is not the binary of a configured pool "
-                                 "(engines.allow is empty)");
-        assert_int_equal(ps_config_binary_allowed(cfg, "bin/sh", err, sizeof(err)), PS_E_INVALID);
-        assert_string_equal(err, "binary bin/sh is not an absolute path");
-        assert_int_equal(ps_config_binary_allowed(cfg, "/usr/bin/../bin/engine", err, sizeof(err)),
-                         PS_E_INVALID);
-        assert_string_equal(err, "binary /usr/bin/../bin/engine has \".\", \"..\" or empty components");
+        /* empty allowlist: only configured binaries (checked lexically first:
+         * /usr/bin/engine does not exist, so it then fails as missing) */
+        assert_int_equal(ps_config_binary_allowed(cfg, "/usr/bin/engine", NULL, err, sizeof(err)),
+                         PS_E_NOT_FOUND);
+        assert_string_equal(err, "binary_path: /usr/bin/engine: No such file or directory");
+        assert_int_equal(ps_config_binary_allowed(cfg, "/bin/sh", NULL, err, sizeof(err)),
+                         PS_E_FORBIDDEN);
+        assert_string_equal(err, "binary_path: /bin/sh is not in engines.allow (empty: only the "
+                                 "binaries of configured pools)");
+        assert_int_equal(ps_config_binary_allowed(cfg, "bin/sh", NULL, err, sizeof(err)), PS_E_INVALID);
+        assert_string_equal(err, "binary_path: must be an absolute path, got \"bin/sh\"");
+        assert_int_equal(ps_config_binary_allowed(cfg, "/usr/bin/../bin/engine", NULL, err,
+                                                  sizeof(err)), PS_E_INVALID);
+        assert_string_equal(err, "binary_path: /usr/bin/../bin/engine has \".\", \"..\" or empty "
+                                 "components");
         ps_config_free(cfg);
 
         cfg = load_ok("{\"engines\": {\"allow\": [\"/opt/engines/\", \"/usr/local/bin/llama-server\"]}}");
-        assert_int_equal(ps_config_binary_allowed(cfg, "/opt/engines/vllm", err, sizeof(err)), 0);
-        assert_int_equal(ps_config_binary_allowed(cfg, "/usr/local/bin/llama-server", err,
-                                                  sizeof(err)), 0);
-        assert_int_equal(ps_config_binary_allowed(cfg, "/opt/enginesX", err, sizeof(err)),
-                         PS_E_INVALID);
-        assert_string_equal(err, "binary /opt/enginesX is not in engines.allow");
-        assert_int_equal(ps_config_binary_allowed(cfg, "/opt/engines/../../bin/sh", err,
+        assert_int_equal(ps_config_binary_allowed(cfg, "/opt/enginesX", NULL, err, sizeof(err)),
+                         PS_E_FORBIDDEN);
+        assert_string_equal(err, "binary_path: /opt/enginesX is not in engines.allow");
+        assert_int_equal(ps_config_binary_allowed(cfg, "/opt/engines/../../bin/sh", NULL, err,
                                                   sizeof(err)), PS_E_INVALID);
         ps_config_free(cfg);
+}
+
+static void test_binary_allowed_on_realpaths(void **state) {
+        tree t;
+        ps_config *cfg;
+        char err[512], want[512], *real = NULL;
+
+        (void) state;
+        tree_make(&t);
+        cfg = load_tree_config(&t, "");
+        assert_int_equal(ps_config_binary_allowed(cfg, at(&t, "engines/engine"), &real, err,
+                                                  sizeof(err)), 0);
+        assert_string_equal(real, at(&t, "engines/engine"));
+        free(real);
+        /* a symlink inside the allowed directory that points out is refused */
+        assert_int_equal(ps_config_binary_allowed(cfg, at(&t, "engines/link-out"), NULL, err,
+                                                  sizeof(err)), PS_E_FORBIDDEN);
+        snprintf(want, sizeof(want), "binary_path: %s/engines/link-out resolves to %s/outside/evil, "
+                 "which is not in engines.allow", t.dir, t.dir);
+        assert_string_equal(err, want);
+        ps_config_free(cfg);
+        tree_remove(&t);
+}
+
+static void test_model_outside_gets_one_answer(void **state) {
+        tree t;
+        ps_config *cfg;
+        char err_there[512], err_missing[512], there[256], missing[256];
+
+        (void) state;
+        tree_make(&t);
+        cfg = load_tree_config(&t, "");
+        snprintf(there, sizeof(there), "%s", at(&t, "outside/secret"));
+        snprintf(missing, sizeof(missing), "%s", at(&t, "outside/nothing"));
+        assert_int_equal(ps_config_model_allowed(cfg, there, NULL, err_there, sizeof(err_there)),
+                         PS_E_MODEL_FORBIDDEN);
+        assert_int_equal(ps_config_model_allowed(cfg, missing, NULL, err_missing,
+                                                 sizeof(err_missing)), PS_E_MODEL_FORBIDDEN);
+        /* the same words, but for the path itself */
+        assert_non_null(strstr(err_there, " is not in models.allow"));
+        assert_string_equal(strstr(err_there, " is not"), strstr(err_missing, " is not"));
+        /* inside: allowed; a link inside pointing out: refused */
+        assert_int_equal(ps_config_model_allowed(cfg, at(&t, "models/m.gguf"), NULL, err_there,
+                                                 sizeof(err_there)), 0);
+        assert_int_equal(ps_config_model_allowed(cfg, at(&t, "models/link-out"), NULL, err_there,
+                                                 sizeof(err_there)), PS_E_MODEL_FORBIDDEN);
+        assert_non_null(strstr(err_there, "resolves to"));
+        /* workdir: the runtime directory or models.allow */
+        assert_int_equal(ps_config_workdir_allowed(cfg, at(&t, "models"), NULL, err_there,
+                                                   sizeof(err_there)), 0);
+        assert_int_equal(ps_config_workdir_allowed(cfg, at(&t, "outside"), NULL, err_there,
+                                                   sizeof(err_there)), PS_E_MODEL_FORBIDDEN);
+        ps_config_free(cfg);
+        tree_remove(&t);
+}
+
+static void test_model_allowlist_defaults_to_pool_model_dirs(void **state) {
+        ps_config *cfg = load_ok("{" FAKE_GPU ", \"pools\": ["
+                                 POOL_A(", \"model_path\": \"/srv/models/7b.gguf\"") "]}");
+        char err[256];
+
+        (void) state;
+        assert_int_equal(ps_config_model_allowed(cfg, "/etc/shadow", NULL, err, sizeof(err)),
+                         PS_E_MODEL_FORBIDDEN);
+        assert_string_equal(err, "model_path: /etc/shadow is not in models.allow (empty: only the "
+                                 "directories of configured pools' models)");
+        /* inside the pool's model directory: checked further (missing here) */
+        assert_int_equal(ps_config_model_allowed(cfg, "/srv/models/13b.gguf", NULL, err,
+                                                 sizeof(err)), PS_E_NOT_FOUND);
+        ps_config_free(cfg);
+        /* no config: no model at all */
+        cfg = load_ok("{}");
+        assert_int_equal(ps_config_model_allowed(cfg, "/srv/models/13b.gguf", NULL, err,
+                                                 sizeof(err)), PS_E_MODEL_FORBIDDEN);
+        ps_config_free(cfg);
+}
+
+static void test_api_env_allowlist(void **state) {
+        static const char *const refused[] = {
+                "LD_PRELOAD", "LD_LIBRARY_PATH", "GCONV_PATH", "MALLOC_ARENA_MAX", "GLIBC_TUNABLES",
+                "PYTHONPATH", "PYTHONSTARTUP", "PERL5LIB", "NODE_OPTIONS", "BASH_ENV", "PATH",
+                "HOME", "TMPDIR", "OPENSSL_CONF", "NVIDIA_VISIBLE_DEVICES",
+                "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "VLLM_LOGGING_CONFIG_PATH",
+                "llama_arg_ctx_size", "SOMETHING_ELSE",
+        };
+        static const char *const allowed[] = {
+                "LLAMA_ARG_CTX_SIZE", "GGML_CUDA_FORCE_MMQ", "OMP_NUM_THREADS",
+                "CUDA_LAUNCH_BLOCKING", "VLLM_ATTENTION_BACKEND",
+        };
+        ps_config *cfg = load_ok("{}");
+        char err[256];
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+                if (ps_config_api_env_allowed(cfg, refused[i], err, sizeof(err)) != PS_E_INVALID)
+                        fail_msg("%s was allowed", refused[i]);
+                if (!strstr(err, refused[i]))
+                        fail_msg("the message does not name %s: %s", refused[i], err);
+        }
+        for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+                if (ps_config_api_env_allowed(cfg, allowed[i], err, sizeof(err)) != 0)
+                        fail_msg("%s was refused: %s", allowed[i], err);
+        ps_config_free(cfg);
+
+        /* a pattern that matches never admits a refused name */
+        cfg = load_ok("{\"engines\": {\"env_allow\": [\"*\"], \"env_pass\": [\"HF_TOKEN\"]}}");
+        assert_int_equal(ps_config_api_env_allowed(cfg, "LD_PRELOAD", err, sizeof(err)), PS_E_INVALID);
+        assert_string_equal(err, "env.LD_PRELOAD: may not be set through the API (it can change "
+                                 "what the engine loads or runs)");
+        assert_int_equal(ps_config_api_env_allowed(cfg, "SOMETHING_ELSE", err, sizeof(err)), 0);
+        assert_int_equal(cfg->n_engines_env_pass, 1);
+        assert_string_equal(cfg->engines_env_pass[0], "HF_TOKEN");
+        ps_config_free(cfg);
+}
+
+static void test_host_check(void **state) {
+        char out[64], err[256];
+
+        (void) state;
+        assert_int_equal(ps_host_check("localhost", false, out, sizeof(out), err, sizeof(err)), 0);
+        assert_string_equal(out, "127.0.0.1");
+        assert_int_equal(ps_host_check("::1", false, out, sizeof(out), err, sizeof(err)), 0);
+        assert_string_equal(out, "::1");
+        assert_int_equal(ps_host_check("127.0.0.1:19400/health?x=", false, out, sizeof(out), err,
+                                       sizeof(err)), PS_E_INVALID);
+        assert_int_equal(ps_host_check("10.9.8.7", false, out, sizeof(out), err, sizeof(err)),
+                         PS_E_INVALID);
+        assert_string_equal(err, "10.9.8.7 is not a loopback address (engines.allow_remote_hosts "
+                                 "is off)");
+        assert_int_equal(ps_host_check("192.0.2.1", true, out, sizeof(out), err, sizeof(err)),
+                         PS_E_INVALID);
+        assert_string_equal(err, "192.0.2.1 is not an address of this node");
+        assert_int_equal(ps_host_check("::", true, out, sizeof(out), err, sizeof(err)), PS_E_INVALID);
+}
+
+static void test_api_socket_and_handoff_dir(void **state) {
+        static const char *const env[] = { "RUNTIME_DIRECTORY", "/run/pool-managerd", NULL };
+        ps_config *cfg = load_ok("{\"runtime_dir\": \"/var/lib/pm\"}");
+        char buf[256], err[256];
+        char long_dir[200];
+
+        (void) state;
+        assert_int_equal(ps_config_api_socket(cfg, fake_getenv, (void *) env, buf, sizeof(buf),
+                                              err, sizeof(err)), 0);
+        assert_string_equal(buf, "/run/pool-managerd/api.sock");
+        assert_int_equal(ps_config_api_socket(cfg, fake_getenv, (void *) (env + 2), buf,
+                                              sizeof(buf), err, sizeof(err)), 0);
+        assert_string_equal(buf, "/var/lib/pm/api.sock");
+        assert_int_equal(ps_config_handoff_dir(cfg, buf, sizeof(buf)), 0);
+        assert_string_equal(buf, "/var/lib/pm/engines");
+        memset(long_dir, 'd', sizeof(long_dir) - 1);
+        long_dir[0] = '/';
+        long_dir[sizeof(long_dir) - 1] = '\0';
+        assert_int_equal(ps_config_set_runtime_dir(cfg, long_dir, "flag", err, sizeof(err)), 0);
+        assert_int_equal(ps_config_api_socket(cfg, fake_getenv, (void *) env, buf, sizeof(buf),
+                                              err, sizeof(err)), PS_E_INVALID);
+        assert_non_null(strstr(err, "longer than 107 bytes"));
+        ps_config_free(cfg);
+
+        cfg = load_ok("{\"api\": {\"socket\": \"\"}, \"handoff\": {\"dir\": \"/srv/handoffs\", "
+                      "\"max_slots\": 8, \"allow_remote\": true}}");
+        assert_int_equal(ps_config_api_socket(cfg, fake_getenv, (void *) env, buf, sizeof(buf),
+                                              err, sizeof(err)), 0);
+        assert_string_equal(buf, "");
+        assert_int_equal(ps_config_handoff_dir(cfg, buf, sizeof(buf)), 0);
+        assert_string_equal(buf, "/srv/handoffs");
+        assert_int_equal(cfg->handoff_max_slots, 8);
+        assert_true(cfg->handoff_allow_remote);
+        ps_config_free(cfg);
+}
+
+static void test_token_file_precedence(void **state) {
+        char dir[] = "/tmp/pm-token-XXXXXX", api[64], cloud[64], text[256];
+        ps_config *cfg;
+        char err[256];
+        FILE *f;
+
+        (void) state;
+        assert_non_null(mkdtemp(dir));
+        snprintf(api, sizeof(api), "%s/api", dir);
+        snprintf(cloud, sizeof(cloud), "%s/cloud", dir);
+        assert_non_null(f = fopen(api, "w"));
+        fputs("from-api-file\n", f);
+        fclose(f);
+        assert_non_null(f = fopen(cloud, "w"));
+        fputs("from-cloud-file\n", f);
+        fclose(f);
+        snprintf(text, sizeof(text), "{\"api\": {\"token_file\": \"%s\"}, "
+                 "\"cloud\": {\"token_file\": \"%s\"}}", api, cloud);
+        cfg = load_ok(text);
+        assert_int_equal(ps_config_resolve_token(cfg, err, sizeof(err)), 0);
+        assert_string_equal(cfg->cloud.api_token, "from-api-file");
+        ps_config_free(cfg);
+
+        snprintf(text, sizeof(text), "{\"cloud\": {\"token_file\": \"%s\"}}", cloud);
+        cfg = load_ok(text);
+        assert_int_equal(ps_config_resolve_token(cfg, err, sizeof(err)), 0);
+        assert_string_equal(cfg->cloud.api_token, "from-cloud-file");
+        ps_config_free(cfg);
+        unlink(api);
+        unlink(cloud);
+        rmdir(dir);
 }
 
 /* ---- environment ---- */
@@ -1353,6 +1643,13 @@ int main(void) {
                 cmocka_unit_test(test_split_cap_failure_names_the_field),
                 cmocka_unit_test(test_shared_devices_when_both_agree),
                 cmocka_unit_test(test_binary_allowed),
+                cmocka_unit_test(test_binary_allowed_on_realpaths),
+                cmocka_unit_test(test_model_outside_gets_one_answer),
+                cmocka_unit_test(test_model_allowlist_defaults_to_pool_model_dirs),
+                cmocka_unit_test(test_api_env_allowlist),
+                cmocka_unit_test(test_host_check),
+                cmocka_unit_test(test_api_socket_and_handoff_dir),
+                cmocka_unit_test(test_token_file_precedence),
                 cmocka_unit_test(test_env_overrides_the_file),
                 cmocka_unit_test(test_env_profile_false_and_unset_keep_the_file),
                 cmocka_unit_test(test_state_directory_is_the_default_runtime_dir),

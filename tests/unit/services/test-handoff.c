@@ -6,6 +6,8 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +17,11 @@
 
 #include <jansson.h>
 
+#include "pool-services/fs.h"
 #include "pool-services/handoff.h"
+
+/* snprintf into an array, failing the test when it does not fit. */
+#define FMT(buf, ...) assert_true(snprintf((buf), sizeof(buf), __VA_ARGS__) < (int) sizeof(buf))
 
 static ps_engine_spec *spec_new(void) {
         ps_engine_spec *s = ps_engine_spec_new();
@@ -101,13 +107,239 @@ static void test_handoff_has_the_design_fields(void **state) {
 }
 
 static void test_handoff_write_failure_names_the_step(void **state) {
+        char dir[] = "/tmp/pm-handoff-XXXXXX", file[PATH_MAX], runtime[PATH_MAX], want[PATH_MAX];
         ps_engine_spec *s = spec_new();
         ps_handoff h = { .spec = s, .pid = 1 };
-        char err[256];
+        char err[512];
+        int fd;
 
         (void) state;
-        assert_true(ps_handoff_write("/nonexistent/runtime", &h, err, sizeof(err)) < 0);
-        assert_non_null(strstr(err, "mkdir /nonexistent/runtime/engines"));
+        /* A regular file where a directory should be: no mkdir gets past
+         * it, not even root's. */
+        assert_non_null(mkdtemp(dir));
+        FMT(file, "%s/file", dir);
+        fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+        FMT(runtime, "%s/runtime", file);
+        assert_int_equal(ps_handoff_write(runtime, &h, err, sizeof(err)), -ENOTDIR);
+        FMT(want, "handoff: cannot open directory %s: ", runtime);
+        assert_non_null(strstr(err, want));
+        unlink(file);
+        /* A runtime directory that is missing is not made here. */
+        FMT(runtime, "%s/missing", dir);
+        assert_int_equal(ps_handoff_write(runtime, &h, err, sizeof(err)), -ENOENT);
+        assert_non_null(strstr(err, runtime));
+        assert_int_equal(access(runtime, F_OK), -1);
+        rmdir(dir);
+        ps_engine_spec_free(s);
+}
+
+/* ---- private directories and what is written into them ---- */
+
+static char *slurp(const char *path) {
+        static char buf[4096];
+        FILE *fp = fopen(path, "r");
+        size_t n;
+
+        assert_non_null(fp);
+        n = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        buf[n] = '\0';
+        return buf;
+}
+
+static void test_private_dir_made_when_missing(void **state) {
+        char dir[] = "/tmp/pm-private-XXXXXX", path[PATH_MAX], err[512];
+        struct stat st;
+        mode_t old = umask(0);
+
+        (void) state;
+        assert_non_null(mkdtemp(dir));
+        FMT(path, "%s/a/b", dir);
+        /* Not made without create. */
+        assert_int_equal(ps_private_dir(path, false, err, sizeof(err)), -ENOENT);
+        assert_non_null(strstr(err, path));
+        assert_int_equal(ps_private_dir(path, true, err, sizeof(err)), 0);
+        umask(old);
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        /* 0700 even with umask 0: nobody else may even look */
+        assert_int_equal(st.st_mode & 07777, 0700);
+        assert_int_equal(st.st_uid, geteuid());
+        /* A good one that exists passes, again and again, with a trailing '/'. */
+        assert_int_equal(ps_private_dir(path, true, err, sizeof(err)), 0);
+        FMT(path, "%s/a/b/", dir);
+        assert_int_equal(ps_private_dir(path, false, err, sizeof(err)), 0);
+        FMT(path, "%s/a/b", dir);
+        rmdir(path);
+        FMT(path, "%s/a", dir);
+        rmdir(path);
+        rmdir(dir);
+}
+
+static void test_private_dir_refuses_group_or_world_writable(void **state) {
+        char dir[] = "/tmp/pm-private-XXXXXX", want[PATH_MAX + 64], err[512];
+        int fd;
+
+        (void) state;
+        assert_non_null(mkdtemp(dir));
+        assert_int_equal(chmod(dir, 0777), 0);
+        assert_int_equal(ps_private_dir(dir, true, err, sizeof(err)), -EPERM);
+        FMT(want, "directory %s is writable by group or others (mode 0777): "
+                                     "chmod go-w %s", dir, dir);
+        assert_string_equal(err, want);
+        fd = ps_private_dir_open(dir, false, err, sizeof(err));
+        assert_int_equal(fd, -EPERM);
+        assert_int_equal(chmod(dir, 0770), 0);
+        assert_int_equal(ps_private_dir(dir, false, err, sizeof(err)), -EPERM);
+        assert_non_null(strstr(err, "(mode 0770)"));
+        /* Readable by others is fine: only writing is refused. */
+        assert_int_equal(chmod(dir, 0755), 0);
+        fd = ps_private_dir_open(dir, false, err, sizeof(err));
+        assert_true(fd >= 0);
+        assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        close(fd);
+        rmdir(dir);
+}
+
+static void test_private_dir_refuses_a_symlink(void **state) {
+        char dir[] = "/tmp/pm-private-XXXXXX", real[PATH_MAX], link[PATH_MAX], err[512];
+        char file[PATH_MAX];
+        int fd;
+
+        (void) state;
+        assert_non_null(mkdtemp(dir));
+        FMT(real, "%s/real", dir);
+        FMT(link, "%s/link", dir);
+        assert_int_equal(mkdir(real, 0700), 0);
+        assert_int_equal(symlink(real, link), 0);
+        /* A good directory behind it changes nothing, nor does create. */
+        assert_int_equal(ps_private_dir(link, true, err, sizeof(err)), -ELOOP);
+        assert_non_null(strstr(err, link));
+        assert_non_null(strstr(err, "is a symbolic link"));
+        /* Nor does a trailing slash, which would follow it. */
+        FMT(file, "%s/", link);
+        assert_int_equal(ps_private_dir(file, false, err, sizeof(err)), -ELOOP);
+        /* A file is not a directory. */
+        FMT(file, "%s/file", dir);
+        fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(ps_private_dir(file, false, err, sizeof(err)), -ENOTDIR);
+        assert_non_null(strstr(err, "is not a directory"));
+        unlink(file);
+        unlink(link);
+        rmdir(real);
+        rmdir(dir);
+}
+
+static void test_private_dir_refuses_another_owner(void **state) {
+        char dir[] = "/tmp/pm-private-XXXXXX", want[PATH_MAX + 64], err[512];
+
+        (void) state;
+        if (geteuid() != 0)
+                skip();        /* only root can give a directory away */
+        assert_non_null(mkdtemp(dir));
+        assert_int_equal(chown(dir, 65534, (gid_t) -1), 0);
+        assert_int_equal(ps_private_dir(dir, false, err, sizeof(err)), -EPERM);
+        FMT(want, "directory %s is owned by uid 65534, not 0: chown 0 %s",
+                 dir, dir);
+        assert_string_equal(err, want);
+        rmdir(dir);
+}
+
+static void test_handoff_write_refuses_an_unsafe_directory(void **state) {
+        char dir[] = "/tmp/pm-handoff-XXXXXX", engines[PATH_MAX], path[PATH_MAX], err[512];
+        ps_engine_spec *s = spec_new();
+        ps_handoff h = { .spec = s, .pid = 1 };
+
+        (void) state;
+        assert_non_null(mkdtemp(dir));
+        FMT(engines, "%s/engines", dir);
+        assert_int_equal(mkdir(engines, 0700), 0);
+        assert_int_equal(chmod(engines, 0777), 0);
+        assert_int_equal(ps_handoff_write(dir, &h, err, sizeof(err)), -EPERM);
+        assert_non_null(strstr(err, "chmod go-w"));
+        ps_handoff_path(dir, "llama_7b", "r0", path, sizeof(path));
+        assert_int_equal(access(path, F_OK), -1);
+        rmdir(engines);
+        rmdir(dir);
+        ps_engine_spec_free(s);
+}
+
+static void test_handoff_write_made_directory_is_private(void **state) {
+        char dir[] = "/tmp/pm-handoff-XXXXXX", engines[PATH_MAX], err[512];
+        ps_engine_spec *s = spec_new();
+        ps_handoff h = { .spec = s, .pid = 1 };
+        struct stat st;
+
+        mode_t old = umask(002);
+        char path[PATH_MAX];
+        int r;
+
+        (void) state;
+        assert_non_null(mkdtemp(dir));
+        r = ps_handoff_write(dir, &h, err, sizeof(err));
+        umask(old);
+        assert_int_equal(r, 0);
+        FMT(engines, "%s/engines", dir);
+        assert_int_equal(lstat(engines, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0700);
+        /* 0644 whatever the umask: a group-writable handoff would be refused */
+        ps_handoff_path(dir, "llama_7b", "r0", path, sizeof(path));
+        assert_int_equal(lstat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0644);
+        assert_int_equal(ps_handoff_remove(dir, "llama_7b", "r0"), 0);
+        rmdir(engines);
+        rmdir(dir);
+        ps_engine_spec_free(s);
+}
+
+static void test_handoff_write_replaces_a_planted_symlink(void **state) {
+        char dir[] = "/tmp/pm-handoff-XXXXXX", engines[PATH_MAX], path[PATH_MAX];
+        char victim[PATH_MAX], tmp[PATH_MAX], err[512];
+        ps_engine_spec *s = spec_new();
+        ps_handoff h = { .spec = s, .pid = 1 };
+        struct stat st;
+
+        (void) state;
+        assert_non_null(mkdtemp(dir));
+        FMT(engines, "%s/engines", dir);
+        assert_int_equal(mkdir(engines, 0700), 0);
+        FMT(victim, "%s/victim", dir);
+        FILE *fp = fopen(victim, "w");
+        assert_non_null(fp);
+        fputs("precious\n", fp);
+        fclose(fp);
+        /* At the final name and at the temp name. */
+        ps_handoff_path(dir, "llama_7b", "r0", path, sizeof(path));
+        assert_int_equal(symlink(victim, path), 0);
+        FMT(tmp, "%s/.llama_7b_r0.json.tmp", engines);
+        assert_int_equal(symlink(victim, tmp), 0);
+
+        assert_int_equal(ps_handoff_write(dir, &h, err, sizeof(err)), 0);
+        /* The target is untouched; the link itself was replaced. */
+        assert_string_equal(slurp(victim), "precious\n");
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        assert_non_null(strstr(slurp(path), "\"managed_by\": \"pool-managerd\""));
+        assert_int_equal(lstat(tmp, &st), -1);
+
+        /* A stale temp file left by a crash does not block the next write. */
+        fp = fopen(tmp, "w");
+        assert_non_null(fp);
+        fputs("half", fp);
+        fclose(fp);
+        h.slots_free = 2;
+        assert_int_equal(ps_handoff_write(dir, &h, err, sizeof(err)), 0);
+        assert_non_null(strstr(slurp(path), "\"slots_free\": 2"));
+        assert_int_equal(lstat(tmp, &st), -1);
+
+        unlink(path);
+        unlink(victim);
+        rmdir(engines);
+        rmdir(dir);
         ps_engine_spec_free(s);
 }
 
@@ -135,6 +367,13 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_handoff_has_the_design_fields),
                 cmocka_unit_test(test_handoff_write_failure_names_the_step),
+                cmocka_unit_test(test_private_dir_made_when_missing),
+                cmocka_unit_test(test_private_dir_refuses_group_or_world_writable),
+                cmocka_unit_test(test_private_dir_refuses_a_symlink),
+                cmocka_unit_test(test_private_dir_refuses_another_owner),
+                cmocka_unit_test(test_handoff_write_refuses_an_unsafe_directory),
+                cmocka_unit_test(test_handoff_write_made_directory_is_private),
+                cmocka_unit_test(test_handoff_write_replaces_a_planted_symlink),
                 cmocka_unit_test(test_spec_copy_is_deep),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "pool-services/event.h"
+#include "pool-services/handoff-watch.h"
 #include "pool-services/metrics.h"
 #include "observe-event.h"
 
@@ -207,9 +208,11 @@ static void test_empty_node(void **state) {
         assert_line(text, "# TYPE pool_managerd_engine_crashes_total counter");
         assert_line(text, "# TYPE pool_managerd_engine_startup_seconds histogram");
         assert_line(text, "# TYPE pool_managerd_gpu_vram_free_bytes gauge");
-        /* every family is there, without pools: only build_info has a sample */
-        assert_int_equal(count_prefix(text, "pool_managerd_"), 1);
-        assert_int_equal(check_structure(text), 39);
+        /* every family is there, without pools: only build_info and the
+         * node's handoff refusals (each reason at 0) have samples */
+        assert_int_equal(count_prefix(text, "pool_managerd_"), 1 + PS_HANDOFF_REFUSAL_MAX);
+        assert_line(text, "pool_managerd_handoff_refusals_total{reason=\"managed_pool\"} 0");
+        assert_int_equal(check_structure(text), 40);
         free(text);
 
         assert_int_equal(ps_metrics_set_version(m, "1.2.3"), 0);
@@ -344,7 +347,7 @@ static void test_help_type_once_with_many_pools(void **state) {
         }
         snap = json_pack("{s:o}", "pools", pools);
         text = render(m, snap, NULL);
-        assert_int_equal(check_structure(text), 39);
+        assert_int_equal(check_structure(text), 40);
         assert_int_equal(count_prefix(text, "# HELP pool_managerd_engine_crashes_total "), 1);
         assert_int_equal(count_prefix(text, "# TYPE pool_managerd_engine_crashes_total "), 1);
         assert_int_equal(count_prefix(text, "# TYPE pool_managerd_pool_ready "), 1);
@@ -602,7 +605,8 @@ static void test_ignored_events(void **state) {
         event_bare(m, PS_EVENT_TYPE_MAX, "ghost");
         event_bare(m, PS_EVENT_PROBE_FAILED, NULL);
         text = render(m, NULL, NULL);
-        assert_int_equal(count_prefix(text, "pool_managerd_"), 1);     /* build_info */
+        /* build_info, handoff refusals at 0 */
+        assert_int_equal(count_prefix(text, "pool_managerd_"), 1 + PS_HANDOFF_REFUSAL_MAX);
         free(text);
 
         /* fields that are missing or not understood count nothing */
@@ -672,6 +676,60 @@ static void test_malformed_snapshot(void **state) {
         ps_metrics_free(m);
 }
 
+/* The watcher's event for a refused handoff file. */
+static void handoff_ignored(ps_metrics *m, const char *message, const char *pool_id,
+                            const char *reason) {
+        const ps_field fields[] = {
+                PS_FIELD_STR("file", "x.json"),
+                PS_FIELD_STR("reason", reason),
+                PS_FIELD_STR("error", "why"),
+        };
+        const ps_event ev = {
+                .type = PS_EVENT_GENERIC,
+                .level = PS_LOG_WARN,
+                .pool_id = pool_id,
+                .message = message,
+                .fields = fields,
+                .n_fields = sizeof(fields) / sizeof(fields[0]),
+        };
+
+        ps_metrics_observe(m, &ev);
+}
+
+static void test_handoff_refusals(void **state) {
+        ps_metrics *m = ps_metrics_new();
+        char *text;
+
+        (void) state;
+        handoff_ignored(m, PS_HANDOFF_IGNORED, NULL, "url");
+        handoff_ignored(m, PS_HANDOFF_IGNORED, NULL, "url");
+        /* the pool a file names is the file's word: no series for it */
+        handoff_ignored(m, PS_HANDOFF_IGNORED, "ghost", "managed_pool");
+        /* only the fixed reasons, only this message */
+        handoff_ignored(m, PS_HANDOFF_IGNORED, NULL, "made-up");
+        handoff_ignored(m, PS_HANDOFF_IGNORED, NULL, NULL);
+        handoff_ignored(m, "something else", NULL, "slots");
+        text = render(m, NULL, NULL);
+        assert_line(text, "# TYPE pool_managerd_handoff_refusals_total counter");
+        assert_line(text, "pool_managerd_handoff_refusals_total{reason=\"url\"} 2");
+        assert_line(text, "pool_managerd_handoff_refusals_total{reason=\"managed_pool\"} 1");
+        assert_line(text, "pool_managerd_handoff_refusals_total{reason=\"slots\"} 0");
+        for (unsigned i = 0; i < PS_HANDOFF_REFUSAL_MAX; i++) {
+                char line[128];
+
+                snprintf(line, sizeof(line), "pool_managerd_handoff_refusals_total{reason=\"%s\"} ",
+                         ps_handoff_refusal_to_string((ps_handoff_refusal) i));
+                assert_int_equal(count_prefix(text, line), 1);
+        }
+        assert_int_equal(count_prefix(text, "pool_managerd_handoff_refusals_total{"),
+                         PS_HANDOFF_REFUSAL_MAX);
+        assert_null(strstr(text, "ghost"));
+        assert_null(strstr(text, "made-up"));
+        check_structure(text);
+        free(text);
+        ps_metrics_free(m);
+}
+
 static char *collect_a(void *userdata) {
         (*(int *) userdata)++;
         return strdup("# HELP extra_a A.\n# TYPE extra_a gauge\nextra_a 1\n");
@@ -725,6 +783,7 @@ int main(void) {
                 cmocka_unit_test(test_label_values_are_bounded),
                 cmocka_unit_test(test_malformed_snapshot),
                 cmocka_unit_test(test_collectors_append_in_order),
+                cmocka_unit_test(test_handoff_refusals),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,6 +19,7 @@ static ps_config *node(bool require, int n_devices) {
 
         snprintf(text, sizeof(text),
                  "{\"engines\": {\"allow\": [\"/bin/sh\"]},"
+                 " \"models\": {\"allow\": [\"/tmp/\", \"/nonexistent/\"]},"
                  " \"gpu\": {\"backend\": \"fake\", \"require\": %s, \"devices\": [%s]},"
                  " \"defaults\": {\"health\": {\"path\": \"/ready\"}}}",
                  require ? "true" : "false",
@@ -84,7 +85,7 @@ static void test_every_field(void **state) {
                  " \"replica_id\": \"r3\", \"host\": \"127.0.0.2\", \"flags\": [\"-c\", \"x\"],"
                  " \"model_path\": \"%s\", \"engine\": \"vllm\", \"engine_version\": \"0.6\","
                  " \"model_digest\": \"sha256:ab\", \"device_mask\": \"GPU1\", \"slots\": 8,"
-                 " \"env\": {\"A\": \"1\", \"B\": \"\"}, \"workdir\": \"/tmp\"}", model);
+                 " \"env\": {\"LLAMA_ARG_A\": \"1\", \"GGML_B\": \"\"}, \"workdir\": \"/tmp\"}", model);
         assert_int_equal(parse(config, text, &spec, err, sizeof(err)), 0);
         assert_string_equal(spec->replica_id, "r3");
         assert_string_equal(spec->host, "127.0.0.2");
@@ -98,8 +99,16 @@ static void test_every_field(void **state) {
         assert_string_equal(spec->cuda_visible_devices, "1");
         assert_int_equal(spec->slots, 8);
         assert_int_equal(spec->n_env, 2);
-        assert_string_equal(spec->env[0], "A=1");
-        assert_string_equal(spec->env[1], "B=");
+        assert_string_equal(spec->env[0], "LLAMA_ARG_A=1");
+        assert_string_equal(spec->env[1], "GGML_B=");
+        /* the binary is kept as the file checked: its real path */
+        {
+                char *real = realpath("/bin/sh", NULL);
+
+                assert_non_null(real);
+                assert_string_equal(spec->binary_path, real);
+                free(real);
+        }
         assert_string_equal(spec->workdir, "/tmp");
         ps_engine_spec_free(spec);
         unlink(model);
@@ -127,7 +136,15 @@ static void test_refusals(void **state) {
                 { "{\"binary_path\": \"/bin/sh\", \"port\": 1, \"model_path\": \"/nonexistent/m.gguf\"}", PS_E_INVALID, "No such file" },
                 { "{\"binary_path\": \"/bin/sh\", \"port\": 1, \"device_mask\": \"5\"}", PS_E_INVALID, "5" },
                 { "{\"binary_path\": \"/bin/bash\", \"port\": 1}", PS_E_FORBIDDEN, "/bin/bash" },
-                { "{\"binary_path\": \"/bin/../bin/sh\", \"port\": 1}", PS_E_FORBIDDEN, ".." },
+                { "{\"binary_path\": \"/bin/../bin/sh\", \"port\": 1}", PS_E_INVALID, ".." },
+                { "{\"binary_path\": \"/bin/sh\", \"port\": 1, \"env\": {\"LD_PRELOAD\": \"/tmp/evil.so\"}}", PS_E_INVALID, "env.LD_PRELOAD" },
+                { "{\"binary_path\": \"/bin/sh\", \"port\": 1, \"env\": {\"PYTHONPATH\": \"/tmp\"}}", PS_E_INVALID, "env.PYTHONPATH" },
+                { "{\"binary_path\": \"/bin/sh\", \"port\": 1, \"env\": {\"A\": \"1\"}}", PS_E_INVALID, "engines.env_allow" },
+                { "{\"binary_path\": \"/bin/sh\", \"port\": 1, \"host\": \"10.1.2.3\"}", PS_E_INVALID, "loopback" },
+                { "{\"binary_path\": \"/bin/sh\", \"port\": 1, \"host\": \"127.0.0.1:19400/health?x=\"}", PS_E_INVALID, "host: must be an IP address" },
+                { "{\"binary_path\": \"/bin/sh\", \"port\": 1, \"host\": \"example.com\"}", PS_E_INVALID, "not a host name" },
+                { "{\"binary_path\": \"/bin/sh\", \"port\": 1, \"model_path\": \"/etc/shadow\"}", PS_E_MODEL_FORBIDDEN, "models.allow" },
+                { "{\"binary_path\": \"/bin/sh\", \"port\": 1, \"workdir\": \"/etc\"}", PS_E_MODEL_FORBIDDEN, "workdir" },
                 { "{\"binary_path\": \"/bin/sh\", \"port\": 1, \"device_mask\": \"none\"}", PS_E_GPU_ONLY, "GPU-only enforcement:" },
         };
         ps_config *config = node(true, 2);
