@@ -56,11 +56,13 @@ static void fake_start(fx *f, int port, const char *token) {
                 dup2(fds[1], 1);
                 close(fds[0]);
                 close(fds[1]);
+                /* the node's own (short) interval, not the seed's fixed 10 s */
                 if (token)
                         execl("/usr/bin/python3", "python3", script, "--port", port_arg,
-                              "--token", token, (char *) NULL);
+                              "--next-heartbeat-ms", "none", "--token", token, (char *) NULL);
                 else
-                        execl("/usr/bin/python3", "python3", script, "--port", port_arg, (char *) NULL);
+                        execl("/usr/bin/python3", "python3", script, "--port", port_arg,
+                              "--next-heartbeat-ms", "none", (char *) NULL);
                 _exit(127);
         }
         close(fds[1]);
@@ -256,14 +258,27 @@ static void registers_then_heartbeats_with_pool_state(void **state) {
         caps = json_object_get(body, "capabilities");
         assert_true(json_is_array(json_object_get(caps, "gpus")));
         assert_true(json_integer_value(json_object_get(caps, "cpu_cores")) >= 1);
-        assert_true(json_integer_value(json_object_get(caps, "ram_bytes")) > 0);
+        assert_true(json_integer_value(json_object_get(caps, "ram_total_bytes")) > 0);
         /* No token configured: no Authorization header. */
         assert_true(json_is_null(json_object_get(json_array_get(regs, 0), "authorization")));
 
         beats = recorded(f, "POST", "/v2/nodes/node-1/heartbeat");
         assert_true(json_array_size(beats) >= 2);
         body = json_object_get(json_array_get(beats, 0), "body");
-        assert_true(json_integer_value(json_object_get(body, "timestamp")) > 1600000000000LL);
+        /* RFC 3339 UTC with milliseconds, as the seed's reader wants it */
+        {
+                const char *ts = json_string_value(json_object_get(body, "timestamp"));
+                int y, mo, d, h, mi, sec, ms;
+                char z = 0;
+
+                assert_non_null(ts);
+                assert_int_equal(strlen(ts), 24);
+                assert_int_equal(sscanf(ts, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c", &y, &mo, &d, &h, &mi,
+                                        &sec, &ms, &z), 8);
+                assert_int_equal(z, 'Z');
+                assert_true(y >= 2020);
+        }
+        assert_true(json_integer_value(json_object_get(body, "timestamp_ms")) > 1600000000000LL);
         pool = json_array_get(json_object_get(body, "pools"), 0);
         assert_string_equal(json_string_value(json_object_get(pool, "pool_id")), "llama");
         assert_true(json_is_true(json_object_get(pool, "ready")));
@@ -560,10 +575,74 @@ static void missing_settings_are_named(void **state) {
         assert_null(cp);
 }
 
+/* Every recorded request of that method and path was answered status. */
+static void all_answered(fx *f, const char *method, const char *path, int status) {
+        json_t *list = recorded(f, method, path), *r;
+        size_t i;
+
+        assert_true(json_array_size(list) >= 1);
+        json_array_foreach(list, i, r)
+                if (json_integer_value(json_object_get(r, "status")) != status)
+                        fail_msg("%s %s answered %d, not %d: %s", method, path,
+                                 (int) json_integer_value(json_object_get(r, "status")), status,
+                                 json_dumps(json_object_get(r, "body"), JSON_COMPACT));
+        json_decref(list);
+}
+
+static void a_node_with_gpus_passes_the_strict_readers(void **state) {
+        static const ps_gpu_device gpus[] = {
+                { .index = 0, .uuid = "GPU-a", .name = "NVIDIA H100", .cc_major = 9,
+                  .vram_total_bytes = 85899345920ULL, .vram_free_bytes = 85000000000ULL },
+                { .index = 1, .uuid = "GPU-b", .name = "NVIDIA L4", .cc_major = 8, .cc_minor = 9,
+                  .vram_total_bytes = 24000000000ULL, .vram_free_bytes = 23000000000ULL },
+        };
+        fx *f = *state;
+        ps_control_plane_config cfg;
+        ps_inventory *inv = NULL;
+        json_t *regs, *gpu;
+        int three = 3;
+
+        assert_int_equal(ps_inventory_new(PS_GPU_BACKEND_FAKE, gpus, 2, &inv, NULL, 0), 0);
+        fake_start(f, 0, NULL);
+        cfg = config(f);
+        cfg.inventory = inv;
+        start(f, &cfg);
+        assert_true(loop_until(f, heartbeats_at_least, &three));
+        /* the double answers 422 to anything its types would not read */
+        all_answered(f, "POST", "/v2/nodes/register", 200);
+        all_answered(f, "POST", "/v2/nodes/node-1/heartbeat", 200);
+        regs = recorded(f, "POST", "/v2/nodes/register");
+        gpu = json_array_get(json_object_get(json_object_get(json_object_get(
+                json_array_get(regs, 0), "body"), "capabilities"), "gpus"), 1);
+        assert_int_equal(json_integer_value(json_object_get(gpu, "device_id")), 1);
+        assert_string_equal(json_string_value(json_object_get(gpu, "compute_capability")), "8.9");
+        json_decref(regs);
+        ps_control_plane_free(f->cp);
+        f->cp = NULL;
+        ps_inventory_free(inv);
+}
+
+static void first_heartbeat_follows_registration(void **state) {
+        fx *f = *state;
+        ps_control_plane_config cfg;
+        int one = 1;
+
+        fake_start(f, 0, NULL);
+        cfg = config(f);
+        /* an hour between heartbeats: one within the wait means the first
+         * was sent right after registering */
+        cfg.heartbeat_interval_ms = 3600 * 1000;
+        start(f, &cfg);
+        assert_true(loop_until(f, heartbeats_at_least, &one));
+        all_answered(f, "POST", "/v2/nodes/node-1/heartbeat", 200);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
                 T(registers_then_heartbeats_with_pool_state),
+                T(a_node_with_gpus_passes_the_strict_readers),
+                T(first_heartbeat_follows_registration),
                 T(heartbeat_reports_a_pool_going_unready),
                 T(token_is_sent_as_bearer),
                 T(wrong_token_is_an_error_with_the_status),

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -220,7 +221,10 @@ static void on_reply(const ps_http_result *res, void *userdata) {
                 cp->registered_at = now_wall(cp);
                 cp->state = CP_REGISTERED;
                 emit(cp, PS_LOG_INFO, "registered with the control plane", NULL, NULL, -1);
-                arm(cp, REQ_HEARTBEAT, next_heartbeat_delay(cp, res));
+                /* The first heartbeat follows at once, as the seed's does:
+                 * the control plane learns the pools' state without waiting
+                 * a whole interval. */
+                arm(cp, REQ_HEARTBEAT, 0);
                 return;
         case REQ_HEARTBEAT:
                 if (res->transport_ok && res->status == 404) {
@@ -278,9 +282,31 @@ static json_t *register_body(ps_control_plane *cp) {
                          "version", cp->version);
 }
 
+/* "2026-12-06T15:11:04.824Z": RFC 3339 in UTC with milliseconds, as the
+ * seed's heartbeat carries it. */
+static void rfc3339(int64_t ms, char *buf, size_t len) {
+        time_t secs = (time_t) (ms / 1000);
+        struct tm tm;
+
+        if (!gmtime_r(&secs, &tm)) {
+                snprintf(buf, len, "1970-01-01T00:00:00.000Z");
+                return;
+        }
+        if (strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm) == 0 || strlen(buf) + 6 > len) {
+                snprintf(buf, len, "1970-01-01T00:00:00.000Z");
+                return;
+        }
+        snprintf(buf + strlen(buf), len - strlen(buf), ".%03dZ", (int) (ms % 1000));
+}
+
 static json_t *heartbeat_body(ps_control_plane *cp) {
-        return json_pack("{s:I, s:o*}",
-                         "timestamp", (json_int_t) now_wall(cp),
+        int64_t now = now_wall(cp);
+        char ts[40];
+
+        rfc3339(now, ts, sizeof(ts));
+        return json_pack("{s:s, s:I, s:o*}",
+                         "timestamp", ts,
+                         "timestamp_ms", (json_int_t) now,
                          "pools", ps_node_pool_status(cp->reg, cp->inventory, &(ps_node_pools) {
                                  cp->pools_set, (const char *const *) cp->pools, cp->n_pools }));
 }

@@ -1,23 +1,43 @@
 /* SPDX-License-Identifier: MIT */
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cloud/node-private.h"
 
+/*
+ * The seed's NodeCapabilities: gpus [{device_id u32, name, vram_total_bytes
+ * u64, compute_capability String}], cpu_cores and ram_total_bytes optional.
+ * Extra fields (index, uuid, ...) are ignored by its reader.
+ */
 json_t *ps_node_capabilities(const ps_inventory *inv) {
-        json_t *devices = NULL, *gpus;
+        json_t *gpus = json_array();
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
 
-        if (inv)
-                devices = ps_inventory_to_json(inv);
-        gpus = devices ? json_incref(json_object_get(devices, "devices")) : json_array();
-        json_decref(devices);
         if (!gpus)
                 return NULL;
+        for (size_t i = 0; i < ps_inventory_count(inv); i++) {
+                const ps_gpu_device *d = ps_inventory_device(inv, i);
+                char cc[32];
+
+                snprintf(cc, sizeof(cc), "%d.%d", d->cc_major, d->cc_minor);
+                if (json_array_append_new(gpus, json_pack(
+                            "{s:i, s:i, s:s, s:s, s:s, s:I, s:I}",
+                            "device_id", d->index < 0 ? 0 : d->index,
+                            "index", d->index,
+                            "uuid", d->uuid,
+                            "name", d->name,
+                            "compute_capability", cc,
+                            "vram_total_bytes", (json_int_t) d->vram_total_bytes,
+                            "vram_free_bytes", (json_int_t) d->vram_free_bytes)) < 0) {
+                        json_decref(gpus);
+                        return NULL;
+                }
+        }
         return json_pack("{s:o, s:I, s:I}", "gpus", gpus,
                          "cpu_cores", (json_int_t) (cores > 0 ? cores : 0),
-                         "ram_bytes", (json_int_t) (pages > 0 && page > 0 ? pages * page : 0));
+                         "ram_total_bytes", (json_int_t) (pages > 0 && page > 0 ? pages * page : 0));
 }
 
 static bool advertised(const ps_node_pools *pools, const char *id) {
