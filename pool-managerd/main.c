@@ -4,6 +4,7 @@
  * loop, the logger and the API server, until SIGTERM or SIGINT.
  */
 #include <errno.h>
+#include <glob.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -411,9 +412,49 @@ static void manager_done(manager *m) {
         m->log = ps_logger_free(m->log);
 }
 
+/*
+ * POOL_MANAGERD_RUNTIME_DIR names the handoff files' own directory (the
+ * seed's meaning). Handoff files one level down say it was set the old
+ * way, as a root with engines/ below it: they are not read from there.
+ */
+/* The runtime directory was made again before a spawn: the API socket
+ * that lived in it is bound again. */
+static void on_runtime_dir_recreated(void *userdata) {
+        manager *m = userdata;
+        pa_error perr = { 0 };
+
+        if (!m->server)
+                return;
+        if (pa_server_rebind_socket(m->server, &perr) < 0)
+                ps_log(m->log, PS_LOG_ERROR, "cannot listen on the API socket again",
+                       PS_FIELD_STR("error", perr.msg));
+        else if (pa_server_socket_path(m->server))
+                ps_log(m->log, PS_LOG_INFO, "listening on the API socket again",
+                       PS_FIELD_STR("socket", pa_server_socket_path(m->server)));
+}
+
+static void warn_old_handoff_layout(ps_logger *log, const ps_config *config,
+                                    const char *handoff_dir) {
+        char pattern[PATH_MAX + 32];
+        glob_t g;
+
+        if (!config->handoff_dir ||
+            strcmp(config->handoff_dir_source, "POOL_MANAGERD_RUNTIME_DIR") != 0)
+                return;
+        snprintf(pattern, sizeof(pattern), "%s/engines/*.json", handoff_dir);
+        if (glob(pattern, GLOB_NOSORT, NULL, &g) == 0 && g.gl_pathc > 0)
+                ps_log(log, PS_LOG_WARN, "POOL_MANAGERD_RUNTIME_DIR names the directory holding "
+                       "the handoff files themselves; files in its engines/ subdirectory are not read",
+                       PS_FIELD_STR("handoff_dir", handoff_dir),
+                       PS_FIELD_INT("ignored_files", (int64_t) g.gl_pathc),
+                       PS_FIELD_STR("first", g.gl_pathv[0]));
+        globfree(&g);
+}
+
 static int run(const options *o) {
         manager m = { .base = NULL };
         char address[PA_BIND_ADDR_STRING_MAX], err[512], socket_path[256];
+        char handoff_dir[PATH_MAX];
         const char *level_str;
         ps_log_level level = DEFAULT_LOG_LEVEL;
         pa_server_config sc = { .clock = NULL };
@@ -479,12 +520,23 @@ static int run(const options *o) {
                 goto out;
         }
 
+        if (ps_config_handoff_dir(m.config, handoff_dir, sizeof(handoff_dir)) != 0) {
+                ps_log(m.log, PS_LOG_ERROR, "the handoff directory's path is too long",
+                       PS_FIELD_STR("runtime_dir", m.config->runtime_dir));
+                ret = EXIT_USAGE;
+                goto out;
+        }
         ps_log(m.log, PS_LOG_INFO, "starting", PS_FIELD_STR("version", PM_VERSION),
                PS_FIELD_INT("pid", getpid()), PS_FIELD_STR("config", o->config),
                PS_FIELD_STR("profile", ps_profile_to_string(m.config->profile)),
                PS_FIELD_STR("runtime_dir", m.config->runtime_dir),
+               PS_FIELD_STR("runtime_dir_source", m.config->runtime_dir_source),
+               PS_FIELD_STR("handoff_dir", handoff_dir),
+               PS_FIELD_STR("handoff_dir_source", m.config->handoff_dir ? m.config->handoff_dir_source
+                                                                      : "runtime_dir"),
                PS_FIELD_STR("gpu_backend", ps_gpu_backend_to_string(m.config->gpu.backend)),
                PS_FIELD_INT("gpus", ps_inventory_count(m.config->inventory)));
+        warn_old_handoff_layout(m.log, m.config, handoff_dir);
         if (ps_inventory_problem(m.config->inventory))
                 ps_log(m.log, PS_LOG_WARN, "no CUDA device in use: pools that need a GPU will not start",
                        PS_FIELD_STR("reason", ps_inventory_problem(m.config->inventory)));
@@ -525,12 +577,15 @@ static int run(const options *o) {
                 .sink = { .fn = on_event, .userdata = &m },
                 .prober = m.prober,
                 .runtime_dir = m.config->runtime_dir,
+                .handoff_dir = handoff_dir,   /* run()'s, filled above: lives as long as m */
                 .engine_user = m.config->engines_user,
                 .engine_env_pass = m.config->engines_env_pass,
                 .n_engine_env_pass = m.config->n_engines_env_pass,
                 .seed = (uint64_t) getpid() ^ (uint64_t) time(NULL),
                 .preflight = ps_preflight_spec,
                 .preflight_userdata = &m.preflight,
+                .runtime_dir_recreated = on_runtime_dir_recreated,
+                .runtime_dir_userdata = &m,
         };
         m.preflight = (ps_preflight_source) { .config = m.config };
         m.registry = m.prober ? ps_registry_new(&m.ctx) : NULL;

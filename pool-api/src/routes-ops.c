@@ -4,7 +4,9 @@
  * drain and reload (docs/api.md).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -200,6 +202,12 @@ static void on_reload_done(int rc, const char *message, const json_t *result, vo
                 pa_deferred_reply_error(reply, PA_CODE_INTERNAL, "%s", message ? message : "reload failed");
 }
 
+/* A non-empty string without NUL bytes. */
+static bool is_text(const json_t *v) {
+        return json_is_string(v) && json_string_length(v) > 0 &&
+               json_string_length(v) == strlen(json_string_value(v));
+}
+
 /* An optional string field; NULL when absent. -1 with a 400 sent. */
 static int body_string(pa_request *r, const json_t *body, const char *key, const char **ret) {
         const json_t *v = json_object_get(body, key);
@@ -207,12 +215,45 @@ static int body_string(pa_request *r, const json_t *body, const char *key, const
         *ret = NULL;
         if (!v || json_is_null(v))
                 return 0;
-        if (!json_is_string(v) || json_string_length(v) == 0 ||
-            json_string_length(v) != strlen(json_string_value(v))) {
+        if (!is_text(v)) {
                 pa_reply_error(r, PA_CODE_INVALID_FIELD, "%s: must be a non-empty string", key);
                 return -1;
         }
         *ret = json_string_value(v);
+        return 0;
+}
+
+int pa_reload_model(const json_t *body, const char **model_path, const char **model_ref,
+                    char *err, size_t errlen) {
+        static const char *const keys[] = { "model_path", "model_ref", "new_model_ref" };
+        const char *value[3] = { NULL, NULL, NULL };
+        unsigned given = 0;
+
+        *model_path = *model_ref = NULL;
+        for (size_t i = 0; i < 3; i++) {
+                const json_t *v = json_object_get(body, keys[i]);
+
+                if (!v || json_is_null(v))
+                        continue;
+                if (!is_text(v)) {
+                        snprintf(err, errlen, "%s: must be a non-empty string", keys[i]);
+                        return -1;
+                }
+                if (i > 0 && strpbrk(json_string_value(v), " \t\r\n")) {
+                        snprintf(err, errlen, "%s: must be a reference without spaces", keys[i]);
+                        return -1;
+                }
+                value[i] = json_string_value(v);
+                given++;
+        }
+        if (given != 1) {
+                snprintf(err, errlen,
+                         "exactly one of model_path, model_ref and new_model_ref is required, got %u",
+                         given);
+                return -1;
+        }
+        *model_path = value[0];
+        *model_ref = value[1] ? value[1] : value[2];
         return 0;
 }
 
@@ -221,28 +262,29 @@ static int body_string(pa_request *r, const json_t *body, const char *key, const
 static int reload_request(pa_request *r, const json_t *body, ps_reload_request *req,
                           const char ***flags) {
         static const char *const keys[] = {
-                "model_path", "model_ref", "engine_version", "flags", "drain_deadline_ms",
-                "strategy", "sha256", NULL,
+                "model_path", "model_ref", "new_model_ref", "engine_version", "flags",
+                "drain_deadline_ms", "strategy", "sha256", NULL,
         };
         const char *strategy = NULL;
         const json_t *jflags = json_object_get(body, "flags");
+        char model_err[ERR_MAX] = "";
         size_t i;
         json_t *v;
 
         *req = (ps_reload_request) { .drain_deadline_ms = -1, .strategy = PS_RELOAD_DRAIN_FIRST };
         *flags = NULL;
-        if (only_keys(r, body, keys) < 0 ||
-            body_string(r, body, "model_path", &req->model_path) < 0 ||
-            body_string(r, body, "model_ref", &req->model_ref) < 0 ||
-            body_string(r, body, "engine_version", &req->engine_version) < 0 ||
+        if (only_keys(r, body, keys) < 0)
+                return -1;
+        if (pa_reload_model(body, &req->model_path, &req->model_ref, model_err,
+                            sizeof(model_err)) < 0) {
+                pa_reply_error(r, PA_CODE_INVALID_FIELD, "%s", model_err);
+                return -1;
+        }
+        if (body_string(r, body, "engine_version", &req->engine_version) < 0 ||
             body_string(r, body, "strategy", &strategy) < 0 ||
             body_string(r, body, "sha256", &req->sha256) < 0 ||
             body_int(r, body, "drain_deadline_ms", 0, TTL_MAX_MS, &req->drain_deadline_ms) < 0)
                 return -1;
-        if (!req->model_path == !req->model_ref) {
-                pa_reply_error(r, PA_CODE_INVALID_FIELD, "exactly one of model_path and model_ref is required");
-                return -1;
-        }
         /* A model path is the caller's: inside models.allow, or refused
          * before anything opens, hashes or stats it. A missing file inside
          * is left to staging, which answers STAGE_FAILED. */

@@ -33,7 +33,25 @@ void pa_reply_services_error(struct pa_request *r, int rc, const char *err);
  */
 json_t *pa_read_body(struct pa_request *r, bool optional);
 
+/*
+ * The PreparedEngine of a preload body (routes.c): the body itself, or
+ * the llama-orch orchestrator's envelope {"prepared": PreparedEngine},
+ * whose "prepared" is then the only field and an object. Borrowed from
+ * body; NULL with err set (an INVALID_FIELD message) otherwise.
+ */
+json_t *pa_preload_unwrap(json_t *body, char *err, size_t errlen);
+
 /* ---- routes-ops.c: leases, drain, reload ---- */
+
+/*
+ * The model a reload body names: exactly one of "model_path",
+ * "model_ref" and "new_model_ref" (llama-orch's name for model_ref), each
+ * a non-empty string when present (null: absent). *model_path or
+ * *model_ref is set, borrowed from body, the other NULL; -1 with err set
+ * (an INVALID_FIELD message) otherwise.
+ */
+int pa_reload_model(const json_t *body, const char **model_path, const char **model_ref,
+                    char *err, size_t errlen);
 
 void pa_route_drain(struct pa_request *r);
 void pa_route_reload(struct pa_request *r);

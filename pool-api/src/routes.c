@@ -5,6 +5,7 @@
  * with examples.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -236,6 +237,23 @@ static void route_pool(pa_request *r) {
                 reply_snapshot(r, reg, id);
 }
 
+/*
+ * POST .../status: the llama-orch orchestrator's status query, which
+ * sends {}. A query, not a change: the body may be empty or any JSON
+ * object (its fields are ignored, as a serde client ignores ours);
+ * anything else is a 400. The answer is the GET's.
+ */
+static void route_pool_status_post(pa_request *r) {
+        ps_registry *reg;
+        const char *id = pa_known_pool(r, &reg);
+        json_t *body;
+
+        if (!id || !(body = pa_read_body(r, true)))
+                return;
+        json_decref(body);
+        reply_snapshot(r, reg, id);
+}
+
 /* Flat list of the replicas an orchestrator may send work to. */
 static void route_replicasets(pa_request *r) {
         ps_registry *reg = pa_need_registry(r);
@@ -295,10 +313,10 @@ static void preload_wait_free(preload_wait *w) {
 
 static json_t *preload_success(const pa_backend *b, const preload_wait *w) {
         ps_replica *rep = b->registry ? ps_registry_find(b->registry, w->pool_id, w->replica_id) : NULL;
-        char path[4096];
-        const char *dir = b->config ? b->config->runtime_dir : NULL;
+        char path[4096], dir[4096];
 
-        if (!dir || ps_handoff_path(dir, w->pool_id, w->replica_id, path, sizeof(path)) < 0)
+        if (!b->config || ps_config_handoff_dir(b->config, dir, sizeof(dir)) != 0 ||
+            ps_handoff_path(dir, w->pool_id, w->replica_id, path, sizeof(path)) < 0)
                 path[0] = '\0';
         return json_pack("{s:s, s:s, s:I, s:s?}", "pool_id", w->pool_id,
                          "replica_id", w->replica_id,
@@ -327,6 +345,28 @@ static pa_code failure_code(const char *message, const char **shown) {
                 return PA_CODE_PREFLIGHT_FAILED;
         *shown = message;
         return PA_CODE_PRELOAD_FAILED;
+}
+
+json_t *pa_preload_unwrap(json_t *body, char *err, size_t errlen) {
+        json_t *prepared = json_object_get(body, "prepared");
+        const char *key;
+        json_t *v;
+
+        if (!prepared)
+                return body;
+        json_object_foreach(body, key, v) {
+                if (strcmp(key, "prepared") != 0) {
+                        snprintf(err, errlen,
+                                 "unknown field \"%.80s\": a body with \"prepared\" has no other field",
+                                 key);
+                        return NULL;
+                }
+        }
+        if (!json_is_object(prepared)) {
+                snprintf(err, errlen, "prepared: must be an object (a PreparedEngine)");
+                return NULL;
+        }
+        return prepared;
 }
 
 /* The replica is ready, or has failed (a retry is scheduled by then). */
@@ -383,17 +423,22 @@ static void route_preload(pa_request *r) {
         ps_replica *rep = NULL;
         preload_wait *w = NULL;
         char err[ERR_MAX] = "";
-        json_t *body;
+        json_t *body, *prepared;
         int rc;
 
         if (!id || !(body = pa_read_body(r, false)))
                 return;
+        if (!(prepared = pa_preload_unwrap(body, err, sizeof(err)))) {
+                json_decref(body);
+                pa_reply_error(r, PA_CODE_INVALID_FIELD, "%s", err);
+                return;
+        }
         if (!b->config) {
                 json_decref(body);
                 pa_reply_error(r, PA_CODE_SERVICE_UNAVAILABLE, "no configuration to check engines against");
                 return;
         }
-        rc = ps_prepared_engine_parse(body, id, b->config, &spec, err, sizeof(err));
+        rc = ps_prepared_engine_parse(prepared, id, b->config, &spec, err, sizeof(err));
         json_decref(body);
         if (rc != 0) {
                 if (rc > 0)
@@ -584,6 +629,9 @@ const pa_route pa_routes[] = {
         { EVHTTP_REQ_DELETE, "/v2/pools/{id}", route_delete },
         { EVHTTP_REQ_GET, "/v2/pools/{id}/health", route_pool },
         { EVHTTP_REQ_GET, "/pools/{id}/status", route_pool },
+        { EVHTTP_REQ_POST, "/pools/{id}/status", route_pool_status_post },
+        { EVHTTP_REQ_GET, "/v2/pools/{id}/status", route_pool },
+        { EVHTTP_REQ_POST, "/v2/pools/{id}/status", route_pool_status_post },
         { EVHTTP_REQ_POST, "/v2/pools/{id}/preload", route_preload },
         { EVHTTP_REQ_POST, "/pools/{id}/preload", route_preload },
         { EVHTTP_REQ_POST, "/v2/pools/{id}/breaker/reset", route_breaker_reset },

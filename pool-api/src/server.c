@@ -42,6 +42,8 @@ struct pa_server {
         struct evhttp *http_local;      /* the Unix socket's; NULL: none     */
         listener_ctx tcp, local;        /* evhttp's callback arguments       */
         char *socket_path;              /* NULL: no socket                   */
+        char *socket_group;             /* NULL: the daemon's primary group  */
+        struct evhttp_bound_socket *local_listener;
         dev_t socket_dev;               /* the socket file we made, so only  */
         ino_t socket_ino;               /* that one is removed at the end    */
         struct event_base *base;
@@ -445,8 +447,9 @@ static void on_request(struct evhttp_request *req, void *userdata) {
         if (r.local && !pa_auth_route_is_read_only(pa_method_to_string(r.method), r.raw_path))
                 log_local_change(&r);
         dispatch(&r);
-        /* Whatever a POST or DELETE changed, the next GET builds afresh. */
-        if (r.method != EVHTTP_REQ_GET && r.method != EVHTTP_REQ_HEAD)
+        /* Whatever a change changed, the next read builds afresh; a read
+         * by POST (the orchestrator's status poll) keeps the cache. */
+        if (!pa_auth_route_is_read_only(pa_method_to_string(r.method), r.raw_path))
                 server->changing_requests++;
         /* A deferred request is logged when it is answered. */
         if (!r.deferred)
@@ -633,31 +636,50 @@ static struct evhttp *new_http(struct event_base *base, const pa_server_config *
  * listener is then known from which evhttp called on_request(), never
  * from anything the connection or the client says.
  */
-static int listen_local(pa_server *server, const pa_server_config *config, pa_error *err) {
+static int bind_local(pa_server *server, pa_error *err) {
         struct stat st;
-        int fd;
+        int fd = listen_unix(server->socket_path, server->socket_group, &st, err);
 
+        if (fd < 0)
+                return fd;
+        server->socket_dev = st.st_dev;
+        server->socket_ino = st.st_ino;
+        server->local_listener = evhttp_accept_socket_with_handle(server->http_local, fd);
+        if (!server->local_listener) {
+                if (fcntl(fd, F_GETFD) >= 0)
+                        close(fd);
+                unlink(server->socket_path);
+                return pa_error_set(err, -ENOMEM, "cannot listen on the API socket %s: "
+                                    "libevent refused the socket", server->socket_path);
+        }
+        return 0;
+}
+
+static int listen_local(pa_server *server, const pa_server_config *config, pa_error *err) {
         server->http_local = new_http(server->base, config, &server->local);
         if (!server->http_local)
                 return pa_error_set(err, -ENOMEM, "cannot create the HTTP server");
-        fd = listen_unix(config->socket_path, config->socket_group, &st, err);
-        if (fd < 0)
-                return fd;
         server->socket_path = strdup(config->socket_path);
-        if (!server->socket_path) {
-                unlink(config->socket_path);
-                close(fd);
+        if (config->socket_group && !(server->socket_group = strdup(config->socket_group)))
                 return pa_error_set(err, -ENOMEM, "out of memory");
+        if (!server->socket_path)
+                return pa_error_set(err, -ENOMEM, "out of memory");
+        return bind_local(server, err);
+}
+
+int pa_server_rebind_socket(pa_server *server, pa_error *err) {
+        struct stat st;
+
+        if (!server || !server->socket_path || !server->http_local)
+                return 0;
+        if (lstat(server->socket_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+            st.st_dev == server->socket_dev && st.st_ino == server->socket_ino)
+                return 0;               /* still ours */
+        if (server->local_listener) {
+                evhttp_del_accept_socket(server->http_local, server->local_listener);
+                server->local_listener = NULL;
         }
-        server->socket_dev = st.st_dev;
-        server->socket_ino = st.st_ino;
-        if (!evhttp_accept_socket_with_handle(server->http_local, fd)) {
-                if (fcntl(fd, F_GETFD) >= 0)
-                        close(fd);
-                return pa_error_set(err, -ENOMEM, "cannot listen on the API socket %s: "
-                                    "libevent refused the socket", config->socket_path);
-        }
-        return 0;
+        return bind_local(server, err);
 }
 
 /* The socket we made, unless something else has taken its place. */
@@ -671,6 +693,8 @@ static void remove_socket(pa_server *server) {
                 unlink(server->socket_path);
         free(server->socket_path);
         server->socket_path = NULL;
+        free(server->socket_group);
+        server->socket_group = NULL;
 }
 
 pa_server *pa_server_new(struct event_base *base, const pa_server_config *config,

@@ -75,11 +75,16 @@ static bool ran_for(int64_t started_at_ms, int64_t now_ms, int64_t duration_ms) 
 
 /* OPEN turns HALF_OPEN lazily, at the first call that looks at it after the
  * deadline: the domain has no timers. */
-static void breaker_advance(pd_breaker *b, int64_t now_ms) {
-        if (b->state == PD_BREAKER_OPEN && now_ms >= b->open_until_ms) {
-                b->state = PD_BREAKER_HALF_OPEN;
-                b->trial_taken = false;
-        }
+static bool breaker_advance(pd_breaker *b, int64_t now_ms) {
+        if (b->state != PD_BREAKER_OPEN || now_ms < b->open_until_ms)
+                return false;
+        b->state = PD_BREAKER_HALF_OPEN;
+        b->trial_taken = false;
+        return true;
+}
+
+bool pd_breaker_advance(pd_breaker *b, int64_t now_ms) {
+        return breaker_advance(b, now_ms);
 }
 
 static void breaker_enter_open(pd_breaker *b, int64_t period_ms, int64_t now_ms) {
@@ -287,4 +292,23 @@ int64_t pd_breaker_set_open_until(const pd_breaker_set *s) {
                 if (s->circuit[i].state == PD_BREAKER_OPEN && s->circuit[i].open_until_ms > until)
                         until = s->circuit[i].open_until_ms;
         return until;
+}
+
+bool pd_breaker_set_advance(pd_breaker_set *s, int64_t now_ms) {
+        bool changed = false;
+
+        for (unsigned i = 0; i < PD_CRASH_FAMILY_MAX; i++)
+                if (breaker_advance(&s->circuit[i], now_ms))
+                        changed = true;
+        return changed;
+}
+
+int64_t pd_breaker_set_next_half_open(const pd_breaker_set *s) {
+        int64_t next = 0;
+
+        for (unsigned i = 0; i < PD_CRASH_FAMILY_MAX; i++)
+                if (s->circuit[i].state == PD_BREAKER_OPEN &&
+                    (next == 0 || s->circuit[i].open_until_ms < next))
+                        next = s->circuit[i].open_until_ms;
+        return next;
 }

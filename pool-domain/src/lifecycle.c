@@ -33,6 +33,8 @@ typedef struct step {
         int64_t now;
         pd_rng *rng;
         pd_actions *out;
+        /* each circuit's state as last reported */
+        pd_breaker_state breaker_seen[PD_CRASH_FAMILY_MAX];
 } step;
 
 /* Human text is cut at PD_ACTION_TEXT_MAX on purpose: a message too long
@@ -112,6 +114,25 @@ static pd_action *alert(step *s, pd_alert what, pd_crash_class cls,
         vsnprintf(a->text, sizeof(a->text), fmt, ap);
         va_end(ap);
         return a;
+}
+
+/* One PD_ACT_BREAKER_TRANSITION per circuit whose state changed since the
+ * last call. Called after each call that may change a circuit: none makes
+ * more than one change once pd_breaker_set_advance() has run. */
+static void breakers_note(step *s) {
+        for (unsigned i = 0; i < PD_CRASH_FAMILY_MAX; i++) {
+                const pd_breaker *b = &s->lc->breakers.circuit[i];
+                pd_action *a;
+
+                if (b->state == s->breaker_seen[i])
+                        continue;
+                a = push(s, PD_ACT_BREAKER_TRANSITION, PD_INSTANCE_PRIMARY);
+                a->circuit = (pd_crash_family) i;
+                a->breaker_from = s->breaker_seen[i];
+                a->breaker_to = b->state;
+                a->failures = b->failures;
+                s->breaker_seen[i] = b->state;
+        }
 }
 
 /* Answers a request still waiting, when the work it waited for is gone. */
@@ -226,7 +247,12 @@ static void on_stable(step *s) {
                 return;
         pd_breaker_set_record_running(&lc->breakers, &s->p->breaker,
                                       in->ready_at_ms, s->now);
+        breakers_note(s);
         pd_backoff_on_running(&lc->backoff, &s->p->backoff, in->ready_at_ms, s->now);
+        /* crash_count is what the backoff counts: crashes since a run this
+         * long. restart_count stays the lifetime count. */
+        if (pd_sat_add_i64(in->ready_at_ms, s->p->backoff.stable_reset_ms) <= s->now)
+                lc->crash_count = 0;
         if (before != PD_BREAKER_CLOSED &&
             pd_breaker_set_state(&lc->breakers) == PD_BREAKER_CLOSED)
                 alert(s, PD_ALERT_BREAKER_CLOSED, NO_CLASS,
@@ -256,6 +282,7 @@ static bool admit_restart(step *s, int64_t run_at, pd_crash_class cls) {
         pd_storm_admit(&lc->storm, &s->p->storm, run_at, cls, &v);
         if (v.storm) {
                 pd_breaker_set_trip(&lc->breakers, &s->p->breaker, s->now);
+                breakers_note(s);
                 a = alert(s, PD_ALERT_STORM, cls,
                           "restart storm (%s): %u restarts within %lld ms; breaker opened. %s",
                           pd_storm_kind_to_string(v.kind), v.in_window,
@@ -309,6 +336,7 @@ static void fail(step *s, pd_crash_class cls, const char *fmt, ...) {
         lc->phase = PD_RELOAD_NONE;
 
         opened = pd_breaker_set_record_failure(&lc->breakers, &s->p->breaker, cls, s->now);
+        breakers_note(s);
         if (opened || pd_breaker_set_state(&lc->breakers) == PD_BREAKER_OPEN) {
                 if (opened)
                         alert(s, PD_ALERT_BREAKER_OPENED, cls,
@@ -1031,6 +1059,7 @@ static void on_breaker_reset(step *s) {
         bool was_open = pd_breaker_set_state(&lc->breakers) != PD_BREAKER_CLOSED;
 
         pd_breaker_set_reset(&lc->breakers);
+        breakers_note(s);
         if (was_open)
                 alert(s, PD_ALERT_BREAKER_CLOSED, NO_CLASS, "breaker reset by operator");
         if (lc->state == PD_STATE_FAILED) {
@@ -1124,6 +1153,13 @@ static void on_timer(step *s) {
         case PD_TIMER_STABLE:
                 on_stable(s);
                 return;
+        case PD_TIMER_BREAKER:
+                /* The turn to half-open was made before the event was
+                 * handled (a replica in `failed` restarts on its own timer).
+                 * Nothing is armed now: breaker_timer_follow() arms it again
+                 * for a circuit still open. */
+                lc->breaker_timer_at_ms = 0;
+                return;
         case PD_TIMER_MAX:
                 return;
         }
@@ -1144,9 +1180,99 @@ void pd_lifecycle_init(pd_lifecycle *lc) {
         lc->last_error_cls = NO_CLASS;
 }
 
+/* Keeps PD_TIMER_BREAKER armed for the next open circuit's turn to
+ * half-open; an action only when that moment changed. */
+static void breaker_timer_follow(step *s) {
+        pd_lifecycle *lc = s->lc;
+        int64_t next = pd_breaker_set_next_half_open(&lc->breakers);
+
+        if (next == lc->breaker_timer_at_ms)
+                return;
+        lc->breaker_timer_at_ms = next;
+        if (next == 0)
+                timer_cancel(s, PD_TIMER_BREAKER, PD_INSTANCE_PRIMARY);
+        else
+                timer_arm(s, PD_TIMER_BREAKER, PD_INSTANCE_PRIMARY, next);
+}
+
+static int dispatch(step *s) {
+        pd_lifecycle *lc = s->lc;
+        const pd_event *ev = s->ev;
+
+        switch (ev->type) {
+        case PD_EV_PRELOAD:
+                return on_preload(s);
+        case PD_EV_PREFLIGHT_FAILED:
+        case PD_EV_SPAWN_FAILED:
+                on_not_started(s);
+                return 0;
+        case PD_EV_SPAWNED:
+                on_spawned(s);
+                return 0;
+        case PD_EV_PROBE_OK:
+                on_probe_ok(s);
+                return 0;
+        case PD_EV_PROBE_FAILED:
+        case PD_EV_PROBE_TIMEOUT:
+                on_probe_bad(s);
+                return 0;
+        case PD_EV_STALL:
+                on_stall(s);
+                return 0;
+        case PD_EV_EXITED:
+                on_exited(s);
+                return 0;
+        case PD_EV_LOG_ERROR:
+                on_log_error(s);
+                return 0;
+        case PD_EV_DRAIN:
+                return on_drain(s);
+        case PD_EV_LEASES_ZERO:
+                on_leases_zero(s);
+                return 0;
+        case PD_EV_RELOAD:
+                return on_reload(s);
+        case PD_EV_RELOAD_STAGED:
+                on_reload_staged(s);
+                return 0;
+        case PD_EV_ROLLBACK:
+                return on_rollback(s);
+        case PD_EV_DRIVER_RESET:
+                on_driver_reset(s);
+                return 0;
+        case PD_EV_HANDOFF_APPEARED:
+        case PD_EV_HANDOFF_VANISHED:
+                on_handoff(s);
+                return 0;
+        case PD_EV_BREAKER_RESET:
+                on_breaker_reset(s);
+                return 0;
+        case PD_EV_RESTART:
+                return on_restart(s);
+        case PD_EV_STOP:
+                if (lc->external) {
+                        lc->state = PD_STATE_STOPPED;
+                        return 0;
+                }
+                if (lc->state == PD_STATE_EMPTY || lc->state == PD_STATE_STOPPED) {
+                        lc->state = PD_STATE_STOPPED;
+                        return 0;
+                }
+                stop_all(s, "stopped");
+                return 0;
+        case PD_EV_TIMER:
+                on_timer(s);
+                return 0;
+        case PD_EVENT_TYPE_MAX:
+                break;
+        }
+        return -EINVAL;
+}
+
 int pd_lifecycle_step(pd_lifecycle *lc, const pd_policy *p, const pd_event *ev,
                       int64_t now_ms, pd_rng *rng, pd_actions *out) {
         step s = { .lc = lc, .p = p, .ev = ev, .now = now_ms, .rng = rng, .out = out };
+        int rc;
 
         if (!lc || !p || !ev || !out)
                 return -EINVAL;
@@ -1163,74 +1289,16 @@ int pd_lifecycle_step(pd_lifecycle *lc, const pd_policy *p, const pd_event *ev,
             ev->type != PD_EV_RELOAD && ev->type != PD_EV_RESTART)
                 return 0;
 
-        switch (ev->type) {
-        case PD_EV_PRELOAD:
-                return on_preload(&s);
-        case PD_EV_PREFLIGHT_FAILED:
-        case PD_EV_SPAWN_FAILED:
-                on_not_started(&s);
-                return 0;
-        case PD_EV_SPAWNED:
-                on_spawned(&s);
-                return 0;
-        case PD_EV_PROBE_OK:
-                on_probe_ok(&s);
-                return 0;
-        case PD_EV_PROBE_FAILED:
-        case PD_EV_PROBE_TIMEOUT:
-                on_probe_bad(&s);
-                return 0;
-        case PD_EV_STALL:
-                on_stall(&s);
-                return 0;
-        case PD_EV_EXITED:
-                on_exited(&s);
-                return 0;
-        case PD_EV_LOG_ERROR:
-                on_log_error(&s);
-                return 0;
-        case PD_EV_DRAIN:
-                return on_drain(&s);
-        case PD_EV_LEASES_ZERO:
-                on_leases_zero(&s);
-                return 0;
-        case PD_EV_RELOAD:
-                return on_reload(&s);
-        case PD_EV_RELOAD_STAGED:
-                on_reload_staged(&s);
-                return 0;
-        case PD_EV_ROLLBACK:
-                return on_rollback(&s);
-        case PD_EV_DRIVER_RESET:
-                on_driver_reset(&s);
-                return 0;
-        case PD_EV_HANDOFF_APPEARED:
-        case PD_EV_HANDOFF_VANISHED:
-                on_handoff(&s);
-                return 0;
-        case PD_EV_BREAKER_RESET:
-                on_breaker_reset(&s);
-                return 0;
-        case PD_EV_RESTART:
-                return on_restart(&s);
-        case PD_EV_STOP:
-                if (lc->external) {
-                        lc->state = PD_STATE_STOPPED;
-                        return 0;
-                }
-                if (lc->state == PD_STATE_EMPTY || lc->state == PD_STATE_STOPPED) {
-                        lc->state = PD_STATE_STOPPED;
-                        return 0;
-                }
-                stop_all(&s, "stopped");
-                return 0;
-        case PD_EV_TIMER:
-                on_timer(&s);
-                return 0;
-        case PD_EVENT_TYPE_MAX:
-                break;
-        }
-        return -EINVAL;
+        for (unsigned i = 0; i < PD_CRASH_FAMILY_MAX; i++)
+                s.breaker_seen[i] = lc->breakers.circuit[i].state;
+        /* Time has passed since the last event: a period that is over ends
+         * before the event is judged, and is reported on its own. */
+        pd_breaker_set_advance(&lc->breakers, now_ms);
+        breakers_note(&s);
+        rc = dispatch(&s);
+        breakers_note(&s);
+        breaker_timer_follow(&s);
+        return rc;
 }
 
 bool pd_lifecycle_live(const pd_lifecycle *lc) {
@@ -1338,7 +1406,7 @@ const char *pd_timer_to_string(pd_timer t) {
         static const char *const names[PD_TIMER_MAX] = {
                 [PD_TIMER_RESTART] = "restart", [PD_TIMER_STARTUP] = "startup",
                 [PD_TIMER_KILL] = "kill",       [PD_TIMER_DEADLINE] = "deadline",
-                [PD_TIMER_STABLE] = "stable",
+                [PD_TIMER_STABLE] = "stable",   [PD_TIMER_BREAKER] = "breaker",
         };
         return NAME_OF(names, t, PD_TIMER_MAX);
 }
@@ -1389,6 +1457,7 @@ const char *pd_action_type_to_string(pd_action_type t) {
                 [PD_ACT_DROP_LEASES] = "drop_leases",
                 [PD_ACT_REPLY] = "reply",
                 [PD_ACT_ALERT] = "alert",
+                [PD_ACT_BREAKER_TRANSITION] = "breaker_transition",
         };
         return NAME_OF(names, t, PD_ACTION_TYPE_MAX);
 }

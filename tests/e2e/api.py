@@ -155,7 +155,7 @@ def config_pool(pool_id, port, *flags, replicas=1, slots=2, mask="0"):
 SNAPSHOT_KEYS = {"pool_id", "state", "live", "ready", "draining", "last_error", "engine",
                  "engine_version", "model_id", "model_digest", "device_mask", "slots_total",
                  "slots_free", "active_leases", "restart_count", "crash_count", "backoff_ms",
-                 "next_restart_at", "breaker", "replicas", "devices", "pid", "url"}
+                 "next_restart_at", "breaker", "replicas", "devices", "pid", "url", "restarts_in_window"}
 
 
 def scenario_pools():
@@ -217,6 +217,54 @@ def scenario_preload():
         n.stop()
         check(not pid_alive(got["pid"]) and not pid_alive(got2["pid"]),
               "engines still run after SIGTERM")
+
+
+def scenario_preload_envelope():
+    """The llama-orch orchestrator wraps the PreparedEngine:
+    {"prepared": {...}}, on both paths; the flat form still works; the
+    envelope takes no other field, and its "prepared" must be an object."""
+    with Node() as n:
+        got = json_body(*n.request("POST", "/pools/e1/preload", {"prepared": n.prepared()}), 200)
+        check(got["pool_id"] == "e1" and got["replica_id"] == "r0" and pid_alive(got["pid"]),
+              repr(got))
+        check(os.path.isfile(got["handoff_path"]), "no handoff file %r" % got["handoff_path"])
+        got = json_body(*n.request("POST", "/v2/pools/e2/preload",
+                                   {"prepared": n.prepared(pool_id="e2", replica_id="a")}), 200)
+        check(got["pool_id"] == "e2" and got["replica_id"] == "a", repr(got))
+        flat = json_body(*n.request("POST", "/pools/e3/preload", n.prepared()), 200)
+        check(flat["pool_id"] == "e3", repr(flat))
+        for pool in ("e1", "e2", "e3"):
+            check(n.get("/v2/pools/" + pool)["ready"], pool + " not ready")
+        good = n.prepared()
+        cases = [
+            ({"prepared": good, "port": 1}, "INVALID_FIELD", 'unknown field "port"'),
+            ({"port": 1, "prepared": good}, "INVALID_FIELD", '"prepared" has no other field'),
+            ({"prepared": "x"}, "INVALID_FIELD", "prepared: must be an object"),
+            ({"prepared": None}, "INVALID_FIELD", "prepared: must be an object"),
+            ({"prepared": [good]}, "INVALID_FIELD", "prepared: must be an object"),
+            ({"prepared": {}}, "INVALID_FIELD", "is required"),
+            ({"prepared": dict(good, port="8080")}, "INVALID_FIELD", "port: must be an integer"),
+            ({"prepared": dict(good, pool_id="other")}, "INVALID_FIELD", "differs"),
+            ({"prepared": dict(good, colour="blue")}, "INVALID_FIELD", 'unknown field "colour"'),
+            ({"prepared": {"prepared": good}}, "INVALID_FIELD", 'unknown field "prepared"'),
+            (b'{"prepared": {}, "prepared": {}}', "INVALID_JSON", "duplicate"),
+        ]
+        for path in ("/pools/bad/preload", "/v2/pools/bad/preload"):
+            for body, code, words in cases:
+                raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+                err = check_error(*n.request("POST", path, raw), 400, code)
+                check(words in err["error"], "%s %r: error %r does not mention %r"
+                      % (path, raw[:80], err["error"], words))
+        err = check_error(*n.request("POST", "/pools/bad/preload",
+                                     {"prepared": dict(good, binary_path="/bin/sh")}), 403,
+                          "BINARY_NOT_ALLOWED")
+        check("/bin/sh" in err["error"], err["error"])
+        # Without a token TCP is read-only, wrapped or not.
+        e2e.check_read_only(*n.request("POST", "/pools/bad/preload", {"prepared": good}, via="tcp"),
+                            n.daemon.socket)
+        check(sorted(p["pool_id"] for p in n.get("/v2/pools")["pools"]) == ["e1", "e2", "e3"],
+              "a refused preload registered a pool")
+        n.stop()
 
 
 def scenario_preload_nonblocking():
@@ -430,6 +478,9 @@ def scenario_shutdown_refuses_changes():
         check_error(*n.request("POST", "/v2/pools/late/preload", n.prepared(), via="tcp"), 403,
                     "READ_ONLY")
         json_body(*n.request("GET", "/health"), 200)
+        # The status query is a read: still answered.
+        got = json_body(*n.request("POST", "/pools/slow/status", {}), 200)
+        check(got["pool_id"] == "slow", repr(got))
         rc = n.daemon.finish()
         check(rc == 0, "exit status %d; stderr:\n%s" % (rc, n.daemon._stderr_so_far()))
         e2e.check_log_lines(n.daemon.lines)
@@ -819,6 +870,100 @@ def scenario_reload():
         n.stop()
 
 
+def scenario_reload_new_model_ref():
+    """The llama-orch reload body, {"new_model_ref": ...}, is a model_ref;
+    exactly one of model_path, model_ref and new_model_ref is taken."""
+    with Node() as n:
+        first = n.preload("nr", n.prepared())
+        got = json_body(*n.request("POST", "/v2/pools/nr/reload", {"new_model_ref": "org/tiny-2"}), 200)
+        check(got["ok"] and not got["noop"] and got["model_id"] == "org/tiny-2", repr(got))
+        snap = n.get("/v2/pools/nr")
+        check(snap["ready"] and snap["model_id"] == "org/tiny-2" and snap["pid"] != first["pid"],
+              repr(snap))
+        again = json_body(*n.request("POST", "/v2/pools/nr/reload", {"new_model_ref": "org/tiny-2"}),
+                          200)
+        check(again["noop"], "the same reference again is not a no-op: %r" % again)
+        # model_ref is the same thing under our name
+        same = json_body(*n.request("POST", "/v2/pools/nr/reload", {"model_ref": "org/tiny-2"}), 200)
+        check(same["noop"], repr(same))
+        other = os.path.join(n.dir, "other.gguf")
+        shutil.copy(n.model, other)
+        three = "exactly one of model_path, model_ref and new_model_ref"
+        for body, words in (({}, three),
+                            ({"new_model_ref": None}, three),
+                            ({"new_model_ref": "a", "model_ref": "b"}, three),
+                            ({"new_model_ref": "a", "model_path": other}, three),
+                            ({"new_model_ref": "a", "model_ref": "b", "model_path": other}, three),
+                            ({"new_model_ref": 1}, "new_model_ref: must be a non-empty string"),
+                            ({"new_model_ref": ""}, "new_model_ref: must be a non-empty string"),
+                            ({"new_model_ref": "a b"}, "new_model_ref: must be a reference without spaces"),
+                            ({"new_model_ref": "a", "sha256": "0" * 64}, "sha256"),
+                            ({"new_model_ref": "a", "colour": 1}, 'unknown field "colour"')):
+            err = check_error(*n.request("POST", "/v2/pools/nr/reload", body), 400, "INVALID_FIELD")
+            check(words in err["error"], "%r: %r" % (body, err["error"]))
+        check(n.get("/v2/pools/nr")["model_id"] == "org/tiny-2", "a refused reload changed the pool")
+        check_error(*n.request("POST", "/v2/pools/none/reload", {"new_model_ref": "x"}), 404,
+                    "POOL_NOT_FOUND")
+        n.stop()
+
+
+MOVING = ("uptime_s", "last_heartbeat", "perf_tokens_per_s", "first_token_ms")
+
+
+def stable(snap):
+    """A snapshot without what moves by itself (uptime, heartbeats, what
+    the engines' metrics say)."""
+    out = {k: v for k, v in snap.items() if k not in MOVING}
+    out["replicas"] = [{k: v for k, v in rep.items() if k not in MOVING} for rep in snap["replicas"]]
+    return out
+
+
+def scenario_status_post():
+    """POST /pools/{id}/status (the llama-orch orchestrator's status query, body
+    {}) and POST /v2/pools/{id}/status answer the GET snapshot; a read,
+    open over TCP without a token; the methods of the paths are right."""
+    with Node() as n:
+        n.preload("p", n.prepared(slots=3))
+        lease = json_body(*n.request("POST", "/v2/pools/p/leases"), 201)
+        want = n.get("/v2/pools/p")
+        for path in ("/pools/p/status", "/v2/pools/p/status"):
+            for body in ({}, b"", {"verbose": True, "pool_id": "ignored"}, b"  {}  "):
+                for via in ("tcp", "unix"):
+                    got = json_body(*n.request("POST", path, body, via=via), 200)
+                    check(stable(got) == stable(want), "POST %s %r via %s: %r, GET says %r"
+                          % (path, body, via, got, want))
+            # what llama-orch's PoolStatus needs, exactly typed
+            check(isinstance(got["pool_id"], str) and got["pool_id"] == "p", repr(got))
+            for key in ("live", "ready"):
+                check(got[key] is True, "%s: %r" % (key, got[key]))
+            for key, value in (("active_leases", 1), ("slots_total", 3), ("slots_free", 2)):
+                check(type(got[key]) is int and got[key] == value and -2**31 <= got[key] < 2**31,
+                      "%s: %r" % (key, got[key]))
+            json_body(*n.request("GET", path), 200)
+            status, headers, data = n.request("HEAD", path)
+            check(status == 200 and data == b"", "HEAD %s: %d %r" % (path, status, data))
+            status, headers, data = n.request("PUT", path, {})
+            check_error(status, headers, data, 405, "METHOD_NOT_ALLOWED")
+            check(headers.get("Allow") == "GET, HEAD, POST", "Allow %r" % headers.get("Allow"))
+            for body, code in ((b"{not json", "INVALID_JSON"), (b"[1]", "INVALID_JSON"),
+                               (b'"x"', "INVALID_JSON"), (b'{"a": 1, "a": 2}', "INVALID_JSON")):
+                check_error(*n.request("POST", path, body), 400, code)
+        # The answer follows changes at once.
+        n.request("DELETE", "/v2/pools/p/leases/%s" % lease["lease_id"])
+        got = json_body(*n.request("POST", "/pools/p/status", {}), 200)
+        check(got["active_leases"] == 0 and got["slots_free"] == 3, repr(got))
+        check_error(*n.request("POST", "/pools/nope/status", {}), 404, "POOL_NOT_FOUND",
+                    "pool nope not found")
+        check_error(*n.request("POST", "/v2/pools/nope/status", {}), 404, "POOL_NOT_FOUND")
+        check_error(*n.request("POST", "/pools/-bad/status", {}), 400, "BAD_REQUEST")
+        check_error(*n.request("POST", "/pools/p/status/x", {}), 404, "NOT_FOUND")
+        # Not a change: no socket line for it, nothing counted as one.
+        n.stop()
+        lines = [o for o in n.daemon.log_objects() if o.get("msg") == SOCKET_LINE
+                 and o.get("method") == "POST" and o.get("path", "").endswith("/status")]
+        check(not lines, "status queries logged as changes: %r" % lines[:2])
+
+
 def scenario_snapshot_fresh():
     """A polled snapshot (served from cache) shows a crash at once."""
     with Node() as n:
@@ -954,8 +1099,8 @@ CHANGES = [
 ]
 
 # Read-only routes (GET also as HEAD), and the POST status query.
-READS = ["/v2/pools", "/v2/pools/p", "/pools/p/status", "/v2/pools/p/health", "/v2/devices",
-         "/v2/node", "/v1/replicasets", "/v1/replicasets?all=true"]
+READS = ["/v2/pools", "/v2/pools/p", "/pools/p/status", "/v2/pools/p/status", "/v2/pools/p/health",
+         "/v2/devices", "/v2/node", "/v1/replicasets", "/v1/replicasets?all=true"]
 STATUS_POSTS = ["/v2/pools/p/status", "/pools/p/status"]
 PUBLIC = ["/health", "/metrics", "/ready"]
 

@@ -68,7 +68,7 @@ def clean_env(**extra):
 def names_runtime_dir(args, env):
     """Whether the command line, the environment or the config file says
     where the runtime directory is."""
-    if "--runtime-dir" in args or "-r" in args or env.get("POOL_MANAGERD_RUNTIME_DIR"):
+    if "--runtime-dir" in args or "-r" in args or env.get("STATE_DIRECTORY"):
         return True
     for flag in ("--config", "-c", "--check-config"):
         if flag in args:
@@ -805,8 +805,9 @@ def scenario_socket_group():
 
 
 def scenario_runtime_dir_flag():
-    """--runtime-dir beats the file, POOL_MANAGERD_RUNTIME_DIR and
-    STATE_DIRECTORY; the socket follows it."""
+    """--runtime-dir beats the file and STATE_DIRECTORY; the socket follows
+    it. POOL_MANAGERD_RUNTIME_DIR names the handoff directory only (the
+    llama-orch meaning) and never moves the runtime directory."""
     base = tempfile.mkdtemp(prefix="pm-e2e-")
     try:
         where = {k: os.path.join(base, k) for k in ("file", "env", "state", "sd-run", "flag")}
@@ -818,16 +819,23 @@ def scenario_runtime_dir_flag():
             d.wait_listening()
             starting = [o for o in d.log_objects() if o.get("msg") == "starting"][0]
             check(starting.get("runtime_dir") == where["flag"], "runtime_dir %r" % starting)
+            check(starting.get("runtime_dir_source") == "flag", "source %r" % starting)
+            check(starting.get("handoff_dir") == where["env"] and
+                  starting.get("handoff_dir_source") == "POOL_MANAGERD_RUNTIME_DIR",
+                  "handoff_dir %r" % starting)
             check(d.socket == os.path.join(where["flag"], "api.sock"), "socket %r" % d.socket)
             check(os.path.exists(d.socket), "no socket at %s" % d.socket)
             stop_cleanly(d)
-        for k in ("file", "env", "state", "sd-run"):
+        for k in ("file", "state", "sd-run"):
             check(not os.path.exists(where[k]), "%s was used although the flag was given" % where[k])
-        # Without the flag the environment wins over the file.
+        check(not os.path.exists(os.path.join(where["env"], "api.sock")),
+              "the socket went to the handoff directory")
+        # Without the flag the file's runtime_dir holds; the variable still
+        # names only the handoff directory.
         with Daemon("--bind", "127.0.0.1:0", "--config", cfg,
                     env=clean_env(POOL_MANAGERD_RUNTIME_DIR=where["env"])) as d:
             d.wait_listening()
-            check(d.socket == os.path.join(where["env"], "api.sock"), "socket %r" % d.socket)
+            check(d.socket == os.path.join(where["file"], "api.sock"), "socket %r" % d.socket)
             stop_cleanly(d)
     finally:
         shutil.rmtree(base, ignore_errors=True)

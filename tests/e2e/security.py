@@ -225,6 +225,30 @@ def scenario_handoff_injection_refused():
         n.stop()
 
 
+def scenario_runtime_dir_recreated():
+    """The runtime directory deleted while the daemon runs is made again,
+    ours alone, before the next spawn: the preload works, the loss is
+    logged, and the API socket listens again."""
+    token = "recreate-token"
+    auth = {"Authorization": "Bearer " + token}
+    with Node(env={"LLORCH_API_TOKEN": token}) as n:
+        run = os.path.join(n.dir, "run")
+        sock = n.daemon.socket
+        check(sock and os.path.exists(sock), "no API socket at %r" % sock)
+        shutil.rmtree(run)
+        json_body(*n.request("POST", "/v2/pools/again/preload", n.prepared(), headers=auth), 200)
+        n.daemon.wait_for(lambda o: "runtime directory was gone" in o.get("msg", ""),
+                          "the loss logged")
+        n.daemon.wait_for(lambda o: o.get("msg") == "listening on the API socket again",
+                          "the socket bound again")
+        st = os.stat(run)
+        check(st.st_mode & 0o077 == 0, "the new runtime directory is mode %o" % st.st_mode)
+        snap = json_body(*n.request("GET", "/v2/pools/again", via="unix"), 200)
+        check(snap["ready"], repr(snap))
+        json_body(*n.request("POST", "/v2/pools/again/restart", via="unix"), 202)
+        n.stop()
+
+
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn
              for name, fn in globals().items() if name.startswith("scenario_")}
 

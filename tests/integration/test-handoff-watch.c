@@ -9,6 +9,9 @@
  * ours, writable by others, about a pool the daemon supervises, with a
  * url that is not this node's or more slots than allowed are refused,
  * reported and counted in pool_managerd_handoff_refusals_total.
+ *
+ * Files as the llama-orch provisioner writes them (a "slots" count, or
+ * none, and fields this reader ignores) register pools that take leases.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,7 +32,9 @@
 
 #include <jansson.h>
 
+#include "pool-services/handoff.h"
 #include "pool-services/handoff-watch.h"
+#include "pool-services/lease.h"
 #include "pool-services/metrics.h"
 #include "harness.h"
 
@@ -654,6 +659,176 @@ static void unsafe_directory_is_refused(void **state) {
         assert_true(loop_until(f, is_ready, &ref));
 }
 
+/* ---- files as the llama-orch provisioner writes them --------------------- */
+
+/* Its writer's shape: "slots", no slots_total or slots_free, and fields a
+ * reader ignores (provisioning_mode, model.path only, flags, pid). */
+#define SEED_HANDOFF(pool, replica, slots_field) \
+        "{\"pool_id\": \"" pool "\", \"replica_id\": \"" replica "\", " \
+        "\"engine\": \"llamacpp\", \"engine_version\": \"b6000-cuda\", " \
+        "\"url\": \"http://127.0.0.1:8081\", \"device_mask\": \"GPU0\", " slots_field \
+        "\"provisioning_mode\": \"source\", \"model\": {\"path\": \"/models/m.gguf\"}, " \
+        "\"flags\": [\"--parallel\", \"3\", \"--ctx-size\", \"4096\"], \"pid\": 4242}"
+
+static json_int_t snap_int(fx *f, const char *pool_id, const char *key) {
+        json_t *snap = ps_registry_pool_snapshot(f->node.reg, pool_id);
+        json_int_t v;
+
+        assert_non_null(snap);
+        v = json_integer_value(json_object_get(snap, key));
+        json_decref(snap);
+        return v;
+}
+
+static void seed_file_with_slots_is_a_placeable_pool(void **state) {
+        fx *f = *state;
+        replica_ref ref = { "seed_pool", "r0" };
+        ps_lease leases[4];
+        char err[256];
+        json_t *snap;
+
+        write_atomic(f, "seed_pool.json", SEED_HANDOFF("seed_pool", "r0", "\"slots\": 3, "));
+        assert_true(loop_until(f, is_ready, &ref));
+        assert_false(has_event(f, PS_HANDOFF_IGNORED));
+        snap = ps_registry_pool_snapshot(f->node.reg, "seed_pool");
+        assert_non_null(snap);
+        assert_true(json_is_true(json_object_get(snap, "ready")));
+        assert_string_equal(json_string_value(json_object_get(snap, "engine")), "llamacpp");
+        assert_string_equal(json_string_value(json_object_get(snap, "engine_version")), "b6000-cuda");
+        assert_string_equal(json_string_value(json_object_get(snap, "device_mask")), "GPU0");
+        assert_int_equal(json_integer_value(json_object_get(snap, "slots_total")), 3);
+        assert_int_equal(json_integer_value(json_object_get(snap, "slots_free")), 3);
+        json_decref(snap);
+
+        /* Placeable: three leases, and the fourth finds no slot. */
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(ps_lease_acquire(f->node.reg, "seed_pool", 0, &leases[i],
+                                                  err, sizeof(err)), 0);
+        assert_string_equal(leases[0].url, "http://127.0.0.1:8081");
+        assert_int_equal(snap_int(f, "seed_pool", "slots_free"), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "seed_pool", 0, &leases[3], err, sizeof(err)),
+                         PS_E_NO_SLOT);
+        assert_int_equal(ps_lease_release(f->node.reg, "seed_pool", leases[0].lease_id,
+                                          err, sizeof(err)), 0);
+        assert_int_equal(snap_int(f, "seed_pool", "slots_free"), 1);
+}
+
+static void file_without_slots_has_one(void **state) {
+        fx *f = *state;
+        replica_ref ref = { "one", "r0" };
+        ps_lease lease;
+        char err[256];
+
+        write_atomic(f, "one.json", SEED_HANDOFF("one", "r0", ""));
+        assert_true(loop_until(f, is_ready, &ref));
+        assert_int_equal(snap_int(f, "one", "slots_total"), 1);
+        assert_int_equal(snap_int(f, "one", "slots_free"), 1);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "one", 0, &lease, err, sizeof(err)), 0);
+        assert_int_equal(ps_lease_release(f->node.reg, "one", lease.lease_id, err, sizeof(err)), 0);
+
+        /* The file is the whole truth each time: rewritten with our own
+         * fields, then with none, the slots follow it. */
+        write_atomic(f, "one.json", HANDOFF("one", "r0"));
+        ps_handoff_watch_rescan(f->watch);
+        assert_int_equal(snap_int(f, "one", "slots_total"), 8);
+        assert_int_equal(snap_int(f, "one", "slots_free"), 6);
+        write_atomic(f, "one.json", SEED_HANDOFF("one", "r0", ""));
+        ps_handoff_watch_rescan(f->watch);
+        assert_int_equal(snap_int(f, "one", "slots_total"), 1);
+        assert_int_equal(snap_int(f, "one", "slots_free"), 1);
+}
+
+static void slots_and_our_own_fields_agree(void **state) {
+        fx *f = *state;
+        replica_ref both = { "both", "r0" };
+
+        /* As this daemon writes them: slots beside slots_total and slots_free. */
+        write_atomic(f, "both.json", SEED_HANDOFF("both", "r0",
+                     "\"slots\": 4, \"slots_total\": 4, \"slots_free\": 2, "));
+        assert_true(loop_until(f, is_ready, &both));
+        assert_int_equal(snap_int(f, "both", "slots_total"), 4);
+        assert_int_equal(snap_int(f, "both", "slots_free"), 2);
+}
+
+static void zero_and_inconsistent_slots_are_refused(void **state) {
+        fx *f = *state;
+        static const struct {
+                const char *name, *text, *reason, *error;
+        } bad[] = {
+                { "zero.json", SEED_HANDOFF("z", "r0", "\"slots\": 0, "), "invalid",
+                  "handoff slots: must be between 1 and 4294967295, got 0" },
+                { "zero_total.json", SEED_HANDOFF("z", "r1", "\"slots_total\": 0, "), "invalid",
+                  "handoff slots_total: must be between 1" },
+                { "negative.json", SEED_HANDOFF("z", "r2", "\"slots\": -1, "), "invalid",
+                  "handoff slots: must be between 1" },
+                { "text.json", SEED_HANDOFF("z", "r3", "\"slots\": \"4\", "), "invalid",
+                  "handoff slots: must be an integer" },
+                { "real.json", SEED_HANDOFF("z", "r4", "\"slots\": 2.5, "), "invalid",
+                  "handoff slots: must be an integer" },
+                { "disagree.json", SEED_HANDOFF("z", "r5", "\"slots\": 4, \"slots_total\": 8, "),
+                  "invalid", "handoff slots: 4 disagrees with slots_total 8" },
+                { "free_above_one.json", SEED_HANDOFF("z", "r6", "\"slots_free\": 2, "), "invalid",
+                  "handoff slots_free: 2 is above the slot count 1" },
+                { "many.json", SEED_HANDOFF("z", "r7", "\"slots\": 300, "), "slots",
+                  "slots 300 is above handoff.max_slots 256" },
+                { "free_above.json", SEED_HANDOFF("z", "r8", "\"slots\": 2, \"slots_free\": 3, "),
+                  "slots", "slots_free 3 is above slots 2" },
+        };
+        long invalid = 0, slots = 0;
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                write_atomic(f, bad[i].name, bad[i].text);
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                assert_refused(f, bad[i].name, bad[i].error);
+                if (strcmp(bad[i].reason, "invalid") == 0)
+                        invalid++;
+                else
+                        slots++;
+        }
+        assert_int_equal(refusals(f, "invalid"), invalid);
+        assert_int_equal(refusals(f, "slots"), slots);
+        assert_false(ps_registry_has_pool(f->node.reg, "z"));
+}
+
+static void own_handoff_dir_is_watched_by_default(void **state) {
+        fx *f = fixture(0, false);
+        char dir[PATH_MAX], path[PATH_MAX], err[256];
+        replica_ref ref = { "ext", "r0" };
+        ps_engine_spec *spec;
+        ps_handoff h = { .pid = 1 };
+
+        *state = f;
+        snprintf(dir, sizeof(dir), "%s/handoffs", f->node.dir);
+        f->node.ctx.handoff_dir = dir;
+        assert_string_equal(ps_handoff_dir(&f->node.ctx, path, sizeof(path)), dir);
+        assert_int_equal(ps_handoff_watch_new(&f->node.ctx, f->node.reg, 60000, &f->watch,
+                                              err, sizeof(err)), 0);
+        assert_false(th_file_exists(f->engines));
+        assert_true(snprintf(f->engines, sizeof(f->engines), "%s", dir) < (int) sizeof(f->engines));
+
+        /* Our own file goes there and is left alone; another's registers. */
+        spec = ps_engine_spec_new();
+        assert_non_null(spec);
+        spec->pool_id = strdup("mine");
+        spec->replica_id = strdup("r0");
+        spec->binary_path = strdup("/opt/llama.cpp/bin/llama-server");
+        spec->host = strdup("127.0.0.1");
+        spec->port = 8000;
+        spec->slots = 2;
+        h.spec = spec;
+        assert_int_equal(ps_handoff_write(ps_handoff_dir(&f->node.ctx, path, sizeof(path)), &h,
+                                          err, sizeof(err)), 0);
+        ps_handoff_path(dir, "mine", "r0", path, sizeof(path));
+        assert_true(th_file_exists(path));
+        write_atomic(f, "ext.json", HANDOFF("ext", "r0"));
+        assert_true(loop_until(f, is_ready, &ref));
+        assert_false(ps_registry_has_pool(f->node.reg, "mine"));
+        assert_false(has_event(f, PS_HANDOFF_IGNORED));
+        assert_int_equal(ps_handoff_remove(dir, "mine", "r0"), 0);
+        assert_false(th_file_exists(path));
+        ps_engine_spec_free(spec);
+}
+
 static int setup_none(void **state) {
         *state = NULL;
         return 0;
@@ -681,6 +856,11 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(advertised_and_own_addresses_are_this_node, setup_none, teardown),
                 cmocka_unit_test_setup_teardown(handoff_dir_is_an_option, setup_none, teardown),
                 cmocka_unit_test_setup_teardown(unsafe_directory_is_refused, setup_none, teardown),
+                cmocka_unit_test_setup_teardown(seed_file_with_slots_is_a_placeable_pool, setup, teardown),
+                cmocka_unit_test_setup_teardown(file_without_slots_has_one, setup, teardown),
+                cmocka_unit_test_setup_teardown(slots_and_our_own_fields_agree, setup, teardown),
+                cmocka_unit_test_setup_teardown(zero_and_inconsistent_slots_are_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(own_handoff_dir_is_watched_by_default, setup_none, teardown),
         };
 
         /* Files are written 0644, whatever the caller's umask. */

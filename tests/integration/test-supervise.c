@@ -318,6 +318,184 @@ static void test_breaker_opens_then_half_opens(void **state) {
         th_wait_state(f, "brk", "r0", "failed");
 }
 
+/* What the breaker lines said, and where the trial spawns fell among them:
+ * "open>half_open/2", "spawned". The log lines the daemon would write
+ * for the transitions are kept as well. */
+typedef struct breaker_log {
+        char seen[32][48];
+        size_t n;
+        ps_logger *logger;
+        char *text;
+        size_t len;
+        FILE *out;
+} breaker_log;
+
+static const ps_field *event_field(const ps_event *ev, const char *key) {
+        for (size_t i = 0; i < ev->n_fields; i++)
+                if (ev->fields[i].key && strcmp(ev->fields[i].key, key) == 0)
+                        return &ev->fields[i];
+        return NULL;
+}
+
+static void keep_breaker_lines(const ps_event *ev, void *userdata) {
+        breaker_log *b = userdata;
+        const ps_field *from, *to, *count;
+
+        if (b->n == sizeof(b->seen) / sizeof(b->seen[0]))
+                return;
+        if (strcmp(ev->message, "engine spawned") == 0) {
+                snprintf(b->seen[b->n++], sizeof(b->seen[0]), "spawned");
+                return;
+        }
+        if (strcmp(ev->message, "breaker transition") != 0)
+                return;
+        from = event_field(ev, "old_state");
+        to = event_field(ev, "new_state");
+        count = event_field(ev, "failure_count");
+        assert_non_null(from);
+        assert_non_null(to);
+        assert_non_null(count);
+        assert_int_equal(count->type, PS_FIELD_TYPE_INTEGER);
+        assert_string_equal(ev->pool_id, "trans");
+        assert_string_equal(ev->replica_id, "r0");
+        snprintf(b->seen[b->n++], sizeof(b->seen[0]), "%s>%s/%lld", from->str, to->str,
+                 (long long) count->integer);
+        assert_int_equal(ps_logger_log_event(b->logger, ev), 0);
+}
+
+static bool trial_failed(void *fixture, const void *arg) {
+        const breaker_log *b = arg;
+
+        (void) fixture;
+        for (size_t i = 0; i < b->n; i++)
+                if (strncmp(b->seen[i], "half_open>open/", 15) == 0)
+                        return true;
+        return false;
+}
+
+static void test_breaker_transitions_are_logged_one_line_each(void **state) {
+        fx *f = *state;
+        breaker_log b = { .n = 0 };
+        size_t i = 0;
+
+        b.out = open_memstream(&b.text, &b.len);
+        assert_non_null(b.out);
+        b.logger = ps_logger_new(b.out, PS_LOG_DEBUG, NULL);
+        assert_non_null(b.logger);
+        f->also = (ps_event_sink) { .fn = keep_breaker_lines, .userdata = &b };
+        th_preload(f, th_add(f, fake_spec("trans", "--exit-after-ms", "20", "--exit-code", "3",
+                                          "--never-ready", NULL),
+                             th_policy("{\"breaker\": {\"threshold\": 2, \"open_ms\": 300}}")));
+        th_node_until(f, trial_failed, &b, TH_WAIT_MS);
+        f->also = (ps_event_sink) { 0 };
+
+        /* two spawns, the second failure opens it */
+        assert_true(b.n >= 6);
+        assert_string_equal(b.seen[i++], "spawned");
+        assert_string_equal(b.seen[i++], "spawned");
+        assert_string_equal(b.seen[i++], "closed>open/2");
+        /* the period ends: the turn is logged before the trial starts */
+        assert_string_equal(b.seen[i++], "open>half_open/2");
+        assert_string_equal(b.seen[i++], "spawned");
+        assert_string_equal(b.seen[i++], "half_open>open/3");
+
+        ps_logger_free(b.logger);
+        fclose(b.out);
+        assert_non_null(strstr(b.text, "\"msg\":\"breaker transition\",\"pool_id\":\"trans\","
+                                       "\"replica_id\":\"r0\",\"old_state\":\"open\","
+                                       "\"new_state\":\"half_open\",\"failure_count\":2"));
+        free(b.text);
+}
+
+static bool crashes_back_to_zero(void *fixture, const void *arg) {
+        fx *f = fixture;
+        ps_replica *r = ps_registry_find(f->reg, arg, "r0");
+
+        return r && ps_replica_ready(r) && ps_replica_crash_count(r) == 0;
+}
+
+static void test_stable_run_zeroes_crash_count_keeps_restart_count(void **state) {
+        fx *f = *state;
+        uint16_t port = th_free_port();
+        ps_replica *r;
+        ps_engine_spec *healthy;
+        json_t *s, *pool;
+
+        /* crashes once it served for a while; the window is far longer
+         * than the test */
+        r = th_preload(f, th_add(f, th_fake_spec("stable", "r0", port, 2, "--exit-after-ms", "300",
+                                                "--exit-code", "3", NULL),
+                                 th_policy("{\"backoff\": {\"stable_reset_ms\": 400},"
+                                           " \"storm\": {\"window_ms\": 3600000}}")));
+        assert_true(f->done_ok);
+        th_wait_state(f, "stable", "r0", "backoff");
+        assert_int_equal(ps_replica_crash_count(r), 1);
+        s = snap(r);
+        assert_int_equal(snap_int(s, "restarts_in_window"), 1);    /* the one scheduled */
+        json_decref(s);
+
+        /* the restart runs an engine that stays up */
+        healthy = th_fake_spec("stable", "r0", port, 2, NULL);
+        assert_int_equal(ps_replica_set_spec(r, healthy, NULL, 0), 0);
+        ps_engine_spec_free(healthy);
+        th_wait_state(f, "stable", "r0", "ready");
+        assert_int_equal(ps_replica_crash_count(r), 1);
+        th_node_until(f, crashes_back_to_zero, "stable", TH_WAIT_MS);
+        assert_int_equal(ps_replica_crash_count(r), 0);
+        assert_int_equal(ps_replica_restart_count(r), 1);
+
+        s = snap(r);
+        assert_int_equal(snap_int(s, "crash_count"), 0);
+        assert_int_equal(snap_int(s, "restart_count"), 1);
+        assert_int_equal(snap_int(s, "restarts_in_window"), 1);
+        json_decref(s);
+        pool = ps_registry_pool_snapshot(f->reg, "stable");
+        assert_non_null(pool);
+        assert_int_equal(snap_int(pool, "crash_count"), 0);
+        assert_int_equal(snap_int(pool, "restart_count"), 1);
+        assert_int_equal(snap_int(pool, "restarts_in_window"), 1);
+        json_decref(pool);
+}
+
+static void test_restarts_in_window_summed_per_pool(void **state) {
+        fx *f = *state;
+        const char *pol = "{\"breaker\": {\"threshold\": 100}, \"storm\": {\"window_ms\": 3600000}}";
+        ps_replica *a, *b;
+        json_t *s, *pool, *replicas;
+        json_int_t sum = 0;
+
+        a = th_add(f, th_fake_spec("win", "r0", 0, 1, "--exit-after-ms", "20", "--exit-code", "3",
+                                   "--never-ready", NULL), th_policy(pol));
+        b = th_add(f, th_fake_spec("win", "r1", 0, 1, NULL), th_policy(pol));
+        th_preload(f, b);
+        assert_true(f->done_ok);
+        th_preload(f, a);
+        assert_false(f->done_ok);
+        th_wait_state(f, "win", "r0", "backoff");
+
+        s = snap(a);
+        assert_int_equal(snap_int(s, "restarts_in_window"), (json_int_t) ps_replica_crash_count(a));
+        assert_true(snap_int(s, "restarts_in_window") >= 1);
+        json_decref(s);
+        s = snap(b);
+        assert_int_equal(snap_int(s, "restarts_in_window"), 0);
+        json_decref(s);
+
+        pool = ps_registry_pool_snapshot(f->reg, "win");
+        assert_non_null(pool);
+        replicas = json_object_get(pool, "replicas");
+        assert_int_equal(json_array_size(replicas), 2);
+        for (size_t i = 0; i < json_array_size(replicas); i++) {
+                json_t *v = json_object_get(json_array_get(replicas, i), "restarts_in_window");
+
+                assert_true(json_is_integer(v));
+                sum += json_integer_value(v);
+        }
+        assert_true(sum >= 1);
+        assert_int_equal(snap_int(pool, "restarts_in_window"), sum);
+        json_decref(pool);
+}
+
 static void test_storm_opens_breaker_with_alert(void **state) {
         fx *f = *state;
 
@@ -441,6 +619,9 @@ int main(void) {
                 T(test_hung_engine_times_out),
                 T(test_backoff_sequence_doubles),
                 T(test_breaker_opens_then_half_opens),
+                T(test_breaker_transitions_are_logged_one_line_each),
+                T(test_stable_run_zeroes_crash_count_keeps_restart_count),
+                T(test_restarts_in_window_summed_per_pool),
                 T(test_storm_opens_breaker_with_alert),
                 T(test_sigterm_ignored_means_sigkill_after_grace),
                 T(test_stop_without_engine_says_so),

@@ -90,6 +90,14 @@ void pa_server_set_config(pa_server *server, const ps_config *config);
  * wait for. */
 void pa_server_set_stopping(pa_server *server);
 
+/*
+ * Listens on the Unix socket again when its file is gone (its directory
+ * was deleted and made again): the old listener is closed, a new socket is
+ * made as at start. 0 when there is nothing to do or it worked; a negative
+ * errno with err saying why.
+ */
+int pa_server_rebind_socket(pa_server *server, pa_error *err);
+
 /* Closes the listener and every open connection. Accepts NULL; returns NULL. */
 pa_server *pa_server_free(pa_server *server);
 

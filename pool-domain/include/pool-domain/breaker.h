@@ -41,6 +41,16 @@ typedef struct pd_breaker {
 void pd_breaker_init(pd_breaker *b);
 
 /*
+ * OPEN becomes HALF_OPEN once open_until_ms has come. The domain has no
+ * timers, so every other call below does this first, at the time it is
+ * given; a caller that reports transitions calls this on its own first, so
+ * that turning half-open is told apart from what the next call does (a
+ * failed trial seen late is open -> half_open -> open, not open -> open).
+ * Returns true when the state changed.
+ */
+bool pd_breaker_advance(pd_breaker *b, int64_t now_ms);
+
+/*
  * May a restart begin now? CLOSED: yes. OPEN: no, until open_until_ms, when
  * it becomes HALF_OPEN. HALF_OPEN: yes exactly once (the trial); further
  * calls say no until the trial is judged.
@@ -93,3 +103,8 @@ void pd_breaker_set_trip(pd_breaker_set *s, const pd_breaker_policy *p,
  * latest open_until_ms among open circuits. */
 pd_breaker_state pd_breaker_set_state(const pd_breaker_set *s);
 int64_t pd_breaker_set_open_until(const pd_breaker_set *s);
+/* pd_breaker_advance() on every circuit; true when any changed. */
+bool pd_breaker_set_advance(pd_breaker_set *s, int64_t now_ms);
+/* The earliest open_until_ms among open circuits: when the next one turns
+ * half-open. 0 when none is open. */
+int64_t pd_breaker_set_next_half_open(const pd_breaker_set *s);

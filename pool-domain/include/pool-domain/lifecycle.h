@@ -91,6 +91,7 @@ typedef enum pd_timer {
         PD_TIMER_KILL,            /* stop grace over: SIGKILL                */
         PD_TIMER_DEADLINE,        /* drain deadline                          */
         PD_TIMER_STABLE,          /* a run reached a stability mark          */
+        PD_TIMER_BREAKER,         /* an open circuit's period is over        */
         PD_TIMER_MAX,
 } pd_timer;
 
@@ -149,6 +150,7 @@ typedef enum pd_action_type {
         PD_ACT_DROP_LEASES,       /* instance: leases ended by force         */
         PD_ACT_REPLY,             /* reply, ok, cls, text                    */
         PD_ACT_ALERT,             /* alert, cls, text                        */
+        PD_ACT_BREAKER_TRANSITION, /* circuit, breaker_from/to, failures     */
         PD_ACTION_TYPE_MAX,
 } pd_action_type;
 
@@ -184,10 +186,15 @@ typedef struct pd_action {
         pd_alert alert;                 /* ALERT                             */
         pd_storm_kind storm_kind;       /* ALERT STORM                       */
         pd_crash_class cls;             /* REPLY (failure), ALERT            */
+        pd_crash_family circuit;        /* BREAKER_TRANSITION                */
+        pd_breaker_state breaker_from;  /* BREAKER_TRANSITION                */
+        pd_breaker_state breaker_to;    /* BREAKER_TRANSITION                */
+        unsigned failures;              /* BREAKER_TRANSITION: the circuit's
+                                           consecutive failures after it     */
         char text[PD_ACTION_TEXT_MAX];  /* REPLY, ALERT: human text          */
 } pd_action;
 
-#define PD_ACTIONS_MAX 24
+#define PD_ACTIONS_MAX 32
 
 typedef struct pd_actions {
         size_t count;
@@ -218,13 +225,15 @@ typedef struct pd_lifecycle {
         pd_breaker_set breakers;
         pd_storm storm;
 
-        unsigned restart_count;         /* restarts after failures           */
-        unsigned crash_count;           /* failures counted                  */
+        unsigned restart_count;         /* restarts after failures, ever     */
+        unsigned crash_count;           /* failures since the last run that
+                                           lasted backoff.stable_reset_ms    */
         unsigned driver_resets;
         int64_t backoff_ms;             /* last delay chosen                 */
         int64_t next_restart_at_ms;     /* 0: none scheduled                 */
         int64_t deadline_at_ms;         /* drain deadline, 0: none           */
         int64_t reload_deadline_ms;     /* drain budget of a reload          */
+        int64_t breaker_timer_at_ms;    /* PD_TIMER_BREAKER armed for; 0: not */
 
         pd_reply pending;               /* request awaiting its answer       */
         bool restart_on_exit;           /* spawn once the old instance exits */
@@ -247,6 +256,12 @@ void pd_lifecycle_init(pd_lifecycle *lc);
  * state (drain a stopped pool, preload a running one, reload a pool that is
  * not ready), PD_E_BREAKER_OPEN for a preload while the breaker is open, or
  * -EINVAL for a NULL argument or an out-of-range enum.
+ *
+ * Every change of a breaker circuit's state is one
+ * PD_ACT_BREAKER_TRANSITION, in the order the changes happened. An open
+ * circuit turns half-open when its period is over: the machine keeps
+ * PD_TIMER_BREAKER armed for the earliest such moment, and the first event
+ * at or after it (that timer, or anything sooner) makes the turn.
  */
 int pd_lifecycle_step(pd_lifecycle *lc, const pd_policy *p, const pd_event *ev,
                       int64_t now_ms, pd_rng *rng, pd_actions *out);

@@ -36,6 +36,13 @@ int ps_private_dir_open(const char *path, bool create, char *err, size_t errlen)
 int ps_private_dir(const char *path, bool create, char *err, size_t errlen);
 
 /*
+ * Before a spawn: the runtime directory as ps_private_dir() checks it,
+ * made again (*recreated true) when it is gone -- someone deleted it
+ * while the daemon ran. 0 or ps_private_dir()'s errors.
+ */
+int ps_private_dir_again(const char *path, bool *recreated, char *err, size_t errlen);
+
+/*
  * At start: the runtime directory and the handoff directory
  * (ps_config_handoff_dir()) are made when missing and must be ours alone,
  * as ps_private_dir() checks. 0, or a negative errno with "runtime

@@ -68,7 +68,7 @@ typedef enum ps_handoff_refusal {
 const char *ps_handoff_refusal_to_string(ps_handoff_refusal reason);
 
 typedef struct ps_handoff_watch_options {
-        const char *dir;          /* NULL: <ctx->runtime_dir>/engines       */
+        const char *dir;          /* NULL: ps_handoff_dir(ctx)              */
         int64_t rescan_ms;        /* > 0                                    */
         unsigned max_slots;       /* 0: PS_HANDOFF_MAX_SLOTS_DEFAULT        */
         bool allow_remote;        /* urls may name any host                 */
@@ -94,7 +94,7 @@ int ps_handoff_watch_new_config(const ps_context *ctx, ps_registry *reg,
                                 const ps_config *config, ps_handoff_watch **ret,
                                 char *err, size_t errlen);
 
-/* The same with the defaults: <ctx->runtime_dir>/engines, at most
+/* The same with the defaults: ps_handoff_dir(ctx), at most
  * PS_HANDOFF_MAX_SLOTS_DEFAULT slots, local hosts only. */
 int ps_handoff_watch_new(const ps_context *ctx, ps_registry *reg, int64_t rescan_ms,
                          ps_handoff_watch **ret, char *err, size_t errlen);

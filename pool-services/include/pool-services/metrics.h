@@ -10,9 +10,10 @@
  *
  * Counters are fed from supervision events: the daemon's event sink hands
  * every event to ps_metrics_observe(). Gauges (pool state, slots, leases,
- * breaker state, backoff, VRAM) are not stored: ps_metrics_render() reads
- * them from the registry snapshot and the device list passed in, so a
- * scrape always shows the registry as it is.
+ * breaker state, backoff, each replica's crashes since a stable run and
+ * restarts in the storm window, VRAM) are not stored: ps_metrics_render()
+ * reads them from the registry snapshot and the device list passed in, so
+ * a scrape always shows the registry as it is.
  *
  * A pool's counters live as long as the ps_metrics object: a pool that
  * leaves the registry keeps them (counters never go backwards), while its

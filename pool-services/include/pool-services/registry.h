@@ -36,13 +36,19 @@ typedef struct ps_context {
         const ps_clock *clock;         /* NULL: the system clock           */
         ps_event_sink sink;            /* where supervision reports        */
         ps_prober *prober;             /* health probes                    */
-        const char *runtime_dir;       /* PID, log and handoff files       */
+        const char *runtime_dir;       /* PID and log files                */
+        const char *handoff_dir;       /* our handoff files; NULL: <runtime_dir>/engines */
         const char *engine_user;       /* run engines as (daemon is root)  */
         char *const *engine_env_pass;  /* engines.env_pass: copied from our env */
         size_t n_engine_env_pass;
         uint64_t seed;                 /* RNG seed for backoff jitter      */
         ps_preflight_fn preflight;     /* NULL: no checks before a spawn   */
         void *preflight_userdata;      /* e.g. a ps_preflight_source       */
+        /* The runtime directory was gone (deleted while we ran) and was
+         * made again before a spawn: what lived there (the API socket)
+         * can be set up again. NULL: nothing to do. */
+        void (*runtime_dir_recreated)(void *userdata);
+        void *runtime_dir_userdata;
 } ps_context;
 
 typedef struct ps_registry ps_registry;
@@ -98,8 +104,12 @@ bool ps_registry_pool_removing(const ps_registry *reg, const char *pool_id);
 /*
  * Registers (or refreshes) a replica from a handoff document as written by
  * an external provisioner: pool_id, replica_id and engine_version are
- * required; url, engine, device_mask, slots_total, slots_free, model are
- * optional and stay unset when missing. The replica becomes live and
+ * required; url, engine, device_mask and model are optional and stay
+ * unset (or as they were) when missing; other fields are ignored. The
+ * slot count is slots_total, else llama-orch's "slots", else 1; it must be
+ * at least 1, and slots and slots_total given together must agree;
+ * slots_free (at most the count) is taken when given, else the free slots
+ * follow the leases. The replica becomes live and
  * ready, last_error is cleared and its heartbeat set to now. It is tracked,
  * never supervised. PS_E_INVALID naming the field, PS_E_CONFLICT when a
  * managed replica owns the id.

@@ -391,26 +391,31 @@ static int check_url(const ps_handoff_watch *w, const char *url, refusal *why) {
                          "cloud.address's host); handoff.allow_remote is off", host);
 }
 
-/* slots_total and slots_free, when given as integers: at most max_slots
- * (the registry range-checks the rest). */
+/* slots_total, slots (the llama-orch reader's name for the count) and
+ * slots_free, when given as integers: at most max_slots, and slots_free at
+ * most the count (the registry checks the rest: types, 0, agreement). */
 static int check_slots(const ps_handoff_watch *w, const json_t *doc, refusal *why) {
+        static const char *const keys[] = { "slots_total", "slots", "slots_free" };
         const json_t *total = json_object_get(doc, "slots_total");
         const json_t *free_ = json_object_get(doc, "slots_free");
 
-        if (json_is_integer(total) && json_integer_value(total) > (json_int_t) w->max_slots)
-                return refuse_as(why, PS_HANDOFF_REFUSED_SLOTS,
-                                 "slots_total %" JSON_INTEGER_FORMAT " is above handoff.max_slots %u",
-                                 json_integer_value(total), w->max_slots);
-        if (json_is_integer(free_) && json_integer_value(free_) > (json_int_t) w->max_slots)
-                return refuse_as(why, PS_HANDOFF_REFUSED_SLOTS,
-                                 "slots_free %" JSON_INTEGER_FORMAT " is above handoff.max_slots %u",
-                                 json_integer_value(free_), w->max_slots);
+        if (!json_is_integer(total))
+                total = json_object_get(doc, "slots");
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+                const json_t *v = json_object_get(doc, keys[i]);
+
+                if (json_is_integer(v) && json_integer_value(v) > (json_int_t) w->max_slots)
+                        return refuse_as(why, PS_HANDOFF_REFUSED_SLOTS,
+                                         "%s %" JSON_INTEGER_FORMAT " is above handoff.max_slots %u",
+                                         keys[i], json_integer_value(v), w->max_slots);
+        }
         if (json_is_integer(total) && json_is_integer(free_) &&
             json_integer_value(free_) > json_integer_value(total))
                 return refuse_as(why, PS_HANDOFF_REFUSED_SLOTS,
-                                 "slots_free %" JSON_INTEGER_FORMAT " is above slots_total %"
+                                 "slots_free %" JSON_INTEGER_FORMAT " is above %s %"
                                  JSON_INTEGER_FORMAT, json_integer_value(free_),
-                                 json_integer_value(total));
+                                 json_is_integer(json_object_get(doc, "slots_total")) ?
+                                 "slots_total" : "slots", json_integer_value(total));
         return 0;
 }
 
@@ -683,10 +688,12 @@ int ps_handoff_watch_start(const ps_context *ctx, ps_registry *reg,
         int r;
 
         if (!ctx || !ctx->base || !reg || !ret || !o || o->rescan_ms <= 0 ||
-            (!o->dir && !ctx->runtime_dir))
+            (!o->dir && !ctx->handoff_dir && !ctx->runtime_dir))
                 return -EINVAL;
-        if (snprintf(path, sizeof(path), "%s%s%s", o->dir ? o->dir : ctx->runtime_dir,
-                     o->dir ? "" : "/", o->dir ? "" : PS_HANDOFF_DIR) >= (int) sizeof(path))
+        /* Without a directory of its own: the one this daemon's own
+         * handoff files go to (ctx->handoff_dir, else runtime_dir/engines). */
+        if (o->dir ? snprintf(path, sizeof(path), "%s", o->dir) >= (int) sizeof(path)
+                   : !ps_handoff_dir(ctx, path, sizeof(path)))
                 return ps_errf(err, errlen, -ENAMETOOLONG, "handoff directory: path too long");
         w = calloc(1, sizeof(*w));
         if (!w)

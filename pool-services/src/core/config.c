@@ -1720,7 +1720,8 @@ int ps_config_apply_env(ps_config *config, ps_getenv_fn getenv_fn, void *userdat
                         char *err, size_t errlen) {
         ctx c = { .err = err, .errlen = errlen };
         env_reader e = { .fn = getenv_fn ? getenv_fn : process_getenv, .userdata = userdata };
-        const char *addr, *address, *cloud_profile, *pools, *runtime_dir, *node_id;
+        const char *addr, *address, *cloud_profile, *pools, *handoff_dir, *node_id;
+        const char *runtime_dir = NULL;
         const char *machine_id, *orch_url, *token, *heartbeat, *reg, *watch, *state_dir;
         bool cloud = config ? config->profile == PS_PROFILE_CLOUD : false;
         bool register_on_startup = config ? config->cloud.register_on_startup : false;
@@ -1736,7 +1737,10 @@ int ps_config_apply_env(ps_config *config, ps_getenv_fn getenv_fn, void *userdat
         address = env_get(&e, "POOL_MANAGERD_ADDRESS");
         cloud_profile = env_get(&e, "POOL_MANAGERD_CLOUD_PROFILE");
         pools = env_get(&e, "POOL_MANAGERD_POOLS");
-        runtime_dir = env_get(&e, "POOL_MANAGERD_RUNTIME_DIR");
+        /* The seed's meaning: the directory holding the handoff files
+         * themselves. It never moves runtime_dir (PID files, logs, the
+         * socket), which must not land in a shared directory. */
+        handoff_dir = env_get(&e, "POOL_MANAGERD_RUNTIME_DIR");
         node_id = env_get(&e, "POOL_MANAGERD_NODE_ID");
         machine_id = env_get(&e, "POOL_MANAGERD_MACHINE_ID");
         orch_url = env_get(&e, "ORCHESTRATORD_URL");
@@ -1777,7 +1781,7 @@ int ps_config_apply_env(ps_config *config, ps_getenv_fn getenv_fn, void *userdat
                 return r;
 
         /* systemd's StateDirectory= is the default runtime_dir. */
-        if (!runtime_dir && state_dir && strcmp(config->runtime_dir_source, "default") == 0) {
+        if (state_dir && strcmp(config->runtime_dir_source, "default") == 0) {
                 state_first = strndup(state_dir, strcspn(state_dir, ":"));
                 if (!state_first) {
                         ps_strv_free(ids, n_ids);
@@ -1790,7 +1794,7 @@ int ps_config_apply_env(ps_config *config, ps_getenv_fn getenv_fn, void *userdat
         /* Copy first, then swap, so OOM leaves the config as it was. */
         {
                 char *n_bind = NULL, *n_address = NULL, *n_runtime = NULL, *n_node = NULL;
-                char *n_machine = NULL, *n_url = NULL, *n_token = NULL;
+                char *n_machine = NULL, *n_url = NULL, *n_token = NULL, *n_handoff = NULL;
                 bool oom = false;
 
 #define DUP(dst, src) do { if (src && !(dst = strdup(src))) oom = true; } while (0)
@@ -1802,6 +1806,15 @@ int ps_config_apply_env(ps_config *config, ps_getenv_fn getenv_fn, void *userdat
                 DUP(n_url, orch_url);
                 DUP(n_token, token);
 #undef DUP
+                /* relative to the working directory, as the seed reads it */
+                if (handoff_dir && !oom) {
+                        char cwd[PATH_MAX];
+
+                        if (handoff_dir[0] != '/' && !getcwd(cwd, sizeof(cwd)))
+                                snprintf(cwd, sizeof(cwd), "/");
+                        n_handoff = path_resolve(handoff_dir[0] == '/' ? NULL : cwd, handoff_dir);
+                        oom = !n_handoff;
+                }
                 free(state_first);
                 if (oom) {
                         free(n_bind);
@@ -1811,6 +1824,7 @@ int ps_config_apply_env(ps_config *config, ps_getenv_fn getenv_fn, void *userdat
                         free(n_machine);
                         free(n_url);
                         free(n_token);
+                        free(n_handoff);
                         ps_strv_free(ids, n_ids);
                         return -ENOMEM;
                 }
@@ -1820,8 +1834,11 @@ int ps_config_apply_env(ps_config *config, ps_getenv_fn getenv_fn, void *userdat
                 SWAP(config->bind, n_bind);
                 SWAP(config->cloud.address, n_address);
                 if (n_runtime)
-                        config->runtime_dir_source = "POOL_MANAGERD_RUNTIME_DIR";
+                        config->runtime_dir_source = "STATE_DIRECTORY";
                 SWAP(config->runtime_dir, n_runtime);
+                if (n_handoff)
+                        config->handoff_dir_source = "POOL_MANAGERD_RUNTIME_DIR";
+                SWAP(config->handoff_dir, n_handoff);
                 SWAP(config->cloud.node_id, n_node);
                 SWAP(config->cloud.machine_id, n_machine);
                 SWAP(config->cloud.orchestrator_url, n_url);

@@ -99,6 +99,13 @@ int ps_private_dir(const char *path, bool create, char *err, size_t errlen) {
         return 0;
 }
 
+int ps_private_dir_again(const char *path, bool *recreated, char *err, size_t errlen) {
+        struct stat st;
+
+        *recreated = lstat(path, &st) < 0 && errno == ENOENT;
+        return ps_private_dir(path, *recreated, err, errlen);
+}
+
 int ps_runtime_dirs_check(const ps_config *config, char *err, size_t errlen) {
         char dir[PATH_MAX], derr[PATH_MAX + 256];
         int r;

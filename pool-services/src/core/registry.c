@@ -350,12 +350,57 @@ static int check_type(const json_t *doc, const char *key, json_type type, const 
         return ps_errf(err, errlen, PS_E_INVALID, "handoff %s: must be %s", key, what);
 }
 
+/* A slot count given as an integer must lie in min..UINT32_MAX. */
+static int check_count(const json_t *v, const char *key, json_int_t min, char *err, size_t errlen) {
+        if (!json_is_integer(v))
+                return 0;
+        if (json_integer_value(v) < min || json_integer_value(v) > UINT32_MAX)
+                return ps_errf(err, errlen, PS_E_INVALID, "handoff %s: must be between %lld and %lu, "
+                               "got %" JSON_INTEGER_FORMAT, key, (long long) min,
+                               (unsigned long) UINT32_MAX, json_integer_value(v));
+        return 0;
+}
+
+/*
+ * The slots a handoff claims. The count is slots_total, else the llama-orch
+ * reader's "slots", else 1 (that reader's registry assumes one slot when a
+ * file says nothing); both given must agree; 0 is no count. slots_free,
+ * when given, is at most the count; when absent the free slots follow the
+ * leases (the count while none is held).
+ */
+static int handoff_slots(const json_t *doc, uint32_t *total, bool *has_free, uint32_t *free_,
+                         char *err, size_t errlen) {
+        const json_t *t = json_object_get(doc, "slots_total");
+        const json_t *s = json_object_get(doc, "slots");
+        const json_t *f = json_object_get(doc, "slots_free");
+        int rc;
+
+        if ((rc = check_count(t, "slots_total", 1, err, errlen)) ||
+            (rc = check_count(s, "slots", 1, err, errlen)) ||
+            (rc = check_count(f, "slots_free", 0, err, errlen)))
+                return rc;
+        if (json_is_integer(t) && json_is_integer(s) && json_integer_value(t) != json_integer_value(s))
+                return ps_errf(err, errlen, PS_E_INVALID, "handoff slots: %" JSON_INTEGER_FORMAT
+                               " disagrees with slots_total %" JSON_INTEGER_FORMAT,
+                               json_integer_value(s), json_integer_value(t));
+        *total = json_is_integer(t) ? (uint32_t) json_integer_value(t) :
+                 json_is_integer(s) ? (uint32_t) json_integer_value(s) : 1;
+        *has_free = json_is_integer(f);
+        *free_ = *has_free ? (uint32_t) json_integer_value(f) : 0;
+        if (*has_free && *free_ > *total)
+                return ps_errf(err, errlen, PS_E_INVALID, "handoff slots_free: %u is above the "
+                               "slot count %u", *free_, *total);
+        return 0;
+}
+
 int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *doc,
                                             char *err, size_t errlen) {
         ps_engine_spec *spec;
         ps_replica *r;
-        json_t *slots_total, *slots_free, *model;
+        json_t *model;
         pd_event ev = { .type = PD_EV_HANDOFF_APPEARED };
+        uint32_t slots = 1, slots_free = 0;
+        bool has_slots_free = false;
         const char *pool_id, *replica_id, *version;
         pd_error perr;
         int rc;
@@ -373,17 +418,12 @@ int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *doc,
         if ((rc = check_type(doc, "url", JSON_STRING, "a string", err, errlen)) ||
             (rc = check_type(doc, "engine", JSON_STRING, "a string", err, errlen)) ||
             (rc = check_type(doc, "device_mask", JSON_STRING, "a string", err, errlen)) ||
+            (rc = check_type(doc, "slots", JSON_INTEGER, "an integer", err, errlen)) ||
             (rc = check_type(doc, "slots_total", JSON_INTEGER, "an integer", err, errlen)) ||
             (rc = check_type(doc, "slots_free", JSON_INTEGER, "an integer", err, errlen)) ||
-            (rc = check_type(doc, "model", JSON_OBJECT, "an object", err, errlen)))
+            (rc = check_type(doc, "model", JSON_OBJECT, "an object", err, errlen)) ||
+            (rc = handoff_slots(doc, &slots, &has_slots_free, &slots_free, err, errlen)))
                 return rc;
-        slots_total = json_object_get(doc, "slots_total");
-        slots_free = json_object_get(doc, "slots_free");
-        if ((json_is_integer(slots_total) &&
-             (json_integer_value(slots_total) < 0 || json_integer_value(slots_total) > UINT32_MAX)) ||
-            (json_is_integer(slots_free) &&
-             (json_integer_value(slots_free) < 0 || json_integer_value(slots_free) > UINT32_MAX)))
-                return ps_errf(err, errlen, PS_E_INVALID, "handoff slots: out of range");
 
         r = ps_registry_find(reg, pool_id, replica_id);
         if (r && !r->lc.external && !replica_at_rest(r))
@@ -402,10 +442,10 @@ int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *doc,
                 ps_engine_spec_free(spec);
                 if (rc != 0)
                         return rc;
-                r->current->slots = 0;   /* unset until the handoff says */
         }
 
-        /* Seed semantics: what the handoff says is set, the rest stays. */
+        /* Seed semantics: what the handoff says is set, the rest stays
+         * (but for the slots, below). */
         free(r->current->engine_version);
         r->current->engine_version = strdup(version);
         if (str_field(doc, "engine")) {
@@ -425,12 +465,10 @@ int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *doc,
                 free(r->current->model_id);
                 r->current->model_id = strdup(str_field(model, "id"));
         }
-        if (json_is_integer(slots_total))
-                r->current->slots = (uint32_t) json_integer_value(slots_total);
-        if (json_is_integer(slots_free)) {
-                r->has_slots_free = true;
-                r->ext_slots_free = (uint32_t) json_integer_value(slots_free);
-        }
+        /* The slots are the file's, every time: absent ones are not kept. */
+        r->current->slots = slots;
+        r->has_slots_free = has_slots_free;
+        r->ext_slots_free = slots_free;
         r->last_heartbeat_wall_ms = ps_clock_wall_ms(reg->ctx->clock);
         r->ready_wall_ms = r->last_heartbeat_wall_ms;
         return replica_feed(r, &ev);
@@ -452,6 +490,7 @@ static json_t *pool_snapshot(const pool *p) {
         json_t *replicas = json_array(), *snap, *first = NULL, *rs;
         bool live = false, ready = false, draining = false;
         json_int_t slots_total = 0, slots_free = 0, leases = 0, restarts = 0, crashes = 0;
+        json_int_t in_window = 0;
         const char *state = "empty";
         const json_t *error_from = NULL, *backoff_from = NULL;
 
@@ -472,6 +511,7 @@ static json_t *pool_snapshot(const pool *p) {
                 leases += json_integer_value(json_object_get(rs, "active_leases"));
                 restarts += json_integer_value(json_object_get(rs, "restart_count"));
                 crashes += json_integer_value(json_object_get(rs, "crash_count"));
+                in_window += json_integer_value(json_object_get(rs, "restarts_in_window"));
                 if (!error_from && json_is_string(json_object_get(rs, "last_error")))
                         error_from = rs;
                 if (!backoff_from && json_is_integer(json_object_get(rs, "next_restart_at")))
@@ -488,7 +528,7 @@ static json_t *pool_snapshot(const pool *p) {
 
 #define FROM(src, key) ((src) ? json_deep_copy(json_object_get((src), (key))) : json_null())
         snap = json_pack("{s:s, s:s, s:b, s:b, s:b, s:o, s:o, s:o, s:o, s:o, s:o,"
-                         " s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:[]}",
+                         " s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:[]}",
                          "pool_id", p->id,
                          "state", state,
                          "live", live,
@@ -505,6 +545,7 @@ static json_t *pool_snapshot(const pool *p) {
                          "active_leases", leases,
                          "restart_count", restarts,
                          "crash_count", crashes,
+                         "restarts_in_window", in_window,
                          "backoff_ms", FROM(backoff_from ? backoff_from : first, "backoff_ms"),
                          "next_restart_at", FROM(backoff_from, "next_restart_at"),
                          "breaker", FROM(first, "breaker"),

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 
 #include "pool-services/fs.h"
 #include "pool-services/handoff.h"
+#include "pool-services/registry.h"
 
 static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
@@ -31,10 +33,60 @@ static int fail(char *err, size_t errlen, int r, const char *fmt, ...) {
         return r;
 }
 
-int ps_handoff_path(const char *runtime_dir, const char *pool_id,
+const char *ps_handoff_dir(const ps_context *ctx, char *buf, size_t len) {
+        int n;
+
+        if (!ctx || !buf || len == 0)
+                return NULL;
+        if (ctx->handoff_dir && ctx->handoff_dir[0])
+                n = snprintf(buf, len, "%s", ctx->handoff_dir);
+        else if (ctx->runtime_dir && ctx->runtime_dir[0])
+                n = snprintf(buf, len, "%s/%s", ctx->runtime_dir, PS_HANDOFF_DIR);
+        else
+                return NULL;
+        return n >= 0 && (size_t) n < len ? buf : NULL;
+}
+
+/* name, or name followed by '-', '_' or '.' and more ("llama-server-cuda"). */
+static bool names(const char *base, const char *name) {
+        size_t n = strlen(name);
+
+        return strncmp(base, name, n) == 0 &&
+               (base[n] == '\0' || base[n] == '-' || base[n] == '_' || base[n] == '.');
+}
+
+const char *ps_handoff_engine(const ps_engine_spec *spec) {
+        static const struct {
+                const char *binary;
+                const char *engine;
+        } known[] = {
+                { "llama-server", "llamacpp" },
+                { "llama-cpp-server", "llamacpp" },
+                { "llama.cpp-server", "llamacpp" },
+                { "vllm", "vllm" },
+                { "text-generation-launcher", "tgi" },
+                { "text-generation-server", "tgi" },
+                { "tritonserver", "triton" },
+        };
+        const char *base;
+
+        if (!spec)
+                return PS_HANDOFF_UNKNOWN;
+        if (spec->engine && spec->engine[0])
+                return spec->engine;
+        if (!spec->binary_path)
+                return PS_HANDOFF_UNKNOWN;
+        base = strrchr(spec->binary_path, '/');
+        base = base ? base + 1 : spec->binary_path;
+        for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+                if (names(base, known[i].binary))
+                        return known[i].engine;
+        return PS_HANDOFF_UNKNOWN;
+}
+
+int ps_handoff_path(const char *handoff_dir, const char *pool_id,
                     const char *replica_id, char *buf, size_t len) {
-        return snprintf(buf, len, "%s/%s/%s_%s.json", runtime_dir, PS_HANDOFF_DIR,
-                        pool_id, replica_id);
+        return snprintf(buf, len, "%s/%s_%s.json", handoff_dir, pool_id, replica_id);
 }
 
 static json_t *strv_to_json(char *const *v, size_t n) {
@@ -45,15 +97,20 @@ static json_t *strv_to_json(char *const *v, size_t n) {
         return a;
 }
 
+/*
+ * The llama-orch reader's fields first (strings never null; "slots" the
+ * slot count), then this daemon's. device_mask is left out when unset.
+ */
 static json_t *handoff_json(const ps_handoff *h) {
         const ps_engine_spec *s = h->spec;
         char url[300];
 
         ps_engine_spec_url(s, url, sizeof(url));
-        return json_pack("{s:s?, s:s?, s:s, s:s, s:s, s:{s:s?, s:s?, s:s?}, s:o, s:s?,"
-                         " s:I, s:I, s:I, s:s}",
-                         "engine", s->engine,
-                         "engine_version", s->engine_version,
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s?, s:s?, s:s?}, s:o, s:s*,"
+                         " s:I, s:I, s:I, s:I, s:s}",
+                         "engine", ps_handoff_engine(s),
+                         "engine_version", s->engine_version && s->engine_version[0] ?
+                                           s->engine_version : PS_HANDOFF_UNKNOWN,
                          "url", url,
                          "pool_id", s->pool_id,
                          "replica_id", s->replica_id,
@@ -61,6 +118,7 @@ static json_t *handoff_json(const ps_handoff *h) {
                                   "digest", s->model_digest,
                          "flags", strv_to_json(s->flags, s->n_flags),
                          "device_mask", s->device_mask,
+                         "slots", (json_int_t) s->slots,
                          "slots_total", (json_int_t) s->slots,
                          "slots_free", (json_int_t) h->slots_free,
                          "pid", (json_int_t) h->pid,
@@ -101,28 +159,54 @@ static int open_temp(int dfd, const char *tmp) {
         return fd < 0 ? -errno : fd;
 }
 
-int ps_handoff_write(const char *runtime_dir, const ps_handoff *h,
+/* The directory holding dir must exist: a missing one says the path is
+ * wrong, and nothing is made above the handoff directory itself. */
+static int parent_exists(const char *dir, char *err, size_t errlen) {
+        char parent[PATH_MAX];
+        size_t len = strlen(dir);
+        struct stat st;
+        char *slash;
+
+        if (len >= sizeof(parent))
+                return fail(err, errlen, -ENAMETOOLONG, "handoff: %s", dir);
+        memcpy(parent, dir, len + 1);
+        while (len > 1 && parent[len - 1] == '/')
+                parent[--len] = '\0';
+        slash = strrchr(parent, '/');
+        if (!slash)
+                return 0;                      /* relative to the cwd */
+        if (slash == parent)
+                slash[1] = '\0';               /* "/" */
+        else
+                *slash = '\0';
+        if (stat(parent, &st) < 0)
+                return fail(err, errlen, -errno, "handoff: cannot open directory %s", parent);
+        if (!S_ISDIR(st.st_mode))
+                return fail(err, errlen, -ENOTDIR, "handoff: cannot open directory %s", parent);
+        return 0;
+}
+
+int ps_handoff_write(const char *handoff_dir, const ps_handoff *h,
                      char *err, size_t errlen) {
-        char dir[PATH_MAX], name[NAME_MAX + 1], tmp[NAME_MAX + 1], derr[PATH_MAX + 128];
+        char name[NAME_MAX + 1], tmp[NAME_MAX + 1], derr[PATH_MAX + 128];
+        const char *dir = handoff_dir;
         json_t *doc;
         char *text = NULL;
         int dfd, fd, r = 0;
 
-        if (!runtime_dir || !h || !h->spec || !h->spec->pool_id || !h->spec->replica_id)
-                return -EINVAL;
-        if (snprintf(dir, sizeof(dir), "%s/%s", runtime_dir, PS_HANDOFF_DIR) >= (int) sizeof(dir))
-                return fail(err, errlen, -ENAMETOOLONG, "handoff: %s", runtime_dir);
+        if (!dir || !dir[0] || !h || !h->spec || !h->spec->pool_id || !h->spec->replica_id)
+                return fail(err, errlen, -EINVAL, "handoff: no handoff directory or no ids");
         if (snprintf(name, sizeof(name), "%s_%s.json", h->spec->pool_id,
                      h->spec->replica_id) >= (int) sizeof(name) ||
             snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= (int) sizeof(tmp))
                 return fail(err, errlen, -ENAMETOOLONG, "handoff: file name for %s/%s",
                             h->spec->pool_id, h->spec->replica_id);
 
-        /* The runtime directory must be there already; the handoff
-         * directory is made when missing. Both must be ours alone. */
-        dfd = ps_private_dir(runtime_dir, false, derr, sizeof(derr));
-        if (dfd == 0)
-                dfd = ps_private_dir_open(dir, true, derr, sizeof(derr));
+        /* The handoff directory is made when missing (its parent must be
+         * there already), and must be ours alone. */
+        if ((r = parent_exists(dir, err, errlen)) < 0)
+                return r;
+        dfd = ps_private_dir_open(dir, true, derr, sizeof(derr));
         if (dfd < 0) {
                 if (err && errlen > 0)
                         snprintf(err, errlen, "handoff: %s", derr);
@@ -167,11 +251,16 @@ out:
         return r;
 }
 
-int ps_handoff_remove(const char *runtime_dir, const char *pool_id,
+int ps_handoff_remove(const char *handoff_dir, const char *pool_id,
                       const char *replica_id) {
         char path[PATH_MAX];
+        int n;
 
-        ps_handoff_path(runtime_dir, pool_id, replica_id, path, sizeof(path));
+        if (!handoff_dir || !pool_id || !replica_id)
+                return -EINVAL;
+        n = ps_handoff_path(handoff_dir, pool_id, replica_id, path, sizeof(path));
+        if (n < 0 || (size_t) n >= sizeof(path))
+                return -ENAMETOOLONG;
         if (unlink(path) < 0 && errno != ENOENT)
                 return -errno;
         return 0;

@@ -23,6 +23,7 @@
 #include "pool-services/inventory.h"
 #include "pool-domain/crash.h"
 #include "pool-domain/lease.h"
+#include "pool-services/fs.h"
 #include "pool-services/handoff.h"
 
 static void run(ps_replica *r);
@@ -459,6 +460,33 @@ static void on_engine_exit(ps_engine *engine, const ps_exit_status *st, void *us
 
 /* ---- actions -------------------------------------------------------------- */
 
+/*
+ * The runtime directory was deleted while the daemon ran (a tmp cleaner,
+ * an operator): make it again, ours alone, rather than fail the start, and
+ * say what was lost with it. A directory that fails the check fails the
+ * start like a spawn failure. 0, or -1 with the failure fed.
+ */
+static int runtime_dir_ready(ps_replica *r, unsigned instance) {
+        char err[512];
+        bool recreated = false;
+
+        if (ps_private_dir_again(r->ctx->runtime_dir, &recreated, err, sizeof(err)) < 0) {
+                EMIT(r, PS_EVENT_SPAWN_FAILED, PS_LOG_ERROR, "cannot use the runtime directory",
+                     PS_FIELD_STR("error", err));
+                feed_simple(r, PD_EV_SPAWN_FAILED, instance, err);
+                return -1;
+        }
+        if (recreated) {
+                EMIT(r, PS_EVENT_GENERIC, PS_LOG_WARN,
+                     "runtime directory was gone and has been made again: the PID files, engine "
+                     "logs, handoff files and API socket in it were lost",
+                     PS_FIELD_STR("runtime_dir", r->ctx->runtime_dir));
+                if (r->ctx->runtime_dir_recreated)
+                        r->ctx->runtime_dir_recreated(r->ctx->runtime_dir_userdata);
+        }
+        return 0;
+}
+
 static void act_spawn(ps_replica *r, const pd_action *a) {
         replica_inst *in = &r->inst[a->instance];
         const ps_engine_spec *spec = a->spec == PD_SPEC_STAGED && r->staged ? r->staged : r->current;
@@ -518,6 +546,8 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
                 feed_simple(r, PD_EV_PREFLIGHT_FAILED, a->instance, err);
                 return;
         }
+        if (runtime_dir_ready(r, a->instance) < 0)
+                return;
         in->oom_known = read_oom_kill(&in->oom_kill_before);
         rc = ps_engine_spawn(r->ctx->base, spec, &opts, on_engine_exit, in, &in->engine,
                              err, sizeof(err));
@@ -578,7 +608,8 @@ static void act_write_handoff(ps_replica *r) {
         };
         char err[REPLICA_DETAIL_MAX];
 
-        if (ps_handoff_write(r->ctx->runtime_dir, &h, err, sizeof(err)) < 0)
+        if (ps_handoff_write(ps_handoff_dir(r->ctx, (char[PATH_MAX]) { "" }, PATH_MAX), &h,
+                             err, sizeof(err)) < 0)
                 EMIT(r, PS_EVENT_GENERIC, PS_LOG_ERROR, "cannot write handoff", PS_FIELD_STR("error", err));
 }
 
@@ -659,6 +690,17 @@ static void act_alert(ps_replica *r, const pd_action *a) {
              PS_FIELD_INT("crash_count", r->lc.crash_count));
 }
 
+/* One line per change of a circuit's state. Generic, not an alert: the
+ * alerts breaker_opened and breaker_closed are what metrics count. */
+static void act_breaker_transition(ps_replica *r, const pd_action *a) {
+        EMIT(r, PS_EVENT_GENERIC, a->breaker_to == PD_BREAKER_OPEN ? PS_LOG_WARN : PS_LOG_INFO,
+             "breaker transition",
+             PS_FIELD_STR("old_state", pd_breaker_state_to_string(a->breaker_from)),
+             PS_FIELD_STR("new_state", pd_breaker_state_to_string(a->breaker_to)),
+             PS_FIELD_INT("failure_count", a->failures),
+             PS_FIELD_STR("circuit", pd_crash_family_to_string(a->circuit)));
+}
+
 typedef struct reply_out {
         pending_reply to;
         bool ok;
@@ -692,7 +734,8 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
                 act_write_handoff(r);
                 break;
         case PD_ACT_REMOVE_HANDOFF:
-                (void) ps_handoff_remove(r->ctx->runtime_dir, r->pool_id, r->replica_id);
+                (void) ps_handoff_remove(ps_handoff_dir(r->ctx, (char[PATH_MAX]) { "" }, PATH_MAX),
+                                         r->pool_id, r->replica_id);
                 break;
         case PD_ACT_STAGE:
                 act_stage(r);
@@ -734,6 +777,9 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
         case PD_ACT_ALERT:
                 act_alert(r, a);
                 break;
+        case PD_ACT_BREAKER_TRANSITION:
+                act_breaker_transition(r, a);
+                break;
         case PD_ACTION_TYPE_MAX:
                 break;
         }
@@ -743,7 +789,8 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
 static void report_transition(ps_replica *r, pd_state before, unsigned crashes_before) {
         const pd_lifecycle *lc = &r->lc;
 
-        if (lc->crash_count != crashes_before) {
+        /* A stable run sets crash_count back to 0: only a rise is a failure. */
+        if (lc->crash_count > crashes_before) {
                 /* One line with the whole decision: what happened, what
                  * it counts as, and what comes next. */
                 bool exited = r->last_exit_known;
@@ -1126,7 +1173,7 @@ json_t *ps_replica_snapshot(const ps_replica *r) {
         if (!ready)
                 slots_free = 0;
         j = json_pack("{s:s, s:s, s:b, s:b, s:b, s:b, s:I, s:s, s:o, s:o, s:o, s:o, s:o,"
-                         " s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:o,"
+                         " s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o,"
                          " s:{s:s, s:I, s:I, s:o}, s:o, s:o, s:I}",
                          "replica_id", r->replica_id,
                          "state", pd_state_to_string(lc->state),
@@ -1152,6 +1199,8 @@ json_t *ps_replica_snapshot(const ps_replica *r) {
                          "last_heartbeat", opt_time(r->last_heartbeat_wall_ms),
                          "restart_count", (json_int_t) lc->restart_count,
                          "crash_count", (json_int_t) lc->crash_count,
+                         "restarts_in_window", (json_int_t) pd_storm_in_window(&lc->storm,
+                                &policy(r)->storm, mono_now(r)),
                          "backoff_ms", (json_int_t) lc->backoff_ms,
                          "next_restart_at", opt_time(mono_to_wall(r, lc->next_restart_at_ms)),
                          "breaker", "state", pd_breaker_state_to_string(pd_breaker_set_state(&lc->breakers)),

@@ -1049,6 +1049,49 @@ static void render_replica_states(out *o, const json_t *const *pools, size_t n) 
         }
 }
 
+typedef struct replica_gauge {
+        const char *name;
+        const char *help;
+        const char *key;        /* an integer of each replica's snapshot */
+} replica_gauge;
+
+/* In scrape order, after replica_state. */
+static const replica_gauge replica_gauges[] = {
+        { "pool_managerd_consecutive_crashes",
+          "Failures of the replica since its last run that stayed ready for backoff.stable_reset_ms.",
+          "crash_count" },
+        { "pool_managerd_restarts_in_window",
+          "Restarts of the replica the storm limiter counts in its window (storm.window_ms).",
+          "restarts_in_window" },
+};
+
+static void render_replica_gauge(out *o, const replica_gauge *g, const json_t *const *pools, size_t n) {
+        label l[2];
+
+        put_header(o, g->name, "gauge", g->help);
+        for (size_t i = 0; i < n; i++) {
+                const json_t **replicas;
+                size_t n_replicas;
+
+                if (sorted_objects(json_object_get(pools[i], "replicas"), replica_has_id,
+                                   compare_replicas, &replicas, &n_replicas) < 0) {
+                        o->oom = true;
+                        return;
+                }
+                for (size_t j = 0; j < n_replicas; j++) {
+                        const json_t *v = json_object_get(replicas[j], g->key);
+
+                        if (!json_is_integer(v))
+                                continue;
+                        l[0] = (label) { "pool_id", pool_id_of(pools[i]) };
+                        l[1] = (label) { "replica_id", replica_id_of(replicas[j]) };
+                        put_series(o, g->name, "", l, 2);
+                        put_int_line(o, json_integer_value(v));
+                }
+                free(replicas);
+        }
+}
+
 static void render_pool_gauges(out *o, const json_t *const *pools, size_t n) {
         render_pool_state_set(o, "pool_managerd_pool_state",
                               "The pool's lifecycle state: 1 for the current state, 0 for the others.",
@@ -1061,6 +1104,8 @@ static void render_pool_gauges(out *o, const json_t *const *pools, size_t n) {
         for (size_t i = 0; i < sizeof(breaker_gauges) / sizeof(breaker_gauges[0]); i++)
                 render_pool_gauge(o, &breaker_gauges[i], pools, n);
         render_replica_states(o, pools, n);
+        for (size_t i = 0; i < sizeof(replica_gauges) / sizeof(replica_gauges[0]); i++)
+                render_replica_gauge(o, &replica_gauges[i], pools, n);
 }
 
 static void render_devices(out *o, const json_t *devices_doc) {

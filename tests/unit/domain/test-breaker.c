@@ -279,6 +279,44 @@ static void test_failure_after_deadline_is_a_failed_trial(void **state) {
         assert_int_equal(b.open_until_ms, OPEN_MS + 1 + 2 * OPEN_MS);
 }
 
+static void test_advance_turns_half_open_once_at_the_deadline(void **state) {
+        pd_breaker_policy p;
+        pd_breaker b;
+
+        (void) state;
+        pd_breaker_policy_init(&p);
+        pd_breaker_init(&b);
+        assert_false(pd_breaker_advance(&b, 0));          /* closed stays */
+        fail_n(&b, &p, 5, 0);
+        assert_false(pd_breaker_advance(&b, OPEN_MS - 1));
+        assert_int_equal(b.state, PD_BREAKER_OPEN);
+        assert_true(pd_breaker_advance(&b, OPEN_MS));
+        assert_int_equal(b.state, PD_BREAKER_HALF_OPEN);
+        assert_int_equal(b.failures, 5);
+        assert_false(b.trial_taken);
+        assert_false(pd_breaker_advance(&b, OPEN_MS + 1));
+        /* the turn leaves the trial to allow() */
+        assert_true(pd_breaker_allow(&b, &p, OPEN_MS + 1));
+        assert_false(pd_breaker_allow(&b, &p, OPEN_MS + 1));
+}
+
+static void test_advance_first_splits_a_late_failed_trial(void **state) {
+        pd_breaker_policy p;
+        pd_breaker b;
+
+        (void) state;
+        pd_breaker_policy_init(&p);
+        pd_breaker_init(&b);
+        fail_n(&b, &p, 5, 0);
+        /* seen apart: open -> half_open, then half_open -> open */
+        assert_true(pd_breaker_advance(&b, OPEN_MS + 1));
+        assert_int_equal(b.state, PD_BREAKER_HALF_OPEN);
+        assert_true(pd_breaker_record_failure(&b, &p, OPEN_MS + 1));
+        assert_int_equal(b.state, PD_BREAKER_OPEN);
+        assert_int_equal(b.failures, 6);
+        assert_int_equal(b.open_until_ms, OPEN_MS + 1 + 2 * OPEN_MS);
+}
+
 static void test_reset_closes_and_zeroes(void **state) {
         pd_breaker_policy p;
         pd_breaker b;
@@ -514,6 +552,32 @@ static void test_set_state_reports_most_restrictive(void **state) {
         assert_int_equal(pd_breaker_set_open_until(&s), 99);
 }
 
+static void test_set_advance_and_next_half_open(void **state) {
+        pd_breaker_policy p;
+        pd_breaker_set s;
+
+        (void) state;
+        pd_breaker_policy_init(&p);
+        p.separate_gpu_circuit = true;
+        pd_breaker_set_init(&s);
+        assert_int_equal(pd_breaker_set_next_half_open(&s), 0);
+        assert_false(pd_breaker_set_advance(&s, 0));
+        for (int i = 0; i < 5; i++)
+                pd_breaker_set_record_failure(&s, &p, PD_CRASH_EXIT_CODE, 100000);
+        for (int i = 0; i < 5; i++)
+                pd_breaker_set_record_failure(&s, &p, PD_CRASH_CUDA_ERROR, 0);
+        /* the earliest deadline, where open_until is the latest */
+        assert_int_equal(pd_breaker_set_next_half_open(&s), OPEN_MS);
+        assert_int_equal(pd_breaker_set_open_until(&s), 100000 + OPEN_MS);
+        assert_true(pd_breaker_set_advance(&s, OPEN_MS));
+        assert_int_equal(s.circuit[PD_CRASH_FAMILY_GPU].state, PD_BREAKER_HALF_OPEN);
+        assert_int_equal(s.circuit[PD_CRASH_FAMILY_GENERAL].state, PD_BREAKER_OPEN);
+        assert_int_equal(pd_breaker_set_next_half_open(&s), 100000 + OPEN_MS);
+        assert_false(pd_breaker_set_advance(&s, OPEN_MS + 1));
+        assert_true(pd_breaker_set_advance(&s, 100000 + OPEN_MS));
+        assert_int_equal(pd_breaker_set_next_half_open(&s), 0);
+}
+
 static void test_set_trip_opens_general_circuit(void **state) {
         pd_breaker_policy p;
         pd_breaker_set s;
@@ -587,6 +651,8 @@ int main(void) {
                 cmocka_unit_test(test_record_running_ignores_clock_going_backwards),
                 cmocka_unit_test(test_failure_while_open_counts_but_keeps_deadline),
                 cmocka_unit_test(test_failure_after_deadline_is_a_failed_trial),
+                cmocka_unit_test(test_advance_turns_half_open_once_at_the_deadline),
+                cmocka_unit_test(test_advance_first_splits_a_late_failed_trial),
                 cmocka_unit_test(test_reset_closes_and_zeroes),
                 cmocka_unit_test(test_trip_opens_at_once),
                 cmocka_unit_test(test_trip_while_open_extends_without_new_open),
@@ -598,6 +664,7 @@ int main(void) {
                 cmocka_unit_test(test_set_stable_run_closes_every_circuit),
                 cmocka_unit_test(test_set_reset_closes_every_circuit),
                 cmocka_unit_test(test_set_state_reports_most_restrictive),
+                cmocka_unit_test(test_set_advance_and_next_half_open),
                 cmocka_unit_test(test_set_trip_opens_general_circuit),
                 cmocka_unit_test(test_validate_rejects_zero_threshold),
                 cmocka_unit_test(test_validate_rejects_bad_open_period),

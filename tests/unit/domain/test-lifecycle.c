@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "pool-domain/lifecycle.h"
@@ -101,6 +102,23 @@ static const pd_action *find_alert(const pd_actions *out, pd_alert al) {
                 if (out->item[i].type == PD_ACT_ALERT && out->item[i].alert == al)
                         return &out->item[i];
         return NULL;
+}
+
+/* The breaker transitions among the actions, in order, as
+ * "general:open>half_open/5" strings; returns how many. */
+static size_t transitions(const pd_actions *out, char seen[][64], size_t max) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < out->count && n < max; i++) {
+                const pd_action *a = &out->item[i];
+
+                if (a->type != PD_ACT_BREAKER_TRANSITION)
+                        continue;
+                snprintf(seen[n++], 64, "%s:%s>%s/%u", pd_crash_family_to_string(a->circuit),
+                         pd_breaker_state_to_string(a->breaker_from),
+                         pd_breaker_state_to_string(a->breaker_to), a->failures);
+        }
+        return n;
 }
 
 /* PRELOAD, SPAWNED, PROBE_OK: the common way to a ready primary. */
@@ -381,6 +399,144 @@ static void test_breaker_trial_failure_reopens_with_double_period(void **state) 
         ev_exit_code(f, PD_INSTANCE_PRIMARY, 1);
         assert_int_equal(f->lc.state, PD_STATE_FAILED);
         assert_int_equal(f->lc.next_restart_at_ms, f->now + 600000);
+}
+
+static void test_breaker_transitions_are_actions(void **state) {
+        fx *f = *state;
+        char seen[4][64];
+        const pd_action *a;
+        int64_t until;
+
+        bring_up(f);
+        for (int i = 0; i < 4; i++) {
+                f->now = crash_ready(f);
+                assert_int_equal(transitions(&f->out, seen, 4), 0);
+                ev_timer(f, PD_TIMER_RESTART, PD_INSTANCE_PRIMARY);
+                ev_simple(f, PD_EV_SPAWNED, PD_INSTANCE_PRIMARY);
+                ev_simple(f, PD_EV_PROBE_OK, PD_INSTANCE_PRIMARY);
+        }
+        ev_exit_code(f, PD_INSTANCE_PRIMARY, 1);
+        assert_int_equal(transitions(&f->out, seen, 4), 1);
+        assert_string_equal(seen[0], "general:closed>open/5");
+        /* a timer for the moment it turns half-open */
+        until = f->lc.next_restart_at_ms;
+        a = find_timer(&f->out, PD_ACT_TIMER_ARM, PD_TIMER_BREAKER, PD_INSTANCE_PRIMARY);
+        assert_non_null(a);
+        assert_int_equal(a->at_ms, until);
+
+        /* nothing before the deadline; the turn when that timer fires */
+        f->now = until - 1;
+        ev_simple(f, PD_EV_PROBE_OK, PD_INSTANCE_PRIMARY);
+        assert_int_equal(f->out.count, 0);
+        f->now = until;
+        ev_timer(f, PD_TIMER_BREAKER, PD_INSTANCE_PRIMARY);
+        assert_int_equal(transitions(&f->out, seen, 4), 1);
+        assert_string_equal(seen[0], "general:open>half_open/5");
+        assert_int_equal(pd_lifecycle_breaker_state(&f->lc), PD_BREAKER_HALF_OPEN);
+        assert_int_equal(f->lc.state, PD_STATE_FAILED);
+        /* the restart timer of the same moment takes the trial: no change */
+        ev_timer(f, PD_TIMER_RESTART, PD_INSTANCE_PRIMARY);
+        assert_non_null(find(&f->out, PD_ACT_SPAWN, PD_INSTANCE_PRIMARY));
+        assert_int_equal(transitions(&f->out, seen, 4), 0);
+
+        /* the trial fails */
+        ev_simple(f, PD_EV_SPAWNED, PD_INSTANCE_PRIMARY);
+        ev_exit_code(f, PD_INSTANCE_PRIMARY, 1);
+        assert_int_equal(transitions(&f->out, seen, 4), 1);
+        assert_string_equal(seen[0], "general:half_open>open/6");
+        a = find_timer(&f->out, PD_ACT_TIMER_ARM, PD_TIMER_BREAKER, PD_INSTANCE_PRIMARY);
+        assert_non_null(a);
+        assert_int_equal(a->at_ms, f->now + 600000);
+
+        /* the operator resets it: the timer goes too */
+        send(f, (pd_event) { .type = PD_EV_BREAKER_RESET });
+        assert_int_equal(transitions(&f->out, seen, 4), 1);
+        assert_string_equal(seen[0], "general:open>closed/0");
+        assert_non_null(find_timer(&f->out, PD_ACT_TIMER_CANCEL, PD_TIMER_BREAKER,
+                                   PD_INSTANCE_PRIMARY));
+}
+
+static void test_breaker_turn_seen_late_is_reported_first(void **state) {
+        fx *f = *state;
+        char seen[4][64];
+
+        open_breaker(f);
+        /* an operator restart runs past the open breaker */
+        send(f, (pd_event) { .type = PD_EV_RESTART });
+        ev_simple(f, PD_EV_SPAWNED, PD_INSTANCE_PRIMARY);
+        /* its exit is the first event after the deadline (the breaker
+         * timer has not fired): the turn, then the failed trial */
+        f->now = f->lc.breakers.circuit[PD_CRASH_FAMILY_GENERAL].open_until_ms + 10;
+        ev_exit_code(f, PD_INSTANCE_PRIMARY, 1);
+        assert_int_equal(transitions(&f->out, seen, 4), 2);
+        assert_string_equal(seen[0], "general:open>half_open/5");
+        assert_string_equal(seen[1], "general:half_open>open/6");
+        /* the late breaker timer changes nothing and keeps the new one */
+        ev_timer(f, PD_TIMER_BREAKER, PD_INSTANCE_PRIMARY);
+        assert_int_equal(transitions(&f->out, seen, 4), 0);
+        assert_non_null(find_timer(&f->out, PD_ACT_TIMER_ARM, PD_TIMER_BREAKER,
+                                   PD_INSTANCE_PRIMARY));
+        assert_int_equal(pd_lifecycle_breaker_state(&f->lc), PD_BREAKER_OPEN);
+}
+
+static void test_stable_trial_closes_breaker_with_a_transition(void **state) {
+        fx *f = *state;
+        char seen[4][64];
+        const pd_action *a;
+
+        open_breaker(f);
+        f->now = f->lc.next_restart_at_ms;
+        ev_timer(f, PD_TIMER_RESTART, PD_INSTANCE_PRIMARY);
+        assert_int_equal(transitions(&f->out, seen, 4), 1);
+        assert_string_equal(seen[0], "general:open>half_open/5");
+        ev_simple(f, PD_EV_SPAWNED, PD_INSTANCE_PRIMARY);
+        ev_simple(f, PD_EV_PROBE_OK, PD_INSTANCE_PRIMARY);
+        a = find_timer(&f->out, PD_ACT_TIMER_ARM, PD_TIMER_STABLE, PD_INSTANCE_PRIMARY);
+        assert_non_null(a);
+        f->now = a->at_ms;
+        ev_timer(f, PD_TIMER_STABLE, PD_INSTANCE_PRIMARY);
+        assert_int_equal(transitions(&f->out, seen, 4), 1);
+        assert_string_equal(seen[0], "general:half_open>closed/0");
+}
+
+static void test_separate_gpu_circuit_transitions_name_it(void **state) {
+        fx *f = *state;
+        char seen[4][64];
+
+        f->p.breaker.separate_gpu_circuit = true;
+        f->p.breaker.threshold = 1;
+        bring_up(f);
+        send(f, (pd_event) { .type = PD_EV_LOG_ERROR, .cls = PD_CRASH_CUDA_ERROR });
+        assert_int_equal(transitions(&f->out, seen, 4), 1);
+        assert_string_equal(seen[0], "gpu:closed>open/1");
+}
+
+static void test_stable_run_zeroes_crash_count_not_restart_count(void **state) {
+        fx *f = *state;
+        int64_t ready_at;
+
+        bring_up(f);
+        for (int i = 0; i < 3; i++) {
+                f->now = crash_ready(f);
+                ev_timer(f, PD_TIMER_RESTART, PD_INSTANCE_PRIMARY);
+                ev_simple(f, PD_EV_SPAWNED, PD_INSTANCE_PRIMARY);
+                ev_simple(f, PD_EV_PROBE_OK, PD_INSTANCE_PRIMARY);
+        }
+        assert_int_equal(f->lc.crash_count, 3);
+        assert_int_equal(f->lc.restart_count, 3);
+        ready_at = f->now;
+        /* the breaker's mark (60 s) is not the backoff's (300 s) */
+        f->now = ready_at + 60000;
+        ev_timer(f, PD_TIMER_STABLE, PD_INSTANCE_PRIMARY);
+        assert_int_equal(f->lc.crash_count, 3);
+        f->now = ready_at + 300000;
+        ev_timer(f, PD_TIMER_STABLE, PD_INSTANCE_PRIMARY);
+        assert_int_equal(f->lc.crash_count, 0);
+        assert_int_equal(f->lc.restart_count, 3);
+        /* counting starts again */
+        f->now = crash_ready(f);
+        assert_int_equal(f->lc.crash_count, 1);
+        assert_int_equal(f->lc.restart_count, 3);
 }
 
 static void test_stable_run_resets_backoff_to_initial(void **state) {
@@ -1038,6 +1194,11 @@ int main(void) {
                 T(test_crash_after_ready_loop_doubles_delay_and_opens_breaker),
                 T(test_breaker_trial_that_runs_stable_closes_it),
                 T(test_breaker_trial_failure_reopens_with_double_period),
+                T(test_breaker_transitions_are_actions),
+                T(test_breaker_turn_seen_late_is_reported_first),
+                T(test_stable_trial_closes_breaker_with_a_transition),
+                T(test_separate_gpu_circuit_transitions_name_it),
+                T(test_stable_run_zeroes_crash_count_not_restart_count),
                 T(test_stable_run_resets_backoff_to_initial),
                 T(test_exit_zero_while_ready_is_graceful_no_restart),
                 T(test_health_failures_at_threshold_restart_engine),

@@ -1128,7 +1128,7 @@ static void test_env_overrides_the_file(void **state) {
                 "POOL_MANAGERD_ADDRESS", "http://10.1.2.3:9400",
                 "POOL_MANAGERD_CLOUD_PROFILE", "TRUE",
                 "POOL_MANAGERD_POOLS", " a , qwen-0.5b",
-                "POOL_MANAGERD_RUNTIME_DIR", "/run/pm",
+                "POOL_MANAGERD_RUNTIME_DIR", "/srv/handoffs",
                 "POOL_MANAGERD_NODE_ID", "gpu-node-7",
                 "POOL_MANAGERD_MACHINE_ID", "0123abcd",
                 "ORCHESTRATORD_URL", "http://orch:8080",
@@ -1152,8 +1152,12 @@ static void test_env_overrides_the_file(void **state) {
         assert_int_equal(cfg->n_advertise_pools, 2);
         assert_string_equal(cfg->advertise_pools[0], "a");
         assert_string_equal(cfg->advertise_pools[1], "qwen-0.5b");
-        assert_string_equal(cfg->runtime_dir, "/run/pm");
-        assert_string_equal(cfg->runtime_dir_source, "POOL_MANAGERD_RUNTIME_DIR");
+        /* the seed's meaning: the handoff files' own directory; runtime_dir
+         * (PID files, logs, the socket) stays where the file put it */
+        assert_string_equal(cfg->runtime_dir, "/var/lib/pm");
+        assert_string_equal(cfg->runtime_dir_source, "file");
+        assert_string_equal(cfg->handoff_dir, "/srv/handoffs");
+        assert_string_equal(cfg->handoff_dir_source, "POOL_MANAGERD_RUNTIME_DIR");
         assert_string_equal(cfg->cloud.node_id, "gpu-node-7");
         assert_string_equal(cfg->cloud.machine_id, "0123abcd");
         assert_string_equal(cfg->cloud.orchestrator_url, "http://orch:8080");
@@ -1212,8 +1216,26 @@ static void test_state_directory_is_the_default_runtime_dir(void **state) {
 
         cfg = ps_config_new();
         assert_int_equal(ps_config_apply_env(cfg, fake_getenv, (void *) both, err, sizeof(err)), 0);
-        assert_string_equal(cfg->runtime_dir, "/run/pm");
+        assert_string_equal(cfg->runtime_dir, "/var/lib/pool-managerd");
+        assert_string_equal(cfg->handoff_dir, "/run/pm");
         ps_config_free(cfg);
+
+        {
+                static const char *const relative[] = { "POOL_MANAGERD_RUNTIME_DIR", ".runtime/engines",
+                                                        NULL };
+
+                char cwd[4096], want[4200];
+
+                /* relative: to the working directory, as the seed reads it */
+                assert_non_null(getcwd(cwd, sizeof(cwd)));
+                snprintf(want, sizeof(want), "%s/.runtime/engines", strcmp(cwd, "/") ? cwd : "");
+                cfg = ps_config_new();
+                assert_int_equal(ps_config_apply_env(cfg, fake_getenv, (void *) relative, err,
+                                                     sizeof(err)), 0);
+                assert_string_equal(cfg->handoff_dir, want);
+                assert_string_equal(cfg->runtime_dir, ".runtime");
+                ps_config_free(cfg);
+        }
 
         /* the file's runtime_dir beats the systemd default */
         cfg = load_ok("{\"runtime_dir\": \"/srv/pm\"}");
@@ -1278,6 +1300,7 @@ static void test_env_errors_name_the_variable_and_change_nothing(void **state) {
                                  env_cases[i].value, err, env_cases[i].message);
                 assert_null(strstr(err, "secret value"));
                 assert_string_equal(cfg->runtime_dir, ".runtime");
+                assert_null(cfg->handoff_dir);
                 assert_int_equal(cfg->profile, PS_PROFILE_HOME);
                 ps_config_free(cfg);
         }

@@ -19,6 +19,7 @@
 
 #include "pool-services/fs.h"
 #include "pool-services/handoff.h"
+#include "pool-services/registry.h"
 
 /* snprintf into an array, failing the test when it does not fit. */
 #define FMT(buf, ...) assert_true(snprintf((buf), sizeof(buf), __VA_ARGS__) < (int) sizeof(buf))
@@ -43,8 +44,30 @@ static ps_engine_spec *spec_new(void) {
         return s;
 }
 
+/* The llama-orch reader's rules: pool_id, replica_id, engine,
+ * engine_version and url present and strings (never null); slots, when
+ * there, a non-negative integer; device_mask, when there, a string. */
+static void assert_seed_readable(const json_t *doc) {
+        static const char *const required[] = {
+                "pool_id", "replica_id", "engine", "engine_version", "url",
+        };
+        const json_t *v;
+
+        assert_true(json_is_object(doc));
+        for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+                v = json_object_get(doc, required[i]);
+                if (!json_is_string(v))
+                        fail_msg("%s: %s, not a string", required[i], v ? "wrong type" : "missing");
+        }
+        v = json_object_get(doc, "slots");
+        assert_true(!v || (json_is_integer(v) && json_integer_value(v) >= 0 &&
+                           json_integer_value(v) <= UINT32_MAX));
+        v = json_object_get(doc, "device_mask");
+        assert_true(!v || json_is_string(v));
+}
+
 static void test_handoff_has_the_design_fields(void **state) {
-        char dir[] = "/tmp/pm-handoff-XXXXXX", path[PATH_MAX], err[256];
+        char dir[] = "/tmp/pm-handoff-XXXXXX", path[PATH_MAX], want[PATH_MAX], err[256];
         ps_engine_spec *s = spec_new();
         ps_handoff h = { .spec = s, .pid = 4242, .slots_free = 3 };
         json_error_t jerr;
@@ -57,10 +80,14 @@ static void test_handoff_has_the_design_fields(void **state) {
 
         (void) state;
         assert_non_null(mkdtemp(dir));
+        /* The directory given is where the file goes: no engines/ below it. */
         assert_int_equal(ps_handoff_write(dir, &h, err, sizeof(err)), 0);
         ps_handoff_path(dir, "llama_7b", "r0", path, sizeof(path));
+        FMT(want, "%s/llama_7b_r0.json", dir);
+        assert_string_equal(path, want);
         doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
         assert_non_null(doc);
+        assert_seed_readable(doc);
         assert_string_equal(json_string_value(json_object_get(doc, "engine")), "llamacpp");
         assert_string_equal(json_string_value(json_object_get(doc, "engine_version")), "b6000");
         assert_string_equal(json_string_value(json_object_get(doc, "url")), "http://127.0.0.1:8081");
@@ -71,6 +98,8 @@ static void test_handoff_has_the_design_fields(void **state) {
         assert_string_equal(json_string_value(json_object_get(json_object_get(doc, "model"), "id")), "7b");
         assert_int_equal(json_array_size(json_object_get(doc, "flags")), 2);
         assert_string_equal(json_string_value(json_object_get(doc, "device_mask")), "0,1");
+        /* "slots" for the llama-orch reader, beside our own two. */
+        assert_int_equal(json_integer_value(json_object_get(doc, "slots")), 4);
         assert_int_equal(json_integer_value(json_object_get(doc, "slots_total")), 4);
         assert_int_equal(json_integer_value(json_object_get(doc, "slots_free")), 3);
         assert_int_equal(json_integer_value(json_object_get(doc, "pid")), 4242);
@@ -83,8 +112,7 @@ static void test_handoff_has_the_design_fields(void **state) {
         assert_non_null(fgets(first, sizeof(first), fp));
         fclose(fp);
         assert_string_equal(first, "{\n");
-        snprintf(path, sizeof(path), "%s/engines", dir);
-        d = opendir(path);
+        d = opendir(dir);
         assert_non_null(d);
         while ((de = readdir(d)))
                 if (de->d_name[0] != '.' || (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")))
@@ -96,18 +124,102 @@ static void test_handoff_has_the_design_fields(void **state) {
         h.slots_free = 1;
         assert_int_equal(ps_handoff_write(dir, &h, err, sizeof(err)), 0);
         assert_int_equal(ps_handoff_remove(dir, "llama_7b", "r0"), 0);
-        ps_handoff_path(dir, "llama_7b", "r0", path, sizeof(path));
         assert_int_equal(access(path, F_OK), -1);
         assert_int_equal(ps_handoff_remove(dir, "llama_7b", "r0"), 0);
+        assert_int_equal(ps_handoff_remove(NULL, "llama_7b", "r0"), -EINVAL);
 
-        snprintf(path, sizeof(path), "%s/engines", dir);
-        rmdir(path);
         rmdir(dir);
         ps_engine_spec_free(s);
 }
 
+/* Written from a spec without engine, engine_version or device_mask. */
+static json_t *write_bare(const char *dir, const char *binary) {
+        ps_engine_spec *s = spec_new();
+        ps_handoff h = { .spec = s, .pid = 7, .slots_free = 4 };
+        char path[PATH_MAX], err[256];
+        json_error_t jerr;
+        json_t *doc;
+
+        free(s->engine);
+        s->engine = NULL;
+        free(s->engine_version);
+        s->engine_version = NULL;
+        free(s->device_mask);
+        s->device_mask = NULL;
+        free(s->binary_path);
+        s->binary_path = binary ? strdup(binary) : NULL;
+        assert_int_equal(ps_handoff_write(dir, &h, err, sizeof(err)), 0);
+        ps_handoff_path(dir, "llama_7b", "r0", path, sizeof(path));
+        doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+        assert_non_null(doc);
+        assert_int_equal(unlink(path), 0);
+        ps_engine_spec_free(s);
+        return doc;
+}
+
+static void test_handoff_engine_is_never_null(void **state) {
+        static const struct {
+                const char *binary, *engine;
+        } cases[] = {
+                { "/opt/llama.cpp/build/bin/llama-server", "llamacpp" },
+                { "/usr/local/bin/llama-server-cuda", "llamacpp" },
+                { "llama-cpp-server", "llamacpp" },
+                { "/usr/bin/vllm", "vllm" },
+                { "/opt/tgi/text-generation-launcher", "tgi" },
+                { "/opt/tritonserver/bin/tritonserver", "triton" },
+                { "/usr/bin/llama-serverless", "unknown" },
+                { "/usr/bin/fake-engine", "unknown" },
+                { "/", "unknown" },
+                { NULL, "unknown" },
+        };
+        char dir[] = "/tmp/pm-handoff-XXXXXX";
+        ps_engine_spec *s = spec_new();
+
+        (void) state;
+        /* The spec's own name wins; an empty one does not count. */
+        assert_string_equal(ps_handoff_engine(s), "llamacpp");
+        free(s->engine);
+        s->engine = strdup("");
+        free(s->binary_path);
+        s->binary_path = strdup("/usr/bin/vllm");
+        assert_string_equal(ps_handoff_engine(s), "vllm");
+        assert_string_equal(ps_handoff_engine(NULL), "unknown");
+        ps_engine_spec_free(s);
+
+        assert_non_null(mkdtemp(dir));
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                json_t *doc = write_bare(dir, cases[i].binary);
+
+                assert_seed_readable(doc);
+                assert_string_equal(json_string_value(json_object_get(doc, "engine")), cases[i].engine);
+                assert_string_equal(json_string_value(json_object_get(doc, "engine_version")), "unknown");
+                /* Left out rather than null when unset. */
+                assert_null(json_object_get(doc, "device_mask"));
+                assert_int_equal(json_integer_value(json_object_get(doc, "slots")), 4);
+                json_decref(doc);
+        }
+        rmdir(dir);
+}
+
+static void test_handoff_dir_of_a_context(void **state) {
+        ps_context ctx = { .runtime_dir = "/run/pm" };
+        char buf[PATH_MAX], small[12];
+
+        (void) state;
+        assert_string_equal(ps_handoff_dir(&ctx, buf, sizeof(buf)), "/run/pm/engines");
+        ctx.handoff_dir = "/var/lib/llama-orch/engines";
+        assert_string_equal(ps_handoff_dir(&ctx, buf, sizeof(buf)), "/var/lib/llama-orch/engines");
+        assert_null(ps_handoff_dir(&ctx, small, sizeof(small)));
+        ctx.handoff_dir = "";
+        assert_string_equal(ps_handoff_dir(&ctx, buf, sizeof(buf)), "/run/pm/engines");
+        ctx.runtime_dir = NULL;
+        assert_null(ps_handoff_dir(&ctx, buf, sizeof(buf)));
+        assert_null(ps_handoff_dir(NULL, buf, sizeof(buf)));
+}
+
 static void test_handoff_write_failure_names_the_step(void **state) {
-        char dir[] = "/tmp/pm-handoff-XXXXXX", file[PATH_MAX], runtime[PATH_MAX], want[PATH_MAX];
+        char dir[] = "/tmp/pm-handoff-XXXXXX", file[PATH_MAX], handoff[PATH_MAX], want[PATH_MAX];
+        char parent[PATH_MAX];
         ps_engine_spec *s = spec_new();
         ps_handoff h = { .spec = s, .pid = 1 };
         char err[512];
@@ -121,16 +233,20 @@ static void test_handoff_write_failure_names_the_step(void **state) {
         fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
         assert_true(fd >= 0);
         close(fd);
-        FMT(runtime, "%s/runtime", file);
-        assert_int_equal(ps_handoff_write(runtime, &h, err, sizeof(err)), -ENOTDIR);
-        FMT(want, "handoff: cannot open directory %s: ", runtime);
+        FMT(handoff, "%s/engines", file);
+        assert_int_equal(ps_handoff_write(handoff, &h, err, sizeof(err)), -ENOTDIR);
+        FMT(want, "handoff: cannot open directory %s: ", file);
         assert_non_null(strstr(err, want));
         unlink(file);
-        /* A runtime directory that is missing is not made here. */
-        FMT(runtime, "%s/missing", dir);
-        assert_int_equal(ps_handoff_write(runtime, &h, err, sizeof(err)), -ENOENT);
-        assert_non_null(strstr(err, runtime));
-        assert_int_equal(access(runtime, F_OK), -1);
+        /* The handoff directory is made, but not a missing parent. */
+        FMT(parent, "%s/missing", dir);
+        FMT(handoff, "%s/engines", parent);
+        assert_int_equal(ps_handoff_write(handoff, &h, err, sizeof(err)), -ENOENT);
+        assert_non_null(strstr(err, parent));
+        assert_int_equal(access(parent, F_OK), -1);
+        /* No directory at all. */
+        assert_int_equal(ps_handoff_write(NULL, &h, err, sizeof(err)), -EINVAL);
+        assert_int_equal(ps_handoff_write("", &h, err, sizeof(err)), -EINVAL);
         rmdir(dir);
         ps_engine_spec_free(s);
 }
@@ -259,9 +375,9 @@ static void test_handoff_write_refuses_an_unsafe_directory(void **state) {
         FMT(engines, "%s/engines", dir);
         assert_int_equal(mkdir(engines, 0700), 0);
         assert_int_equal(chmod(engines, 0777), 0);
-        assert_int_equal(ps_handoff_write(dir, &h, err, sizeof(err)), -EPERM);
+        assert_int_equal(ps_handoff_write(engines, &h, err, sizeof(err)), -EPERM);
         assert_non_null(strstr(err, "chmod go-w"));
-        ps_handoff_path(dir, "llama_7b", "r0", path, sizeof(path));
+        ps_handoff_path(engines, "llama_7b", "r0", path, sizeof(path));
         assert_int_equal(access(path, F_OK), -1);
         rmdir(engines);
         rmdir(dir);
@@ -280,17 +396,17 @@ static void test_handoff_write_made_directory_is_private(void **state) {
 
         (void) state;
         assert_non_null(mkdtemp(dir));
-        r = ps_handoff_write(dir, &h, err, sizeof(err));
+        FMT(engines, "%s/handoffs", dir);
+        r = ps_handoff_write(engines, &h, err, sizeof(err));
         umask(old);
         assert_int_equal(r, 0);
-        FMT(engines, "%s/engines", dir);
         assert_int_equal(lstat(engines, &st), 0);
         assert_int_equal(st.st_mode & 07777, 0700);
         /* 0644 whatever the umask: a group-writable handoff would be refused */
-        ps_handoff_path(dir, "llama_7b", "r0", path, sizeof(path));
+        ps_handoff_path(engines, "llama_7b", "r0", path, sizeof(path));
         assert_int_equal(lstat(path, &st), 0);
         assert_int_equal(st.st_mode & 07777, 0644);
-        assert_int_equal(ps_handoff_remove(dir, "llama_7b", "r0"), 0);
+        assert_int_equal(ps_handoff_remove(engines, "llama_7b", "r0"), 0);
         rmdir(engines);
         rmdir(dir);
         ps_engine_spec_free(s);
@@ -313,12 +429,12 @@ static void test_handoff_write_replaces_a_planted_symlink(void **state) {
         fputs("precious\n", fp);
         fclose(fp);
         /* At the final name and at the temp name. */
-        ps_handoff_path(dir, "llama_7b", "r0", path, sizeof(path));
+        ps_handoff_path(engines, "llama_7b", "r0", path, sizeof(path));
         assert_int_equal(symlink(victim, path), 0);
         FMT(tmp, "%s/.llama_7b_r0.json.tmp", engines);
         assert_int_equal(symlink(victim, tmp), 0);
 
-        assert_int_equal(ps_handoff_write(dir, &h, err, sizeof(err)), 0);
+        assert_int_equal(ps_handoff_write(engines, &h, err, sizeof(err)), 0);
         /* The target is untouched; the link itself was replaced. */
         assert_string_equal(slurp(victim), "precious\n");
         assert_int_equal(lstat(path, &st), 0);
@@ -332,7 +448,7 @@ static void test_handoff_write_replaces_a_planted_symlink(void **state) {
         fputs("half", fp);
         fclose(fp);
         h.slots_free = 2;
-        assert_int_equal(ps_handoff_write(dir, &h, err, sizeof(err)), 0);
+        assert_int_equal(ps_handoff_write(engines, &h, err, sizeof(err)), 0);
         assert_non_null(strstr(slurp(path), "\"slots_free\": 2"));
         assert_int_equal(lstat(tmp, &st), -1);
 
@@ -366,6 +482,8 @@ static void test_spec_copy_is_deep(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_handoff_has_the_design_fields),
+                cmocka_unit_test(test_handoff_engine_is_never_null),
+                cmocka_unit_test(test_handoff_dir_of_a_context),
                 cmocka_unit_test(test_handoff_write_failure_names_the_step),
                 cmocka_unit_test(test_private_dir_made_when_missing),
                 cmocka_unit_test(test_private_dir_refuses_group_or_world_writable),

@@ -212,7 +212,7 @@ static void test_empty_node(void **state) {
          * node's handoff refusals (each reason at 0) have samples */
         assert_int_equal(count_prefix(text, "pool_managerd_"), 1 + PS_HANDOFF_REFUSAL_MAX);
         assert_line(text, "pool_managerd_handoff_refusals_total{reason=\"managed_pool\"} 0");
-        assert_int_equal(check_structure(text), 40);
+        assert_int_equal(check_structure(text), 42);
         free(text);
 
         assert_int_equal(ps_metrics_set_version(m, "1.2.3"), 0);
@@ -347,7 +347,7 @@ static void test_help_type_once_with_many_pools(void **state) {
         }
         snap = json_pack("{s:o}", "pools", pools);
         text = render(m, snap, NULL);
-        assert_int_equal(check_structure(text), 40);
+        assert_int_equal(check_structure(text), 42);
         assert_int_equal(count_prefix(text, "# HELP pool_managerd_engine_crashes_total "), 1);
         assert_int_equal(count_prefix(text, "# TYPE pool_managerd_engine_crashes_total "), 1);
         assert_int_equal(count_prefix(text, "# TYPE pool_managerd_pool_ready "), 1);
@@ -454,6 +454,53 @@ static void test_gauges_follow_snapshot(void **state) {
         free(text);
         json_decref(before);
         json_decref(after);
+        ps_metrics_free(m);
+}
+
+static void test_replica_crash_and_window_gauges(void **state) {
+        ps_metrics *m = ps_metrics_new();
+        json_t *snap = load("{\"pools\": ["
+                            "{\"pool_id\": \"b\", \"state\": \"backoff\", \"crash_count\": 2,"
+                            " \"restarts_in_window\": 4, \"replicas\": ["
+                            " {\"replica_id\": \"r1\", \"state\": \"backoff\", \"crash_count\": 2,"
+                            "  \"restart_count\": 9, \"restarts_in_window\": 3},"
+                            " {\"replica_id\": \"r0\", \"state\": \"ready\", \"crash_count\": 0,"
+                            "  \"restart_count\": 1, \"restarts_in_window\": 1},"
+                            " {\"replica_id\": \"r2\", \"state\": \"ready\", \"crash_count\": \"many\"}]},"
+                            "{\"pool_id\": \"a\", \"state\": \"ready\", \"replicas\": ["
+                            " {\"replica_id\": \"r0\", \"state\": \"ready\", \"crash_count\": 0,"
+                            "  \"restarts_in_window\": 0}]}]}");
+        char *text;
+
+        (void) state;
+        /* the breaker's transition line is a generic event: not an open */
+        EVENT(m, PS_EVENT_GENERIC, "b", PS_FIELD_STR("old_state", "closed"),
+              PS_FIELD_STR("new_state", "open"), PS_FIELD_INT("failure_count", 5));
+        text = render(m, snap, NULL);
+        assert_line(text, "# TYPE pool_managerd_consecutive_crashes gauge");
+        assert_line(text, "# TYPE pool_managerd_restarts_in_window gauge");
+        assert_line(text, "pool_managerd_consecutive_crashes{pool_id=\"b\",replica_id=\"r1\"} 2");
+        assert_line(text, "pool_managerd_consecutive_crashes{pool_id=\"b\",replica_id=\"r0\"} 0");
+        assert_line(text, "pool_managerd_restarts_in_window{pool_id=\"b\",replica_id=\"r1\"} 3");
+        assert_line(text, "pool_managerd_restarts_in_window{pool_id=\"b\",replica_id=\"r0\"} 1");
+        assert_line(text, "pool_managerd_restarts_in_window{pool_id=\"a\",replica_id=\"r0\"} 0");
+        /* per replica only, sorted; a value of the wrong type is left out */
+        assert_int_equal(count_prefix(text, "pool_managerd_consecutive_crashes{"), 3);
+        assert_int_equal(count_prefix(text, "pool_managerd_restarts_in_window{"), 3);
+        assert_true(line_at(text, "pool_managerd_consecutive_crashes{pool_id=\"a\",replica_id=\"r0\"} 0") <
+                    line_at(text, "pool_managerd_consecutive_crashes{pool_id=\"b\",replica_id=\"r0\"} 0"));
+        assert_true(line_at(text, "pool_managerd_restarts_in_window{pool_id=\"b\",replica_id=\"r0\"} 1") <
+                    line_at(text, "pool_managerd_restarts_in_window{pool_id=\"b\",replica_id=\"r1\"} 3"));
+        /* right after the replica states */
+        assert_true(line_at(text, "# HELP pool_managerd_replica_state Each replica's lifecycle state: "
+                                  "1 for the current state, 0 for the others.") <
+                    line_at(text, "# TYPE pool_managerd_consecutive_crashes gauge"));
+        assert_true(line_at(text, "# TYPE pool_managerd_consecutive_crashes gauge") <
+                    line_at(text, "# TYPE pool_managerd_restarts_in_window gauge"));
+        assert_line(text, "pool_managerd_breaker_opens_total{pool_id=\"b\"} 0");
+        check_structure(text);
+        free(text);
+        json_decref(snap);
         ps_metrics_free(m);
 }
 
@@ -774,6 +821,7 @@ int main(void) {
                 cmocka_unit_test(test_label_escaping),
                 cmocka_unit_test(test_counters_survive_pool_removal),
                 cmocka_unit_test(test_gauges_follow_snapshot),
+                cmocka_unit_test(test_replica_crash_and_window_gauges),
                 cmocka_unit_test(test_output_is_sorted),
                 cmocka_unit_test(test_startup_histogram),
                 cmocka_unit_test(test_request_duration_histogram),
