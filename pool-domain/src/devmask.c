@@ -256,7 +256,7 @@ static bool devmask_is_sane(const pd_devmask *m) {
 }
 
 int pd_devmask_format(const pd_devmask *m, char *buf, size_t len) {
-        text_out o = { .buf = buf, .len = len };
+        pd_text_out o = { .buf = buf, .len = len };
 
         if (!m || !devmask_is_sane(m))
                 return -EINVAL;
@@ -264,17 +264,17 @@ int pd_devmask_format(const pd_devmask *m, char *buf, size_t len) {
                 return -ENOSPC;
 
         if (m->none)
-                text_out_printf(&o, "none");
+                pd_text_out_printf(&o, "none");
         else
                 for (unsigned i = 0; i < m->count; i++)
-                        text_out_printf(&o, "%s%d", i > 0 ? "," : "", m->index[i]);
+                        pd_text_out_printf(&o, "%s%d", i > 0 ? "," : "", m->index[i]);
 
-        return text_out_finish(&o);
+        return pd_text_out_finish(&o);
 }
 
 int pd_devmask_format_visible(const pd_devmask *m, const pd_inventory *inv, bool by_uuid,
                               char *buf, size_t len) {
-        text_out o = { .buf = buf, .len = len };
+        pd_text_out o = { .buf = buf, .len = len };
 
         if (!m || !devmask_is_sane(m))
                 return -EINVAL;
@@ -300,10 +300,10 @@ int pd_devmask_format_visible(const pd_devmask *m, const pd_inventory *inv, bool
                                 buf[0] = '\0';
                                 return -ENOENT;
                         }
-                        text_out_printf(&o, "%s%s", sep, d->uuid);
+                        pd_text_out_printf(&o, "%s%s", sep, d->uuid);
                 } else
-                        text_out_printf(&o, "%s%d", sep, m->index[i]);
+                        pd_text_out_printf(&o, "%s%d", sep, m->index[i]);
         }
 
-        return text_out_finish(&o);
+        return pd_text_out_finish(&o);
 }

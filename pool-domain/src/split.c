@@ -228,7 +228,7 @@ int pd_split_cap(pd_split *s, const uint64_t *usable, uint64_t required_bytes,
  * Dividing by the sum keeps every value within 0..1 even for a split that
  * was built by hand.
  */
-static void split_format_fraction(const pd_split *s, text_out *o) {
+static void split_format_fraction(const pd_split *s, pd_text_out *o) {
         double sum = 0;
 
         for (size_t i = 0; i < s->count; i++)
@@ -239,14 +239,14 @@ static void split_format_fraction(const pd_split *s, text_out *o) {
                 long frac = v % 10000;
                 int digits = 4;
 
-                text_out_printf(o, "%s%ld", i > 0 ? "," : "", v / 10000);
+                pd_text_out_printf(o, "%s%ld", i > 0 ? "," : "", v / 10000);
                 if (frac == 0)
                         continue;
                 while (frac % 10 == 0) {
                         frac /= 10;
                         digits--;
                 }
-                text_out_printf(o, ".%0*ld", digits, frac);
+                pd_text_out_printf(o, ".%0*ld", digits, frac);
         }
 }
 
@@ -333,7 +333,7 @@ static void split_integers(const pd_split *s, unsigned *k) {
 }
 
 int pd_split_format(const pd_split *s, pd_split_style style, char *buf, size_t len) {
-        text_out o = { .buf = buf, .len = len };
+        pd_text_out o = { .buf = buf, .len = len };
         unsigned k[PD_DEVICES_MAX];
 
         if (!s || !split_is_sane(s))
@@ -348,12 +348,12 @@ int pd_split_format(const pd_split *s, pd_split_style style, char *buf, size_t l
         case PD_SPLIT_STYLE_INTEGER:
                 split_integers(s, k);
                 for (size_t i = 0; i < s->count; i++)
-                        text_out_printf(&o, "%s%u", i > 0 ? "," : "", k[i]);
+                        pd_text_out_printf(&o, "%s%u", i > 0 ? "," : "", k[i]);
                 break;
         case PD_SPLIT_STYLE_MAX:
         default:
                 return -EINVAL;
         }
 
-        return text_out_finish(&o);
+        return pd_text_out_finish(&o);
 }

@@ -5,7 +5,7 @@
 
 #include "text-out.h"
 
-void text_out_printf(text_out *o, const char *fmt, ...) {
+void pd_text_out_printf(pd_text_out *o, const char *fmt, ...) {
         va_list ap;
         int n;
 
@@ -20,7 +20,7 @@ void text_out_printf(text_out *o, const char *fmt, ...) {
                 o->pos += (size_t) n;
 }
 
-int text_out_finish(text_out *o) {
+int pd_text_out_finish(pd_text_out *o) {
         if (o->truncated) {
                 o->buf[0] = '\0';
                 return -ENOSPC;

@@ -8,15 +8,15 @@
  * Appends formatted text into a caller's buffer and remembers whether
  * anything was cut off. The formatters of device masks and splits use it:
  * a cut-off list reads like a different, valid one ("0,1" cut to "0"), so
- * text_out_finish() hands back an empty string and -ENOSPC, never a prefix.
+ * pd_text_out_finish() hands back an empty string and -ENOSPC, never a prefix.
  */
-typedef struct text_out {
+typedef struct pd_text_out {
         char *buf;
         size_t len;
         size_t pos;
         bool truncated;
-} text_out;
+} pd_text_out;
 
-void text_out_printf(text_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pd_text_out_printf(pd_text_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The length written, or -ENOSPC (buf emptied) when it did not fit. */
-int text_out_finish(text_out *o);
+int pd_text_out_finish(pd_text_out *o);

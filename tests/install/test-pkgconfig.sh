@@ -33,7 +33,7 @@ ${CC:-cc} -std=c11 -Wall -Wextra -Werror "$@" $cflags "$example" $libs -o "$root
 
 out=$("$root/example" 8)
 echo "$out"
-# DESIGN.md section 4: 1000, 2000, 4000 ... capped at 60000 from the 7th crash;
+# The documented backoff: 1000, 2000, 4000 ... capped at 60000 from the 7th crash;
 # CUDA errors double the base.
 echo "$out" | grep -qx 'crash 1: 1000 ms (cuda_error: 2000 ms)'
 echo "$out" | grep -qx 'crash 4: 8000 ms (cuda_error: 16000 ms)'

@@ -37,7 +37,7 @@ typedef struct pa_backend {
         void *node_userdata;
 } pa_backend;
 
-/* Request bodies above this get 413 (DESIGN.md section 6). */
+/* Request bodies above this get 413 (docs/api.md, "Limits"). */
 #define PA_SERVER_MAX_BODY_DEFAULT ((size_t) 1 << 20)
 
 typedef struct pa_server_config {

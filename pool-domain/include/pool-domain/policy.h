@@ -16,7 +16,8 @@ typedef struct pd_health_policy {
         unsigned failure_threshold; /* 3 consecutive failures while ready  */
 } pd_health_policy;
 
-/* Everything that governs one pool; defaults are DESIGN.md section 4. */
+/* Everything that governs one pool; pd_policy_init() fills in the
+ * defaults docs/configuration.md lists. */
 typedef struct pd_policy {
         pd_health_policy health;
         pd_backoff_policy backoff;

@@ -12,7 +12,7 @@
 #include "pool-services/spec.h"
 
 /*
- * The node configuration: the JSON file of DESIGN.md section 6, then the
+ * The node configuration: the JSON file of docs/configuration.md, then the
  * environment over it (docs/configuration.md has every key). The daemon
  * applies its flags last: flags > environment > file > defaults.
  *

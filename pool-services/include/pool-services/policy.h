@@ -7,8 +7,8 @@
 
 /*
  * The supervision policy of a pool: health probing, backoff, breaker,
- * storm limit, stop grace, lease TTL. Built from the defaults of DESIGN.md
- * section 4 and changed through JSON in the shape of the config file's
+ * storm limit, stop grace, lease TTL. Built from the defaults
+ * (docs/configuration.md, "defaults") and changed through JSON in the shape of the config file's
  * "defaults" object, so the config, the API and tests speak one language:
  *
  *   {"health": {"interval_ms": 50}, "backoff": {"initial_ms": 10}}

@@ -11,7 +11,7 @@
 
 #include "pool-domain/backoff.h"
 
-/* The exact sequences of DESIGN.md section 4 are specified without jitter. */
+/* The exact sequences docs/supervision.md documents, without jitter. */
 static pd_backoff_policy policy_nojitter(void) {
         pd_backoff_policy p;
 
