@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The routes of DESIGN.md section 6. Each handler checks its input, calls
+ * The routes of the control API. Each handler checks its input, calls
  * pool-services, and answers through reply.c; docs/api.md shows every one
  * with examples.
  */

@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pool-services/config.h"
+#include "pool-services/gpu.h"
 
 struct event_base;
 

@@ -7,9 +7,9 @@
 
 #include <jansson.h>
 
-#include "pool-services/config.h"
 #include "pool-services/cuda.h"
 #include "pool-services/errors.h"
+#include "pool-services/gpu.h"
 
 /*
  * The node's GPU inventory and the placement checks made against it:
@@ -27,11 +27,10 @@ typedef struct ps_inventory ps_inventory;
  * of 0..PS_DEVICES_MAX-1; -ENOMEM. */
 int ps_inventory_new(ps_gpu_backend backend, const ps_gpu_device *devices, size_t n,
                      ps_inventory **ret, char *err, size_t errlen);
-/* From the config's gpu section (only config->gpu is read, so a config
- * being loaded may pass itself). auto and cuda run a CUDA probe and wait
+/* From the config's gpu section. auto and cuda run a CUDA probe and wait
  * for it (gpu.probe_timeout_ms at most): call before the loop serves.
  * cuda: PS_E_INVALID with the probe's reason when it finds no device. */
-int ps_inventory_from_config(const ps_config *config, ps_inventory **ret,
+int ps_inventory_from_config(const ps_gpu_config *gpu, ps_inventory **ret,
                              char *err, size_t errlen);
 ps_inventory *ps_inventory_free(ps_inventory *inv);
 /* A copy (devices, backend, problem). 0, -EINVAL, -ENOMEM. */

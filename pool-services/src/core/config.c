@@ -117,12 +117,6 @@ static const char *const shutdown_names[PS_SHUTDOWN_MODE_MAX] = {
         [PS_SHUTDOWN_KEEP] = "keep",
 };
 
-static const char *const backend_names[PS_GPU_BACKEND_MAX] = {
-        [PS_GPU_BACKEND_AUTO] = "auto",
-        [PS_GPU_BACKEND_CUDA] = "cuda",
-        [PS_GPU_BACKEND_FAKE] = "fake",
-        [PS_GPU_BACKEND_NONE] = "none",
-};
 
 const char *ps_profile_to_string(ps_profile p) {
         return (unsigned) p < PS_PROFILE_MAX ? profile_names[p] : NULL;
@@ -130,10 +124,6 @@ const char *ps_profile_to_string(ps_profile p) {
 
 const char *ps_shutdown_mode_to_string(ps_shutdown_mode m) {
         return (unsigned) m < PS_SHUTDOWN_MODE_MAX ? shutdown_names[m] : NULL;
-}
-
-const char *ps_gpu_backend_to_string(ps_gpu_backend b) {
-        return (unsigned) b < PS_GPU_BACKEND_MAX ? backend_names[b] : NULL;
 }
 
 static int name_lookup(const char *const *names, int n, const char *s) {
@@ -856,7 +846,7 @@ static int parse_gpu(ctx *c, ps_config *cfg, const json_t *obj) {
 
         r = check_keys(c, obj, "gpu", keys);
         if (!r)
-                r = get_enum(c, obj, "gpu", "backend", backend_names, PS_GPU_BACKEND_MAX,
+                r = get_enum(c, obj, "gpu", "backend", ps_gpu_backend_names, PS_GPU_BACKEND_MAX,
                              "\"auto\", \"cuda\", \"fake\" or \"none\"", &backend);
         if (!r)
                 r = get_bool(c, obj, "gpu", "require", &cfg->gpu.require);
@@ -883,7 +873,7 @@ static int parse_gpu(ctx *c, ps_config *cfg, const json_t *obj) {
         n = json_array_size(devices);
         if (backend != PS_GPU_BACKEND_FAKE && n > 0)
                 return fail(c, "gpu.devices: only the fake backend takes devices "
-                            "(gpu.backend is \"%s\")", backend_names[backend]);
+                            "(gpu.backend is \"%s\")", ps_gpu_backend_names[backend]);
         if (n > PS_DEVICES_MAX)
                 return fail(c, "gpu.devices: at most %d devices, got %zu", PS_DEVICES_MAX, n);
         cfg->gpu.devices = calloc(n ? n : 1, sizeof(*cfg->gpu.devices));
@@ -1477,7 +1467,7 @@ static int config_parse(ctx *c, ps_config *cfg, const json_t *doc) {
             ps_inventory_backend(c->known) != PS_GPU_BACKEND_FAKE)
                 r = ps_inventory_copy(c->known, &cfg->inventory);
         else
-                r = ps_inventory_from_config(cfg, &cfg->inventory, why, sizeof(why));
+                r = ps_inventory_from_config(&cfg->gpu, &cfg->inventory, why, sizeof(why));
         if (r > 0)
                 return fail(c, "gpu: %s", why);
         if (r < 0)
@@ -1879,7 +1869,7 @@ static int load(const char *path, const ps_inventory *known, ps_getenv_fn getenv
                         return -ENOMEM;
                 /* the defaults' backend is auto: look for CUDA devices */
                 cfg->inventory = ps_inventory_free(cfg->inventory);
-                r = ps_inventory_from_config(cfg, &cfg->inventory, err, errlen);
+                r = ps_inventory_from_config(&cfg->gpu, &cfg->inventory, err, errlen);
                 if (r) {
                         ps_config_free(cfg);
                         return r;

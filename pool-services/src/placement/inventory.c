@@ -166,13 +166,21 @@ int ps_inventory_copy(const ps_inventory *inv, ps_inventory **ret) {
         return 0;
 }
 
-int ps_inventory_from_config(const ps_config *config, ps_inventory **ret,
-                             char *err, size_t errlen) {
-        const ps_gpu_config *gpu;
+const char *const ps_gpu_backend_names[PS_GPU_BACKEND_MAX] = {
+        [PS_GPU_BACKEND_AUTO] = "auto",
+        [PS_GPU_BACKEND_CUDA] = "cuda",
+        [PS_GPU_BACKEND_FAKE] = "fake",
+        [PS_GPU_BACKEND_NONE] = "none",
+};
 
-        if (!config || !ret)
+const char *ps_gpu_backend_to_string(ps_gpu_backend b) {
+        return (unsigned) b < PS_GPU_BACKEND_MAX ? ps_gpu_backend_names[b] : NULL;
+}
+
+int ps_inventory_from_config(const ps_gpu_config *gpu, ps_inventory **ret,
+                             char *err, size_t errlen) {
+        if (!gpu || !ret)
                 return -EINVAL;
-        gpu = &config->gpu;
         switch (gpu->backend) {
         case PS_GPU_BACKEND_FAKE:
                 return ps_inventory_new(PS_GPU_BACKEND_FAKE, gpu->devices, gpu->n_devices,

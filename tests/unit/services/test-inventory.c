@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool-services/config.h"
 #include "pool-services/inventory.h"
 
 #define GIB 1073741824ULL
@@ -94,7 +95,7 @@ static void test_backends_from_config(void **state) {
         unsetenv("FAKE_CUDA_DEVICES");
         /* auto: no devices, and says why */
         cfg = config_with(PS_GPU_BACKEND_AUTO);
-        assert_int_equal(ps_inventory_from_config(cfg, &inv, err, sizeof(err)), 0);
+        assert_int_equal(ps_inventory_from_config(&cfg->gpu, &inv, err, sizeof(err)), 0);
         assert_int_equal(ps_inventory_backend(inv), PS_GPU_BACKEND_NONE);
         assert_int_equal(ps_inventory_count(inv), 0);
         assert_string_equal(ps_inventory_problem(inv), "no CUDA: the driver sees no CUDA device");
@@ -110,14 +111,14 @@ static void test_backends_from_config(void **state) {
 
         /* cuda: an error */
         cfg = config_with(PS_GPU_BACKEND_CUDA);
-        assert_int_equal(ps_inventory_from_config(cfg, &inv, err, sizeof(err)), PS_E_INVALID);
+        assert_int_equal(ps_inventory_from_config(&cfg->gpu, &inv, err, sizeof(err)), PS_E_INVALID);
         assert_string_equal(err, "backend \"cuda\": the driver sees no CUDA device");
         assert_null(inv);
         ps_config_free(cfg);
 
         /* none: nothing, no probe, no problem */
         cfg = config_with(PS_GPU_BACKEND_NONE);
-        assert_int_equal(ps_inventory_from_config(cfg, &inv, err, sizeof(err)), 0);
+        assert_int_equal(ps_inventory_from_config(&cfg->gpu, &inv, err, sizeof(err)), 0);
         assert_int_equal(ps_inventory_backend(inv), PS_GPU_BACKEND_NONE);
         assert_null(ps_inventory_problem(inv));
         inv = ps_inventory_free(inv);
@@ -127,7 +128,7 @@ static void test_backends_from_config(void **state) {
         setenv("FAKE_CUDA_DEVICES", "2", 1);
         for (int b = PS_GPU_BACKEND_AUTO; b <= PS_GPU_BACKEND_CUDA; b++) {
                 cfg = config_with((ps_gpu_backend) b);
-                assert_int_equal(ps_inventory_from_config(cfg, &inv, err, sizeof(err)), 0);
+                assert_int_equal(ps_inventory_from_config(&cfg->gpu, &inv, err, sizeof(err)), 0);
                 assert_int_equal(ps_inventory_backend(inv), PS_GPU_BACKEND_CUDA);
                 assert_int_equal(ps_inventory_count(inv), 2);
                 assert_string_equal(ps_inventory_device(inv, 1)->name, "Fake GPU 1");
@@ -141,7 +142,7 @@ static void test_backends_from_config(void **state) {
         cfg = config_with(PS_GPU_BACKEND_FAKE);
         cfg->gpu.devices = (ps_gpu_device *) two;
         cfg->gpu.n_devices = 2;
-        assert_int_equal(ps_inventory_from_config(cfg, &inv, err, sizeof(err)), 0);
+        assert_int_equal(ps_inventory_from_config(&cfg->gpu, &inv, err, sizeof(err)), 0);
         cfg->gpu.devices = NULL;
         cfg->gpu.n_devices = 0;
         assert_int_equal(ps_inventory_backend(inv), PS_GPU_BACKEND_FAKE);
