@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +18,7 @@
 #include <jansson.h>
 
 #include "core/errfmt.h"
+#include "core/inotify.h"
 #include "pool-services/fs.h"
 #include "pool-services/handoff.h"
 #include "pool-services/handoff-watch.h"
@@ -52,9 +52,10 @@ struct ps_handoff_watch {
         bool allow_remote;
         char *address_host;       /* the advertised address's host; NULL   */
         bool dir_refused;         /* reported; cleared when it is fine     */
-        int fd;
+        ps_inotify *inotify;
         int wd;
-        struct event *ev;
+        bool batch_rescan;        /* this batch of events needs a rescan   */
+        int batch_dfd;            /* the directory, opened for this batch  */
         struct event *rescan;
         entry *entries;
         size_t n_entries, cap_entries;
@@ -544,7 +545,7 @@ out:
 static int watch_dir(ps_handoff_watch *w) {
         if (w->wd >= 0)
                 return 0;
-        w->wd = inotify_add_watch(w->fd, w->dir, WATCH_MASK);
+        w->wd = ps_inotify_add(w->inotify, w->dir, WATCH_MASK);
         return w->wd < 0 ? -errno : 0;
 }
 
@@ -614,59 +615,51 @@ void ps_handoff_watch_rescan(ps_handoff_watch *w) {
         }
 }
 
-static void on_inotify(evutil_socket_t fd, short what, void *userdata) {
+/* One event; what it needs is done now, or at the end of its batch. */
+static void on_event(const struct inotify_event *ev, void *userdata) {
         ps_handoff_watch *w = userdata;
-        _Alignas(struct inotify_event) char buf[8192];
-        bool rescan = false;
-        int dfd = -1;
 
-        (void) what;
-        for (;;) {
-                ssize_t n = read(fd, buf, sizeof(buf));
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        break;
-                for (char *p = buf; p < buf + n;) {
-                        const struct inotify_event *ev = (const struct inotify_event *) (void *) p;
-
-                        p += sizeof(*ev) + ev->len;
-                        if (ev->mask & IN_Q_OVERFLOW) {
-                                rescan = true;
-                                continue;
-                        }
-                        if (ev->mask & IN_IGNORED) {
-                                if (ev->wd == w->wd) {
-                                        w->wd = -1;
-                                        rescan = true;
-                                }
-                                continue;
-                        }
-                        if (ev->wd != w->wd)
-                                continue;
-                        /* The directory's own mode or owner changed. */
-                        if (ev->len == 0 && (ev->mask & IN_ATTRIB)) {
-                                rescan = true;
-                                continue;
-                        }
-                        if (ev->len == 0 || !name_wanted(ev->name))
-                                continue;
-                        if (ev->mask & (IN_DELETE | IN_MOVED_FROM)) {
-                                file_gone(w, ev->name);
-                                continue;
-                        }
-                        if (rescan)
-                                continue;       /* the rescan looks at it */
-                        if (dfd < 0 && (dfd = open_dir(w, false)) < 0) {
-                                rescan = true;
-                                continue;
-                        }
-                        file_changed(w, dfd, ev->name);
-                }
+        if (ev->mask & IN_Q_OVERFLOW) {
+                w->batch_rescan = true;
+                return;
         }
-        if (dfd >= 0)
-                close(dfd);
+        if (ev->mask & IN_IGNORED) {
+                if (ev->wd == w->wd) {
+                        w->wd = -1;
+                        w->batch_rescan = true;
+                }
+                return;
+        }
+        if (ev->wd != w->wd)
+                return;
+        /* The directory's own mode or owner changed. */
+        if (ev->len == 0 && (ev->mask & IN_ATTRIB)) {
+                w->batch_rescan = true;
+                return;
+        }
+        if (ev->len == 0 || !name_wanted(ev->name))
+                return;
+        if (ev->mask & (IN_DELETE | IN_MOVED_FROM)) {
+                file_gone(w, ev->name);
+                return;
+        }
+        if (w->batch_rescan)
+                return;         /* the rescan looks at it */
+        if (w->batch_dfd < 0 && (w->batch_dfd = open_dir(w, false)) < 0) {
+                w->batch_rescan = true;
+                return;
+        }
+        file_changed(w, w->batch_dfd, ev->name);
+}
+
+static void on_batch(void *userdata) {
+        ps_handoff_watch *w = userdata;
+        bool rescan = w->batch_rescan;
+
+        if (w->batch_dfd >= 0)
+                close(w->batch_dfd);
+        w->batch_dfd = -1;
+        w->batch_rescan = false;
         if (rescan)
                 ps_handoff_watch_rescan(w);
 }
@@ -700,7 +693,7 @@ int ps_handoff_watch_start(const ps_context *ctx, ps_registry *reg,
                 return -ENOMEM;
         w->ctx = ctx;
         w->reg = reg;
-        w->fd = w->wd = -1;
+        w->wd = w->batch_dfd = -1;
         w->max_slots = o->max_slots ? o->max_slots : PS_HANDOFF_MAX_SLOTS_DEFAULT;
         w->allow_remote = o->allow_remote;
         w->dir = strdup(path);
@@ -714,17 +707,16 @@ int ps_handoff_watch_start(const ps_context *ctx, ps_registry *reg,
                 ps_handoff_watch_free(w);
                 return ps_errf(err, errlen, r, "handoff %s", derr);
         }
-        w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-        if (w->fd < 0 || watch_dir(w) < 0) {
+        w->inotify = ps_inotify_new(ctx->base, on_event, on_batch, w);
+        if (!w->inotify || watch_dir(w) < 0) {
                 r = -errno;
                 ps_handoff_watch_free(w);
                 return ps_errf(err, errlen, r, "cannot watch %s: %s", path, strerror(-r));
         }
-        w->ev = event_new(ctx->base, w->fd, EV_READ | EV_PERSIST, on_inotify, w);
         w->rescan = event_new(ctx->base, -1, EV_PERSIST, on_rescan, w);
         tv.tv_sec = o->rescan_ms / 1000;
         tv.tv_usec = (o->rescan_ms % 1000) * 1000;
-        if (!w->ev || !w->rescan || event_add(w->ev, NULL) < 0 || event_add(w->rescan, &tv) < 0) {
+        if (!w->rescan || event_add(w->rescan, &tv) < 0) {
                 ps_handoff_watch_free(w);
                 return ps_errf(err, errlen, -ENOMEM, "cannot watch %s: out of memory", path);
         }
@@ -763,12 +755,9 @@ int ps_handoff_watch_new(const ps_context *ctx, ps_registry *reg, int64_t rescan
 ps_handoff_watch *ps_handoff_watch_free(ps_handoff_watch *w) {
         if (!w)
                 return NULL;
-        if (w->ev)
-                event_free(w->ev);
+        ps_inotify_free(w->inotify);
         if (w->rescan)
                 event_free(w->rescan);
-        if (w->fd >= 0)
-                close(w->fd);
         for (size_t i = 0; i < w->n_entries; i++) {
                 free(w->entries[i].name);
                 entry_forget_ids(&w->entries[i]);

@@ -5,12 +5,12 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
+#include "core/inotify.h"
 #include "pool-services/logtail.h"
 
 #define LINE_MAX_BYTES (16 * 1024)
@@ -33,8 +33,7 @@ typedef struct hub_watch {
 
 typedef struct hub {
         struct event_base *base;
-        int fd;
-        struct event *ev;
+        ps_inotify *inotify;
         ps_logtail **tails;
         size_t n_tails, cap_tails;
         hub_watch *watches;
@@ -72,7 +71,7 @@ struct ps_logtail {
 /* ---- the shared inotify instance ----------------------------------------- */
 
 static int hub_watch_add(hub *h, const char *path, uint32_t mask) {
-        int wd = inotify_add_watch(h->fd, path, mask);
+        int wd = ps_inotify_add(h->inotify, path, mask);
 
         if (wd < 0)
                 return -errno;
@@ -86,7 +85,7 @@ static int hub_watch_add(hub *h, const char *path, uint32_t mask) {
                 hub_watch *w = realloc(h->watches, cap * sizeof(*w));
 
                 if (!w) {
-                        inotify_rm_watch(h->fd, wd);
+                        ps_inotify_rm(h->inotify, wd);
                         return -ENOMEM;
                 }
                 h->watches = w;
@@ -106,7 +105,7 @@ static void hub_watch_drop(hub *h, int *wd) {
         for (size_t i = 0; i < h->n_watches; i++)
                 if (h->watches[i].wd == *wd) {
                         if (--h->watches[i].refs == 0) {
-                                inotify_rm_watch(h->fd, *wd);
+                                ps_inotify_rm(h->inotify, *wd);
                                 hub_watch_forget(h, i);
                         }
                         break;
@@ -140,10 +139,7 @@ static void hub_free(hub *h) {
                         *p = h->next;
                         break;
                 }
-        if (h->ev)
-                event_free(h->ev);
-        if (h->fd >= 0)
-                close(h->fd);
+        ps_inotify_free(h->inotify);
         free(h->tails);
         free(h->watches);
         free(h);
@@ -174,7 +170,9 @@ static void hub_leave(hub *h) {
                 hub_free(h);
 }
 
-static void hub_mark(hub *h, const struct inotify_event *ev) {
+static void hub_mark(const struct inotify_event *ev, void *userdata) {
+        hub *h = userdata;
+
         if (ev->mask & IN_Q_OVERFLOW) {
                 /* Events were lost: look at everything. */
                 for (size_t i = 0; i < h->n_tails; i++)
@@ -196,25 +194,9 @@ static void hub_mark(hub *h, const struct inotify_event *ev) {
                 hub_watch_gone(h, ev->wd);
 }
 
-static void on_inotify(evutil_socket_t fd, short what, void *userdata) {
+/* After a batch of events: read what they marked. */
+static void hub_batch(void *userdata) {
         hub *h = userdata;
-        _Alignas(struct inotify_event) char buf[8192];
-
-        (void) what;
-        for (;;) {
-                ssize_t n = read(fd, buf, sizeof(buf));
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        break;  /* EAGAIN: all read */
-                for (char *p = buf; p < buf + n;) {
-                        const struct inotify_event *ev = (const struct inotify_event *) (void *) p;
-
-                        hub_mark(h, ev);
-                        p += sizeof(*ev) + ev->len;
-                }
-        }
 
         hub_enter(h);
         /* By index: a callback may add tails (they have nothing pending)
@@ -238,21 +220,12 @@ static hub *hub_get(struct event_base *base) {
         if (!h)
                 return NULL;
         h->base = base;
-        h->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-        if (h->fd < 0) {
+        h->inotify = ps_inotify_new(base, hub_mark, hub_batch, h);
+        if (!h->inotify) {
                 int r = errno;
 
                 free(h);
                 errno = r;
-                return NULL;
-        }
-        h->ev = event_new(base, h->fd, EV_READ | EV_PERSIST, on_inotify, h);
-        if (!h->ev || event_add(h->ev, NULL) < 0) {
-                if (h->ev)
-                        event_free(h->ev);
-                close(h->fd);
-                free(h);
-                errno = ENOMEM;
                 return NULL;
         }
         h->next = hubs;
