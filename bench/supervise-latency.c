@@ -66,10 +66,10 @@ static void on_event(const ps_event *ev, void *userdata) {
                 b->ready_us = t;
 }
 
-static void on_done(bool ok, const char *text, void *userdata) {
+static void on_done(int rc, const char *text, void *userdata) {
         bench *b = userdata;
 
-        (void) ok;
+        (void) rc;
         (void) text;
         b->done = true;
 }
@@ -273,8 +273,8 @@ static void load_probe_rate(bench *b) {
                "steady rate %.1f per second\n", "load-probes", p5, p10, (p10 - p5) / 5.0);
 }
 
-static void on_stopped(bool ok, const char *text, void *userdata) {
-        on_done(ok, text, userdata);
+static void on_stopped(int rc, const char *text, void *userdata) {
+        on_done(rc, text, userdata);
 }
 
 int main(int argc, char **argv) {

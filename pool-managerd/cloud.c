@@ -118,23 +118,23 @@ void pm_cloud_on_event(pm_cloud *c, const ps_event *event) {
                 ps_etcd_poke(c->etcd);
 }
 
-static void on_one_stopped(bool ok, const char *message, void *userdata) {
+static void on_one_stopped(int rc, const char *message, void *userdata) {
         pm_cloud *c = userdata;
         ps_done_fn done;
 
-        (void) ok;
+        (void) rc;
         (void) message;
         if (--c->stops_pending > 0)
                 return;
         done = c->done;
         c->done = NULL;
         if (done)
-                done(true, "cloud services stopped", c->done_userdata);
+                done(0, "cloud services stopped", c->done_userdata);
 }
 
 void pm_cloud_stop(pm_cloud *c, ps_done_fn done, void *userdata) {
         if (!c) {
-                done(true, "no cloud services", userdata);
+                done(0, "no cloud services", userdata);
                 return;
         }
         c->watch = ps_handoff_watch_free(c->watch);

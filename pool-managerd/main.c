@@ -187,10 +187,10 @@ static void on_event(const ps_event *event, void *userdata) {
         pm_cloud_on_event(m->cloud, event);
 }
 
-static void on_all_stopped(bool ok, const char *message, void *userdata) {
+static void on_all_stopped(int rc, const char *message, void *userdata) {
         manager *m = userdata;
 
-        (void) ok;
+        (void) rc;
         ps_log(m->log, PS_LOG_INFO, message);
         event_base_loopexit(m->base, NULL);
 }
@@ -220,10 +220,10 @@ static json_t *node_status(void *userdata) {
         return m->cloud ? pm_cloud_status(m->cloud) : NULL;
 }
 
-static void on_cloud_stopped(bool ok, const char *message, void *userdata) {
+static void on_cloud_stopped(int rc, const char *message, void *userdata) {
         manager *m = userdata;
 
-        (void) ok;
+        (void) rc;
         (void) message;
         if (m->config->shutdown == PS_SHUTDOWN_KEEP) {
                 /* Leaves the loop after the callbacks already due have run;
@@ -300,11 +300,11 @@ static void on_reload_config(evutil_socket_t sig, short what, void *userdata) {
                PS_FIELD_INT("pools", (int64_t) next->n_pools));
 }
 
-static void on_preloaded(bool ok, const char *message, void *userdata) {
+static void on_preloaded(int rc, const char *message, void *userdata) {
         manager *m = userdata;
 
         m->preloads_pending--;
-        if (!ok)
+        if (rc != 0)
                 ps_log(m->log, PS_LOG_WARN, "configured pool not ready; its restart policy retries",
                        PS_FIELD_STR("error", message));
         if (m->preloads_pending == 0)

@@ -89,7 +89,13 @@ pa_code pa_code_from_services(int rc) {
         case PS_E_STAGE_FAILED:
                 return PA_CODE_STAGE_FAILED;
         case PS_E_RELOAD_FAILED:
+        case PS_E_ROLLBACK_FAILED:
+        case PS_E_ENGINE_FAILED:
                 return PA_CODE_RELOAD_FAILED;
+        case PS_E_START_FAILED:
+                return PA_CODE_PRELOAD_FAILED;
+        case PS_E_HEALTH_CHECK:
+                return PA_CODE_HEALTH_CHECK_FAILED;
         default:
                 return PA_CODE_INTERNAL;
         }

@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "pool-services/registry.h"
+#include "request-private.h"
 #include "router-private.h"
 
 struct pa_request;
@@ -40,6 +41,13 @@ json_t *pa_read_body(struct pa_request *r, bool optional);
  * body; NULL with err set (an INVALID_FIELD message) otherwise.
  */
 json_t *pa_preload_unwrap(json_t *body, char *err, size_t errlen);
+
+/*
+ * How a failed preload answers: rc (its ps_done_fn code) alone decides the
+ * code, and so the status; the message is shown into buf, after "preload
+ * failed: " when no more specific code applies.
+ */
+pa_code pa_preload_failure(int rc, const char *message, char *buf, size_t len);
 
 /* ---- routes-ops.c: leases, drain, reload ---- */
 

@@ -30,6 +30,40 @@ static void route_health(pa_request *r) {
         pa_reply_json(r, 200, json_pack("{s:s, s:s}", "status", "ok", "version", PM_VERSION));
 }
 
+/*
+ * GET /ready: 200 when every pool the node holds is ready and not
+ * draining (an empty node is ready), else 503 naming those that are not.
+ * For load balancers and service managers: no token needed.
+ */
+static void route_ready(pa_request *r) {
+        const pa_backend *b = pa_request_backend(r);
+        json_t *snap, *not_ready, *p;
+        size_t i, n = 0;
+
+        if (!b || !b->registry) {
+                pa_reply_error(r, PA_CODE_SERVICE_UNAVAILABLE, "no pools are served here");
+                return;
+        }
+        snap = ps_registry_snapshot(b->registry);
+        not_ready = json_array();
+        if (!snap || !not_ready) {
+                json_decref(snap);
+                json_decref(not_ready);
+                pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
+                return;
+        }
+        json_array_foreach(json_object_get(snap, "pools"), i, p) {
+                n++;
+                if (!json_is_true(json_object_get(p, "ready")) ||
+                    json_is_true(json_object_get(p, "draining")))
+                        json_array_append(not_ready, json_object_get(p, "pool_id"));
+        }
+        json_decref(snap);
+        pa_reply_json(r, json_array_size(not_ready) ? 503 : 200,
+                      json_pack("{s:b, s:I, s:o}", "ready", json_array_size(not_ready) == 0,
+                                "pools", (json_int_t) n, "not_ready", not_ready));
+}
+
 /* ---- shared checks --------------------------------------------------------- */
 
 ps_registry *pa_need_registry(pa_request *r) {
@@ -324,27 +358,12 @@ static json_t *preload_success(const pa_backend *b, const preload_wait *w) {
                          "handoff_path", path[0] ? path : NULL);
 }
 
-/*
- * What a failed start says, as a code: "preload failed: health check
- * failed: ..." never answered, "preload failed: preflight failed: ..." was
- * refused before spawning (GPU-only enforcement among them), anything else
- * did not come up. *shown skips the "preload failed: " of the first two.
- */
-static pa_code failure_code(const char *message, const char **shown) {
-        static const char prefix[] = "preload failed: ";
-        const char *rest = message;
+pa_code pa_preload_failure(int rc, const char *message, char *buf, size_t len) {
+        pa_code code = pa_code_from_services(rc);
 
-        if (strncmp(rest, prefix, sizeof(prefix) - 1) == 0)
-                rest += sizeof(prefix) - 1;
-        *shown = rest;
-        if (strncmp(rest, "health check failed", 19) == 0)
-                return PA_CODE_HEALTH_CHECK_FAILED;
-        if (strncmp(rest, "preflight failed: GPU-only enforcement", 38) == 0)
-                return PA_CODE_GPU_ONLY;
-        if (strncmp(rest, "preflight failed", 16) == 0)
-                return PA_CODE_PREFLIGHT_FAILED;
-        *shown = message;
-        return PA_CODE_PRELOAD_FAILED;
+        snprintf(buf, len, "%s%s", code == PA_CODE_PRELOAD_FAILED ? "preload failed: " : "",
+                 message ? message : "");
+        return code;
 }
 
 json_t *pa_preload_unwrap(json_t *body, char *err, size_t errlen) {
@@ -370,23 +389,19 @@ json_t *pa_preload_unwrap(json_t *body, char *err, size_t errlen) {
 }
 
 /* The replica is ready, or has failed (a retry is scheduled by then). */
-static void on_preload_done(bool ok, const char *message, void *userdata) {
+static void on_preload_done(int rc, const char *message, void *userdata) {
         preload_wait *w = userdata;
         const pa_backend *b = pa_deferred_backend(w->reply);
-        const char *shown;
+        char shown[ERR_MAX];
         pa_code code;
 
         if (!b) {
                 pa_deferred_reply_error(w->reply, PA_CODE_SERVICE_UNAVAILABLE, "shutting down");
-        } else if (ok) {
+        } else if (rc == 0) {
                 pa_deferred_reply_json(w->reply, 200, preload_success(b, w));
         } else {
-                code = failure_code(message, &shown);
-                pa_deferred_reply_error(w->reply, code, "%s%s",
-                                        code == PA_CODE_PRELOAD_FAILED &&
-                                                strncmp(shown, "preload failed", 14) != 0
-                                                ? "preload failed: " : "",
-                                        shown);
+                code = pa_preload_failure(rc, message, shown, sizeof(shown));
+                pa_deferred_reply_error(w->reply, code, "%s", shown);
         }
         preload_wait_free(w);
 }
@@ -452,6 +467,17 @@ static void route_preload(pa_request *r) {
                 pa_reply_error(r, PA_CODE_CONFLICT, "pool %s is being removed", id);
                 return;
         }
+        /* A pool announced by handoff files belongs to their writer: mixing
+         * our engines into it would hand its leases to replicas nobody
+         * supervises (and theirs to ours). */
+        for (size_t i = 0; ps_registry_replica_at(reg, id, i); i++)
+                if (ps_replica_external(ps_registry_replica_at(reg, id, i))) {
+                        ps_engine_spec_free(spec);
+                        pa_reply_error(r, PA_CODE_CONFLICT, "pool %s is announced by handoff "
+                                       "files (replica %s): preload it under another id", id,
+                                       ps_replica_id(ps_registry_replica_at(reg, id, i)));
+                        return;
+                }
 
         rc = preload_replica(reg, b, spec, &rep, &new_spec, err, sizeof(err));
         w = rc == 0 ? calloc(1, sizeof(*w)) : NULL;
@@ -620,6 +646,7 @@ static void route_metrics(pa_request *r) {
 
 const pa_route pa_routes[] = {
         { EVHTTP_REQ_GET, "/health", route_health },
+        { EVHTTP_REQ_GET, "/ready", route_ready },
         { EVHTTP_REQ_GET, "/metrics", route_metrics },
         { EVHTTP_REQ_GET, "/v2/devices", route_devices },
         { EVHTTP_REQ_GET, "/v2/node", route_node },

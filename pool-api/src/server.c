@@ -3,11 +3,13 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -16,8 +18,10 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 
 #include "auth-private.h"
+#include "pool-services/fs.h"
 #include "snapshot-cache-private.h"
 #include "pool-api/server.h"
 #include "request-private.h"
@@ -44,6 +48,14 @@ struct pa_server {
         char *socket_path;              /* NULL: no socket                   */
         char *socket_group;             /* NULL: the daemon's primary group  */
         struct evhttp_bound_socket *local_listener;
+        /* Out of descriptors, a listener stops accepting for a while
+         * instead of spinning on accept(): one per listener. */
+        struct accept_pause {
+                pa_server *server;
+                struct evconnlistener *listener;
+                struct event *resume;
+                const char *name;
+        } pause_tcp, pause_local;
         dev_t socket_dev;               /* the socket file we made, so only  */
         ino_t socket_ino;               /* that one is removed at the end    */
         struct event_base *base;
@@ -147,6 +159,28 @@ static int clear_socket_path(const struct sockaddr_un *sa, socklen_t sa_len, pa_
  * exists (bound under umask 0177), then group gid and mode 0660. *st is
  * what was made, to recognise it at the end.
  */
+/*
+ * The socket's directory is checked like the runtime directory: ours, and
+ * writable by nobody else, so nobody can swap the socket for a link
+ * between its bind and its chmod, or take its name.
+ */
+static int check_socket_dir(const char *path, pa_error *err) {
+        char dir[PATH_MAX], why[PATH_MAX + 256];
+        const char *slash = strrchr(path, '/');
+        int r;
+
+        if (!slash)
+                snprintf(dir, sizeof(dir), ".");
+        else if (slash == path)
+                snprintf(dir, sizeof(dir), "/");
+        else
+                snprintf(dir, sizeof(dir), "%.*s", (int) (slash - path), path);
+        r = ps_private_dir(dir, false, why, sizeof(why));
+        if (r < 0)
+                return pa_error_set(err, r, "cannot listen on the API socket %s: %s", path, why);
+        return 0;
+}
+
 static int listen_unix(const char *path, const char *group, struct stat *st, pa_error *err) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         size_t len = strlen(path);
@@ -180,6 +214,9 @@ static int listen_unix(const char *path, const char *group, struct stat *st, pa_
         }
         memcpy(sa.sun_path, path, len + 1);
         sa_len = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + len + 1);
+        r = check_socket_dir(path, err);
+        if (r < 0)
+                return r;
 
         r = clear_socket_path(&sa, sa_len, err);
         if (r < 0)
@@ -207,7 +244,20 @@ static int listen_unix(const char *path, const char *group, struct stat *st, pa_
                                      path, (unsigned) gid, strerror(-r));
                 goto fail;
         }
-        if (chmod(path, 0660) < 0 || lstat(path, st) < 0 || listen(fd, SOMAXCONN) < 0) {
+        /* Never through a symlink swapped in since bind: fchmodat with
+         * AT_SYMLINK_NOFOLLOW refuses to touch one. */
+        if (fchmodat(AT_FDCWD, path, 0660, AT_SYMLINK_NOFOLLOW) < 0 || lstat(path, st) < 0) {
+                r = -errno;
+                pa_error_set(err, r, "cannot listen on the API socket %s: %s", path, strerror(-r));
+                goto fail;
+        }
+        if (!S_ISSOCK(st->st_mode)) {
+                r = -ELOOP;
+                pa_error_set(err, r, "cannot listen on the API socket %s: it was replaced while "
+                             "it was being made", path);
+                goto fail;
+        }
+        if (listen(fd, SOMAXCONN) < 0) {
                 r = -errno;
                 pa_error_set(err, r, "cannot listen on the API socket %s: %s", path, strerror(-r));
                 goto fail;
@@ -344,6 +394,93 @@ void pa_request_warn_root_engines(const pa_request *r) {
         ps_event_emit(&r->server->events, &ev);
 }
 
+#define ACCEPT_PAUSE_MS 1000
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *userdata) {
+        struct accept_pause *p = userdata;
+
+        (void) fd;
+        (void) what;
+        if (p->listener)
+                evconnlistener_enable(p->listener);
+}
+
+/*
+ * libevent hands an error callback the listener's own argument, which is
+ * evhttp's: the pause is found by its listener. One loop thread; a
+ * handful of listeners in a process.
+ */
+#define ACCEPT_PAUSES_MAX 16
+static struct accept_pause *accept_pauses[ACCEPT_PAUSES_MAX];
+
+static void pause_register(struct accept_pause *p, bool on) {
+        for (size_t i = 0; i < ACCEPT_PAUSES_MAX; i++) {
+                if (on && !accept_pauses[i]) {
+                        accept_pauses[i] = p;
+                        return;
+                }
+                if (!on && accept_pauses[i] == p)
+                        accept_pauses[i] = NULL;
+        }
+}
+
+static struct accept_pause *pause_of(const struct evconnlistener *lev) {
+        for (size_t i = 0; i < ACCEPT_PAUSES_MAX; i++)
+                if (accept_pauses[i] && accept_pauses[i]->listener == lev)
+                        return accept_pauses[i];
+        return NULL;
+}
+
+/*
+ * accept() failed. Out of descriptors (many open connections), every
+ * further readiness would fail the same way at once: stop accepting for a
+ * second and say so, rather than spin the loop and flood the log.
+ */
+static void on_accept_error(struct evconnlistener *lev, void *unused) {
+        struct accept_pause *p = pause_of(lev);
+        const struct timeval tv = { ACCEPT_PAUSE_MS / 1000, (ACCEPT_PAUSE_MS % 1000) * 1000 };
+        int e = EVUTIL_SOCKET_ERROR();
+
+        (void) unused;
+        if (!p || (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM))
+                return;
+        evconnlistener_disable(lev);
+        if (p->resume)
+                event_add(p->resume, &tv);
+        if (!p->server->events.fn)
+                return;
+
+        const ps_field fields[] = {
+                PS_FIELD_STR("listener", p->name),
+                PS_FIELD_STR("error", strerror(e)),
+                PS_FIELD_INT("pause_ms", ACCEPT_PAUSE_MS),
+        };
+        const ps_event ev = {
+                .type = PS_EVENT_GENERIC,
+                .level = PS_LOG_WARN,
+                .message = "cannot accept API connections: pausing",
+                .fields = fields,
+                .n_fields = sizeof(fields) / sizeof(fields[0]),
+        };
+        ps_event_emit(&p->server->events, &ev);
+}
+
+static int watch_accept_errors(pa_server *server, struct accept_pause *p,
+                               struct evhttp_bound_socket *bound, const char *name) {
+        p->server = server;
+        p->name = name;
+        p->listener = evhttp_bound_socket_get_listener(bound);
+        if (!p->resume) {
+                p->resume = evtimer_new(server->base, on_accept_resume, p);
+                if (p->resume)
+                        pause_register(p, true);
+        }
+        if (!p->listener || !p->resume)
+                return -ENOMEM;
+        evconnlistener_set_error_cb(p->listener, on_accept_error);
+        return 0;
+}
+
 /* 403 READ_ONLY: a change over TCP with no token configured. */
 static void reply_read_only(pa_request *r) {
         const char *sock = r->server->socket_path;
@@ -359,6 +496,30 @@ static void reply_read_only(pa_request *r) {
                                "without an API token the TCP listener is read-only, and the Unix "
                                "socket is off (api.socket is \"\"): configure a token "
                                "(api.token_file or LLORCH_API_TOKEN) to make changes");
+}
+
+/*
+ * Without a token the TCP listener answers only requests addressed to an
+ * IP address or "localhost" (but for the public /health, /metrics and
+ * /ready): a web page whose name was rebound to 127.0.0.1 (DNS rebinding)
+ * sends its own host name and is refused.
+ */
+static bool host_header_ok(const char *host) {
+        char name[256];
+        size_t n;
+
+        if (!host)
+                return true;            /* HTTP/1.0 */
+        if (host[0] == '[')
+                return strchr(host, ']') != NULL;       /* an IPv6 literal */
+        n = strcspn(host, ":");
+        if (n == 0 || n >= sizeof(name))
+                return false;
+        memcpy(name, host, n);
+        name[n] = '\0';
+        if (strcasecmp(name, "localhost") == 0)
+                return true;
+        return strspn(name, "0123456789.") == n;
 }
 
 static void dispatch(pa_request *r) {
@@ -377,6 +538,13 @@ static void dispatch(pa_request *r) {
                 evhttp_add_header(evhttp_request_get_output_headers(r->req), "WWW-Authenticate",
                                   "Bearer realm=\"pool-managerd\"");
                 pa_reply_error(r, PA_CODE_UNAUTHORIZED, "a valid bearer token is required");
+                return;
+        }
+        if (via == PA_LISTENER_TCP && !r->server->auth.enabled &&
+            !pa_auth_route_is_public(method, r->raw_path) &&
+            !host_header_ok(evhttp_find_header(evhttp_request_get_input_headers(r->req), "Host"))) {
+                pa_reply_error(r, PA_CODE_BAD_REQUEST, "Host: without an API token only requests "
+                               "addressed to an IP address or localhost are answered");
                 return;
         }
         if (pa_path_parse(r->raw_path, &path, &err) < 0) {
@@ -645,6 +813,9 @@ static int bind_local(pa_server *server, pa_error *err) {
         server->socket_dev = st.st_dev;
         server->socket_ino = st.st_ino;
         server->local_listener = evhttp_accept_socket_with_handle(server->http_local, fd);
+        if (server->local_listener &&
+            watch_accept_errors(server, &server->pause_local, server->local_listener, "unix") < 0)
+                return pa_error_set(err, -ENOMEM, "out of memory");
         if (!server->local_listener) {
                 if (fcntl(fd, F_GETFD) >= 0)
                         close(fd);
@@ -678,6 +849,7 @@ int pa_server_rebind_socket(pa_server *server, pa_error *err) {
         if (server->local_listener) {
                 evhttp_del_accept_socket(server->http_local, server->local_listener);
                 server->local_listener = NULL;
+                server->pause_local.listener = NULL;
         }
         return bind_local(server, err);
 }
@@ -763,6 +935,10 @@ pa_server *pa_server_new(struct event_base *base, const pa_server_config *config
                 return pa_server_free(server);
         }
 
+        if (watch_accept_errors(server, &server->pause_tcp, listener, "tcp") < 0) {
+                pa_error_set(err, -ENOMEM, "out of memory");
+                return pa_server_free(server);
+        }
         /* With port 0 the kernel chose: read back what it gave us. */
         if (getsockname(evhttp_bound_socket_get_fd(listener), (struct sockaddr *) &ss, &ss_len) < 0) {
                 pa_error_set(err, -errno, "cannot listen on %s: getsockname: %s", shown, strerror(errno));
@@ -790,6 +966,14 @@ pa_server *pa_server_free(pa_server *server) {
                 evhttp_free(server->http);
         if (server->http_local)
                 evhttp_free(server->http_local);
+        if (server->pause_tcp.resume) {
+                pause_register(&server->pause_tcp, false);
+                event_free(server->pause_tcp.resume);
+        }
+        if (server->pause_local.resume) {
+                pause_register(&server->pause_local, false);
+                event_free(server->pause_local.resume);
+        }
         remove_socket(server);
         free(server);
         return NULL;

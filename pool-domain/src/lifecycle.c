@@ -81,20 +81,45 @@ static void timer_cancel(step *s, pd_timer t, pd_instance_id inst) {
         a->timer = t;
 }
 
-static void reply(step *s, pd_reply what, bool ok, pd_crash_class cls,
+/* The words a failed request's text starts with; reason_at skips them. */
+static const char *failed_prefix(pd_reply what) {
+        switch (what) {
+        case PD_REPLY_PRELOAD:
+                return "preload failed: ";
+        case PD_REPLY_RELOAD:
+                return "reload failed: ";
+        case PD_REPLY_DRAIN:
+                return "drain ended: ";
+        case PD_REPLY_NONE:
+        case PD_REPLY_MAX:
+                break;
+        }
+        return "";
+}
+
+/* Answers a request. fmt says what happened; a failure's text is prefixed
+ * with the request's name for the log, and reason_at skips that prefix.
+ * A refusal only exists while its PD_EV_PREFLIGHT_FAILED is handled. */
+static void reply(step *s, pd_reply what, pd_outcome outcome, pd_crash_class cls,
                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static void reply(step *s, pd_reply what, bool ok, pd_crash_class cls,
+static void reply(step *s, pd_reply what, pd_outcome outcome, pd_crash_class cls,
                   const char *fmt, ...) {
         pd_action *a = push(s, PD_ACT_REPLY, PD_INSTANCE_PRIMARY);
+        const char *prefix = outcome == PD_OUTCOME_OK ? "" : failed_prefix(what);
+        int n;
         va_list ap;
 
         a->reply = what;
-        a->ok = ok;
+        a->outcome = outcome;
+        if (outcome == PD_OUTCOME_PREFLIGHT && s->ev->type == PD_EV_PREFLIGHT_FAILED)
+                a->refusal = s->ev->refusal;
         a->cls = cls;
         a->force_stopped = s->lc->force_stopped;
+        n = snprintf(a->text, sizeof(a->text), "%s", prefix);
+        a->reason_at = n > 0 ? (size_t) n : 0;
         va_start(ap, fmt);
-        vsnprintf(a->text, sizeof(a->text), fmt, ap);
+        vsnprintf(a->text + a->reason_at, sizeof(a->text) - a->reason_at, fmt, ap);
         va_end(ap);
         if (s->lc->pending == what)
                 s->lc->pending = PD_REPLY_NONE;
@@ -136,17 +161,16 @@ static void breakers_note(step *s) {
 }
 
 /* Answers a request still waiting, when the work it waited for is gone. */
-static void reply_pending_failed(step *s, const char *why) {
+static void reply_pending_failed(step *s, pd_outcome outcome, const char *why) {
         switch (s->lc->pending) {
         case PD_REPLY_PRELOAD:
-                reply(s, PD_REPLY_PRELOAD, false, s->lc->last_error_cls,
-                      "preload failed: %s", why);
+                reply(s, PD_REPLY_PRELOAD, outcome, s->lc->last_error_cls, "%s", why);
                 break;
         case PD_REPLY_RELOAD:
-                reply(s, PD_REPLY_RELOAD, false, NO_CLASS, "reload failed: %s", why);
+                reply(s, PD_REPLY_RELOAD, outcome, NO_CLASS, "%s", why);
                 break;
         case PD_REPLY_DRAIN:
-                reply(s, PD_REPLY_DRAIN, false, NO_CLASS, "drain ended: %s", why);
+                reply(s, PD_REPLY_DRAIN, outcome, NO_CLASS, "%s", why);
                 break;
         case PD_REPLY_NONE:
         case PD_REPLY_MAX:
@@ -310,13 +334,13 @@ static bool admit_restart(step *s, int64_t run_at, pd_crash_class cls) {
 
 /*
  * A failure of the primary: count it, stop the engine if it still runs,
- * answer a waiting preload, and either schedule the restart (backoff, storm
- * limit) or open the breaker.
+ * answer a waiting preload with `outcome`, and either schedule the restart
+ * (backoff, storm limit) or open the breaker.
  */
-static void fail(step *s, pd_crash_class cls, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+static void fail(step *s, pd_crash_class cls, pd_outcome outcome, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
 
-static void fail(step *s, pd_crash_class cls, const char *fmt, ...) {
+static void fail(step *s, pd_crash_class cls, pd_outcome outcome, const char *fmt, ...) {
         pd_lifecycle *lc = s->lc;
         char text[PD_ACTION_TEXT_MAX];
         bool opened;
@@ -332,7 +356,7 @@ static void fail(step *s, pd_crash_class cls, const char *fmt, ...) {
         stop(s, PD_INSTANCE_PRIMARY, cls);
         timer_cancel(s, PD_TIMER_STABLE, PD_INSTANCE_PRIMARY);
         push(s, PD_ACT_REMOVE_HANDOFF, PD_INSTANCE_PRIMARY);
-        reply_pending_failed(s, text);
+        reply_pending_failed(s, outcome, text);
         lc->phase = PD_RELOAD_NONE;
 
         opened = pd_breaker_set_record_failure(&lc->breakers, &s->p->breaker, cls, s->now);
@@ -386,13 +410,13 @@ static void breaker_period_over(step *s) {
 
 /* ---- reload ----------------------------------------------------------- */
 
-static void reload_abort(step *s, const char *why) {
+static void reload_abort(step *s, pd_outcome outcome, const char *why) {
         pd_lifecycle *lc = s->lc;
 
         timer_cancel(s, PD_TIMER_DEADLINE, PD_INSTANCE_PRIMARY);
         push(s, PD_ACT_DISCARD_STAGED, PD_INSTANCE_PRIMARY);
         textf(lc->reload_error, sizeof(lc->reload_error), "%s", why);
-        reply(s, PD_REPLY_RELOAD, false, NO_CLASS, "reload failed: %s", why);
+        reply(s, PD_REPLY_RELOAD, outcome, NO_CLASS, "%s", why);
         lc->state = PD_STATE_READY;
         lc->phase = PD_RELOAD_NONE;
 }
@@ -416,27 +440,29 @@ static void rollback_begin(step *s, const char *why) {
  * stopped serving. */
 static void surge_abort(step *s, const char *why) {
         stop(s, PD_INSTANCE_SURGE, NO_CLASS);
-        reload_abort(s, why);
+        reload_abort(s, PD_OUTCOME_ROLLED_BACK, why);
 }
 
 /* The old engine could not be brought back: a failure of the pool. */
-static void rollback_failed(step *s, pd_crash_class cls, const char *why) {
+static void rollback_failed(step *s, pd_crash_class cls, pd_outcome outcome,
+                            const char *why) {
         char text[PD_ACTION_TEXT_MAX];
 
         textf(text, sizeof(text), "%s; rollback failed: %s", s->lc->reload_error, why);
-        reply(s, PD_REPLY_RELOAD, false, cls, "reload failed: %s", text);
-        fail(s, cls, "%s", text);
+        reply(s, PD_REPLY_RELOAD, PD_OUTCOME_ROLLBACK_FAILED, cls, "%s", text);
+        fail(s, cls, outcome, "%s", text);
 }
 
 /* A failure of the engine that is being started, in whichever role:
  * first preload or restart, new engine of a reload, surge engine, or the
- * old engine coming back after a failed reload. */
+ * old engine coming back after a failed reload. `outcome` says how it
+ * failed (PREFLIGHT, SPAWN_FAILED, STARTUP_TIMEOUT, CRASHED). */
 static void start_failed(step *s, pd_instance_id id, pd_crash_class cls,
-                         const char *why) {
+                         pd_outcome outcome, const char *why) {
         pd_lifecycle *lc = s->lc;
 
         if (lc->state == PD_STATE_PRELOADING && id == PD_INSTANCE_PRIMARY) {
-                fail(s, cls, "%s", why);
+                fail(s, cls, outcome, "%s", why);
                 return;
         }
         if (lc->state != PD_STATE_RELOADING)
@@ -450,7 +476,7 @@ static void start_failed(step *s, pd_instance_id id, pd_crash_class cls,
                 break;
         case PD_RELOAD_ROLLBACK_START:
                 if (id == PD_INSTANCE_PRIMARY)
-                        rollback_failed(s, cls, why);
+                        rollback_failed(s, cls, outcome, why);
                 break;
         case PD_RELOAD_SURGE_START:
                 if (id == PD_INSTANCE_SURGE)
@@ -497,11 +523,11 @@ static void serving_failed(step *s, pd_crash_class cls, const char *why) {
                 if (lc->pending == PD_REPLY_RELOAD) {
                         timer_cancel(s, PD_TIMER_DEADLINE, PD_INSTANCE_PRIMARY);
                         push(s, PD_ACT_DISCARD_STAGED, PD_INSTANCE_PRIMARY);
-                        reply(s, PD_REPLY_RELOAD, false, cls,
-                              "reload failed: the running engine failed: %s", why);
+                        reply(s, PD_REPLY_RELOAD, PD_OUTCOME_ENGINE_FAILED, cls,
+                              "the running engine failed: %s", why);
                 }
         }
-        fail(s, cls, "%s", why);
+        fail(s, cls, PD_OUTCOME_CRASHED, "%s", why);
 }
 
 static bool serving(const pd_lifecycle *lc) {
@@ -535,7 +561,7 @@ static void drain_finished(step *s) {
         lc->state = PD_STATE_STOPPED;
         lc->deadline_at_ms = 0;
         push(s, PD_ACT_REMOVE_HANDOFF, PD_INSTANCE_PRIMARY);
-        reply(s, PD_REPLY_DRAIN, true, NO_CLASS,
+        reply(s, PD_REPLY_DRAIN, PD_OUTCOME_OK, NO_CLASS,
               lc->force_stopped ? "drain deadline reached: engine force-stopped"
                                 : "drained: engine stopped");
 }
@@ -548,7 +574,7 @@ static void stop_all(step *s, const char *why) {
         timer_cancel(s, PD_TIMER_STABLE, PD_INSTANCE_PRIMARY);
         if (lc->state == PD_STATE_RELOADING)
                 push(s, PD_ACT_DISCARD_STAGED, PD_INSTANCE_PRIMARY);
-        reply_pending_failed(s, why);
+        reply_pending_failed(s, PD_OUTCOME_STOPPED, why);
         for (int id = 0; id < PD_INSTANCE_MAX; id++)
                 stop(s, (pd_instance_id) id, NO_CLASS);
         push(s, PD_ACT_REMOVE_HANDOFF, PD_INSTANCE_PRIMARY);
@@ -613,15 +639,17 @@ static void on_spawned(step *s) {
 }
 
 static void on_not_started(step *s) {
+        bool refused = s->ev->type == PD_EV_PREFLIGHT_FAILED;
         char why[PD_ACTION_TEXT_MAX];
 
         if (s->lc->inst[s->ev->instance].running)
                 return;   /* stale: that instance did start */
-        if (s->ev->type == PD_EV_PREFLIGHT_FAILED)
+        if (refused)
                 textf(why, sizeof(why), "preflight failed: %s", detail(s, "refused"));
         else
                 textf(why, sizeof(why), "spawn failed: %s", detail(s, "exec failed"));
-        start_failed(s, s->ev->instance, PD_CRASH_PREFLIGHT, why);
+        start_failed(s, s->ev->instance, PD_CRASH_PREFLIGHT,
+                     refused ? PD_OUTCOME_PREFLIGHT : PD_OUTCOME_SPAWN_FAILED, why);
 }
 
 static void on_probe_ok(step *s) {
@@ -639,7 +667,7 @@ static void on_probe_ok(step *s) {
         if (lc->state == PD_STATE_PRELOADING && id == PD_INSTANCE_PRIMARY) {
                 enter_ready(s);
                 if (lc->pending == PD_REPLY_PRELOAD)
-                        reply(s, PD_REPLY_PRELOAD, true, NO_CLASS, "ready");
+                        reply(s, PD_REPLY_PRELOAD, PD_OUTCOME_OK, NO_CLASS, "ready");
                 return;
         }
         if (lc->state != PD_STATE_RELOADING)
@@ -650,15 +678,14 @@ static void on_probe_ok(step *s) {
                         break;
                 push(s, PD_ACT_COMMIT_STAGED, PD_INSTANCE_PRIMARY);
                 enter_ready(s);
-                reply(s, PD_REPLY_RELOAD, true, NO_CLASS, "reloaded (drain-first)");
+                reply(s, PD_REPLY_RELOAD, PD_OUTCOME_OK, NO_CLASS, "reloaded (drain-first)");
                 break;
         case PD_RELOAD_ROLLBACK_START:
                 if (id != PD_INSTANCE_PRIMARY)
                         break;
                 enter_ready(s);
-                reply(s, PD_REPLY_RELOAD, false, NO_CLASS,
-                      "reload failed: %s; rolled back to the previous engine",
-                      lc->reload_error);
+                reply(s, PD_REPLY_RELOAD, PD_OUTCOME_ROLLED_BACK, NO_CLASS,
+                      "%s; rolled back to the previous engine", lc->reload_error);
                 break;
         case PD_RELOAD_SURGE_START:
                 if (id != PD_INSTANCE_SURGE)
@@ -675,7 +702,7 @@ static void on_probe_ok(step *s) {
                 lc->inst[PD_INSTANCE_PRIMARY].ready_at_ms = s->now;
                 push(s, PD_ACT_WRITE_HANDOFF, PD_INSTANCE_PRIMARY);
                 arm_stable(s);
-                reply(s, PD_REPLY_RELOAD, true, NO_CLASS, "reloaded (surge)");
+                reply(s, PD_REPLY_RELOAD, PD_OUTCOME_OK, NO_CLASS, "reloaded (surge)");
                 lc->phase = PD_RELOAD_SURGE_RETIRE;
                 lc->deadline_at_ms = pd_sat_add_i64(s->now, lc->reload_deadline_ms);
                 timer_arm(s, PD_TIMER_DEADLINE, PD_INSTANCE_SURGE, lc->deadline_at_ms);
@@ -720,7 +747,7 @@ static void on_stall(step *s) {
                 return;
         textf(why, sizeof(why), "stalled: %s", detail(s, "no progress"));
         if (in->ready_at_ms == 0)
-                start_failed(s, id, PD_CRASH_STALL_TIMEOUT, why);
+                start_failed(s, id, PD_CRASH_STALL_TIMEOUT, PD_OUTCOME_CRASHED, why);
         else if (id == PD_INSTANCE_PRIMARY && serving(s->lc))
                 serving_failed(s, PD_CRASH_STALL_TIMEOUT, why);
 }
@@ -799,7 +826,7 @@ static void on_exited(step *s) {
                 return;
         case PD_STATE_PRELOADING:
                 if (!expected && id == PD_INSTANCE_PRIMARY)
-                        start_failed(s, id, crash.cls, why);
+                        start_failed(s, id, crash.cls, PD_OUTCOME_CRASHED, why);
                 return;
         case PD_STATE_READY:
                 if (expected || id != PD_INSTANCE_PRIMARY)
@@ -811,7 +838,7 @@ static void on_exited(step *s) {
                         lc->state = PD_STATE_STOPPED;
                         return;
                 }
-                fail(s, crash.cls, "%s", why);
+                fail(s, crash.cls, PD_OUTCOME_CRASHED, "%s", why);
                 return;
         case PD_STATE_RELOADING:
                 break;
@@ -838,13 +865,13 @@ static void on_exited(step *s) {
         case PD_RELOAD_START_NEW:
         case PD_RELOAD_ROLLBACK_START:
                 if (!expected)
-                        start_failed(s, id, crash.cls, why);
+                        start_failed(s, id, crash.cls, PD_OUTCOME_CRASHED, why);
                 return;
         case PD_RELOAD_SURGE_START:
                 if (expected)
                         return;
                 if (id == PD_INSTANCE_SURGE)
-                        start_failed(s, id, crash.cls, why);
+                        start_failed(s, id, crash.cls, PD_OUTCOME_CRASHED, why);
                 else
                         serving_failed(s, crash.cls, why);
                 return;
@@ -886,7 +913,8 @@ static int on_drain(step *s) {
                 lc->deadline_at_ms = pd_sat_add_i64(s->now, s->ev->deadline_ms);
                 if (lc->external) {
                         lc->state = PD_STATE_STOPPED;
-                        reply(s, PD_REPLY_DRAIN, true, NO_CLASS, "external replica released");
+                        reply(s, PD_REPLY_DRAIN, PD_OUTCOME_OK, NO_CLASS,
+                              "external replica released");
                         return 0;
                 }
                 timer_arm(s, PD_TIMER_DEADLINE, PD_INSTANCE_PRIMARY, lc->deadline_at_ms);
@@ -895,7 +923,8 @@ static int on_drain(step *s) {
         case PD_STATE_BACKOFF:
         case PD_STATE_FAILED:
                 timer_cancel(s, PD_TIMER_RESTART, PD_INSTANCE_PRIMARY);
-                reply_pending_failed(s, "drain requested before the engine became ready");
+                reply_pending_failed(s, PD_OUTCOME_STOPPED,
+                                     "drain requested before the engine became ready");
                 lc->next_restart_at_ms = 0;
                 lc->restart_on_exit = false;
                 lc->force_stopped = false;
@@ -955,7 +984,7 @@ static void on_reload_staged(step *s) {
                 return;
         if (!s->ev->ok) {
                 textf(why, sizeof(why), "staging failed: %s", detail(s, "model not usable"));
-                reload_abort(s, why);
+                reload_abort(s, PD_OUTCOME_STAGE_FAILED, why);
                 return;
         }
         if (lc->strategy == PD_RELOAD_SURGE) {
@@ -977,7 +1006,7 @@ static int on_rollback(step *s) {
         switch (lc->phase) {
         case PD_RELOAD_STAGING:
         case PD_RELOAD_DRAIN_OLD:
-                reload_abort(s, why);
+                reload_abort(s, PD_OUTCOME_ROLLED_BACK, why);
                 return 0;
         case PD_RELOAD_STOP_OLD:
         case PD_RELOAD_START_NEW:
@@ -1014,10 +1043,11 @@ static void on_driver_reset(step *s) {
                 if (in->running && !in->exit_expected)
                         serving_failed(s, PD_CRASH_DRIVER_ERROR, why);
                 else if (lc->phase == PD_RELOAD_START_NEW || lc->phase == PD_RELOAD_ROLLBACK_START)
-                        start_failed(s, PD_INSTANCE_PRIMARY, PD_CRASH_DRIVER_ERROR, why);
+                        start_failed(s, PD_INSTANCE_PRIMARY, PD_CRASH_DRIVER_ERROR,
+                                     PD_OUTCOME_CRASHED, why);
                 return;
         case PD_STATE_PRELOADING:
-                start_failed(s, PD_INSTANCE_PRIMARY, PD_CRASH_DRIVER_ERROR, why);
+                start_failed(s, PD_INSTANCE_PRIMARY, PD_CRASH_DRIVER_ERROR, PD_OUTCOME_CRASHED, why);
                 return;
         case PD_STATE_DRAINING:
                 /* the GPU is gone: the leases cannot finish */
@@ -1091,7 +1121,7 @@ static int on_restart(step *s) {
         case PD_STATE_READY:
         case PD_STATE_PRELOADING:
                 timer_cancel(s, PD_TIMER_STABLE, PD_INSTANCE_PRIMARY);
-                reply_pending_failed(s, "restart requested");
+                reply_pending_failed(s, PD_OUTCOME_STOPPED, "restart requested");
                 push(s, PD_ACT_REMOVE_HANDOFF, PD_INSTANCE_PRIMARY);
                 stop(s, PD_INSTANCE_PRIMARY, NO_CLASS);
                 lc->override_pending = true;
@@ -1128,7 +1158,7 @@ static void on_timer(step *s) {
                         return;
                 textf(why, sizeof(why), "health check failed: not ready within the startup timeout (%lld ms)",
                          (long long) s->p->health.startup_timeout_ms);
-                start_failed(s, id, PD_CRASH_STARTUP_TIMEOUT, why);
+                start_failed(s, id, PD_CRASH_STARTUP_TIMEOUT, PD_OUTCOME_STARTUP_TIMEOUT, why);
                 return;
         case PD_TIMER_KILL:
                 if (in->running)
@@ -1143,7 +1173,8 @@ static void on_timer(step *s) {
                         push(s, PD_ACT_DROP_LEASES, id);
                         stop(s, id, NO_CLASS);
                 } else if (lc->phase == PD_RELOAD_DRAIN_OLD) {
-                        reload_abort(s, "drain timeout: leases still active at the deadline");
+                        reload_abort(s, PD_OUTCOME_DRAIN_TIMEOUT,
+                                     "drain timeout: leases still active at the deadline");
                 } else {
                         push(s, PD_ACT_DROP_LEASES, id);
                         stop(s, id, NO_CLASS);
@@ -1468,6 +1499,23 @@ const char *pd_reply_to_string(pd_reply r) {
                 [PD_REPLY_DRAIN] = "drain", [PD_REPLY_RELOAD] = "reload",
         };
         return NAME_OF(names, r, PD_REPLY_MAX);
+}
+
+const char *pd_outcome_to_string(pd_outcome o) {
+        static const char *const names[PD_OUTCOME_MAX] = {
+                [PD_OUTCOME_OK] = "ok",
+                [PD_OUTCOME_PREFLIGHT] = "preflight",
+                [PD_OUTCOME_SPAWN_FAILED] = "spawn_failed",
+                [PD_OUTCOME_STARTUP_TIMEOUT] = "startup_timeout",
+                [PD_OUTCOME_CRASHED] = "crashed",
+                [PD_OUTCOME_STAGE_FAILED] = "stage_failed",
+                [PD_OUTCOME_DRAIN_TIMEOUT] = "drain_timeout",
+                [PD_OUTCOME_ROLLED_BACK] = "rolled_back",
+                [PD_OUTCOME_ROLLBACK_FAILED] = "rollback_failed",
+                [PD_OUTCOME_ENGINE_FAILED] = "engine_failed",
+                [PD_OUTCOME_STOPPED] = "stopped",
+        };
+        return NAME_OF(names, o, PD_OUTCOME_MAX);
 }
 
 const char *pd_alert_to_string(pd_alert a) {

@@ -404,6 +404,69 @@ def scenario_reload_surge():
         n.stop()
 
 
+def cmdline(pid):
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        return [a.decode() for a in f.read().split(b"\0")[:-1]]
+
+
+def has_arg(argv, flag, value):
+    return any(a == flag and b == value for a, b in zip(argv, argv[1:]))
+
+
+def scenario_reload_surge_argv():
+    """A surge moves the engine's port variable and nothing else: an
+    argument that equals the port stays as it was (a configured pool's
+    "-c <port>", an API preload's "--ctx-size <port>"), braces in an API
+    preload's flags stay literal, and a PreparedEngine whose flags give no
+    "--port <port>" reloads drain-first, saying why."""
+    cfg_port, api_port, np_port = free_ports(2), free_ports(2), free_ports(2)
+    pool = dict(config_pool("cs", cfg_port, "-c", str(cfg_port), "--alias", "{{port}}"),
+                model_path="tiny.gguf")
+    with Node([pool]) as n:
+        other = copy_model(n, "other.gguf")
+
+        # a configured pool: "-c <port>" is a literal, {port} the variable
+        first = n.wait_pool("cs", lambda s, b: b["ready"], "cs ready")
+        argv = cmdline(first["pid"])
+        check(has_arg(argv, "-c", str(cfg_port)) and has_arg(argv, "--port", str(cfg_port))
+              and has_arg(argv, "--alias", "{port}"), repr(argv))
+        res = json_body(*n.request("POST", "/v2/pools/cs/reload",
+                                   {"model_path": other, "strategy": "surge"}), 200)
+        check(res["ok"] and res["strategy"] == "surge" and res["surge_fallback"] is None, repr(res))
+        snap = n.wait_pool("cs", lambda s, b: b["ready"] and b["pid"] != first["pid"], "cs surged")
+        argv = cmdline(snap["pid"])
+        check(has_arg(argv, "--port", str(cfg_port + 1)) and has_arg(argv, "-c", str(cfg_port))
+              and has_arg(argv, "--alias", "{port}"), "the surge engine's argv: %r" % argv)
+
+        # an API preload: flags are literal, --port <port> the variable
+        got = n.preload("ap", n.prepared(port=api_port, flags=[
+            "--ctx-size", str(api_port), "-m", n.model, "--alias", "{port}{{"]))
+        argv = cmdline(got["pid"])
+        check(has_arg(argv, "--alias", "{port}{{") and has_arg(argv, "--ctx-size", str(api_port)),
+              repr(argv))
+        res = json_body(*n.request("POST", "/v2/pools/ap/reload",
+                                   {"model_path": other, "strategy": "surge"}), 200)
+        check(res["ok"] and res["strategy"] == "surge", repr(res))
+        snap = n.wait_pool("ap", lambda s, b: b["ready"] and b["pid"] != got["pid"], "ap surged")
+        argv = cmdline(snap["pid"])
+        check(has_arg(argv, "--port", str(api_port + 1)) and has_arg(argv, "--ctx-size", str(api_port))
+              and has_arg(argv, "-m", other) and has_arg(argv, "--alias", "{port}{{"),
+              "the surge engine's argv: %r" % argv)
+
+        # "--port 0<port>" names the engine's port, but is not the spec's
+        body = n.prepared(port=np_port)
+        body["flags"] = ["--port", "0%d" % np_port]
+        got = n.preload("np", body)
+        res = json_body(*n.request("POST", "/v2/pools/np/reload",
+                                   {"model_path": other, "strategy": "surge"}), 200)
+        check(res["ok"] and res["strategy"] == "drain-first"
+              and "no port variable" in (res["surge_fallback"] or ""), repr(res))
+        snap = n.wait_pool("np", lambda s, b: b["ready"] and b["pid"] != got["pid"], "np reloaded")
+        check(snap["url"] == "http://127.0.0.1:%d" % np_port, repr(snap))
+        check(has_arg(cmdline(snap["pid"]), "--port", "0%d" % np_port), repr(cmdline(snap["pid"])))
+        n.stop()
+
+
 def scenario_reload_surge_rollback():
     """A surge that fails on its second replica restores the first one too
     -- once the first one's old engine has served its last lease -- so the

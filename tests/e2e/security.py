@@ -14,10 +14,12 @@ import ctypes
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import api  # noqa: E402
@@ -222,6 +224,16 @@ def scenario_handoff_injection_refused():
         status, _, data = n.request("GET", "/metrics")
         check(status == 200 and 'pool_managerd_handoff_refusals_total{reason="managed_pool"} 1'
               in data.decode(), "the refusal is not counted")
+        # The other way round: a pool announced by a handoff file takes no
+        # engine of ours, so its leases never mix the two.
+        tmp = os.path.join(engines, ".ext.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump({"pool_id": "ext", "replica_id": "x0", "engine": "llamacpp",
+                       "engine_version": "x", "url": "http://127.0.0.1:1", "slots": 2}, f)
+        os.rename(tmp, os.path.join(engines, "ext-x0.json"))
+        n.wait_pool("ext", lambda s, b: s == 200, "the handoff pool registered")
+        err = check_error(*n.request("POST", "/v2/pools/ext/preload", n.prepared()), 409, "CONFLICT")
+        check("handoff" in err["error"], repr(err))
         n.stop()
 
 
@@ -247,6 +259,101 @@ def scenario_runtime_dir_recreated():
         check(snap["ready"], repr(snap))
         json_body(*n.request("POST", "/v2/pools/again/restart", via="unix"), 202)
         n.stop()
+
+
+def scenario_ready_route():
+    """GET /ready: 503 naming the pools not ready yet, 200 once all are; no
+    token needed even when one is configured."""
+    token = "ready-token"
+    port = free_port()
+    with Node([config_pool("slow", port, "--load-ms", "1500")],
+              env={"LLORCH_API_TOKEN": token}) as n:
+        status, _, data = n.request("GET", "/ready", via="tcp")
+        body = json.loads(data)
+        check(status == 503 and body["not_ready"] == ["slow"] and body["pools"] == 1, repr(body))
+        n.wait_pool("slow", lambda s, b: s == 200 and b["ready"], "slow ready",
+                    headers={"Authorization": "Bearer " + token})
+        body = json_body(*n.request("GET", "/ready", via="tcp"), 200)
+        check(body["ready"] and body["not_ready"] == [], repr(body))
+        n.stop()
+
+
+def scenario_rebinding_host_refused():
+    """Without a token the TCP API answers only requests addressed to an IP
+    address or localhost: a page rebound to 127.0.0.1 reads nothing."""
+    with Node() as n:
+        for host in ("evil.example", "evil.example:9200", "127.0.0.1.nip.io"):
+            check_error(*n.request("GET", "/v2/pools", headers={"Host": host}, via="tcp"),
+                        400, "BAD_REQUEST")
+        for host in ("127.0.0.1:%d" % n.daemon.port, "localhost", "[::1]:1"):
+            json_body(*n.request("GET", "/v2/pools", headers={"Host": host}, via="tcp"), 200)
+        n.stop()
+
+
+def scenario_socket_dir_checked():
+    """The socket's directory must be ours and not writable by others, or
+    someone could swap the socket for a link between bind and chmod."""
+    shared = tempfile.mkdtemp(prefix="pm-shared-")
+    try:
+        os.chmod(shared, 0o777)
+        sock = os.path.join(shared, "api.sock")
+        n = Node(extra={"api": {"socket": sock}}, start=False)
+        try:
+            d = e2e.Daemon("--config", n.config_path, env=e2e.clean_env())
+            with d:
+                rc = d.finish()
+                check(rc != 0, "the daemon started with its socket in a 0777 directory")
+                check(any("writable by group or others" in o.get("error", "") + o.get("msg", "")
+                          for o in d.log_objects()), "no reason given:\n" + d._stderr_so_far())
+            check(not os.path.exists(sock), "a socket was made in the shared directory")
+        finally:
+            shutil.rmtree(n.dir, ignore_errors=True)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def scenario_descriptor_exhaustion_pauses():
+    """Connections that use up the daemon's descriptors make it pause
+    accepting, once per second, instead of spinning and flooding its log;
+    when they go, it serves again."""
+    wrapper_dir = tempfile.mkdtemp(prefix="pm-limit-")
+    conns = []
+    try:
+        wrapper = os.path.join(wrapper_dir, "pool-managerd")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nexec prlimit --nofile=64:64 %s \"$@\"\n" % os.path.abspath(e2e.DAEMON))
+        os.chmod(wrapper, 0o755)
+        saved, e2e.DAEMON = e2e.DAEMON, wrapper
+        try:
+            n = Node()
+        finally:
+            e2e.DAEMON = saved
+        with n:
+            for _ in range(80):
+                s = socket.create_connection(("127.0.0.1", n.daemon.port), timeout=5)
+                conns.append(s)
+            n.daemon.wait_for(lambda o: o.get("msg") == "cannot accept API connections: pausing",
+                              "the pause logged")
+            for s in conns:
+                s.close()
+            conns = []
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    json_body(*n.request("GET", "/v2/pools", via="unix"), 200)
+                    break
+                except (Failure, OSError):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            pauses = [o for o in n.daemon.log_objects()
+                      if o.get("msg") == "cannot accept API connections: pausing"]
+            check(len(pauses) < 50, "%d pause lines: the loop spun" % len(pauses))
+            n.stop()
+    finally:
+        for s in conns:
+            s.close()
+        shutil.rmtree(wrapper_dir, ignore_errors=True)
 
 
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn

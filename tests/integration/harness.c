@@ -220,8 +220,8 @@ void th_node_init(th_node *n, const th_node_options *o) {
         assert_non_null(n->reg);
 }
 
-static void on_all_stopped(bool ok, const char *text, void *userdata) {
-        (void) ok;
+static void on_all_stopped(int rc, const char *text, void *userdata) {
+        (void) rc;
         (void) text;
         *(bool *) userdata = true;
 }
@@ -278,11 +278,12 @@ ps_replica *th_add(th_node *n, ps_engine_spec *spec, ps_policy *pol) {
         return r;
 }
 
-static void on_done(bool ok, const char *text, void *userdata) {
+static void on_done(int rc, const char *text, void *userdata) {
         th_node *n = userdata;
 
         n->done = true;
-        n->done_ok = ok;
+        n->done_ok = rc == 0;
+        n->done_rc = rc;
         snprintf(n->done_text, sizeof(n->done_text), "%s", text);
 }
 

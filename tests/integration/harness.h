@@ -95,8 +95,8 @@ typedef struct th_node_options {
 /*
  * An event base (a timer keeps it turning every 10 ms, counted in ticks),
  * a prober, a registry in a fresh runtime directory, and the events it
- * reported (printed too when TEST_VERBOSE is set). The last preload answer is kept in done, done_ok and
- * done_text.
+ * reported (printed too when TEST_VERBOSE is set). The last preload answer is kept in done,
+ * done_ok, done_rc and done_text.
  */
 typedef struct th_node {
         struct event_base *base;
@@ -110,6 +110,7 @@ typedef struct th_node {
         ps_event_sink also;            /* given every event after it is kept */
         bool done;
         bool done_ok;
+        int done_rc;                   /* 0 or the PS_E_* it failed with */
         char done_text[512];
         bool all_stopped;              /* th_node_stop_all() was answered */
 } th_node;

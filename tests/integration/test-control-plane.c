@@ -224,11 +224,11 @@ static bool stopped(void *fixture, const void *arg) {
         return f->stopped;
 }
 
-static void on_stopped(bool ok, const char *message, void *userdata) {
+static void on_stopped(int rc, const char *message, void *userdata) {
         fx *f = userdata;
 
         f->stopped = true;
-        f->stop_ok = ok;
+        f->stop_ok = rc == 0;
         snprintf(f->stop_message, sizeof(f->stop_message), "%s", message);
 }
 

@@ -409,6 +409,9 @@ static ps_replica *model_pool(fx *f, const char *pool, const char *policy_json, 
         s->model_path = strdup(a);
         free(s->model_id);
         s->model_id = strdup("model-a.gguf");
+        /* a literal argv, as an API preload has it: --port and -m become
+         * variables, so a reload or a surge can change them */
+        assert_int_equal(ps_engine_spec_set_argv(s, (const char *const *) s->flags, s->n_flags), 0);
         r = add(f, s, policy_json);
         preload(f, r);
         return r;
@@ -700,6 +703,115 @@ static void test_reload_surge_without_room_runs_drain_first(void **state) {
         assert_int_equal(th_events_seen(&f->node.events, "surge reload runs drain-first"), 1);
 }
 
+/* Whether the running engine's command line has `flag value` in it. */
+static bool cmdline_has(int pid, const char *flag, const char *value) {
+        char path[64], *text;
+        size_t len;
+        bool found = false;
+
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+        text = th_slurp(path, &len);
+        assert_non_null(text);
+        for (size_t at = 0; at < len && !found; at += strlen(text + at) + 1) {
+                size_t next = at + strlen(text + at) + 1;
+
+                found = strcmp(text + at, flag) == 0 && next < len && strcmp(text + next, value) == 0;
+        }
+        free(text);
+        return found;
+}
+
+/* A surge moves the port variable and nothing else: an argument that
+ * equals the port, or spells a placeholder, is passed on as it was. */
+static void test_reload_surge_keeps_arguments_equal_to_the_port(void **state) {
+        fx *f = *state;
+        uint16_t port = free_port_pair();
+        char a[PATH_MAX], b[PATH_MAX], home[16], spare[16];
+        ps_reload_request req = { .strategy = PS_RELOAD_SURGE, .drain_deadline_ms = 15000 };
+        ps_engine_spec *s;
+        ps_replica *r;
+        int old_pid;
+
+        snprintf(a, sizeof(a), "%s/model-a.gguf", f->node.dir);
+        th_write_file(a, "model a");
+        model_b(f, b, sizeof(b));
+        th_write_file(b, "abc");
+        snprintf(home, sizeof(home), "%u", (unsigned) port);
+        snprintf(spare, sizeof(spare), "%u", (unsigned) port + 1);
+        s = th_fake_spec("cs", "r0", port, 2, "--ctx-size", home, "-m", a, "--alias", "{port}{{",
+                         NULL);
+        free(s->model_path);
+        s->model_path = strdup(a);
+        assert_int_equal(ps_engine_spec_set_argv(s, (const char *const *) s->flags, s->n_flags), 0);
+        r = add(f, s, NULL);
+        preload(f, r);
+        old_pid = ps_replica_pid(r);
+        assert_true(cmdline_has(old_pid, "--port", home));
+        assert_true(cmdline_has(old_pid, "--ctx-size", home));
+        assert_true(cmdline_has(old_pid, "--alias", "{port}{{"));
+
+        req.model_path = b;
+        reload(f, "cs", &req);
+        run_until(f, reload_answered, NULL, TH_WAIT_MS);
+        assert_int_equal(f->reload_rc, 0);
+        assert_string_equal(result_str(f, "strategy"), "surge");
+        assert_null(result_str(f, "surge_fallback"));
+        assert_int_not_equal(ps_replica_pid(r), old_pid);
+        assert_true(cmdline_has(ps_replica_pid(r), "--port", spare));
+        assert_true(cmdline_has(ps_replica_pid(r), "--ctx-size", home));
+        assert_true(cmdline_has(ps_replica_pid(r), "-m", b));
+        assert_true(cmdline_has(ps_replica_pid(r), "--alias", "{port}{{"));
+}
+
+/* An engine whose arguments do not take its port cannot be moved to the
+ * spare one: the surge runs drain-first and the answer says why. */
+static void test_reload_surge_without_a_port_variable_runs_drain_first(void **state) {
+        fx *f = *state;
+        uint16_t port = free_port_pair();
+        char a[PATH_MAX], b[PATH_MAX], padded[16], err[512];
+        const char *bad[] = { "--port", "{port}", "--alias", "{{x}}", "{nope}" };
+        ps_reload_request req = { .strategy = PS_RELOAD_SURGE, .drain_deadline_ms = 15000 };
+        ps_engine_spec *s;
+        ps_replica *r;
+        int old_pid;
+
+        snprintf(a, sizeof(a), "%s/model-a.gguf", f->node.dir);
+        th_write_file(a, "model a");
+        model_b(f, b, sizeof(b));
+        th_write_file(b, "abc");
+        /* "--port 0<port>": the engine's port, but not the spec's "<port>" */
+        snprintf(padded, sizeof(padded), "0%u", (unsigned) port);
+        s = th_fake_spec("np", "r0", port, 2, NULL);
+        free(s->model_path);
+        s->model_path = strdup(a);
+        assert_int_equal(ps_engine_spec_set_argv(s, (const char *const[]) { "--port", padded, "-m", a },
+                                                 4), 0);
+        assert_false(ps_engine_spec_takes_port(s));
+        r = add(f, s, NULL);
+        preload(f, r);
+        old_pid = ps_replica_pid(r);
+
+        req.model_path = b;
+        reload(f, "np", &req);
+        run_until(f, reload_answered, NULL, TH_WAIT_MS);
+        assert_int_equal(f->reload_rc, 0);
+        assert_string_equal(result_str(f, "strategy"), "drain-first");
+        assert_non_null(strstr(result_str(f, "surge_fallback"), "no port variable"));
+        assert_non_null(strstr(result_str(f, "surge_fallback"), padded + 1));
+        assert_int_equal(th_events_seen(&f->node.events, "surge reload runs drain-first"), 1);
+        assert_true(ps_replica_ready(r));
+        assert_int_not_equal(ps_replica_pid(r), old_pid);
+        assert_true(cmdline_has(ps_replica_pid(r), "--port", padded));
+        assert_true(cmdline_has(ps_replica_pid(r), "-m", b));
+
+        /* flags given with the reload are templates: checked at once */
+        req.flags = bad;
+        req.n_flags = 5;
+        assert_int_equal(ps_pool_reload(f->node.reg, "np", &req, on_reloaded, f, err, sizeof(err)),
+                         PS_E_INVALID);
+        assert_non_null(strstr(err, "flags[4]: unknown placeholder {nope}"));
+}
+
 static void test_reload_verifies_sha256_before_touching_anything(void **state) {
         fx *f = *state;
         ps_replica *r = model_pool(f, "sha", NULL, NULL);
@@ -851,6 +963,8 @@ int main(void) {
                 T(test_reload_to_the_running_model_is_a_noop),
                 T(test_reload_surge_stays_ready),
                 T(test_reload_surge_without_room_runs_drain_first),
+                T(test_reload_surge_keeps_arguments_equal_to_the_port),
+                T(test_reload_surge_without_a_port_variable_runs_drain_first),
                 T(test_reload_verifies_sha256_before_touching_anything),
                 T(test_config_reload_adds_removes_and_reloads),
         };

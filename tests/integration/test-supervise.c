@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "pool-services/reload.h"
 
 typedef th_node fx;      /* made by th_node_setup() */
 
@@ -601,6 +602,73 @@ static void test_register_ready_from_handoff(void **state) {
         assert_null(ps_registry_pool_snapshot(f->reg, "nope"));
 }
 
+/* ---- the answers: typed, whatever the engine says ---------------------- */
+
+/* A model path that an engine refusing it repeats in its last log line:
+ * the words of every other outcome, none of them true. */
+#define MISLEADING_MODEL "/nonexistent/health check failed: preflight failed: GPU-only " \
+                         "enforcement; drain timeout; staging failed; rollback failed; stopped.gguf"
+
+typedef struct reload_answer {
+        bool done;
+        int rc;
+        char reason[64];
+        char message[512];
+} reload_answer;
+
+static void on_reloaded(int rc, const char *message, const json_t *result, void *userdata) {
+        reload_answer *a = userdata;
+        const char *reason = json_string_value(json_object_get(result, "reason"));
+
+        a->done = true;
+        a->rc = rc;
+        snprintf(a->reason, sizeof(a->reason), "%s", reason ? reason : "");
+        snprintf(a->message, sizeof(a->message), "%s", message ? message : "");
+}
+
+static void test_answers_are_codes_not_words(void **state) {
+        fx *f = *state;
+        const char *flags[] = { "--port", "{port}", "-m", MISLEADING_MODEL };
+        ps_reload_request req = { .flags = flags, .n_flags = 4, .drain_deadline_ms = 5000 };
+        reload_answer answer = { 0 };
+        char model[PATH_MAX], err[256];
+        ps_engine_spec *spec;
+
+        /* preloads: the engine's words are shown, the code is what happened */
+        th_preload(f, th_add(f, fake_spec("words", "-m", MISLEADING_MODEL, NULL), th_policy(NULL)));
+        assert_false(f->done_ok);
+        assert_int_equal(f->done_rc, PS_E_START_FAILED);
+        assert_non_null(strstr(f->done_text, "exited with code 1"));
+        assert_non_null(strstr(f->done_text, "drain timeout"));
+
+        th_preload(f, th_add(f, fake_spec("late", "--never-ready", NULL),
+                             th_policy("{\"health\": {\"startup_timeout_ms\": 300}}")));
+        assert_int_equal(f->done_rc, PS_E_HEALTH_CHECK);
+
+        spec = fake_spec("nobinary", NULL);
+        free(spec->binary_path);
+        spec->binary_path = strdup("/nonexistent/health check failed");
+        th_preload(f, th_add(f, spec, th_policy(NULL)));
+        assert_int_equal(f->done_rc, PS_E_START_FAILED);
+
+        /* a reload whose new engine says the same words is rolled back: its
+         * reason is the rollback, not a drain timeout or a staging failure */
+        th_preload(f, th_add(f, fake_spec("rw", NULL), th_policy(NULL)));
+        assert_int_equal(f->done_rc, 0);
+        snprintf(model, sizeof(model), "%s/model-b.gguf", f->dir);
+        th_write_file(model, "model b");
+        req.model_path = model;
+        if (ps_pool_reload(f->reg, "rw", &req, on_reloaded, &answer, err, sizeof(err)) != 0)
+                fail_msg("reload: %s", err);
+        th_node_until(f, th_flag_set, &answer.done, TH_WAIT_MS);
+        assert_true(answer.done);
+        assert_int_equal(answer.rc, PS_E_RELOAD_FAILED);
+        assert_string_equal(answer.reason, "health");
+        assert_non_null(strstr(answer.message, "drain timeout"));
+        assert_non_null(strstr(answer.message, "exited with code 1"));
+        th_wait_state(f, "rw", "r0", "ready");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, th_node_setup, th_node_teardown)
 
 int main(void) {
@@ -628,6 +696,7 @@ int main(void) {
                 T(test_preload_twice_is_a_conflict),
                 T(test_manual_restart_and_breaker_reset),
                 T(test_register_ready_from_handoff),
+                T(test_answers_are_codes_not_words),
         };
         signal(SIGPIPE, SIG_IGN);
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -97,7 +97,7 @@ typedef enum pd_timer {
 
 typedef enum pd_event_type {
         PD_EV_PRELOAD,            /* operator or config asks for the engine  */
-        PD_EV_PREFLIGHT_FAILED,   /* refused before spawn; detail says why   */
+        PD_EV_PREFLIGHT_FAILED,   /* refused before spawn: refusal, detail   */
         PD_EV_SPAWNED,
         PD_EV_SPAWN_FAILED,       /* exec failed; detail says why            */
         PD_EV_PROBE_OK,
@@ -130,6 +130,9 @@ typedef struct pd_event {
         bool ok;                        /* PD_EV_RELOAD_STAGED               */
         int64_t deadline_ms;            /* PD_EV_DRAIN, PD_EV_RELOAD         */
         pd_reload_strategy strategy;    /* PD_EV_RELOAD                      */
+        int refusal;                    /* PD_EV_PREFLIGHT_FAILED: the caller's
+                                           own code for the refusal, handed
+                                           back untouched in the reply       */
         const char *detail;             /* borrowed human text, may be NULL  */
 } pd_event;
 
@@ -148,7 +151,7 @@ typedef enum pd_action_type {
         PD_ACT_DISCARD_STAGED,
         PD_ACT_PROMOTE_SURGE,     /* swap instances: surge becomes primary   */
         PD_ACT_DROP_LEASES,       /* instance: leases ended by force         */
-        PD_ACT_REPLY,             /* reply, ok, cls, text                    */
+        PD_ACT_REPLY,             /* reply, outcome, refusal, cls, text      */
         PD_ACT_ALERT,             /* alert, cls, text                        */
         PD_ACT_BREAKER_TRANSITION, /* circuit, breaker_from/to, failures     */
         PD_ACTION_TYPE_MAX,
@@ -162,6 +165,35 @@ typedef enum pd_reply {
         PD_REPLY_RELOAD,
         PD_REPLY_MAX,
 } pd_reply;
+
+/*
+ * Why a request ended, as a PD_ACT_REPLY says it. Code acts on this and on
+ * cls, never on the text: the text is for people and may be reworded.
+ */
+typedef enum pd_outcome {
+        PD_OUTCOME_OK,              /* ready, reloaded, drained (a drain that
+                                       hit its deadline too: force_stopped) */
+        PD_OUTCOME_PREFLIGHT,       /* refused before the spawn; refusal is
+                                       the caller's code for it            */
+        PD_OUTCOME_SPAWN_FAILED,    /* the engine could not be started      */
+        PD_OUTCOME_STARTUP_TIMEOUT, /* not ready within the startup timeout */
+        PD_OUTCOME_CRASHED,         /* the engine failed while starting: it
+                                       exited, stalled, or its GPU failed;
+                                       cls says which                      */
+        PD_OUTCOME_STAGE_FAILED,    /* reload: the new model is not usable  */
+        PD_OUTCOME_DRAIN_TIMEOUT,   /* reload: leases outlived the drain
+                                       budget; the old engine serves on    */
+        PD_OUTCOME_ROLLED_BACK,     /* reload: undone (the new engine failed,
+                                       or a rollback was asked); the
+                                       previous engine serves              */
+        PD_OUTCOME_ROLLBACK_FAILED, /* reload: the new engine failed and the
+                                       previous one did not come back      */
+        PD_OUTCOME_ENGINE_FAILED,   /* reload: the serving engine failed
+                                       while the reload was under way      */
+        PD_OUTCOME_STOPPED,         /* a stop, a drain or a restart came
+                                       first                               */
+        PD_OUTCOME_MAX,
+} pd_outcome;
 
 typedef enum pd_alert {
         PD_ALERT_STORM_WARNING,   /* more than warn_above restarts in window */
@@ -181,7 +213,9 @@ typedef struct pd_action {
         pd_timer timer;                 /* TIMER_ARM, TIMER_CANCEL           */
         int64_t at_ms;                  /* TIMER_ARM                         */
         pd_reply reply;                 /* REPLY                             */
-        bool ok;                        /* REPLY                             */
+        pd_outcome outcome;             /* REPLY                             */
+        int refusal;                    /* REPLY, outcome PREFLIGHT: the
+                                           event's refusal                   */
         bool force_stopped;             /* REPLY to a drain                  */
         pd_alert alert;                 /* ALERT                             */
         pd_storm_kind storm_kind;       /* ALERT STORM                       */
@@ -192,6 +226,10 @@ typedef struct pd_action {
         unsigned failures;              /* BREAKER_TRANSITION: the circuit's
                                            consecutive failures after it     */
         char text[PD_ACTION_TEXT_MAX];  /* REPLY, ALERT: human text          */
+        size_t reason_at;               /* REPLY: text + reason_at says what
+                                           happened without naming the
+                                           request ("preload failed: " is
+                                           skipped); 0 for success           */
 } pd_action;
 
 #define PD_ACTIONS_MAX 32
@@ -283,4 +321,5 @@ const char *pd_timer_to_string(pd_timer t);
 const char *pd_event_type_to_string(pd_event_type t);
 const char *pd_action_type_to_string(pd_action_type t);
 const char *pd_reply_to_string(pd_reply r);
+const char *pd_outcome_to_string(pd_outcome o);
 const char *pd_alert_to_string(pd_alert a);

@@ -4,7 +4,9 @@
 /*
  * Documented outcomes of pool-services calls, returned as positive values
  * (system failures are negative errnos). pool-api maps each to an HTTP
- * status in one table.
+ * status in one table. The same codes say why a request that finishes
+ * later ended (ps_done_fn, ps_reload_done_fn): callers decide on the code,
+ * never on the words of the message that comes with it.
  */
 enum {
         PS_E_INVALID = 1,       /* bad input; the message names the field  */
@@ -25,4 +27,13 @@ enum {
         PS_E_GPU_ONLY,          /* needs a GPU the node does not have      */
         PS_E_PREFLIGHT,         /* not enough VRAM or host RAM for a start */
         PS_E_MODEL_FORBIDDEN,   /* a model or workdir outside models.allow */
+        PS_E_START_FAILED,      /* a preload's engine did not come up: it
+                                   exited, stalled or could not be spawned,
+                                   or a stop, drain or restart came first */
+        PS_E_HEALTH_CHECK,      /* a preload's engine never answered healthy
+                                   within its startup timeout             */
+        PS_E_ROLLBACK_FAILED,   /* a replica's reload failed and its
+                                   previous engine did not come back      */
+        PS_E_ENGINE_FAILED,     /* the serving engine failed while a
+                                   replica's reload was under way         */
 };

@@ -54,10 +54,21 @@ typedef struct ps_context {
 typedef struct ps_registry ps_registry;
 typedef struct ps_replica ps_replica;
 
-/* Called once when a preload, drain or reload finishes. ok false: message
- * says why ("preload failed: exited with code 1: ..."). The replica may be
- * freed by the callback. */
-typedef void (*ps_done_fn)(bool ok, const char *message, void *userdata);
+/*
+ * Called once when a preload, drain or reload finishes (and when a stop
+ * that takes one is over). rc is 0, a negative errno, or a PS_E_* that
+ * says why it failed; message says what happened, for people, without
+ * naming the request ("ready", "exited with code 1: ...", "stopped").
+ * Decide on rc, never on message: its words may change.
+ *
+ * A preload fails with the code its preflight refused with (PS_E_PREFLIGHT,
+ * PS_E_GPU_ONLY; a negative one counts as PS_E_PREFLIGHT), PS_E_HEALTH_CHECK
+ * or PS_E_START_FAILED. A replica's reload fails with PS_E_STAGE_FAILED,
+ * PS_E_DRAIN_TIMEOUT, PS_E_RELOAD_FAILED (rolled back), PS_E_ROLLBACK_FAILED,
+ * PS_E_ENGINE_FAILED, or PS_E_CONFLICT when a stop came first; a drain
+ * with PS_E_CONFLICT. The replica may be freed by the callback.
+ */
+typedef void (*ps_done_fn)(int rc, const char *message, void *userdata);
 
 ps_registry *ps_registry_new(const ps_context *ctx);
 /* Frees every record without stopping engines: running engines keep
@@ -93,8 +104,8 @@ int ps_registry_remove_pool(ps_registry *reg, const char *pool_id,
 /*
  * Stops every replica of the pool and forgets the pool once its engines
  * have exited (at once when none runs; always from the loop, never inside
- * this call). Preload answers still pending get ok=false. Again while
- * pending: 0. PS_E_NOT_FOUND.
+ * this call). Preload answers still pending fail (PS_E_START_FAILED).
+ * Again while pending: 0. PS_E_NOT_FOUND.
  */
 int ps_registry_forget_pool(ps_registry *reg, const char *pool_id,
                             char *err, size_t errlen);

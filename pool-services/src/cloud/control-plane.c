@@ -198,7 +198,7 @@ static void finish_stop(ps_control_plane *cp, bool ok, const char *message) {
         cp->state = ok ? CP_DEREGISTERED : CP_STOPPED;
         cp->done = NULL;
         if (done)
-                done(ok, message, cp->done_userdata);
+                done(ok ? 0 : -EIO, message, cp->done_userdata);
 }
 
 static void on_reply(const ps_http_result *res, void *userdata) {
@@ -457,7 +457,7 @@ void ps_control_plane_stop(ps_control_plane *cp, int64_t timeout_ms,
 
         if (!cp) {
                 if (done)
-                        done(true, "no control plane", userdata);
+                        done(0, "no control plane", userdata);
                 return;
         }
         evtimer_del(cp->timer);
@@ -470,7 +470,7 @@ void ps_control_plane_stop(ps_control_plane *cp, int64_t timeout_ms,
             !send) {
                 cp->state = CP_STOPPED;
                 if (done)
-                        done(true, "not registered with the control plane", userdata);
+                        done(0, "not registered with the control plane", userdata);
                 return;
         }
         cp->done = done;

@@ -282,7 +282,7 @@ static void send_request(ps_etcd *e, etcd_request kind, json_t *doc) {
 
                         e->done = NULL;
                         e->stopped = true;
-                        done(false, "etcd lease revocation failed: out of memory", e->done_userdata);
+                        done(-ENOMEM, "etcd lease revocation failed: out of memory", e->done_userdata);
                 }
         }
 }
@@ -437,7 +437,7 @@ static void on_reply(const ps_http_result *res, void *userdata) {
                 e->done = NULL;
                 json_decref(doc);
                 if (done)
-                        done(ok, ok ? "etcd lease revoked" : "etcd lease revocation failed",
+                        done(ok ? 0 : -EIO, ok ? "etcd lease revoked" : "etcd lease revocation failed",
                              e->done_userdata);
                 return;
         }
@@ -671,7 +671,7 @@ void ps_etcd_poke(ps_etcd *e) {
 void ps_etcd_stop(ps_etcd *e, int64_t timeout_ms, ps_done_fn done, void *userdata) {
         if (!e || e->stopping) {
                 if (done)
-                        done(true, "etcd not in use", userdata);
+                        done(0, "etcd not in use", userdata);
                 return;
         }
         e->stopping = true;
@@ -684,7 +684,7 @@ void ps_etcd_stop(ps_etcd *e, int64_t timeout_ms, ps_done_fn done, void *userdat
         if (!e->lease[0]) {
                 e->stopped = true;
                 if (done)
-                        done(true, "no etcd lease held", userdata);
+                        done(0, "no etcd lease held", userdata);
                 return;
         }
         e->done = done;

@@ -23,6 +23,7 @@
 #include "core/errfmt.h"
 #include "core/policy-private.h"
 #include "core/strv.h"
+#include "core/template.h"
 #include "pool-domain/ids.h"
 #include "pool-services/config.h"
 #include "pool-services/inventory.h"
@@ -69,6 +70,11 @@ static const char *const refused_env[] = {
         "TZDIR", "GLIBC_TUNABLES", "OPENSSL_CONF", "OPENSSL_MODULES", "OPENSSL_ENGINES",
         "PYTHON*", "PERL5*", "RUBY*", "NODE_OPTIONS", "BASH_ENV", "ENV", "IFS", "PATH",
         "HOME", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "NVIDIA_VISIBLE_DEVICES",
+        /* libraries the engines' own runtimes dlopen() by name */
+        "GGML_BACKEND_PATH", "CUDA_INJECTION*", "NCCL_*PLUGIN*", "OMP_TOOL*",
+        "TRITON_LIBCUDA_PATH", "CUDA_HOME", "CUDA_PATH",
+        /* a model or a download the daemon has not checked */
+        "LLAMA_ARG_MODEL*", "LLAMA_ARG_HF_*", "HF_ENDPOINT",
 };
 
 #define POOL_REPLICAS_MAX 256
@@ -969,133 +975,46 @@ static int parse_cloud(ctx *c, ps_config *cfg, const json_t *obj) {
 
 /* ---- argument templates ---- */
 
-typedef struct template_vars {
-        const char *pool_where;         /* "pools[0]", for messages */
-        const char *model_path;         /* NULL: not configured */
-        const char *host;
-        const char *tensor_split;       /* NULL: no split */
-        const char *replica_id;
-        const char *pool_id;
-        char port[8];
-        char slots[16];
-} template_vars;
+static char *model_id_of(const char *model_path);
 
-#define PLACEHOLDERS "{model_path}, {port}, {slots}, {host}, {tensor_split}, {replica_id}, {pool_id}"
-
-typedef struct sbuf {
-        char *s;
-        size_t len, cap;
-        bool oom;
-} sbuf;
-
-static void sbuf_add(sbuf *b, const char *s, size_t n) {
-        if (b->oom)
-                return;
-        if (b->len + n + 1 > b->cap) {
-                size_t cap = (b->len + n + 1) * 2;
-                char *p = realloc(b->s, cap);
-
-                if (!p) {
-                        b->oom = true;
-                        return;
-                }
-                b->s = p;
-                b->cap = cap;
-        }
-        memcpy(b->s + b->len, s, n);
-        b->len += n;
-        b->s[b->len] = '\0';
-}
-
-/*
- * Expands one argument. "{{" and "}}" are literal braces. Returns 0 and a
- * new string, -ENOMEM, or PS_E_INVALID with the reason in why.
- */
-static int template_expand(const char *tmpl, const template_vars *v, char **ret,
-                           char *why, size_t whylen) {
-        sbuf b = { .s = NULL };
-        const char *p = tmpl;
-
-        sbuf_add(&b, "", 0);
-        while (*p) {
-                const char *end, *value = NULL, *field = NULL;
-                size_t n;
-
-                if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
-                        sbuf_add(&b, p, 1);
-                        p += 2;
-                        continue;
-                }
-                if (p[0] != '{') {
-                        n = strcspn(p, "{}");
-                        if (n == 0)
-                                n = 1;  /* a lone '}' is literal */
-                        sbuf_add(&b, p, n);
-                        p += n;
-                        continue;
-                }
-                end = strchr(p + 1, '}');
-                if (!end) {
-                        free(b.s);
-                        snprintf(why, whylen, "unterminated placeholder in \"" SHOWN "\" "
-                                 "(write {{ for a literal brace)", tmpl);
-                        return PS_E_INVALID;
-                }
-                n = (size_t) (end - p - 1);
-#define IS(name) (n == strlen(name) && strncmp(p + 1, name, n) == 0)
-                if (IS("model_path")) {
-                        value = v->model_path;
-                        field = "model_path";
-                } else if (IS("port")) {
-                        value = v->port;
-                } else if (IS("slots")) {
-                        value = v->slots;
-                } else if (IS("host")) {
-                        value = v->host;
-                } else if (IS("tensor_split")) {
-                        value = v->tensor_split;
-                        field = "split";
-                } else if (IS("replica_id")) {
-                        value = v->replica_id;
-                } else if (IS("pool_id")) {
-                        value = v->pool_id;
-                } else {
-                        free(b.s);
-                        snprintf(why, whylen, "unknown placeholder {%.*s} (known: " PLACEHOLDERS ")",
-                                 n > 40 ? 40 : (int) n, p + 1);
-                        return PS_E_INVALID;
-                }
-#undef IS
-                if (!value) {
-                        free(b.s);
-                        snprintf(why, whylen, "{%.*s} is used but %s.%s is not set",
-                                 (int) n, p + 1, v->pool_where, field);
-                        return PS_E_INVALID;
-                }
-                sbuf_add(&b, value, strlen(value));
-                p = end + 1;
-        }
-        if (b.oom) {
-                free(b.s);
-                return -ENOMEM;
-        }
-        *ret = b.s;
-        return 0;
-}
-
-static void template_vars_init(template_vars *v, const ps_pool_config *p, size_t pool_index,
-                               char *where, size_t wherelen, unsigned port, const char *replica_id) {
+/* A pool's template variables for one replica; messages name pools[i]. */
+static void template_vars_init(ps_template_vars *v, const ps_pool_config *p, size_t pool_index,
+                               char *where, size_t wherelen, unsigned port, const char *replica_id,
+                               const char *model_id) {
         snprintf(where, wherelen, "pools[%zu]", pool_index);
-        *v = (template_vars) {
-                .pool_where = where,
+        *v = (ps_template_vars) {
+                .where = where,
                 .model_path = p->model_path,
+                .model_id = model_id,
                 .host = p->host,
                 .tensor_split = p->tensor_split,
                 .replica_id = replica_id,
                 .pool_id = p->id,
+                .port = port,
+                .slots = p->slots,
         };
-        snprintf(v->port, sizeof(v->port), "%u", port);
-        snprintf(v->slots, sizeof(v->slots), "%u", p->slots);
+}
+
+/* Whether the pool's args render for one replica; fails naming the arg. */
+static int check_args(ctx *c, const ps_pool_config *p, size_t pool_index, unsigned port,
+                      const char *replica_id) {
+        char where[WHERE_MAX], what[WHERE_MAX + 8], why[512], **argv = NULL;
+        char *model_id = p->model_path ? model_id_of(p->model_path) : NULL;
+        ps_template_vars v;
+        int r;
+
+        /* no model_id: a path of slashes only (no name), or out of memory */
+        if (p->model_path && !model_id && p->model_path[strspn(p->model_path, "/")])
+                return -ENOMEM;
+        template_vars_init(&v, p, pool_index, where, sizeof(where), port, replica_id, model_id);
+        snprintf(what, sizeof(what), "%s.args", where);
+        r = ps_template_render_all(p->args, p->n_args, &v, what, &argv, why, sizeof(why));
+        free(model_id);
+        if (r > 0)
+                return fail(c, "%s", why);
+        if (r == 0)
+                ps_strv_free(argv, p->n_args);
+        return r;
 }
 
 /* ---- pools ---- */
@@ -1336,21 +1255,8 @@ static int parse_pool(ctx *c, ps_config *cfg, const json_t *obj, size_t i) {
         }
         if (r)
                 return r;
-        /* Expand once for r0, so a bad template fails the load, not a preload. */
-        for (size_t a = 0; a < p->n_args; a++) {
-                template_vars v;
-                char w[WHERE_MAX];
-                char *out = NULL;
-
-                template_vars_init(&v, p, i, w, sizeof(w), p->port, "r0");
-                r = template_expand(p->args[a], &v, &out, why, sizeof(why));
-                free(out);
-                if (r < 0)
-                        return r;
-                if (r > 0)
-                        return fail(c, "%s.args[%zu]: %s", where, a, why);
-        }
-        return 0;
+        /* Render once for r0, so a bad template fails the load, not a preload. */
+        return check_args(c, p, i, p->port, "r0");
 }
 
 static int parse_pools(ctx *c, ps_config *cfg, const json_t *arr) {
@@ -1949,6 +1855,7 @@ const ps_pool_config *ps_config_find_pool(const ps_config *config, const char *i
 typedef struct allowed {
         char *lexical;
         char *real;               /* NULL: does not resolve               */
+        bool children_only;       /* a "dir/" covering only its own files */
 } allowed;
 
 typedef struct allowset {
@@ -1979,6 +1886,7 @@ static int allowset_add(allowset *set, char *lexical, const char *real) {
         }
         set->v = v;
         v[set->n].lexical = lexical;
+        v[set->n].children_only = false;
         v[set->n].real = real ? strdup(real) : entry_realpath(lexical);
         if (!v[set->n].real && (real || errno == ENOMEM)) {
                 free(lexical);
@@ -2023,14 +1931,17 @@ static char *dir_of(const char *path) {
         return strndup(path, slash ? (size_t) (slash - path) + 1 : 0);
 }
 
-/* A tree entry "dir/" covers dir itself and everything below; a file
- * entry only itself. */
-static bool covered(const char *path, const char *entry) {
+/* A tree entry "dir/" covers dir itself and everything below (with
+ * children_only: dir's own files, no deeper); a file entry only itself. */
+static bool covered(const char *path, const char *entry, bool children_only) {
         size_t len = strlen(entry);
 
-        if (len && entry[len - 1] == '/')
-                return strncmp(path, entry, len) == 0 ||
-                       (strlen(path) == len - 1 && strncmp(path, entry, len - 1) == 0);
+        if (len && entry[len - 1] == '/') {
+                if (strlen(path) == len - 1 && strncmp(path, entry, len - 1) == 0)
+                        return true;
+                return strncmp(path, entry, len) == 0 &&
+                       (!children_only || !strchr(path + len, '/'));
+        }
         return strcmp(path, entry) == 0;
 }
 
@@ -2055,7 +1966,7 @@ static int path_check(ctx *c, const char *what, const char *list_name, int forbi
                 return fail(c, "%s: " SHOWN " has \".\", \"..\" or empty components", what, path);
         inside = false;
         for (size_t i = 0; !inside && i < set->n; i++)
-                inside = covered(path, set->v[i].lexical);
+                inside = covered(path, set->v[i].lexical, set->v[i].children_only);
         if (!inside) {
                 fail(c, "%s: " SHOWN " is not in %s", what, path, list_name);
                 return forbidden;
@@ -2071,7 +1982,8 @@ static int path_check(ctx *c, const char *what, const char *list_name, int forbi
         }
         inside = false;
         for (size_t i = 0; !inside && i < set->n; i++)
-                inside = set->v[i].real && covered(real, set->v[i].real);
+                inside = set->v[i].real &&
+                         covered(real, set->v[i].real, set->v[i].children_only);
         if (!inside) {
                 fail(c, "%s: " SHOWN " resolves to " SHOWN ", which is not in %s", what, path,
                      real, list_name);
@@ -2116,10 +2028,24 @@ static int model_set(const ps_config *config, allowset *set, const char **list) 
                 return allowset_from_list(set, config->models_allow, config->models_allow_real,
                                           config->n_models_allow);
         }
-        *list = "models.allow (empty: only the directories of configured pools' models)";
-        for (size_t i = 0; !r && i < config->n_pools; i++)
-                if (config->pools[i].model_path)
-                        r = allowset_add(set, dir_of(config->pools[i].model_path), NULL);
+        *list = "models.allow (empty: only the files beside configured pools' models)";
+        for (size_t i = 0; !r && i < config->n_pools; i++) {
+                char *dir;
+
+                if (!config->pools[i].model_path)
+                        continue;
+                dir = dir_of(config->pools[i].model_path);
+                if (!dir)
+                        return -ENOMEM;
+                /* a model at the root would otherwise allow every file */
+                if (strcmp(dir, "/") == 0) {
+                        free(dir);
+                        continue;
+                }
+                r = allowset_add(set, dir, NULL);
+                if (!r)
+                        set->v[set->n - 1].children_only = true;
+        }
         return r;
 }
 
@@ -2336,10 +2262,10 @@ int ps_config_replica_spec(const ps_config *config, size_t pool_index, unsigned 
         ctx c = { .err = err, .errlen = errlen };
         const ps_pool_config *p;
         ps_engine_spec *s;
-        template_vars v;
-        char where[WHERE_MAX], rid[16], why[512];
+        char rid[16];
         unsigned port;
         bool ok = true;
+        int r;
 
         if (!config || !ret)
                 return -EINVAL;
@@ -2352,6 +2278,9 @@ int ps_config_replica_spec(const ps_config *config, size_t pool_index, unsigned 
                             p->replicas);
         port = p->port + replica + (surge ? p->replicas : 0);
         snprintf(rid, sizeof(rid), "r%u", replica);
+        r = check_args(&c, p, pool_index, port, rid);
+        if (r != 0)
+                return r;
 
         s = ps_engine_spec_new();
         if (!s)
@@ -2368,6 +2297,7 @@ int ps_config_replica_spec(const ps_config *config, size_t pool_index, unsigned 
         DUP(device_mask, p->device_mask);
         DUP(cuda_visible_devices, p->cuda_visible_devices);
         DUP(health_path, ps_policy_health_path(p->policy));
+        DUP(tensor_split, p->tensor_split);
 #undef DUP
         if (p->model_path) {
                 s->model_id = model_id_of(p->model_path);
@@ -2384,23 +2314,15 @@ int ps_config_replica_spec(const ps_config *config, size_t pool_index, unsigned 
                         s->n_env = i + 1;
                 }
         }
+        /* the templates themselves: rendered at each start */
         if (ok && p->n_args > 0) {
                 s->flags = calloc(p->n_args, sizeof(*s->flags));
                 ok = s->flags != NULL;
-        }
-        template_vars_init(&v, p, pool_index, where, sizeof(where), port, rid);
-        for (size_t i = 0; ok && i < p->n_args; i++) {
-                int r = template_expand(p->args[i], &v, &s->flags[i], why, sizeof(why));
-
-                if (r < 0) {
-                        ok = false;
-                        break;
+                for (size_t i = 0; ok && i < p->n_args; i++) {
+                        s->flags[i] = strdup(p->args[i]);
+                        ok = s->flags[i] != NULL;
+                        s->n_flags = i + 1;
                 }
-                if (r > 0) {
-                        ps_engine_spec_free(s);
-                        return fail(&c, "pools[%zu].args[%zu]: %s", pool_index, i, why);
-                }
-                s->n_flags = i + 1;
         }
         if (!ok) {
                 ps_engine_spec_free(s);

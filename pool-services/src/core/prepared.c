@@ -358,6 +358,15 @@ int ps_prepared_engine_parse(const json_t *body, const char *url_pool_id,
         }
         spec->port = (uint16_t) port;
         spec->slots = (uint32_t) slots;
+        /* flags are a literal argv: only the values of --port, -m, --host
+         * and --parallel that are this spec's own become variables, so a
+         * surge moves the port and nothing else is ever rewritten */
+        r = ps_engine_spec_set_argv(spec, (const char *const *) spec->flags, spec->n_flags);
+        if (r != 0) {
+                ps_errf(err, errlen, r, "out of memory");
+                ps_engine_spec_free(spec);
+                return r;
+        }
         *ret = spec;
         return 0;
 }

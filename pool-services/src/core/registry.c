@@ -596,7 +596,7 @@ void registry_replica_settled(ps_registry *reg) {
         reg->stopping_all = false;
         reg->stop_done = NULL;
         if (done)
-                done(true, "all engines stopped", reg->stop_userdata);
+                done(0, "all engines stopped", reg->stop_userdata);
 }
 
 void ps_registry_stop_all(ps_registry *reg, ps_done_fn done, void *userdata) {

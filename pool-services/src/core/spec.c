@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/errfmt.h"
 #include "core/strv.h"
+#include "core/template.h"
+#include "pool-services/errors.h"
 #include "pool-services/spec.h"
 
 ps_engine_spec *ps_engine_spec_new(void) {
@@ -33,6 +36,7 @@ ps_engine_spec *ps_engine_spec_free(ps_engine_spec *spec) {
         ps_strv_free(spec->env, spec->n_env);
         free(spec->workdir);
         free(spec->health_path);
+        free(spec->tensor_split);
         free(spec);
         return NULL;
 }
@@ -92,6 +96,7 @@ ps_engine_spec *ps_engine_spec_copy(const ps_engine_spec *spec) {
         d->n_env = d->env ? spec->n_env : 0;
         d->workdir = dup_or_null(spec->workdir, &ok);
         d->health_path = dup_or_null(spec->health_path, &ok);
+        d->tensor_split = dup_or_null(spec->tensor_split, &ok);
         if (!ok)
                 return ps_engine_spec_free(d);
         return d;
@@ -104,4 +109,77 @@ int ps_engine_spec_url(const ps_engine_spec *spec, char *buf, size_t len) {
         if (strchr(host, ':'))
                 return snprintf(buf, len, "http://[%s]:%u", host, (unsigned) spec->port);
         return snprintf(buf, len, "http://%s:%u", host, (unsigned) spec->port);
+}
+
+static void spec_vars(const ps_engine_spec *spec, ps_template_vars *v) {
+        *v = (ps_template_vars) {
+                .model_path = spec->model_path ? spec->model_path : spec->model_id,
+                .model_id = spec->model_id,
+                .host = spec->host ? spec->host : "127.0.0.1",
+                .tensor_split = spec->tensor_split,
+                .replica_id = spec->replica_id,
+                .pool_id = spec->pool_id,
+                .port = spec->port,
+                .slots = spec->slots,
+        };
+}
+
+int ps_engine_spec_argv(const ps_engine_spec *spec, char ***ret, char *err, size_t errlen) {
+        const char *binary = spec->binary_path ? spec->binary_path : "";
+        ps_template_vars v;
+        char **flags = NULL, **argv, *at, why[512];
+        size_t size;
+        int r;
+
+        spec_vars(spec, &v);
+        r = ps_template_render_all(spec->flags, spec->n_flags, &v, "flags", &flags,
+                                   why, sizeof(why));
+        if (r > 0)
+                return ps_errf(err, errlen, r, "%s", why);
+        if (r < 0)
+                return ps_errf(err, errlen, r, "out of memory");
+        size = (spec->n_flags + 2) * sizeof(*argv) + strlen(binary) + 1;
+        for (size_t i = 0; i < spec->n_flags; i++)
+                size += strlen(flags[i]) + 1;
+        argv = malloc(size);
+        if (!argv) {
+                ps_strv_free(flags, spec->n_flags);
+                return ps_errf(err, errlen, -ENOMEM, "out of memory");
+        }
+        at = (char *) (argv + spec->n_flags + 2);
+        argv[0] = strcpy(at, binary);
+        at += strlen(binary) + 1;
+        for (size_t i = 0; i < spec->n_flags; i++) {
+                argv[i + 1] = strcpy(at, flags[i]);
+                at += strlen(flags[i]) + 1;
+        }
+        argv[spec->n_flags + 1] = NULL;
+        ps_strv_free(flags, spec->n_flags);
+        *ret = argv;
+        return 0;
+}
+
+int ps_engine_spec_set_argv(ps_engine_spec *spec, const char *const *argv, size_t n) {
+        ps_template_vars v;
+        char **flags;
+        int r;
+
+        spec_vars(spec, &v);
+        /* only what the spec itself names: no defaults, no reference */
+        v.model_path = spec->model_path;
+        v.host = spec->host;
+        r = ps_template_from_argv(argv, n, &v, &flags);
+        if (r < 0)
+                return r;
+        ps_strv_free(spec->flags, spec->n_flags);
+        spec->flags = flags;
+        spec->n_flags = n;
+        return 0;
+}
+
+bool ps_engine_spec_takes_port(const ps_engine_spec *spec) {
+        for (size_t i = 0; i < spec->n_flags; i++)
+                if (ps_template_uses(spec->flags[i], "port"))
+                        return true;
+        return false;
 }

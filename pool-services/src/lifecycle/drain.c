@@ -113,7 +113,7 @@ static void arm_finish(drain_op *op) {
         evtimer_add(op->finish, &now);
 }
 
-static void on_part_done(bool ok, const char *message, void *userdata) {
+static void on_part_done(int rc, const char *message, void *userdata) {
         drain_part *part = userdata;
         drain_op *op = part->op;
         ps_replica *r = part->replica;
@@ -122,9 +122,10 @@ static void on_part_done(bool ok, const char *message, void *userdata) {
                 return;
         part->waiting = false;
         op->waiting--;
-        if (!ok && op->ok) {
+        if (rc != 0 && op->ok) {
                 op->ok = false;
-                snprintf(op->failure, sizeof(op->failure), "%s", message ? message : "drain failed");
+                snprintf(op->failure, sizeof(op->failure), "drain ended: %s",
+                         message ? message : "failed");
         }
         if (r->lc.force_stopped)
                 op->force_stopped = true;

@@ -226,15 +226,12 @@ fail:
         return r;
 }
 
-static char **build_argv(const ps_engine_spec *spec) {
-        char **argv = calloc(spec->n_flags + 2, sizeof(*argv));
+/* The spec's templates rendered for this start: one allocation, free()
+ * frees it. A template that does not render is -EINVAL, err says why. */
+static int build_argv(const ps_engine_spec *spec, char ***ret, char *err, size_t errlen) {
+        int r = ps_engine_spec_argv(spec, ret, err, errlen);
 
-        if (!argv)
-                return NULL;
-        argv[0] = spec->binary_path;
-        for (size_t i = 0; i < spec->n_flags; i++)
-                argv[i + 1] = spec->flags[i];
-        return argv;
+        return r > 0 ? -EINVAL : r;
 }
 
 static size_t env_key_len(const char *entry) {
@@ -838,9 +835,9 @@ int ps_engine_spawn(struct event_base *base, const ps_engine_spec *spec,
                 goto oom;
 
         /* Everything the child uses is built here: it must not allocate. */
-        plan.argv = build_argv(spec);
-        if (!plan.argv)
-                goto oom;
+        r = build_argv(spec, &plan.argv, err, errlen);
+        if (r < 0)
+                goto fail;
         if (opts->run_as_user && geteuid() == 0) {
                 r = get_passwd(opts->run_as_user, 0, &pw, &pw_buf);
                 if (r < 0) {
@@ -1091,7 +1088,8 @@ int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
                 ps_engine_free(engine);
                 return r;
         }
-        argv = build_argv(spec);
+        argv = NULL;
+        (void) build_argv(spec, &argv, NULL, 0);
         same = engine->pidfd >= 0 && argv && cmdline_is(pid, argv) && getpgid(pid) == pid;
         free(argv);
         /* A look-alike run by another user is not ours to take over (nor to

@@ -103,10 +103,14 @@ static json_t *strv_to_json(char *const *v, size_t n) {
  */
 static json_t *handoff_json(const ps_handoff *h) {
         const ps_engine_spec *s = h->spec;
-        char url[300];
+        char url[300], **argv;
+        json_t *doc;
 
+        /* the flags as the engine got them, not their templates */
+        if (ps_engine_spec_argv(s, &argv, NULL, 0) != 0)
+                return NULL;
         ps_engine_spec_url(s, url, sizeof(url));
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s?, s:s?, s:s?}, s:o, s:s*,"
+        doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:s?, s:s?, s:s?}, s:o, s:s*,"
                          " s:I, s:I, s:I, s:I, s:s}",
                          "engine", ps_handoff_engine(s),
                          "engine_version", s->engine_version && s->engine_version[0] ?
@@ -116,13 +120,15 @@ static json_t *handoff_json(const ps_handoff *h) {
                          "replica_id", s->replica_id,
                          "model", "path", s->model_path, "id", s->model_id,
                                   "digest", s->model_digest,
-                         "flags", strv_to_json(s->flags, s->n_flags),
+                         "flags", strv_to_json(argv + 1, s->n_flags),
                          "device_mask", s->device_mask,
                          "slots", (json_int_t) s->slots,
                          "slots_total", (json_int_t) s->slots,
                          "slots_free", (json_int_t) h->slots_free,
                          "pid", (json_int_t) h->pid,
                          "managed_by", PS_HANDOFF_MANAGED_BY);
+        free(argv);
+        return doc;
 }
 
 /* Writes all of text, retrying after signals. */

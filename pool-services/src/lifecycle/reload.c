@@ -19,6 +19,7 @@
 #include "core/errfmt.h"
 #include "core/policy-private.h"
 #include "core/registry-private.h"
+#include "core/strv.h"
 #include "lifecycle/replica-private.h"
 #include "lifecycle/stage.h"
 #include "pool-services/digest.h"
@@ -150,7 +151,8 @@ static bool spec_same(const ps_engine_spec *a, const ps_engine_spec *b) {
         return str_same(a->model_path, b->model_path) && str_same(a->model_id, b->model_id) &&
                str_same(a->engine_version, b->engine_version) && str_same(a->engine, b->engine) &&
                str_same(a->binary_path, b->binary_path) && flags_same(a, b) && env_same(a, b) &&
-               a->slots == b->slots && a->port == b->port && str_same(a->host, b->host);
+               a->slots == b->slots && a->port == b->port && str_same(a->host, b->host) &&
+               str_same(a->tensor_split, b->tensor_split);
 }
 
 static int set_str(char **field, const char *value) {
@@ -163,104 +165,6 @@ static int set_str(char **field, const char *value) {
         return 0;
 }
 
-/* text with every `from` replaced by `to`; NULL on OOM. */
-static char *replace_all(const char *text, const char *from, const char *to) {
-        size_t flen = strlen(from), tlen = strlen(to), n = 0;
-        const char *p;
-        char *out, *w;
-
-        if (flen == 0)
-                return strdup(text);
-        for (p = text; (p = strstr(p, from)); p += flen)
-                n++;
-        out = malloc(strlen(text) + n * (tlen > flen ? tlen - flen : 0) + 1);
-        if (!out)
-                return NULL;
-        for (w = out, p = text;;) {
-                const char *hit = strstr(p, from);
-
-                if (!hit) {
-                        strcpy(w, p);
-                        break;
-                }
-                memcpy(w, p, (size_t) (hit - p));
-                w += hit - p;
-                memcpy(w, to, tlen);
-                w += tlen;
-                p = hit + flen;
-        }
-        return out;
-}
-
-/* An argument that is `from`, or ends in "=from" ("--model=/m/a.gguf"),
- * gets `to` instead. */
-static int swap_arg(char **arg, const char *from, const char *to) {
-        size_t alen = strlen(*arg), flen = strlen(from);
-        char *next;
-
-        if (flen == 0)
-                return 0;
-        if (strcmp(*arg, from) == 0)
-                return set_str(arg, to);
-        if (alen > flen && (*arg)[alen - flen - 1] == '=' && strcmp(*arg + alen - flen, from) == 0) {
-                next = malloc(alen - flen + strlen(to) + 1);
-                if (!next)
-                        return -ENOMEM;
-                memcpy(next, *arg, alen - flen);
-                strcpy(next + alen - flen, to);
-                free(*arg);
-                *arg = next;
-        }
-        return 0;
-}
-
-static int swap_args(ps_engine_spec *s, const char *from, const char *to) {
-        int rc;
-
-        for (size_t i = 0; from && to && i < s->n_flags; i++)
-                if ((rc = swap_arg(&s->flags[i], from, to)) < 0)
-                        return rc;
-        return 0;
-}
-
-static int expand_flags(ps_engine_spec *s, const char *const *flags, size_t n) {
-        char port[16], slots[16];
-        const struct { const char *key, *value; } vars[] = {
-                { "{model_path}", s->model_path ? s->model_path : "" },
-                { "{model_id}", s->model_id ? s->model_id : "" },
-                { "{port}", port },
-                { "{host}", s->host ? s->host : "" },
-                { "{slots}", slots },
-        };
-        char **out = calloc(n ? n : 1, sizeof(*out));
-
-        if (!out)
-                return -ENOMEM;
-        snprintf(port, sizeof(port), "%u", (unsigned) s->port);
-        snprintf(slots, sizeof(slots), "%u", (unsigned) s->slots);
-        for (size_t i = 0; i < n; i++) {
-                out[i] = strdup(flags[i]);
-                for (size_t v = 0; out[i] && v < sizeof(vars) / sizeof(vars[0]); v++) {
-                        char *next = replace_all(out[i], vars[v].key, vars[v].value);
-
-                        free(out[i]);
-                        out[i] = next;
-                }
-                if (!out[i]) {
-                        for (size_t j = 0; j < i; j++)
-                                free(out[j]);
-                        free(out);
-                        return -ENOMEM;
-                }
-        }
-        for (size_t i = 0; i < s->n_flags; i++)
-                free(s->flags[i]);
-        free(s->flags);
-        s->flags = out;
-        s->n_flags = n;
-        return 0;
-}
-
 /* The spare port of a surge: port + replicas from the home port, and back
  * home from there. */
 static uint16_t surge_port(const ps_replica *r, size_t n_replicas) {
@@ -269,29 +173,39 @@ static uint16_t surge_port(const ps_replica *r, size_t n_replicas) {
         return port <= 65535 ? (uint16_t) port : 0;
 }
 
-static int move_to_port(ps_engine_spec *s, uint16_t port) {
-        char from[16], to[16];
-
-        snprintf(from, sizeof(from), "%u", (unsigned) s->port);
-        snprintf(to, sizeof(to), "%u", (unsigned) port);
-        s->port = port;
-        return swap_args(s, from, to);
-}
-
 static const char *base_name(const char *path) {
         const char *slash = strrchr(path, '/');
 
         return slash ? slash + 1 : path;
 }
 
-/* The new spec of one replica for a request (port not yet moved). */
+/* The request's flags as the new templates. */
+static int set_flags(ps_engine_spec *s, const char *const *flags, size_t n) {
+        char **copy = calloc(n ? n : 1, sizeof(*copy));
+
+        if (!copy)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                if (!(copy[i] = strdup(flags[i]))) {
+                        ps_strv_free(copy, i);
+                        return -ENOMEM;
+                }
+        ps_strv_free(s->flags, s->n_flags);
+        s->flags = copy;
+        s->n_flags = n;
+        return 0;
+}
+
+/*
+ * The new spec of one replica for a request (port not yet moved): the
+ * request changes the spec's variables and, with flags, its templates;
+ * the argv is rendered when the engine starts.
+ */
 static int spec_for_request(const ps_replica *r, const ps_reload_request *req, const char *hex,
-                            ps_engine_spec **ret) {
+                            ps_engine_spec **ret, char *err, size_t errlen) {
         const ps_engine_spec *cur = r->current;
         ps_engine_spec *s = ps_engine_spec_copy(cur);
-        const char *old_model = cur->model_path ? cur->model_path : cur->model_id;
-        const char *new_model = req->model_path ? req->model_path : req->model_ref;
-        char digest[80];
+        char digest[80], **argv = NULL;
         int rc = 0;
 
         if (!s)
@@ -316,10 +230,12 @@ static int spec_for_request(const ps_replica *r, const ps_reload_request *req, c
         if (rc == 0 && req->engine_version)
                 rc = set_str(&s->engine_version, req->engine_version);
         if (rc == 0 && req->flags)
-                rc = expand_flags(s, req->flags, req->n_flags);
-        else if (rc == 0 && !str_same(old_model, new_model))
-                rc = swap_args(s, old_model, new_model);
-        if (rc < 0) {
+                rc = set_flags(s, req->flags, req->n_flags);
+        /* refused now, not when the engine starts */
+        if (rc == 0)
+                rc = ps_engine_spec_argv(s, &argv, err, errlen);
+        free(argv);
+        if (rc != 0) {
                 ps_engine_spec_free(s);
                 return rc;
         }
@@ -409,63 +325,67 @@ static void fail(reload_op *op, int rc, const char *reason, const char *fmt, ...
         va_end(ap);
 }
 
-/* The machine words its answers; the reason is read from them. */
-static void classify(const char *text, int *rc, const char **reason) {
-        if (strstr(text, "drain timeout")) {
-                *rc = PS_E_DRAIN_TIMEOUT;
+/* A replica's failed reload as the pool's outcome, and the reason the
+ * result and the metrics give for it. */
+static int part_failure(int rc, const char **reason) {
+        switch (rc) {
+        case PS_E_DRAIN_TIMEOUT:
                 *reason = "drain_timeout";
-        } else if (strstr(text, "staging failed")) {
-                *rc = PS_E_STAGE_FAILED;
+                return PS_E_DRAIN_TIMEOUT;
+        case PS_E_STAGE_FAILED:
                 *reason = "staging";
-        } else if (strstr(text, "rollback failed")) {
-                *rc = PS_E_RELOAD_FAILED;
+                return PS_E_STAGE_FAILED;
+        case PS_E_ROLLBACK_FAILED:
                 *reason = "rollback_failed";
-        } else if (strstr(text, "running engine failed")) {
-                *rc = PS_E_RELOAD_FAILED;
+                return PS_E_RELOAD_FAILED;
+        case PS_E_ENGINE_FAILED:
                 *reason = "engine_failed";
-        } else if (strstr(text, "stopped") || strstr(text, "drain requested") ||
-                   strstr(text, "restart requested")) {
-                *rc = PS_E_CONFLICT;
+                return PS_E_RELOAD_FAILED;
+        case PS_E_CONFLICT:
                 *reason = "stopped";
-        } else {
-                *rc = PS_E_RELOAD_FAILED;
+                return PS_E_CONFLICT;
+        default:
                 *reason = "health";
+                return PS_E_RELOAD_FAILED;
         }
 }
 
 /* ---- steps ------------------------------------------------------------------- */
 
-static void on_part_done(bool ok, const char *text, void *userdata) {
+static void on_part_done(int rc, const char *message, void *userdata) {
         reload_part *part = userdata;
         reload_op *op = part->op;
+        char text[PD_ACTION_TEXT_MAX];
         const char *reason;
-        int rc;
+        int failure;
 
         if (!part->waiting)
                 return;
         part->waiting = false;
+        snprintf(text, sizeof(text), "%s%s", rc == 0 ? "" : "reload failed: ",
+                 message ? message : "");
         if (!op->reverting) {
-                part->ok = ok;
-                snprintf(part->message, sizeof(part->message), "%s", text ? text : "");
-                if (ok) {
+                part->ok = rc == 0;
+                snprintf(part->message, sizeof(part->message), "%s", text);
+                if (rc == 0) {
                         op->at++;
                 } else {
-                        classify(part->message, &rc, &reason);
-                        fail(op, rc, reason, "%s", part->message);
+                        failure = part_failure(rc, &reason);
+                        fail(op, failure, reason, "%s", part->message);
                         op->reverting = true;
                         op->revert_at = op->at;
                 }
         } else {
                 op->revert_at--;
-                if (!ok) {
+                if (rc != 0) {
                         size_t len = strlen(op->message);
 
                         snprintf(op->message + len, sizeof(op->message) - len,
                                  "; restoring replica %s failed: %s", part->replica->replica_id,
-                                 text ? text : "");
+                                 text);
                 }
                 snprintf(part->message, sizeof(part->message), "%s",
-                         ok ? "restored to the previous engine" : (text ? text : ""));
+                         rc == 0 ? "restored to the previous engine" : text);
         }
         kick(op);
 }
@@ -631,6 +551,29 @@ static reload_op *op_new(ps_registry *reg, const char *pool_id, size_t n, ps_rel
         return op;
 }
 
+static void surge_falls_back(reload_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The surge runs drain-first instead: the answer's surge_fallback and a
+ * warning say why. */
+static void surge_falls_back(reload_op *op, const char *fmt, ...) {
+        const ps_context *ctx = registry_ctx(op->reg);
+        va_list ap;
+
+        op->strategy = PS_RELOAD_DRAIN_FIRST;
+        va_start(ap, fmt);
+        vsnprintf(op->fallback, sizeof(op->fallback), fmt, ap);
+        va_end(ap);
+        ps_event ev = {
+                .type = PS_EVENT_GENERIC,
+                .level = PS_LOG_WARN,
+                .pool_id = op->pool_id,
+                .message = "surge reload runs drain-first",
+                .fields = (ps_field[]) { PS_FIELD_STR("reason", op->fallback) },
+                .n_fields = 1,
+        };
+        ps_event_emit(&ctx->sink, &ev);
+}
+
 /* Decides no-op or not, moves surge ports, stages, and registers the op. */
 static int op_begin(reload_op *op, const char *sha_hex) {
         const ps_context *ctx = registry_ctx(op->reg);
@@ -649,6 +592,19 @@ static int op_begin(reload_op *op, const char *sha_hex) {
                         snprintf(op->parts[i].message, sizeof(op->parts[i].message), "unchanged");
                 }
         }
+        /* The surge engine gets the spare port through {port}: one whose
+         * arguments do not take it would start on the port the old engine
+         * holds. Such a reload runs drain-first and says why. */
+        for (size_t i = 0; !op->noop && op->strategy == PS_RELOAD_SURGE && i < op->n_parts; i++) {
+                const reload_part *part = &op->parts[i];
+
+                if (!ps_engine_spec_takes_port(part->new_spec))
+                        surge_falls_back(op, "replica %s has no port variable: its arguments do "
+                                         "not take {port} (a PreparedEngine: no \"--port %u\" "
+                                         "in flags), so a second engine cannot get a spare port",
+                                         part->replica->replica_id,
+                                         (unsigned) part->old_spec->port);
+        }
         /* Surge needs the devices to hold both engines at once: the same
          * preflight a start gets, with the old engine's memory already
          * taken. Without room, the reload runs drain-first and says why. */
@@ -659,19 +615,9 @@ static int op_begin(reload_op *op, const char *sha_hex) {
                 if (ctx->preflight(op->parts[i].new_spec, ctx->preflight_userdata, why,
                                    sizeof(why)) == 0)
                         continue;
-                op->strategy = PS_RELOAD_DRAIN_FIRST;
-                snprintf(op->fallback, sizeof(op->fallback),
-                         "no room for both engines on the devices: %s", why);
-                ps_event ev = {
-                        .type = PS_EVENT_GENERIC,
-                        .level = PS_LOG_WARN,
-                        .pool_id = op->pool_id,
-                        .message = "surge reload runs drain-first",
-                        .fields = (ps_field[]) { PS_FIELD_STR("reason", op->fallback) },
-                        .n_fields = 1,
-                };
-                ps_event_emit(&ctx->sink, &ev);
+                surge_falls_back(op, "no room for both engines on the devices: %s", why);
         }
+        /* The port is a variable: the templates render for the new one. */
         for (size_t i = 0; !op->noop && op->strategy == PS_RELOAD_SURGE && i < op->n_parts; i++) {
                 reload_part *part = &op->parts[i];
                 uint16_t port = surge_port(part->replica, op->n_parts);
@@ -680,11 +626,8 @@ static int op_begin(reload_op *op, const char *sha_hex) {
                         reload_op_free(op);
                         return PS_E_INVALID;
                 }
-                if (part->new_spec->port == part->old_spec->port &&
-                    (rc = move_to_port(part->new_spec, port)) < 0) {
-                        reload_op_free(op);
-                        return rc;
-                }
+                if (part->new_spec->port == part->old_spec->port)
+                        part->new_spec->port = port;
         }
         if (!op->noop && op->n_parts > 0)
                 model = op->parts[0].new_spec->model_path;
@@ -742,7 +685,8 @@ int ps_pool_reload(ps_registry *reg, const char *pool_id, const ps_reload_reques
         if (!op)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++)
-                if ((rc = spec_for_request(op->parts[i].replica, req, hex, &op->parts[i].new_spec)) < 0) {
+                if ((rc = spec_for_request(op->parts[i].replica, req, hex, &op->parts[i].new_spec,
+                                           err, errlen)) != 0) {
                         reload_op_free(op);
                         return rc;
                 }

@@ -539,11 +539,17 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
                              PS_FIELD_STR("error", err));
                 err[0] = '\0';
         }
-        if (r->ctx->preflight &&
-            r->ctx->preflight(spec, r->ctx->preflight_userdata, err, sizeof(err)) != 0) {
+        rc = r->ctx->preflight ? r->ctx->preflight(spec, r->ctx->preflight_userdata, err,
+                                                   sizeof(err)) : 0;
+        if (rc != 0) {
+                /* The refusal's own code goes back to whoever waits for
+                 * the start; a check that broke is a refusal too. */
+                pd_event ev = { .type = PD_EV_PREFLIGHT_FAILED, .instance = a->instance,
+                                .refusal = rc > 0 ? rc : PS_E_PREFLIGHT, .detail = err };
+
                 EMIT(r, PS_EVENT_SPAWN_FAILED, PS_LOG_ERROR, "preflight refused the start",
                      PS_FIELD_STR("error", err), PS_FIELD_STR("device_mask", spec->device_mask));
-                feed_simple(r, PD_EV_PREFLIGHT_FAILED, a->instance, err);
+                enqueue(r, &ev);
                 return;
         }
         if (runtime_dir_ready(r, a->instance) < 0)
@@ -703,12 +709,44 @@ static void act_breaker_transition(ps_replica *r, const pd_action *a) {
 
 typedef struct reply_out {
         pending_reply to;
-        bool ok;
+        int rc;
         char text[PD_ACTION_TEXT_MAX];
 } reply_out;
 
+/* What the machine's answer means to whoever waits: 0 or the PS_E_* of
+ * ps_done_fn. A stop that came first fails a preload like any start that
+ * did not come up, and makes a drain or reload impossible. */
+static int reply_code(pd_reply reply, pd_outcome outcome, int refusal) {
+        switch (outcome) {
+        case PD_OUTCOME_OK:
+                return 0;
+        case PD_OUTCOME_PREFLIGHT:
+                return refusal > 0 ? refusal : PS_E_PREFLIGHT;
+        case PD_OUTCOME_STARTUP_TIMEOUT:
+                return PS_E_HEALTH_CHECK;
+        case PD_OUTCOME_SPAWN_FAILED:
+        case PD_OUTCOME_CRASHED:
+                return PS_E_START_FAILED;
+        case PD_OUTCOME_STAGE_FAILED:
+                return PS_E_STAGE_FAILED;
+        case PD_OUTCOME_DRAIN_TIMEOUT:
+                return PS_E_DRAIN_TIMEOUT;
+        case PD_OUTCOME_ROLLED_BACK:
+                return PS_E_RELOAD_FAILED;
+        case PD_OUTCOME_ROLLBACK_FAILED:
+                return PS_E_ROLLBACK_FAILED;
+        case PD_OUTCOME_ENGINE_FAILED:
+                return PS_E_ENGINE_FAILED;
+        case PD_OUTCOME_STOPPED:
+        case PD_OUTCOME_MAX:
+                break;
+        }
+        return reply == PD_REPLY_PRELOAD ? PS_E_START_FAILED : PS_E_CONFLICT;
+}
+
 static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_t *n_replies) {
         replica_inst *in = &r->inst[a->instance];
+        bool ok;
 
         switch (a->type) {
         case PD_ACT_SPAWN:
@@ -758,10 +796,11 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
                 replica_drop_leases(r, a->instance);
                 break;
         case PD_ACT_REPLY:
-                EMIT(r, PS_EVENT_REQUEST_DONE, a->ok ? PS_LOG_INFO : PS_LOG_ERROR,
-                     a->ok ? "request finished" : "request failed",
+                ok = a->outcome == PD_OUTCOME_OK;
+                EMIT(r, PS_EVENT_REQUEST_DONE, ok ? PS_LOG_INFO : PS_LOG_ERROR,
+                     ok ? "request finished" : "request failed",
                      PS_FIELD_STR("request", pd_reply_to_string(a->reply)),
-                     PS_FIELD_STR("ok", a->ok ? "true" : "false"),
+                     PS_FIELD_STR("ok", ok ? "true" : "false"),
                      PS_FIELD_STR("outcome", a->text),
                      PS_FIELD_STR("force_stopped", a->reply == PD_REPLY_DRAIN ?
                                   (a->force_stopped ? "true" : "false") : NULL));
@@ -769,8 +808,8 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
                         reply_out *o = &replies[(*n_replies)++];
 
                         o->to = r->pending[a->reply];
-                        o->ok = a->ok;
-                        snprintf(o->text, sizeof(o->text), "%s", a->text);
+                        o->rc = reply_code(a->reply, a->outcome, a->refusal);
+                        snprintf(o->text, sizeof(o->text), "%s", a->text + a->reason_at);
                         r->pending[a->reply] = (pending_reply) { 0 };
                 }
                 break;
@@ -909,7 +948,7 @@ static void run(ps_replica *r) {
         }
         registry_replica_settled(reg);
         for (size_t i = 0; i < n_replies; i++)
-                replies[i].to.fn(replies[i].ok, replies[i].text, replies[i].to.userdata);
+                replies[i].to.fn(replies[i].rc, replies[i].text, replies[i].to.userdata);
 }
 
 /* ---- timers ------------------------------------------------------------- */
@@ -982,7 +1021,8 @@ ps_replica *replica_free(ps_replica *r) {
 
                 r->pending[i] = (pending_reply) { 0 };
                 if (to.fn)
-                        to.fn(false, "the replica was removed", to.userdata);
+                        to.fn(reply_code((pd_reply) i, PD_OUTCOME_STOPPED, 0),
+                              "the replica was removed", to.userdata);
         }
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
                 replica_inst *in = &r->inst[i];

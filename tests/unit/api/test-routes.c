@@ -2,7 +2,7 @@
 /*
  * The route table as the daemon serves it, and the body checks of the
  * routes that need no backend: the preload envelope and the reload's
- * model fields.
+ * model fields; and how a failed preload answers.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,9 +10,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <string.h>
 
 #include <jansson.h>
+
+#include "pool-services/errors.h"
 
 #include "router-private.h"
 #include "routes-private.h"
@@ -196,6 +199,48 @@ static void test_reload_model(void **state) {
         assert_model_refused("{\"model_path\": []}", "model_path: must be a non-empty string");
 }
 
+static void assert_preload_failure(int rc, const char *message, pa_code code, int status,
+                                   const char *shown) {
+        char buf[512];
+
+        assert_int_equal(pa_preload_failure(rc, message, buf, sizeof(buf)), code);
+        assert_int_equal(pa_code_to_status(code), status);
+        assert_string_equal(buf, shown);
+}
+
+/* The code of a failed preload is the services' code; the words that come
+ * with it are shown, never read. Each message below says something its
+ * code does not. */
+static void test_preload_failure_code_ignores_the_words(void **state) {
+        static const char gpu_only[] = "preflight failed: GPU-only enforcement: pool p needs GPU0";
+        static const char health[] = "health check failed: not ready within the startup timeout";
+
+        (void) state;
+        assert_preload_failure(PS_E_START_FAILED, health, PA_CODE_PRELOAD_FAILED, 500,
+                               "preload failed: health check failed: not ready within the "
+                               "startup timeout");
+        assert_preload_failure(PS_E_START_FAILED, gpu_only, PA_CODE_PRELOAD_FAILED, 500,
+                               "preload failed: preflight failed: GPU-only enforcement: pool p "
+                               "needs GPU0");
+        assert_preload_failure(PS_E_HEALTH_CHECK, "exited with code 3", PA_CODE_HEALTH_CHECK_FAILED,
+                               500, "exited with code 3");
+        assert_preload_failure(PS_E_PREFLIGHT, gpu_only, PA_CODE_PREFLIGHT_FAILED, 503, gpu_only);
+        assert_preload_failure(PS_E_GPU_ONLY, "preflight failed: insufficient VRAM",
+                               PA_CODE_GPU_ONLY, 503, "preflight failed: insufficient VRAM");
+        assert_preload_failure(PS_E_START_FAILED, "stopped", PA_CODE_PRELOAD_FAILED, 500,
+                               "preload failed: stopped");
+        /* the same words under every code: only the code moves the status */
+        for (int rc = PS_E_INVALID; rc <= PS_E_ENGINE_FAILED; rc++) {
+                char a[512], b[512];
+
+                assert_int_equal(pa_preload_failure(rc, health, a, sizeof(a)),
+                                 pa_preload_failure(rc, gpu_only, b, sizeof(b)));
+                assert_int_equal(pa_preload_failure(rc, health, a, sizeof(a)),
+                                 pa_code_from_services(rc));
+        }
+        assert_preload_failure(-ENOMEM, "out of memory", PA_CODE_INTERNAL, 500, "out of memory");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_status_routes),
@@ -203,6 +248,7 @@ int main(void) {
                 cmocka_unit_test(test_no_duplicate_routes),
                 cmocka_unit_test(test_preload_unwrap),
                 cmocka_unit_test(test_reload_model),
+                cmocka_unit_test(test_preload_failure_code_ignores_the_words),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -176,7 +176,7 @@ static void test_preload_ready_only_after_probe_ok(void **state) {
                                    PD_INSTANCE_PRIMARY));
         a = find_reply(&f->out, PD_REPLY_PRELOAD);
         assert_non_null(a);
-        assert_true(a->ok);
+        assert_int_equal(a->outcome, PD_OUTCOME_OK);
         /* the first stability mark is the breaker's close period */
         a = find_timer(&f->out, PD_ACT_TIMER_ARM, PD_TIMER_STABLE, PD_INSTANCE_PRIMARY);
         assert_non_null(a);
@@ -202,7 +202,7 @@ static void test_preflight_failure_answers_at_once_and_schedules_retry(void **st
                              .detail = "insufficient VRAM: need 9.1 GiB, free 7.8 GiB on GPU0" });
         a = find_reply(&f->out, PD_REPLY_PRELOAD);
         assert_non_null(a);
-        assert_false(a->ok);
+        assert_int_equal(a->outcome, PD_OUTCOME_PREFLIGHT);
         assert_int_equal(a->cls, PD_CRASH_PREFLIGHT);
         assert_non_null(strstr(a->text, "preload failed: preflight failed: insufficient VRAM"));
         assert_false(has(&f->out, PD_ACT_SIGNAL_TERM));   /* nothing was spawned */
@@ -224,7 +224,7 @@ static void test_early_exit_fails_preload_with_cause(void **state) {
                              .detail = "gguf_init_from_file: failed to open GGUF file" });
         a = find_reply(&f->out, PD_REPLY_PRELOAD);
         assert_non_null(a);
-        assert_false(a->ok);
+        assert_int_equal(a->outcome, PD_OUTCOME_CRASHED);
         assert_non_null(strstr(a->text, "exited with code 1"));
         assert_non_null(strstr(a->text, "failed to open GGUF file"));
         assert_int_equal(f->lc.state, PD_STATE_BACKOFF);
@@ -255,7 +255,7 @@ static void test_startup_timeout_stops_engine_then_restarts_after_exit(void **st
         ev_timer(f, PD_TIMER_STARTUP, PD_INSTANCE_PRIMARY);
         a = find_reply(&f->out, PD_REPLY_PRELOAD);
         assert_non_null(a);
-        assert_false(a->ok);
+        assert_int_equal(a->outcome, PD_OUTCOME_STARTUP_TIMEOUT);
         assert_int_equal(a->cls, PD_CRASH_STARTUP_TIMEOUT);
         assert_non_null(strstr(a->text, "startup timeout"));
         assert_non_null(find(&f->out, PD_ACT_SIGNAL_TERM, PD_INSTANCE_PRIMARY));
@@ -738,7 +738,7 @@ static void test_stop_during_preload_answers_the_preload(void **state) {
         ev_simple(f, PD_EV_STOP, PD_INSTANCE_PRIMARY);
         a = find_reply(&f->out, PD_REPLY_PRELOAD);
         assert_non_null(a);
-        assert_false(a->ok);
+        assert_int_equal(a->outcome, PD_OUTCOME_STOPPED);
         ev_exit_signal(f, PD_INSTANCE_PRIMARY, SIGTERM);
         assert_int_equal(f->lc.state, PD_STATE_STOPPED);
         assert_int_equal(f->lc.crash_count, 0);
@@ -793,7 +793,7 @@ static void test_drain_waits_for_leases_then_stops(void **state) {
         assert_non_null(find(&f->out, PD_ACT_REMOVE_HANDOFF, PD_INSTANCE_PRIMARY));
         a = find_reply(&f->out, PD_REPLY_DRAIN);
         assert_non_null(a);
-        assert_true(a->ok);
+        assert_int_equal(a->outcome, PD_OUTCOME_OK);
         assert_false(a->force_stopped);
         assert_int_equal(f->lc.crash_count, 0);
 
@@ -863,7 +863,7 @@ static void test_reload_drain_first_success(void **state) {
         assert_non_null(find(&f->out, PD_ACT_WRITE_HANDOFF, PD_INSTANCE_PRIMARY));
         a = find_reply(&f->out, PD_REPLY_RELOAD);
         assert_non_null(a);
-        assert_true(a->ok);
+        assert_int_equal(a->outcome, PD_OUTCOME_OK);
         assert_non_null(strstr(a->text, "drain-first"));
         assert_int_equal(f->lc.restart_count, 0);
 }
@@ -886,7 +886,7 @@ static void test_reload_failed_health_rolls_back(void **state) {
         assert_true(pd_lifecycle_ready(&f->lc));
         a = find_reply(&f->out, PD_REPLY_RELOAD);
         assert_non_null(a);
-        assert_false(a->ok);
+        assert_int_equal(a->outcome, PD_OUTCOME_ROLLED_BACK);
         assert_non_null(strstr(a->text, "invalid magic characters"));
         assert_non_null(strstr(a->text, "rolled back"));
         assert_null(find(&f->out, PD_ACT_COMMIT_STAGED, PD_INSTANCE_PRIMARY));
@@ -921,7 +921,7 @@ static void test_reload_failed_rollback_is_a_pool_failure(void **state) {
         ev_exit_code(f, PD_INSTANCE_PRIMARY, 2);
         a = find_reply(&f->out, PD_REPLY_RELOAD);
         assert_non_null(a);
-        assert_false(a->ok);
+        assert_int_equal(a->outcome, PD_OUTCOME_ROLLBACK_FAILED);
         assert_non_null(strstr(a->text, "rollback failed"));
         assert_int_equal(f->lc.state, PD_STATE_BACKOFF);
         assert_int_equal(f->lc.crash_count, 1);
@@ -941,7 +941,7 @@ static void test_reload_drain_timeout_aborts_before_stopping(void **state) {
         assert_non_null(find(&f->out, PD_ACT_DISCARD_STAGED, PD_INSTANCE_PRIMARY));
         a = find_reply(&f->out, PD_REPLY_RELOAD);
         assert_non_null(a);
-        assert_false(a->ok);
+        assert_int_equal(a->outcome, PD_OUTCOME_DRAIN_TIMEOUT);
         assert_non_null(strstr(a->text, "drain timeout"));
         assert_int_equal(f->lc.state, PD_STATE_READY);
         assert_true(pd_lifecycle_ready(&f->lc));
@@ -958,7 +958,7 @@ static void test_reload_staging_failure_keeps_serving(void **state) {
                              .detail = "sha256 mismatch" });
         a = find_reply(&f->out, PD_REPLY_RELOAD);
         assert_non_null(a);
-        assert_false(a->ok);
+        assert_int_equal(a->outcome, PD_OUTCOME_STAGE_FAILED);
         assert_non_null(strstr(a->text, "sha256 mismatch"));
         assert_false(has(&f->out, PD_ACT_SIGNAL_TERM));
         assert_int_equal(f->lc.state, PD_STATE_READY);
@@ -1004,7 +1004,7 @@ static void test_reload_surge_never_stops_being_ready(void **state) {
         assert_non_null(find(&f->out, PD_ACT_WRITE_HANDOFF, PD_INSTANCE_PRIMARY));
         a = find_reply(&f->out, PD_REPLY_RELOAD);
         assert_non_null(a);
-        assert_true(a->ok);
+        assert_int_equal(a->outcome, PD_OUTCOME_OK);
         assert_non_null(strstr(a->text, "surge"));
         assert_true(pd_lifecycle_ready(&f->lc));
         /* after promotion the old engine sits in the surge slot */
@@ -1056,7 +1056,7 @@ static void test_reload_surge_failure_leaves_old_serving(void **state) {
         assert_non_null(find(&f->out, PD_ACT_DISCARD_STAGED, PD_INSTANCE_PRIMARY));
         a = find_reply(&f->out, PD_REPLY_RELOAD);
         assert_non_null(a);
-        assert_false(a->ok);
+        assert_int_equal(a->outcome, PD_OUTCOME_ROLLED_BACK);
         assert_int_equal(f->lc.state, PD_STATE_READY);
         ev_exit_signal(f, PD_INSTANCE_SURGE, SIGTERM);
         assert_int_equal(f->lc.state, PD_STATE_READY);
@@ -1153,6 +1153,103 @@ static void test_invalid_arguments(void **state) {
         assert_int_equal(f->lc.state, PD_STATE_EMPTY);
 }
 
+/* ---- outcomes: typed, whatever the words say -------------------------- */
+
+/* The words engines and preflight checks write land in the text; the
+ * outcome is decided by what happened, never by them. */
+#define MISLEADING "health check failed: preflight failed: GPU-only enforcement; " \
+                   "drain timeout; staging failed; rollback failed; stopped"
+
+static void test_preload_outcome_is_not_read_from_its_words(void **state) {
+        fx *f = *state;
+        const pd_action *a;
+
+        send(f, (pd_event) { .type = PD_EV_PRELOAD });
+        send(f, (pd_event) { .type = PD_EV_PREFLIGHT_FAILED, .refusal = 42,
+                             .detail = "exited with code 1: " MISLEADING });
+        a = find_reply(&f->out, PD_REPLY_PRELOAD);
+        assert_non_null(a);
+        assert_int_equal(a->outcome, PD_OUTCOME_PREFLIGHT);
+        assert_int_equal(a->refusal, 42);
+        assert_string_equal(a->text + a->reason_at, f->lc.last_error);
+        assert_int_equal(strncmp(a->text + a->reason_at, "preflight failed: ", 18), 0);
+
+        pd_lifecycle_init(&f->lc);
+        send(f, (pd_event) { .type = PD_EV_PRELOAD });
+        ev_simple(f, PD_EV_SPAWNED, PD_INSTANCE_PRIMARY);
+        send(f, (pd_event) { .type = PD_EV_EXITED, .exit = { .exited = true, .code = 1 },
+                             .detail = MISLEADING });
+        a = find_reply(&f->out, PD_REPLY_PRELOAD);
+        assert_non_null(a);
+        assert_int_equal(a->outcome, PD_OUTCOME_CRASHED);
+        assert_int_equal(a->cls, PD_CRASH_EXIT_CODE);
+        assert_int_equal(a->refusal, 0);
+
+        pd_lifecycle_init(&f->lc);
+        send(f, (pd_event) { .type = PD_EV_PRELOAD });
+        send(f, (pd_event) { .type = PD_EV_SPAWN_FAILED, .detail = MISLEADING });
+        a = find_reply(&f->out, PD_REPLY_PRELOAD);
+        assert_non_null(a);
+        assert_int_equal(a->outcome, PD_OUTCOME_SPAWN_FAILED);
+        assert_int_equal(a->refusal, 0);
+}
+
+static void test_reload_outcome_is_not_read_from_its_words(void **state) {
+        fx *f = *state;
+        const pd_action *a;
+
+        /* the serving engine fails while the new model is staged */
+        bring_up(f);
+        send(f, (pd_event) { .type = PD_EV_RELOAD, .deadline_ms = 10000 });
+        send(f, (pd_event) { .type = PD_EV_EXITED, .exit = { .exited = true, .code = 1 },
+                             .detail = MISLEADING });
+        a = find_reply(&f->out, PD_REPLY_RELOAD);
+        assert_non_null(a);
+        assert_int_equal(a->outcome, PD_OUTCOME_ENGINE_FAILED);
+        assert_non_null(strstr(a->text, "drain timeout"));
+
+        /* the new engine fails with the same words: rolled back */
+        pd_lifecycle_init(&f->lc);
+        reload_to_start_new(f);
+        send(f, (pd_event) { .type = PD_EV_EXITED, .exit = { .exited = true, .code = 1 },
+                             .detail = MISLEADING });
+        ev_simple(f, PD_EV_SPAWNED, PD_INSTANCE_PRIMARY);
+        ev_simple(f, PD_EV_PROBE_OK, PD_INSTANCE_PRIMARY);
+        a = find_reply(&f->out, PD_REPLY_RELOAD);
+        assert_non_null(a);
+        assert_int_equal(a->outcome, PD_OUTCOME_ROLLED_BACK);
+}
+
+static void test_reply_reason_skips_the_request_name(void **state) {
+        fx *f = *state;
+        const pd_action *a;
+
+        send(f, (pd_event) { .type = PD_EV_PRELOAD });
+        ev_simple(f, PD_EV_SPAWNED, PD_INSTANCE_PRIMARY);
+        ev_simple(f, PD_EV_PROBE_OK, PD_INSTANCE_PRIMARY);
+        a = find_reply(&f->out, PD_REPLY_PRELOAD);
+        assert_non_null(a);
+        assert_int_equal(a->reason_at, 0);
+        assert_string_equal(a->text, "ready");
+
+        send(f, (pd_event) { .type = PD_EV_DRAIN, .deadline_ms = 1000 });
+        ev_simple(f, PD_EV_STOP, PD_INSTANCE_PRIMARY);
+        a = find_reply(&f->out, PD_REPLY_DRAIN);
+        assert_non_null(a);
+        assert_int_equal(a->outcome, PD_OUTCOME_STOPPED);
+        assert_string_equal(a->text, "drain ended: stopped");
+        assert_string_equal(a->text + a->reason_at, "stopped");
+
+        pd_lifecycle_init(&f->lc);
+        send(f, (pd_event) { .type = PD_EV_PRELOAD });
+        ev_simple(f, PD_EV_RESTART, PD_INSTANCE_PRIMARY);
+        a = find_reply(&f->out, PD_REPLY_PRELOAD);
+        assert_non_null(a);
+        assert_int_equal(a->outcome, PD_OUTCOME_STOPPED);
+        assert_string_equal(a->text, "preload failed: restart requested");
+        assert_string_equal(a->text + a->reason_at, "restart requested");
+}
+
 static void test_names_cover_every_value(void **state) {
         pd_reload_strategy st;
 
@@ -1171,6 +1268,9 @@ static void test_names_cover_every_value(void **state) {
                 assert_string_not_equal(pd_reply_to_string((pd_reply) i), "unknown");
         for (int i = 0; i < PD_ALERT_MAX; i++)
                 assert_string_not_equal(pd_alert_to_string((pd_alert) i), "unknown");
+        for (int i = 0; i < PD_OUTCOME_MAX; i++)
+                assert_string_not_equal(pd_outcome_to_string((pd_outcome) i), "unknown");
+        assert_string_equal(pd_outcome_to_string(PD_OUTCOME_MAX), "unknown");
         assert_string_equal(pd_state_to_string(PD_STATE_MAX), "unknown");
         assert_string_equal(pd_state_to_string(PD_STATE_BACKOFF), "backoff");
         assert_int_equal(pd_reload_strategy_from_string("surge", &st), 0);
@@ -1230,6 +1330,9 @@ int main(void) {
                 T(test_handoff_does_not_take_over_managed_replica),
                 T(test_stale_events_are_ignored),
                 T(test_invalid_arguments),
+                T(test_preload_outcome_is_not_read_from_its_words),
+                T(test_reload_outcome_is_not_read_from_its_words),
+                T(test_reply_reason_skips_the_request_name),
                 T(test_names_cover_every_value),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -562,7 +562,12 @@ static const error_case error_cases[] = {
           "pools[0].args[1]: must be a string, got an integer" },
         { ONE_POOL(", \"args\": [\"-m\", \"{modelpath}\"]"),
           "pools[0].args[1]: unknown placeholder {modelpath} (known: {model_path}, {port}, "
-          "{slots}, {host}, {tensor_split}, {replica_id}, {pool_id})" },
+          "{slots}, {host}, {tensor_split}, {replica_id}, {pool_id}, {model_id})" },
+        { ONE_POOL(", \"args\": [\"-m\", \"{model_id}\"]"),
+          "pools[0].args[1]: {model_id} is used but pools[0].model_path is not set" },
+        { ONE_POOL(", \"args\": [\"--alias\", \"a{{{b\"]"),
+          "pools[0].args[1]: unterminated placeholder in \"a{{{b\" "
+          "(write {{ for a literal brace)" },
         { ONE_POOL(", \"args\": [\"--port={port\"]"),
           "pools[0].args[0]: unterminated placeholder in \"--port={port\" "
           "(write {{ for a literal brace)" },
@@ -653,14 +658,21 @@ static void test_duplicate_keys_are_rejected(void **state) {
         "   \"env\": {\"LLAMA_LOG\": \"1\"}," \
         "   \"policy\": {\"health\": {\"path\": \"/v1/health\"}}}]}"
 
+/* The argv the spec's templates render to, after the binary. */
 static void assert_flags(const ps_engine_spec *s, const char *const *want) {
+        char **argv = NULL, err[256];
         size_t n = 0;
 
         while (want[n])
                 n++;
         assert_int_equal(s->n_flags, n);
+        if (ps_engine_spec_argv(s, &argv, err, sizeof(err)) != 0)
+                fail_msg("%s", err);
+        assert_string_equal(argv[0], s->binary_path);
         for (size_t i = 0; i < n; i++)
-                assert_string_equal(s->flags[i], want[i]);
+                assert_string_equal(argv[i + 1], want[i]);
+        assert_null(argv[n + 1]);
+        free(argv);
 }
 
 static void test_replica_specs(void **state) {
@@ -712,8 +724,10 @@ static void test_replica_specs(void **state) {
         /* surge engines: port + replicas + i, same replica id */
         assert_int_equal(ps_config_replica_spec(cfg, 0, 1, true, &s, err, sizeof(err)), 0);
         assert_int_equal(s->port, 8084);
-        assert_string_equal(s->flags[4], "--port=8084");
+        assert_string_equal(s->flags[4], "--port={port}");
+        assert_true(ps_engine_spec_takes_port(s));
         assert_string_equal(s->replica_id, "r1");
+        assert_string_equal(s->tensor_split, "0.3333,0.6667");
         ps_engine_spec_free(s);
 
         s = NULL;
@@ -722,6 +736,46 @@ static void test_replica_specs(void **state) {
         assert_string_equal(err, "pools[0]: no replica 2 (2 configured)");
         assert_int_equal(ps_config_replica_spec(cfg, 1, 0, false, &s, err, sizeof(err)), PS_E_INVALID);
         assert_string_equal(err, "pools[1]: no such pool (1 configured)");
+        ps_config_free(cfg);
+}
+
+/* The spec keeps its templates: a spec moved to another port (what a
+ * surge does) renders the new port where {port} stands and changes
+ * nothing else, not even an argument that happens to equal the port. A
+ * value is never expanded again. */
+static void test_spec_keeps_its_templates(void **state) {
+        static const char *const home[] = {
+                "--port", "8192", "-c", "8192", "--ctx-size=8192", "--alias", "{port}",
+                "{port}@127.0.0.1", NULL,
+        };
+        static const char *const surge[] = {
+                "--port", "8193", "-c", "8192", "--ctx-size=8192", "--alias", "{port}",
+                "{port}@127.0.0.1", NULL,
+        };
+        ps_config *cfg = load_ok(
+                "{" FAKE_GPU ", \"pools\": [{\"id\": \"c\", \"engine\": \"llamacpp\","
+                " \"engine_version\": \"b1\", \"binary\": \"/usr/bin/engine\", \"port\": 8192,"
+                " \"device_mask\": \"0\", \"model_path\": \"/models/{port}.gguf\","
+                " \"args\": [\"--port\", \"{port}\", \"-c\", \"8192\", \"--ctx-size=8192\","
+                " \"--alias\", \"{{port}}\", \"{model_id}@{host}\"]}]}");
+        ps_engine_spec *s = NULL, *moved;
+        char err[256];
+
+        (void) state;
+        assert_int_equal(ps_config_replica_spec(cfg, 0, 0, false, &s, err, sizeof(err)), 0);
+        assert_flags(s, home);
+        assert_true(ps_engine_spec_takes_port(s));
+        moved = ps_engine_spec_copy(s);
+        assert_non_null(moved);
+        moved->port = 8193;
+        assert_flags(moved, surge);
+        ps_engine_spec_free(moved);
+        ps_engine_spec_free(s);
+
+        assert_int_equal(ps_config_replica_spec(cfg, 0, 0, true, &s, err, sizeof(err)), 0);
+        assert_int_equal(s->port, 8193);
+        assert_flags(s, surge);
+        ps_engine_spec_free(s);
         ps_config_free(cfg);
 }
 
@@ -981,10 +1035,18 @@ static void test_model_allowlist_defaults_to_pool_model_dirs(void **state) {
         assert_int_equal(ps_config_model_allowed(cfg, "/etc/shadow", NULL, err, sizeof(err)),
                          PS_E_MODEL_FORBIDDEN);
         assert_string_equal(err, "model_path: /etc/shadow is not in models.allow (empty: only the "
-                                 "directories of configured pools' models)");
+                                 "files beside configured pools' models)");
         /* inside the pool's model directory: checked further (missing here) */
         assert_int_equal(ps_config_model_allowed(cfg, "/srv/models/13b.gguf", NULL, err,
                                                  sizeof(err)), PS_E_NOT_FOUND);
+        /* beside the pool's model, not below */
+        assert_int_equal(ps_config_model_allowed(cfg, "/srv/models/sub/x.gguf", NULL, err,
+                                                 sizeof(err)), PS_E_MODEL_FORBIDDEN);
+        ps_config_free(cfg);
+        /* a model at the root allows nothing else */
+        cfg = load_ok("{" FAKE_GPU ", \"pools\": [" POOL_A(", \"model_path\": \"/m.gguf\"") "]}");
+        assert_int_equal(ps_config_model_allowed(cfg, "/etc/shadow", NULL, err, sizeof(err)),
+                         PS_E_MODEL_FORBIDDEN);
         ps_config_free(cfg);
         /* no config: no model at all */
         cfg = load_ok("{}");
@@ -999,6 +1061,8 @@ static void test_api_env_allowlist(void **state) {
                 "PYTHONPATH", "PYTHONSTARTUP", "PERL5LIB", "NODE_OPTIONS", "BASH_ENV", "PATH",
                 "HOME", "TMPDIR", "OPENSSL_CONF", "NVIDIA_VISIBLE_DEVICES",
                 "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "VLLM_LOGGING_CONFIG_PATH",
+                "GGML_BACKEND_PATH", "CUDA_INJECTION64_PATH", "NCCL_NET_PLUGIN", "OMP_TOOL_LIBRARIES",
+                "LLAMA_ARG_MODEL", "LLAMA_ARG_MODEL_URL", "LLAMA_ARG_HF_REPO",
                 "llama_arg_ctx_size", "SOMETHING_ELSE",
         };
         static const char *const allowed[] = {
@@ -1660,6 +1724,7 @@ int main(void) {
                 cmocka_unit_test(test_syntax_errors_give_line_and_column),
                 cmocka_unit_test(test_duplicate_keys_are_rejected),
                 cmocka_unit_test(test_replica_specs),
+                cmocka_unit_test(test_spec_keeps_its_templates),
                 cmocka_unit_test(test_spec_of_a_cpu_pool),
                 cmocka_unit_test(test_replica_list_for_the_registry),
                 cmocka_unit_test(test_split_plans),

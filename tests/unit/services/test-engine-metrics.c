@@ -20,32 +20,13 @@
 #include <event2/buffer.h>
 #include <jansson.h>
 
+#include "scrape-fixture.h"
 #include "pool-services/engine-metrics.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
 static char *fixture(const char *name, size_t *len) {
-        const char *dir = getenv("SCRAPE_FIXTURES");
-        char path[4096];
-        char *text;
-        FILE *f;
-        long n;
-
-        assert_non_null(dir);
-        snprintf(path, sizeof(path), "%s/%s", dir, name);
-        f = fopen(path, "rb");
-        assert_non_null(f);
-        assert_int_equal(fseek(f, 0, SEEK_END), 0);
-        n = ftell(f);
-        assert_true(n > 0);
-        rewind(f);
-        text = malloc((size_t) n + 1);
-        assert_non_null(text);
-        assert_int_equal(fread(text, 1, (size_t) n, f), (size_t) n);
-        text[n] = '\0';
-        fclose(f);
-        *len = (size_t) n;
-        return text;
+        return scrape_fixture(name, len);
 }
 
 static ps_engine_scrape *relabel(const char *text, const char *pool, const char *replica,

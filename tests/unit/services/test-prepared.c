@@ -115,6 +115,73 @@ static void test_every_field(void **state) {
         ps_config_free(config);
 }
 
+/* The argv the spec renders to, after the binary, NULL-terminated. */
+static void assert_argv(const ps_engine_spec *spec, const char *const *want) {
+        char **argv = NULL, err[256];
+        size_t i;
+
+        if (ps_engine_spec_argv(spec, &argv, err, sizeof(err)) != 0)
+                fail_msg("%s", err);
+        for (i = 0; want[i]; i++) {
+                assert_non_null(argv[i + 1]);
+                assert_string_equal(argv[i + 1], want[i]);
+        }
+        assert_null(argv[i + 1]);
+        free(argv);
+}
+
+/* An API PreparedEngine's flags are a literal argv: only the values of
+ * --port, -m, --parallel and --host that are the spec's own become
+ * variables; braces stay braces. */
+static void test_flags_are_literal(void **state) {
+        ps_config *config = node(false, 2);
+        char model[] = "/tmp/prepared-model-XXXXXX", text[1024], err[256];
+        ps_engine_spec *spec;
+        int fd = mkstemp(model);
+
+        (void) state;
+        assert_true(fd >= 0);
+        close(fd);
+        snprintf(text, sizeof(text),
+                 "{\"binary_path\": \"/bin/sh\", \"port\": 8081, \"slots\": 2, \"model_path\": \"%s\","
+                 " \"flags\": [\"--port\", \"8081\", \"--ctx-size\", \"8081\", \"-m\", \"%s\","
+                 " \"--alias\", \"{port}\", \"--parallel\", \"2\", \"{{\", \"x}y{\","
+                 " \"--host\", \"127.0.0.1\"]}", model, model);
+        assert_int_equal(parse(config, text, &spec, err, sizeof(err)), 0);
+        assert_int_equal(spec->n_flags, 14);
+        assert_string_equal(spec->flags[1], "{port}");
+        assert_string_equal(spec->flags[3], "8081");
+        assert_string_equal(spec->flags[5], "{model_path}");
+        assert_string_equal(spec->flags[7], "{{port}}");
+        assert_string_equal(spec->flags[9], "{slots}");
+        assert_string_equal(spec->flags[10], "{{{{");
+        assert_string_equal(spec->flags[13], "{host}");
+        assert_true(ps_engine_spec_takes_port(spec));
+        assert_argv(spec, (const char *const[]) {
+                "--port", "8081", "--ctx-size", "8081", "-m", model, "--alias", "{port}",
+                "--parallel", "2", "{{", "x}y{", "--host", "127.0.0.1", NULL });
+        /* moved to the spare port, as a surge does: only --port follows */
+        spec->port = 8082;
+        assert_argv(spec, (const char *const[]) {
+                "--port", "8082", "--ctx-size", "8081", "-m", model, "--alias", "{port}",
+                "--parallel", "2", "{{", "x}y{", "--host", "127.0.0.1", NULL });
+        ps_engine_spec_free(spec);
+
+        /* a --port that is not the spec's port is no port variable */
+        assert_int_equal(parse(config, "{\"binary_path\": \"/bin/sh\", \"port\": 8081,"
+                               " \"flags\": [\"--port\", \"08081\", \"-c\", \"8081\"]}",
+                               &spec, err, sizeof(err)), 0);
+        assert_false(ps_engine_spec_takes_port(spec));
+        assert_argv(spec, (const char *const[]) { "--port", "08081", "-c", "8081", NULL });
+        ps_engine_spec_free(spec);
+        assert_int_equal(parse(config, "{\"binary_path\": \"/bin/sh\", \"port\": 8081,"
+                               " \"flags\": [\"--port=8081\"]}", &spec, err, sizeof(err)), 0);
+        assert_true(ps_engine_spec_takes_port(spec));
+        ps_engine_spec_free(spec);
+        unlink(model);
+        ps_config_free(config);
+}
+
 static void test_refusals(void **state) {
         static const struct {
                 const char *body;
@@ -201,6 +268,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_every_field),
+                cmocka_unit_test(test_flags_are_literal),
                 cmocka_unit_test(test_refusals),
                 cmocka_unit_test(test_gpu_only),
                 cmocka_unit_test(test_ids_and_policy),
