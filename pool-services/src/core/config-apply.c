@@ -35,7 +35,7 @@ static void emit(ps_registry *reg, const char *pool_id, ps_log_level level, cons
                 .n_fields = detail ? 1 : 0,
         };
 
-        ps_event_emit(&registry_ctx(reg)->sink, &ev);
+        ps_event_emit(&ps_registry_ctx(reg)->sink, &ev);
 }
 
 static replace_job *job_free(replace_job *job) {

@@ -44,7 +44,7 @@ struct lease_table {
 
 /* ---- the table ----------------------------------------------------------- */
 
-lease_table *lease_table_new(ps_registry *reg) {
+lease_table *ps_lease_table_new(ps_registry *reg) {
         lease_table *t = calloc(1, sizeof(*t));
 
         if (!t)
@@ -65,7 +65,7 @@ static void lease_destroy(lease *l) {
         free(l);
 }
 
-lease_table *lease_table_free(lease_table *t) {
+lease_table *ps_lease_table_free(lease_table *t) {
         if (!t)
                 return NULL;
         for (size_t i = 0; i < t->n_buckets; i++)
@@ -208,7 +208,7 @@ static bool owned_by(const lease *l, const void *arg) {
 }
 
 void replica_drop_leases(ps_replica *r, pd_instance_id inst) {
-        lease_table *t = registry_leases(r->registry);
+        lease_table *t = ps_registry_leases(r->registry);
         owner o = { .replica = r, .inst = (int) inst };
         uint32_t counted = r->inst[inst].leases;
 
@@ -231,13 +231,13 @@ static void flip(lease_table *t, const ps_replica *r) {
 }
 
 void replica_leases_swapped(ps_replica *r) {
-        lease_table *t = registry_leases(r->registry);
+        lease_table *t = ps_registry_leases(r->registry);
 
         if (t)
                 flip(t, r);
 }
 
-void lease_table_forget_replica(lease_table *t, const ps_replica *r) {
+void ps_lease_table_forget_replica(lease_table *t, const ps_replica *r) {
         owner o = { .replica = r, .inst = -1 };
 
         if (t)
@@ -316,7 +316,7 @@ static int random_id(char out[PS_LEASE_ID_LEN + 1]) {
 }
 
 static void refused(ps_registry *reg, const char *pool_id, const char *reason) {
-        emit_lease(registry_ctx(reg), pool_id, NULL, PS_LOG_DEBUG, "lease refused", "refused",
+        emit_lease(ps_registry_ctx(reg), pool_id, NULL, PS_LOG_DEBUG, "lease refused", "refused",
                    reason, 0);
 }
 
@@ -335,7 +335,7 @@ int ps_lease_acquire(ps_registry *reg, const char *pool_id, int64_t ttl_ms, ps_l
 
         if (!reg || !pool_id || !ret)
                 return -EINVAL;
-        t = registry_leases(reg);
+        t = ps_registry_leases(reg);
         if (!ps_registry_has_pool(reg, pool_id))
                 return ps_errf(err, errlen, PS_E_NOT_FOUND, "pool %s not found", pool_id);
         if (ttl_ms < 0)
@@ -405,7 +405,7 @@ static lease *find_in_pool(ps_registry *reg, const char *pool_id, const char *le
                 *rc = ps_errf(err, errlen, PS_E_NOT_FOUND, "pool %s not found", pool_id);
                 return NULL;
         }
-        l = table_find(registry_leases(reg), lease_id);
+        l = table_find(ps_registry_leases(reg), lease_id);
         if (!l || strcmp(l->replica->pool_id, pool_id) != 0) {
                 *rc = ps_errf(err, errlen, PS_E_NOT_FOUND, "lease %.64s not found in pool %s",
                               lease_id ? lease_id : "", pool_id);
@@ -458,7 +458,7 @@ json_t *ps_lease_to_json(const ps_lease *grant, const char *pool_id) {
 }
 
 size_t ps_registry_lease_count(ps_registry *reg) {
-        lease_table *t = reg ? registry_leases(reg) : NULL;
+        lease_table *t = reg ? ps_registry_leases(reg) : NULL;
 
         return t ? t->count : 0;
 }

@@ -50,11 +50,11 @@ ps_registry *ps_registry_new(const ps_context *ctx) {
                 return NULL;
         reg->ctx = ctx;
         reg->sweep = evtimer_new(ctx->base, on_sweep, reg);
-        reg->leases = lease_table_new(reg);
+        reg->leases = ps_lease_table_new(reg);
         if (!reg->sweep || !reg->leases) {
                 if (reg->sweep)
                         event_free(reg->sweep);
-                lease_table_free(reg->leases);
+                ps_lease_table_free(reg->leases);
                 free(reg);
                 return NULL;
         }
@@ -70,10 +70,10 @@ ps_registry *ps_registry_new(const ps_context *ctx) {
 }
 
 static void pool_clear(ps_registry *reg, pool *p) {
-        p->ops.drain = drain_op_free(p->ops.drain);
-        p->ops.reload = reload_op_abandon(p->ops.reload);
+        p->ops.drain = ps_drain_op_free(p->ops.drain);
+        p->ops.reload = ps_reload_op_abandon(p->ops.reload);
         for (size_t i = 0; i < p->n_replicas; i++) {
-                lease_table_forget_replica(reg->leases, p->replicas[i]);
+                ps_lease_table_forget_replica(reg->leases, p->replicas[i]);
                 replica_free(p->replicas[i]);
         }
         free(p->replicas);
@@ -85,7 +85,7 @@ ps_registry *ps_registry_free(ps_registry *reg) {
                 return NULL;
         for (size_t i = 0; i < reg->n_pools; i++)
                 pool_clear(reg, &reg->pools[i]);
-        reg->leases = lease_table_free(reg->leases);
+        reg->leases = ps_lease_table_free(reg->leases);
         free(reg->pools);
         if (reg->sweep)
                 event_free(reg->sweep);
@@ -163,21 +163,21 @@ uint32_t ps_registry_active_leases(const ps_registry *reg, const char *pool_id) 
         return n;
 }
 
-const ps_context *registry_ctx(const ps_registry *reg) {
+const ps_context *ps_registry_ctx(const ps_registry *reg) {
         return reg->ctx;
 }
 
-lease_table *registry_leases(ps_registry *reg) {
+lease_table *ps_registry_leases(ps_registry *reg) {
         return reg->leases;
 }
 
-pool_ops *registry_pool_ops(ps_registry *reg, const char *pool_id) {
+pool_ops *ps_registry_pool_ops(ps_registry *reg, const char *pool_id) {
         pool *p = pool_find(reg, pool_id);
 
         return p ? &p->ops : NULL;
 }
 
-size_t registry_pool_size(ps_registry *reg, const char *pool_id) {
+size_t ps_registry_pool_size(ps_registry *reg, const char *pool_id) {
         pool *p = pool_find(reg, pool_id);
 
         return p ? p->n_replicas : 0;
@@ -588,7 +588,7 @@ void registry_replica_settled(ps_registry *reg) {
                 if (reg->pools[i].removing && pool_at_rest(&reg->pools[i]))
                         sweep_soon(reg);
                 if (reg->pools[i].ops.reload)
-                        reload_op_replica_settled(reg->pools[i].ops.reload);
+                        ps_reload_op_replica_settled(reg->pools[i].ops.reload);
         }
         if (!reg->stopping_all || !all_at_rest(reg))
                 return;

@@ -39,7 +39,7 @@ struct drain_op {
         void *userdata;
 };
 
-drain_op *drain_op_free(drain_op *op) {
+drain_op *ps_drain_op_free(drain_op *op) {
         if (!op)
                 return NULL;
         /* Replicas still waiting forget us: their answer goes nowhere. */
@@ -55,7 +55,7 @@ drain_op *drain_op_free(drain_op *op) {
 }
 
 static void emit_done(drain_op *op, const ps_drain_outcome *o) {
-        const ps_context *ctx = registry_ctx(op->reg);
+        const ps_context *ctx = ps_registry_ctx(op->reg);
         const ps_field fields[] = {
                 PS_FIELD_STR("request", "drain"),
                 PS_FIELD_STR("ok", o->ok ? "true" : "false"),
@@ -78,13 +78,13 @@ static void emit_done(drain_op *op, const ps_drain_outcome *o) {
 
 static void on_finish(evutil_socket_t fd, short what, void *userdata) {
         drain_op *op = userdata;
-        pool_ops *ops = registry_pool_ops(op->reg, op->pool_id);
+        pool_ops *ops = ps_registry_pool_ops(op->reg, op->pool_id);
         char message[PD_ACTION_TEXT_MAX + 64];
         ps_drain_outcome o = {
                 .ok = op->ok,
                 .force_stopped = op->force_stopped,
                 .leases_left = op->leases_left,
-                .duration_ms = ps_clock_mono_ms(registry_ctx(op->reg)->clock) - op->started_mono,
+                .duration_ms = ps_clock_mono_ms(ps_registry_ctx(op->reg)->clock) - op->started_mono,
                 .message = message,
         };
 
@@ -104,7 +104,7 @@ static void on_finish(evutil_socket_t fd, short what, void *userdata) {
         emit_done(op, &o);
         if (op->fn)
                 op->fn(op->pool_id, &o, op->userdata);
-        drain_op_free(op);
+        ps_drain_op_free(op);
 }
 
 static void arm_finish(drain_op *op) {
@@ -171,7 +171,7 @@ static void emit_started(drain_op *op, int64_t deadline_ms) {
                 .n_fields = sizeof(fields) / sizeof(fields[0]),
         };
 
-        ps_event_emit(&registry_ctx(op->reg)->sink, &ev);
+        ps_event_emit(&ps_registry_ctx(op->reg)->sink, &ev);
 }
 
 int ps_pool_drain(ps_registry *reg, const char *pool_id, int64_t deadline_ms,
@@ -185,7 +185,7 @@ int ps_pool_drain(ps_registry *reg, const char *pool_id, int64_t deadline_ms,
 
         if (!reg || !pool_id)
                 return -EINVAL;
-        ops = registry_pool_ops(reg, pool_id);
+        ops = ps_registry_pool_ops(reg, pool_id);
         if (!ops)
                 return ps_errf(err, errlen, PS_E_NOT_FOUND, "pool %s not found", pool_id);
         if (ops->drain) {
@@ -196,14 +196,14 @@ int ps_pool_drain(ps_registry *reg, const char *pool_id, int64_t deadline_ms,
                 return ps_errf(err, errlen, PS_E_INVALID, "deadline_ms: must be >= 0");
         if (ops->reload)
                 return ps_errf(err, errlen, PS_E_CONFLICT, "pool %s is reloading", pool_id);
-        n = registry_pool_size(reg, pool_id);
+        n = ps_registry_pool_size(reg, pool_id);
         for (size_t i = 0; i < n; i++)
                 if (drainable(ps_registry_replica_at(reg, pool_id, i), deadline_ms))
                         accepted++;
         if (accepted == 0)
                 return ps_errf(err, errlen, PS_E_CONFLICT, "pool %s is not running", pool_id);
 
-        ctx = registry_ctx(reg);
+        ctx = ps_registry_ctx(reg);
         op = calloc(1, sizeof(*op));
         if (!op)
                 return -ENOMEM;
@@ -215,7 +215,7 @@ int ps_pool_drain(ps_registry *reg, const char *pool_id, int64_t deadline_ms,
         op->parts = calloc(n, sizeof(*op->parts));
         op->finish = evtimer_new(ctx->base, on_finish, op);
         if (!op->pool_id || !op->parts || !op->finish) {
-                drain_op_free(op);
+                ps_drain_op_free(op);
                 return -ENOMEM;
         }
         op->n_parts = n;
@@ -233,7 +233,7 @@ int ps_pool_drain(ps_registry *reg, const char *pool_id, int64_t deadline_ms,
                 *part = (drain_part) { .op = op, .replica = r, .waiting = true };
                 r->leases_dropped = 0;
                 op->waiting++;
-                if (replica_request(r, &ev, PD_REPLY_DRAIN, on_part_done, part) != 0 &&
+                if (ps_replica_request(r, &ev, PD_REPLY_DRAIN, on_part_done, part) != 0 &&
                     part->waiting) {
                         part->waiting = false;   /* stopped already: nothing to wait for */
                         op->waiting--;
@@ -246,7 +246,7 @@ int ps_pool_drain(ps_registry *reg, const char *pool_id, int64_t deadline_ms,
 }
 
 bool ps_pool_draining(ps_registry *reg, const char *pool_id) {
-        pool_ops *ops = reg ? registry_pool_ops(reg, pool_id) : NULL;
+        pool_ops *ops = reg ? ps_registry_pool_ops(reg, pool_id) : NULL;
 
         return ops && ops->drain;
 }

@@ -83,10 +83,10 @@ int ps_reload_strategy_from_string(const char *name, ps_reload_strategy *ret) {
 
 /* ---- the record ------------------------------------------------------------ */
 
-reload_op *reload_op_free(reload_op *op) {
+reload_op *ps_reload_op_free(reload_op *op) {
         if (!op)
                 return NULL;
-        op->stage = stage_job_free(op->stage);
+        op->stage = ps_stage_job_free(op->stage);
         for (size_t i = 0; i < op->n_parts; i++) {
                 reload_part *part = &op->parts[i];
 
@@ -104,7 +104,7 @@ reload_op *reload_op_free(reload_op *op) {
         return NULL;
 }
 
-reload_op *reload_op_abandon(reload_op *op) {
+reload_op *ps_reload_op_abandon(reload_op *op) {
         ps_reload_done_fn fn = op ? op->fn : NULL;
 
         if (!op)
@@ -113,7 +113,7 @@ reload_op *reload_op_abandon(reload_op *op) {
         if (fn)
                 fn(PS_E_CONFLICT, "reload abandoned: the pool is no longer supervised", NULL,
                    op->userdata);
-        return reload_op_free(op);
+        return ps_reload_op_free(op);
 }
 
 static void kick(reload_op *op) {
@@ -279,8 +279,8 @@ static json_t *result_json(const reload_op *op, int64_t duration_ms) {
 }
 
 static void finish(reload_op *op) {
-        const ps_context *ctx = registry_ctx(op->reg);
-        pool_ops *ops = registry_pool_ops(op->reg, op->pool_id);
+        const ps_context *ctx = ps_registry_ctx(op->reg);
+        pool_ops *ops = ps_registry_pool_ops(op->reg, op->pool_id);
         int64_t duration_ms = ps_clock_mono_ms(ctx->clock) - op->started_mono;
         json_t *result = result_json(op, duration_ms);
         const ps_field fields[] = {
@@ -307,7 +307,7 @@ static void finish(reload_op *op) {
         if (op->fn)
                 op->fn(op->rc, op->message, result, op->userdata);
         json_decref(result);
-        reload_op_free(op);
+        ps_reload_op_free(op);
 }
 
 static void fail(reload_op *op, int rc, const char *reason, const char *fmt, ...)
@@ -405,7 +405,7 @@ static int start_part(reload_op *op, reload_part *part, const ps_engine_spec *sp
         if (!r->staged)
                 return -ENOMEM;
         part->waiting = true;
-        rc = replica_request(r, &ev, PD_REPLY_RELOAD, on_part_done, part);
+        rc = ps_replica_request(r, &ev, PD_REPLY_RELOAD, on_part_done, part);
         if (rc != 0) {
                 part->waiting = false;
                 r->staged = ps_engine_spec_free(r->staged);
@@ -418,7 +418,7 @@ static bool retiring(const ps_replica *r) {
                (r->lc.phase == PD_RELOAD_SURGE_RETIRE || r->lc.phase == PD_RELOAD_SURGE_STOP_OLD);
 }
 
-void reload_op_replica_settled(reload_op *op) {
+void ps_reload_op_replica_settled(reload_op *op) {
         if (!op->awaiting || (op->revert_at > 0 && retiring(op->parts[op->revert_at - 1].replica)))
                 return;
         op->awaiting = false;
@@ -485,7 +485,7 @@ static void on_kick(evutil_socket_t fd, short what, void *userdata) {
 static void on_staged(stage_result result, const char *detail, void *userdata) {
         reload_op *op = userdata;
 
-        op->stage = stage_job_free(op->stage);
+        op->stage = ps_stage_job_free(op->stage);
         if (result != STAGE_OK) {
                 fail(op, PS_E_STAGE_FAILED, result == STAGE_MISMATCH ? "checksum" : "staging",
                      "reload failed: staging failed: %s", detail);
@@ -500,7 +500,7 @@ static int check_pool(ps_registry *reg, const char *pool_id, pool_ops **ops,
                       char *err, size_t errlen) {
         ps_replica *r;
 
-        *ops = registry_pool_ops(reg, pool_id);
+        *ops = ps_registry_pool_ops(reg, pool_id);
         if (!*ops)
                 return ps_errf(err, errlen, PS_E_NOT_FOUND, "pool %s not found", pool_id);
         if ((*ops)->drain)
@@ -523,7 +523,7 @@ static int check_pool(ps_registry *reg, const char *pool_id, pool_ops **ops,
 
 static reload_op *op_new(ps_registry *reg, const char *pool_id, size_t n, ps_reload_strategy strategy,
                          int64_t deadline_ms, ps_reload_done_fn done, void *userdata) {
-        const ps_context *ctx = registry_ctx(reg);
+        const ps_context *ctx = ps_registry_ctx(reg);
         reload_op *op = calloc(1, sizeof(*op));
 
         if (!op)
@@ -539,14 +539,14 @@ static reload_op *op_new(ps_registry *reg, const char *pool_id, size_t n, ps_rel
         op->parts = calloc(n ? n : 1, sizeof(*op->parts));
         op->kick = evtimer_new(ctx->base, on_kick, op);
         if (!op->pool_id || !op->parts || !op->kick)
-                return reload_op_free(op);
+                return ps_reload_op_free(op);
         op->n_parts = n;
         for (size_t i = 0; i < n; i++) {
                 op->parts[i].op = op;
                 op->parts[i].replica = ps_registry_replica_at(reg, pool_id, i);
                 op->parts[i].old_spec = ps_engine_spec_copy(op->parts[i].replica->current);
                 if (!op->parts[i].old_spec)
-                        return reload_op_free(op);
+                        return ps_reload_op_free(op);
         }
         return op;
 }
@@ -556,7 +556,7 @@ static void surge_falls_back(reload_op *op, const char *fmt, ...) __attribute__(
 /* The surge runs drain-first instead: the answer's surge_fallback and a
  * warning say why. */
 static void surge_falls_back(reload_op *op, const char *fmt, ...) {
-        const ps_context *ctx = registry_ctx(op->reg);
+        const ps_context *ctx = ps_registry_ctx(op->reg);
         va_list ap;
 
         op->strategy = PS_RELOAD_DRAIN_FIRST;
@@ -576,8 +576,8 @@ static void surge_falls_back(reload_op *op, const char *fmt, ...) {
 
 /* Decides no-op or not, moves surge ports, stages, and registers the op. */
 static int op_begin(reload_op *op, const char *sha_hex) {
-        const ps_context *ctx = registry_ctx(op->reg);
-        pool_ops *ops = registry_pool_ops(op->reg, op->pool_id);
+        const ps_context *ctx = ps_registry_ctx(op->reg);
+        pool_ops *ops = ps_registry_pool_ops(op->reg, op->pool_id);
         const char *model = NULL;
         int rc;
 
@@ -623,7 +623,7 @@ static int op_begin(reload_op *op, const char *sha_hex) {
                 uint16_t port = surge_port(part->replica, op->n_parts);
 
                 if (port == 0) {
-                        reload_op_free(op);
+                        ps_reload_op_free(op);
                         return PS_E_INVALID;
                 }
                 if (part->new_spec->port == part->old_spec->port)
@@ -632,15 +632,15 @@ static int op_begin(reload_op *op, const char *sha_hex) {
         if (!op->noop && op->n_parts > 0)
                 model = op->parts[0].new_spec->model_path;
         if (model && !str_same(model, op->parts[0].old_spec->model_path)) {
-                rc = stage_job_start(ctx->base, model, sha_hex, on_staged, op, &op->stage);
+                rc = ps_stage_job_start(ctx->base, model, sha_hex, on_staged, op, &op->stage);
                 if (rc < 0) {
-                        reload_op_free(op);
+                        ps_reload_op_free(op);
                         return rc;
                 }
         } else if (model && sha_hex) {
-                rc = stage_job_start(ctx->base, model, sha_hex, on_staged, op, &op->stage);
+                rc = ps_stage_job_start(ctx->base, model, sha_hex, on_staged, op, &op->stage);
                 if (rc < 0) {
-                        reload_op_free(op);
+                        ps_reload_op_free(op);
                         return rc;
                 }
         } else {
@@ -680,14 +680,14 @@ int ps_pool_reload(ps_registry *reg, const char *pool_id, const ps_reload_reques
                 if (!req->flags[i])
                         return ps_errf(err, errlen, PS_E_INVALID, "flags[%zu]: must be a string", i);
 
-        n = registry_pool_size(reg, pool_id);
+        n = ps_registry_pool_size(reg, pool_id);
         op = op_new(reg, pool_id, n, req->strategy, req->drain_deadline_ms, done, userdata);
         if (!op)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++)
                 if ((rc = spec_for_request(op->parts[i].replica, req, hex, &op->parts[i].new_spec,
                                            err, errlen)) != 0) {
-                        reload_op_free(op);
+                        ps_reload_op_free(op);
                         return rc;
                 }
         rc = op_begin(op, hex);
@@ -708,9 +708,9 @@ int ps_pool_reload_specs(ps_registry *reg, const char *pool_id,
                 return -EINVAL;
         if ((rc = check_pool(reg, pool_id, &ops, err, errlen)) != 0)
                 return rc;
-        if (n != registry_pool_size(reg, pool_id))
+        if (n != ps_registry_pool_size(reg, pool_id))
                 return ps_errf(err, errlen, PS_E_INVALID, "pool %s has %zu replicas, %zu specs given",
-                               pool_id, registry_pool_size(reg, pool_id), n);
+                               pool_id, ps_registry_pool_size(reg, pool_id), n);
         if ((unsigned) strategy >= PS_RELOAD_STRATEGY_MAX)
                 return ps_errf(err, errlen, PS_E_INVALID, "strategy: must be drain-first or surge");
         for (size_t i = 0; i < n; i++) {
@@ -730,7 +730,7 @@ int ps_pool_reload_specs(ps_registry *reg, const char *pool_id,
         for (size_t i = 0; i < n; i++) {
                 op->parts[i].new_spec = ps_engine_spec_copy(specs[i]);
                 if (!op->parts[i].new_spec) {
-                        reload_op_free(op);
+                        ps_reload_op_free(op);
                         return -ENOMEM;
                 }
         }
@@ -741,7 +741,7 @@ int ps_pool_reload_specs(ps_registry *reg, const char *pool_id,
 }
 
 bool ps_pool_reloading(ps_registry *reg, const char *pool_id) {
-        pool_ops *ops = reg ? registry_pool_ops(reg, pool_id) : NULL;
+        pool_ops *ops = reg ? ps_registry_pool_ops(reg, pool_id) : NULL;
 
         return ops && ops->reload;
 }

@@ -123,5 +123,5 @@ bool replica_leases_zero_due(const ps_replica *r, pd_instance_id *inst);
  * result of the trial (0, PD_E_TRANSITION, ...). On 0, fn is called once
  * with the answer (possibly before this returns).
  */
-int replica_request(ps_replica *r, const pd_event *ev, pd_reply reply,
+int ps_replica_request(ps_replica *r, const pd_event *ev, pd_reply reply,
                     ps_done_fn fn, void *userdata);

@@ -9,7 +9,7 @@
 #include "core/policy-private.h"
 #include "lifecycle/replica-private.h"
 
-int replica_request(ps_replica *r, const pd_event *ev, pd_reply reply,
+int ps_replica_request(ps_replica *r, const pd_event *ev, pd_reply reply,
                     ps_done_fn fn, void *userdata) {
         pd_lifecycle trial = r->lc;
         pd_rng rng = r->rng;

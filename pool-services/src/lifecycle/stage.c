@@ -127,7 +127,7 @@ static void on_ready(evutil_socket_t fd, short what, void *userdata) {
         job->done(result, detail, job->userdata);
 }
 
-stage_job *stage_job_free(stage_job *job) {
+stage_job *ps_stage_job_free(stage_job *job) {
         if (!job)
                 return NULL;
         if (job->started && !job->joined) {
@@ -144,7 +144,7 @@ stage_job *stage_job_free(stage_job *job) {
         return NULL;
 }
 
-int stage_job_start(struct event_base *base, const char *path, const char *sha256_hex,
+int ps_stage_job_start(struct event_base *base, const char *path, const char *sha256_hex,
                     stage_done_fn done, void *userdata, stage_job **ret) {
         stage_job *job;
         int rc;
@@ -162,22 +162,22 @@ int stage_job_start(struct event_base *base, const char *path, const char *sha25
         if (sha256_hex)
                 snprintf(job->want, sizeof(job->want), "%s", sha256_hex);
         if (!job->path) {
-                stage_job_free(job);
+                ps_stage_job_free(job);
                 return -ENOMEM;
         }
         if (pipe2(job->pipe_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
                 rc = -errno;
-                stage_job_free(job);
+                ps_stage_job_free(job);
                 return rc;
         }
         job->ready = event_new(base, job->pipe_fd[0], EV_READ, on_ready, job);
         if (!job->ready || event_add(job->ready, NULL) < 0) {
-                stage_job_free(job);
+                ps_stage_job_free(job);
                 return -ENOMEM;
         }
         rc = pthread_create(&job->thread, NULL, work, job);
         if (rc != 0) {
-                stage_job_free(job);
+                ps_stage_job_free(job);
                 return -rc;
         }
         job->started = true;

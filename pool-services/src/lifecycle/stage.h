@@ -25,8 +25,8 @@ typedef void (*stage_done_fn)(stage_result result, const char *detail, void *use
 
 /* sha256_hex: 64 hex digits, or NULL to check only that the file reads.
  * 0 and *ret, or a negative errno. */
-int stage_job_start(struct event_base *base, const char *path, const char *sha256_hex,
+int ps_stage_job_start(struct event_base *base, const char *path, const char *sha256_hex,
                     stage_done_fn done, void *userdata, stage_job **ret);
 /* Cancels a job still hashing (waits for its current read to end) and
  * frees it without calling back. Accepts NULL; returns NULL. */
-stage_job *stage_job_free(stage_job *job);
+stage_job *ps_stage_job_free(stage_job *job);

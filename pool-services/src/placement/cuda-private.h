@@ -23,8 +23,8 @@
 
 /* Runs in the forked child: the answer as a new JSON object (NULL on
  * OOM). Loads the libraries named; never returns an error otherwise. */
-json_t *cuda_probe_run(const char *library, const char *nvml_library);
+json_t *ps_cuda_probe_run(const char *library, const char *nvml_library);
 
 /* The parent's reading of an answer. 0, or PS_E_INVALID with the reason in
  * r->message (r->status is then PS_CUDA_PROBE_FAILED), or -ENOMEM. */
-int cuda_answer_parse(const char *text, size_t len, ps_cuda_result *r);
+int ps_cuda_answer_parse(const char *text, size_t len, ps_cuda_result *r);

@@ -250,7 +250,7 @@ static bool is_device(const json_t *j) {
         return json_object_get(j, "status") == NULL;
 }
 
-json_t *cuda_probe_run(const char *library, const char *nvml_library) {
+json_t *ps_cuda_probe_run(const char *library, const char *nvml_library) {
         cuda_syms s = { .cuInit = NULL };
         nvml_syms n = { .handle = NULL };
         const char *missing;

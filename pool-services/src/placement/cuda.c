@@ -106,7 +106,7 @@ static int parse_device(const json_t *j, ps_gpu_device *d, char *why, size_t len
         return 0;
 }
 
-int cuda_answer_parse(const char *text, size_t len, ps_cuda_result *r) {
+int ps_cuda_answer_parse(const char *text, size_t len, ps_cuda_result *r) {
         json_t *doc, *devices;
         json_error_t jerr;
         ps_cuda_status status;
@@ -201,7 +201,7 @@ static _Noreturn void child_main(int out_fd, const char *library, const char *nv
         }
         close_range(CHILD_ANSWER_FD + 1, ~0U, 0);
 
-        answer = cuda_probe_run(library, nvml_library);
+        answer = ps_cuda_probe_run(library, nvml_library);
         if (!answer || json_dumpfd(answer, CHILD_ANSWER_FD, JSON_COMPACT) < 0)
                 _exit(1);
         /* No atexit handlers, no flushing of the parent's stdio buffers. */
@@ -288,7 +288,7 @@ static void finish(ps_cuda_probe *p, const siginfo_t *si) {
         } else if (p->len == 0) {
                 set_failure(&r, PS_CUDA_PROBE_FAILED, "the CUDA probe exited with code %d "
                             "without an answer", si->si_status);
-        } else if (cuda_answer_parse(p->buf, p->len, &r) < 0) {
+        } else if (ps_cuda_answer_parse(p->buf, p->len, &r) < 0) {
                 set_failure(&r, PS_CUDA_PROBE_FAILED, "out of memory reading the CUDA probe");
         }
         p->done(&r, p->userdata);   /* may free p */
