@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool-services/hash.h"
 #include "snapshot-cache-private.h"
 
 /* Pools polled at once; more only share slots (a miss rebuilds). */
@@ -33,13 +34,9 @@ pa_snapshot_cache *pa_snapshot_cache_free(pa_snapshot_cache *cache) {
         return NULL;
 }
 
-/* FNV-1a: the slot a key lives in. */
+/* The slot a key lives in. */
 static size_t slot_of(const char *key) {
-        uint32_t h = 2166136261u;
-
-        for (; *key; key++)
-                h = (h ^ (unsigned char) *key) * 16777619u;
-        return h % SLOTS;
+        return (size_t) (ps_fnv1a_str(PS_FNV1A_INIT, key) % SLOTS);
 }
 
 static bool same_stamp(const pa_snapshot_stamp *a, const pa_snapshot_stamp *b) {

@@ -25,6 +25,7 @@
 #include "pool-domain/lease.h"
 #include "pool-services/fs.h"
 #include "pool-services/handoff.h"
+#include "pool-services/hash.h"
 
 static void run(ps_replica *r);
 
@@ -965,13 +966,7 @@ static void on_timer(evutil_socket_t fd, short what, void *userdata) {
 /* ---- life of the record ------------------------------------------------ */
 
 static uint64_t hash_ids(const char *a, const char *b) {
-        uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
-
-        for (const char *s = a; *s; s++)
-                h = (h ^ (unsigned char) *s) * 1099511628211ULL;
-        for (const char *s = b; *s; s++)
-                h = (h ^ (unsigned char) *s) * 1099511628211ULL;
-        return h;
+        return ps_fnv1a_str(ps_fnv1a_str(PS_FNV1A_INIT, a), b);
 }
 
 ps_replica *replica_new(ps_registry *reg, const ps_context *ctx,

@@ -5,15 +5,10 @@
 #include <string.h>
 
 #include "observe/strmap.h"
+#include "pool-services/hash.h"
 
 static uint64_t hash_bytes(const char *s, size_t n) {
-        uint64_t h = 1469598103934665603ULL;      /* FNV-1a */
-
-        for (size_t i = 0; i < n; i++) {
-                h ^= (unsigned char) s[i];
-                h *= 1099511628211ULL;
-        }
-        return h;
+        return ps_fnv1a(PS_FNV1A_INIT, s, n);
 }
 
 void ps_strmap_clear(ps_strmap *m) {
