@@ -154,6 +154,20 @@ def scenario_no_file_oracle():
         shutil.rmtree(outside, ignore_errors=True)
 
 
+def scenario_fifo_model_refused():
+    """A FIFO planted as a model inside models.allow is refused at once, not
+    waited on for ever."""
+    with Node() as n:
+        n.preload("f", n.prepared(flags=["-m", n.model]))
+        fifo = os.path.join(n.dir, "trap.gguf")
+        os.mkfifo(fifo)
+        err = check_error(*n.request("POST", "/v2/pools/f/reload",
+                                     {"model_path": fifo, "sha256": "0" * 64}), 422, "STAGE_FAILED")
+        check("not a regular file" in err["error"], repr(err))
+        json_body(*n.request("GET", "/v2/pools/f"), 200)
+        n.stop()
+
+
 def scenario_bad_hosts_refused():
     """host is an IP address of this node; an API preload's is loopback."""
     with Node() as n:

@@ -54,7 +54,9 @@ static void check(stage_job *job) {
         ssize_t n;
         int fd;
 
-        fd = open(job->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO planted as a model must not hang the check
+         * (it is refused below as not a regular file). */
+        fd = open(job->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
                 finish(job, STAGE_UNUSABLE, "model %s: %s", job->path, strerror(errno));
                 return;
