@@ -39,6 +39,10 @@ struct event_base;
  * signal, so a daemon restart leaves it running for adoption.
  *
  * Its exit reaches the loop through a pidfd: no polling, no blocking wait.
+ *
+ * The functions below dispatch to one implementation for the whole
+ * process: these real processes, or what a test installed in their place
+ * (lifecycle/engine-private.h); callers cannot tell them apart.
  */
 typedef struct ps_engine ps_engine;
 

@@ -20,6 +20,8 @@
 #include <event2/event.h>
 
 #include "core/reap.h"
+#define PS_ENGINE_PRIVATE_ALLOW
+#include "lifecycle/engine-private.h"
 #include "pool-services/engine.h"
 #include "pool-services/fs.h"
 
@@ -62,47 +64,42 @@ typedef struct child_report {
         int error;
 } child_report;
 
-/* Everything the child needs, prepared in the parent: after fork() the
- * child may only make async-signal-safe calls, so it allocates nothing. */
-typedef struct child_plan {
+/* The descriptors a start opens before fork(), all above stderr so that
+ * the child's dup2() onto 0, 1 and 2 cannot clobber them. With the plan,
+ * everything the child uses: after fork() it may only make
+ * async-signal-safe calls, so it allocates nothing. */
+typedef struct child_fds {
         int exec_fd;              /* O_PATH: the file that was checked      */
         bool exec_is_script;      /* "#!": its interpreter reopens exec_fd  */
-        char **argv;
-        char **envp;
-        const char *dir;
-        int devnull_fd;
         int log_fd;
-        int report_fd;
-        unsigned max_fd;          /* for the close() loop without close_range */
-        bool drop_privileges;
-        uid_t uid;
-        gid_t gid;
-        gid_t *groups;
-        int n_groups;
-} child_plan;
+        bool log_created;         /* removed again when the start fails     */
+        int64_t log_start;        /* the log's size before this engine      */
+        int devnull_fd;
+        int report_fd[2];         /* close-on-exec: EOF means exec happened */
+} child_fds;
 
-void ps_engine_set_userdata(ps_engine *engine, void *userdata) {
+static void real_set_userdata(ps_engine *engine, void *userdata) {
         engine->userdata = userdata;
 }
 
-pid_t ps_engine_pid(const ps_engine *engine) {
-        return engine ? engine->pid : 0;
+static pid_t real_pid(const ps_engine *engine) {
+        return engine->pid;
 }
 
-bool ps_engine_running(const ps_engine *engine) {
-        return engine && engine->running;
+static bool real_running(const ps_engine *engine) {
+        return engine->running;
 }
 
-const char *ps_engine_log_path(const ps_engine *engine) {
-        return engine ? engine->log_path : NULL;
+static const char *real_log_path(const ps_engine *engine) {
+        return engine->log_path;
 }
 
-const char *ps_engine_pid_path(const ps_engine *engine) {
-        return engine ? engine->pid_path : NULL;
+static const char *real_pid_path(const ps_engine *engine) {
+        return engine->pid_path;
 }
 
-int64_t ps_engine_log_start(const ps_engine *engine) {
-        return engine ? engine->log_start : 0;
+static int64_t real_log_start(const ps_engine *engine) {
+        return engine->log_start;
 }
 
 /* <dir>/<given>, or <dir>/<prefix><pool>_<replica><suffix>. */
@@ -415,7 +412,7 @@ static int engine_uid(const ps_engine_options *opts, uid_t *ret, char *err, size
 }
 
 /* Fills in what the child needs to become pw's user. */
-static int plan_user(const struct passwd *pw, child_plan *plan, char *err, size_t errlen) {
+static int plan_user(const struct passwd *pw, ps_engine_plan *plan, char *err, size_t errlen) {
         int n = 16;
 
         plan->uid = pw->pw_uid;
@@ -629,8 +626,8 @@ static void child_close_between(unsigned from, unsigned to, unsigned max) {
 }
 
 /* Everything above stderr but the report pipe and the binary. */
-static void child_close_fds(const child_plan *plan) {
-        unsigned lo = (unsigned) plan->report_fd, hi = (unsigned) plan->exec_fd;
+static void child_close_fds(const ps_engine_plan *plan, const child_fds *fds) {
+        unsigned lo = (unsigned) fds->report_fd[1], hi = (unsigned) fds->exec_fd;
 
         if (lo > hi) {
                 unsigned t = lo;
@@ -644,8 +641,9 @@ static void child_close_fds(const child_plan *plan) {
 }
 
 /* Runs between fork() and fexecve(): async-signal-safe calls only. */
-_Noreturn static void child_exec(const child_plan *plan) {
+_Noreturn static void child_exec(const ps_engine_plan *plan, const child_fds *fds) {
         struct sigaction dfl = { .sa_handler = SIG_DFL };
+        int report = fds->report_fd[1];
         sigset_t none;
 
         /* Dispositions first: signals stay blocked (the parent blocked all
@@ -657,37 +655,37 @@ _Noreturn static void child_exec(const child_plan *plan) {
         /* Own session, hence own process group: a signal to -pid reaches the
          * engine's helpers too, and the terminal's signals do not. */
         if (setsid() < 0)
-                child_fail(plan->report_fd, CHILD_STAGE_SETSID);
+                child_fail(report, CHILD_STAGE_SETSID);
 
-        if (dup2(plan->devnull_fd, STDIN_FILENO) < 0 ||
-            dup2(plan->log_fd, STDOUT_FILENO) < 0 ||
-            dup2(plan->log_fd, STDERR_FILENO) < 0)
-                child_fail(plan->report_fd, CHILD_STAGE_STDIO);
-        child_close_fds(plan);
+        if (dup2(fds->devnull_fd, STDIN_FILENO) < 0 ||
+            dup2(fds->log_fd, STDOUT_FILENO) < 0 ||
+            dup2(fds->log_fd, STDERR_FILENO) < 0)
+                child_fail(report, CHILD_STAGE_STDIO);
+        child_close_fds(plan, fds);
 
-        if (chdir(plan->dir) < 0)
-                child_fail(plan->report_fd, CHILD_STAGE_CHDIR);
+        if (chdir(plan->workdir) < 0)
+                child_fail(report, CHILD_STAGE_CHDIR);
 
         if (plan->drop_privileges) {
                 /* The bounding set needs CAP_SETPCAP, so it goes before the
                  * uid change; a kernel knows fewer than 64 capabilities. */
                 for (int cap = 0; cap < 64; cap++)
                         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
-                                child_fail(plan->report_fd, CHILD_STAGE_CAPS);
+                                child_fail(report, CHILD_STAGE_CAPS);
                 if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
-                        child_fail(plan->report_fd, CHILD_STAGE_CAPS);
+                        child_fail(report, CHILD_STAGE_CAPS);
                 if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
-                        child_fail(plan->report_fd, CHILD_STAGE_CAPS);
+                        child_fail(report, CHILD_STAGE_CAPS);
                 if (setgroups((size_t) plan->n_groups, plan->groups) < 0)
-                        child_fail(plan->report_fd, CHILD_STAGE_SETGROUPS);
+                        child_fail(report, CHILD_STAGE_SETGROUPS);
                 if (setresgid(plan->gid, plan->gid, plan->gid) < 0)
-                        child_fail(plan->report_fd, CHILD_STAGE_SETGID);
+                        child_fail(report, CHILD_STAGE_SETGID);
                 /* From uid 0 to non-zero without keepcaps: the kernel clears
                  * the permitted, effective and ambient sets. */
                 if (setresuid(plan->uid, plan->uid, plan->uid) < 0)
-                        child_fail(plan->report_fd, CHILD_STAGE_SETUID);
+                        child_fail(report, CHILD_STAGE_SETUID);
                 if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-                        child_fail(plan->report_fd, CHILD_STAGE_NO_NEW_PRIVS);
+                        child_fail(report, CHILD_STAGE_NO_NEW_PRIVS);
         }
 
         sigemptyset(&none);
@@ -695,15 +693,15 @@ _Noreturn static void child_exec(const child_plan *plan) {
 
         /* The file checked in the parent, not whatever the path names now.
          * A script's interpreter opens /dev/fd/N after the exec. */
-        if (plan->exec_is_script && fcntl(plan->exec_fd, F_SETFD, 0) < 0)
-                child_fail(plan->report_fd, CHILD_STAGE_EXEC);
-        fexecve(plan->exec_fd, plan->argv, plan->envp);
-        child_fail(plan->report_fd, CHILD_STAGE_EXEC);
+        if (fds->exec_is_script && fcntl(fds->exec_fd, F_SETFD, 0) < 0)
+                child_fail(report, CHILD_STAGE_EXEC);
+        fexecve(fds->exec_fd, plan->argv, plan->envp);
+        child_fail(report, CHILD_STAGE_EXEC);
         _exit(127);
 }
 
-static void describe_child_failure(const child_report *rep, const ps_engine_spec *spec,
-                                   const char *dir, const char *user, char *err, size_t errlen) {
+static void describe_child_failure(const child_report *rep, const ps_engine_plan *plan,
+                                   char *err, size_t errlen) {
         const char *why = strerror(rep->error);
 
         switch (rep->stage) {
@@ -714,7 +712,7 @@ static void describe_child_failure(const child_report *rep, const ps_engine_spec
                 snprintf(err, errlen, "redirecting output to the log: %s", why);
                 break;
         case CHILD_STAGE_CHDIR:
-                snprintf(err, errlen, "workdir %s: %s", dir, why);
+                snprintf(err, errlen, "workdir %s: %s", plan->workdir, why);
                 break;
         case CHILD_STAGE_CAPS:
                 snprintf(err, errlen, "dropping capabilities: %s", why);
@@ -722,13 +720,14 @@ static void describe_child_failure(const child_report *rep, const ps_engine_spec
         case CHILD_STAGE_SETGROUPS:
         case CHILD_STAGE_SETGID:
         case CHILD_STAGE_SETUID:
-                snprintf(err, errlen, "user %s: cannot switch to it: %s", user ? user : "?", why);
+                snprintf(err, errlen, "user %s: cannot switch to it: %s",
+                         plan->user ? plan->user : "?", why);
                 break;
         case CHILD_STAGE_NO_NEW_PRIVS:
                 snprintf(err, errlen, "no_new_privs: %s", why);
                 break;
         case CHILD_STAGE_EXEC:
-                snprintf(err, errlen, "binary %s: %s", spec->binary_path, why);
+                snprintf(err, errlen, "binary %s: %s", plan->binary, why);
                 break;
         default:
                 snprintf(err, errlen, "engine child failed: %s", why);
@@ -785,21 +784,66 @@ static void on_pidfd(evutil_socket_t fd, short what, void *userdata) {
                 engine->on_exit(engine, &st, engine->userdata);
 }
 
-int ps_engine_spawn(struct event_base *base, const ps_engine_spec *spec,
-                    const ps_engine_options *opts, ps_engine_exit_fn on_exit,
-                    void *userdata, ps_engine **ret, char *err, size_t errlen) {
-        child_plan plan = { .exec_fd = -1, .devnull_fd = -1, .log_fd = -1, .report_fd = -1 };
-        ps_engine *engine = NULL;
+/* ---- the plan: decided before anything is touched ------------------------ */
+
+ps_engine_plan *ps_engine_plan_free(ps_engine_plan *plan) {
+        if (!plan)
+                return NULL;
+        free(plan->binary);
+        free(plan->argv);
+        strv_free(plan->envp);
+        free(plan->workdir);
+        free(plan->log_path);
+        free(plan->pid_path);
+        free(plan->user);
+        free(plan->groups);
+        free(plan);
+        return NULL;
+}
+
+/* Who the engine runs as: run_as_user when the daemon is root, its groups
+ * resolved now; else the daemon's own user, whose passwd entry (if it has
+ * one: a container's arbitrary uid may not) gives HOME, USER and LOGNAME.
+ * *pw is left unset when have_pw is false. */
+static int plan_identity(const ps_engine_options *opts, ps_engine_plan *plan,
+                         struct passwd *pw, char **pw_buf, bool *have_pw,
+                         char *err, size_t errlen) {
+        int r;
+
+        *have_pw = false;
+        if (opts->run_as_user && !(plan->user = strdup(opts->run_as_user)))
+                return -ENOMEM;
+        if (!(opts->run_as_user && geteuid() == 0)) {
+                *have_pw = get_passwd(NULL, geteuid(), pw, pw_buf) == 0;
+                return 0;
+        }
+        r = get_passwd(opts->run_as_user, 0, pw, pw_buf);
+        if (r < 0) {
+                describe_user_error(opts->run_as_user, r, err, errlen);
+                return r;
+        }
+        r = plan_user(pw, plan, err, errlen);
+        if (r < 0)
+                return r;
+        *have_pw = true;
+        return 0;
+}
+
+static unsigned descriptor_bound(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+            rl.rlim_cur < 65536)
+                return (unsigned) rl.rlim_cur;
+        return 65536;
+}
+
+int ps_engine_plan_new(const ps_engine_spec *spec, const ps_engine_options *opts,
+                       ps_engine_plan **ret, char *err, size_t errlen) {
+        ps_engine_plan *plan;
         struct passwd pw;
         char *pw_buf = NULL;
-        bool have_pw;
-        int report_pipe[2] = { -1, -1 };
-        bool log_created = false;
-        sigset_t all, saved;
-        child_report rep;
-        struct rlimit rl;
-        struct stat st;
-        pid_t pid;
+        bool have_pw = false;
         int r;
 
         if (!err || errlen == 0) {
@@ -809,86 +853,107 @@ int ps_engine_spawn(struct event_base *base, const ps_engine_spec *spec,
                 errlen = sizeof(dummy);
         }
         err[0] = '\0';
-        if (!base || !spec || !opts || !opts->runtime_dir || !ret) {
+        if (!spec || !opts || !opts->runtime_dir || !ret) {
                 snprintf(err, errlen, "engine spawn: missing argument");
                 return -EINVAL;
         }
-
         if ((!opts->log_name || !opts->pid_name) && (!spec->pool_id || !spec->replica_id)) {
                 snprintf(err, errlen, "engine spawn: pool_id and replica_id are required");
                 return -EINVAL;
         }
-        r = open_binary(spec->binary_path, &plan.exec_fd, &plan.exec_is_script, err, errlen);
+        if (!spec->binary_path || !spec->binary_path[0]) {
+                snprintf(err, errlen, "binary: no path given");
+                return -EINVAL;
+        }
+        plan = calloc(1, sizeof(*plan));
+        if (!plan)
+                return -ENOMEM;
+        plan->binary = strdup(spec->binary_path);
+        plan->workdir = strdup(spec->workdir ? spec->workdir : opts->runtime_dir);
+        plan->log_path = runtime_path(opts->runtime_dir, opts->log_name, "engine-", spec, ".log");
+        plan->pid_path = runtime_path(opts->runtime_dir, opts->pid_name, "", spec, ".pid");
+        plan->max_fd = descriptor_bound();
+        r = plan->binary && plan->workdir && plan->log_path && plan->pid_path ? 0 : -ENOMEM;
+        if (r == 0)
+                r = build_argv(spec, &plan->argv, err, errlen);
+        if (r == 0)
+                r = plan_identity(opts, plan, &pw, &pw_buf, &have_pw, err, errlen);
+        if (r == 0)
+                r = build_envp(spec, opts, have_pw ? &pw : NULL, &plan->envp, err, errlen);
+        free(pw_buf);
+        if (r < 0) {
+                if (r == -ENOMEM && !err[0])
+                        snprintf(err, errlen, "out of memory");
+                ps_engine_plan_free(plan);
+                return r;
+        }
+        *ret = plan;
+        return 0;
+}
+
+/* ---- the start: descriptors, fork and exec ------------------------------- */
+
+static void child_fds_close(child_fds *fds, const ps_engine_plan *plan, bool failed) {
+        safe_close(&fds->exec_fd);
+        safe_close(&fds->log_fd);
+        safe_close(&fds->devnull_fd);
+        safe_close(&fds->report_fd[0]);
+        safe_close(&fds->report_fd[1]);
+        /* A start that failed leaves no log behind that it created. */
+        if (failed && fds->log_created)
+                unlink(plan->log_path);
+        fds->log_created = false;
+}
+
+/* Opens the checked binary, the log, /dev/null and the report pipe. On
+ * failure what opened is left in fds for child_fds_close(). */
+static int child_fds_open(const ps_engine_plan *plan, child_fds *fds, char *err, size_t errlen) {
+        struct stat st;
+        int r;
+
+        r = open_binary(plan->binary, &fds->exec_fd, &fds->exec_is_script, err, errlen);
         if (r < 0)
                 return r;
-
-        engine = calloc(1, sizeof(*engine));
-        if (!engine)
-                goto oom;
-        engine->pidfd = -1;
-        engine->on_exit = on_exit;
-        engine->userdata = userdata;
-
-        engine->log_path = runtime_path(opts->runtime_dir, opts->log_name, "engine-", spec, ".log");
-        engine->pid_path = runtime_path(opts->runtime_dir, opts->pid_name, "", spec, ".pid");
-        if (!engine->log_path || !engine->pid_path)
-                goto oom;
-
-        /* Everything the child uses is built here: it must not allocate. */
-        r = build_argv(spec, &plan.argv, err, errlen);
+        r = open_log(plan->log_path, &fds->log_created, err, errlen);
         if (r < 0)
-                goto fail;
-        if (opts->run_as_user && geteuid() == 0) {
-                r = get_passwd(opts->run_as_user, 0, &pw, &pw_buf);
-                if (r < 0) {
-                        describe_user_error(opts->run_as_user, r, err, errlen);
-                        goto fail;
-                }
-                r = plan_user(&pw, &plan, err, errlen);
-                if (r < 0)
-                        goto fail;
-                have_pw = true;
-        } else {
-                /* No entry (a container's arbitrary uid): no HOME, USER or
-                 * LOGNAME rather than the daemon's. */
-                have_pw = get_passwd(NULL, geteuid(), &pw, &pw_buf) == 0;
-        }
-        r = build_envp(spec, opts, have_pw ? &pw : NULL, &plan.envp, err, errlen);
-        if (r < 0)
-                goto fail;
-        plan.dir = spec->workdir ? spec->workdir : opts->runtime_dir;
-        plan.max_fd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-                      rl.rlim_cur < 65536 ? (unsigned) rl.rlim_cur : 65536;
-
-        r = open_log(engine->log_path, &log_created, err, errlen);
-        if (r < 0)
-                goto fail;
-        plan.log_fd = fd_above_stdio(r);
-        if (plan.log_fd < 0 || fstat(plan.log_fd, &st) < 0) {
+                return r;
+        fds->log_fd = fd_above_stdio(r);
+        if (fds->log_fd < 0 || fstat(fds->log_fd, &st) < 0) {
                 r = -errno;
-                snprintf(err, errlen, "log file %s: %s", engine->log_path, strerror(-r));
-                goto fail;
+                snprintf(err, errlen, "log file %s: %s", plan->log_path, strerror(-r));
+                return r;
         }
-        engine->log_start = (int64_t) st.st_size;
+        fds->log_start = (int64_t) st.st_size;
 
-        plan.devnull_fd = fd_above_stdio(open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY));
-        if (plan.devnull_fd < 0) {
+        fds->devnull_fd = fd_above_stdio(open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY));
+        if (fds->devnull_fd < 0) {
                 r = -errno;
                 snprintf(err, errlen, "/dev/null: %s", strerror(-r));
-                goto fail;
+                return r;
         }
-        if (pipe2(report_pipe, O_CLOEXEC) < 0) {
+        if (pipe2(fds->report_fd, O_CLOEXEC) < 0) {
                 r = -errno;
                 snprintf(err, errlen, "pipe: %s", strerror(-r));
-                goto fail;
+                return r;
         }
-        report_pipe[1] = fd_above_stdio(report_pipe[1]);
-        if (report_pipe[1] < 0) {
+        fds->report_fd[1] = fd_above_stdio(fds->report_fd[1]);
+        if (fds->report_fd[1] < 0) {
                 r = -errno;
                 snprintf(err, errlen, "pipe: %s", strerror(-r));
-                goto fail;
+                return r;
         }
-        plan.report_fd = report_pipe[1];
+        return 0;
+}
+
+/* Forks the child and waits until it has reached execve() or said why it
+ * could not. 0 and *ret, or a negative errno with err set; a child that
+ * failed is reaped from the loop. */
+static int child_start(struct event_base *base, const ps_engine_plan *plan, child_fds *fds,
+                       pid_t *ret, char *err, size_t errlen) {
+        sigset_t all, saved;
+        child_report rep;
+        pid_t pid;
+        int r;
 
         /* No handler of ours may run in the child before it has reset the
          * dispositions (libevent's would write into our signal socket). */
@@ -896,35 +961,62 @@ int ps_engine_spawn(struct event_base *base, const ps_engine_spec *spec,
         sigprocmask(SIG_SETMASK, &all, &saved);
         pid = fork();
         if (pid == 0)
-                child_exec(&plan);
+                child_exec(plan, fds);
         r = pid < 0 ? -errno : 0;
         sigprocmask(SIG_SETMASK, &saved, NULL);
         if (r < 0) {
                 snprintf(err, errlen, "fork: %s", strerror(-r));
-                goto fail;
+                return r;
         }
 
-        safe_close(&report_pipe[1]);
-        r = read_child_report(report_pipe[0], &rep);
-        safe_close(&report_pipe[0]);
-        if (r != 0) {
-                /* It failed before exec and exits on its own; a report that
-                 * could not be read leaves it unknown: make sure. */
-                if (r < 0)
-                        (void) kill(pid, SIGKILL);
-                ps_reap_when_gone(base, pid, -1);
-                if (r < 0) {
-                        snprintf(err, errlen, "engine child: %s", strerror(-r));
-                } else {
-                        describe_child_failure(&rep, spec, plan.dir, opts->run_as_user, err, errlen);
-                        r = rep.error > 0 ? -rep.error : -EIO;
-                }
-                goto fail;
+        safe_close(&fds->report_fd[1]);
+        r = read_child_report(fds->report_fd[0], &rep);
+        safe_close(&fds->report_fd[0]);
+        if (r == 0) {
+                *ret = pid;
+                return 0;
         }
+        /* It failed before exec and exits on its own; a report that could
+         * not be read leaves it unknown: make sure. */
+        if (r < 0)
+                (void) kill(pid, SIGKILL);
+        ps_reap_when_gone(base, pid, -1);
+        if (r < 0) {
+                snprintf(err, errlen, "engine child: %s", strerror(-r));
+                return r;
+        }
+        describe_child_failure(&rep, plan, err, errlen);
+        return rep.error > 0 ? -rep.error : -EIO;
+}
+
+/* ---- the watch: the running engine on the loop ----------------------------- */
+
+static ps_engine *real_free(ps_engine *engine);
+
+static ps_engine *engine_new(const char *log_path, const char *pid_path,
+                             ps_engine_exit_fn on_exit, void *userdata) {
+        ps_engine *engine = calloc(1, sizeof(*engine));
+
+        if (!engine)
+                return NULL;
+        engine->pidfd = -1;
+        engine->on_exit = on_exit;
+        engine->userdata = userdata;
+        engine->log_path = strdup(log_path);
+        engine->pid_path = strdup(pid_path);
+        if (!engine->log_path || !engine->pid_path)
+                return real_free(engine);
+        return engine;
+}
+
+/* From here on the engine runs: its exit reaches the loop through a
+ * pidfd, and its PID file names it. A failure takes it down again. */
+static int engine_watch(struct event_base *base, ps_engine *engine, pid_t pid,
+                        char *err, size_t errlen) {
+        int r;
+
         engine->pid = pid;
         engine->running = true;
-
-        /* From here on the engine runs: a failure must take it down again. */
         engine->pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
         if (engine->pidfd < 0) {
                 r = -errno;
@@ -942,15 +1034,6 @@ int ps_engine_spawn(struct event_base *base, const ps_engine_spec *spec,
                 snprintf(err, errlen, "PID file %s: %s", engine->pid_path, strerror(-r));
                 goto kill;
         }
-
-        safe_close(&plan.exec_fd);
-        safe_close(&plan.log_fd);
-        safe_close(&plan.devnull_fd);
-        free(plan.groups);
-        strv_free(plan.envp);
-        free(plan.argv);
-        free(pw_buf);
-        *ret = engine;
         return 0;
 
 kill:
@@ -959,24 +1042,47 @@ kill:
         ps_reap_when_gone(base, pid, engine->pidfd);
         engine->pidfd = -1;             /* the reaper closes it */
         engine->running = false;
-        goto fail;
-oom:
-        r = -ENOMEM;
-        snprintf(err, errlen, "out of memory");
-fail:
-        safe_close(&report_pipe[0]);
-        safe_close(&report_pipe[1]);
-        safe_close(&plan.exec_fd);
-        safe_close(&plan.log_fd);
-        safe_close(&plan.devnull_fd);
-        if (log_created && engine && engine->log_path)
-                unlink(engine->log_path);
-        free(plan.groups);
-        strv_free(plan.envp);
-        free(plan.argv);
-        free(pw_buf);
-        ps_engine_free(engine);
         return r;
+}
+
+static int real_spawn(struct event_base *base, const ps_engine_spec *spec,
+                      const ps_engine_options *opts, ps_engine_exit_fn on_exit,
+                      void *userdata, ps_engine **ret, char *err, size_t errlen) {
+        child_fds fds = { .exec_fd = -1, .log_fd = -1, .devnull_fd = -1, .report_fd = { -1, -1 } };
+        ps_engine_plan *plan = NULL;
+        ps_engine *engine = NULL;
+        pid_t pid = 0;
+        int r;
+
+        if (!base || !ret) {
+                snprintf(err, errlen, "engine spawn: missing argument");
+                return -EINVAL;
+        }
+        r = ps_engine_plan_new(spec, opts, &plan, err, errlen);
+        if (r < 0)
+                return r;
+        r = child_fds_open(plan, &fds, err, errlen);
+        if (r == 0) {
+                engine = engine_new(plan->log_path, plan->pid_path, on_exit, userdata);
+                if (!engine) {
+                        r = -ENOMEM;
+                        snprintf(err, errlen, "out of memory");
+                }
+        }
+        if (r == 0) {
+                engine->log_start = fds.log_start;
+                r = child_start(base, plan, &fds, &pid, err, errlen);
+        }
+        if (r == 0)
+                r = engine_watch(base, engine, pid, err, errlen);
+        child_fds_close(&fds, plan, r < 0);
+        ps_engine_plan_free(plan);
+        if (r < 0) {
+                real_free(engine);
+                return r;
+        }
+        *ret = engine;
+        return 0;
 }
 
 /* Whether /proc/PID/cmdline is exactly argv, however long. */
@@ -1036,9 +1142,9 @@ static int process_uid(pid_t pid, uid_t *ret) {
         return 0;
 }
 
-int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
-                    const ps_engine_options *opts, ps_engine_exit_fn on_exit,
-                    void *userdata, ps_engine **ret, char *err, size_t errlen) {
+static int real_adopt(struct event_base *base, const ps_engine_spec *spec,
+                      const ps_engine_options *opts, ps_engine_exit_fn on_exit,
+                      void *userdata, ps_engine **ret, char *err, size_t errlen) {
         ps_engine *engine;
         struct pollfd pfd;
         struct stat st;
@@ -1048,13 +1154,6 @@ int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
         bool same, alive;
         int r;
 
-        if (!err || errlen == 0) {
-                static char dummy[1];
-
-                err = dummy;
-                errlen = sizeof(dummy);
-        }
-        err[0] = '\0';
         if (!base || !spec || !opts || !opts->runtime_dir || !ret)
                 return -EINVAL;
         r = engine_uid(opts, &want_uid, err, errlen);
@@ -1069,12 +1168,12 @@ int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
         engine->log_path = runtime_path(opts->runtime_dir, opts->log_name, "engine-", spec, ".log");
         engine->pid_path = runtime_path(opts->runtime_dir, opts->pid_name, "", spec, ".pid");
         if (!engine->log_path || !engine->pid_path) {
-                ps_engine_free(engine);
+                real_free(engine);
                 return -ENOMEM;
         }
         r = read_pid_file(engine->pid_path, &pid, err, errlen);
         if (r < 0) {
-                ps_engine_free(engine);
+                real_free(engine);
                 return r;
         }
         /* The pidfd first: what is checked next is then the process it
@@ -1085,7 +1184,7 @@ int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
                  * for the next try. */
                 r = -errno;
                 snprintf(err, errlen, "pidfd_open %d: %s", (int) pid, strerror(-r));
-                ps_engine_free(engine);
+                real_free(engine);
                 return r;
         }
         argv = NULL;
@@ -1107,7 +1206,7 @@ int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
                                  "user's uid %u; not adopting it", engine->pid_path, (int) pid,
                                  (unsigned) uid, (unsigned) want_uid);
                 unlink(engine->pid_path);
-                ps_engine_free(engine);
+                real_free(engine);
                 return r;
         }
         engine->pid = pid;
@@ -1117,15 +1216,15 @@ int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
         engine->exit_ev = event_new(base, engine->pidfd, EV_READ | EV_PERSIST, on_pidfd, engine);
         if (!engine->exit_ev || event_add(engine->exit_ev, NULL) < 0) {
                 snprintf(err, errlen, "cannot watch the adopted engine");
-                ps_engine_free(engine);
+                real_free(engine);
                 return -ENOMEM;
         }
         *ret = engine;
         return 0;
 }
 
-int ps_engine_signal(ps_engine *engine, int signo) {
-        if (!engine || !engine->running)
+static int real_signal(ps_engine *engine, int signo) {
+        if (!engine->running)
                 return -ESRCH;
         /* Unreaped, so the pid cannot have been reused. */
         if (kill(-engine->pid, signo) == 0)
@@ -1138,7 +1237,7 @@ int ps_engine_signal(ps_engine *engine, int signo) {
         return -errno;
 }
 
-ps_engine *ps_engine_free(ps_engine *engine) {
+static ps_engine *real_free(ps_engine *engine) {
         if (!engine)
                 return NULL;
         if (engine->exit_ev)
@@ -1154,7 +1253,7 @@ static bool is_blank(char c) {
         return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
 }
 
-int ps_engine_last_log_line(const ps_engine *engine, char *buf, size_t len) {
+static int real_last_log_line(const ps_engine *engine, char *buf, size_t len) {
         char *text;
         off_t from;
         struct stat st;
@@ -1162,8 +1261,6 @@ int ps_engine_last_log_line(const ps_engine *engine, char *buf, size_t len) {
         size_t got, want, end, start, i;
         int fd, r = 0;
 
-        if (!engine || !buf || len == 0)
-                return -EINVAL;
         buf[0] = '\0';
         /* Not through a symbolic link: its target could be any file the
          * daemon may read, and this line is shown to API clients. */
@@ -1217,4 +1314,95 @@ int ps_engine_last_log_line(const ps_engine *engine, char *buf, size_t len) {
         buf[i] = '\0';
         free(text);
         return 0;
+}
+
+/* ---- the seam ------------------------------------------------------------ */
+
+static const ps_engine_ops real_ops = {
+        .spawn = real_spawn,
+        .adopt = real_adopt,
+        .signal = real_signal,
+        .free = real_free,
+        .pid = real_pid,
+        .running = real_running,
+        .set_userdata = real_set_userdata,
+        .log_path = real_log_path,
+        .pid_path = real_pid_path,
+        .log_start = real_log_start,
+        .last_log_line = real_last_log_line,
+};
+
+static const ps_engine_ops *engine_ops = &real_ops;
+
+const ps_engine_ops *ps_engine_ops_real(void) {
+        return &real_ops;
+}
+
+void ps_engine_ops_set(const ps_engine_ops *ops) {
+        engine_ops = ops ? ops : &real_ops;
+}
+
+/* What the members may rely on: an err they can write to. */
+static char *err_buffer(char *err, size_t *errlen) {
+        static char dummy[1];
+
+        if (!err || *errlen == 0) {
+                *errlen = sizeof(dummy);
+                err = dummy;
+        }
+        err[0] = '\0';
+        return err;
+}
+
+int ps_engine_spawn(struct event_base *base, const ps_engine_spec *spec,
+                    const ps_engine_options *opts, ps_engine_exit_fn on_exit,
+                    void *userdata, ps_engine **ret, char *err, size_t errlen) {
+        err = err_buffer(err, &errlen);
+        return engine_ops->spawn(base, spec, opts, on_exit, userdata, ret, err, errlen);
+}
+
+int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
+                    const ps_engine_options *opts, ps_engine_exit_fn on_exit,
+                    void *userdata, ps_engine **ret, char *err, size_t errlen) {
+        err = err_buffer(err, &errlen);
+        return engine_ops->adopt(base, spec, opts, on_exit, userdata, ret, err, errlen);
+}
+
+int ps_engine_signal(ps_engine *engine, int signo) {
+        return engine ? engine_ops->signal(engine, signo) : -ESRCH;
+}
+
+ps_engine *ps_engine_free(ps_engine *engine) {
+        return engine ? engine_ops->free(engine) : NULL;
+}
+
+pid_t ps_engine_pid(const ps_engine *engine) {
+        return engine ? engine_ops->pid(engine) : 0;
+}
+
+bool ps_engine_running(const ps_engine *engine) {
+        return engine && engine_ops->running(engine);
+}
+
+void ps_engine_set_userdata(ps_engine *engine, void *userdata) {
+        if (engine)
+                engine_ops->set_userdata(engine, userdata);
+}
+
+const char *ps_engine_log_path(const ps_engine *engine) {
+        return engine ? engine_ops->log_path(engine) : NULL;
+}
+
+const char *ps_engine_pid_path(const ps_engine *engine) {
+        return engine ? engine_ops->pid_path(engine) : NULL;
+}
+
+int64_t ps_engine_log_start(const ps_engine *engine) {
+        return engine ? engine_ops->log_start(engine) : 0;
+}
+
+int ps_engine_last_log_line(const ps_engine *engine, char *buf, size_t len) {
+        if (!engine || !buf || len == 0)
+                return -EINVAL;
+        return engine_ops->last_log_line(engine, buf, len);
 }

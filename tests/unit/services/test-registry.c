@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A pool of two replicas as the API shows it: the pool serves while any
+ * replica serves, its slots and leases are the sums of its replicas', and
+ * the trouble of one replica (its error, its restart time) shows at the
+ * pool's level without hiding that the other still serves.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "fake-node.h"
+#include "pool-services/lease.h"
+
+typedef struct pool_fx {
+        fake_node node;
+        ps_replica *r0, *r1;
+} pool_fx;
+
+static int setup(void **state) {
+        pool_fx *f = calloc(1, sizeof(*f));
+
+        assert_non_null(f);
+        fake_node_init(&f->node, "registry");
+        f->r0 = fake_node_add(&f->node, fake_spec("chat", "r0", 0, 2), fake_policy(NULL));
+        f->r1 = fake_node_add(&f->node, fake_spec("chat", "r1", 0, 3),
+                              fake_policy("{\"backoff\": {\"initial_ms\": 60000,"
+                                          " \"max_ms\": 60000}}"));
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        pool_fx *f = *state;
+
+        fake_node_clear(&f->node);
+        free(f);
+        return 0;
+}
+
+static json_t *pool_snapshot(pool_fx *f) {
+        json_t *s = ps_registry_pool_snapshot(f->node.reg, "chat");
+
+        assert_non_null(s);
+        return s;
+}
+
+static int64_t get_int(const json_t *o, const char *key) {
+        const json_t *v = json_object_get(o, key);
+
+        assert_true(json_is_integer(v));
+        return (int64_t) json_integer_value(v);
+}
+
+static void test_two_ready_replicas_add_up(void **state) {
+        pool_fx *f = *state;
+        ps_lease lease;
+        json_t *s, *all;
+
+        assert_int_equal(fake_node_preload(&f->node, f->r0), 0);
+        assert_int_equal(fake_node_preload(&f->node, f->r1), 0);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "chat", 0, &lease, NULL, 0), 0);
+
+        s = pool_snapshot(f);
+        assert_string_equal(json_string_value(json_object_get(s, "state")), "ready");
+        assert_true(json_is_true(json_object_get(s, "ready")));
+        assert_true(json_is_true(json_object_get(s, "live")));
+        assert_int_equal(get_int(s, "slots_total"), 5);
+        assert_int_equal(get_int(s, "slots_free"), 4);
+        assert_int_equal(get_int(s, "active_leases"), 1);
+        assert_int_equal(get_int(s, "crash_count"), 0);
+        assert_int_equal(json_array_size(json_object_get(s, "replicas")), 2);
+        /* the pool's pid is its first replica's */
+        assert_int_equal(get_int(s, "pid"), ps_replica_pid(f->r0));
+        json_decref(s);
+
+        /* the whole registry: one pool */
+        all = ps_registry_snapshot(f->node.reg);
+        assert_int_equal(json_array_size(json_object_get(all, "pools")), 1);
+        assert_int_equal(ps_registry_pool_count(f->node.reg), 1);
+        assert_int_equal(ps_registry_active_leases(f->node.reg, "chat"), 1);
+        json_decref(all);
+}
+
+static fake_engine *engine_of(const ps_replica *r) {
+        for (size_t i = fake_engines_spawned(); i > 0; i--)
+                if (fake_engine_pid(fake_engines_at(i - 1)) == ps_replica_pid(r))
+                        return fake_engines_at(i - 1);
+        fail_msg("no engine for replica %s", ps_replica_id(r));
+        return NULL;
+}
+
+static void test_one_crashed_replica_shows_but_the_pool_serves(void **state) {
+        pool_fx *f = *state;
+        json_t *s, *reps;
+
+        assert_int_equal(fake_node_preload(&f->node, f->r0), 0);
+        assert_int_equal(fake_node_preload(&f->node, f->r1), 0);
+        fake_engine_log(engine_of(f->r1), "terminate called after throwing an instance");
+        fake_engine_exit(engine_of(f->r1), 134);
+        fake_node_wait_state(&f->node, f->r1, "backoff");
+
+        s = pool_snapshot(f);
+        /* r0 still serves: the pool is ready, with r0's slots only */
+        assert_string_equal(json_string_value(json_object_get(s, "state")), "ready");
+        assert_true(json_is_true(json_object_get(s, "ready")));
+        assert_int_equal(get_int(s, "slots_total"), 5);
+        assert_int_equal(get_int(s, "slots_free"), 2);
+        assert_int_equal(get_int(s, "crash_count"), 1);
+        /* r1's trouble, exactly when it restarts (60 s by the pinned clock) */
+        assert_non_null(strstr(json_string_value(json_object_get(s, "last_error")),
+                               "exited with code 134"));
+        assert_int_equal(get_int(s, "next_restart_at"), FAKE_WALL_START_MS + 60000);
+        assert_int_equal(get_int(s, "backoff_ms"), 60000);
+        reps = json_object_get(s, "replicas");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(reps, 0), "state")),
+                            "ready");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(reps, 1), "state")),
+                            "backoff");
+        json_decref(s);
+}
+
+static bool pool_gone(fake_node *n, const void *pool_id) {
+        return !ps_registry_has_pool(n->reg, pool_id);
+}
+
+static void test_pool_shows_first_replica_state_when_none_serves(void **state) {
+        pool_fx *f = *state;
+        json_t *s;
+
+        s = pool_snapshot(f);
+        assert_string_equal(json_string_value(json_object_get(s, "state")), "empty");
+        assert_false(json_is_true(json_object_get(s, "ready")));
+        assert_int_equal(get_int(s, "slots_free"), 0);
+        assert_true(json_is_null(json_object_get(s, "last_error")));
+        json_decref(s);
+
+        /* forgetting the pool stops its engines first */
+        assert_int_equal(fake_node_preload(&f->node, f->r0), 0);
+        assert_int_equal(ps_registry_forget_pool(f->node.reg, "chat", NULL, 0), 0);
+        assert_true(ps_registry_pool_removing(f->node.reg, "chat"));
+        s = pool_snapshot(f);
+        assert_string_equal(json_string_value(json_object_get(s, "state")), "removing");
+        json_decref(s);
+        assert_true(fake_node_until(&f->node, pool_gone, "chat"));
+        assert_int_equal(fake_engines_running("chat", "r0"), 0);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                T(test_two_ready_replicas_add_up),
+                T(test_one_crashed_replica_shows_but_the_pool_serves),
+                T(test_pool_shows_first_replica_state_when_none_serves),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Reloading a pool on fake engines: drain-first stops the old engine
+ * before the new one starts and leaves the replica on the new spec; a new
+ * engine that never becomes healthy is killed and the old spec started
+ * again, with the failure and its reason in the answer; a surge whose
+ * arguments do not take {port} cannot put a second engine beside the
+ * first and runs drain-first instead, saying why.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fake-node.h"
+#include "pool-services/errors.h"
+#include "pool-services/reload.h"
+
+typedef struct reload_fx {
+        fake_node node;
+        ps_replica *r;
+        /* the reload's answer */
+        bool done;
+        int rc;
+        char message[768];
+        json_t *result;
+        /* per spawn: how many engines of the replica ran beside it */
+        size_t beside[16];
+} reload_fx;
+
+static int teardown(void **state) {
+        reload_fx *f = *state;
+
+        json_decref(f->result);
+        fake_node_clear(&f->node);
+        free(f);
+        return 0;
+}
+
+static reload_fx *fx_new(void **state, ps_engine_spec *spec, const char *policy) {
+        reload_fx *f = calloc(1, sizeof(*f));
+
+        assert_non_null(f);
+        *state = f;
+        fake_node_init(&f->node, "reload");
+        f->r = fake_node_add(&f->node, spec, fake_policy(policy));
+        assert_int_equal(fake_node_preload(&f->node, f->r), 0);
+        return f;
+}
+
+static void on_reloaded(int rc, const char *message, const json_t *result, void *userdata) {
+        reload_fx *f = userdata;
+
+        f->done = true;
+        f->rc = rc;
+        snprintf(f->message, sizeof(f->message), "%s", message ? message : "");
+        f->result = result ? json_deep_copy(result) : NULL;
+}
+
+/* Records how many engines of the replica ran when each one started (it
+ * is not counted yet); the model "broken.gguf" loads forever (503). */
+static int on_spawn(fake_engine *e, void *userdata, char *err, size_t errlen) {
+        reload_fx *f = userdata;
+        const ps_engine_spec *s = fake_engine_spec(e);
+        size_t i = fake_engines_spawned();
+
+        (void) err;
+        (void) errlen;
+        if (i < sizeof(f->beside) / sizeof(f->beside[0]))
+                f->beside[i] = fake_engines_running(s->pool_id, s->replica_id);
+        if (s->model_id && strcmp(s->model_id, "broken.gguf") == 0)
+                fake_engine_set_health(e, 503);
+        return 0;
+}
+
+static const char *result_str(const reload_fx *f, const char *key) {
+        return json_string_value(json_object_get(f->result, key));
+}
+
+static void test_drain_first_swaps_the_spec(void **state) {
+        reload_fx *f = fx_new(state, fake_spec("chat", "r0", 0, 1), NULL);
+        fake_engine *old = fake_engines_last(), *now;
+        ps_reload_request req = {
+                .model_ref = "qwen2.5-7b-instruct",
+                .engine_version = "b7000",
+                .drain_deadline_ms = 5000,
+                .strategy = PS_RELOAD_DRAIN_FIRST,
+        };
+        char err[256];
+
+        fake_engines_on_spawn(on_spawn, f);
+        assert_int_equal(ps_pool_reload(f->node.reg, "chat", &req, on_reloaded, f, err,
+                                        sizeof(err)), 0);
+        assert_false(f->done);                 /* answered from the loop only */
+        assert_true(fake_node_until(&f->node, fake_flag_set, &f->done));
+        assert_int_equal(f->rc, 0);
+        assert_string_equal(f->message, "reloaded (drain-first): 1 replica");
+
+        /* the old engine was stopped before the new one started */
+        assert_int_equal(fake_engines_spawned(), 2);
+        assert_int_equal(fake_engine_signals(old, SIGTERM), 1);
+        assert_false(fake_engine_running(old));
+        assert_int_equal(f->beside[1], 0);
+        now = fake_engines_last();
+        assert_true(fake_engine_has_arg(now, "-m", "qwen2.5-7b-instruct"));
+        assert_string_equal(fake_engine_spec(now)->engine_version, "b7000");
+
+        /* and the replica says so */
+        assert_string_equal(ps_replica_state(f->r), "ready");
+        assert_int_equal(ps_replica_pid(f->r), fake_engine_pid(now));
+        assert_string_equal(fake_snap_str(f->r, "model_id"), "qwen2.5-7b-instruct");
+        assert_string_equal(fake_snap_str(f->r, "engine_version"), "b7000");
+        assert_string_equal(result_str(f, "model_id"), "qwen2.5-7b-instruct");
+        assert_string_equal(json_string_value(json_object_get(
+                                    json_object_get(f->result, "previous"), "model_id")),
+                            "tiny.gguf");
+        assert_true(json_is_null(json_object_get(f->result, "surge_fallback")));
+
+        /* the same again is nothing to do: no engine is touched */
+        f->done = false;
+        f->result = (json_decref(f->result), NULL);
+        assert_int_equal(ps_pool_reload(f->node.reg, "chat", &req, on_reloaded, f, NULL, 0), 0);
+        assert_true(fake_node_until(&f->node, fake_flag_set, &f->done));
+        assert_int_equal(f->rc, 0);
+        assert_true(json_is_true(json_object_get(f->result, "noop")));
+        assert_int_equal(fake_engines_spawned(), 2);
+}
+
+static void test_failed_new_engine_rolls_back(void **state) {
+        reload_fx *f = fx_new(state, fake_spec("chat", "r0", 0, 1),
+                              "{\"health\": {\"startup_timeout_ms\": 100}}");
+        ps_reload_request req = {
+                .model_ref = "broken.gguf",
+                .drain_deadline_ms = 5000,
+                .strategy = PS_RELOAD_DRAIN_FIRST,
+        };
+        fake_engine *broken, *back;
+
+        fake_engines_on_spawn(on_spawn, f);
+        assert_int_equal(ps_pool_reload(f->node.reg, "chat", &req, on_reloaded, f, NULL, 0), 0);
+        assert_true(fake_node_until(&f->node, fake_flag_set, &f->done));
+        assert_int_equal(f->rc, PS_E_RELOAD_FAILED);
+        assert_string_equal(result_str(f, "reason"), "health");
+        assert_non_null(strstr(f->message, "startup timeout"));
+
+        /* old, broken, old again: the broken one was stopped */
+        assert_int_equal(fake_engines_spawned(), 3);
+        broken = fake_engines_at(1);
+        back = fake_engines_at(2);
+        assert_true(fake_engine_has_arg(broken, "-m", "broken.gguf"));
+        assert_false(fake_engine_running(broken));
+        assert_true(fake_engine_signals(broken, SIGTERM) >= 1);
+        assert_true(fake_engine_has_arg(back, "-m", "/models/tiny.gguf"));
+        assert_int_equal(f->beside[2], 0);
+
+        /* the pool serves the old model as before */
+        fake_node_wait_state(&f->node, f->r, "ready");
+        assert_int_equal(ps_replica_pid(f->r), fake_engine_pid(back));
+        assert_string_equal(fake_snap_str(f->r, "model_id"), "tiny.gguf");
+        assert_string_equal(fake_snap_str(f->r, "engine_version"), "b6000");
+        assert_false(ps_pool_reloading(f->node.reg, "chat"));
+}
+
+static void test_surge_without_port_variable_runs_drain_first(void **state) {
+        ps_engine_spec *spec = fake_spec("chat", "r0", 0, 1);
+        char port[16];
+        reload_fx *f;
+        ps_reload_request req = {
+                .model_ref = "qwen2.5-7b-instruct",
+                .drain_deadline_ms = 5000,
+                .strategy = PS_RELOAD_SURGE,
+        };
+        const char *why;
+
+        /* a literal port, as a PreparedEngine without "--port" would give */
+        snprintf(port, sizeof(port), "%u", (unsigned) spec->port);
+        free(spec->flags[1]);
+        spec->flags[1] = strdup(port);
+        assert_non_null(spec->flags[1]);
+        f = fx_new(state, spec, NULL);
+
+        fake_engines_on_spawn(on_spawn, f);
+        assert_int_equal(ps_pool_reload(f->node.reg, "chat", &req, on_reloaded, f, NULL, 0), 0);
+        assert_true(fake_node_until(&f->node, fake_flag_set, &f->done));
+        assert_int_equal(f->rc, 0);
+        assert_string_equal(result_str(f, "strategy"), "drain-first");
+        why = result_str(f, "surge_fallback");
+        assert_non_null(why);
+        assert_non_null(strstr(why, "replica r0 has no port variable"));
+        assert_int_equal(fake_node_seen(&f->node, "surge reload runs drain-first"), 1);
+
+        /* one engine at a time, on the one port */
+        assert_int_equal(fake_engines_spawned(), 2);
+        assert_int_equal(f->beside[1], 0);
+        assert_true(fake_engine_has_arg(fake_engines_last(), "--port", port));
+        assert_int_equal(fake_engine_signals(fake_engines_at(0), SIGTERM), 1);
+        assert_string_equal(fake_snap_str(f->r, "model_id"), "qwen2.5-7b-instruct");
+}
+
+static void test_surge_starts_beside_and_keeps_serving(void **state) {
+        reload_fx *f = fx_new(state, fake_spec("chat", "r0", fake_free_port(true), 1), NULL);
+        fake_engine *old = fake_engines_last(), *now;
+        ps_reload_request req = {
+                .model_ref = "qwen2.5-7b-instruct",
+                .drain_deadline_ms = 5000,
+                .strategy = PS_RELOAD_SURGE,
+        };
+        char spare[16];
+
+        fake_engines_on_spawn(on_spawn, f);
+        snprintf(spare, sizeof(spare), "%u", (unsigned) fake_engine_spec(old)->port + 1);
+        assert_int_equal(ps_pool_reload(f->node.reg, "chat", &req, on_reloaded, f, NULL, 0), 0);
+        assert_true(fake_node_until(&f->node, fake_flag_set, &f->done));
+        assert_int_equal(f->rc, 0);
+        assert_string_equal(result_str(f, "strategy"), "surge");
+
+        /* the new engine came up on the spare port while the old one ran */
+        assert_int_equal(fake_engines_spawned(), 2);
+        now = fake_engines_last();
+        assert_int_equal(f->beside[1], 1);
+        assert_true(fake_engine_has_arg(now, "--port", spare));
+        assert_false(fake_engine_running(old));
+        assert_int_equal(ps_replica_pid(f->r), fake_engine_pid(now));
+        assert_non_null(strstr(fake_snap_str(f->r, "url"), spare));
+}
+
+#define T(fn) cmocka_unit_test_teardown(fn, teardown)
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                T(test_drain_first_swaps_the_spec),
+                T(test_failed_new_engine_rolls_back),
+                T(test_surge_without_port_variable_runs_drain_first),
+                T(test_surge_starts_beside_and_keeps_serving),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
