@@ -182,12 +182,12 @@ static void emit_lease(const ps_context *ctx, const char *pool_id, const char *r
 
 /* ---- per replica --------------------------------------------------------- */
 
-uint32_t replica_leases(const ps_replica *r) {
+uint32_t ps_replica_leases(const ps_replica *r) {
         return pd_sat_add_u32(r->inst[PD_INSTANCE_PRIMARY].leases,
                               r->inst[PD_INSTANCE_SURGE].leases);
 }
 
-bool replica_leases_zero_due(const ps_replica *r, pd_instance_id *inst) {
+bool ps_replica_leases_zero_due(const ps_replica *r, pd_instance_id *inst) {
         pd_instance_id id;
 
         if (!pd_lifecycle_awaits_leases(&r->lc, &id) || r->inst[id].leases > 0)
@@ -207,7 +207,7 @@ static bool owned_by(const lease *l, const void *arg) {
         return l->replica == o->replica && (o->inst < 0 || (int) l->inst == o->inst);
 }
 
-void replica_drop_leases(ps_replica *r, pd_instance_id inst) {
+void ps_replica_drop_leases(ps_replica *r, pd_instance_id inst) {
         lease_table *t = ps_registry_leases(r->registry);
         owner o = { .replica = r, .inst = (int) inst };
         uint32_t counted = r->inst[inst].leases;
@@ -230,7 +230,7 @@ static void flip(lease_table *t, const ps_replica *r) {
                                                                          : PD_INSTANCE_PRIMARY;
 }
 
-void replica_leases_swapped(ps_replica *r) {
+void ps_replica_leases_swapped(ps_replica *r) {
         lease_table *t = ps_registry_leases(r->registry);
 
         if (t)
@@ -259,8 +259,8 @@ static void lease_end(lease *l, const char *why) {
         emit_lease(r->ctx, r->pool_id, r->replica_id,
                    strcmp(why, "expired") == 0 ? PS_LOG_INFO : PS_LOG_DEBUG,
                    strcmp(why, "expired") == 0 ? "lease expired" : "lease released",
-                   why, NULL, replica_leases(r));
-        replica_kick(r);
+                   why, NULL, ps_replica_leases(r));
+        ps_replica_kick(r);
 }
 
 static void on_expire(evutil_socket_t fd, short what, void *userdata) {
@@ -393,7 +393,7 @@ int ps_lease_acquire(ps_registry *reg, const char *pool_id, int64_t ttl_ms, ps_l
         arm(l, ttl_of(r, ttl_ms));
         fill(l, ret);
         emit_lease(r->ctx, r->pool_id, r->replica_id, PS_LOG_DEBUG, "lease granted", "granted",
-                   NULL, replica_leases(r));
+                   NULL, ps_replica_leases(r));
         return 0;
 }
 

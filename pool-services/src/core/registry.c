@@ -74,7 +74,7 @@ static void pool_clear(ps_registry *reg, pool *p) {
         p->ops.reload = ps_reload_op_abandon(p->ops.reload);
         for (size_t i = 0; i < p->n_replicas; i++) {
                 ps_lease_table_forget_replica(reg->leases, p->replicas[i]);
-                replica_free(p->replicas[i]);
+                ps_replica_free(p->replicas[i]);
         }
         free(p->replicas);
         free(p->id);
@@ -159,7 +159,7 @@ uint32_t ps_registry_active_leases(const ps_registry *reg, const char *pool_id) 
         uint32_t n = 0;
 
         for (size_t i = 0; p && i < p->n_replicas; i++)
-                n = pd_sat_add_u32(n, replica_leases(p->replicas[i]));
+                n = pd_sat_add_u32(n, ps_replica_leases(p->replicas[i]));
         return n;
 }
 
@@ -214,12 +214,12 @@ int ps_registry_add(ps_registry *reg, const ps_engine_spec *spec, const ps_polic
         if (ps_registry_find(reg, spec->pool_id, spec->replica_id))
                 return ps_errf(err, errlen, PS_E_EXISTS, "pool %s replica %s already exists",
                             spec->pool_id, spec->replica_id);
-        r = replica_new(reg, reg->ctx, spec, policy);
+        r = ps_replica_new(reg, reg->ctx, spec, policy);
         if (!r)
                 return -ENOMEM;
         p = pool_get(reg, spec->pool_id);
         if (!p || pool_append(p, r) < 0) {
-                replica_free(r);
+                ps_replica_free(r);
                 return -ENOMEM;
         }
         if (ret)
@@ -228,7 +228,7 @@ int ps_registry_add(ps_registry *reg, const ps_engine_spec *spec, const ps_polic
 }
 
 static bool replica_at_rest(const ps_replica *r) {
-        return !replica_engine_running(r) && !pd_lifecycle_live(&r->lc);
+        return !ps_replica_engine_running(r) && !pd_lifecycle_live(&r->lc);
 }
 
 static void pool_forget(ps_registry *reg, pool *p) {
@@ -241,7 +241,7 @@ static void pool_forget(ps_registry *reg, pool *p) {
 
 static bool pool_at_rest(const pool *p) {
         for (size_t i = 0; i < p->n_replicas; i++)
-                if (replica_engine_running(p->replicas[i]))
+                if (ps_replica_engine_running(p->replicas[i]))
                         return false;
         return true;
 }
@@ -320,7 +320,7 @@ int ps_registry_forget_pool(ps_registry *reg, const char *pool_id, char *err, si
                 if (!r)
                         break;
                 if (r->lc.state != PD_STATE_EMPTY && r->lc.state != PD_STATE_STOPPED)
-                        replica_feed(r, &ev);
+                        ps_replica_feed(r, &ev);
         }
         free(id);
         sweep_soon(reg);
@@ -471,7 +471,7 @@ int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *doc,
         r->ext_slots_free = slots_free;
         r->last_heartbeat_wall_ms = ps_clock_wall_ms(reg->ctx->clock);
         r->ready_wall_ms = r->last_heartbeat_wall_ms;
-        return replica_feed(r, &ev);
+        return ps_replica_feed(r, &ev);
 }
 
 int ps_registry_unregister_handoff(ps_registry *reg, const char *pool_id,
@@ -481,7 +481,7 @@ int ps_registry_unregister_handoff(ps_registry *reg, const char *pool_id,
 
         if (!r || !r->lc.external)
                 return PS_E_NOT_FOUND;
-        return replica_feed(r, &ev);
+        return ps_replica_feed(r, &ev);
 }
 
 /* ---- snapshots ---------------------------------------------------------- */
@@ -576,12 +576,12 @@ json_t *ps_registry_snapshot(const ps_registry *reg) {
 static bool all_at_rest(const ps_registry *reg) {
         for (size_t i = 0; i < reg->n_pools; i++)
                 for (size_t j = 0; j < reg->pools[i].n_replicas; j++)
-                        if (replica_engine_running(reg->pools[i].replicas[j]))
+                        if (ps_replica_engine_running(reg->pools[i].replicas[j]))
                                 return false;
         return true;
 }
 
-void registry_replica_settled(ps_registry *reg) {
+void ps_registry_replica_settled(ps_registry *reg) {
         ps_done_fn done;
 
         for (size_t i = 0; i < reg->n_pools; i++) {
@@ -607,8 +607,8 @@ void ps_registry_stop_all(ps_registry *reg, ps_done_fn done, void *userdata) {
         reg->stopping_all = true;
         for (size_t i = 0; i < reg->n_pools; i++)
                 for (size_t j = 0; j < reg->pools[i].n_replicas; j++)
-                        replica_feed(reg->pools[i].replicas[j], &ev);
-        registry_replica_settled(reg);
+                        ps_replica_feed(reg->pools[i].replicas[j], &ev);
+        ps_registry_replica_settled(reg);
 }
 
 void ps_registry_foreach(ps_registry *reg, void (*fn)(ps_replica *r, void *userdata),

@@ -94,28 +94,28 @@ struct ps_replica {
 };
 
 /* Used by the registry. */
-ps_replica *replica_new(ps_registry *reg, const ps_context *ctx,
+ps_replica *ps_replica_new(ps_registry *reg, const ps_context *ctx,
                         const ps_engine_spec *spec, const ps_policy *policy);
-ps_replica *replica_free(ps_replica *r);
-bool replica_engine_running(const ps_replica *r);
+ps_replica *ps_replica_free(ps_replica *r);
+bool ps_replica_engine_running(const ps_replica *r);
 /* Feeds an event from outside (registry) and runs the machine. */
-int replica_feed(ps_replica *r, const pd_event *ev);
+int ps_replica_feed(ps_replica *r, const pd_event *ev);
 /* The registry is told after each batch of events (to finish a stop_all). */
-void registry_replica_settled(ps_registry *reg);
+void ps_registry_replica_settled(ps_registry *reg);
 
 /* Runs the machine on what is queued, and on what the leases now say. */
-void replica_kick(ps_replica *r);
+void ps_replica_kick(ps_replica *r);
 
 /* Leases (core/lease.c). */
-uint32_t replica_leases(const ps_replica *r);
+uint32_t ps_replica_leases(const ps_replica *r);
 /* Ends the leases held on one engine instance by force (drain deadline,
  * engine gone); they count as dropped. */
-void replica_drop_leases(ps_replica *r, pd_instance_id inst);
+void ps_replica_drop_leases(ps_replica *r, pd_instance_id inst);
 /* Moves lease records along when a surge engine is promoted. */
-void replica_leases_swapped(ps_replica *r);
+void ps_replica_leases_swapped(ps_replica *r);
 /* Whether the machine waits for an instance whose leases are at zero:
  * then PD_EV_LEASES_ZERO is due for it. */
-bool replica_leases_zero_due(const ps_replica *r, pd_instance_id *inst);
+bool ps_replica_leases_zero_due(const ps_replica *r, pd_instance_id *inst);
 
 /*
  * Feeds an operator request (drain, reload) after trying it on a copy of

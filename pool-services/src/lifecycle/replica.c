@@ -124,13 +124,13 @@ static void enqueue(ps_replica *r, const pd_event *ev) {
         q->ev.detail = q->detail[0] ? q->detail : NULL;
 }
 
-int replica_feed(ps_replica *r, const pd_event *ev) {
+int ps_replica_feed(ps_replica *r, const pd_event *ev) {
         enqueue(r, ev);
         run(r);
         return 0;
 }
 
-void replica_kick(ps_replica *r) {
+void ps_replica_kick(ps_replica *r) {
         run(r);
 }
 
@@ -325,7 +325,7 @@ static void reset_if_sharing(ps_replica *other, void *userdata) {
         const char *text = ps_replica_device_mask(other);
         ps_device_mask m;
 
-        if (other == t->from || other->lc.external || !replica_engine_running(other) || !text ||
+        if (other == t->from || other->lc.external || !ps_replica_engine_running(other) || !text ||
             ps_inventory_parse_mask(NULL, text, &m, NULL, 0) != 0 || m.none ||
             !ps_device_mask_overlaps(&t->mask, &m, NULL))
                 return;
@@ -791,10 +791,10 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
                 break;
         case PD_ACT_PROMOTE_SURGE:
                 swap_inst(r);
-                replica_leases_swapped(r);
+                ps_replica_leases_swapped(r);
                 break;
         case PD_ACT_DROP_LEASES:
-                replica_drop_leases(r, a->instance);
+                ps_replica_drop_leases(r, a->instance);
                 break;
         case PD_ACT_REPLY:
                 ok = a->outcome == PD_OUTCOME_OK;
@@ -897,10 +897,10 @@ static void report_transition(ps_replica *r, pd_state before, unsigned crashes_b
 static bool queue_lease_events(ps_replica *r) {
         pd_instance_id id;
 
-        if (r->lc.state == PD_STATE_STOPPED && replica_leases(r) > 0)
+        if (r->lc.state == PD_STATE_STOPPED && ps_replica_leases(r) > 0)
                 for (int i = 0; i < PD_INSTANCE_MAX; i++)
-                        replica_drop_leases(r, (pd_instance_id) i);
-        if (!replica_leases_zero_due(r, &id))
+                        ps_replica_drop_leases(r, (pd_instance_id) i);
+        if (!ps_replica_leases_zero_due(r, &id))
                 return false;
         feed_simple(r, PD_EV_LEASES_ZERO, id, NULL);
         return true;
@@ -947,7 +947,7 @@ static void run(ps_replica *r) {
                 free(r->correlation_id);
                 r->correlation_id = NULL;
         }
-        registry_replica_settled(reg);
+        ps_registry_replica_settled(reg);
         for (size_t i = 0; i < n_replies; i++)
                 replies[i].to.fn(replies[i].rc, replies[i].text, replies[i].to.userdata);
 }
@@ -960,7 +960,7 @@ static void on_timer(evutil_socket_t fd, short what, void *userdata) {
 
         (void) fd;
         (void) what;
-        replica_feed(t->owner, &ev);
+        ps_replica_feed(t->owner, &ev);
 }
 
 /* ---- life of the record ------------------------------------------------ */
@@ -969,7 +969,7 @@ static uint64_t hash_ids(const char *a, const char *b) {
         return ps_fnv1a_str(ps_fnv1a_str(PS_FNV1A_INIT, a), b);
 }
 
-ps_replica *replica_new(ps_registry *reg, const ps_context *ctx,
+ps_replica *ps_replica_new(ps_registry *reg, const ps_context *ctx,
                         const ps_engine_spec *spec, const ps_policy *pol) {
         ps_replica *r = calloc(1, sizeof(*r));
 
@@ -983,7 +983,7 @@ ps_replica *replica_new(ps_registry *reg, const ps_context *ctx,
         r->home_port = spec ? spec->port : 0;
         r->replica_id = spec ? strdup(spec->replica_id) : NULL;
         if (!r->current || !r->policy || !r->pool_id || !r->replica_id)
-                return replica_free(r);
+                return ps_replica_free(r);
         pd_lifecycle_init(&r->lc);
         pd_rng_seed(&r->rng, ctx->seed ^ hash_ids(r->pool_id, r->replica_id));
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
@@ -993,7 +993,7 @@ ps_replica *replica_new(ps_registry *reg, const ps_context *ctx,
                 in->id = (pd_instance_id) i;
                 in->probe_timer = evtimer_new(ctx->base, on_probe_timer, in);
                 if (!in->probe_timer)
-                        return replica_free(r);
+                        return ps_replica_free(r);
                 for (int t = 0; t < PD_TIMER_MAX; t++) {
                         replica_timer *rt = &r->timers[t][i];
 
@@ -1001,13 +1001,13 @@ ps_replica *replica_new(ps_registry *reg, const ps_context *ctx,
                                                 .inst = (pd_instance_id) i };
                         rt->ev = evtimer_new(ctx->base, on_timer, rt);
                         if (!rt->ev)
-                                return replica_free(r);
+                                return ps_replica_free(r);
                 }
         }
         return r;
 }
 
-ps_replica *replica_free(ps_replica *r) {
+ps_replica *ps_replica_free(ps_replica *r) {
         if (!r)
                 return NULL;
         /* Whoever waits for an answer gets one: the replica is gone. */
@@ -1045,7 +1045,7 @@ ps_replica *replica_free(ps_replica *r) {
         return NULL;
 }
 
-bool replica_engine_running(const ps_replica *r) {
+bool ps_replica_engine_running(const ps_replica *r) {
         return r->inst[PD_INSTANCE_PRIMARY].engine || r->inst[PD_INSTANCE_SURGE].engine;
 }
 
@@ -1086,7 +1086,7 @@ int ps_replica_preload_spec(ps_replica *r, const ps_engine_spec *spec, ps_done_f
                               "is already running", r);
         /* Accepted: only now does the new spec replace the old one. */
         if (spec) {
-                if (r->lc.external || replica_engine_running(r))
+                if (r->lc.external || ps_replica_engine_running(r))
                         return refuse(err, errlen, PS_E_CONFLICT, "is running", r);
                 copy = ps_engine_spec_copy(spec);
                 if (!copy)
@@ -1095,7 +1095,7 @@ int ps_replica_preload_spec(ps_replica *r, const ps_engine_spec *spec, ps_done_f
                 r->current = copy;
         }
         r->pending[PD_REPLY_PRELOAD] = (pending_reply) { .fn = done, .userdata = userdata };
-        return replica_feed(r, &ev);
+        return ps_replica_feed(r, &ev);
 }
 
 int ps_replica_set_correlation_id(ps_replica *r, const char *id) {
@@ -1111,7 +1111,7 @@ int ps_replica_set_correlation_id(ps_replica *r, const char *id) {
 int ps_replica_set_spec(ps_replica *r, const ps_engine_spec *spec, char *err, size_t errlen) {
         ps_engine_spec *copy;
 
-        if (r->stepping || r->lc.external || replica_engine_running(r) ||
+        if (r->stepping || r->lc.external || ps_replica_engine_running(r) ||
             pd_lifecycle_live(&r->lc))
                 return refuse(err, errlen, PS_E_CONFLICT, "is running", r);
         copy = ps_engine_spec_copy(spec);
@@ -1125,11 +1125,11 @@ int ps_replica_set_spec(ps_replica *r, const ps_engine_spec *spec, char *err, si
 int ps_replica_stop(ps_replica *r, char *err, size_t errlen) {
         pd_event ev = { .type = PD_EV_STOP };
 
-        if (!replica_engine_running(r) && !r->lc.external &&
+        if (!ps_replica_engine_running(r) && !r->lc.external &&
             (r->lc.state == PD_STATE_EMPTY || r->lc.state == PD_STATE_STOPPED))
                 return refuse(err, errlen, PS_E_NOT_RUNNING,
                               "has no engine to stop", r);
-        return replica_feed(r, &ev);
+        return ps_replica_feed(r, &ev);
 }
 
 int ps_replica_restart(ps_replica *r, char *err, size_t errlen) {
@@ -1141,19 +1141,19 @@ int ps_replica_restart(ps_replica *r, char *err, size_t errlen) {
         if (pd_lifecycle_step(&probe, policy(r), &ev, mono_now(r), &rng, &out) != 0)
                 return refuse(err, errlen, PS_E_CONFLICT,
                               "cannot restart while draining, reloading or stopping", r);
-        return replica_feed(r, &ev);
+        return ps_replica_feed(r, &ev);
 }
 
 int ps_replica_breaker_reset(ps_replica *r) {
         pd_event ev = { .type = PD_EV_BREAKER_RESET };
 
-        return replica_feed(r, &ev);
+        return ps_replica_feed(r, &ev);
 }
 
 int ps_replica_driver_reset(ps_replica *r, const char *why) {
         pd_event ev = { .type = PD_EV_DRIVER_RESET, .detail = why };
 
-        return replica_feed(r, &ev);
+        return ps_replica_feed(r, &ev);
 }
 
 const char *ps_replica_device_mask(const ps_replica *r) {
@@ -1225,7 +1225,7 @@ json_t *ps_replica_snapshot(const ps_replica *r) {
                          "device_mask", opt_str(s->device_mask),
                          "slots_total", (json_int_t) s->slots,
                          "slots_free", (json_int_t) slots_free,
-                         "active_leases", (json_int_t) replica_leases(r),
+                         "active_leases", (json_int_t) ps_replica_leases(r),
                          "last_error", lc->last_error[0] ? json_string(lc->last_error) : json_null(),
                          "last_error_class", lc->last_error_cls < PD_CRASH_CLASS_MAX ?
                                 json_string(pd_crash_class_to_string(lc->last_error_cls)) : json_null(),

@@ -25,5 +25,5 @@ int ps_replica_request(ps_replica *r, const pd_event *ev, pd_reply reply,
         if (rc != 0)
                 return rc;
         r->pending[reply] = (pending_reply) { .fn = fn, .userdata = userdata };
-        return replica_feed(r, ev);
+        return ps_replica_feed(r, ev);
 }
