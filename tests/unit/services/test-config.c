@@ -594,6 +594,13 @@ static const error_case error_cases[] = {
         { "{\"cloud\": {\"etcd\": {\"prefix\": \"fleet\"}}}",
           "cloud.etcd.prefix: must start with '/', got \"fleet\"" },
         { "{\"cloud\": {\"etcd\": {\"ttl_ms\": 500}}}", "cloud.etcd.ttl_ms: must be >= 1000, got 500" },
+        /* a section's keys are checked before its values, and the values
+         * in the order of docs/configuration.md, not of the file */
+        { "{\"bind\": 1, \"colour\": 1}", "colour: unknown key" },
+        { "{\"shutdown\": \"kill\", \"bind\": 1}", "bind: must be a string, got an integer" },
+        { "{\"cloud\": {\"etcd\": {\"ttl_ms\": 1}, \"node_id\": \"a b\"}}",
+          "cloud.node_id: node id \"a b\": character ' ' at position 1 is not allowed (letters, "
+          "digits, '.', '_', '-')" },
 };
 
 static void run_error_case(void **state) {
