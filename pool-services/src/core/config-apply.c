@@ -10,7 +10,7 @@
 
 #include "core/errfmt.h"
 #include "core/registry-private.h"
-#include "lifecycle/replica-private.h"
+#include "lifecycle/replica.h"
 #include "pool-services/config-diff.h"
 #include "pool-services/drain.h"
 #include "pool-services/reload.h"
@@ -131,12 +131,7 @@ static void set_policies(ps_registry *reg, const char *pool_id, const replace_jo
         ps_replica *r;
 
         for (size_t i = 0; i < job->n && (r = ps_registry_replica_at(reg, pool_id, i)); i++) {
-                ps_policy *copy = ps_policy_copy(job->policies[i]);
-
-                if (copy) {
-                        ps_policy_free(r->policy);
-                        r->policy = copy;
-                }
+                (void) ps_replica_set_policy(r, job->policies[i]);   /* OOM: the old one stays */
         }
 }
 

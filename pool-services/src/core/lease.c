@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Leases: a hash table of lease records keyed by their random ids, one
- * expiry timer per lease on the loop, and per engine instance a count that
- * the slot arithmetic of pool-domain keeps within [0, slots].
+ * Leases: a hash table of lease records keyed by their random ids, and
+ * one expiry timer per lease on the loop. The count per engine instance is
+ * the replica's (ps_replica_lease_add/remove), kept within [0, slots].
  *
  * A lease belongs to one engine instance of a replica (primary or surge):
  * when a surge reload promotes the new engine, the old engine's leases
@@ -19,7 +19,7 @@
 #include "core/errfmt.h"
 #include "core/policy-private.h"
 #include "core/registry-private.h"
-#include "lifecycle/replica-private.h"
+#include "lifecycle/replica.h"
 #include "pool-domain/lease.h"
 #include "pool-services/lease.h"
 
@@ -182,20 +182,6 @@ static void emit_lease(const ps_context *ctx, const char *pool_id, const char *r
 
 /* ---- per replica --------------------------------------------------------- */
 
-uint32_t ps_replica_leases(const ps_replica *r) {
-        return pd_sat_add_u32(r->inst[PD_INSTANCE_PRIMARY].leases,
-                              r->inst[PD_INSTANCE_SURGE].leases);
-}
-
-bool ps_replica_leases_zero_due(const ps_replica *r, pd_instance_id *inst) {
-        pd_instance_id id;
-
-        if (!pd_lifecycle_awaits_leases(&r->lc, &id) || r->inst[id].leases > 0)
-                return false;
-        *inst = id;
-        return true;
-}
-
 typedef struct owner {
         const ps_replica *replica;
         int inst;                      /* -1: any */
@@ -207,19 +193,11 @@ static bool owned_by(const lease *l, const void *arg) {
         return l->replica == o->replica && (o->inst < 0 || (int) l->inst == o->inst);
 }
 
-void ps_replica_drop_leases(ps_replica *r, pd_instance_id inst) {
-        lease_table *t = ps_registry_leases(r->registry);
+void ps_lease_table_drop(lease_table *t, const ps_replica *r, pd_instance_id inst) {
         owner o = { .replica = r, .inst = (int) inst };
-        uint32_t counted = r->inst[inst].leases;
 
         if (t)
                 (void) table_remove_if(t, owned_by, &o);
-        r->inst[inst].leases = 0;
-        if (counted == 0)
-                return;
-        r->leases_dropped = pd_sat_add_u32(r->leases_dropped, counted);
-        emit_lease(r->ctx, r->pool_id, r->replica_id, PS_LOG_WARN, "leases ended by force",
-                   "dropped", NULL, counted);
 }
 
 static void flip(lease_table *t, const ps_replica *r) {
@@ -230,9 +208,7 @@ static void flip(lease_table *t, const ps_replica *r) {
                                                                          : PD_INSTANCE_PRIMARY;
 }
 
-void ps_replica_leases_swapped(ps_replica *r) {
-        lease_table *t = ps_registry_leases(r->registry);
-
+void ps_lease_table_swap(lease_table *t, const ps_replica *r) {
         if (t)
                 flip(t, r);
 }
@@ -250,13 +226,13 @@ void ps_lease_table_forget_replica(lease_table *t, const ps_replica *r) {
  * go on. */
 static void lease_end(lease *l, const char *why) {
         ps_replica *r = l->replica;
-        replica_inst *in = &r->inst[l->inst];
+        pd_instance_id inst = l->inst;
+        const ps_context *ctx = ps_registry_ctx(l->table->reg);
 
         table_unlink(l->table, l);
         lease_destroy(l);
-        if (in->leases > 0)
-                in->leases--;
-        emit_lease(r->ctx, r->pool_id, r->replica_id,
+        ps_replica_lease_remove(r, inst);
+        emit_lease(ctx, ps_replica_pool_id(r), ps_replica_id(r),
                    strcmp(why, "expired") == 0 ? PS_LOG_INFO : PS_LOG_DEBUG,
                    strcmp(why, "expired") == 0 ? "lease expired" : "lease released",
                    why, NULL, ps_replica_leases(r));
@@ -270,13 +246,14 @@ static void on_expire(evutil_socket_t fd, short what, void *userdata) {
 }
 
 static int64_t ttl_of(const ps_replica *r, int64_t ttl_ms) {
-        return ttl_ms > 0 ? ttl_ms : ps_policy_domain(r->policy)->lease_ttl_ms;
+        return ttl_ms > 0 ? ttl_ms : ps_policy_domain(ps_replica_policy(r))->lease_ttl_ms;
 }
 
 static void arm(lease *l, int64_t ttl_ms) {
         struct timeval tv = { .tv_sec = ttl_ms / 1000, .tv_usec = (ttl_ms % 1000) * 1000 };
+        const ps_context *ctx = ps_registry_ctx(l->table->reg);
 
-        l->expires_wall_ms = pd_lease_expires_at(ps_clock_wall_ms(l->replica->ctx->clock), ttl_ms);
+        l->expires_wall_ms = pd_lease_expires_at(ps_clock_wall_ms(ctx->clock), ttl_ms);
         evtimer_add(l->timer, &tv);
 }
 
@@ -284,11 +261,8 @@ static void fill(const lease *l, ps_lease *out) {
         const ps_replica *r = l->replica;
 
         snprintf(out->lease_id, sizeof(out->lease_id), "%s", l->id);
-        snprintf(out->replica_id, sizeof(out->replica_id), "%s", r->replica_id);
-        if (r->ext_url)
-                snprintf(out->url, sizeof(out->url), "%s", r->ext_url);
-        else
-                ps_engine_spec_url(r->current, out->url, sizeof(out->url));
+        snprintf(out->replica_id, sizeof(out->replica_id), "%s", ps_replica_id(r));
+        ps_replica_url(r, out->url, sizeof(out->url));
         out->expires_at = l->expires_wall_ms;
 }
 
@@ -342,11 +316,11 @@ int ps_lease_acquire(ps_registry *reg, const char *pool_id, int64_t ttl_ms, ps_l
                 return ps_errf(err, errlen, PS_E_INVALID, "ttl_ms: must be >= 0");
         for (size_t i = 0; n < POOL_REPLICAS_MAX && (r = ps_registry_replica_at(reg, pool_id, i)); i++) {
                 cand[n] = r;
-                eligible[n] = pd_lifecycle_ready(&r->lc);
-                any_draining |= pd_lifecycle_draining(&r->lc);
+                eligible[n] = ps_replica_ready(r);
+                any_draining |= ps_replica_draining(r);
                 any_ready |= eligible[n];
-                slots[n] = (pd_slots) { .total = r->current->slots,
-                                        .leased = r->inst[PD_INSTANCE_PRIMARY].leases };
+                slots[n] = (pd_slots) { .total = ps_replica_slots(r),
+                                        .leased = ps_replica_inst_leases(r, PD_INSTANCE_PRIMARY) };
                 if (eligible[n]) {
                         total = pd_sat_add_u32(total, slots[n].total);
                         leased = pd_sat_add_u32(leased, slots[n].leased);
@@ -379,20 +353,19 @@ int ps_lease_acquire(ps_registry *reg, const char *pool_id, int64_t ttl_ms, ps_l
         l->table = t;
         l->replica = r;
         l->inst = PD_INSTANCE_PRIMARY;
-        l->timer = evtimer_new(r->ctx->base, on_expire, l);
+        l->timer = evtimer_new(ps_registry_ctx(reg)->base, on_expire, l);
         if (!l->timer) {
                 free(l);
                 return -ENOMEM;
         }
-        if (pd_slots_acquire(&slots[pick]) != 0) {   /* cannot fail after the pick */
+        if (ps_replica_lease_add(r, PD_INSTANCE_PRIMARY) != 0) {   /* cannot fail after the pick */
                 lease_destroy(l);
                 return ps_errf(err, errlen, PS_E_NO_SLOT, "pool %s has no free slot", pool_id);
         }
-        r->inst[PD_INSTANCE_PRIMARY].leases = slots[pick].leased;
         table_insert(t, l);
         arm(l, ttl_of(r, ttl_ms));
         fill(l, ret);
-        emit_lease(r->ctx, r->pool_id, r->replica_id, PS_LOG_DEBUG, "lease granted", "granted",
+        emit_lease(ps_registry_ctx(reg), pool_id, ps_replica_id(r), PS_LOG_DEBUG, "lease granted", "granted",
                    NULL, ps_replica_leases(r));
         return 0;
 }
@@ -406,7 +379,7 @@ static lease *find_in_pool(ps_registry *reg, const char *pool_id, const char *le
                 return NULL;
         }
         l = table_find(ps_registry_leases(reg), lease_id);
-        if (!l || strcmp(l->replica->pool_id, pool_id) != 0) {
+        if (!l || strcmp(ps_replica_pool_id(l->replica), pool_id) != 0) {
                 *rc = ps_errf(err, errlen, PS_E_NOT_FOUND, "lease %.64s not found in pool %s",
                               lease_id ? lease_id : "", pool_id);
                 return NULL;

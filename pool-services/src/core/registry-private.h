@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 
+#include "lifecycle/replica.h"
 #include "pool-services/registry.h"
 
 /*
@@ -32,6 +33,11 @@ lease_table *ps_lease_table_new(ps_registry *reg);
 lease_table *ps_lease_table_free(lease_table *t);
 /* The replica leaves the registry: its lease records go, uncounted. */
 void ps_lease_table_forget_replica(lease_table *t, const ps_replica *r);
+/* The replica ended the leases on one engine instance by force: their
+ * records go (the replica has counted them). */
+void ps_lease_table_drop(lease_table *t, const ps_replica *r, pd_instance_id inst);
+/* The replica promoted its surge engine: its records swap instances. */
+void ps_lease_table_swap(lease_table *t, const ps_replica *r);
 
 drain_op *ps_drain_op_free(drain_op *op);
 reload_op *ps_reload_op_free(reload_op *op);

@@ -15,7 +15,7 @@
 
 #include "core/errfmt.h"
 #include "core/registry-private.h"
-#include "lifecycle/replica-private.h"
+#include "lifecycle/replica.h"
 #include "pool-domain/ids.h"
 #include "pool-domain/lease.h"
 
@@ -39,6 +39,8 @@ struct ps_registry {
 };
 
 static void on_sweep(evutil_socket_t fd, short what, void *userdata);
+/* What the registry does for its replicas (at the end of this file). */
+static const ps_replica_owner replica_owner;
 
 ps_registry *ps_registry_new(const ps_context *ctx) {
         ps_registry *reg;
@@ -204,6 +206,7 @@ static int validate_spec(const ps_engine_spec *spec, char *err, size_t errlen) {
 
 int ps_registry_add(ps_registry *reg, const ps_engine_spec *spec, const ps_policy *policy,
                     ps_replica **ret, char *err, size_t errlen) {
+        ps_replica_owner owner;
         ps_replica *r;
         pool *p;
         int rc;
@@ -214,7 +217,9 @@ int ps_registry_add(ps_registry *reg, const ps_engine_spec *spec, const ps_polic
         if (ps_registry_find(reg, spec->pool_id, spec->replica_id))
                 return ps_errf(err, errlen, PS_E_EXISTS, "pool %s replica %s already exists",
                             spec->pool_id, spec->replica_id);
-        r = ps_replica_new(reg, reg->ctx, spec, policy);
+        owner = replica_owner;
+        owner.userdata = reg;
+        r = ps_replica_new(reg->ctx, spec, policy, &owner);
         if (!r)
                 return -ENOMEM;
         p = pool_get(reg, spec->pool_id);
@@ -228,7 +233,7 @@ int ps_registry_add(ps_registry *reg, const ps_engine_spec *spec, const ps_polic
 }
 
 static bool replica_at_rest(const ps_replica *r) {
-        return !ps_replica_engine_running(r) && !pd_lifecycle_live(&r->lc);
+        return !ps_replica_engine_running(r) && !ps_replica_live(r);
 }
 
 static void pool_forget(ps_registry *reg, pool *p) {
@@ -319,7 +324,9 @@ int ps_registry_forget_pool(ps_registry *reg, const char *pool_id, char *err, si
 
                 if (!r)
                         break;
-                if (r->lc.state != PD_STATE_EMPTY && r->lc.state != PD_STATE_STOPPED)
+                pd_state state = ps_replica_lifecycle(r)->state;
+
+                if (state != PD_STATE_EMPTY && state != PD_STATE_STOPPED)
                         ps_replica_feed(r, &ev);
         }
         free(id);
@@ -398,7 +405,7 @@ int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *doc,
         ps_engine_spec *spec;
         ps_replica *r;
         json_t *model;
-        pd_event ev = { .type = PD_EV_HANDOFF_APPEARED };
+        ps_replica_handoff h;
         uint32_t slots = 1, slots_free = 0;
         bool has_slots_free = false;
         const char *pool_id, *replica_id, *version;
@@ -426,7 +433,7 @@ int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *doc,
                 return rc;
 
         r = ps_registry_find(reg, pool_id, replica_id);
-        if (r && !r->lc.external && !replica_at_rest(r))
+        if (r && !ps_replica_external(r) && !replica_at_rest(r))
                 return ps_errf(err, errlen, PS_E_CONFLICT,
                             "pool %s replica %s is managed by this daemon", pool_id, replica_id);
         if (!r) {
@@ -444,34 +451,18 @@ int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *doc,
                         return rc;
         }
 
-        /* Seed semantics: what the handoff says is set, the rest stays
-         * (but for the slots, below). */
-        free(r->current->engine_version);
-        r->current->engine_version = strdup(version);
-        if (str_field(doc, "engine")) {
-                free(r->current->engine);
-                r->current->engine = strdup(str_field(doc, "engine"));
-        }
-        if (str_field(doc, "device_mask")) {
-                free(r->current->device_mask);
-                r->current->device_mask = strdup(str_field(doc, "device_mask"));
-        }
-        if (str_field(doc, "url")) {
-                free(r->ext_url);
-                r->ext_url = strdup(str_field(doc, "url"));
-        }
         model = json_object_get(doc, "model");
-        if (json_is_object(model) && str_field(model, "id")) {
-                free(r->current->model_id);
-                r->current->model_id = strdup(str_field(model, "id"));
-        }
-        /* The slots are the file's, every time: absent ones are not kept. */
-        r->current->slots = slots;
-        r->has_slots_free = has_slots_free;
-        r->ext_slots_free = slots_free;
-        r->last_heartbeat_wall_ms = ps_clock_wall_ms(reg->ctx->clock);
-        r->ready_wall_ms = r->last_heartbeat_wall_ms;
-        return ps_replica_feed(r, &ev);
+        h = (ps_replica_handoff) {
+                .engine_version = version,
+                .engine = str_field(doc, "engine"),
+                .device_mask = str_field(doc, "device_mask"),
+                .url = str_field(doc, "url"),
+                .model_id = json_is_object(model) ? str_field(model, "id") : NULL,
+                .slots = slots,
+                .has_slots_free = has_slots_free,
+                .slots_free = slots_free,
+        };
+        return ps_replica_take_handoff(r, &h);
 }
 
 int ps_registry_unregister_handoff(ps_registry *reg, const char *pool_id,
@@ -479,7 +470,7 @@ int ps_registry_unregister_handoff(ps_registry *reg, const char *pool_id,
         ps_replica *r = ps_registry_find(reg, pool_id, replica_id);
         pd_event ev = { .type = PD_EV_HANDOFF_VANISHED };
 
-        if (!r || !r->lc.external)
+        if (!r || !ps_replica_external(r))
                 return PS_E_NOT_FOUND;
         return ps_replica_feed(r, &ev);
 }
@@ -581,15 +572,10 @@ static bool all_at_rest(const ps_registry *reg) {
         return true;
 }
 
-void ps_registry_replica_settled(ps_registry *reg) {
+/* A stop_all is over once no engine runs. */
+static void stop_all_check(ps_registry *reg) {
         ps_done_fn done;
 
-        for (size_t i = 0; i < reg->n_pools; i++) {
-                if (reg->pools[i].removing && pool_at_rest(&reg->pools[i]))
-                        sweep_soon(reg);
-                if (reg->pools[i].ops.reload)
-                        ps_reload_op_replica_settled(reg->pools[i].ops.reload);
-        }
         if (!reg->stopping_all || !all_at_rest(reg))
                 return;
         done = reg->stop_done;
@@ -597,6 +583,16 @@ void ps_registry_replica_settled(ps_registry *reg) {
         reg->stop_done = NULL;
         if (done)
                 done(0, "all engines stopped", reg->stop_userdata);
+}
+
+/* What a replica's step may have finished for its pool: a removal that
+ * waited for the engines to exit, the reload's wait for an old engine to
+ * retire, the stop of everything. */
+static void pool_settled(ps_registry *reg, pool *p) {
+        if (p->removing && pool_at_rest(p))
+                sweep_soon(reg);
+        if (p->ops.reload)
+                ps_reload_op_replica_settled(p->ops.reload);
 }
 
 void ps_registry_stop_all(ps_registry *reg, ps_done_fn done, void *userdata) {
@@ -608,7 +604,9 @@ void ps_registry_stop_all(ps_registry *reg, ps_done_fn done, void *userdata) {
         for (size_t i = 0; i < reg->n_pools; i++)
                 for (size_t j = 0; j < reg->pools[i].n_replicas; j++)
                         ps_replica_feed(reg->pools[i].replicas[j], &ev);
-        ps_registry_replica_settled(reg);
+        for (size_t i = 0; i < reg->n_pools; i++)
+                pool_settled(reg, &reg->pools[i]);
+        stop_all_check(reg);
 }
 
 void ps_registry_foreach(ps_registry *reg, void (*fn)(ps_replica *r, void *userdata),
@@ -617,3 +615,52 @@ void ps_registry_foreach(ps_registry *reg, void (*fn)(ps_replica *r, void *userd
                 for (size_t j = 0; j < reg->pools[i].n_replicas; j++)
                         fn(reg->pools[i].replicas[j], userdata);
 }
+
+/* ---- what replicas tell the registry ------------------------------------- */
+
+static void on_replica_settled(ps_replica *r, void *userdata) {
+        ps_registry *reg = userdata;
+        pool *p = pool_find(reg, ps_replica_pool_id(r));
+
+        if (p)
+                pool_settled(reg, p);
+        stop_all_check(reg);
+}
+
+static void on_drop_leases(ps_replica *r, pd_instance_id inst, void *userdata) {
+        ps_registry *reg = userdata;
+
+        ps_lease_table_drop(reg->leases, r, inst);
+}
+
+static void on_leases_moved(ps_replica *r, void *userdata) {
+        ps_registry *reg = userdata;
+
+        ps_lease_table_swap(reg->leases, r);
+}
+
+typedef struct device_trouble {
+        const ps_replica *from;
+        const char *why;
+} device_trouble;
+
+static void share_trouble(ps_replica *r, void *userdata) {
+        const device_trouble *t = userdata;
+
+        ps_replica_share_trouble(r, t->from, t->why);
+}
+
+/* A driver error is the device's: every replica on one of its GPUs, in
+ * any pool, is reset. */
+static void on_device_trouble(ps_replica *r, const char *why, void *userdata) {
+        device_trouble t = { .from = r, .why = why };
+
+        ps_registry_foreach(userdata, share_trouble, &t);
+}
+
+static const ps_replica_owner replica_owner = {
+        .settled = on_replica_settled,
+        .drop_leases = on_drop_leases,
+        .leases_moved = on_leases_moved,
+        .device_trouble = on_device_trouble,
+};

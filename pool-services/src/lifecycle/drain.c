@@ -12,9 +12,8 @@
 #include <event2/event.h>
 
 #include "core/errfmt.h"
-#include "core/policy-private.h"
 #include "core/registry-private.h"
-#include "lifecycle/replica-private.h"
+#include "lifecycle/replica.h"
 #include "pool-domain/lease.h"
 #include "pool-services/drain.h"
 
@@ -45,7 +44,7 @@ drain_op *ps_drain_op_free(drain_op *op) {
         /* Replicas still waiting forget us: their answer goes nowhere. */
         for (size_t i = 0; i < op->n_parts; i++)
                 if (op->parts[i].waiting)
-                        op->parts[i].replica->pending[PD_REPLY_DRAIN] = (pending_reply) { 0 };
+                        ps_replica_forget_reply(op->parts[i].replica, PD_REPLY_DRAIN);
         if (op->finish)
                 event_free(op->finish);
         free(op->parts);
@@ -127,22 +126,17 @@ static void on_part_done(int rc, const char *message, void *userdata) {
                 snprintf(op->failure, sizeof(op->failure), "drain ended: %s",
                          message ? message : "failed");
         }
-        if (r->lc.force_stopped)
+        if (ps_replica_lifecycle(r)->force_stopped)
                 op->force_stopped = true;
-        op->leases_left = pd_sat_add_u32(op->leases_left, r->leases_dropped);
-        r->leases_dropped = 0;
+        op->leases_left = pd_sat_add_u32(op->leases_left, ps_replica_take_leases_dropped(r));
         if (op->waiting == 0)
                 arm_finish(op);
 }
 
-static bool drainable(ps_replica *r, int64_t deadline_ms) {
-        pd_lifecycle trial = r->lc;
-        pd_rng rng = r->rng;
-        pd_actions out;
+static bool drainable(const ps_replica *r, int64_t deadline_ms) {
         pd_event ev = { .type = PD_EV_DRAIN, .deadline_ms = deadline_ms };
 
-        return pd_lifecycle_step(&trial, ps_policy_domain(r->policy), &ev,
-                                 ps_clock_mono_ms(r->ctx->clock), &rng, &out) == 0;
+        return ps_replica_accepts(r, &ev);
 }
 
 static void fill_info(drain_op *op, bool already, ps_drain_info *info) {
@@ -231,7 +225,7 @@ int ps_pool_drain(ps_registry *reg, const char *pool_id, int64_t deadline_ms,
 
                 r = ps_registry_replica_at(reg, pool_id, i);
                 *part = (drain_part) { .op = op, .replica = r, .waiting = true };
-                r->leases_dropped = 0;
+                (void) ps_replica_take_leases_dropped(r);
                 op->waiting++;
                 if (ps_replica_request(r, &ev, PD_REPLY_DRAIN, on_part_done, part) != 0 &&
                     part->waiting) {

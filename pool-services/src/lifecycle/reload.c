@@ -17,10 +17,9 @@
 #include <event2/event.h>
 
 #include "core/errfmt.h"
-#include "core/policy-private.h"
 #include "core/registry-private.h"
+#include "lifecycle/replica.h"
 #include "core/strv.h"
-#include "lifecycle/replica-private.h"
 #include "lifecycle/stage.h"
 #include "pool-services/digest.h"
 #include "pool-services/reload.h"
@@ -91,7 +90,7 @@ reload_op *ps_reload_op_free(reload_op *op) {
                 reload_part *part = &op->parts[i];
 
                 if (part->waiting)
-                        part->replica->pending[PD_REPLY_RELOAD] = (pending_reply) { 0 };
+                        ps_replica_forget_reply(part->replica, PD_REPLY_RELOAD);
                 ps_engine_spec_free(part->old_spec);
                 ps_engine_spec_free(part->new_spec);
         }
@@ -168,7 +167,8 @@ static int set_str(char **field, const char *value) {
 /* The spare port of a surge: port + replicas from the home port, and back
  * home from there. */
 static uint16_t surge_port(const ps_replica *r, size_t n_replicas) {
-        unsigned port = r->current->port == r->home_port ? r->home_port + n_replicas : r->home_port;
+        uint16_t home = ps_replica_home_port(r);
+        unsigned port = ps_replica_spec(r)->port == home ? home + n_replicas : home;
 
         return port <= 65535 ? (uint16_t) port : 0;
 }
@@ -203,7 +203,7 @@ static int set_flags(ps_engine_spec *s, const char *const *flags, size_t n) {
  */
 static int spec_for_request(const ps_replica *r, const ps_reload_request *req, const char *hex,
                             ps_engine_spec **ret, char *err, size_t errlen) {
-        const ps_engine_spec *cur = r->current;
+        const ps_engine_spec *cur = ps_replica_spec(r);
         ps_engine_spec *s = ps_engine_spec_copy(cur);
         char digest[80], **argv = NULL;
         int rc = 0;
@@ -251,13 +251,13 @@ static json_t *opt_str(const char *s) {
 
 static json_t *result_json(const reload_op *op, int64_t duration_ms) {
         const reload_part *first = op->n_parts ? &op->parts[0] : NULL;
-        const ps_engine_spec *now = first ? first->replica->current : NULL;
+        const ps_engine_spec *now = first ? ps_replica_spec(first->replica) : NULL;
         const ps_engine_spec *before = first ? first->old_spec : NULL;
         json_t *replicas = json_array();
 
         for (size_t i = 0; replicas && i < op->n_parts; i++)
                 json_array_append_new(replicas, json_pack("{s:s, s:b, s:o}",
-                        "replica_id", op->parts[i].replica->replica_id,
+                        "replica_id", ps_replica_id(op->parts[i].replica),
                         "ok", op->parts[i].ok,
                         "message", op->parts[i].message[0] ? json_string(op->parts[i].message)
                                                            : json_null()));
@@ -381,7 +381,7 @@ static void on_part_done(int rc, const char *message, void *userdata) {
                         size_t len = strlen(op->message);
 
                         snprintf(op->message + len, sizeof(op->message) - len,
-                                 "; restoring replica %s failed: %s", part->replica->replica_id,
+                                 "; restoring replica %s failed: %s", ps_replica_id(part->replica),
                                  text);
                 }
                 snprintf(part->message, sizeof(part->message), "%s",
@@ -400,22 +400,22 @@ static int start_part(reload_op *op, reload_part *part, const ps_engine_spec *sp
         };
         int rc;
 
-        ps_engine_spec_free(r->staged);
-        r->staged = ps_engine_spec_copy(spec);
-        if (!r->staged)
+        if (ps_replica_stage(r, spec) < 0)
                 return -ENOMEM;
         part->waiting = true;
         rc = ps_replica_request(r, &ev, PD_REPLY_RELOAD, on_part_done, part);
         if (rc != 0) {
                 part->waiting = false;
-                r->staged = ps_engine_spec_free(r->staged);
+                (void) ps_replica_stage(r, NULL);
         }
         return rc;
 }
 
 static bool retiring(const ps_replica *r) {
-        return r->lc.state == PD_STATE_RELOADING &&
-               (r->lc.phase == PD_RELOAD_SURGE_RETIRE || r->lc.phase == PD_RELOAD_SURGE_STOP_OLD);
+        const pd_lifecycle *lc = ps_replica_lifecycle(r);
+
+        return lc->state == PD_STATE_RELOADING &&
+               (lc->phase == PD_RELOAD_SURGE_RETIRE || lc->phase == PD_RELOAD_SURGE_STOP_OLD);
 }
 
 void ps_reload_op_replica_settled(reload_op *op) {
@@ -446,7 +446,7 @@ static void step(reload_op *op) {
                                  ps_replica_state(part->replica));
                         fail(op, PS_E_NOT_READY, "not_ready",
                              "reload failed: pool %s replica %s is %s, not ready",
-                             op->pool_id, part->replica->replica_id, ps_replica_state(part->replica));
+                             op->pool_id, ps_replica_id(part->replica), ps_replica_state(part->replica));
                         op->reverting = true;
                         op->revert_at = op->at;
                         kick(op);
@@ -469,7 +469,7 @@ static void step(reload_op *op) {
                 size_t len = strlen(op->message);
 
                 snprintf(op->message + len, sizeof(op->message) - len,
-                         "; replica %s could not be restored (%s)", part->replica->replica_id,
+                         "; replica %s could not be restored (%s)", ps_replica_id(part->replica),
                          ps_replica_state(part->replica));
                 op->revert_at--;
                 kick(op);
@@ -508,15 +508,15 @@ static int check_pool(ps_registry *reg, const char *pool_id, pool_ops **ops,
         if ((*ops)->reload)
                 return ps_errf(err, errlen, PS_E_CONFLICT, "pool %s is already reloading", pool_id);
         for (size_t i = 0; (r = ps_registry_replica_at(reg, pool_id, i)); i++) {
-                if (r->lc.external)
+                if (ps_replica_external(r))
                         return ps_errf(err, errlen, PS_E_CONFLICT,
                                        "pool %s replica %s was registered from a handoff file: not managed here",
-                                       pool_id, r->replica_id);
-                if (pd_lifecycle_draining(&r->lc))
+                                       pool_id, ps_replica_id(r));
+                if (ps_replica_draining(r))
                         return ps_errf(err, errlen, PS_E_DRAINING, "pool %s is draining", pool_id);
-                if (r->lc.state != PD_STATE_READY)
+                if (ps_replica_lifecycle(r)->state != PD_STATE_READY)
                         return ps_errf(err, errlen, PS_E_NOT_READY, "pool %s is not ready: replica %s is %s",
-                                       pool_id, r->replica_id, ps_replica_state(r));
+                                       pool_id, ps_replica_id(r), ps_replica_state(r));
         }
         return 0;
 }
@@ -544,7 +544,7 @@ static reload_op *op_new(ps_registry *reg, const char *pool_id, size_t n, ps_rel
         for (size_t i = 0; i < n; i++) {
                 op->parts[i].op = op;
                 op->parts[i].replica = ps_registry_replica_at(reg, pool_id, i);
-                op->parts[i].old_spec = ps_engine_spec_copy(op->parts[i].replica->current);
+                op->parts[i].old_spec = ps_engine_spec_copy(ps_replica_spec(op->parts[i].replica));
                 if (!op->parts[i].old_spec)
                         return ps_reload_op_free(op);
         }
@@ -602,7 +602,7 @@ static int op_begin(reload_op *op, const char *sha_hex) {
                         surge_falls_back(op, "replica %s has no port variable: its arguments do "
                                          "not take {port} (a PreparedEngine: no \"--port %u\" "
                                          "in flags), so a second engine cannot get a spare port",
-                                         part->replica->replica_id,
+                                         ps_replica_id(part->replica),
                                          (unsigned) part->old_spec->port);
         }
         /* Surge needs the devices to hold both engines at once: the same
@@ -716,13 +716,13 @@ int ps_pool_reload_specs(ps_registry *reg, const char *pool_id,
         for (size_t i = 0; i < n; i++) {
                 const ps_replica *r = ps_registry_replica_at(reg, pool_id, i);
 
-                if (!specs[i] || !str_same(specs[i]->pool_id, r->pool_id) ||
-                    !str_same(specs[i]->replica_id, r->replica_id) ||
-                    !str_same(specs[i]->device_mask, r->current->device_mask))
+                if (!specs[i] || !str_same(specs[i]->pool_id, ps_replica_pool_id(r)) ||
+                    !str_same(specs[i]->replica_id, ps_replica_id(r)) ||
+                    !str_same(specs[i]->device_mask, ps_replica_device_mask(r)))
                         return ps_errf(err, errlen, PS_E_INVALID,
                                        "specs[%zu]: pool_id, replica_id and device_mask must stay %s/%s/%s",
-                                       i, r->pool_id, r->replica_id,
-                                       r->current->device_mask ? r->current->device_mask : "(none)");
+                                       i, ps_replica_pool_id(r), ps_replica_id(r),
+                                       ps_replica_device_mask(r) ? ps_replica_device_mask(r) : "(none)");
         }
         op = op_new(reg, pool_id, n, strategy, drain_deadline_ms, done, userdata);
         if (!op)

@@ -4,11 +4,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lifecycle/replica.h"
 #include "pool-domain/lifecycle.h"
 #include "pool-services/engine.h"
 #include "pool-services/logtail.h"
 #include "pool-services/probe.h"
-#include "pool-services/registry.h"
+
+/* The fields of a replica: for lifecycle/replica.c (and its tests) only;
+ * everyone else goes through lifecycle/replica.h. */
 
 #define REPLICA_QUEUE_MAX 32
 #define REPLICA_DETAIL_MAX 256
@@ -55,7 +58,7 @@ typedef struct pending_reply {
 } pending_reply;
 
 struct ps_replica {
-        ps_registry *registry;
+        ps_replica_owner owner;
         const ps_context *ctx;
         char *pool_id;
         char *replica_id;
@@ -92,36 +95,3 @@ struct ps_replica {
         bool has_slots_free;
         uint32_t ext_slots_free;
 };
-
-/* Used by the registry. */
-ps_replica *ps_replica_new(ps_registry *reg, const ps_context *ctx,
-                        const ps_engine_spec *spec, const ps_policy *policy);
-ps_replica *ps_replica_free(ps_replica *r);
-bool ps_replica_engine_running(const ps_replica *r);
-/* Feeds an event from outside (registry) and runs the machine. */
-int ps_replica_feed(ps_replica *r, const pd_event *ev);
-/* The registry is told after each batch of events (to finish a stop_all). */
-void ps_registry_replica_settled(ps_registry *reg);
-
-/* Runs the machine on what is queued, and on what the leases now say. */
-void ps_replica_kick(ps_replica *r);
-
-/* Leases (core/lease.c). */
-uint32_t ps_replica_leases(const ps_replica *r);
-/* Ends the leases held on one engine instance by force (drain deadline,
- * engine gone); they count as dropped. */
-void ps_replica_drop_leases(ps_replica *r, pd_instance_id inst);
-/* Moves lease records along when a surge engine is promoted. */
-void ps_replica_leases_swapped(ps_replica *r);
-/* Whether the machine waits for an instance whose leases are at zero:
- * then PD_EV_LEASES_ZERO is due for it. */
-bool ps_replica_leases_zero_due(const ps_replica *r, pd_instance_id *inst);
-
-/*
- * Feeds an operator request (drain, reload) after trying it on a copy of
- * the machine, so a refusal leaves nothing pending: the pd_lifecycle_step()
- * result of the trial (0, PD_E_TRANSITION, ...). On 0, fn is called once
- * with the answer (possibly before this returns).
- */
-int ps_replica_request(ps_replica *r, const pd_event *ev, pd_reply reply,
-                    ps_done_fn fn, void *userdata);

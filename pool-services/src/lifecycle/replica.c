@@ -141,6 +141,70 @@ static void feed_simple(ps_replica *r, pd_event_type type, pd_instance_id id,
         enqueue(r, &ev);
 }
 
+/* ---- leases ------------------------------------------------------------- */
+
+uint32_t ps_replica_slots(const ps_replica *r) {
+        return r->current->slots;
+}
+
+uint32_t ps_replica_leases(const ps_replica *r) {
+        return pd_sat_add_u32(r->inst[PD_INSTANCE_PRIMARY].leases,
+                              r->inst[PD_INSTANCE_SURGE].leases);
+}
+
+uint32_t ps_replica_inst_leases(const ps_replica *r, pd_instance_id inst) {
+        return r->inst[inst].leases;
+}
+
+int ps_replica_lease_add(ps_replica *r, pd_instance_id inst) {
+        pd_slots slots = { .total = r->current->slots, .leased = r->inst[inst].leases };
+
+        if (pd_slots_acquire(&slots) != 0)
+                return PS_E_NO_SLOT;
+        r->inst[inst].leases = slots.leased;
+        return 0;
+}
+
+void ps_replica_lease_remove(ps_replica *r, pd_instance_id inst) {
+        if (r->inst[inst].leases > 0)
+                r->inst[inst].leases--;
+}
+
+uint32_t ps_replica_take_leases_dropped(ps_replica *r) {
+        uint32_t n = r->leases_dropped;
+
+        r->leases_dropped = 0;
+        return n;
+}
+
+/* Ends the leases held on one engine instance by force (drain deadline,
+ * engine gone); they count as dropped. */
+static void drop_leases(ps_replica *r, pd_instance_id inst) {
+        uint32_t counted = r->inst[inst].leases;
+        const ps_field fields[] = {
+                PS_FIELD_STR("lease", "dropped"),
+                PS_FIELD_STR("reason", NULL),
+                PS_FIELD_INT("leases", counted),
+        };
+        ps_event ev = {
+                .type = PS_EVENT_LEASE,
+                .level = PS_LOG_WARN,
+                .pool_id = r->pool_id,
+                .replica_id = r->replica_id,
+                .message = "leases ended by force",
+                .fields = fields,
+                .n_fields = sizeof(fields) / sizeof(fields[0]),
+        };
+
+        if (r->owner.drop_leases)
+                r->owner.drop_leases(r, inst, r->owner.userdata);
+        r->inst[inst].leases = 0;
+        if (counted == 0)
+                return;
+        r->leases_dropped = pd_sat_add_u32(r->leases_dropped, counted);
+        ps_event_emit(&r->ctx->sink, &ev);
+}
+
 /* ---- probes ------------------------------------------------------------- */
 
 static void probe_send(replica_inst *in);
@@ -314,40 +378,37 @@ static bool announces_listening(const char *line, size_t len) {
         return false;
 }
 
-typedef struct device_trouble {
-        const ps_replica *from;
-        ps_device_mask mask;
-        const char *why;
-} device_trouble;
+/* The GPUs the replica's engine runs on; false when it names none. */
+static bool gpu_mask(const ps_replica *r, ps_device_mask *m) {
+        const char *text = ps_replica_device_mask(r);
 
-static void reset_if_sharing(ps_replica *other, void *userdata) {
-        device_trouble *t = userdata;
-        const char *text = ps_replica_device_mask(other);
-        ps_device_mask m;
+        return text && ps_inventory_parse_mask(NULL, text, m, NULL, 0) == 0 && !m->none;
+}
 
-        if (other == t->from || other->lc.external || !ps_replica_engine_running(other) || !text ||
-            ps_inventory_parse_mask(NULL, text, &m, NULL, 0) != 0 || m.none ||
-            !ps_device_mask_overlaps(&t->mask, &m, NULL))
+void ps_replica_share_trouble(ps_replica *r, const ps_replica *from, const char *why) {
+        ps_device_mask theirs, mine;
+
+        if (r == from || r->lc.external || !ps_replica_engine_running(r) ||
+            !gpu_mask(from, &theirs) || !gpu_mask(r, &mine) ||
+            !ps_device_mask_overlaps(&theirs, &mine, NULL))
                 return;
-        EMIT(other, PS_EVENT_GENERIC, PS_LOG_ERROR, "driver error on a shared GPU: restarting",
-             PS_FIELD_STR("from_pool", t->from->pool_id),
-             PS_FIELD_STR("from_replica", t->from->replica_id),
-             PS_FIELD_STR("line", t->why));
-        ps_replica_driver_reset(other, t->why);
+        EMIT(r, PS_EVENT_GENERIC, PS_LOG_ERROR, "driver error on a shared GPU: restarting",
+             PS_FIELD_STR("from_pool", from->pool_id),
+             PS_FIELD_STR("from_replica", from->replica_id),
+             PS_FIELD_STR("line", why));
+        ps_replica_driver_reset(r, why);
 }
 
 /*
  * A driver error is the device's, not one engine's (the GPU fell off the
- * bus, the driver and library disagree): every other replica with one of
- * its GPUs is reset too, and restarts with backoff once it can.
+ * bus, the driver and library disagree): the owner resets every other
+ * replica with one of its GPUs, which restarts with backoff once it can.
  */
 static void spread_driver_trouble(ps_replica *r, const char *why) {
-        device_trouble t = { .from = r, .why = why };
-        const char *text = ps_replica_device_mask(r);
+        ps_device_mask m;
 
-        if (!text || ps_inventory_parse_mask(NULL, text, &t.mask, NULL, 0) != 0 || t.mask.none)
-                return;
-        ps_registry_foreach(r->registry, reset_if_sharing, &t);
+        if (r->owner.device_trouble && gpu_mask(r, &m))
+                r->owner.device_trouble(r, why, r->owner.userdata);
 }
 
 static void on_log_line(const char *line, size_t len, void *userdata) {
@@ -791,10 +852,11 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
                 break;
         case PD_ACT_PROMOTE_SURGE:
                 swap_inst(r);
-                ps_replica_leases_swapped(r);
+                if (r->owner.leases_moved)
+                        r->owner.leases_moved(r, r->owner.userdata);
                 break;
         case PD_ACT_DROP_LEASES:
-                ps_replica_drop_leases(r, a->instance);
+                drop_leases(r, a->instance);
                 break;
         case PD_ACT_REPLY:
                 ok = a->outcome == PD_OUTCOME_OK;
@@ -899,8 +961,8 @@ static bool queue_lease_events(ps_replica *r) {
 
         if (r->lc.state == PD_STATE_STOPPED && ps_replica_leases(r) > 0)
                 for (int i = 0; i < PD_INSTANCE_MAX; i++)
-                        ps_replica_drop_leases(r, (pd_instance_id) i);
-        if (!ps_replica_leases_zero_due(r, &id))
+                        drop_leases(r, (pd_instance_id) i);
+        if (!pd_lifecycle_awaits_leases(&r->lc, &id) || r->inst[id].leases > 0)
                 return false;
         feed_simple(r, PD_EV_LEASES_ZERO, id, NULL);
         return true;
@@ -915,7 +977,6 @@ static void run(ps_replica *r) {
         reply_out replies[4];
         size_t n_replies = 0;
         pd_actions out;
-        ps_registry *reg = r->registry;
 
         if (r->stepping)
                 return;
@@ -947,7 +1008,8 @@ static void run(ps_replica *r) {
                 free(r->correlation_id);
                 r->correlation_id = NULL;
         }
-        ps_registry_replica_settled(reg);
+        if (r->owner.settled)
+                r->owner.settled(r, r->owner.userdata);
         for (size_t i = 0; i < n_replies; i++)
                 replies[i].to.fn(replies[i].rc, replies[i].text, replies[i].to.userdata);
 }
@@ -969,13 +1031,14 @@ static uint64_t hash_ids(const char *a, const char *b) {
         return ps_fnv1a_str(ps_fnv1a_str(PS_FNV1A_INIT, a), b);
 }
 
-ps_replica *ps_replica_new(ps_registry *reg, const ps_context *ctx,
-                        const ps_engine_spec *spec, const ps_policy *pol) {
+ps_replica *ps_replica_new(const ps_context *ctx, const ps_engine_spec *spec,
+                           const ps_policy *pol, const ps_replica_owner *owner) {
         ps_replica *r = calloc(1, sizeof(*r));
 
         if (!r)
                 return NULL;
-        r->registry = reg;
+        if (owner)
+                r->owner = *owner;
         r->ctx = ctx;
         r->current = ps_engine_spec_copy(spec);
         r->policy = pol ? ps_policy_copy(pol) : ps_policy_new();
@@ -1249,4 +1312,99 @@ json_t *ps_replica_snapshot(const ps_replica *r) {
         if (j && json_object_set_new(j, "driver_resets", json_integer(lc->driver_resets)) < 0)
                 j = (json_decref(j), NULL);
         return j;
+}
+
+/* ---- for the pool ------------------------------------------------------- */
+
+bool ps_replica_accepts(const ps_replica *r, const pd_event *ev) {
+        pd_lifecycle trial = r->lc;
+        pd_rng rng = r->rng;
+        pd_actions out;
+
+        return pd_lifecycle_step(&trial, policy(r), ev, mono_now(r), &rng, &out) == 0;
+}
+
+int ps_replica_request(ps_replica *r, const pd_event *ev, pd_reply reply,
+                       ps_done_fn fn, void *userdata) {
+        pd_lifecycle trial = r->lc;
+        pd_rng rng = r->rng;
+        pd_actions out;
+        int rc;
+
+        if (r->stepping)
+                return -EBUSY;
+        if (reply <= PD_REPLY_NONE || reply >= PD_REPLY_MAX)
+                return -EINVAL;
+        rc = pd_lifecycle_step(&trial, policy(r), ev, mono_now(r), &rng, &out);
+        if (rc != 0)
+                return rc;
+        r->pending[reply] = (pending_reply) { .fn = fn, .userdata = userdata };
+        return ps_replica_feed(r, ev);
+}
+
+void ps_replica_forget_reply(ps_replica *r, pd_reply reply) {
+        if (reply < PD_REPLY_MAX)
+                r->pending[reply] = (pending_reply) { 0 };
+}
+
+const pd_lifecycle *ps_replica_lifecycle(const ps_replica *r) {
+        return &r->lc;
+}
+
+const ps_engine_spec *ps_replica_spec(const ps_replica *r) {
+        return r->current;
+}
+
+uint16_t ps_replica_home_port(const ps_replica *r) {
+        return r->home_port;
+}
+
+int ps_replica_stage(ps_replica *r, const ps_engine_spec *spec) {
+        ps_engine_spec *copy = NULL;
+
+        if (spec && !(copy = ps_engine_spec_copy(spec)))
+                return -ENOMEM;
+        ps_engine_spec_free(r->staged);
+        r->staged = copy;
+        return 0;
+}
+
+const ps_policy *ps_replica_policy(const ps_replica *r) {
+        return r->policy;
+}
+
+int ps_replica_set_policy(ps_replica *r, const ps_policy *pol) {
+        ps_policy *copy = ps_policy_copy(pol);
+
+        if (!copy)
+                return -ENOMEM;
+        ps_policy_free(r->policy);
+        r->policy = copy;
+        return 0;
+}
+
+static void set_str(char **at, const char *value) {
+        if (!value)
+                return;
+        free(*at);
+        *at = strdup(value);
+}
+
+int ps_replica_take_handoff(ps_replica *r, const ps_replica_handoff *h) {
+        pd_event ev = { .type = PD_EV_HANDOFF_APPEARED };
+
+        /* Seed semantics: what the handoff says is set, the rest stays
+         * (but for the slots, below). */
+        set_str(&r->current->engine_version, h->engine_version);
+        set_str(&r->current->engine, h->engine);
+        set_str(&r->current->device_mask, h->device_mask);
+        set_str(&r->ext_url, h->url);
+        set_str(&r->current->model_id, h->model_id);
+        /* The slots are the file's, every time: absent ones are not kept. */
+        r->current->slots = h->slots;
+        r->has_slots_free = h->has_slots_free;
+        r->ext_slots_free = h->slots_free;
+        r->last_heartbeat_wall_ms = wall_now(r);
+        r->ready_wall_ms = r->last_heartbeat_wall_ms;
+        return ps_replica_feed(r, &ev);
 }
