@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The engine's seam, for lifecycle/engine.c and the tests only: define
+ * The engine's seam, for lifecycle/engine*.c and the tests only: define
  * PS_ENGINE_PRIVATE_ALLOW before including it. Everything else starts
  * engines through pool-services/engine.h.
  *
@@ -12,7 +12,7 @@
  * supervision, leases, drain and reload deterministically.
  */
 #ifndef PS_ENGINE_PRIVATE_ALLOW
-#error "lifecycle/engine-private.h is for lifecycle/engine.c and tests; use pool-services/engine.h"
+#error "lifecycle/engine-private.h is for lifecycle/engine*.c and tests; use pool-services/engine.h"
 #endif
 
 #include <stdbool.h>
