@@ -23,6 +23,8 @@
 #include "pool-domain/lease.h"
 #include "pool-services/lease.h"
 
+typedef struct lease_table lease_table;
+
 typedef struct lease {
         char id[PS_LEASE_ID_LEN + 1];
         lease_table *table;
@@ -44,7 +46,7 @@ struct lease_table {
 
 /* ---- the table ----------------------------------------------------------- */
 
-lease_table *ps_lease_table_new(ps_registry *reg) {
+static lease_table *table_new(ps_registry *reg) {
         lease_table *t = calloc(1, sizeof(*t));
 
         if (!t)
@@ -65,7 +67,7 @@ static void lease_destroy(lease *l) {
         free(l);
 }
 
-lease_table *ps_lease_table_free(lease_table *t) {
+static lease_table *table_free(lease_table *t) {
         if (!t)
                 return NULL;
         for (size_t i = 0; i < t->n_buckets; i++)
@@ -88,7 +90,7 @@ static size_t bucket_of(const lease_table *t, const char *id) {
 }
 
 static lease *table_find(const lease_table *t, const char *id) {
-        if (!id || strlen(id) != PS_LEASE_ID_LEN)
+        if (!t || !id || strlen(id) != PS_LEASE_ID_LEN)
                 return NULL;
         for (lease *l = t->buckets[bucket_of(t, id)]; l; l = l->next)
                 if (strcmp(l->id, id) == 0)
@@ -193,14 +195,18 @@ static bool owned_by(const lease *l, const void *arg) {
         return l->replica == o->replica && (o->inst < 0 || (int) l->inst == o->inst);
 }
 
-void ps_lease_table_drop(lease_table *t, const ps_replica *r, pd_instance_id inst) {
+/* The replica ended the leases on one engine instance by force: their
+ * records go (the replica has counted them). */
+static void on_leases_dropped(void *state, const ps_replica *r, pd_instance_id inst) {
         owner o = { .replica = r, .inst = (int) inst };
 
-        if (t)
-                (void) table_remove_if(t, owned_by, &o);
+        (void) table_remove_if(state, owned_by, &o);
 }
 
-static void flip(lease_table *t, const ps_replica *r) {
+/* The replica promoted its surge engine: its records swap instances. */
+static void on_leases_moved(void *state, const ps_replica *r) {
+        lease_table *t = state;
+
         for (size_t i = 0; i < t->n_buckets; i++)
                 for (lease *l = t->buckets[i]; l; l = l->next)
                         if (l->replica == r)
@@ -208,16 +214,38 @@ static void flip(lease_table *t, const ps_replica *r) {
                                                                          : PD_INSTANCE_PRIMARY;
 }
 
-void ps_lease_table_swap(lease_table *t, const ps_replica *r) {
-        if (t)
-                flip(t, r);
-}
-
-void ps_lease_table_forget_replica(lease_table *t, const ps_replica *r) {
+/* The replica leaves the registry: its lease records go, uncounted. */
+static void on_replica_removed(void *state, const ps_replica *r) {
         owner o = { .replica = r, .inst = -1 };
 
+        (void) table_remove_if(state, owned_by, &o);
+}
+
+static void on_registry_free(void *state) {
+        table_free(state);
+}
+
+static const ps_registry_hooks lease_hooks = {
+        .replica_removed = on_replica_removed,
+        .leases_dropped = on_leases_dropped,
+        .leases_moved = on_leases_moved,
+        .free = on_registry_free,
+};
+
+/* The registry's table; NULL until the first lease is granted. */
+static lease_table *table_of(const ps_registry *reg) {
+        return ps_registry_attached(reg, &lease_hooks);
+}
+
+static lease_table *table_get(ps_registry *reg) {
+        lease_table *t = table_of(reg);
+
         if (t)
-                (void) table_remove_if(t, owned_by, &o);
+                return t;
+        t = table_new(reg);
+        if (t && ps_registry_attach(reg, &lease_hooks, t) < 0)
+                t = table_free(t);
+        return t;
 }
 
 /* ---- lease life ------------------------------------------------------------ */
@@ -309,7 +337,6 @@ int ps_lease_acquire(ps_registry *reg, const char *pool_id, int64_t ttl_ms, ps_l
 
         if (!reg || !pool_id || !ret)
                 return -EINVAL;
-        t = ps_registry_leases(reg);
         if (!ps_registry_has_pool(reg, pool_id))
                 return ps_errf(err, errlen, PS_E_NOT_FOUND, "pool %s not found", pool_id);
         if (ttl_ms < 0)
@@ -340,7 +367,8 @@ int ps_lease_acquire(ps_registry *reg, const char *pool_id, int64_t ttl_ms, ps_l
         }
         r = cand[pick];
 
-        l = calloc(1, sizeof(*l));
+        t = table_get(reg);
+        l = t ? calloc(1, sizeof(*l)) : NULL;
         if (!l)
                 return -ENOMEM;
         do {
@@ -378,7 +406,7 @@ static lease *find_in_pool(ps_registry *reg, const char *pool_id, const char *le
                 *rc = ps_errf(err, errlen, PS_E_NOT_FOUND, "pool %s not found", pool_id);
                 return NULL;
         }
-        l = table_find(ps_registry_leases(reg), lease_id);
+        l = table_find(table_of(reg), lease_id);
         if (!l || strcmp(ps_replica_pool_id(l->replica), pool_id) != 0) {
                 *rc = ps_errf(err, errlen, PS_E_NOT_FOUND, "lease %.64s not found in pool %s",
                               lease_id ? lease_id : "", pool_id);
@@ -431,7 +459,7 @@ json_t *ps_lease_to_json(const ps_lease *grant, const char *pool_id) {
 }
 
 size_t ps_registry_lease_count(ps_registry *reg) {
-        lease_table *t = reg ? ps_registry_leases(reg) : NULL;
+        const lease_table *t = reg ? table_of(reg) : NULL;
 
         return t ? t->count : 0;
 }

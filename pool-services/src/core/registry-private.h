@@ -7,44 +7,64 @@
 #include "pool-services/registry.h"
 
 /*
- * What the registry keeps besides its pools, for the code that works on a
- * whole pool at once: the lease table (core/lease.c) and the drain or
- * reload in progress (lifecycle/drain.c, lifecycle/reload.c).
+ * The registry is the ground the pool-wide features stand on: the lease
+ * index (core/lease.c) and a pool's drain or reload (lifecycle/drain.c,
+ * lifecycle/reload.c) call it, and it tells them what happens through the
+ * hooks they leave with their state. It never calls them by name.
  */
-typedef struct lease_table lease_table;
-typedef struct drain_op drain_op;
-typedef struct reload_op reload_op;
-
-/* The operation running on a pool; at most one of each. Owned by the
- * pool: removing the pool frees a drain without calling its callback, and
- * answers a reload's caller (ps_reload_op_abandon). */
-typedef struct pool_ops {
-        drain_op *drain;
-        reload_op *reload;
-} pool_ops;
 
 const ps_context *ps_registry_ctx(const ps_registry *reg);
-lease_table *ps_registry_leases(ps_registry *reg);
-/* NULL for an unknown pool. */
-pool_ops *ps_registry_pool_ops(ps_registry *reg, const char *pool_id);
 size_t ps_registry_pool_size(ps_registry *reg, const char *pool_id);
 
-lease_table *ps_lease_table_new(ps_registry *reg);
-lease_table *ps_lease_table_free(lease_table *t);
-/* The replica leaves the registry: its lease records go, uncounted. */
-void ps_lease_table_forget_replica(lease_table *t, const ps_replica *r);
-/* The replica ended the leases on one engine instance by force: their
- * records go (the replica has counted them). */
-void ps_lease_table_drop(lease_table *t, const ps_replica *r, pd_instance_id inst);
-/* The replica promoted its surge engine: its records swap instances. */
-void ps_lease_table_swap(lease_table *t, const ps_replica *r);
+/*
+ * A feature kept for the whole registry. Hooks may be NULL; each is told
+ * about every replica:
+ *   replica_removed  the replica leaves the registry (its pool is
+ *                    forgotten, or the registry freed)
+ *   leases_dropped   the replica ended the leases on one engine instance
+ *                    by force (it has counted them)
+ *   leases_moved     the replica promoted its surge engine: its leases
+ *                    swap instances
+ *   free             the registry goes: free the state
+ */
+typedef struct ps_registry_hooks {
+        void (*replica_removed)(void *state, const ps_replica *r);
+        void (*leases_dropped)(void *state, const ps_replica *r, pd_instance_id inst);
+        void (*leases_moved)(void *state, const ps_replica *r);
+        void (*free)(void *state);
+} ps_registry_hooks;
 
-drain_op *ps_drain_op_free(drain_op *op);
-reload_op *ps_reload_op_free(reload_op *op);
-/* Frees a registered reload that has not finished, answering its caller
- * (PS_E_CONFLICT, no result) as a replica answers its waiters when freed:
- * a request waiting on it must not wait, or leak, forever. */
-reload_op *ps_reload_op_abandon(reload_op *op);
-/* A replica of the reload's pool ran its machine: a rollback waiting for
- * a surged replica's old engine to leave goes on once it has. */
-void ps_reload_op_replica_settled(reload_op *op);
+/* Attaches state (taken) under hooks, which identify it. 0, -ENOMEM. */
+int ps_registry_attach(ps_registry *reg, const ps_registry_hooks *hooks, void *state);
+/* The state attached under hooks; NULL when none is. */
+void *ps_registry_attached(const ps_registry *reg, const ps_registry_hooks *hooks);
+
+/*
+ * The operation running on a pool: at most one of each kind, owned by the
+ * pool while attached. Hooks may be NULL:
+ *   pool_settled  a replica of the pool ran its machine, or a stop of
+ *                 everything began
+ *   pool_removed  the pool is forgotten (or the registry freed) with the
+ *                 operation still attached, and already detached: free
+ *                 the state, answering whoever waits on it
+ * Kinds are told in the order of this enum.
+ */
+typedef enum ps_pool_op_kind {
+        PS_POOL_OP_DRAIN,
+        PS_POOL_OP_RELOAD,
+        PS_POOL_OP_KIND_MAX,
+} ps_pool_op_kind;
+
+typedef struct ps_pool_op_hooks {
+        void (*pool_settled)(void *state);
+        void (*pool_removed)(void *state);
+} ps_pool_op_hooks;
+
+typedef struct ps_pool_op {
+        const ps_pool_op_hooks *hooks;
+        void *state;                   /* NULL: none runs */
+} ps_pool_op;
+
+/* The pool's slot for one kind of operation, to read, fill or empty;
+ * NULL for an unknown pool. Valid until the registry changes its pools. */
+ps_pool_op *ps_registry_pool_op(ps_registry *reg, const char *pool_id, ps_pool_op_kind kind);

@@ -24,12 +24,19 @@ typedef struct pool {
         ps_replica **replicas;
         size_t n_replicas;
         bool removing;             /* stopped, forgotten once at rest    */
-        pool_ops ops;
+        ps_pool_op ops[PS_POOL_OP_KIND_MAX];
 } pool;
+
+/* State a feature keeps for the whole registry (see registry-private.h). */
+typedef struct feature {
+        const ps_registry_hooks *hooks;
+        void *state;
+} feature;
 
 struct ps_registry {
         const ps_context *ctx;
-        lease_table *leases;
+        feature *features;         /* in the order attached             */
+        size_t n_features;
         pool *pools;
         size_t n_pools;
         ps_done_fn stop_done;
@@ -52,11 +59,7 @@ ps_registry *ps_registry_new(const ps_context *ctx) {
                 return NULL;
         reg->ctx = ctx;
         reg->sweep = evtimer_new(ctx->base, on_sweep, reg);
-        reg->leases = ps_lease_table_new(reg);
-        if (!reg->sweep || !reg->leases) {
-                if (reg->sweep)
-                        event_free(reg->sweep);
-                ps_lease_table_free(reg->leases);
+        if (!reg->sweep) {
                 free(reg);
                 return NULL;
         }
@@ -72,10 +75,18 @@ ps_registry *ps_registry_new(const ps_context *ctx) {
 }
 
 static void pool_clear(ps_registry *reg, pool *p) {
-        p->ops.drain = ps_drain_op_free(p->ops.drain);
-        p->ops.reload = ps_reload_op_abandon(p->ops.reload);
+        for (size_t k = 0; k < PS_POOL_OP_KIND_MAX; k++) {
+                ps_pool_op op = p->ops[k];
+
+                p->ops[k] = (ps_pool_op) { 0 };
+                if (op.state && op.hooks && op.hooks->pool_removed)
+                        op.hooks->pool_removed(op.state);
+        }
         for (size_t i = 0; i < p->n_replicas; i++) {
-                ps_lease_table_forget_replica(reg->leases, p->replicas[i]);
+                for (size_t f = 0; f < reg->n_features; f++)
+                        if (reg->features[f].hooks->replica_removed)
+                                reg->features[f].hooks->replica_removed(reg->features[f].state,
+                                                                        p->replicas[i]);
                 ps_replica_free(p->replicas[i]);
         }
         free(p->replicas);
@@ -87,7 +98,10 @@ ps_registry *ps_registry_free(ps_registry *reg) {
                 return NULL;
         for (size_t i = 0; i < reg->n_pools; i++)
                 pool_clear(reg, &reg->pools[i]);
-        reg->leases = ps_lease_table_free(reg->leases);
+        for (size_t f = 0; f < reg->n_features; f++)
+                if (reg->features[f].hooks->free)
+                        reg->features[f].hooks->free(reg->features[f].state);
+        free(reg->features);
         free(reg->pools);
         if (reg->sweep)
                 event_free(reg->sweep);
@@ -169,14 +183,27 @@ const ps_context *ps_registry_ctx(const ps_registry *reg) {
         return reg->ctx;
 }
 
-lease_table *ps_registry_leases(ps_registry *reg) {
-        return reg->leases;
+int ps_registry_attach(ps_registry *reg, const ps_registry_hooks *hooks, void *state) {
+        feature *grown = realloc(reg->features, (reg->n_features + 1) * sizeof(*grown));
+
+        if (!grown)
+                return -ENOMEM;
+        reg->features = grown;
+        reg->features[reg->n_features++] = (feature) { .hooks = hooks, .state = state };
+        return 0;
 }
 
-pool_ops *ps_registry_pool_ops(ps_registry *reg, const char *pool_id) {
+void *ps_registry_attached(const ps_registry *reg, const ps_registry_hooks *hooks) {
+        for (size_t f = 0; f < reg->n_features; f++)
+                if (reg->features[f].hooks == hooks)
+                        return reg->features[f].state;
+        return NULL;
+}
+
+ps_pool_op *ps_registry_pool_op(ps_registry *reg, const char *pool_id, ps_pool_op_kind kind) {
         pool *p = pool_find(reg, pool_id);
 
-        return p ? &p->ops : NULL;
+        return p && (unsigned) kind < PS_POOL_OP_KIND_MAX ? &p->ops[kind] : NULL;
 }
 
 size_t ps_registry_pool_size(ps_registry *reg, const char *pool_id) {
@@ -309,7 +336,7 @@ int ps_registry_forget_pool(ps_registry *reg, const char *pool_id, char *err, si
                 return 0;
         /* A reload answers its caller when it ends; removing the pool under
          * it would leave that caller waiting. */
-        if (p->ops.reload)
+        if (p->ops[PS_POOL_OP_RELOAD].state)
                 return ps_errf(err, errlen, PS_E_CONFLICT,
                                "pool %s is reloading; remove it once the reload has finished",
                                pool_id);
@@ -591,8 +618,12 @@ static void stop_all_check(ps_registry *reg) {
 static void pool_settled(ps_registry *reg, pool *p) {
         if (p->removing && pool_at_rest(p))
                 sweep_soon(reg);
-        if (p->ops.reload)
-                ps_reload_op_replica_settled(p->ops.reload);
+        for (size_t k = 0; k < PS_POOL_OP_KIND_MAX; k++) {
+                const ps_pool_op *op = &p->ops[k];
+
+                if (op->state && op->hooks && op->hooks->pool_settled)
+                        op->hooks->pool_settled(op->state);
+        }
 }
 
 void ps_registry_stop_all(ps_registry *reg, ps_done_fn done, void *userdata) {
@@ -630,13 +661,17 @@ static void on_replica_settled(ps_replica *r, void *userdata) {
 static void on_drop_leases(ps_replica *r, pd_instance_id inst, void *userdata) {
         ps_registry *reg = userdata;
 
-        ps_lease_table_drop(reg->leases, r, inst);
+        for (size_t f = 0; f < reg->n_features; f++)
+                if (reg->features[f].hooks->leases_dropped)
+                        reg->features[f].hooks->leases_dropped(reg->features[f].state, r, inst);
 }
 
 static void on_leases_moved(ps_replica *r, void *userdata) {
         ps_registry *reg = userdata;
 
-        ps_lease_table_swap(reg->leases, r);
+        for (size_t f = 0; f < reg->n_features; f++)
+                if (reg->features[f].hooks->leases_moved)
+                        reg->features[f].hooks->leases_moved(reg->features[f].state, r);
 }
 
 typedef struct device_trouble {

@@ -17,6 +17,8 @@
 #include "pool-domain/lease.h"
 #include "pool-services/drain.h"
 
+typedef struct drain_op drain_op;
+
 typedef struct drain_part {
         drain_op *op;
         ps_replica *replica;
@@ -38,7 +40,7 @@ struct drain_op {
         void *userdata;
 };
 
-drain_op *ps_drain_op_free(drain_op *op) {
+static drain_op *drain_op_free(drain_op *op) {
         if (!op)
                 return NULL;
         /* Replicas still waiting forget us: their answer goes nowhere. */
@@ -51,6 +53,20 @@ drain_op *ps_drain_op_free(drain_op *op) {
         free(op->pool_id);
         free(op);
         return NULL;
+}
+
+/* The pool goes with the drain running: its callback is not called. */
+static void on_pool_removed(void *state) {
+        drain_op_free(state);
+}
+
+static const ps_pool_op_hooks drain_hooks = {
+        .pool_removed = on_pool_removed,
+};
+
+/* The pool's drain slot; NULL for an unknown pool. */
+static ps_pool_op *slot_of(ps_registry *reg, const char *pool_id) {
+        return ps_registry_pool_op(reg, pool_id, PS_POOL_OP_DRAIN);
 }
 
 static void emit_done(drain_op *op, const ps_drain_outcome *o) {
@@ -77,7 +93,7 @@ static void emit_done(drain_op *op, const ps_drain_outcome *o) {
 
 static void on_finish(evutil_socket_t fd, short what, void *userdata) {
         drain_op *op = userdata;
-        pool_ops *ops = ps_registry_pool_ops(op->reg, op->pool_id);
+        ps_pool_op *slot = slot_of(op->reg, op->pool_id);
         char message[PD_ACTION_TEXT_MAX + 64];
         ps_drain_outcome o = {
                 .ok = op->ok,
@@ -98,12 +114,12 @@ static void on_finish(evutil_socket_t fd, short what, void *userdata) {
         else
                 snprintf(message, sizeof(message), "drained: engine stopped");
         /* Detached first: the callback may remove the pool. */
-        if (ops && ops->drain == op)
-                ops->drain = NULL;
+        if (slot && slot->state == op)
+                *slot = (ps_pool_op) { 0 };
         emit_done(op, &o);
         if (op->fn)
                 op->fn(op->pool_id, &o, op->userdata);
-        ps_drain_op_free(op);
+        drain_op_free(op);
 }
 
 static void arm_finish(drain_op *op) {
@@ -172,23 +188,23 @@ int ps_pool_drain(ps_registry *reg, const char *pool_id, int64_t deadline_ms,
                   ps_drain_done_fn done, void *userdata, ps_drain_info *info,
                   char *err, size_t errlen) {
         const ps_context *ctx;
-        pool_ops *ops;
+        ps_pool_op *slot;
         drain_op *op;
         ps_replica *r;
         size_t n, accepted = 0;
 
         if (!reg || !pool_id)
                 return -EINVAL;
-        ops = ps_registry_pool_ops(reg, pool_id);
-        if (!ops)
+        slot = slot_of(reg, pool_id);
+        if (!slot)
                 return ps_errf(err, errlen, PS_E_NOT_FOUND, "pool %s not found", pool_id);
-        if (ops->drain) {
-                fill_info(ops->drain, true, info);
+        if (slot->state) {
+                fill_info(slot->state, true, info);
                 return 0;
         }
         if (deadline_ms < 0)
                 return ps_errf(err, errlen, PS_E_INVALID, "deadline_ms: must be >= 0");
-        if (ops->reload)
+        if (ps_registry_pool_op(reg, pool_id, PS_POOL_OP_RELOAD)->state)
                 return ps_errf(err, errlen, PS_E_CONFLICT, "pool %s is reloading", pool_id);
         n = ps_registry_pool_size(reg, pool_id);
         for (size_t i = 0; i < n; i++)
@@ -209,14 +225,14 @@ int ps_pool_drain(ps_registry *reg, const char *pool_id, int64_t deadline_ms,
         op->parts = calloc(n, sizeof(*op->parts));
         op->finish = evtimer_new(ctx->base, on_finish, op);
         if (!op->pool_id || !op->parts || !op->finish) {
-                ps_drain_op_free(op);
+                drain_op_free(op);
                 return -ENOMEM;
         }
         op->n_parts = n;
         op->started_mono = ps_clock_mono_ms(ctx->clock);
         op->started_wall = ps_clock_wall_ms(ctx->clock);
         op->deadline_wall = pd_sat_add_i64(op->started_wall, deadline_ms);
-        ops->drain = op;
+        *slot = (ps_pool_op) { .hooks = &drain_hooks, .state = op };
         emit_started(op, deadline_ms);
 
         for (size_t i = 0; i < n; i++) {
@@ -240,9 +256,9 @@ int ps_pool_drain(ps_registry *reg, const char *pool_id, int64_t deadline_ms,
 }
 
 bool ps_pool_draining(ps_registry *reg, const char *pool_id) {
-        pool_ops *ops = reg ? ps_registry_pool_ops(reg, pool_id) : NULL;
+        const ps_pool_op *slot = reg ? slot_of(reg, pool_id) : NULL;
 
-        return ops && ops->drain;
+        return slot && slot->state;
 }
 
 json_t *ps_drain_info_to_json(const char *pool_id, const ps_drain_info *info) {

@@ -26,6 +26,8 @@
 
 #define MESSAGE_MAX 768
 
+typedef struct reload_op reload_op;
+
 typedef struct reload_part {
         reload_op *op;
         ps_replica *replica;
@@ -82,7 +84,7 @@ int ps_reload_strategy_from_string(const char *name, ps_reload_strategy *ret) {
 
 /* ---- the record ------------------------------------------------------------ */
 
-reload_op *ps_reload_op_free(reload_op *op) {
+static reload_op *reload_op_free(reload_op *op) {
         if (!op)
                 return NULL;
         op->stage = ps_stage_job_free(op->stage);
@@ -103,16 +105,25 @@ reload_op *ps_reload_op_free(reload_op *op) {
         return NULL;
 }
 
-reload_op *ps_reload_op_abandon(reload_op *op) {
+/* The pool goes with the reload unfinished: its caller is answered
+ * (PS_E_CONFLICT, no result) as a replica answers its waiters when freed:
+ * a request waiting on it must not wait, or leak, forever. */
+static void on_pool_removed(void *state) {
+        reload_op *op = state;
         ps_reload_done_fn fn = op ? op->fn : NULL;
 
         if (!op)
-                return NULL;
+                return;
         op->fn = NULL;
         if (fn)
                 fn(PS_E_CONFLICT, "reload abandoned: the pool is no longer supervised", NULL,
                    op->userdata);
-        return ps_reload_op_free(op);
+        reload_op_free(op);
+}
+
+/* The pool's reload slot; NULL for an unknown pool. */
+static ps_pool_op *slot_of(ps_registry *reg, const char *pool_id) {
+        return ps_registry_pool_op(reg, pool_id, PS_POOL_OP_RELOAD);
 }
 
 static void kick(reload_op *op) {
@@ -280,7 +291,7 @@ static json_t *result_json(const reload_op *op, int64_t duration_ms) {
 
 static void finish(reload_op *op) {
         const ps_context *ctx = ps_registry_ctx(op->reg);
-        pool_ops *ops = ps_registry_pool_ops(op->reg, op->pool_id);
+        ps_pool_op *slot = slot_of(op->reg, op->pool_id);
         int64_t duration_ms = ps_clock_mono_ms(ctx->clock) - op->started_mono;
         json_t *result = result_json(op, duration_ms);
         const ps_field fields[] = {
@@ -301,13 +312,13 @@ static void finish(reload_op *op) {
                 .n_fields = sizeof(fields) / sizeof(fields[0]),
         };
 
-        if (ops && ops->reload == op)
-                ops->reload = NULL;   /* the callback may remove the pool */
+        if (slot && slot->state == op)
+                *slot = (ps_pool_op) { 0 };   /* the callback may remove the pool */
         ps_event_emit(&ctx->sink, &ev);
         if (op->fn)
                 op->fn(op->rc, op->message, result, op->userdata);
         json_decref(result);
-        ps_reload_op_free(op);
+        reload_op_free(op);
 }
 
 static void fail(reload_op *op, int rc, const char *reason, const char *fmt, ...)
@@ -418,12 +429,21 @@ static bool retiring(const ps_replica *r) {
                (lc->phase == PD_RELOAD_SURGE_RETIRE || lc->phase == PD_RELOAD_SURGE_STOP_OLD);
 }
 
-void ps_reload_op_replica_settled(reload_op *op) {
+/* A replica of the pool ran its machine: a rollback waiting for a
+ * surged replica's old engine to leave goes on once it has. */
+static void on_pool_settled(void *state) {
+        reload_op *op = state;
+
         if (!op->awaiting || (op->revert_at > 0 && retiring(op->parts[op->revert_at - 1].replica)))
                 return;
         op->awaiting = false;
         kick(op);
 }
+
+static const ps_pool_op_hooks reload_hooks = {
+        .pool_settled = on_pool_settled,
+        .pool_removed = on_pool_removed,
+};
 
 static void step(reload_op *op) {
         reload_part *part;
@@ -496,16 +516,15 @@ static void on_staged(stage_result result, const char *detail, void *userdata) {
 
 /* ---- starting ------------------------------------------------------------------ */
 
-static int check_pool(ps_registry *reg, const char *pool_id, pool_ops **ops,
-                      char *err, size_t errlen) {
+static int check_pool(ps_registry *reg, const char *pool_id, char *err, size_t errlen) {
+        const ps_pool_op *slot = slot_of(reg, pool_id);
         ps_replica *r;
 
-        *ops = ps_registry_pool_ops(reg, pool_id);
-        if (!*ops)
+        if (!slot)
                 return ps_errf(err, errlen, PS_E_NOT_FOUND, "pool %s not found", pool_id);
-        if ((*ops)->drain)
+        if (ps_registry_pool_op(reg, pool_id, PS_POOL_OP_DRAIN)->state)
                 return ps_errf(err, errlen, PS_E_DRAINING, "pool %s is draining", pool_id);
-        if ((*ops)->reload)
+        if (slot->state)
                 return ps_errf(err, errlen, PS_E_CONFLICT, "pool %s is already reloading", pool_id);
         for (size_t i = 0; (r = ps_registry_replica_at(reg, pool_id, i)); i++) {
                 if (ps_replica_external(r))
@@ -539,14 +558,14 @@ static reload_op *op_new(ps_registry *reg, const char *pool_id, size_t n, ps_rel
         op->parts = calloc(n ? n : 1, sizeof(*op->parts));
         op->kick = evtimer_new(ctx->base, on_kick, op);
         if (!op->pool_id || !op->parts || !op->kick)
-                return ps_reload_op_free(op);
+                return reload_op_free(op);
         op->n_parts = n;
         for (size_t i = 0; i < n; i++) {
                 op->parts[i].op = op;
                 op->parts[i].replica = ps_registry_replica_at(reg, pool_id, i);
                 op->parts[i].old_spec = ps_engine_spec_copy(ps_replica_spec(op->parts[i].replica));
                 if (!op->parts[i].old_spec)
-                        return ps_reload_op_free(op);
+                        return reload_op_free(op);
         }
         return op;
 }
@@ -577,7 +596,7 @@ static void surge_falls_back(reload_op *op, const char *fmt, ...) {
 /* Decides no-op or not, moves surge ports, stages, and registers the op. */
 static int op_begin(reload_op *op, const char *sha_hex) {
         const ps_context *ctx = ps_registry_ctx(op->reg);
-        pool_ops *ops = ps_registry_pool_ops(op->reg, op->pool_id);
+        ps_pool_op *slot = slot_of(op->reg, op->pool_id);
         const char *model = NULL;
         int rc;
 
@@ -623,7 +642,7 @@ static int op_begin(reload_op *op, const char *sha_hex) {
                 uint16_t port = surge_port(part->replica, op->n_parts);
 
                 if (port == 0) {
-                        ps_reload_op_free(op);
+                        reload_op_free(op);
                         return PS_E_INVALID;
                 }
                 if (part->new_spec->port == part->old_spec->port)
@@ -634,33 +653,32 @@ static int op_begin(reload_op *op, const char *sha_hex) {
         if (model && !str_same(model, op->parts[0].old_spec->model_path)) {
                 rc = ps_stage_job_start(ctx->base, model, sha_hex, on_staged, op, &op->stage);
                 if (rc < 0) {
-                        ps_reload_op_free(op);
+                        reload_op_free(op);
                         return rc;
                 }
         } else if (model && sha_hex) {
                 rc = ps_stage_job_start(ctx->base, model, sha_hex, on_staged, op, &op->stage);
                 if (rc < 0) {
-                        ps_reload_op_free(op);
+                        reload_op_free(op);
                         return rc;
                 }
         } else {
                 kick(op);
         }
-        ops->reload = op;
+        *slot = (ps_pool_op) { .hooks = &reload_hooks, .state = op };
         return 0;
 }
 
 int ps_pool_reload(ps_registry *reg, const char *pool_id, const ps_reload_request *req,
                    ps_reload_done_fn done, void *userdata, char *err, size_t errlen) {
         const char *hex = NULL;
-        pool_ops *ops;
         reload_op *op;
         size_t n;
         int rc;
 
         if (!reg || !pool_id || !req)
                 return -EINVAL;
-        if ((rc = check_pool(reg, pool_id, &ops, err, errlen)) != 0)
+        if ((rc = check_pool(reg, pool_id, err, errlen)) != 0)
                 return rc;
         if (!req->model_path == !req->model_ref)
                 return ps_errf(err, errlen, PS_E_INVALID, "model_path or model_ref: exactly one is required");
@@ -687,7 +705,7 @@ int ps_pool_reload(ps_registry *reg, const char *pool_id, const ps_reload_reques
         for (size_t i = 0; i < n; i++)
                 if ((rc = spec_for_request(op->parts[i].replica, req, hex, &op->parts[i].new_spec,
                                            err, errlen)) != 0) {
-                        ps_reload_op_free(op);
+                        reload_op_free(op);
                         return rc;
                 }
         rc = op_begin(op, hex);
@@ -700,13 +718,12 @@ int ps_pool_reload_specs(ps_registry *reg, const char *pool_id,
                          const ps_engine_spec *const *specs, size_t n,
                          ps_reload_strategy strategy, int64_t drain_deadline_ms,
                          ps_reload_done_fn done, void *userdata, char *err, size_t errlen) {
-        pool_ops *ops;
         reload_op *op;
         int rc;
 
         if (!reg || !pool_id || (n && !specs))
                 return -EINVAL;
-        if ((rc = check_pool(reg, pool_id, &ops, err, errlen)) != 0)
+        if ((rc = check_pool(reg, pool_id, err, errlen)) != 0)
                 return rc;
         if (n != ps_registry_pool_size(reg, pool_id))
                 return ps_errf(err, errlen, PS_E_INVALID, "pool %s has %zu replicas, %zu specs given",
@@ -730,7 +747,7 @@ int ps_pool_reload_specs(ps_registry *reg, const char *pool_id,
         for (size_t i = 0; i < n; i++) {
                 op->parts[i].new_spec = ps_engine_spec_copy(specs[i]);
                 if (!op->parts[i].new_spec) {
-                        ps_reload_op_free(op);
+                        reload_op_free(op);
                         return -ENOMEM;
                 }
         }
@@ -741,7 +758,7 @@ int ps_pool_reload_specs(ps_registry *reg, const char *pool_id,
 }
 
 bool ps_pool_reloading(ps_registry *reg, const char *pool_id) {
-        pool_ops *ops = reg ? ps_registry_pool_ops(reg, pool_id) : NULL;
+        const ps_pool_op *slot = reg ? slot_of(reg, pool_id) : NULL;
 
-        return ops && ops->reload;
+        return slot && slot->state;
 }
