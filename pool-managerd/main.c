@@ -74,6 +74,8 @@ typedef struct manager {
         size_t n_retired;
         bool stopping;
         unsigned preloads_pending;
+        char socket_path[256];    /* the API socket; "" for none            */
+        char handoff_dir[PATH_MAX];
 } manager;
 
 static void usage(FILE *f) {
@@ -451,202 +453,219 @@ static void warn_old_handoff_layout(ps_logger *log, const ps_config *config,
         globfree(&g);
 }
 
+/* The log level: the flag, else POOL_MANAGERD_LOG_LEVEL. */
+static int set_log_level(manager *m, const options *o) {
+        const char *level_str = o->log_level ? o->log_level : getenv("POOL_MANAGERD_LOG_LEVEL");
+        ps_log_level level = DEFAULT_LOG_LEVEL;
+
+        if (level_str && *level_str && ps_log_level_from_string(level_str, &level) < 0) {
+                ps_log(m->log, PS_LOG_ERROR, "invalid log level: expected debug, info, warn, error or critical",
+                       PS_FIELD_STR("value", level_str),
+                       PS_FIELD_STR("source", o->log_level ? "flag" : "POOL_MANAGERD_LOG_LEVEL"));
+                return EXIT_USAGE;
+        }
+        ps_logger_set_level(m->log, level);
+        return 0;
+}
+
+/*
+ * The configuration in effect: flags > environment > file > defaults,
+ * the token and cloud settings resolved, the API's addresses and the
+ * handoff directory worked out. 0 or EXIT_USAGE, said in the log.
+ */
+static int configure(manager *m, const options *o, pa_server_config *sc) {
+        char err[512];
+        pa_error perr;
+
+        /* The address parser says most precisely what is wrong with one. */
+        if (o->bind && pa_bind_addr_parse(o->bind, &sc->bind, &perr) < 0) {
+                ps_log(m->log, PS_LOG_ERROR, perr.msg, PS_FIELD_STR("source", "flag"));
+                return EXIT_USAGE;
+        }
+        if (ps_config_load(o->config, NULL, NULL, &m->config, err, sizeof(err)) != 0 ||
+            (o->bind && ps_config_set_bind(m->config, o->bind, "flag", err, sizeof(err)) != 0) ||
+            (o->runtime_dir &&
+             ps_config_set_runtime_dir(m->config, o->runtime_dir, "flag", err, sizeof(err)) != 0) ||
+            /* the token: LLORCH_API_TOKEN > api.token_file > cloud.token_file */
+            ps_config_resolve_cloud(m->config, NULL, err, sizeof(err)) != 0 ||
+            ps_config_resolve_token(m->config, err, sizeof(err)) != 0) {
+                ps_log(m->log, PS_LOG_ERROR, err, PS_FIELD_STR("config", o->config));
+                return EXIT_USAGE;
+        }
+        if (o->keep_engines)
+                m->config->shutdown = PS_SHUTDOWN_KEEP;
+        if (pa_bind_addr_parse(m->config->bind, &sc->bind, &perr) < 0) {
+                ps_log(m->log, PS_LOG_ERROR, perr.msg, PS_FIELD_STR("source", m->config->bind_source));
+                return EXIT_USAGE;
+        }
+        /* After the runtime directory is final (flags included). */
+        if (ps_config_api_socket(m->config, NULL, NULL, m->socket_path, sizeof(m->socket_path),
+                                 err, sizeof(err)) != 0) {
+                ps_log(m->log, PS_LOG_ERROR, err, PS_FIELD_STR("runtime_dir", m->config->runtime_dir));
+                return EXIT_USAGE;
+        }
+        if (ps_config_handoff_dir(m->config, m->handoff_dir, sizeof(m->handoff_dir)) != 0) {
+                ps_log(m->log, PS_LOG_ERROR, "the handoff directory's path is too long",
+                       PS_FIELD_STR("runtime_dir", m->config->runtime_dir));
+                return EXIT_USAGE;
+        }
+        return 0;
+}
+
+static void log_starting(manager *m, const options *o) {
+        ps_log(m->log, PS_LOG_INFO, "starting", PS_FIELD_STR("version", PM_VERSION),
+               PS_FIELD_INT("pid", getpid()), PS_FIELD_STR("config", o->config),
+               PS_FIELD_STR("profile", ps_profile_to_string(m->config->profile)),
+               PS_FIELD_STR("runtime_dir", m->config->runtime_dir),
+               PS_FIELD_STR("runtime_dir_source", m->config->runtime_dir_source),
+               PS_FIELD_STR("handoff_dir", m->handoff_dir),
+               PS_FIELD_STR("handoff_dir_source", m->config->handoff_dir ? m->config->handoff_dir_source
+                                                                       : "runtime_dir"),
+               PS_FIELD_STR("gpu_backend", ps_gpu_backend_to_string(m->config->gpu.backend)),
+               PS_FIELD_INT("gpus", ps_inventory_count(m->config->inventory)));
+        warn_old_handoff_layout(m->log, m->config, m->handoff_dir);
+        if (ps_inventory_problem(m->config->inventory))
+                ps_log(m->log, PS_LOG_WARN, "no CUDA device in use: pools that need a GPU will not start",
+                       PS_FIELD_STR("reason", ps_inventory_problem(m->config->inventory)));
+}
+
+/* The loop, its signals, and the registry with what feeds it. 0 or -1. */
+static int start_services(manager *m, const options *o) {
+        m->base = new_event_base();
+        m->metrics = ps_metrics_new();
+        if (!m->base || !m->metrics || ps_metrics_set_version(m->metrics, PM_VERSION) < 0) {
+                ps_log(m->log, PS_LOG_ERROR, "cannot create the event loop");
+                return -1;
+        }
+        /* Before the socket opens: once "listening" is logged, a signal
+         * must reach on_signal(), not the default action. */
+        m->sigterm = evsignal_new(m->base, SIGTERM, on_signal, m);
+        m->sigint = evsignal_new(m->base, SIGINT, on_signal, m);
+        m->sighup = evsignal_new(m->base, SIGHUP, on_reload_config, m);
+        m->config_path = o->config;
+        if (!m->sigterm || !m->sigint || !m->sighup || evsignal_add(m->sigterm, NULL) < 0 ||
+            evsignal_add(m->sigint, NULL) < 0 || evsignal_add(m->sighup, NULL) < 0) {
+                ps_log(m->log, PS_LOG_ERROR, "cannot watch SIGTERM, SIGINT and SIGHUP");
+                return -1;
+        }
+
+        m->prober = ps_prober_new(m->base);
+        m->ctx = (ps_context) {
+                .base = m->base,
+                .sink = { .fn = on_event, .userdata = m },
+                .prober = m->prober,
+                .runtime_dir = m->config->runtime_dir,
+                .handoff_dir = m->handoff_dir,
+                .engine_user = m->config->engines_user,
+                .engine_env_pass = m->config->engines_env_pass,
+                .n_engine_env_pass = m->config->n_engines_env_pass,
+                .seed = (uint64_t) getpid() ^ (uint64_t) time(NULL),
+                .preflight = ps_preflight_spec,
+                .preflight_userdata = &m->preflight,
+                .runtime_dir_recreated = on_runtime_dir_recreated,
+                .runtime_dir_userdata = m,
+        };
+        m->preflight = (ps_preflight_source) { .config = m->config };
+        m->registry = m->prober ? ps_registry_new(&m->ctx) : NULL;
+        if (!m->registry) {
+                ps_log(m->log, PS_LOG_ERROR, "cannot set up supervision");
+                return -1;
+        }
+
+        /* Engines' own metrics, for pools that ask (engine_metrics). */
+        m->engine_metrics = ps_engine_metrics_new(&m->ctx, m->registry, NULL);
+        if (!m->engine_metrics || ps_engine_metrics_configure(m->engine_metrics, m->config) < 0 ||
+            ps_engine_metrics_start(m->engine_metrics) < 0) {
+                ps_log(m->log, PS_LOG_ERROR, "cannot set up engine metrics");
+                return -1;
+        }
+        if (m->config->gpu.backend == PS_GPU_BACKEND_AUTO ||
+            m->config->gpu.backend == PS_GPU_BACKEND_CUDA) {
+                ps_cuda_options co = { .timeout_ms = m->config->gpu.probe_timeout_ms };
+
+                m->gpu_monitor = ps_gpu_monitor_new(m->base, m->config->inventory, m->registry, &co,
+                                                    m->config->gpu.sample_interval_ms, m->ctx.sink);
+                if (!m->gpu_monitor || ps_gpu_monitor_start(m->gpu_monitor) < 0) {
+                        ps_log(m->log, PS_LOG_ERROR, "cannot set up GPU sampling");
+                        return -1;
+                }
+        }
+        return 0;
+}
+
+/* The API on TCP and the socket, then the "listening" line. 0 or -1. */
+static int start_api(manager *m, pa_server_config *sc) {
+        char address[PA_BIND_ADDR_STRING_MAX];
+        pa_error perr;
+
+        sc->events = m->ctx.sink;
+        sc->quiet_requests = !ps_logger_enabled(m->log, PS_LOG_DEBUG);
+        sc->backend = (pa_backend) {
+                .registry = m->registry,
+                .inventory = m->config->inventory,
+                .config = m->config,
+                .metrics = m->metrics,
+                .engine_metrics = m->engine_metrics,
+                .events_seen = &m->events_seen,
+                .node_status = node_status,
+                .node_userdata = m,
+        };
+        sc->api_token = m->config->cloud.api_token;
+        sc->socket_path = m->socket_path;
+        sc->socket_group = m->config->api_socket_group;
+        m->server = pa_server_new(m->base, sc, &perr);
+        if (!m->server) {
+                ps_log(m->log, PS_LOG_ERROR, perr.msg,
+                       PS_FIELD_STR("address", pa_bind_addr_to_string(&sc->bind, address, sizeof(address))),
+                       PS_FIELD_STR("socket", m->socket_path[0] ? m->socket_path : NULL),
+                       PS_FIELD_STR("error", strerror(-perr.error)));
+                return -1;
+        }
+        /* Where changes may come from: the socket, and TCP with the token. */
+        ps_log(m->log, PS_LOG_INFO, "listening",
+               PS_FIELD_STR("address", pa_bind_addr_to_string(pa_server_address(m->server),
+                                                              address, sizeof(address))),
+               PS_FIELD_INT("port", pa_server_port(m->server)),
+               PS_FIELD_STR("source", m->config->bind_source),
+               PS_FIELD_STR("socket", pa_server_socket_path(m->server)),
+               PS_FIELD_STR("tcp_access", m->config->cloud.api_token && m->config->cloud.api_token[0]
+                                                  ? "token" : "read-only"));
+        return 0;
+}
+
 static int run(const options *o) {
         manager m = { .base = NULL };
-        char address[PA_BIND_ADDR_STRING_MAX], err[512], socket_path[256];
-        char handoff_dir[PATH_MAX];
-        const char *level_str;
-        ps_log_level level = DEFAULT_LOG_LEVEL;
         pa_server_config sc = { .clock = NULL };
-        pa_error perr;
-        int ret = EXIT_FAILURE, r;
+        char err[512];
+        int ret = EXIT_FAILURE;
 
         m.log = ps_logger_new(stderr, DEFAULT_LOG_LEVEL, NULL);
         if (!m.log) {
                 fputs("pool-managerd: out of memory\n", stderr);
                 return EXIT_FAILURE;
         }
-
-        level_str = o->log_level ? o->log_level : getenv("POOL_MANAGERD_LOG_LEVEL");
-        if (level_str && *level_str && ps_log_level_from_string(level_str, &level) < 0) {
-                ps_log(m.log, PS_LOG_ERROR, "invalid log level: expected debug, info, warn, error or critical",
-                       PS_FIELD_STR("value", level_str),
-                       PS_FIELD_STR("source", o->log_level ? "flag" : "POOL_MANAGERD_LOG_LEVEL"));
-                ret = EXIT_USAGE;
+        if ((ret = set_log_level(&m, o)) != 0)
                 goto out;
-        }
-        ps_logger_set_level(m.log, level);
-
         if (o->check_config) {
                 ret = check_config(o->check_config, m.log);
                 goto out;
         }
-
-        /* The address parser says most precisely what is wrong with one. */
-        if (o->bind && pa_bind_addr_parse(o->bind, &sc.bind, &perr) < 0) {
-                ps_log(m.log, PS_LOG_ERROR, perr.msg, PS_FIELD_STR("source", "flag"));
-                ret = EXIT_USAGE;
+        if ((ret = configure(&m, o, &sc)) != 0)
                 goto out;
-        }
-        /* flags > environment > file > defaults */
-        if (ps_config_load(o->config, NULL, NULL, &m.config, err, sizeof(err)) != 0 ||
-            (o->bind && ps_config_set_bind(m.config, o->bind, "flag", err, sizeof(err)) != 0) ||
-            (o->runtime_dir &&
-             ps_config_set_runtime_dir(m.config, o->runtime_dir, "flag", err, sizeof(err)) != 0)) {
-                ps_log(m.log, PS_LOG_ERROR, err, PS_FIELD_STR("config", o->config));
-                ret = EXIT_USAGE;
-                goto out;
-        }
-        if (o->keep_engines)
-                m.config->shutdown = PS_SHUTDOWN_KEEP;
-        /* The token: LLORCH_API_TOKEN > api.token_file > cloud.token_file,
-         * in either profile. */
-        if (ps_config_resolve_cloud(m.config, NULL, err, sizeof(err)) != 0 ||
-            ps_config_resolve_token(m.config, err, sizeof(err)) != 0) {
-                ps_log(m.log, PS_LOG_ERROR, err, PS_FIELD_STR("config", o->config));
-                ret = EXIT_USAGE;
-                goto out;
-        }
-        if (pa_bind_addr_parse(m.config->bind, &sc.bind, &perr) < 0) {
-                ps_log(m.log, PS_LOG_ERROR, perr.msg, PS_FIELD_STR("source", m.config->bind_source));
-                ret = EXIT_USAGE;
-                goto out;
-        }
-        /* After the runtime directory is final (flags included). */
-        if (ps_config_api_socket(m.config, NULL, NULL, socket_path, sizeof(socket_path),
-                                 err, sizeof(err)) != 0) {
-                ps_log(m.log, PS_LOG_ERROR, err, PS_FIELD_STR("runtime_dir", m.config->runtime_dir));
-                ret = EXIT_USAGE;
-                goto out;
-        }
-
-        if (ps_config_handoff_dir(m.config, handoff_dir, sizeof(handoff_dir)) != 0) {
-                ps_log(m.log, PS_LOG_ERROR, "the handoff directory's path is too long",
-                       PS_FIELD_STR("runtime_dir", m.config->runtime_dir));
-                ret = EXIT_USAGE;
-                goto out;
-        }
-        ps_log(m.log, PS_LOG_INFO, "starting", PS_FIELD_STR("version", PM_VERSION),
-               PS_FIELD_INT("pid", getpid()), PS_FIELD_STR("config", o->config),
-               PS_FIELD_STR("profile", ps_profile_to_string(m.config->profile)),
-               PS_FIELD_STR("runtime_dir", m.config->runtime_dir),
-               PS_FIELD_STR("runtime_dir_source", m.config->runtime_dir_source),
-               PS_FIELD_STR("handoff_dir", handoff_dir),
-               PS_FIELD_STR("handoff_dir_source", m.config->handoff_dir ? m.config->handoff_dir_source
-                                                                      : "runtime_dir"),
-               PS_FIELD_STR("gpu_backend", ps_gpu_backend_to_string(m.config->gpu.backend)),
-               PS_FIELD_INT("gpus", ps_inventory_count(m.config->inventory)));
-        warn_old_handoff_layout(m.log, m.config, handoff_dir);
-        if (ps_inventory_problem(m.config->inventory))
-                ps_log(m.log, PS_LOG_WARN, "no CUDA device in use: pools that need a GPU will not start",
-                       PS_FIELD_STR("reason", ps_inventory_problem(m.config->inventory)));
+        ret = EXIT_FAILURE;
+        log_starting(&m, o);
         /* engines number devices as nvidia-smi and the probe do */
         setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID", 0);
         raise_nofile(m.log);
         /* Made when missing, and ours alone (like sshd's StrictModes). */
-        r = ps_runtime_dirs_check(m.config, err, sizeof(err));
-        if (r < 0) {
+        if (ps_runtime_dirs_check(m.config, err, sizeof(err)) < 0) {
                 ps_log(m.log, PS_LOG_ERROR, "cannot use the runtime directory",
                        PS_FIELD_STR("runtime_dir", m.config->runtime_dir),
                        PS_FIELD_STR("error", err));
                 goto out;
         }
-
-        m.base = new_event_base();
-        m.metrics = ps_metrics_new();
-        if (!m.base || !m.metrics || ps_metrics_set_version(m.metrics, PM_VERSION) < 0) {
-                ps_log(m.log, PS_LOG_ERROR, "cannot create the event loop");
+        if (start_services(&m, o) < 0 || start_api(&m, &sc) < 0)
                 goto out;
-        }
-
-        /* Before the socket opens: once "listening" is logged, a signal
-         * must reach on_signal(), not the default action. */
-        m.sigterm = evsignal_new(m.base, SIGTERM, on_signal, &m);
-        m.sigint = evsignal_new(m.base, SIGINT, on_signal, &m);
-        m.sighup = evsignal_new(m.base, SIGHUP, on_reload_config, &m);
-        m.config_path = o->config;
-        if (!m.sigterm || !m.sigint || !m.sighup || evsignal_add(m.sigterm, NULL) < 0 ||
-            evsignal_add(m.sigint, NULL) < 0 || evsignal_add(m.sighup, NULL) < 0) {
-                ps_log(m.log, PS_LOG_ERROR, "cannot watch SIGTERM, SIGINT and SIGHUP");
-                goto out;
-        }
-
-        m.prober = ps_prober_new(m.base);
-        m.ctx = (ps_context) {
-                .base = m.base,
-                .sink = { .fn = on_event, .userdata = &m },
-                .prober = m.prober,
-                .runtime_dir = m.config->runtime_dir,
-                .handoff_dir = handoff_dir,   /* run()'s, filled above: lives as long as m */
-                .engine_user = m.config->engines_user,
-                .engine_env_pass = m.config->engines_env_pass,
-                .n_engine_env_pass = m.config->n_engines_env_pass,
-                .seed = (uint64_t) getpid() ^ (uint64_t) time(NULL),
-                .preflight = ps_preflight_spec,
-                .preflight_userdata = &m.preflight,
-                .runtime_dir_recreated = on_runtime_dir_recreated,
-                .runtime_dir_userdata = &m,
-        };
-        m.preflight = (ps_preflight_source) { .config = m.config };
-        m.registry = m.prober ? ps_registry_new(&m.ctx) : NULL;
-        if (!m.registry) {
-                ps_log(m.log, PS_LOG_ERROR, "cannot set up supervision");
-                goto out;
-        }
-
-        /* Engines' own metrics, for pools that ask (engine_metrics). */
-        m.engine_metrics = ps_engine_metrics_new(&m.ctx, m.registry, NULL);
-        if (!m.engine_metrics || ps_engine_metrics_configure(m.engine_metrics, m.config) < 0 ||
-            ps_engine_metrics_start(m.engine_metrics) < 0) {
-                ps_log(m.log, PS_LOG_ERROR, "cannot set up engine metrics");
-                goto out;
-        }
-
-        if (m.config->gpu.backend == PS_GPU_BACKEND_AUTO ||
-            m.config->gpu.backend == PS_GPU_BACKEND_CUDA) {
-                ps_cuda_options co = { .timeout_ms = m.config->gpu.probe_timeout_ms };
-
-                m.gpu_monitor = ps_gpu_monitor_new(m.base, m.config->inventory, m.registry, &co,
-                                                   m.config->gpu.sample_interval_ms, m.ctx.sink);
-                if (!m.gpu_monitor || ps_gpu_monitor_start(m.gpu_monitor) < 0) {
-                        ps_log(m.log, PS_LOG_ERROR, "cannot set up GPU sampling");
-                        goto out;
-                }
-        }
-
-        sc.events = m.ctx.sink;
-        sc.quiet_requests = !ps_logger_enabled(m.log, PS_LOG_DEBUG);
-        sc.backend = (pa_backend) {
-                .registry = m.registry,
-                .inventory = m.config->inventory,
-                .config = m.config,
-                .metrics = m.metrics,
-                .engine_metrics = m.engine_metrics,
-                .events_seen = &m.events_seen,
-                .node_status = node_status,
-                .node_userdata = &m,
-        };
-        sc.api_token = m.config->cloud.api_token;
-        sc.socket_path = socket_path;
-        sc.socket_group = m.config->api_socket_group;
-        m.server = pa_server_new(m.base, &sc, &perr);
-        if (!m.server) {
-                ps_log(m.log, PS_LOG_ERROR, perr.msg,
-                       PS_FIELD_STR("address", pa_bind_addr_to_string(&sc.bind, address, sizeof(address))),
-                       PS_FIELD_STR("socket", socket_path[0] ? socket_path : NULL),
-                       PS_FIELD_STR("error", strerror(-perr.error)));
-                goto out;
-        }
-        /* Where changes may come from: the socket, and TCP with the token. */
-        ps_log(m.log, PS_LOG_INFO, "listening",
-               PS_FIELD_STR("address", pa_bind_addr_to_string(pa_server_address(m.server),
-                                                              address, sizeof(address))),
-               PS_FIELD_INT("port", pa_server_port(m.server)),
-               PS_FIELD_STR("source", m.config->bind_source),
-               PS_FIELD_STR("socket", pa_server_socket_path(m.server)),
-               PS_FIELD_STR("tcp_access", m.config->cloud.api_token && m.config->cloud.api_token[0]
-                                                  ? "token" : "read-only"));
-
         if (preload_configured(&m) != 0) {
                 ret = EXIT_USAGE;
                 goto out;
@@ -654,12 +673,10 @@ static int run(const options *o) {
         if (pm_cloud_start(&m.ctx, m.registry, m.config, m.metrics, m.log, PM_VERSION,
                            &m.cloud) != 0)
                 goto out;
-
         if (event_base_dispatch(m.base) < 0) {
                 ps_log(m.log, PS_LOG_ERROR, "event loop failed");
                 goto out;
         }
-
         /* Connections close before "stopped" is said. */
         m.server = pa_server_free(m.server);
         ps_log(m.log, PS_LOG_INFO, "stopped");
