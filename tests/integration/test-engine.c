@@ -607,6 +607,30 @@ static void test_log_symlink_refused(void **state) {
         ps_engine_spec_free(s);
 }
 
+static void test_log_hard_link_refused(void **state) {
+        fx *f = *state;
+        ps_engine_spec *s = spec_new("/bin/sh", "-c", "echo written", NULL);
+        char log[PATH_MAX], target[PATH_MAX], err[PATH_MAX + 128], want[PATH_MAX + 128];
+        ps_engine *e = NULL;
+        char *text;
+
+        path_in(f, "engine-llama_7b_r0.log", log, sizeof(log));
+        path_in(f, "precious", target, sizeof(target));
+        spit(target, "keep me\n", 0600);
+        assert_int_equal(link(target, log), 0);
+        assert_int_equal(ps_engine_spawn(f->base, s, &f->opts, on_exit_cb, f, &e, err, sizeof(err)),
+                         -EPERM);
+        assert_null(e);
+        snprintf(want, sizeof(want), "log file %s has 2 hard links; refusing to write through one",
+                 log);
+        assert_string_equal(err, want);
+        text = th_slurp(target, NULL);
+        assert_string_equal(text, "keep me\n");
+        free(text);
+        assert_int_equal(f->exits, 0);
+        ps_engine_spec_free(s);
+}
+
 static void test_log_of_another_user_refused(void **state) {
         fx *f = *state;
         ps_engine_spec *s = spec_new("/bin/sh", "-c", "echo written", NULL);
@@ -1475,6 +1499,7 @@ int main(void) {
                 T(test_custom_file_names),
                 T(test_pid_file_lifecycle),
                 T(test_log_symlink_refused),
+                T(test_log_hard_link_refused),
                 T(test_log_of_another_user_refused),
                 T(test_pid_symlink_not_followed),
                 T(test_missing_binary),

@@ -27,6 +27,13 @@ static int check_runtime_file(const char *what, const char *path, const struct s
                          what, path, (unsigned) st->st_uid, (unsigned) geteuid());
                 return -EPERM;
         }
+        /* A hard link is another name for someone's file: writing through
+         * it would append engine output there, as a symlink would. */
+        if (st->st_nlink != 1) {
+                snprintf(err, errlen, "%s %s has %lu hard links; refusing to write through one",
+                         what, path, (unsigned long) st->st_nlink);
+                return -EPERM;
+        }
         return 0;
 }
 
