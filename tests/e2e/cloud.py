@@ -636,13 +636,7 @@ def main(argv):
                          "scenarios: %s\n" % (argv[0], " ".join(sorted(SCENARIOS))))
         return 2
     e2e.DAEMON, e2e.VERSION, FAKE_CP, FAKE_ENGINE, name = argv[1:6]
-    try:
-        SCENARIOS[name]()
-    except Failure as e:
-        print("FAIL %s: %s" % (name, e))
-        return 1
-    print("PASS %s" % name)
-    return 0
+    return e2e.run_scenario(SCENARIOS, name)
 
 
 if __name__ == "__main__":

@@ -841,6 +841,18 @@ def scenario_runtime_dir_flag():
         shutil.rmtree(base, ignore_errors=True)
 
 
+def run_scenario(scenarios, name):
+    """Runs one scenario of a script: PASS or FAIL with the reason on
+    stdout, and the exit status meson reads."""
+    try:
+        scenarios[name]()
+    except Failure as e:
+        print("FAIL %s: %s" % (name, e))
+        return 1
+    print("PASS %s" % name)
+    return 0
+
+
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn
              for name, fn in globals().items() if name.startswith("scenario_")}
 
@@ -852,13 +864,7 @@ def main(argv):
                          % (argv[0], " ".join(sorted(SCENARIOS))))
         return 2
     DAEMON, VERSION, name = argv[1], argv[2], argv[3]
-    try:
-        SCENARIOS[name]()
-    except Failure as e:
-        print("FAIL %s: %s" % (name, e))
-        return 1
-    print("PASS %s" % name)
-    return 0
+    return run_scenario(SCENARIOS, name)
 
 
 if __name__ == "__main__":

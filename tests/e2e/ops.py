@@ -798,13 +798,7 @@ def main(argv):
     e2e.DAEMON, e2e.VERSION = argv[1], argv[2]
     api.FAKE_ENGINE = os.path.realpath(argv[3])
     name = argv[4]
-    try:
-        SCENARIOS[name]()
-    except Failure as e:
-        print("FAIL %s: %s" % (name, e))
-        return 1
-    print("PASS %s" % name)
-    return 0
+    return e2e.run_scenario(SCENARIOS, name)
 
 
 if __name__ == "__main__":

@@ -384,13 +384,7 @@ def main(argv):
     api.FAKE_ENGINE = os.path.realpath(argv[3])
     EVIL = os.path.realpath(argv[4])
     name = argv[5]
-    try:
-        SCENARIOS[name]()
-    except Failure as e:
-        print("FAIL %s: %s" % (name, e))
-        return 1
-    print("PASS %s" % name)
-    return 0
+    return e2e.run_scenario(SCENARIOS, name)
 
 
 if __name__ == "__main__":

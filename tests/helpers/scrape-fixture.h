@@ -2,14 +2,19 @@
 #pragma once
 
 /*
- * A recorded scrape from tests/unit/services/scrapes (the directory in
- * $SCRAPE_FIXTURES), read whole and NUL-terminated; *len is its length.
- * Include after <cmocka.h>: a missing file fails the test.
+ * Engine-metrics test helpers. Include after <cmocka.h>: a failure fails
+ * the test.
  */
 
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <event2/buffer.h>
+
+#include "pool-services/engine-metrics.h"
+
+/* A recorded scrape from tests/unit/services/scrapes (the directory in
+ * $SCRAPE_FIXTURES), read whole and NUL-terminated; *len is its length. */
 static inline char *scrape_fixture(const char *name, size_t *len) {
         const char *dir = getenv("SCRAPE_FIXTURES");
         char path[4096];
@@ -31,5 +36,23 @@ static inline char *scrape_fixture(const char *name, size_t *len) {
         text[n] = '\0';
         fclose(f);
         *len = (size_t) n;
+        return text;
+}
+
+/* The exposition of some relabelled scrapes, NUL-terminated; the caller
+ * frees it. */
+static inline char *scrapes_render(const ps_engine_scrape *const *v, size_t n) {
+        struct evbuffer *b = evbuffer_new();
+        size_t len;
+        char *text;
+
+        assert_non_null(b);
+        assert_int_equal(ps_engine_scrapes_render(v, n, b), 0);
+        len = evbuffer_get_length(b);
+        text = malloc(len + 1);
+        assert_non_null(text);
+        evbuffer_remove(b, text, len);
+        text[len] = '\0';
+        evbuffer_free(b);
         return text;
 }

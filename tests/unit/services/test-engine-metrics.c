@@ -50,25 +50,9 @@ static ps_engine_scrape *relabel_fixture(const char *name, const char *pool,
         return s;
 }
 
-/* The exposition of some scrapes, NUL-terminated; the caller frees it. */
-static char *render(const ps_engine_scrape *const *v, size_t n) {
-        struct evbuffer *b = evbuffer_new();
-        size_t len;
-        char *text;
-
-        assert_non_null(b);
-        assert_int_equal(ps_engine_scrapes_render(v, n, b), 0);
-        len = evbuffer_get_length(b);
-        text = malloc(len + 1);
-        assert_non_null(text);
-        evbuffer_remove(b, text, len);
-        text[len] = '\0';
-        evbuffer_free(b);
-        return text;
-}
 
 static char *render_one(const ps_engine_scrape *s) {
-        return render(&s, 1);
+        return scrapes_render(&s, 1);
 }
 
 static void assert_has_line(const char *text, const char *line) {
@@ -319,7 +303,7 @@ static void test_merge_replicas(void **state) {
         v[1] = relabel_fixture("llama-server.prom", "llama-7b", "r1", NULL);
         v[2] = NULL;
         v[3] = relabel_fixture("vllm.prom", "vllm-8b", "r0", NULL);
-        text = render((const ps_engine_scrape *const *) v, 4);
+        text = scrapes_render((const ps_engine_scrape *const *) v, 4);
 
         /* one HELP and TYPE per family, samples of both replicas under it */
         assert_int_equal(count_of(text, "# HELP llamacpp_prompt_tokens_total "), 1);
@@ -345,14 +329,14 @@ static void test_merge_type_conflict(void **state) {
         (void) state;
         v[0] = relabel("# HELP q Queue.\n# TYPE q gauge\nq 1\n", "p", "r0", 0, NULL);
         v[1] = relabel("# HELP q Queue?\n# TYPE q untyped\nq 2\n", "p", "r1", 0, NULL);
-        text = render((const ps_engine_scrape *const *) v, 2);
+        text = scrapes_render((const ps_engine_scrape *const *) v, 2);
         assert_string_equal(text, "# HELP q Queue.\n# TYPE q gauge\n"
                                   "q{pool_id=\"p\",replica_id=\"r0\"} 1\n");
         free(text);
         ps_engine_scrape_free(v[0]);
         ps_engine_scrape_free(v[1]);
 
-        text = render(NULL, 0);
+        text = scrapes_render(NULL, 0);
         assert_string_equal(text, "");
         free(text);
 }

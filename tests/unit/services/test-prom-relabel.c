@@ -39,26 +39,11 @@ static ps_engine_scrape *relabel(const char *text, const char *pool, const char 
         return s;
 }
 
-static char *render(const ps_engine_scrape *const *v, size_t n) {
-        struct evbuffer *b = evbuffer_new();
-        size_t len;
-        char *text;
-
-        assert_non_null(b);
-        assert_int_equal(ps_engine_scrapes_render(v, n, b), 0);
-        len = evbuffer_get_length(b);
-        text = malloc(len + 1);
-        assert_non_null(text);
-        evbuffer_remove(b, text, len);
-        text[len] = '\0';
-        evbuffer_free(b);
-        return text;
-}
 
 /* The exposition of one text relabelled as pool p, replica r0. */
 static char *relabelled(const char *text, ps_relabel_stats *stats) {
         ps_engine_scrape *s = relabel(text, "p", "r0", 0, stats);
-        char *out = render((const ps_engine_scrape *const *) &s, 1);
+        char *out = scrapes_render((const ps_engine_scrape *const *) &s, 1);
 
         ps_engine_scrape_free(s);
         return out;
@@ -160,7 +145,7 @@ static void test_labels(void **state) {
 
 static void test_ids_escaped(void **state) {
         ps_engine_scrape *s = relabel("hits 1\n", "po\nol", "we\"ird\\", 0, NULL);
-        char *text = render((const ps_engine_scrape *const *) &s, 1);
+        char *text = scrapes_render((const ps_engine_scrape *const *) &s, 1);
 
         (void) state;
         assert_non_null(strstr(text, "hits{pool_id=\"po\\nol\",replica_id=\"we\\\"ird\\\\\"} 1\n"));
@@ -313,7 +298,7 @@ static void test_cap(void **state) {
         s = relabel(text, "p", "r0", total - c_bytes - 1, &st);
         assert_int_equal(st.families, 1);
         assert_int_equal(st.dropped_lines, 3);
-        out = render((const ps_engine_scrape *const *) &s, 1);
+        out = scrapes_render((const ps_engine_scrape *const *) &s, 1);
         assert_non_null(strstr(out, "# HELP c "));
         assert_null(strstr(out, "# HELP a "));
         assert_int_equal(strlen(out), c_bytes);
@@ -338,7 +323,7 @@ static void test_merge(void **state) {
         v[0] = relabel("# HELP q First.\n# TYPE q gauge\nq 1\nonly_a 1\n", "p", "r0", 0, NULL);
         v[1] = relabel("# HELP q Second.\n# TYPE q gauge\nq 2\n", "p", "r1", 0, NULL);
         v[2] = relabel("# HELP q Third.\n# TYPE q gauge\nq 3\nc 1\n", "o", "r0", 0, NULL);
-        text = render((const ps_engine_scrape *const *) v, 3);
+        text = scrapes_render((const ps_engine_scrape *const *) v, 3);
         assert_string_equal(text,
                 "# HELP c Reported by the engine as c (without help text).\n"
                 "# TYPE c untyped\n"
@@ -369,7 +354,7 @@ static void test_merge_fixtures(void **state) {
                                                            &v[i], NULL), 0);
                 free(in);
         }
-        text = render((const ps_engine_scrape *const *) v, 6);
+        text = scrapes_render((const ps_engine_scrape *const *) v, 6);
         /* every family once: 12 + 13 + 8, each sample twice */
         assert_int_equal(count_of(text, "# HELP "), 33);
         assert_int_equal(count_of(text, "# TYPE "), 33);
@@ -391,9 +376,9 @@ static void test_merge_empty(void **state) {
         struct evbuffer *b = evbuffer_new();
 
         (void) state;
-        assert_text(render(NULL, 0), "");
-        assert_text(render(none, 2), "");
-        assert_text(render((const ps_engine_scrape *const *) &empty, 1), "");
+        assert_text(scrapes_render(NULL, 0), "");
+        assert_text(scrapes_render(none, 2), "");
+        assert_text(scrapes_render((const ps_engine_scrape *const *) &empty, 1), "");
         assert_int_equal(ps_engine_scrapes_render(NULL, 1, b), -EINVAL);
         assert_int_equal(ps_engine_scrapes_render(none, 2, NULL), -EINVAL);
         assert_int_equal(ps_engine_scrape_bytes(NULL), 0);
