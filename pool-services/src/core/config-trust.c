@@ -63,51 +63,47 @@ static void allowset_clear(allowset *set) {
         set->n = 0;
 }
 
-/* Adds an entry; lexical is taken. real NULL: realpath() of lexical. */
-static int allowset_add(allowset *set, char *lexical, const char *real) {
-        allowed *v;
+/* Adds an entry, taking both strings; real NULL: nothing real lies under
+ * it (it did not resolve). */
+static int allowset_push(allowset *set, char *lexical, char *real) {
+        allowed *v = realloc(set->v, (set->n + 1) * sizeof(*v));
 
-        if (!lexical)
-                return -ENOMEM;
-        v = realloc(set->v, (set->n + 1) * sizeof(*v));
         if (!v) {
                 free(lexical);
+                free(real);
                 return -ENOMEM;
         }
         set->v = v;
-        v[set->n].lexical = lexical;
-        v[set->n].children_only = false;
-        v[set->n].real = real ? strdup(real) : ps_conf_entry_realpath(lexical);
-        if (!v[set->n].real && (real || errno == ENOMEM)) {
-                free(lexical);
-                return -ENOMEM;
-        }
-        set->n++;
+        v[set->n++] = (allowed) { .lexical = lexical, .real = real };
         return 0;
 }
 
+/* Adds an entry resolved now (lexical taken; NULL: out of memory). */
+static int allowset_add(allowset *set, char *lexical) {
+        char *real;
+
+        if (!lexical)
+                return -ENOMEM;
+        real = ps_conf_entry_realpath(lexical);
+        if (!real && errno == ENOMEM) {
+                free(lexical);
+                return -ENOMEM;
+        }
+        return allowset_push(set, lexical, real);
+}
+
+/* An allowlist of the config with the realpaths resolved at load. */
 static int allowset_from_list(allowset *set, char *const *list, char *const *real, size_t n) {
         for (size_t i = 0; i < n; i++) {
-                char *lex = strdup(list[i]);
+                char *lex = strdup(list[i]), *res = real[i] ? strdup(real[i]) : NULL;
                 int r;
 
-                if (!lex)
+                if (!lex || (real[i] && !res)) {
+                        free(lex);
+                        free(res);
                         return -ENOMEM;
-                if (real && real[i])
-                        r = allowset_add(set, lex, real[i]);
-                else if (real) {
-                        /* did not exist at load: nothing real lies under it */
-                        allowed *v = realloc(set->v, (set->n + 1) * sizeof(*v));
-
-                        if (!v) {
-                                free(lex);
-                                return -ENOMEM;
-                        }
-                        set->v = v;
-                        v[set->n++] = (allowed) { .lexical = lex, .real = NULL };
-                        r = 0;
-                } else
-                        r = allowset_add(set, lex, NULL);
+                }
+                r = allowset_push(set, lex, res);
                 if (r)
                         return r;
         }
@@ -201,7 +197,7 @@ int ps_config_binary_allowed(const ps_config *config, const char *path, char **r
         if (config->n_engines_allow == 0) {
                 list = "engines.allow (empty: only the binaries of configured pools)";
                 for (size_t i = 0; !r && i < config->n_pools; i++)
-                        r = allowset_add(&set, strdup(config->pools[i].binary), NULL);
+                        r = allowset_add(&set, strdup(config->pools[i].binary));
         } else
                 r = allowset_from_list(&set, config->engines_allow, config->engines_allow_real,
                                        config->n_engines_allow);
@@ -234,7 +230,7 @@ static int model_set(const ps_config *config, allowset *set, const char **list) 
                         free(dir);
                         continue;
                 }
-                r = allowset_add(set, dir, NULL);
+                r = allowset_add(set, dir);
                 if (!r)
                         set->v[set->n - 1].children_only = true;
         }
@@ -277,7 +273,7 @@ int ps_config_workdir_allowed(const ps_config *config, const char *path, char **
                                            config->runtime_dir);
                 if (run && asprintf(&run_dir, "%s/", strcmp(run, "/") ? run : "") < 0)
                         run_dir = NULL;
-                r = run_dir ? allowset_add(&set, run_dir, NULL) : -ENOMEM;
+                r = allowset_add(&set, run_dir);
         }
         free(run);
         if (!r)
