@@ -42,8 +42,8 @@
 #include <event2/event.h>
 #include <jansson.h>
 
-#include "pool-services/etcd.h"
-#include "pool-services/registry.h"
+#include "pool-services/cloud/etcd.h"
+#include "pool-services/pool/registry.h"
 
 enum { REQ_GRANT, REQ_KEEPALIVE, REQ_PUT, REQ_OTHER, REQ_KINDS };
 

@@ -31,8 +31,8 @@
 #include <event2/event.h>
 #include <jansson.h>
 
-#include "pool-services/probe.h"
-#include "pool-services/registry.h"
+#include "pool-services/supervise/probe.h"
+#include "pool-services/pool/registry.h"
 
 typedef struct bench {
         struct event_base *base;

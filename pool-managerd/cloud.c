@@ -3,9 +3,9 @@
 #include <stdlib.h>
 
 #include "cloud.h"
-#include "pool-services/control-plane.h"
-#include "pool-services/etcd.h"
-#include "pool-services/handoff-watch.h"
+#include "pool-services/cloud/control-plane.h"
+#include "pool-services/cloud/etcd.h"
+#include "pool-services/cloud/handoff-watch.h"
 
 /* How long a clean shutdown waits for the control plane and etcd. */
 #define STOP_TIMEOUT_MS 3000

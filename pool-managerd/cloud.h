@@ -3,10 +3,10 @@
 
 #include <jansson.h>
 
-#include "pool-services/config.h"
-#include "pool-services/event.h"
-#include "pool-services/metrics.h"
-#include "pool-services/registry.h"
+#include "pool-services/conf/config.h"
+#include "pool-services/base/event.h"
+#include "pool-services/observe/metrics.h"
+#include "pool-services/pool/registry.h"
 
 /*
  * The cloud side of the daemon, wired in one place: the handoff watcher

@@ -20,21 +20,21 @@
 #include <event2/event.h>
 
 #include "cloud.h"
-#include "pool-services/engine-metrics.h"
+#include "pool-services/observe/engine-metrics.h"
 #include "pm-config.h"
 #include "pool-api/bind-addr.h"
 #include "pool-api/server.h"
-#include "pool-services/config.h"
-#include "pool-services/config-diff.h"
-#include "pool-services/event.h"
-#include "pool-services/fs.h"
-#include "pool-services/gpu-monitor.h"
-#include "pool-services/inventory.h"
-#include "pool-services/log.h"
-#include "pool-services/metrics.h"
-#include "pool-services/preflight.h"
-#include "pool-services/probe.h"
-#include "pool-services/registry.h"
+#include "pool-services/conf/config.h"
+#include "pool-services/pool/config-apply.h"
+#include "pool-services/base/event.h"
+#include "pool-services/base/fs.h"
+#include "pool-services/observe/gpu-monitor.h"
+#include "pool-services/placement/inventory.h"
+#include "pool-services/base/log.h"
+#include "pool-services/observe/metrics.h"
+#include "pool-services/conf/preflight-hook.h"
+#include "pool-services/supervise/probe.h"
+#include "pool-services/pool/registry.h"
 
 #define DEFAULT_LOG_LEVEL PS_LOG_INFO
 

@@ -7,7 +7,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 
-#include "pool-services/errors.h"
+#include "pool-services/base/errors.h"
 #include "request-private.h"
 
 /* The one place an error code meets an HTTP status. docs/api.md lists the

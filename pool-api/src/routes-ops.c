@@ -12,9 +12,9 @@
 
 #include <jansson.h>
 
-#include "pool-services/drain.h"
-#include "pool-services/lease.h"
-#include "pool-services/reload.h"
+#include "pool-services/pool/drain.h"
+#include "pool-services/pool/lease.h"
+#include "pool-services/pool/reload.h"
 #include "request-private.h"
 #include "routes-private.h"
 

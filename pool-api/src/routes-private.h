@@ -6,7 +6,7 @@
 
 #include <jansson.h>
 
-#include "pool-services/registry.h"
+#include "pool-services/pool/registry.h"
 #include "request-private.h"
 #include "router-private.h"
 

@@ -15,9 +15,9 @@
 #include <jansson.h>
 
 #include "pm-config.h"
-#include "pool-services/handoff.h"
-#include "pool-services/inventory.h"
-#include "pool-services/prepared.h"
+#include "pool-services/supervise/handoff.h"
+#include "pool-services/placement/inventory.h"
+#include "pool-services/conf/prepared.h"
 #include "request-private.h"
 #include "snapshot-cache-private.h"
 #include "routes-private.h"

@@ -21,7 +21,7 @@
 #include <event2/listener.h>
 
 #include "auth-private.h"
-#include "pool-services/fs.h"
+#include "pool-services/base/fs.h"
 #include "snapshot-cache-private.h"
 #include "pool-api/server.h"
 #include "request-private.h"

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pool-services/hash.h"
+#include "pool-services/base/hash.h"
 #include "snapshot-cache-private.h"
 
 /* Pools polled at once; more only share slots (a miss rebuilds). */

@@ -7,8 +7,8 @@
  * about the whole pool).
  */
 
-#include "pool-services/event.h"
-#include "pool-services/metrics.h"
+#include "pool-services/base/event.h"
+#include "pool-services/observe/metrics.h"
 
 #define OBSERVE_EVENT(m, type_, pool, replica, ...)                            \
         do {                                                                   \

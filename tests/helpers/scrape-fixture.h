@@ -11,7 +11,7 @@
 
 #include <event2/buffer.h>
 
-#include "pool-services/engine-metrics.h"
+#include "pool-services/observe/engine-metrics.h"
 
 /* A recorded scrape from tests/unit/services/scrapes (the directory in
  * $SCRAPE_FIXTURES), read whole and NUL-terminated; *len is its length. */

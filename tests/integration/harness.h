@@ -18,10 +18,10 @@
 
 #include <event2/event.h>
 
-#include "pool-services/event.h"
-#include "pool-services/policy.h"
-#include "pool-services/probe.h"
-#include "pool-services/registry.h"
+#include "pool-services/base/event.h"
+#include "pool-services/conf/policy.h"
+#include "pool-services/supervise/probe.h"
+#include "pool-services/pool/registry.h"
 
 /* ---- the loop ------------------------------------------------------------- */
 

@@ -23,7 +23,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
-#include "pool-services/control-plane.h"
+#include "pool-services/cloud/control-plane.h"
 #include "harness.h"
 
 #define WAIT_MS 30000

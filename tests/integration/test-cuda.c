@@ -23,7 +23,7 @@
 
 #include <event2/event.h>
 
-#include "pool-services/cuda.h"
+#include "pool-services/placement/cuda.h"
 
 #define MIB (1024ULL * 1024)
 /* Generous: only the hang test waits this long, and it must. */

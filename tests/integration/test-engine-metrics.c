@@ -22,7 +22,7 @@
 #include <event2/buffer.h>
 #include <jansson.h>
 
-#include "pool-services/engine-metrics.h"
+#include "pool-services/observe/engine-metrics.h"
 #include "harness.h"
 
 typedef th_node fx;      /* made by th_node_setup() */

@@ -28,7 +28,7 @@
 
 #include <event2/event.h>
 
-#include "pool-services/engine.h"
+#include "pool-services/supervise/engine.h"
 #include "harness.h"
 
 

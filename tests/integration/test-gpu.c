@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pool-services/gpu-monitor.h"
-#include "pool-services/preflight.h"
+#include "pool-services/observe/gpu-monitor.h"
+#include "pool-services/placement/preflight.h"
 #include "harness.h"
 
 #define MIB (1024ULL * 1024)

@@ -32,10 +32,10 @@
 
 #include <jansson.h>
 
-#include "pool-services/handoff.h"
-#include "pool-services/handoff-watch.h"
-#include "pool-services/lease.h"
-#include "pool-services/metrics.h"
+#include "pool-services/supervise/handoff.h"
+#include "pool-services/cloud/handoff-watch.h"
+#include "pool-services/pool/lease.h"
+#include "pool-services/observe/metrics.h"
 #include "harness.h"
 
 typedef struct fx {

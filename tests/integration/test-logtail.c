@@ -22,7 +22,7 @@
 
 #include <event2/event.h>
 
-#include "pool-services/logtail.h"
+#include "pool-services/supervise/logtail.h"
 #include "harness.h"
 
 #define MAX_LINES 64

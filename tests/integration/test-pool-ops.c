@@ -21,10 +21,10 @@
 
 #include <jansson.h>
 
-#include "pool-services/config-diff.h"
-#include "pool-services/drain.h"
-#include "pool-services/lease.h"
-#include "pool-services/reload.h"
+#include "pool-services/pool/config-apply.h"
+#include "pool-services/pool/drain.h"
+#include "pool-services/pool/lease.h"
+#include "pool-services/pool/reload.h"
 #include "harness.h"
 
 typedef struct fx {

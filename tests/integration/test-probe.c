@@ -27,7 +27,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
-#include "pool-services/probe.h"
+#include "pool-services/supervise/probe.h"
 #include "harness.h"
 
 #define MAX_HELD 64

@@ -21,7 +21,7 @@
 #include <jansson.h>
 
 #include "harness.h"
-#include "pool-services/reload.h"
+#include "pool-services/pool/reload.h"
 
 typedef th_node fx;      /* made by th_node_setup() */
 

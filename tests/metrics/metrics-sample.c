@@ -17,9 +17,9 @@
 #include <event2/buffer.h>
 #include <jansson.h>
 
-#include "pool-services/engine-metrics.h"
-#include "pool-services/event.h"
-#include "pool-services/metrics.h"
+#include "pool-services/observe/engine-metrics.h"
+#include "pool-services/base/event.h"
+#include "pool-services/observe/metrics.h"
 #include "observe-event.h"
 
 #define EVENT OBSERVE_EVENT

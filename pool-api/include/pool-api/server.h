@@ -6,13 +6,13 @@
 
 #include "pool-api/bind-addr.h"
 #include "pool-api/error.h"
-#include "pool-services/clock.h"
-#include "pool-services/config.h"
-#include "pool-services/engine-metrics.h"
-#include "pool-services/event.h"
-#include "pool-services/inventory.h"
-#include "pool-services/metrics.h"
-#include "pool-services/registry.h"
+#include "pool-services/base/clock.h"
+#include "pool-services/conf/config.h"
+#include "pool-services/observe/engine-metrics.h"
+#include "pool-services/base/event.h"
+#include "pool-services/placement/inventory.h"
+#include "pool-services/observe/metrics.h"
+#include "pool-services/pool/registry.h"
 
 struct event_base;
 

@@ -7,12 +7,12 @@
 
 #include <event2/event.h>
 
-#include "cloud/http-private.h"
+#include "base/http-private.h"
 #include "cloud/node-private.h"
-#include "core/errfmt.h"
+#include "base/errfmt.h"
 #include "pool-domain/backoff.h"
 #include "pool-domain/rng.h"
-#include "pool-services/control-plane.h"
+#include "pool-services/cloud/control-plane.h"
 
 #define DEFAULT_RETRY_INITIAL_MS 1000
 #define TIMEOUT_MIN_MS 1000

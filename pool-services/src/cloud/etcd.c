@@ -6,12 +6,12 @@
 
 #include <event2/event.h>
 
-#include "cloud/http-private.h"
+#include "base/http-private.h"
 #include "cloud/node-private.h"
-#include "core/errfmt.h"
+#include "base/errfmt.h"
 #include "pool-domain/backoff.h"
 #include "pool-domain/rng.h"
-#include "pool-services/etcd.h"
+#include "pool-services/cloud/etcd.h"
 
 #define TIMEOUT_MIN_MS 500
 #define TIMEOUT_MAX_MS 5000

@@ -17,11 +17,11 @@
 #include <event2/event.h>
 #include <jansson.h>
 
-#include "core/errfmt.h"
-#include "core/inotify.h"
-#include "pool-services/fs.h"
-#include "pool-services/handoff.h"
-#include "pool-services/handoff-watch.h"
+#include "base/errfmt.h"
+#include "base/inotify.h"
+#include "pool-services/base/fs.h"
+#include "pool-services/supervise/handoff.h"
+#include "pool-services/cloud/handoff-watch.h"
 
 /* A handoff is a small JSON document; anything bigger is not one. */
 #define HANDOFF_FILE_MAX (1024 * 1024)

@@ -6,8 +6,8 @@
 
 #include <jansson.h>
 
-#include "pool-services/inventory.h"
-#include "pool-services/registry.h"
+#include "pool-services/placement/inventory.h"
+#include "pool-services/pool/registry.h"
 
 /*
  * What the control plane and etcd are told about this node, built in one

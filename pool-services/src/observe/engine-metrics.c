@@ -15,10 +15,10 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "pool-services/config.h"
-#include "pool-services/engine-metrics.h"
-#include "pool-services/probe.h"
-#include "pool-services/registry.h"
+#include "pool-services/conf/config.h"
+#include "pool-services/observe/engine-metrics.h"
+#include "pool-services/supervise/probe.h"
+#include "pool-services/pool/registry.h"
 
 #define PATH_MAX_LEN 255
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/strbuf.h"
+#include "base/strbuf.h"
 #include "observe/metrics-private.h"
 #include "pool-domain/crash.h"
 #include "pool-domain/storm.h"

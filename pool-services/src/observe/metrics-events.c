@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "observe/metrics-private.h"
-#include "pool-services/event.h"
-#include "pool-services/handoff-watch.h"
+#include "pool-services/base/event.h"
+#include "pool-services/cloud/handoff-watch.h"
 
 /* Supervision events become counts. */
 

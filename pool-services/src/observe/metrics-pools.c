@@ -9,7 +9,7 @@
 
 #include <jansson.h>
 
-#include "core/strbuf.h"
+#include "base/strbuf.h"
 #include "observe/metrics-private.h"
 #include "pool-domain/breaker.h"
 #include "pool-domain/lifecycle.h"

@@ -15,8 +15,8 @@
 
 #include <jansson.h>
 
-#include "core/strbuf.h"
-#include "pool-services/metrics.h"
+#include "base/strbuf.h"
+#include "pool-services/observe/metrics.h"
 
 /*
  * Counters are kept per pool; gauges are read from the snapshot at render

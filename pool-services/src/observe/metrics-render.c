@@ -5,7 +5,7 @@
 
 #include <jansson.h>
 
-#include "core/strbuf.h"
+#include "base/strbuf.h"
 #include "observe/metrics-private.h"
 
 /* The Prometheus text format 0.0.4: HELP and TYPE lines, series, values. */

@@ -7,10 +7,10 @@
 
 #include <jansson.h>
 
-#include "core/strbuf.h"
+#include "base/strbuf.h"
 #include "observe/metrics-private.h"
-#include "pool-services/handoff-watch.h"
-#include "pool-services/metrics.h"
+#include "pool-services/cloud/handoff-watch.h"
+#include "pool-services/observe/metrics.h"
 
 /*
  * The ps_metrics object: its pools' counters (metrics-counters.c, fed by

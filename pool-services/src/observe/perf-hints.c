@@ -6,7 +6,7 @@
  */
 #include <math.h>
 
-#include "pool-services/engine-metrics.h"
+#include "pool-services/observe/engine-metrics.h"
 
 enum {
         C_LLAMA_TOKENS,           /* llamacpp_tokens_predicted_total          */

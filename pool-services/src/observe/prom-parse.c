@@ -12,9 +12,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/strbuf.h"
+#include "base/strbuf.h"
 #include "observe/prom-parse.h"
-#include "observe/strmap.h"
+#include "base/strmap.h"
 
 #define LABELS_MAX 64
 #define VALUE_MAX 64

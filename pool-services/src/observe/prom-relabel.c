@@ -11,11 +11,11 @@
 
 #include <event2/buffer.h>
 
-#include "core/strbuf.h"
+#include "base/strbuf.h"
 #include "observe/prom-parse.h"
 #include "observe/prom-relabel.h"
-#include "observe/strmap.h"
-#include "pool-services/engine-metrics.h"
+#include "base/strmap.h"
+#include "pool-services/observe/engine-metrics.h"
 
 #define OUR_PREFIX "pool_managerd_"
 #define ENGINE_PREFIX "engine_"

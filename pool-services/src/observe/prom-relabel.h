@@ -5,7 +5,7 @@
 
 /*
  * Relabelling and merging engine scrapes: the pure half of
- * pool-services/engine-metrics.h (ps_engine_metrics_relabel(),
+ * pool-services/observe/engine-metrics.h (ps_engine_metrics_relabel(),
  * ps_engine_scrape_*() and ps_engine_scrapes_render() live in
  * prom-relabel.c). What is declared here is the naming rule on its own.
  */

@@ -5,7 +5,7 @@
 
 #include <jansson.h>
 
-#include "pool-services/cuda.h"
+#include "pool-services/placement/cuda.h"
 
 /*
  * The probe child's side, apart from the parent's plumbing in cuda.c.

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "placement/cuda-private.h"
-#include "pool-services/inventory.h"
+#include "pool-services/placement/inventory.h"
 
 typedef int CUresult;
 typedef int CUdevice;

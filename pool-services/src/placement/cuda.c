@@ -20,10 +20,10 @@
 
 #include <event2/event.h>
 
-#include "core/errfmt.h"
-#include "core/reap.h"
+#include "base/errfmt.h"
+#include "base/reap.h"
 #include "placement/cuda-private.h"
-#include "pool-services/inventory.h"
+#include "pool-services/placement/inventory.h"
 
 #define DEFAULT_LIBRARY "libcuda.so.1"
 #define DEFAULT_NVML_LIBRARY "libnvidia-ml.so.1"

@@ -13,11 +13,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/errfmt.h"
+#include "base/errfmt.h"
 #include "pool-domain/devmask.h"
 #include "pool-domain/split.h"
-#include "pool-services/cuda.h"
-#include "pool-services/inventory.h"
+#include "pool-services/placement/cuda.h"
+#include "pool-services/placement/inventory.h"
 
 static_assert(PS_GPU_UUID_MAX == PD_UUID_MAX, "uuid sizes differ");
 static_assert(PS_GPU_NAME_MAX == PD_DEVICE_NAME_MAX, "name sizes differ");

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "auth-private.h"
-#include "pool-services/errors.h"
+#include "pool-services/base/errors.h"
 #include "request-private.h"
 #include "router-private.h"
 #include "routes-private.h"

@@ -12,7 +12,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "pool-services/errors.h"
+#include "pool-services/base/errors.h"
 #include "request-private.h"
 
 static void test_every_services_outcome_has_its_code(void **state) {

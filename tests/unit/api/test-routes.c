@@ -15,7 +15,7 @@
 
 #include <jansson.h>
 
-#include "pool-services/errors.h"
+#include "pool-services/base/errors.h"
 
 #include "router-private.h"
 #include "routes-private.h"

@@ -3,7 +3,7 @@
 
 /*
  * Engines without processes, for unit tests of supervision. Installed as
- * the engine operations (lifecycle/engine-private.h), a spawn builds the
+ * the engine operations (supervise/engine-private.h), a spawn builds the
  * real plan from the spec -- a spec that could not start a process does
  * not start here either -- records it, creates the engine's log file, and
  * answers every HTTP request on the spec's host and port from an evhttp
@@ -26,7 +26,7 @@
 #ifndef PS_ENGINE_PRIVATE_ALLOW
 #define PS_ENGINE_PRIVATE_ALLOW
 #endif
-#include "lifecycle/engine-private.h"
+#include "supervise/engine-private.h"
 
 #define FAKE_ENGINE_PID_BASE 5000000
 

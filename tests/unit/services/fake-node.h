@@ -22,10 +22,10 @@
 #include <jansson.h>
 
 #include "fake-engine-ops.h"
-#include "pool-services/clock.h"
-#include "pool-services/policy.h"
-#include "pool-services/probe.h"
-#include "pool-services/registry.h"
+#include "pool-services/base/clock.h"
+#include "pool-services/conf/policy.h"
+#include "pool-services/supervise/probe.h"
+#include "pool-services/pool/registry.h"
 
 /* Where the fixture's pinned clock starts. */
 #define FAKE_WALL_START_MS 1700000000000LL

@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "pool-services/config-diff.h"
-#include "pool-services/digest.h"
+#include "pool-services/conf/config-diff.h"
+#include "pool-services/base/digest.h"
 
 #define BASE "/etc/pool-managerd"
 #define GPUS "\"gpu\": {\"backend\": \"fake\", \"devices\": [" \

@@ -19,8 +19,8 @@
 
 #include <jansson.h>
 
-#include "core/config-schema.h"
-#include "pool-services/policy.h"
+#include "conf/config-schema.h"
+#include "pool-services/conf/policy.h"
 
 #define SECTION_ENV "Environment"
 

@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "pool-services/errors.h"
+#include "pool-services/base/errors.h"
 
-#include "pool-services/config.h"
-#include "pool-services/inventory.h"
+#include "pool-services/conf/config.h"
+#include "pool-services/placement/inventory.h"
 
 /* Relative paths in the documents below resolve here. */
 #define BASE "/etc/pool-managerd"

@@ -17,9 +17,9 @@
 #include <string.h>
 
 #include "fake-node.h"
-#include "pool-services/drain.h"
-#include "pool-services/errors.h"
-#include "pool-services/lease.h"
+#include "pool-services/pool/drain.h"
+#include "pool-services/base/errors.h"
+#include "pool-services/pool/lease.h"
 
 typedef struct drain_fx {
         fake_node node;

@@ -21,7 +21,7 @@
 #include <jansson.h>
 
 #include "scrape-fixture.h"
-#include "pool-services/engine-metrics.h"
+#include "pool-services/observe/engine-metrics.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 

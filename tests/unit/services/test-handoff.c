@@ -17,9 +17,9 @@
 
 #include <jansson.h>
 
-#include "pool-services/fs.h"
-#include "pool-services/handoff.h"
-#include "pool-services/registry.h"
+#include "pool-services/base/fs.h"
+#include "pool-services/supervise/handoff.h"
+#include "pool-services/pool/registry.h"
 
 /* snprintf into an array, failing the test when it does not fit. */
 #define FMT(buf, ...) assert_true(snprintf((buf), sizeof(buf), __VA_ARGS__) < (int) sizeof(buf))

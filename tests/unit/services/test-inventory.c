@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pool-services/config.h"
-#include "pool-services/inventory.h"
+#include "pool-services/conf/config.h"
+#include "pool-services/placement/inventory.h"
 
 #define GIB 1073741824ULL
 

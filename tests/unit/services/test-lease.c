@@ -16,8 +16,8 @@
 #include <string.h>
 
 #include "fake-node.h"
-#include "pool-services/errors.h"
-#include "pool-services/lease.h"
+#include "pool-services/base/errors.h"
+#include "pool-services/pool/lease.h"
 
 typedef struct lease_fx {
         fake_node node;

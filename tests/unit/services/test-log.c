@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pool-services/clock.h"
-#include "pool-services/event.h"
-#include "pool-services/log.h"
+#include "pool-services/base/clock.h"
+#include "pool-services/base/event.h"
+#include "pool-services/base/log.h"
 
 /* 2026-11-24T12:00:00.123Z */
 #define PINNED_MS INT64_C(1795521600123)

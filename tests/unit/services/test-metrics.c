@@ -13,9 +13,9 @@
 
 #include <jansson.h>
 
-#include "pool-services/event.h"
-#include "pool-services/handoff-watch.h"
-#include "pool-services/metrics.h"
+#include "pool-services/base/event.h"
+#include "pool-services/cloud/handoff-watch.h"
+#include "pool-services/observe/metrics.h"
 #include "observe-event.h"
 
 /* ---- helpers ------------------------------------------------------------ */

@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "pool-services/engine-metrics.h"
+#include "pool-services/observe/engine-metrics.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 

@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "pool-services/policy.h"
+#include "pool-services/conf/policy.h"
 
 /* Applies `text` to a fresh policy; returns the result, err filled. */
 static int apply(ps_policy *p, const char *text, char *err, size_t errlen) {

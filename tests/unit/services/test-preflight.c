@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pool-services/preflight.h"
+#include "pool-services/conf/preflight-hook.h"
 
 #define GIB 1073741824ULL
 

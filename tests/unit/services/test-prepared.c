@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pool-services/prepared.h"
+#include "pool-services/conf/prepared.h"
 
 /* A node allowing /bin/sh, with two fake GPUs; require as given. */
 static ps_config *node(bool require, int n_devices) {

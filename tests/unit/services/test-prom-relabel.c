@@ -21,7 +21,7 @@
 
 #include "scrape-fixture.h"
 #include "observe/prom-relabel.h"
-#include "pool-services/engine-metrics.h"
+#include "pool-services/observe/engine-metrics.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 

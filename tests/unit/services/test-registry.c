@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "fake-node.h"
-#include "pool-services/lease.h"
+#include "pool-services/pool/lease.h"
 
 typedef struct pool_fx {
         fake_node node;

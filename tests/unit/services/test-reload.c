@@ -19,8 +19,8 @@
 #include <string.h>
 
 #include "fake-node.h"
-#include "pool-services/errors.h"
-#include "pool-services/reload.h"
+#include "pool-services/base/errors.h"
+#include "pool-services/pool/reload.h"
 
 typedef struct reload_fx {
         fake_node node;

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "fake-node.h"
-#include "pool-services/errors.h"
+#include "pool-services/base/errors.h"
 
 static void test_preload_starts_the_spec_and_answers_when_healthy(void **state) {
         fake_node *n = *state;

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/strv.h"
-#include "core/template.h"
-#include "pool-services/errors.h"
+#include "base/strv.h"
+#include "base/template.h"
+#include "pool-services/base/errors.h"
 
 #define KNOWN "(known: {model_path}, {port}, {slots}, {host}, {tensor_split}, {replica_id}, " \
               "{pool_id}, {model_id})"

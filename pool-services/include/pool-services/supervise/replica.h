@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "pool-services/base/clock.h"
+#include "pool-services/base/errors.h"
+#include "pool-services/base/event.h"
+#include "pool-services/conf/policy.h"
+#include "pool-services/conf/spec.h"
+
+struct event_base;
+typedef struct ps_prober ps_prober;
+
+/*
+ * One replica: a supervised engine (or a tracked external one registered
+ * from a handoff file). The registry (pool-services/pool/registry.h) creates
+ * and owns replicas; these calls act on one of them.
+ *
+ * Everything runs on the caller's event loop. Calls return 0, a negative
+ * errno, or a positive PS_E_* outcome with a message in err.
+ */
+
+/* Asked just before an engine is spawned: 0 lets it start; a positive
+ * PS_E_* refuses the start with the message in err (it then fails like a
+ * spawn failure: last_error, unready, retry with backoff). */
+typedef int (*ps_preflight_fn)(const ps_engine_spec *spec, void *userdata,
+                               char *err, size_t errlen);
+
+/* What the services share; borrowed, must outlive the registry. */
+typedef struct ps_context {
+        struct event_base *base;
+        const ps_clock *clock;         /* NULL: the system clock           */
+        ps_event_sink sink;            /* where supervision reports        */
+        ps_prober *prober;             /* health probes                    */
+        const char *runtime_dir;       /* PID and log files                */
+        const char *handoff_dir;       /* our handoff files; NULL: <runtime_dir>/engines */
+        const char *engine_user;       /* run engines as (daemon is root)  */
+        char *const *engine_env_pass;  /* engines.env_pass: copied from our env */
+        size_t n_engine_env_pass;
+        uint64_t seed;                 /* RNG seed for backoff jitter      */
+        ps_preflight_fn preflight;     /* NULL: no checks before a spawn   */
+        void *preflight_userdata;      /* e.g. a ps_preflight_source       */
+        /* The runtime directory was gone (deleted while we ran) and was
+         * made again before a spawn: what lived there (the API socket)
+         * can be set up again. NULL: nothing to do. */
+        void (*runtime_dir_recreated)(void *userdata);
+        void *runtime_dir_userdata;
+} ps_context;
+
+typedef struct ps_replica ps_replica;
+
+/*
+ * Called once when a preload, drain or reload finishes (and when a stop
+ * that takes one is over). rc is 0, a negative errno, or a PS_E_* that
+ * says why it failed; message says what happened, for people, without
+ * naming the request ("ready", "exited with code 1: ...", "stopped").
+ * Decide on rc, never on message: its words may change.
+ *
+ * A preload fails with the code its preflight refused with (PS_E_PREFLIGHT,
+ * PS_E_GPU_ONLY; a negative one counts as PS_E_PREFLIGHT), PS_E_HEALTH_CHECK
+ * or PS_E_START_FAILED. A replica's reload fails with PS_E_STAGE_FAILED,
+ * PS_E_DRAIN_TIMEOUT, PS_E_RELOAD_FAILED (rolled back), PS_E_ROLLBACK_FAILED,
+ * PS_E_ENGINE_FAILED, or PS_E_CONFLICT when a stop came first; a drain
+ * with PS_E_CONFLICT. The replica may be freed by the callback.
+ */
+typedef void (*ps_done_fn)(int rc, const char *message, void *userdata);
+
+/* Starts the engine; done runs when it is ready or has failed (then a
+ * retry is already scheduled by the restart policy). PS_E_CONFLICT when it
+ * already runs, PS_E_BREAKER_OPEN. */
+int ps_replica_preload(ps_replica *r, ps_done_fn done, void *userdata,
+                       char *err, size_t errlen);
+/* The same, first replacing what the replica runs with spec (copied) --
+ * only when the start is accepted: a refusal leaves the old spec. spec
+ * NULL: ps_replica_preload(). */
+int ps_replica_preload_spec(ps_replica *r, const ps_engine_spec *spec, ps_done_fn done,
+                            void *userdata, char *err, size_t errlen);
+/* Replaces what a replica at rest (no engine, not restarting) will run
+ * next; its counters and breaker stay. PS_E_CONFLICT otherwise. */
+int ps_replica_set_spec(ps_replica *r, const ps_engine_spec *spec,
+                        char *err, size_t errlen);
+/* The X-Correlation-Id of the request now acting on the replica (copied;
+ * NULL clears): its log lines carry it until the replica next settles
+ * (ready, failed or stopped). 0 or -ENOMEM. */
+int ps_replica_set_correlation_id(ps_replica *r, const char *id);
+/* Stops the engine gracefully. PS_E_NOT_RUNNING when there is none. */
+int ps_replica_stop(ps_replica *r, char *err, size_t errlen);
+/* One restart now, even with the breaker open (the breaker and the storm
+ * window are kept). PS_E_CONFLICT while draining, reloading, stopping. */
+int ps_replica_restart(ps_replica *r, char *err, size_t errlen);
+/* Closes the breaker and zeroes its count; a failed replica restarts. */
+int ps_replica_breaker_reset(ps_replica *r);
+/* The GPU under the replica failed (the CUDA probe broke, the device is
+ * gone): the engine is stopped as a driver_error failure and restarted
+ * with backoff; a drain in progress is cut short. Counted in the
+ * snapshot's driver_resets. why is kept in last_error. */
+int ps_replica_driver_reset(ps_replica *r, const char *why);
+/* The mask the replica runs on ("0,1", "none"); NULL when unknown. */
+const char *ps_replica_device_mask(const ps_replica *r);
+
+const char *ps_replica_pool_id(const ps_replica *r);
+const char *ps_replica_id(const ps_replica *r);
+const char *ps_replica_state(const ps_replica *r);
+bool ps_replica_live(const ps_replica *r);
+bool ps_replica_ready(const ps_replica *r);
+bool ps_replica_draining(const ps_replica *r);
+bool ps_replica_external(const ps_replica *r);
+/* The primary engine's pid, 0 when none runs. */
+int ps_replica_pid(const ps_replica *r);
+/* The engine's base URL ("http://127.0.0.1:8081", no trailing slash) as
+ * snprintf(3) writes it: the length it needed. */
+int ps_replica_url(const ps_replica *r, char *buf, size_t len);
+unsigned ps_replica_crash_count(const ps_replica *r);
+unsigned ps_replica_restart_count(const ps_replica *r);
+json_t *ps_replica_snapshot(const ps_replica *r);

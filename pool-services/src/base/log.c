@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "pool-services/base/event.h"
+#include "pool-services/base/log.h"
+
+struct ps_logger {
+        FILE *out;
+        ps_log_level min_level;
+        const ps_clock *clock;
+};
+
+static const char *const level_names[PS_LOG_LEVEL_MAX] = {
+        [PS_LOG_DEBUG] = "debug",
+        [PS_LOG_INFO] = "info",
+        [PS_LOG_WARN] = "warn",
+        [PS_LOG_ERROR] = "error",
+        [PS_LOG_CRITICAL] = "critical",
+};
+
+const char *ps_log_level_to_string(ps_log_level level) {
+        if ((unsigned) level >= PS_LOG_LEVEL_MAX)
+                return NULL;
+        return level_names[level];
+}
+
+int ps_log_level_from_string(const char *s, ps_log_level *ret) {
+        if (!s)
+                return -EINVAL;
+        for (unsigned i = 0; i < PS_LOG_LEVEL_MAX; i++)
+                if (strcmp(s, level_names[i]) == 0) {
+                        if (ret)
+                                *ret = (ps_log_level) i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+ps_logger *ps_logger_new(FILE *out, ps_log_level min_level, const ps_clock *clock) {
+        ps_logger *logger;
+
+        if (!out || (unsigned) min_level >= PS_LOG_LEVEL_MAX)
+                return NULL;
+        logger = calloc(1, sizeof(*logger));
+        if (!logger)
+                return NULL;
+        logger->out = out;
+        logger->min_level = min_level;
+        logger->clock = clock ? clock : ps_clock_system();
+        return logger;
+}
+
+ps_logger *ps_logger_free(ps_logger *logger) {
+        free(logger);
+        return NULL;
+}
+
+void ps_logger_set_level(ps_logger *logger, ps_log_level min_level) {
+        if (logger && (unsigned) min_level < PS_LOG_LEVEL_MAX)
+                logger->min_level = min_level;
+}
+
+ps_log_level ps_logger_get_level(const ps_logger *logger) {
+        return logger ? logger->min_level : PS_LOG_LEVEL_MAX;
+}
+
+bool ps_logger_enabled(const ps_logger *logger, ps_log_level level) {
+        return logger && (unsigned) level < PS_LOG_LEVEL_MAX &&
+               level >= logger->min_level;
+}
+
+/* RFC 3339 in UTC with milliseconds: 2026-11-24T12:00:00.123Z. Floor
+ * division, so a time before 1970 still gets 0..999 milliseconds. */
+static int format_timestamp(int64_t wall_ms, char *buf, size_t size) {
+        int64_t secs = wall_ms / 1000, ms = wall_ms % 1000;
+        struct tm tm;
+        time_t t;
+        size_t n;
+
+        if (ms < 0) {
+                ms += 1000;
+                secs--;
+        }
+        t = (time_t) secs;
+        if (!gmtime_r(&t, &tm))
+                return -EOVERFLOW;
+        n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (n == 0 || snprintf(buf + n, size - n, ".%03dZ", (int) ms) != 5)
+                return -EOVERFLOW;
+        return 0;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when s does not
+ * start one: overlong forms, surrogates and code points above U+10FFFF are
+ * invalid, exactly what jansson refuses. */
+static size_t utf8_sequence_length(const unsigned char *s) {
+        unsigned char c = s[0];
+        size_t len;
+        unsigned cp;
+
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf) {
+                len = 2;
+                cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+                len = 3;
+                cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+                len = 4;
+                cp = c & 0x07;
+        } else
+                return 0;
+
+        for (size_t i = 1; i < len; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = (cp << 6) | (s[i] & 0x3f);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+                return 0;
+        return len;
+}
+
+/* A copy of s with every invalid byte replaced by U+FFFD. Engine output and
+ * request paths can carry anything; the line must still be written. */
+static char *utf8_sanitize(const char *s) {
+        static const char replacement[] = "\xef\xbf\xbd";
+        const unsigned char *p = (const unsigned char *) s;
+        size_t len = strlen(s), o = 0;
+        char *copy;
+
+        /* At worst every byte becomes three. */
+        copy = malloc(len * 3 + 1);
+        if (!copy)
+                return NULL;
+        while (*p) {
+                size_t n = utf8_sequence_length(p);
+
+                if (n == 0) {
+                        memcpy(copy + o, replacement, 3);
+                        o += 3;
+                        p++;
+                } else {
+                        memcpy(copy + o, p, n);
+                        o += n;
+                        p += n;
+                }
+        }
+        copy[o] = '\0';
+        return copy;
+}
+
+static json_t *json_string_lossy(const char *s) {
+        json_t *j = json_string(s);
+        char *clean;
+
+        if (j)
+                return j;
+        clean = utf8_sanitize(s);
+        if (!clean)
+                return NULL;
+        j = json_string(clean);
+        free(clean);
+        return j;
+}
+
+static bool key_is_reserved(const char *key) {
+        return strcmp(key, "ts") == 0 || strcmp(key, "level") == 0 ||
+               strcmp(key, "msg") == 0;
+}
+
+static int add_fields(json_t *obj, const ps_field *fields, size_t n_fields) {
+        for (size_t i = 0; fields && i < n_fields && fields[i].key; i++) {
+                const ps_field *f = &fields[i];
+                json_t *value;
+
+                if (key_is_reserved(f->key))
+                        continue;
+                switch (f->type) {
+                case PS_FIELD_TYPE_STRING:
+                        if (!f->str)
+                                continue;
+                        value = json_string_lossy(f->str);
+                        break;
+                case PS_FIELD_TYPE_INTEGER:
+                        value = json_integer(f->integer);
+                        break;
+                case PS_FIELD_TYPE_NONE:
+                case PS_FIELD_TYPE_MAX:
+                default:
+                        continue;
+                }
+                if (!value)
+                        return -ENOMEM;
+                /* Fails only for a key that is not UTF-8: a programming
+                 * error that should not cost the whole line. */
+                (void) json_object_set_new(obj, f->key, value);
+        }
+        return 0;
+}
+
+/* Serialises obj and writes it plus '\n' with a single fwrite: stderr is
+ * unbuffered, and json_dumpf() would issue one write per token. */
+static int write_line(FILE *out, const json_t *obj) {
+        char stack_buf[1024], *heap_buf = NULL, *buf = stack_buf;
+        size_t n;
+        int r = 0;
+
+        n = json_dumpb(obj, stack_buf, sizeof(stack_buf) - 1, JSON_COMPACT);
+        if (n == 0)
+                return -ENOMEM;
+        if (n > sizeof(stack_buf) - 1) {
+                heap_buf = malloc(n + 1);
+                if (!heap_buf)
+                        return -ENOMEM;
+                if (json_dumpb(obj, heap_buf, n, JSON_COMPACT) != n) {
+                        free(heap_buf);
+                        return -ENOMEM;
+                }
+                buf = heap_buf;
+        }
+        buf[n] = '\n';
+
+        errno = 0;
+        if (fwrite(buf, 1, n + 1, out) != n + 1 || fflush(out) != 0)
+                r = errno > 0 ? -errno : -EIO;
+        free(heap_buf);
+        return r;
+}
+
+/* Two field lists, so an event's own fields follow the ones the logger
+ * derives from it without copying either into a new array. */
+static int log_two(ps_logger *logger, ps_log_level level, const char *msg,
+                   const ps_field *a, size_t na, const ps_field *b, size_t nb) {
+        char ts[64];
+        json_t *obj, *jmsg;
+        int r;
+
+        if ((unsigned) level >= PS_LOG_LEVEL_MAX || !msg)
+                return -EINVAL;
+        if (!ps_logger_enabled(logger, level))
+                return 0;
+
+        r = format_timestamp(ps_clock_wall_ms(logger->clock), ts, sizeof(ts));
+        if (r < 0)
+                return r;
+
+        obj = json_object();
+        jmsg = json_string_lossy(msg);
+        if (!obj || !jmsg) {
+                json_decref(jmsg);
+                r = -ENOMEM;
+                goto out;
+        }
+        if (json_object_set_new(obj, "ts", json_string(ts)) < 0 ||
+            json_object_set_new(obj, "level", json_string(level_names[level])) < 0 ||
+            json_object_set_new(obj, "msg", jmsg) < 0) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = add_fields(obj, a, na);
+        if (r < 0)
+                goto out;
+        r = add_fields(obj, b, nb);
+        if (r < 0)
+                goto out;
+        r = write_line(logger->out, obj);
+out:
+        json_decref(obj);
+        return r;
+}
+
+int ps_log_fields(ps_logger *logger, ps_log_level level, const char *msg,
+                  const ps_field *fields, size_t n_fields) {
+        return log_two(logger, level, msg, fields, n_fields, NULL, 0);
+}
+
+int ps_logger_log_event(ps_logger *logger, const ps_event *event) {
+        const char *type_name;
+
+        if (!event)
+                return -EINVAL;
+        if (!ps_logger_enabled(logger, event->level))
+                return 0;
+
+        type_name = event->type == PS_EVENT_GENERIC ? NULL
+                                                    : ps_event_type_to_string(event->type);
+        const ps_field derived[] = {
+                PS_FIELD_STR("event", type_name),
+                PS_FIELD_STR("pool_id", event->pool_id),
+                PS_FIELD_STR("replica_id", event->replica_id),
+                PS_FIELD_STR("correlation_id", event->correlation_id),
+        };
+        return log_two(logger, event->level, event->message ? event->message : "event",
+                       derived, sizeof(derived) / sizeof(derived[0]),
+                       event->fields, event->n_fields);
+}

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define PS_ENGINE_PRIVATE_ALLOW
+#include "supervise/engine-internal.h"
+#include "pool-services/base/fs.h"
+
+/* Whether /proc/PID/cmdline is exactly argv, however long. */
+static bool cmdline_is(pid_t pid, char *const *argv) {
+        char path[64], *buf;
+        size_t want = 0, len = 0, at = 0;
+        bool same = true;
+        ssize_t n;
+        int fd;
+
+        for (size_t i = 0; argv[i]; i++)
+                want += strlen(argv[i]) + 1;
+        /* One byte more than argv needs: a longer command line shows. */
+        buf = malloc(want + 1);
+        if (!buf)
+                return false;
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                free(buf);
+                return false;
+        }
+        while (len < want + 1 && (n = read(fd, buf + len, want + 1 - len)) > 0)
+                len += (size_t) n;
+        close(fd);
+        for (size_t i = 0; same && argv[i]; i++) {
+                size_t l = strlen(argv[i]) + 1;
+
+                same = at + l <= len && memcmp(buf + at, argv[i], l) == 0;
+                at += l;
+        }
+        free(buf);
+        return same && at == len;
+}
+
+/* The real uid of a process, from /proc/PID/status. */
+static int process_uid(pid_t pid, uid_t *ret) {
+        char path[64], buf[4096];
+        unsigned long uid;
+        const char *line;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        n = ps_read_full(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n < 0)
+                return (int) n;
+        buf[n] = '\0';
+        line = strstr(buf, "\nUid:");
+        if (!line || sscanf(line + 5, "%lu", &uid) != 1)
+                return -EIO;
+        *ret = (uid_t) uid;
+        return 0;
+}
+
+int ps_engine_real_adopt(struct event_base *base, const ps_engine_spec *spec,
+                         const ps_engine_options *opts, ps_engine_exit_fn on_exit,
+                         void *userdata, ps_engine **ret, char *err, size_t errlen) {
+        ps_engine *engine;
+        struct pollfd pfd;
+        struct stat st;
+        char **argv;
+        pid_t pid = 0;
+        uid_t want_uid = 0, uid = 0;
+        bool same, alive;
+        int r;
+
+        if (!base || !spec || !opts || !opts->runtime_dir || !ret)
+                return -EINVAL;
+        r = ps_engine_run_uid(opts, &want_uid, err, errlen);
+        if (r < 0)
+                return r;
+        engine = calloc(1, sizeof(*engine));
+        if (!engine)
+                return -ENOMEM;
+        engine->pidfd = -1;
+        engine->on_exit = on_exit;
+        engine->userdata = userdata;
+        engine->log_path = ps_engine_runtime_path(opts->runtime_dir, opts->log_name, "engine-",
+                                                  spec, ".log");
+        engine->pid_path = ps_engine_runtime_path(opts->runtime_dir, opts->pid_name, "",
+                                                  spec, ".pid");
+        if (!engine->log_path || !engine->pid_path) {
+                ps_engine_real_free(engine);
+                return -ENOMEM;
+        }
+        r = ps_engine_read_pid_file(engine->pid_path, &pid, err, errlen);
+        if (r < 0) {
+                ps_engine_real_free(engine);
+                return r;
+        }
+        /* The pidfd first: what is checked next is then the process it
+         * holds, not one that took the pid over meanwhile. */
+        engine->pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        if (engine->pidfd < 0 && errno != ESRCH) {
+                /* Out of descriptors or the like: say so, keep the file
+                 * for the next try. */
+                r = -errno;
+                snprintf(err, errlen, "pidfd_open %d: %s", (int) pid, strerror(-r));
+                ps_engine_real_free(engine);
+                return r;
+        }
+        argv = NULL;
+        (void) ps_engine_build_argv(spec, &argv, NULL, 0);
+        same = engine->pidfd >= 0 && argv && cmdline_is(pid, argv) && getpgid(pid) == pid;
+        free(argv);
+        /* A look-alike run by another user is not ours to take over (nor to
+         * signal later): anyone can start a process with our command line. */
+        same = same && process_uid(pid, &uid) == 0;
+        pfd = (struct pollfd) { .fd = engine->pidfd, .events = POLLIN };
+        alive = same && poll(&pfd, 1, 0) == 0;
+        if (!alive || uid != want_uid) {
+                /* Gone, or another program (or user) has the pid now: the
+                 * file is stale. The process itself is left alone. */
+                r = alive ? -EPERM : -ENOENT;
+                if (alive)
+                        snprintf(err, errlen,
+                                 "PID file %s: process %d runs as uid %u, not the engine "
+                                 "user's uid %u; not adopting it", engine->pid_path, (int) pid,
+                                 (unsigned) uid, (unsigned) want_uid);
+                unlink(engine->pid_path);
+                ps_engine_real_free(engine);
+                return r;
+        }
+        engine->pid = pid;
+        engine->running = true;
+        engine->log_start = lstat(engine->log_path, &st) == 0 && S_ISREG(st.st_mode)
+                                    ? (int64_t) st.st_size : 0;
+        if (ps_engine_watch_exit(base, engine) < 0) {
+                snprintf(err, errlen, "cannot watch the adopted engine");
+                ps_engine_real_free(engine);
+                return -ENOMEM;
+        }
+        *ret = engine;
+        return 0;
+}
