@@ -545,6 +545,38 @@ static void test_loop_not_blocked(void **state) {
         assert_true(o->at_ms - start >= SLOW_MS - 100);
 }
 
+/* The daemon busy elsewhere between two turns, longer than the timeout,
+ * after the engine got the request. */
+static void stall_loop_once(fx *f) {
+        unsigned one = 1;
+
+        assert_true(loop_until(f, requests_at_least, &one));
+        usleep(600 * 1000);
+}
+
+/* The loop stalled past the probe's timeout while the engine's answer
+ * waited in the socket: that is no failure of the engine. */
+static void test_loop_stall_is_not_a_timeout(void **state) {
+        fx *f = *state;
+        outcome *o = &f->out[0];
+
+        assert_int_equal(get_path(f, "/ok", 150, o), 0);
+        stall_loop_once(f);
+        assert_true(loop_until(f, called, o));
+        expect(o, PS_PROBE_OK, 200, "HTTP 200");
+}
+
+/* A stall does not hide a hang: the probe sent again times out too. */
+static void test_hang_after_stall_still_times_out(void **state) {
+        fx *f = *state;
+        outcome *o = &f->out[0];
+
+        assert_int_equal(get_path(f, "/hang", 150, o), 0);
+        stall_loop_once(f);
+        assert_true(loop_until(f, called, o));
+        assert_int_equal(o->result, PS_PROBE_TIMEOUT);
+}
+
 /* Two probers share curl's global state: freeing one leaves the other working. */
 static void test_two_probers(void **state) {
         fx *f = *state;
@@ -572,6 +604,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
                 cmocka_unit_test(test_result_names),
+                T(test_loop_stall_is_not_a_timeout),
+                T(test_hang_after_stall_still_times_out),
                 T(test_ok),
                 T(test_http_503),
                 T(test_http_404),

@@ -5,8 +5,11 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
+#include <event2/event.h>
 
 #include "base/curl-loop.h"
 #include "pool-services/supervise/probe.h"
@@ -28,6 +31,19 @@
 #define PROBE_USER_AGENT "pool-managerd-probe"
 #define PROBE_DETAIL_MAX 256
 
+/*
+ * A stalled loop is not a slow engine. While probes are in flight a tick
+ * runs every PROBE_TICK_MS; a gap over PROBE_STALL_MS between two ticks
+ * means the daemon itself did not run (a thousand spawns in one turn, a
+ * machine swapping), and the answer may be sitting unread in the socket.
+ * A probe that times out across such a gap is sent again with a fresh
+ * timeout, up to PROBE_STALL_RETRIES times, instead of being reported: a
+ * timeout always counts from a send the loop was awake for.
+ */
+#define PROBE_TICK_MS 50
+#define PROBE_STALL_MS 250
+#define PROBE_STALL_RETRIES 3
+
 struct ps_probe {
         ps_prober *prober;
         CURL *easy;
@@ -35,6 +51,9 @@ struct ps_probe {
         ps_fetch_fn fetch_fn;     /* a fetch keeps the body; fn is NULL */
         void *userdata;
         int64_t timeout_ms;
+        char *url;                /* to send it again after a stall */
+        uint64_t stalls_at_send;  /* the prober's stall count when sent */
+        unsigned stall_retries;
         ps_curl_body body;        /* kept for fetches only */
         bool completing;          /* in its callback: cancel is a no-op */
         ps_probe *prev, *next;
@@ -44,7 +63,45 @@ struct ps_prober {
         ps_curl_loop *loop;
         ps_probe *probes;         /* in flight */
         unsigned n_probes;
+        struct event *tick;       /* runs while probes are in flight */
+        int64_t last_tick_ms;
+        uint64_t stalls;          /* loop stalls seen */
 };
+
+static int64_t mono_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Counts a stall when the loop was away longer than PROBE_STALL_MS. */
+static void note_loop(ps_prober *prober) {
+        int64_t now = mono_ms();
+
+        if (now - prober->last_tick_ms > PROBE_STALL_MS)
+                prober->stalls++;
+        prober->last_tick_ms = now;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *userdata) {
+        ps_prober *prober = userdata;
+
+        (void) fd;
+        (void) what;
+        note_loop(prober);
+        if (prober->n_probes == 0)
+                evtimer_del(prober->tick);
+}
+
+static void tick_start(ps_prober *prober) {
+        struct timeval tv = { .tv_sec = 0, .tv_usec = PROBE_TICK_MS * 1000 };
+
+        if (evtimer_pending(prober->tick, NULL))
+                return;
+        prober->last_tick_ms = mono_ms();
+        evtimer_add(prober->tick, &tv);
+}
 
 static const char *const probe_result_table[PS_PROBE_RESULT_MAX] = {
         [PS_PROBE_OK]      = "ok",
@@ -75,6 +132,7 @@ static void probe_unlink(ps_probe *p) {
 
 static void probe_free(ps_probe *p) {
         ps_curl_body_done(&p->body);
+        free(p->url);
         free(p);
 }
 
@@ -109,14 +167,43 @@ static ps_probe_result classify(ps_probe *p, CURLcode code, char *detail, size_t
         return code == CURLE_OPERATION_TIMEDOUT ? PS_PROBE_TIMEOUT : PS_PROBE_FAILED;
 }
 
+static int probe_setup(ps_probe *p, const char *url);
+static void probe_link(ps_prober *prober, ps_probe *p);
+
+/* A timeout across a loop stall: the same probe again, timed afresh. */
+static bool resend_after_stall(ps_probe *p) {
+        ps_prober *prober = p->prober;
+
+        note_loop(prober);
+        if (prober->stalls == p->stalls_at_send || p->stall_retries >= PROBE_STALL_RETRIES)
+                return false;
+        probe_detach(p);
+        p->prober = prober;
+        p->stall_retries++;
+        p->stalls_at_send = prober->stalls;
+        ps_curl_body_done(&p->body);
+        p->body.too_big = false;
+        if (probe_setup(p, p->url) < 0 || ps_curl_loop_add(prober->loop, p->easy) < 0) {
+                if (p->easy)
+                        curl_easy_cleanup(p->easy);
+                p->easy = NULL;
+                return false;
+        }
+        probe_link(prober, p);
+        return true;
+}
+
 static void complete(void *priv, CURLcode code) {
         ps_probe *p = priv;
         char detail[PROBE_DETAIL_MAX];
         ps_probe_result result;
         long http_status;
 
+        if (code == CURLE_OPERATION_TIMEDOUT && resend_after_stall(p))
+                return;
         result = classify(p, code, detail, sizeof(detail), &http_status);
-        probe_detach(p);
+        if (p->easy)
+                probe_detach(p);
         p->completing = true;
         if (p->fetch_fn)
                 p->fetch_fn(result, http_status, detail,
@@ -138,7 +225,11 @@ ps_prober *ps_prober_new(struct event_base *base) {
         if (!prober)
                 return NULL;
         prober->loop = ps_curl_loop_new(base, complete);
-        if (!prober->loop) {
+        prober->tick = event_new(base, -1, EV_PERSIST, on_tick, prober);
+        if (!prober->loop || !prober->tick) {
+                ps_curl_loop_free(prober->loop);
+                if (prober->tick)
+                        event_free(prober->tick);
                 free(prober);
                 return NULL;
         }
@@ -159,6 +250,7 @@ ps_prober *ps_prober_free(ps_prober *prober) {
                 probe_free(p);
         }
         ps_curl_loop_free(prober->loop);
+        event_free(prober->tick);
         free(prober);
         return NULL;
 }
@@ -186,6 +278,15 @@ static int probe_setup(ps_probe *p, const char *url) {
         return rc == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EINVAL;
 }
 
+static void probe_link(ps_prober *prober, ps_probe *p) {
+        p->next = prober->probes;
+        if (p->next)
+                p->next->prev = p;
+        prober->probes = p;
+        prober->n_probes++;
+        tick_start(prober);
+}
+
 static int probe_start(ps_prober *prober, ps_probe *p, const char *url, ps_probe **ret) {
         int r;
 
@@ -195,18 +296,16 @@ static int probe_start(ps_prober *prober, ps_probe *p, const char *url, ps_probe
                 free(p);
                 return r;
         }
-        r = ps_curl_loop_add(prober->loop, p->easy);
+        p->url = strdup(url);
+        r = p->url ? ps_curl_loop_add(prober->loop, p->easy) : -ENOMEM;
         if (r < 0) {
                 curl_easy_cleanup(p->easy);
+                free(p->url);
                 free(p);
                 return r;
         }
-        p->next = prober->probes;
-        if (p->next)
-                p->next->prev = p;
-        prober->probes = p;
-        prober->n_probes++;
-
+        probe_link(prober, p);
+        p->stalls_at_send = prober->stalls;
         if (ret)
                 *ret = p;
         return 0;

@@ -240,6 +240,18 @@ static void probe_schedule(replica_inst *in, int64_t delay_ms) {
         evtimer_add(in->probe_timer, &tv);
 }
 
+/*
+ * Once ready, probes keep their cadence: the next is due one interval
+ * after the previous was sent, however long its answer took, so a hung
+ * engine is caught after failure_threshold x interval (plus at most one
+ * timeout), not threshold x (interval + timeout).
+ */
+static int64_t steady_delay(replica_inst *in) {
+        int64_t due = in->last_probe_ms + policy(in->owner)->health.interval_ms - mono_now(in->owner);
+
+        return due > 0 ? due : 0;
+}
+
 static void on_probe(ps_probe_result result, long http_status, const char *detail,
                      void *userdata) {
         replica_inst *in = userdata;
@@ -263,7 +275,7 @@ static void on_probe(ps_probe_result result, long http_status, const char *detai
                         run(r);
                         /* ready now: the steady schedule takes over */
                         if (in->probing && !in->probe && !evtimer_pending(in->probe_timer, NULL))
-                                probe_schedule(in, p->health.interval_ms);
+                                probe_schedule(in, steady_delay(in));
                         return;
                 }
                 if (p->health.stall_timeout_ms > 0 &&
@@ -307,7 +319,7 @@ static void on_probe(ps_probe_result result, long http_status, const char *detai
         feed_simple(r, type, in->id, detail);
         run(r);
         if (in->probing && !in->probe && !evtimer_pending(in->probe_timer, NULL))
-                probe_schedule(in, p->health.interval_ms);
+                probe_schedule(in, steady_delay(in));
 }
 
 static void probe_send(replica_inst *in) {

@@ -215,6 +215,40 @@ static void test_spawn_failure_is_retried_with_its_message(void **state) {
         assert_true(ps_replica_restart_count(r) >= 1);
 }
 
+/* The first probe reached the engine: its answer takes a whole interval
+ * (the clock moves on before the prober reads it). */
+static bool first_probe_took_an_interval(fake_node *n, const void *arg) {
+        fake_engine *e = fake_engines_last();
+
+        if (!e || fake_engine_requests(e) < 1)
+                return false;
+        fake_clock_advance(&n->clock, *(const int64_t *) arg);
+        return true;
+}
+
+static bool probed_again(fake_node *n, const void *arg) {
+        (void) n;
+        return fake_engine_requests(fake_engines_last()) >= *(const unsigned *) arg;
+}
+
+/* Probes keep their cadence from the send: when an answer took the
+ * whole interval, the next probe goes out at once, so a hung engine is
+ * caught after threshold x interval, not threshold x (interval + timeout). */
+static void test_probe_cadence_counts_from_the_send(void **state) {
+        fake_node *n = *state;
+        ps_replica *r = fake_node_add(n, fake_spec("cadence", "r0", 0, 1),
+                                      fake_policy("{\"health\": {\"interval_ms\": 600000}}"));
+        const int64_t interval = 600000;
+        const unsigned two = 2;
+
+        assert_int_equal(fake_node_preload_start(n, r), 0);
+        assert_true(fake_node_until(n, first_probe_took_an_interval, &interval));
+        assert_true(fake_node_until(n, fake_flag_set, &n->done));
+        assert_string_equal(ps_replica_state(r), "ready");
+        /* due one interval after the first was sent: now, not in ten minutes */
+        assert_true(fake_node_until(n, probed_again, &two));
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, fake_node_setup, fake_node_teardown)
 
 int main(void) {
@@ -225,6 +259,7 @@ int main(void) {
                 T(test_breaker_opens_after_threshold_failures),
                 T(test_stop_kills_an_engine_that_ignores_sigterm),
                 T(test_spawn_failure_is_retried_with_its_message),
+                T(test_probe_cadence_counts_from_the_send),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
