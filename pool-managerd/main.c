@@ -26,6 +26,7 @@
 #include "pool-api/server.h"
 #include "pool-services/conf/config.h"
 #include "pool-services/pool/config-apply.h"
+#include "pool-services/pool/preload-queue.h"
 #include "pool-services/base/event.h"
 #include "pool-services/base/fs.h"
 #include "pool-services/observe/gpu-monitor.h"
@@ -62,6 +63,7 @@ typedef struct manager {
         ps_prober *prober;
         ps_context ctx;
         ps_registry *registry;
+        ps_preload_queue *preloads;    /* configured pools, a batch per turn */
         ps_preflight_source preflight;
         ps_gpu_monitor *gpu_monitor;
         pa_server *server;
@@ -313,8 +315,9 @@ static void on_preloaded(int rc, const char *message, void *userdata) {
                 ps_log(m->log, PS_LOG_INFO, "serve-time preloads finished");
 }
 
-/* Registers every configured replica and starts them all at once: each
- * preload runs on the loop, none waits for another. */
+/* Registers every configured replica and queues their starts: a batch of
+ * engines per loop turn, so the API answers from the first turn however
+ * many pools there are, and no preload waits for another to be ready. */
 static int preload_configured(manager *m) {
         ps_config_replica *list = NULL;
         ps_replica *r;
@@ -337,16 +340,22 @@ static int preload_configured(manager *m) {
         ps_config_replicas_free(list, n);
         if (rc != 0)
                 return rc;
+        m->preloads = ps_preload_queue_new(m->base, m->registry, 0);
+        if (!m->preloads) {
+                ps_log(m->log, PS_LOG_ERROR, "out of memory");
+                return -ENOMEM;
+        }
         for (size_t p = 0; p < m->config->n_pools; p++) {
                 const char *pool_id = m->config->pools[p].id;
 
                 for (size_t i = 0; (r = ps_registry_replica_at(m->registry, pool_id, i)); i++) {
-                        m->preloads_pending++;
-                        rc = ps_replica_preload(r, on_preloaded, m, err, sizeof(err));
-                        if (rc != 0) {
-                                m->preloads_pending--;
-                                ps_log(m->log, PS_LOG_ERROR, err);
+                        rc = ps_preload_queue_add(m->preloads, pool_id, ps_replica_id(r),
+                                                  on_preloaded, m);
+                        if (rc < 0) {
+                                ps_log(m->log, PS_LOG_ERROR, "out of memory");
+                                return rc;
                         }
+                        m->preloads_pending++;
                 }
         }
         return 0;
@@ -396,6 +405,7 @@ static void manager_done(manager *m) {
         m->server = pa_server_free(m->server);
         m->gpu_monitor = ps_gpu_monitor_free(m->gpu_monitor);
         m->engine_metrics = ps_engine_metrics_free(m->engine_metrics);
+        m->preloads = ps_preload_queue_free(m->preloads);
         m->registry = ps_registry_free(m->registry);
         m->prober = ps_prober_free(m->prober);
         if (m->sigterm)
