@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -31,6 +32,13 @@ static void queued_free(queued *e) {
         free(e);
 }
 
+static int64_t mono_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void start_one(ps_preload_queue *q, queued *e) {
         ps_replica *r = ps_registry_find(q->reg, e->pool_id, e->replica_id);
         char err[512];
@@ -47,14 +55,19 @@ static void start_one(ps_preload_queue *q, queued *e) {
                 e->done(rc, err, e->userdata);
 }
 
-/* One batch; the next waits for a later turn, after the loop has polled. */
+/* One batch -- per_turn starts, or fewer once the turn has taken
+ * PS_PRELOAD_TURN_MS -- and the next waits for a later turn, after the
+ * loop has polled. */
 static void on_turn(evutil_socket_t fd, short what, void *userdata) {
         ps_preload_queue *q = userdata;
         struct timeval now = { 0, 0 };
+        int64_t began = mono_ms();
 
         (void) fd;
         (void) what;
         for (unsigned n = 0; n < q->per_turn && q->head; n++) {
+                if (n > 0 && mono_ms() - began >= PS_PRELOAD_TURN_MS)
+                        break;
                 queued *e = q->head;
 
                 q->head = e->next;

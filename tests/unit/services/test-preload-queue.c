@@ -60,6 +60,7 @@ static void test_a_batch_per_turn_and_all_come_up(void **state) {
         fake_node *n = *state;
         ps_preload_queue *q = ps_preload_queue_new(n->base, n->reg, PER_TURN);
         answers a = { 0 };
+        size_t first;
 
         assert_non_null(q);
         add_pools(n, q, &a);
@@ -67,10 +68,11 @@ static void test_a_batch_per_turn_and_all_come_up(void **state) {
         assert_int_equal(fake_engines_spawned(), 0);
         assert_int_equal(ps_preload_queue_pending(q), N_POOLS);
         event_base_loop(n->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-        assert_int_equal(fake_engines_spawned(), PER_TURN);
-        assert_int_equal(ps_preload_queue_pending(q), N_POOLS - PER_TURN);
+        first = fake_engines_spawned();
+        assert_in_range(first, 1, PER_TURN);
+        assert_int_equal(ps_preload_queue_pending(q), N_POOLS - first);
         event_base_loop(n->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-        assert_true(fake_engines_spawned() <= 2 * PER_TURN);
+        assert_in_range(fake_engines_spawned(), first + 1, first + PER_TURN);
 
         assert_true(fake_node_until(n, all_answered, &a));
         assert_int_equal(a.ok, N_POOLS);
@@ -100,13 +102,16 @@ static void test_free_drops_what_has_not_started(void **state) {
         fake_node *n = *state;
         ps_preload_queue *q = ps_preload_queue_new(n->base, n->reg, PER_TURN);
         answers a = { 0 };
+        size_t first;
 
         assert_non_null(q);
         add_pools(n, q, &a);
         event_base_loop(n->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        first = fake_engines_spawned();
         ps_preload_queue_free(q);
         fake_node_run_for(n, 50);
-        assert_int_equal(fake_engines_spawned(), PER_TURN);
+        assert_int_equal(fake_engines_spawned(), first);
+        assert_true(first < N_POOLS);
         assert_int_equal(ps_preload_queue_add(NULL, "p", "r0", on_done, &a), -EINVAL);
 }
 

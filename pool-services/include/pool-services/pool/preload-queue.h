@@ -11,13 +11,15 @@ struct event_base;
  * Preloads spread over loop turns. A node with a thousand pools must not
  * fork and exec a thousand engines in one turn: the API would not answer
  * for seconds, and probes due meanwhile would time out. The queue starts
- * at most `per_turn` preloads per turn and lets the loop serve everything
- * else between two batches. Replicas are named by id and looked up when
+ * at most `per_turn` preloads per turn, fewer once the turn has spent
+ * PS_PRELOAD_TURN_MS on them (a loaded machine forks slowly), and lets the
+ * loop serve everything else between two batches. Replicas are named by id and looked up when
  * their turn comes: one removed meanwhile is answered PS_E_NOT_FOUND.
  */
 typedef struct ps_preload_queue ps_preload_queue;
 
 #define PS_PRELOAD_PER_TURN 8
+#define PS_PRELOAD_TURN_MS 10
 
 /* per_turn 0: PS_PRELOAD_PER_TURN. NULL when out of memory. */
 ps_preload_queue *ps_preload_queue_new(struct event_base *base, ps_registry *reg,
