@@ -13,6 +13,7 @@
 
 #include <string.h>
 
+#include "pool-services/observe/status-json.h"
 #include "fake-node.h"
 #include "pool-services/pool/lease.h"
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool-services/observe/status-json.h"
 #include "fake-node.h"
 #include "pool-services/base/errors.h"
 
