@@ -50,6 +50,20 @@ static void on_sweep(evutil_socket_t fd, short what, void *userdata);
 /* What the registry does for its replicas (at the end of this file). */
 static const ps_replica_owner replica_owner;
 
+/* Reports something about the registry itself, not about one replica. */
+static void say(const ps_registry *reg, ps_log_level level, const char *message,
+                const ps_field *fields, size_t n_fields) {
+        const ps_event ev = {
+                .type = PS_EVENT_GENERIC,
+                .level = level,
+                .message = message,
+                .fields = fields,
+                .n_fields = n_fields,
+        };
+
+        ps_event_emit(&reg->ctx->sink, &ev);
+}
+
 ps_registry *ps_registry_new(const ps_context *ctx) {
         ps_registry *reg;
 
@@ -64,14 +78,9 @@ ps_registry *ps_registry_new(const ps_context *ctx) {
                 free(reg);
                 return NULL;
         }
-        if (geteuid() == 0 && !(ctx->engine_user && ctx->engine_user[0])) {
-                ps_event ev = {
-                        .type = PS_EVENT_GENERIC,
-                        .level = PS_LOG_WARN,
-                        .message = "running as root with no engines.user: engines will run as root too",
-                };
-                ps_event_emit(&ctx->sink, &ev);
-        }
+        if (geteuid() == 0 && !(ctx->engine_user && ctx->engine_user[0]))
+                say(reg, PS_LOG_WARN, "running as root with no engines.user: engines will run as root too",
+                    NULL, 0);
         return reg;
 }
 
@@ -310,15 +319,9 @@ static void on_sweep(evutil_socket_t fd, short what, void *userdata) {
                 pool *p = &reg->pools[i];
 
                 if (p->removing && pool_at_rest(p)) {
-                        ps_event ev = {
-                                .type = PS_EVENT_GENERIC,
-                                .level = PS_LOG_INFO,
-                                .message = "pool removed",
-                                .fields = (ps_field[]) { PS_FIELD_STR("pool_id", p->id) },
-                                .n_fields = 1,
-                        };
+                        const ps_field fields[] = { PS_FIELD_STR("pool_id", p->id) };
 
-                        ps_event_emit(&reg->ctx->sink, &ev);
+                        say(reg, PS_LOG_INFO, "pool removed", fields, 1);
                         pool_forget(reg, p);
                 } else {
                         i++;
