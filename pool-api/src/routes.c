@@ -174,10 +174,11 @@ static int query_bool(pa_request *r, const char *name, bool *ret) {
 
 /* ---- pools ----------------------------------------------------------------- */
 
-/* Fills a pool snapshot's "devices" with the inventory's entries for its
- * mask (all: ps_inventory_to_json()'s "devices"). */
-static void add_devices(json_t *pool, const ps_inventory *inv, const json_t *all) {
-        const char *text = json_string_value(json_object_get(pool, "device_mask"));
+/* Fills a pool snapshot's "devices" with the inventory's entries for the
+ * pool's mask (all: ps_inventory_to_json()'s "devices"). */
+static void add_devices(json_t *pool, const ps_pool_status *p, const ps_inventory *inv,
+                        const json_t *all) {
+        const char *text = p->first ? p->first->device_mask : NULL;
         json_t *devices = json_object_get(pool, "devices");
         ps_device_mask mask;
         const json_t *d;
@@ -192,36 +193,54 @@ static void add_devices(json_t *pool, const ps_inventory *inv, const json_t *all
                                 json_array_append(devices, (json_t *) d);
 }
 
-/* What placement decided for a pool: its devices, and the split its
- * config planned across them (null when none). */
-static void add_placement(json_t *pool, const pa_backend *b, const json_t *all) {
-        const ps_pool_config *pc = ps_config_find_pool(
-                b->config, json_string_value(json_object_get(pool, "pool_id")));
+/* A pool's snapshot with what placement decided for it: its devices, and
+ * the split its config planned across them (null when none). */
+static json_t *pool_json(const ps_pool_status *p, const pa_backend *b, const json_t *all) {
+        const ps_pool_config *pc = ps_config_find_pool(b->config, p->pool_id);
+        json_t *pool = ps_pool_status_json(p);
 
+        if (!pool)
+                return NULL;
         if (b->inventory)
-                add_devices(pool, b->inventory, all);
+                add_devices(pool, p, b->inventory, all);
         json_object_set_new(pool, "tensor_split",
                             pc && pc->tensor_split ? json_string(pc->tensor_split) : json_null());
+        return pool;
 }
 
-/* A snapshot (one pool, or {"pools": [...]}) with its placement filled. */
-static json_t *with_placement(pa_request *r, json_t *snap) {
-        const pa_backend *b = pa_request_backend(r);
-        json_t *inv, *pools, *pool;
-        size_t i;
+/* {"pools": [...]} with each pool's placement; NULL on OOM. */
+static json_t *pools_json(const ps_registry *reg, const pa_backend *b, const json_t *all) {
+        ps_registry_status status;
+        json_t *pools;
 
-        if (!snap)
+        if (ps_registry_status_get(reg, &status) < 0)
                 return NULL;
-        inv = b->inventory ? ps_inventory_to_json(b->inventory) : NULL;
-        pools = json_object_get(snap, "pools");
-        if (pools)
-                json_array_foreach(pools, i, pool)
-                        add_placement(pool, b, json_object_get(inv, "devices"));
-        else
-                add_placement(snap, b, json_object_get(inv, "devices"));
+        pools = json_array();
+        for (size_t i = 0; pools && i < status.n_pools; i++)
+                if (json_array_append_new(pools, pool_json(&status.pools[i], b, all)) < 0)
+                        pools = (json_decref(pools), NULL);
+        ps_registry_status_done(&status);
+        return json_pack("{s:o}", "pools", pools);
+}
+
+/* One pool's snapshot (key: its id; NULL when unknown), or the list
+ * (key ""), with placement and the engines' performance hints. */
+static json_t *snapshot_json(pa_request *r, const ps_registry *reg, const char *key) {
+        const pa_backend *b = pa_request_backend(r);
+        json_t *inv = b->inventory ? ps_inventory_to_json(b->inventory) : NULL;
+        const json_t *all = json_object_get(inv, "devices");
+        ps_pool_status p;
+        json_t *snap = NULL;
+
+        if (!key[0])
+                snap = pools_json(reg, b, all);
+        else if (ps_registry_pool_status_get(reg, key, &p) == 0) {
+                snap = pool_json(&p, b, all);
+                ps_pool_status_done(&p);
+        }
         json_decref(inv);
         /* perf_tokens_per_s, first_token_ms where engines expose them */
-        if (b->engine_metrics)
+        if (snap && b->engine_metrics)
                 ps_engine_metrics_annotate(b->engine_metrics, snap);
         return snap;
 }
@@ -243,8 +262,7 @@ static void reply_snapshot(pa_request *r, ps_registry *reg, const char *key) {
                 pa_reply_text(r, 200, "application/json", cached, len);
                 return;
         }
-        snap = with_placement(r, key[0] ? ps_registry_pool_snapshot(reg, key)
-                                        : ps_registry_snapshot(reg));
+        snap = snapshot_json(r, reg, key);
         if (!cache) {
                 pa_reply_json(r, 200, snap);
                 return;
