@@ -42,6 +42,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "pool-services/cloud/handoff-doc.h"
 #include "pool-services/cloud/etcd.h"
 #include "pool-services/pool/registry.h"
 

@@ -18,6 +18,7 @@
 #include "pool-services/supervise/handoff.h"
 #include "pool-services/placement/inventory.h"
 #include "pool-services/conf/prepared.h"
+#include "pool-services/observe/status-json.h"
 #include "request-private.h"
 #include "snapshot-cache-private.h"
 #include "routes-private.h"
@@ -37,31 +38,34 @@ static void route_health(pa_request *r) {
  */
 static void route_ready(pa_request *r) {
         const pa_backend *b = pa_request_backend(r);
-        json_t *snap, *not_ready, *p;
-        size_t i, n = 0;
+        ps_registry_status status;
+        json_t *not_ready;
 
         if (!b || !b->registry) {
                 pa_reply_error(r, PA_CODE_SERVICE_UNAVAILABLE, "no pools are served here");
                 return;
         }
-        snap = ps_registry_snapshot(b->registry);
-        not_ready = json_array();
-        if (!snap || !not_ready) {
-                json_decref(snap);
-                json_decref(not_ready);
+        if (ps_registry_status_get(b->registry, &status) < 0) {
                 pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
                 return;
         }
-        json_array_foreach(json_object_get(snap, "pools"), i, p) {
-                n++;
-                if (!json_is_true(json_object_get(p, "ready")) ||
-                    json_is_true(json_object_get(p, "draining")))
-                        json_array_append(not_ready, json_object_get(p, "pool_id"));
+        not_ready = json_array();
+        for (size_t i = 0; not_ready && i < status.n_pools; i++) {
+                const ps_pool_status *p = &status.pools[i];
+
+                if ((!p->ready || p->draining) &&
+                    json_array_append_new(not_ready, json_string(p->pool_id)) < 0)
+                        not_ready = (json_decref(not_ready), NULL);
         }
-        json_decref(snap);
+        if (!not_ready) {
+                ps_registry_status_done(&status);
+                pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
+                return;
+        }
         pa_reply_json(r, json_array_size(not_ready) ? 503 : 200,
                       json_pack("{s:b, s:I, s:o}", "ready", json_array_size(not_ready) == 0,
-                                "pools", (json_int_t) n, "not_ready", not_ready));
+                                "pools", (json_int_t) status.n_pools, "not_ready", not_ready));
+        ps_registry_status_done(&status);
 }
 
 /* ---- shared checks --------------------------------------------------------- */
@@ -170,10 +174,11 @@ static int query_bool(pa_request *r, const char *name, bool *ret) {
 
 /* ---- pools ----------------------------------------------------------------- */
 
-/* Fills a pool snapshot's "devices" with the inventory's entries for its
- * mask (all: ps_inventory_to_json()'s "devices"). */
-static void add_devices(json_t *pool, const ps_inventory *inv, const json_t *all) {
-        const char *text = json_string_value(json_object_get(pool, "device_mask"));
+/* Fills a pool snapshot's "devices" with the inventory's entries for the
+ * pool's mask (all: ps_inventory_to_json()'s "devices"). */
+static void add_devices(json_t *pool, const ps_pool_status *p, const ps_inventory *inv,
+                        const json_t *all) {
+        const char *text = p->first ? p->first->device_mask : NULL;
         json_t *devices = json_object_get(pool, "devices");
         ps_device_mask mask;
         const json_t *d;
@@ -188,36 +193,54 @@ static void add_devices(json_t *pool, const ps_inventory *inv, const json_t *all
                                 json_array_append(devices, (json_t *) d);
 }
 
-/* What placement decided for a pool: its devices, and the split its
- * config planned across them (null when none). */
-static void add_placement(json_t *pool, const pa_backend *b, const json_t *all) {
-        const ps_pool_config *pc = ps_config_find_pool(
-                b->config, json_string_value(json_object_get(pool, "pool_id")));
+/* A pool's snapshot with what placement decided for it: its devices, and
+ * the split its config planned across them (null when none). */
+static json_t *pool_json(const ps_pool_status *p, const pa_backend *b, const json_t *all) {
+        const ps_pool_config *pc = ps_config_find_pool(b->config, p->pool_id);
+        json_t *pool = ps_pool_status_json(p);
 
+        if (!pool)
+                return NULL;
         if (b->inventory)
-                add_devices(pool, b->inventory, all);
+                add_devices(pool, p, b->inventory, all);
         json_object_set_new(pool, "tensor_split",
                             pc && pc->tensor_split ? json_string(pc->tensor_split) : json_null());
+        return pool;
 }
 
-/* A snapshot (one pool, or {"pools": [...]}) with its placement filled. */
-static json_t *with_placement(pa_request *r, json_t *snap) {
-        const pa_backend *b = pa_request_backend(r);
-        json_t *inv, *pools, *pool;
-        size_t i;
+/* {"pools": [...]} with each pool's placement; NULL on OOM. */
+static json_t *pools_json(const ps_registry *reg, const pa_backend *b, const json_t *all) {
+        ps_registry_status status;
+        json_t *pools;
 
-        if (!snap)
+        if (ps_registry_status_get(reg, &status) < 0)
                 return NULL;
-        inv = b->inventory ? ps_inventory_to_json(b->inventory) : NULL;
-        pools = json_object_get(snap, "pools");
-        if (pools)
-                json_array_foreach(pools, i, pool)
-                        add_placement(pool, b, json_object_get(inv, "devices"));
-        else
-                add_placement(snap, b, json_object_get(inv, "devices"));
+        pools = json_array();
+        for (size_t i = 0; pools && i < status.n_pools; i++)
+                if (json_array_append_new(pools, pool_json(&status.pools[i], b, all)) < 0)
+                        pools = (json_decref(pools), NULL);
+        ps_registry_status_done(&status);
+        return json_pack("{s:o}", "pools", pools);
+}
+
+/* One pool's snapshot (key: its id; NULL when unknown), or the list
+ * (key ""), with placement and the engines' performance hints. */
+static json_t *snapshot_json(pa_request *r, const ps_registry *reg, const char *key) {
+        const pa_backend *b = pa_request_backend(r);
+        json_t *inv = b->inventory ? ps_inventory_to_json(b->inventory) : NULL;
+        const json_t *all = json_object_get(inv, "devices");
+        ps_pool_status p;
+        json_t *snap = NULL;
+
+        if (!key[0])
+                snap = pools_json(reg, b, all);
+        else if (ps_registry_pool_status_get(reg, key, &p) == 0) {
+                snap = pool_json(&p, b, all);
+                ps_pool_status_done(&p);
+        }
         json_decref(inv);
         /* perf_tokens_per_s, first_token_ms where engines expose them */
-        if (b->engine_metrics)
+        if (snap && b->engine_metrics)
                 ps_engine_metrics_annotate(b->engine_metrics, snap);
         return snap;
 }
@@ -239,8 +262,7 @@ static void reply_snapshot(pa_request *r, ps_registry *reg, const char *key) {
                 pa_reply_text(r, 200, "application/json", cached, len);
                 return;
         }
-        snap = with_placement(r, key[0] ? ps_registry_pool_snapshot(reg, key)
-                                        : ps_registry_snapshot(reg));
+        snap = snapshot_json(r, reg, key);
         if (!cache) {
                 pa_reply_json(r, 200, snap);
                 return;
@@ -288,45 +310,56 @@ static void route_pool_status_post(pa_request *r) {
         reply_snapshot(r, reg, id);
 }
 
+static json_t *opt_str(const char *s) {
+        return s ? json_string(s) : json_null();
+}
+
+/* One entry of /v1/replicasets; with its state when all are listed. */
+static json_t *replicaset_json(const ps_pool_status *pool, const ps_replica_status *rep, bool all) {
+        json_t *item = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:o}",
+                                 "pool_id", pool->pool_id,
+                                 "replica_id", rep->replica_id,
+                                 "url", rep->url,
+                                 "slots_total", (json_int_t) rep->slots_total,
+                                 "slots_free", (json_int_t) rep->slots_free,
+                                 "engine", opt_str(rep->engine),
+                                 "engine_version", opt_str(rep->engine_version),
+                                 "model_id", opt_str(rep->model_id),
+                                 "model_digest", opt_str(rep->model_digest),
+                                 "device_mask", opt_str(rep->device_mask));
+
+        if (item && all && json_object_set_new(item, "state", json_string(rep->state)) < 0)
+                item = (json_decref(item), NULL);
+        return item;
+}
+
 /* Flat list of the replicas an orchestrator may send work to. */
 static void route_replicasets(pa_request *r) {
         ps_registry *reg = pa_need_registry(r);
-        json_t *snap, *pools, *pool, *rep, *list;
+        ps_registry_status status;
+        json_t *list;
         bool all = false;
-        size_t i, j;
 
         if (!reg || query_bool(r, "all", &all) < 0)
                 return;
-        snap = ps_registry_snapshot(reg);
+        if (ps_registry_status_get(reg, &status) < 0) {
+                pa_reply_json(r, 200, NULL);
+                return;
+        }
         list = json_array();
-        pools = json_object_get(snap, "pools");
-        json_array_foreach(pools, i, pool) {
-                json_array_foreach(json_object_get(pool, "replicas"), j, rep) {
-                        json_t *item;
+        for (size_t i = 0; list && i < status.n_pools; i++) {
+                const ps_pool_status *pool = &status.pools[i];
 
-                        if (!all && !json_is_true(json_object_get(rep, "ready")))
+                for (size_t j = 0; list && j < pool->n_replicas; j++) {
+                        const ps_replica_status *rep = &pool->replicas[j];
+
+                        if (!all && !rep->ready)
                                 continue;
-                        item = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}",
-                                         "pool_id", json_object_get(pool, "pool_id"),
-                                         "replica_id", json_object_get(rep, "replica_id"),
-                                         "url", json_object_get(rep, "url"),
-                                         "slots_total", json_object_get(rep, "slots_total"),
-                                         "slots_free", json_object_get(rep, "slots_free"),
-                                         "engine", json_object_get(rep, "engine"),
-                                         "engine_version", json_object_get(rep, "engine_version"),
-                                         "model_id", json_object_get(rep, "model_id"),
-                                         "model_digest", json_object_get(rep, "model_digest"),
-                                         "device_mask", json_object_get(rep, "device_mask"));
-                        if (item && all)
-                                json_object_set(item, "state", json_object_get(rep, "state"));
-                        if (!item || json_array_append_new(list, item) < 0) {
-                                json_decref(list);
-                                list = NULL;
-                                break;
-                        }
+                        if (json_array_append_new(list, replicaset_json(pool, rep, all)) < 0)
+                                list = (json_decref(list), NULL);
                 }
         }
-        json_decref(snap);
+        ps_registry_status_done(&status);
         pa_reply_json(r, 200, list ? json_pack("{s:o}", "replicasets", list) : NULL);
 }
 
@@ -614,18 +647,19 @@ static void route_devices(pa_request *r) {
 static void route_metrics(pa_request *r) {
         const pa_backend *b = pa_request_backend(r);
         struct evbuffer *all;
-        json_t *snap, *devices;
+        ps_registry_status status = { 0 };
+        json_t *devices;
         unsigned char *body;
-        char *text;
+        char *text = NULL;
 
         if (!b || !b->metrics) {
                 pa_reply_error(r, PA_CODE_SERVICE_UNAVAILABLE, "metrics are not collected here");
                 return;
         }
-        snap = b->registry ? ps_registry_snapshot(b->registry) : NULL;
         devices = b->inventory ? ps_inventory_to_json(b->inventory) : NULL;
-        text = ps_metrics_render(b->metrics, snap, devices);
-        json_decref(snap);
+        if (!b->registry || ps_registry_status_get(b->registry, &status) == 0)
+                text = ps_metrics_render(b->metrics, b->registry ? &status : NULL, devices);
+        ps_registry_status_done(&status);
         json_decref(devices);
         /* Ours first, then what the engines said (cached, never fetched
          * here). */

@@ -23,6 +23,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "pool-services/cloud/handoff-doc.h"
 #include "pool-services/cloud/control-plane.h"
 #include "harness.h"
 

@@ -22,6 +22,7 @@
 #include <event2/buffer.h>
 #include <jansson.h>
 
+#include "pool-services/observe/status-json.h"
 #include "pool-services/observe/engine-metrics.h"
 #include "harness.h"
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool-services/observe/status-json.h"
 #include "pool-services/observe/gpu-monitor.h"
 #include "pool-services/placement/preflight.h"
 #include "harness.h"

@@ -32,6 +32,7 @@
 
 #include <jansson.h>
 
+#include "pool-services/observe/status-json.h"
 #include "pool-services/supervise/handoff.h"
 #include "pool-services/cloud/handoff-watch.h"
 #include "pool-services/pool/lease.h"

@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 
+#include "pool-services/observe/status-json.h"
 #include "pool-services/pool/config-apply.h"
 #include "pool-services/pool/drain.h"
 #include "pool-services/pool/lease.h"

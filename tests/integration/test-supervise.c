@@ -20,6 +20,8 @@
 
 #include <jansson.h>
 
+#include "pool-services/observe/status-json.h"
+#include "pool-services/cloud/handoff-doc.h"
 #include "harness.h"
 #include "pool-services/pool/reload.h"
 

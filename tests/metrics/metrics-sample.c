@@ -21,19 +21,22 @@
 #include "pool-services/base/event.h"
 #include "pool-services/observe/metrics.h"
 #include "observe-event.h"
+#include "status-fixture.h"
 
 #define EVENT OBSERVE_EVENT
 
+/* The registry's status, in the shape of the API's snapshot
+ * (status-fixture.h). */
 static const char rich_snapshot[] =
         "{\"pools\": ["
         " {\"pool_id\": \"qwen-7b\", \"state\": \"ready\", \"live\": true, \"ready\": true,"
         "  \"draining\": false, \"slots_total\": 8, \"slots_free\": 5, \"active_leases\": 3,"
-        "  \"restart_count\": 1, \"crash_count\": 2, \"backoff_ms\": 1500, \"driver_resets\": 1,"
+        "  \"restart_count\": 1, \"crash_count\": 2, \"backoff_ms\": 1500,"
         "  \"breaker\": {\"state\": \"closed\", \"failures\": 0, \"opens\": 0, \"open_until\": null},"
         "  \"replicas\": [{\"replica_id\": \"r1\", \"state\": \"ready\", \"crash_count\": 0,"
         "                  \"restarts_in_window\": 0},"
         "                 {\"replica_id\": \"r0\", \"state\": \"draining\", \"crash_count\": 2,"
-        "                  \"restarts_in_window\": 1}]},"
+        "                  \"restarts_in_window\": 1, \"driver_resets\": 1}]},"
         " {\"pool_id\": \"llama-70b\", \"state\": \"backoff\", \"live\": false, \"ready\": false,"
         "  \"draining\": false, \"slots_total\": 4, \"slots_free\": 0, \"active_leases\": 0,"
         "  \"restart_count\": 5, \"crash_count\": 6, \"backoff_ms\": 32000,"
@@ -143,6 +146,7 @@ done:
 
 int main(int argc, char **argv) {
         json_t *snapshot = NULL, *devices = NULL;
+        ps_registry_status *status;
         json_error_t error;
         ps_metrics *m;
         char *text;
@@ -169,7 +173,9 @@ int main(int argc, char **argv) {
         } else {
                 snapshot = json_pack("{s:[]}", "pools");
         }
-        text = ps_metrics_render(m, snapshot, devices);
+        status = status_fixture(snapshot);
+        text = ps_metrics_render(m, status, devices);
+        status_fixture_free(status);
         if (!text) {
                 fprintf(stderr, "metrics-sample: render failed\n");
                 goto out;

@@ -21,6 +21,7 @@
 #include "base/inotify.h"
 #include "pool-services/base/fs.h"
 #include "pool-services/supervise/handoff.h"
+#include "pool-services/cloud/handoff-doc.h"
 #include "pool-services/cloud/handoff-watch.h"
 
 /* A handoff is a small JSON document; anything bigger is not one. */

@@ -50,9 +50,8 @@ static bool advertised(const ps_node_pools *pools, const char *id) {
 }
 
 json_t *ps_node_pool_ids(const ps_registry *reg, const ps_node_pools *pools) {
-        json_t *ids = json_array(), *snap;
-        size_t i;
-        json_t *p;
+        json_t *ids = json_array();
+        const char *id;
 
         if (!ids)
                 return NULL;
@@ -61,10 +60,8 @@ json_t *ps_node_pool_ids(const ps_registry *reg, const ps_node_pools *pools) {
                         json_array_append_new(ids, json_string(pools->ids[k]));
                 return ids;
         }
-        snap = ps_registry_snapshot(reg);
-        json_array_foreach(json_object_get(snap, "pools"), i, p)
-                json_array_append(ids, json_object_get(p, "pool_id"));
-        json_decref(snap);
+        for (size_t i = 0; (id = ps_registry_pool_id_at(reg, i)); i++)
+                json_array_append_new(ids, json_string(id));
         return ids;
 }
 
@@ -84,34 +81,39 @@ static json_int_t vram_free(const ps_inventory *inv, const char *mask_text) {
         return sum;
 }
 
+static json_t *opt_str(const char *s) {
+        return s ? json_string(s) : json_null();
+}
+
+static json_t *pool_entry(const ps_pool_status *p, const ps_inventory *inv) {
+        const ps_replica_status *f = p->first;
+
+        return json_pack("{s:s, s:s, s:b, s:b, s:I, s:I, s:I, s:o, s:o}",
+                         "pool_id", p->pool_id,
+                         "state", p->state,
+                         "ready", p->ready,
+                         "draining", p->draining,
+                         "slots_free", (json_int_t) p->slots_free,
+                         "slots_total", (json_int_t) p->slots_total,
+                         "vram_free_bytes", vram_free(inv, f ? f->device_mask : NULL),
+                         "engine", opt_str(f ? f->engine : NULL),
+                         "engine_version", opt_str(f ? f->engine_version : NULL));
+}
+
 json_t *ps_node_pool_status(const ps_registry *reg, const ps_inventory *inv,
                             const ps_node_pools *pools) {
-        json_t *out = json_array(), *snap, *p;
-        size_t i;
+        ps_registry_status status;
+        json_t *out;
 
-        if (!out)
+        if (ps_registry_status_get(reg, &status) < 0)
                 return NULL;
-        snap = ps_registry_snapshot(reg);
-        json_array_foreach(json_object_get(snap, "pools"), i, p) {
-                const char *id = json_string_value(json_object_get(p, "pool_id"));
-                json_t *engine = json_object_get(p, "engine");
+        out = json_array();
+        for (size_t i = 0; out && i < status.n_pools; i++) {
+                const ps_pool_status *p = &status.pools[i];
 
-                if (!id || !advertised(pools, id))
-                        continue;
-                json_array_append_new(out, json_pack(
-                        "{s:s, s:O, s:O, s:O, s:O, s:O, s:I, s:O, s:O}",
-                        "pool_id", id,
-                        "state", json_object_get(p, "state"),
-                        "ready", json_object_get(p, "ready"),
-                        "draining", json_object_get(p, "draining"),
-                        "slots_free", json_object_get(p, "slots_free"),
-                        "slots_total", json_object_get(p, "slots_total"),
-                        "vram_free_bytes",
-                        vram_free(inv, json_string_value(json_object_get(p, "device_mask"))),
-                        "engine", engine ? engine : json_null(),
-                        "engine_version", json_object_get(p, "engine_version") ?
-                                json_object_get(p, "engine_version") : json_null()));
+                if (advertised(pools, p->pool_id))
+                        json_array_append_new(out, pool_entry(p, inv));
         }
-        json_decref(snap);
+        ps_registry_status_done(&status);
         return out;
 }

@@ -172,12 +172,12 @@ void ps_expo_ms_line(ps_strbuf *o, int64_t ms);
  * pool (metrics-counters.c). */
 void ps_metrics_render_counters(ps_strbuf *o, const ps_metrics *m);
 
-/* The snapshot's pools that have a pool_id, sorted by it, without
+/* The status's pools that have a pool_id, sorted by it, without
  * duplicates; *ret is NULL when there are none. -ENOMEM. */
-int ps_metrics_sorted_pools(const json_t *snapshot, const json_t ***ret, size_t *n_ret);
-const char *ps_metrics_pool_id_of(const json_t *pool);
+int ps_metrics_sorted_pools(const ps_registry_status *status, const ps_pool_status ***ret,
+                            size_t *n_ret);
 
 /* Pool, breaker and replica gauges of the sorted pools, then the GPU
  * gauges of devices (metrics-pools.c). */
-void ps_metrics_render_pool_gauges(ps_strbuf *o, const json_t *const *pools, size_t n);
+void ps_metrics_render_pool_gauges(ps_strbuf *o, const ps_pool_status *const *pools, size_t n);
 void ps_metrics_render_devices(ps_strbuf *o, const json_t *devices_doc);

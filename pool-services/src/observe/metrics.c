@@ -125,62 +125,40 @@ int ps_metrics_set_version(ps_metrics *m, const char *version) {
 
 /* ---- render ------------------------------------------------------------- */
 
-/* The snapshot's driver reset count (the pool's, or its replicas' summed);
- * false when it has none. */
-static bool snapshot_driver_resets(const json_t *pool, int64_t *ret) {
-        const json_t *v = json_object_get(pool, "driver_resets"), *replica;
-        bool any = false;
-        int64_t sum = 0;
-        size_t i;
-
-        if (json_is_integer(v)) {
-                *ret = json_integer_value(v);
-                return true;
-        }
-        json_array_foreach(json_object_get(pool, "replicas"), i, replica) {
-                v = json_object_get(replica, "driver_resets");
-                if (json_is_integer(v)) {
-                        sum += json_integer_value(v);
-                        any = true;
-                }
-        }
-        *ret = sum;
-        return any;
-}
-
 /*
- * Pools of the snapshot become known, and its driver reset counts are
- * folded into a counter: the registry's count starts again at 0 when a
- * pool is removed and added back, ours only grows.
+ * Pools of the status become known, and their replicas' driver reset
+ * counts are folded into a counter: the registry's count starts again at
+ * 0 when a pool is removed and added back, ours only grows. A pool without
+ * replicas has no count.
  */
-static int learn_pools(ps_metrics *m, const json_t *const *pools, size_t n) {
+static int learn_pools(ps_metrics *m, const ps_pool_status *const *pools, size_t n) {
         for (size_t i = 0; i < n; i++) {
-                ps_metrics_pool *p = ps_metrics_pool_get(m, ps_metrics_pool_id_of(pools[i]));
-                int64_t resets;
+                ps_metrics_pool *p = ps_metrics_pool_get(m, pools[i]->pool_id);
+                uint64_t resets = pools[i]->driver_resets;
 
                 if (!p)
                         return -ENOMEM;
-                if (!snapshot_driver_resets(pools[i], &resets) || resets < 0)
+                if (pools[i]->n_replicas == 0)
                         continue;
-                if (p->driver_resets_seen && resets >= p->driver_resets_last)
-                        p->plain[PS_PLAIN_DRIVER_RESETS] += (uint64_t) (resets - p->driver_resets_last);
+                if (p->driver_resets_seen && (int64_t) resets >= p->driver_resets_last)
+                        p->plain[PS_PLAIN_DRIVER_RESETS] += resets - (uint64_t) p->driver_resets_last;
                 else
-                        p->plain[PS_PLAIN_DRIVER_RESETS] += (uint64_t) resets;
+                        p->plain[PS_PLAIN_DRIVER_RESETS] += resets;
                 p->driver_resets_seen = true;
-                p->driver_resets_last = resets;
+                p->driver_resets_last = (int64_t) resets;
         }
         return 0;
 }
 
-char *ps_metrics_render(ps_metrics *m, const json_t *snapshot, const json_t *devices) {
+char *ps_metrics_render(ps_metrics *m, const ps_registry_status *status, const json_t *devices) {
         ps_strbuf o = { 0 };
-        const json_t **pools = NULL;
+        const ps_pool_status **pools = NULL;
         size_t n_pools = 0;
 
         if (!m)
                 return NULL;
         ps_strbuf_reserve(&o, 4096);
-        if (ps_metrics_sorted_pools(snapshot, &pools, &n_pools) < 0 ||
+        if (ps_metrics_sorted_pools(status, &pools, &n_pools) < 0 ||
             learn_pools(m, pools, n_pools) < 0) {
                 free(pools);
                 return NULL;

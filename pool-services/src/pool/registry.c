@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The registry: pools in the order they were added, each with its
- * replicas. It owns the replica records and builds the snapshots the API
- * serves; supervision itself lives in supervise/replica.c.
+ * replicas. It owns the replica records and fills the pool statuses the
+ * API, metrics and control plane show; supervision itself lives in
+ * supervise/replica.c.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -49,6 +50,20 @@ static void on_sweep(evutil_socket_t fd, short what, void *userdata);
 /* What the registry does for its replicas (at the end of this file). */
 static const ps_replica_owner replica_owner;
 
+/* Reports something about the registry itself, not about one replica. */
+static void say(const ps_registry *reg, ps_log_level level, const char *message,
+                const ps_field *fields, size_t n_fields) {
+        const ps_event ev = {
+                .type = PS_EVENT_GENERIC,
+                .level = level,
+                .message = message,
+                .fields = fields,
+                .n_fields = n_fields,
+        };
+
+        ps_event_emit(&reg->ctx->sink, &ev);
+}
+
 ps_registry *ps_registry_new(const ps_context *ctx) {
         ps_registry *reg;
 
@@ -63,14 +78,9 @@ ps_registry *ps_registry_new(const ps_context *ctx) {
                 free(reg);
                 return NULL;
         }
-        if (geteuid() == 0 && !(ctx->engine_user && ctx->engine_user[0])) {
-                ps_event ev = {
-                        .type = PS_EVENT_GENERIC,
-                        .level = PS_LOG_WARN,
-                        .message = "running as root with no engines.user: engines will run as root too",
-                };
-                ps_event_emit(&ctx->sink, &ev);
-        }
+        if (geteuid() == 0 && !(ctx->engine_user && ctx->engine_user[0]))
+                say(reg, PS_LOG_WARN, "running as root with no engines.user: engines will run as root too",
+                    NULL, 0);
         return reg;
 }
 
@@ -309,15 +319,9 @@ static void on_sweep(evutil_socket_t fd, short what, void *userdata) {
                 pool *p = &reg->pools[i];
 
                 if (p->removing && pool_at_rest(p)) {
-                        ps_event ev = {
-                                .type = PS_EVENT_GENERIC,
-                                .level = PS_LOG_INFO,
-                                .message = "pool removed",
-                                .fields = (ps_field[]) { PS_FIELD_STR("pool_id", p->id) },
-                                .n_fields = 1,
-                        };
+                        const ps_field fields[] = { PS_FIELD_STR("pool_id", p->id) };
 
-                        ps_event_emit(&reg->ctx->sink, &ev);
+                        say(reg, PS_LOG_INFO, "pool removed", fields, 1);
                         pool_forget(reg, p);
                 } else {
                         i++;
@@ -369,106 +373,35 @@ bool ps_registry_pool_removing(const ps_registry *reg, const char *pool_id) {
 
 /* ---- handoffs from outside ------------------------------------------- */
 
-static const char *str_field(const json_t *doc, const char *key) {
-        const json_t *v = json_object_get(doc, key);
-
-        return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-static int check_type(const json_t *doc, const char *key, json_type type, const char *what,
-                      char *err, size_t errlen) {
-        const json_t *v = json_object_get(doc, key);
-
-        if (!v || json_is_null(v) || json_typeof(v) == type)
-                return 0;
-        return ps_errf(err, errlen, PS_E_INVALID, "handoff %s: must be %s", key, what);
-}
-
-/* A slot count given as an integer must lie in min..UINT32_MAX. */
-static int check_count(const json_t *v, const char *key, json_int_t min, char *err, size_t errlen) {
-        if (!json_is_integer(v))
-                return 0;
-        if (json_integer_value(v) < min || json_integer_value(v) > UINT32_MAX)
-                return ps_errf(err, errlen, PS_E_INVALID, "handoff %s: must be between %lld and %lu, "
-                               "got %" JSON_INTEGER_FORMAT, key, (long long) min,
-                               (unsigned long) UINT32_MAX, json_integer_value(v));
-        return 0;
-}
-
-/*
- * The slots a handoff claims. The count is slots_total, else the llama-orch
- * reader's "slots", else 1 (that reader's registry assumes one slot when a
- * file says nothing); both given must agree; 0 is no count. slots_free,
- * when given, is at most the count; when absent the free slots follow the
- * leases (the count while none is held).
- */
-static int handoff_slots(const json_t *doc, uint32_t *total, bool *has_free, uint32_t *free_,
-                         char *err, size_t errlen) {
-        const json_t *t = json_object_get(doc, "slots_total");
-        const json_t *s = json_object_get(doc, "slots");
-        const json_t *f = json_object_get(doc, "slots_free");
-        int rc;
-
-        if ((rc = check_count(t, "slots_total", 1, err, errlen)) ||
-            (rc = check_count(s, "slots", 1, err, errlen)) ||
-            (rc = check_count(f, "slots_free", 0, err, errlen)))
-                return rc;
-        if (json_is_integer(t) && json_is_integer(s) && json_integer_value(t) != json_integer_value(s))
-                return ps_errf(err, errlen, PS_E_INVALID, "handoff slots: %" JSON_INTEGER_FORMAT
-                               " disagrees with slots_total %" JSON_INTEGER_FORMAT,
-                               json_integer_value(s), json_integer_value(t));
-        *total = json_is_integer(t) ? (uint32_t) json_integer_value(t) :
-                 json_is_integer(s) ? (uint32_t) json_integer_value(s) : 1;
-        *has_free = json_is_integer(f);
-        *free_ = *has_free ? (uint32_t) json_integer_value(f) : 0;
-        if (*has_free && *free_ > *total)
-                return ps_errf(err, errlen, PS_E_INVALID, "handoff slots_free: %u is above the "
-                               "slot count %u", *free_, *total);
-        return 0;
-}
-
-int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *doc,
-                                            char *err, size_t errlen) {
+int ps_registry_register_handoff(ps_registry *reg, const ps_handoff_claim *c,
+                                 char *err, size_t errlen) {
         ps_engine_spec *spec;
         ps_replica *r;
-        json_t *model;
         ps_replica_handoff h;
-        uint32_t slots = 1, slots_free = 0;
-        bool has_slots_free = false;
-        const char *pool_id, *replica_id, *version;
         pd_error perr;
         int rc;
 
-        if (!json_is_object(doc))
-                return ps_errf(err, errlen, PS_E_INVALID, "handoff: must be a JSON object");
-        pool_id = str_field(doc, "pool_id");
-        replica_id = str_field(doc, "replica_id");
-        version = str_field(doc, "engine_version");
-        if (pd_id_validate(pool_id, "handoff pool_id", &perr) != 0 ||
-            pd_id_validate(replica_id, "handoff replica_id", &perr) != 0)
+        if (pd_id_validate(c->pool_id, "handoff pool_id", &perr) != 0 ||
+            pd_id_validate(c->replica_id, "handoff replica_id", &perr) != 0)
                 return ps_errf(err, errlen, PS_E_INVALID, "%s", perr.msg);
-        if (!version || !version[0])
+        if (!c->engine_version || !c->engine_version[0])
                 return ps_errf(err, errlen, PS_E_INVALID, "handoff engine_version: required string");
-        if ((rc = check_type(doc, "url", JSON_STRING, "a string", err, errlen)) ||
-            (rc = check_type(doc, "engine", JSON_STRING, "a string", err, errlen)) ||
-            (rc = check_type(doc, "device_mask", JSON_STRING, "a string", err, errlen)) ||
-            (rc = check_type(doc, "slots", JSON_INTEGER, "an integer", err, errlen)) ||
-            (rc = check_type(doc, "slots_total", JSON_INTEGER, "an integer", err, errlen)) ||
-            (rc = check_type(doc, "slots_free", JSON_INTEGER, "an integer", err, errlen)) ||
-            (rc = check_type(doc, "model", JSON_OBJECT, "an object", err, errlen)) ||
-            (rc = handoff_slots(doc, &slots, &has_slots_free, &slots_free, err, errlen)))
-                return rc;
+        if (c->slots < 1)
+                return ps_errf(err, errlen, PS_E_INVALID, "handoff slots_total: must be at least 1");
+        if (c->has_slots_free && c->slots_free > c->slots)
+                return ps_errf(err, errlen, PS_E_INVALID, "handoff slots_free: %u is above the "
+                               "slot count %u", c->slots_free, c->slots);
 
-        r = ps_registry_find(reg, pool_id, replica_id);
+        r = ps_registry_find(reg, c->pool_id, c->replica_id);
         if (r && !ps_replica_external(r) && !replica_at_rest(r))
-                return ps_errf(err, errlen, PS_E_CONFLICT,
-                            "pool %s replica %s is managed by this daemon", pool_id, replica_id);
+                return ps_errf(err, errlen, PS_E_CONFLICT, "pool %s replica %s is managed by "
+                               "this daemon", c->pool_id, c->replica_id);
         if (!r) {
                 spec = ps_engine_spec_new();
                 if (!spec)
                         return -ENOMEM;
-                spec->pool_id = strdup(pool_id);
-                spec->replica_id = strdup(replica_id);
+                spec->pool_id = strdup(c->pool_id);
+                spec->replica_id = strdup(c->replica_id);
                 spec->binary_path = strdup("/");   /* never spawned */
                 spec->port = 1;
                 rc = spec->pool_id && spec->replica_id && spec->binary_path ?
@@ -478,16 +411,15 @@ int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *doc,
                         return rc;
         }
 
-        model = json_object_get(doc, "model");
         h = (ps_replica_handoff) {
-                .engine_version = version,
-                .engine = str_field(doc, "engine"),
-                .device_mask = str_field(doc, "device_mask"),
-                .url = str_field(doc, "url"),
-                .model_id = json_is_object(model) ? str_field(model, "id") : NULL,
-                .slots = slots,
-                .has_slots_free = has_slots_free,
-                .slots_free = slots_free,
+                .engine_version = c->engine_version,
+                .engine = c->engine,
+                .device_mask = c->device_mask,
+                .url = c->url,
+                .model_id = c->model_id,
+                .slots = c->slots,
+                .has_slots_free = c->has_slots_free,
+                .slots_free = c->slots_free,
         };
         return ps_replica_take_handoff(r, &h);
 }
@@ -502,91 +434,101 @@ int ps_registry_unregister_handoff(ps_registry *reg, const char *pool_id,
         return ps_replica_feed(r, &ev);
 }
 
-/* ---- snapshots ---------------------------------------------------------- */
+/* ---- status -------------------------------------------------------------- */
 
-static json_t *pool_snapshot(const pool *p) {
-        json_t *replicas = json_array(), *snap, *first = NULL, *rs;
-        bool live = false, ready = false, draining = false;
-        json_int_t slots_total = 0, slots_free = 0, leases = 0, restarts = 0, crashes = 0;
-        json_int_t in_window = 0;
-        const char *state = "empty";
-        const json_t *error_from = NULL, *backoff_from = NULL;
+void ps_pool_status_done(ps_pool_status *s) {
+        if (!s)
+                return;
+        free(s->replicas);
+        *s = (ps_pool_status) { 0 };
+}
 
-        if (!replicas)
-                return NULL;
-        for (size_t i = 0; i < p->n_replicas; i++) {
-                rs = ps_replica_snapshot(p->replicas[i]);
-                if (!rs)
-                        continue;
-                json_array_append_new(replicas, rs);
-                if (!first)
-                        first = rs;
-                live |= json_is_true(json_object_get(rs, "live"));
-                ready |= json_is_true(json_object_get(rs, "ready"));
-                draining |= json_is_true(json_object_get(rs, "draining"));
-                slots_total += json_integer_value(json_object_get(rs, "slots_total"));
-                slots_free += json_integer_value(json_object_get(rs, "slots_free"));
-                leases += json_integer_value(json_object_get(rs, "active_leases"));
-                restarts += json_integer_value(json_object_get(rs, "restart_count"));
-                crashes += json_integer_value(json_object_get(rs, "crash_count"));
-                in_window += json_integer_value(json_object_get(rs, "restarts_in_window"));
-                if (!error_from && json_is_string(json_object_get(rs, "last_error")))
-                        error_from = rs;
-                if (!backoff_from && json_is_integer(json_object_get(rs, "next_restart_at")))
+void ps_registry_status_done(ps_registry_status *s) {
+        if (!s)
+                return;
+        for (size_t i = 0; i < s->n_pools; i++)
+                ps_pool_status_done(&s->pools[i]);
+        free(s->pools);
+        *s = (ps_registry_status) { 0 };
+}
+
+/* The pool's totals and the replicas it repeats fields of. */
+static void pool_sum(const pool *p, ps_pool_status *out) {
+        const ps_replica_status *backoff_from = NULL;
+
+        for (size_t i = 0; i < out->n_replicas; i++) {
+                const ps_replica_status *rs = &out->replicas[i];
+
+                out->live |= rs->live;
+                out->ready |= rs->ready;
+                out->draining |= rs->draining;
+                out->slots_total += rs->slots_total;
+                out->slots_free += rs->slots_free;
+                out->active_leases += rs->active_leases;
+                out->restart_count += rs->restart_count;
+                out->crash_count += rs->crash_count;
+                out->restarts_in_window += rs->restarts_in_window;
+                out->driver_resets += rs->driver_resets;
+                if (!out->last_error && rs->last_error)
+                        out->last_error = rs->last_error;
+                if (!backoff_from && rs->next_restart_at > 0)
                         backoff_from = rs;
+        }
+        out->first = out->n_replicas ? &out->replicas[0] : NULL;
+        if (!backoff_from)
+                backoff_from = out->first;
+        if (backoff_from) {
+                out->backoff_ms = backoff_from->backoff_ms;
+                out->next_restart_at = backoff_from->next_restart_at > 0 ?
+                                       backoff_from->next_restart_at : 0;
         }
         /* A pool serves when any replica serves; otherwise it shows its
          * first replica's state. */
         if (p->removing)
-                state = "removing";
-        else if (ready)
-                state = "ready";
-        else if (first)
-                state = json_string_value(json_object_get(first, "state"));
-
-#define FROM(src, key) ((src) ? json_deep_copy(json_object_get((src), (key))) : json_null())
-        snap = json_pack("{s:s, s:s, s:b, s:b, s:b, s:o, s:o, s:o, s:o, s:o, s:o,"
-                         " s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:[]}",
-                         "pool_id", p->id,
-                         "state", state,
-                         "live", live,
-                         "ready", ready,
-                         "draining", draining,
-                         "last_error", FROM(error_from, "last_error"),
-                         "engine", FROM(first, "engine"),
-                         "engine_version", FROM(first, "engine_version"),
-                         "model_id", FROM(first, "model_id"),
-                         "model_digest", FROM(first, "model_digest"),
-                         "device_mask", FROM(first, "device_mask"),
-                         "slots_total", slots_total,
-                         "slots_free", slots_free,
-                         "active_leases", leases,
-                         "restart_count", restarts,
-                         "crash_count", crashes,
-                         "restarts_in_window", in_window,
-                         "backoff_ms", FROM(backoff_from ? backoff_from : first, "backoff_ms"),
-                         "next_restart_at", FROM(backoff_from, "next_restart_at"),
-                         "breaker", FROM(first, "breaker"),
-                         "pid", FROM(first, "pid"),
-                         "url", FROM(first, "url"),
-                         "replicas", replicas,
-                         "devices");
-#undef FROM
-        return snap;
+                out->state = "removing";
+        else if (out->ready)
+                out->state = "ready";
+        else if (out->first)
+                out->state = out->first->state;
+        else
+                out->state = "empty";
 }
 
-json_t *ps_registry_pool_snapshot(const ps_registry *reg, const char *pool_id) {
+static int pool_status(const pool *p, ps_pool_status *out) {
+        *out = (ps_pool_status) { .pool_id = p->id };
+        if (p->n_replicas) {
+                out->replicas = calloc(p->n_replicas, sizeof(*out->replicas));
+                if (!out->replicas)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < p->n_replicas; i++)
+                ps_replica_status_get(p->replicas[i], &out->replicas[out->n_replicas++]);
+        pool_sum(p, out);
+        return 0;
+}
+
+int ps_registry_pool_status_get(const ps_registry *reg, const char *pool_id,
+                                ps_pool_status *out) {
         const pool *p = pool_find(reg, pool_id);
 
-        return p ? pool_snapshot(p) : NULL;
+        return p ? pool_status(p, out) : PS_E_NOT_FOUND;
 }
 
-json_t *ps_registry_snapshot(const ps_registry *reg) {
-        json_t *pools = json_array();
-
-        for (size_t i = 0; pools && i < reg->n_pools; i++)
-                json_array_append_new(pools, pool_snapshot(&reg->pools[i]));
-        return json_pack("{s:o}", "pools", pools);
+int ps_registry_status_get(const ps_registry *reg, ps_registry_status *out) {
+        *out = (ps_registry_status) { 0 };
+        if (reg->n_pools == 0)
+                return 0;
+        out->pools = calloc(reg->n_pools, sizeof(*out->pools));
+        if (!out->pools)
+                return -ENOMEM;
+        for (size_t i = 0; i < reg->n_pools; i++) {
+                if (pool_status(&reg->pools[i], &out->pools[i]) < 0) {
+                        ps_registry_status_done(out);
+                        return -ENOMEM;
+                }
+                out->n_pools++;
+        }
+        return 0;
 }
 
 /* ---- shutdown ------------------------------------------------------------ */

@@ -1257,73 +1257,61 @@ int ps_replica_url(const ps_replica *r, char *buf, size_t len) {
         return ps_engine_spec_url(r->current, buf, len);
 }
 
-static json_t *opt_str(const char *s) {
-        return s ? json_string(s) : json_null();
-}
-
-static json_t *opt_time(int64_t wall_ms) {
-        return wall_ms > 0 ? json_integer(wall_ms) : json_null();
-}
-
-json_t *ps_replica_snapshot(const ps_replica *r) {
+void ps_replica_status_get(const ps_replica *r, ps_replica_status *out) {
         const pd_lifecycle *lc = &r->lc;
         const ps_engine_spec *s = r->current;
         const replica_inst *in = &r->inst[PD_INSTANCE_PRIMARY];
         const pd_breaker *gen = &lc->breakers.circuit[PD_CRASH_FAMILY_GENERAL];
-        bool ready = pd_lifecycle_ready(lc);
-        char url[300];
-        uint32_t slots_free;
+        pd_breaker_state breaker = pd_breaker_set_state(&lc->breakers);
         int64_t started = in->engine ? in->started_wall_ms : 0;
-        int64_t ready_at = ready ? r->ready_wall_ms : 0;
-        json_t *j;
+        bool ready = pd_lifecycle_ready(lc);
 
-        ps_replica_url(r, url, sizeof(url));
-        slots_free = r->has_slots_free ? r->ext_slots_free :
-                     pd_sat_sub_u32(s->slots, in->leases);
-        if (!ready)
-                slots_free = 0;
-        j = json_pack("{s:s, s:s, s:b, s:b, s:b, s:b, s:I, s:s, s:o, s:o, s:o, s:o, s:o,"
-                         " s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o,"
-                         " s:{s:s, s:I, s:I, s:o}, s:o, s:o, s:I}",
-                         "replica_id", r->replica_id,
-                         "state", pd_state_to_string(lc->state),
-                         "live", pd_lifecycle_live(lc),
-                         "ready", ready,
-                         "draining", pd_lifecycle_draining(lc),
-                         "external", lc->external,
-                         "pid", (json_int_t) (in->engine ? ps_engine_pid(in->engine) : 0),
-                         "url", url,
-                         "engine", opt_str(s->engine),
-                         "engine_version", opt_str(s->engine_version),
-                         "model_id", opt_str(s->model_id),
-                         "model_digest", opt_str(s->model_digest),
-                         "device_mask", opt_str(s->device_mask),
-                         "slots_total", (json_int_t) s->slots,
-                         "slots_free", (json_int_t) slots_free,
-                         "active_leases", (json_int_t) ps_replica_leases(r),
-                         "last_error", lc->last_error[0] ? json_string(lc->last_error) : json_null(),
-                         "last_error_class", lc->last_error_cls < PD_CRASH_CLASS_MAX ?
-                                json_string(pd_crash_class_to_string(lc->last_error_cls)) : json_null(),
-                         "last_error_at", opt_time(lc->last_error_at_ms ?
-                                mono_to_wall(r, lc->last_error_at_ms) : 0),
-                         "last_heartbeat", opt_time(r->last_heartbeat_wall_ms),
-                         "restart_count", (json_int_t) lc->restart_count,
-                         "crash_count", (json_int_t) lc->crash_count,
-                         "restarts_in_window", (json_int_t) pd_storm_in_window(&lc->storm,
-                                &policy(r)->storm, mono_now(r)),
-                         "backoff_ms", (json_int_t) lc->backoff_ms,
-                         "next_restart_at", opt_time(mono_to_wall(r, lc->next_restart_at_ms)),
-                         "breaker", "state", pd_breaker_state_to_string(pd_breaker_set_state(&lc->breakers)),
-                                    "failures", (json_int_t) gen->failures,
-                                    "opens", (json_int_t) gen->opens,
-                                    "open_until", opt_time(pd_breaker_set_state(&lc->breakers) == PD_BREAKER_OPEN ?
-                                        mono_to_wall(r, pd_breaker_set_open_until(&lc->breakers)) : 0),
-                         "started_at", opt_time(started),
-                         "ready_at", opt_time(ready_at),
-                         "uptime_s", (json_int_t) (started ? (wall_now(r) - started) / 1000 : 0));
-        if (j && json_object_set_new(j, "driver_resets", json_integer(lc->driver_resets)) < 0)
-                j = (json_decref(j), NULL);
-        return j;
+        *out = (ps_replica_status) {
+                .pool_id = r->pool_id,
+                .replica_id = r->replica_id,
+                .state = pd_state_to_string(lc->state),
+                .live = pd_lifecycle_live(lc),
+                .ready = ready,
+                .draining = pd_lifecycle_draining(lc),
+                .external = lc->external,
+                .pid = ps_replica_pid(r),
+                .port = s->port,
+                .home_port = r->home_port,
+                .engine = s->engine,
+                .engine_version = s->engine_version,
+                .model_id = s->model_id,
+                .model_digest = s->model_digest,
+                .device_mask = s->device_mask,
+                .slots_total = s->slots,
+                .active_leases = ps_replica_leases(r),
+                .primary_leases = in->leases,
+                .surge_leases = r->inst[PD_INSTANCE_SURGE].leases,
+                .last_error = lc->last_error[0] ? lc->last_error : NULL,
+                .last_error_class = lc->last_error_cls < PD_CRASH_CLASS_MAX ?
+                                    pd_crash_class_to_string(lc->last_error_cls) : NULL,
+                .last_error_at = mono_to_wall(r, lc->last_error_at_ms),
+                .last_heartbeat = r->last_heartbeat_wall_ms,
+                .restart_count = lc->restart_count,
+                .crash_count = lc->crash_count,
+                .restarts_in_window = pd_storm_in_window(&lc->storm, &policy(r)->storm, mono_now(r)),
+                .driver_resets = lc->driver_resets,
+                .backoff_ms = lc->backoff_ms,
+                .next_restart_at = mono_to_wall(r, lc->next_restart_at_ms),
+                .breaker = {
+                        .state = pd_breaker_state_to_string(breaker),
+                        .failures = gen->failures,
+                        .opens = gen->opens,
+                        .open_until = breaker == PD_BREAKER_OPEN ?
+                                      mono_to_wall(r, pd_breaker_set_open_until(&lc->breakers)) : 0,
+                },
+                .started_at = started,
+                .ready_at = ready ? r->ready_wall_ms : 0,
+                .uptime_s = started ? (wall_now(r) - started) / 1000 : 0,
+        };
+        ps_replica_url(r, out->url, sizeof(out->url));
+        if (ready)
+                out->slots_free = r->has_slots_free ? r->ext_slots_free :
+                                  pd_sat_sub_u32(s->slots, in->leases);
 }
 
 /* ---- for the pool ------------------------------------------------------- */

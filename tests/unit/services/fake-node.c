@@ -18,6 +18,7 @@
 
 #include <event2/event.h>
 
+#include "pool-services/observe/status-json.h"
 #include "fake-node.h"
 
 /* ---- the clock ---------------------------------------------------------------- */

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "fake-node.h"
+#include "pool-services/observe/status-json.h"
 #include "pool-services/pool/lease.h"
 
 typedef struct pool_fx {
@@ -124,6 +125,102 @@ static void test_one_crashed_replica_shows_but_the_pool_serves(void **state) {
         json_decref(s);
 }
 
+/* The pool's struct adds its replicas' up and points at the ones whose
+ * fields it repeats; the API's JSON is that struct rendered. */
+static void test_pool_status_adds_up_its_replicas(void **state) {
+        pool_fx *f = *state;
+        ps_pool_status p;
+        ps_registry_status all;
+        json_t *snap, *mine;
+
+        assert_int_equal(ps_registry_pool_status_get(f->node.reg, "nope", &p), PS_E_NOT_FOUND);
+        assert_int_equal(ps_registry_pool_status_get(f->node.reg, "chat", &p), 0);
+        assert_string_equal(p.pool_id, "chat");
+        assert_string_equal(p.state, "empty");
+        assert_int_equal(p.n_replicas, 2);
+        assert_ptr_equal(p.first, &p.replicas[0]);
+        assert_string_equal(p.replicas[1].replica_id, "r1");
+        assert_int_equal(p.slots_total, 5);
+        assert_null(p.last_error);
+        ps_pool_status_done(&p);
+        assert_null(p.replicas);
+
+        assert_int_equal(fake_node_preload(&f->node, f->r0), 0);
+        assert_int_equal(fake_node_preload(&f->node, f->r1), 0);
+        fake_engine_exit(engine_of(f->r1), 134);
+        fake_node_wait_state(&f->node, f->r1, "backoff");
+
+        assert_int_equal(ps_registry_pool_status_get(f->node.reg, "chat", &p), 0);
+        assert_string_equal(p.state, "ready");
+        assert_true(p.ready && p.live);
+        assert_false(p.draining);
+        assert_int_equal(p.slots_total, 5);
+        assert_int_equal(p.slots_free, 2);
+        assert_int_equal(p.crash_count, 1);
+        assert_int_equal(p.restart_count, p.replicas[0].restart_count + p.replicas[1].restart_count);
+        /* r1's error and restart, though r0 comes first */
+        assert_ptr_equal(p.last_error, p.replicas[1].last_error);
+        assert_non_null(strstr(p.last_error, "exited with code 134"));
+        assert_int_equal(p.next_restart_at, FAKE_WALL_START_MS + 60000);
+        assert_int_equal(p.backoff_ms, 60000);
+        assert_string_equal(p.replicas[1].state, "backoff");
+        assert_int_equal(p.replicas[1].slots_free, 0);
+        assert_int_equal(p.replicas[0].pid, ps_replica_pid(f->r0));
+
+        snap = ps_registry_pool_snapshot(f->node.reg, "chat");
+        mine = ps_pool_status_json(&p);
+        assert_true(json_equal(snap, mine));
+        json_decref(snap);
+        json_decref(mine);
+        ps_pool_status_done(&p);
+
+        assert_int_equal(ps_registry_status_get(f->node.reg, &all), 0);
+        assert_int_equal(all.n_pools, 1);
+        assert_string_equal(all.pools[0].pool_id, "chat");
+        assert_int_equal(all.pools[0].n_replicas, 2);
+        ps_registry_status_done(&all);
+        assert_null(all.pools);
+}
+
+/* A handoff claim registers an external replica, tracked as the claim
+ * says; its status shows it. */
+static void test_handoff_claim_shows_in_the_status(void **state) {
+        pool_fx *f = *state;
+        ps_handoff_claim claim = {
+                .pool_id = "ext", .replica_id = "e0", .engine_version = "v9",
+                .engine = "vllm", .url = "http://10.0.0.5:8000", .model_id = "m",
+                .slots = 8, .has_slots_free = true, .slots_free = 3,
+        };
+        ps_pool_status p;
+        char err[256];
+
+        claim.slots_free = 9;
+        assert_int_equal(ps_registry_register_handoff(f->node.reg, &claim, err, sizeof(err)),
+                         PS_E_INVALID);
+        assert_string_equal(err, "handoff slots_free: 9 is above the slot count 8");
+        claim.slots_free = 3;
+        claim.pool_id = "../x";
+        assert_int_equal(ps_registry_register_handoff(f->node.reg, &claim, err, sizeof(err)),
+                         PS_E_INVALID);
+        claim.pool_id = "ext";
+        assert_int_equal(ps_registry_register_handoff(f->node.reg, &claim, err, sizeof(err)), 0);
+
+        assert_int_equal(ps_registry_pool_status_get(f->node.reg, "ext", &p), 0);
+        assert_int_equal(p.n_replicas, 1);
+        assert_true(p.replicas[0].external);
+        assert_true(p.ready);
+        assert_string_equal(p.replicas[0].url, "http://10.0.0.5:8000");
+        assert_string_equal(p.replicas[0].engine, "vllm");
+        assert_string_equal(p.replicas[0].engine_version, "v9");
+        assert_string_equal(p.replicas[0].model_id, "m");
+        assert_null(p.replicas[0].device_mask);
+        assert_int_equal(p.slots_total, 8);
+        assert_int_equal(p.slots_free, 3);
+        assert_int_equal(p.replicas[0].last_heartbeat, FAKE_WALL_START_MS);
+        assert_int_equal(p.replicas[0].pid, 0);
+        ps_pool_status_done(&p);
+}
+
 static bool pool_gone(fake_node *n, const void *pool_id) {
         return !ps_registry_has_pool(n->reg, pool_id);
 }
@@ -157,6 +254,8 @@ int main(void) {
                 T(test_two_ready_replicas_add_up),
                 T(test_one_crashed_replica_shows_but_the_pool_serves),
                 T(test_pool_shows_first_replica_state_when_none_serves),
+                T(test_pool_status_adds_up_its_replicas),
+                T(test_handoff_claim_shows_in_the_status),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

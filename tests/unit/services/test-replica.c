@@ -18,6 +18,8 @@
 
 #include "fake-node.h"
 #include "pool-services/base/errors.h"
+#include "pool-services/observe/status-json.h"
+#include "pool-services/pool/lease.h"
 
 static void test_preload_starts_the_spec_and_answers_when_healthy(void **state) {
         fake_node *n = *state;
@@ -52,6 +54,68 @@ static void test_preload_starts_the_spec_and_answers_when_healthy(void **state) 
         assert_int_equal(fake_snap_int(r, "uptime_s"), 90);
         assert_int_equal(fake_node_seen(n, "engine spawned"), 1);
         assert_int_equal(fake_node_seen(n, "ready"), 1);
+}
+
+/* The status struct says what the replica does, every field from where
+ * it lives: the spec, the machine, the engine, the leases, the clock. */
+static void test_status_is_filled_from_the_replica(void **state) {
+        fake_node *n = *state;
+        ps_replica *r = fake_node_add(n, fake_spec("llama", "r0", 0, 4), fake_policy(NULL));
+        ps_replica_status s;
+        ps_lease lease;
+        char url[64];
+
+        ps_replica_status_get(r, &s);
+        assert_string_equal(s.pool_id, "llama");
+        assert_string_equal(s.replica_id, "r0");
+        assert_string_equal(s.state, "empty");
+        assert_false(s.live || s.ready || s.draining || s.external);
+        assert_int_equal(s.pid, 0);
+        assert_int_equal(s.slots_total, 4);
+        assert_int_equal(s.slots_free, 0);
+        assert_null(s.last_error);
+        assert_null(s.last_error_class);
+        assert_int_equal(s.started_at, 0);
+        assert_int_equal(s.ready_at, 0);
+        assert_int_equal(s.next_restart_at, 0);
+        assert_string_equal(s.breaker.state, "closed");
+        assert_int_equal(s.breaker.open_until, 0);
+
+        assert_int_equal(fake_node_preload(n, r), 0);
+        assert_int_equal(ps_lease_acquire(n->reg, "llama", 0, &lease, NULL, 0), 0);
+        fake_clock_advance(&n->clock, 90000);
+        ps_replica_status_get(r, &s);
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u", (unsigned) s.port);
+        assert_string_equal(s.state, "ready");
+        assert_true(s.live && s.ready);
+        assert_false(s.draining || s.external);
+        assert_int_equal(s.pid, fake_engine_pid(fake_engines_last()));
+        assert_string_equal(s.url, url);
+        assert_true(s.port > 0);
+        assert_int_equal(s.home_port, s.port);
+        assert_string_equal(s.engine, "llamacpp");
+        assert_string_equal(s.engine_version, "b6000");
+        assert_string_equal(s.model_id, "tiny.gguf");
+        assert_string_equal(s.device_mask, "0");
+        assert_int_equal(s.slots_total, 4);
+        assert_int_equal(s.slots_free, 3);
+        assert_int_equal(s.active_leases, 1);
+        assert_int_equal(s.primary_leases, 1);
+        assert_int_equal(s.surge_leases, 0);
+        assert_int_equal(s.started_at, FAKE_WALL_START_MS);
+        assert_int_equal(s.ready_at, FAKE_WALL_START_MS);
+        assert_int_equal(s.uptime_s, 90);
+        assert_int_equal(s.restart_count, 0);
+        assert_int_equal(s.crash_count, 0);
+
+        /* the JSON is that struct, rendered */
+        {
+                json_t *snap = ps_replica_snapshot(r), *mine = ps_replica_status_json(&s);
+
+                assert_true(json_equal(snap, mine));
+                json_decref(snap);
+                json_decref(mine);
+        }
 }
 
 static int loading(fake_engine *e, void *userdata, char *err, size_t errlen) {
@@ -161,6 +225,19 @@ static void test_breaker_opens_after_threshold_failures(void **state) {
                                  FAKE_WALL_START_MS + 300000);
                 json_decref(s);
         }
+        {
+                ps_replica_status s;
+
+                ps_replica_status_get(r, &s);
+                assert_string_equal(s.state, "failed");
+                assert_string_equal(s.breaker.state, "open");
+                assert_int_equal(s.breaker.failures, 3);
+                assert_int_equal(s.breaker.open_until, FAKE_WALL_START_MS + 300000);
+                assert_int_equal(s.crash_count, 3);
+                assert_non_null(s.last_error);
+                assert_string_equal(s.last_error_class, "exit_code");
+                assert_int_equal(s.pid, 0);
+        }
 
         /* the operator resets it once the engine is fixed */
         fake_engines_on_spawn(NULL, NULL);
@@ -254,6 +331,7 @@ static void test_probe_cadence_counts_from_the_send(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 T(test_preload_starts_the_spec_and_answers_when_healthy),
+                T(test_status_is_filled_from_the_replica),
                 T(test_not_ready_until_health_answers_200),
                 T(test_crash_restarts_after_backoff),
                 T(test_breaker_opens_after_threshold_failures),

@@ -4,6 +4,7 @@
 #include <jansson.h>
 
 #include "pool-services/base/event.h"
+#include "pool-services/pool/registry.h"
 
 /*
  * Prometheus metrics of the node, in the text exposition format 0.0.4.
@@ -12,7 +13,7 @@
  * every event to ps_metrics_observe(). Gauges (pool state, slots, leases,
  * breaker state, backoff, each replica's crashes since a stable run and
  * restarts in the storm window, VRAM) are not stored: ps_metrics_render()
- * reads them from the registry snapshot and the device list passed in, so
+ * reads them from the registry's status and the device list passed in, so
  * a scrape always shows the registry as it is.
  *
  * A pool's counters live as long as the ps_metrics object: a pool that
@@ -55,9 +56,9 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *event);
  * The whole scrape as a NUL-terminated string the caller frees; NULL on
  * OOM (or a NULL m).
  *
- * snapshot: ps_registry_snapshot()'s {"pools":[...]} (borrowed; NULL: no
- * pool gauges). Not const m: pools in the snapshot become known (their
- * counters appear at 0) and its driver_resets counts are folded into
+ * status: ps_registry_status_get()'s (borrowed; NULL: no pool gauges).
+ * Not const m: pools in the status become known (their counters appear at
+ * 0) and their replicas' driver_resets counts are folded into
  * pool_managerd_driver_resets_total.
  * devices: {"devices":[{index, uuid, name, vram_total_bytes,
  * vram_free_bytes}]} as ps_inventory_to_json() returns it (borrowed; NULL:
@@ -67,7 +68,7 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *event);
  * and one TYPE line; series sorted by pool_id, then replica_id or label
  * value; devices by index.
  */
-char *ps_metrics_render(ps_metrics *m, const json_t *snapshot, const json_t *devices);
+char *ps_metrics_render(ps_metrics *m, const ps_registry_status *status, const json_t *devices);
 
 /*
  * Families rendered elsewhere (the control plane, etcd) join the scrape

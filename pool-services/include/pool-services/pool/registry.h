@@ -5,8 +5,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
 #include "pool-services/base/clock.h"
 #include "pool-services/base/errors.h"
 #include "pool-services/base/event.h"
@@ -68,27 +66,83 @@ int ps_registry_forget_pool(ps_registry *reg, const char *pool_id,
 bool ps_registry_pool_removing(const ps_registry *reg, const char *pool_id);
 
 /*
- * Registers (or refreshes) a replica from a handoff document as written by
- * an external provisioner: pool_id, replica_id and engine_version are
- * required; url, engine, device_mask and model are optional and stay
- * unset (or as they were) when missing; other fields are ignored. The
- * slot count is slots_total, else llama-orch's "slots", else 1; it must be
- * at least 1, and slots and slots_total given together must agree;
- * slots_free (at most the count) is taken when given, else the free slots
- * follow the leases. The replica becomes live and
- * ready, last_error is cleared and its heartbeat set to now. It is tracked,
- * never supervised. PS_E_INVALID naming the field, PS_E_CONFLICT when a
- * managed replica owns the id.
+ * What a handoff file claims about a replica an external provisioner runs
+ * (pool-services/cloud/handoff-doc.h reads it from the file's JSON).
+ * Strings are borrowed for the call.
  */
-int ps_registry_register_ready_from_handoff(ps_registry *reg, const json_t *handoff,
-                                            char *err, size_t errlen);
+typedef struct ps_handoff_claim {
+        const char *pool_id;           /* required                           */
+        const char *replica_id;        /* required                           */
+        const char *engine_version;    /* required                           */
+        const char *engine;            /* these: NULL leaves them as they are */
+        const char *device_mask;
+        const char *url;
+        const char *model_id;
+        uint32_t slots;                /* at least 1                          */
+        bool has_slots_free;           /* else the free slots follow leases  */
+        uint32_t slots_free;           /* at most slots                       */
+} ps_handoff_claim;
+
+/*
+ * Registers (or refreshes) a replica from a handoff claim. The replica
+ * becomes live and ready, last_error is cleared and its heartbeat set to
+ * now. It is tracked, never supervised. PS_E_INVALID naming the field,
+ * PS_E_CONFLICT when a managed replica owns the id.
+ */
+int ps_registry_register_handoff(ps_registry *reg, const ps_handoff_claim *claim,
+                                 char *err, size_t errlen);
 /* The external replica's file is gone: it is no longer ready. */
 int ps_registry_unregister_handoff(ps_registry *reg, const char *pool_id,
                                    const char *replica_id);
 
-/* {"pools": [snapshot...]} and one pool's snapshot (NULL: unknown). */
-json_t *ps_registry_snapshot(const ps_registry *reg);
-json_t *ps_registry_pool_snapshot(const ps_registry *reg, const char *pool_id);
+/*
+ * A pool's status: its replicas' (ps_replica_status, in the order added)
+ * and what they add up to. Filled by ps_registry_pool_status_get(); the
+ * JSON the API and the control plane see is rendered from it at the edges
+ * (pool-services/observe/status-json.h). Strings are borrowed like a
+ * replica's (pool-services/supervise/status.h).
+ */
+typedef struct ps_pool_status {
+        const char *pool_id;
+        /* "removing" while forgotten, else "ready" when a replica is,
+         * else the first replica's state; "empty" without replicas. */
+        const char *state;
+        bool live;                     /* any replica's                      */
+        bool ready;
+        bool draining;
+        uint64_t slots_total;          /* summed over the replicas           */
+        uint64_t slots_free;
+        uint64_t active_leases;
+        uint64_t restart_count;
+        uint64_t crash_count;
+        uint64_t restarts_in_window;
+        uint64_t driver_resets;
+        /* The replica the pool repeats the engine, versions, model, device
+         * mask, breaker, pid and url of; NULL without replicas. */
+        const ps_replica_status *first;
+        /* The first replica's last_error that has one; NULL: none. */
+        const char *last_error;
+        /* The first replica with a restart scheduled gives both; without
+         * one, backoff_ms is the first replica's, next_restart_at 0. */
+        int64_t backoff_ms;
+        int64_t next_restart_at;
+        ps_replica_status *replicas;   /* owned                              */
+        size_t n_replicas;
+} ps_pool_status;
+
+typedef struct ps_registry_status {
+        ps_pool_status *pools;         /* owned, pools in the order added    */
+        size_t n_pools;
+} ps_registry_status;
+
+/* One pool's status, or every pool's: 0, PS_E_NOT_FOUND, -ENOMEM. out is
+ * to be released with its _done() on 0 only. */
+int ps_registry_pool_status_get(const ps_registry *reg, const char *pool_id,
+                                ps_pool_status *out);
+int ps_registry_status_get(const ps_registry *reg, ps_registry_status *out);
+/* Frees what a status owns; accepts a zeroed one. */
+void ps_pool_status_done(ps_pool_status *s);
+void ps_registry_status_done(ps_registry_status *s);
 
 /*
  * Stops every engine (SIGTERM, grace, SIGKILL). done runs once all are

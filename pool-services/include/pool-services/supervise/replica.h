@@ -5,13 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
 #include "pool-services/base/clock.h"
 #include "pool-services/base/errors.h"
 #include "pool-services/base/event.h"
 #include "pool-services/conf/policy.h"
 #include "pool-services/conf/spec.h"
+#include "pool-services/supervise/status.h"
 
 struct event_base;
 typedef struct ps_prober ps_prober;
@@ -117,4 +116,6 @@ int ps_replica_pid(const ps_replica *r);
 int ps_replica_url(const ps_replica *r, char *buf, size_t len);
 unsigned ps_replica_crash_count(const ps_replica *r);
 unsigned ps_replica_restart_count(const ps_replica *r);
-json_t *ps_replica_snapshot(const ps_replica *r);
+/* Fills out with what the replica is doing now (its strings are borrowed,
+ * see pool-services/supervise/status.h). */
+void ps_replica_status_get(const ps_replica *r, ps_replica_status *out);
