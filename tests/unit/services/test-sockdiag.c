@@ -287,6 +287,15 @@ static void test_ipv6_listeners(void **state) {
         assert_int_equal(n, 0);
         assert_int_equal(ps_sockdiag_port_free("::1", port, err, sizeof(err)), -EADDRINUSE);
         close(fd);
+
+        /* [::] takes IPv4 clients too, after anything bound to IPv4. */
+        fd = tcp_socket(AF_INET6, "::", 0, false, true);
+        port = port_of(fd);
+        assert_int_equal(ps_sockdiag_listeners("127.0.0.1", port, l, 2, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(l[0].family, AF_INET6);
+        assert_int_equal(ps_sockdiag_session_serves("127.0.0.1", port, getpid(), err, sizeof(err)), 0);
+        close(fd);
 }
 
 static void test_hosts_must_be_numeric(void **state) {
