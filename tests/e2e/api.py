@@ -497,6 +497,60 @@ def scenario_devices():
         n.stop()
 
 
+class Stranger(threading.Thread):
+    """Another program on a pool's port: answers 200 to everything."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.server.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.server.requests = 0
+        self.port = self.server.server_address[1]
+
+    def run(self):
+        self.server.serve_forever(poll_interval=0.05)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def scenario_port_taken():
+    """A pool whose port another program holds and answers 200 on never
+    becomes ready: its start fails, naming the holder, and no URL served by
+    the stranger is handed out."""
+    stranger = Stranger()
+    stranger.start()
+    try:
+        with Node() as n:
+            err = check_error(*n.request("POST", "/v2/pools/taken/preload",
+                                         json.dumps(n.prepared(port=stranger.port))),
+                              500, "PRELOAD_FAILED")
+            want = "port %d on 127.0.0.1 is in use by pid %d (" % (stranger.port, os.getpid())
+            check(want in err["error"], "%r does not name the holder (%r)" % (err["error"], want))
+            snap = n.get("/v2/pools/taken")
+            check(not snap["ready"] and want in (snap["last_error"] or ""), repr(snap))
+            check(n.get("/v1/replicasets")["replicasets"] == [],
+                  "a replica on a stranger's port is advertised")
+            check(stranger.server.requests == 0,
+                  "the stranger was probed %d times" % stranger.server.requests)
+            n.stop()
+    finally:
+        stranger.close()
+
+
 def scenario_replicasets():
     with Node() as n:
         n.preload("up", n.prepared())

@@ -16,6 +16,7 @@
 struct ps_policy {
         pd_policy pd;
         char health_path[HEALTH_PATH_MAX];
+        bool verify_listener;   /* a 200 counts once the engine holds the listener */
 };
 
 typedef enum field_kind {
@@ -44,6 +45,7 @@ static const field fields[] = {
         { "health", "startup_timeout_ms", FIELD_MS, PD(health.startup_timeout_ms) },
         { "health", "stall_timeout_ms", FIELD_MS, PD(health.stall_timeout_ms) },
         { "health", "failure_threshold", FIELD_COUNT, PD(health.failure_threshold) },
+        { "health", "verify_listener", FIELD_BOOL, offsetof(struct ps_policy, verify_listener) },
         { "backoff", "initial_ms", FIELD_MS, PD(backoff.initial_ms) },
         { "backoff", "factor", FIELD_REAL, PD(backoff.factor) },
         { "backoff", "min_ms", FIELD_MS, PD(backoff.min_ms) },
@@ -72,6 +74,7 @@ ps_policy *ps_policy_new(void) {
                 return NULL;
         pd_policy_init(&p->pd);
         snprintf(p->health_path, sizeof(p->health_path), "/health");
+        p->verify_listener = true;
         return p;
 }
 
@@ -97,6 +100,10 @@ const pd_policy *ps_policy_domain(const ps_policy *policy) {
 
 const char *ps_policy_health_path(const ps_policy *policy) {
         return policy->health_path;
+}
+
+bool ps_policy_verify_listener(const ps_policy *policy) {
+        return policy->verify_listener;
 }
 
 static int set_field(ps_policy *p, const field *f, const json_t *v, const char *path,
@@ -235,7 +242,7 @@ json_t *ps_policy_to_json(const ps_policy *policy) {
                 if (p->backoff.class_multiplier[c] != 1.0)
                         json_object_set_new(mult, pd_crash_class_to_string((pd_crash_class) c),
                                             json_real(p->backoff.class_multiplier[c]));
-        return json_pack("{s:{s:s, s:I, s:I, s:I, s:I, s:I},"
+        return json_pack("{s:{s:s, s:I, s:I, s:I, s:I, s:I, s:b},"
                          " s:{s:I, s:f, s:I, s:I, s:f, s:I, s:o},"
                          " s:{s:I, s:I, s:I, s:b},"
                          " s:{s:I, s:I, s:I, s:I},"
@@ -246,6 +253,7 @@ json_t *ps_policy_to_json(const ps_policy *policy) {
                                    "startup_timeout_ms", (json_int_t) p->health.startup_timeout_ms,
                                    "stall_timeout_ms", (json_int_t) p->health.stall_timeout_ms,
                                    "failure_threshold", (json_int_t) p->health.failure_threshold,
+                                   "verify_listener", policy->verify_listener,
                          "backoff", "initial_ms", (json_int_t) p->backoff.initial_ms,
                                     "factor", p->backoff.factor,
                                     "min_ms", (json_int_t) p->backoff.min_ms,

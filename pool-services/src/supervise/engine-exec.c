@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/reap.h"
+#include "base/sockdiag.h"
 #define PS_ENGINE_PRIVATE_ALLOW
 #include "supervise/engine-internal.h"
 #include "pool-services/base/fs.h"
@@ -421,6 +422,25 @@ kill:
         return r;
 }
 
+/*
+ * An engine cannot serve on a port another process holds: llama-server
+ * exits "couldn't bind" within milliseconds, but the holder may answer the
+ * health probe before it does. Only a port known to be taken stops the
+ * start; any other failure of the test bind (a privileged port the
+ * engine's file capabilities allow, ...) is the engine's to meet.
+ */
+static int port_check(const ps_engine_spec *spec, char *err, size_t errlen) {
+        int r;
+
+        if (spec->port == 0)
+                return 0;
+        r = ps_sockdiag_port_free(spec->host ? spec->host : "127.0.0.1", spec->port, err, errlen);
+        if (r == -EADDRINUSE)
+                return r;
+        err[0] = '\0';
+        return 0;
+}
+
 int ps_engine_real_spawn(struct event_base *base, const ps_engine_spec *spec,
                          const ps_engine_options *opts, ps_engine_exit_fn on_exit,
                          void *userdata, ps_engine **ret, char *err, size_t errlen) {
@@ -437,7 +457,9 @@ int ps_engine_real_spawn(struct event_base *base, const ps_engine_spec *spec,
         r = ps_engine_plan_new(spec, opts, &plan, err, errlen);
         if (r < 0)
                 return r;
-        r = child_fds_open(plan, &fds, err, errlen);
+        r = port_check(spec, err, errlen);
+        if (r == 0)
+                r = child_fds_open(plan, &fds, err, errlen);
         if (r == 0) {
                 engine = ps_engine_alloc(plan->log_path, plan->pid_path, on_exit, userdata);
                 if (!engine) {

@@ -46,6 +46,8 @@ typedef struct ps_engine_ops {
         const char *(*pid_path)(const ps_engine *engine);
         int64_t (*log_start)(const ps_engine *engine);
         int (*last_log_line)(const ps_engine *engine, char *buf, size_t len);
+        int (*serves)(const ps_engine *engine, const char *host, uint16_t port, char *err,
+                      size_t errlen);
 } ps_engine_ops;
 
 /* The real processes. Static storage. */

@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 
+#include "base/sockdiag.h"
 #define PS_ENGINE_PRIVATE_ALLOW
 #include "supervise/engine-internal.h"
 
@@ -120,6 +121,13 @@ ps_engine *ps_engine_real_free(ps_engine *engine) {
         return NULL;
 }
 
+static int real_serves(const ps_engine *engine, const char *host, uint16_t port, char *err,
+                       size_t errlen) {
+        if (!engine->running)
+                return -ESRCH;
+        return ps_sockdiag_session_serves(host, port, engine->pid, err, errlen);
+}
+
 /* ---- the seam ------------------------------------------------------------ */
 
 static const ps_engine_ops real_ops = {
@@ -134,6 +142,7 @@ static const ps_engine_ops real_ops = {
         .pid_path = real_pid_path,
         .log_start = real_log_start,
         .last_log_line = ps_engine_real_last_log_line,
+        .serves = real_serves,
 };
 
 static const ps_engine_ops *engine_ops = &real_ops;
@@ -209,4 +218,12 @@ int ps_engine_last_log_line(const ps_engine *engine, char *buf, size_t len) {
         if (!engine || !buf || len == 0)
                 return -EINVAL;
         return engine_ops->last_log_line(engine, buf, len);
+}
+
+int ps_engine_serves(const ps_engine *engine, const char *host, uint16_t port, char *err,
+                     size_t errlen) {
+        err = err_buffer(err, &errlen);
+        if (!engine || !host)
+                return -EINVAL;
+        return engine_ops->serves(engine, host, port, err, errlen);
 }

@@ -252,6 +252,40 @@ static int64_t steady_delay(replica_inst *in) {
         return due > 0 ? due : 0;
 }
 
+static const ps_engine_spec *probed_spec(const replica_inst *in) {
+        const ps_replica *r = in->owner;
+
+        return in->id == PD_INSTANCE_SURGE && r->staged ? r->staged : r->current;
+}
+
+/*
+ * A first 200 counts once the engine is seen holding the socket that
+ * answered (health.verify_listener): another program on the port answers
+ * too. Until then the engine is not ready, and last_error says who
+ * listens. When it cannot be told (no sock_diag), the 200 counts.
+ */
+static bool listener_verified(replica_inst *in) {
+        ps_replica *r = in->owner;
+        const ps_engine_spec *spec = probed_spec(in);
+        char why[PD_ACTION_TEXT_MAX];
+        int rc;
+
+        if (!ps_policy_verify_listener(r->policy))
+                return true;
+        rc = ps_engine_serves(in->engine, spec->host ? spec->host : "127.0.0.1", spec->port,
+                              why, sizeof(why));
+        if (rc != -EADDRNOTAVAIL && rc != -ESRCH)
+                return true;
+        if (strcmp(r->lc.last_error, why) != 0) {
+                EMIT(r, PS_EVENT_GENERIC, PS_LOG_WARN, "health probe not counted",
+                     PS_FIELD_STR("error", why));
+                snprintf(r->lc.last_error, sizeof(r->lc.last_error), "%s", why);
+                r->lc.last_error_cls = PD_CRASH_CLASS_MAX;
+                r->lc.last_error_at_ms = mono_now(r);
+        }
+        return false;
+}
+
 static void on_probe(ps_probe_result result, long http_status, const char *detail,
                      void *userdata) {
         replica_inst *in = userdata;
@@ -270,7 +304,7 @@ static void on_probe(ps_probe_result result, long http_status, const char *detai
                         in->last_http_status = http_status;
                         in->last_progress_ms = now;
                 }
-                if (result == PS_PROBE_OK) {
+                if (result == PS_PROBE_OK && listener_verified(in)) {
                         feed_simple(r, PD_EV_PROBE_OK, in->id, NULL);
                         run(r);
                         /* ready now: the steady schedule takes over */
@@ -324,7 +358,7 @@ static void on_probe(ps_probe_result result, long http_status, const char *detai
 
 static void probe_send(replica_inst *in) {
         ps_replica *r = in->owner;
-        const ps_engine_spec *spec = in->id == PD_INSTANCE_SURGE && r->staged ? r->staged : r->current;
+        const ps_engine_spec *spec = probed_spec(in);
         const pd_policy *p = policy(r);
         char url[512];
         int64_t timeout = p->health.timeout_ms > 0 ? p->health.timeout_ms : 1000;

@@ -290,6 +290,16 @@ static int fake_last_log_line(const ps_engine *engine, char *buf, size_t len) {
         return 0;
 }
 
+/* Its listener is the test's own evhttp socket: it serves. */
+static int fake_serves(const ps_engine *engine, const char *host, uint16_t port, char *err,
+                       size_t errlen) {
+        (void) host;
+        (void) port;
+        (void) err;
+        (void) errlen;
+        return of(engine)->running ? 0 : -ESRCH;
+}
+
 static const ps_engine_ops fake_ops = {
         .spawn = fake_spawn,
         .adopt = fake_adopt,
@@ -302,6 +312,7 @@ static const ps_engine_ops fake_ops = {
         .pid_path = fake_pid_path,
         .log_start = fake_log_start,
         .last_log_line = fake_last_log_line,
+        .serves = fake_serves,
 };
 
 /* ---- the test's side ---------------------------------------------------------------- */

@@ -40,6 +40,7 @@ static void test_defaults_are_the_design_values(void **state) {
         (void) state;
         assert_string_equal(json_string_value(json_object_get(json_object_get(j, "health"), "path")),
                             "/health");
+        assert_true(json_is_true(json_object_get(json_object_get(j, "health"), "verify_listener")));
         json_decref(j);
         assert_int_equal(get_int(p, "health", "interval_ms"), 1000);
         assert_int_equal(get_int(p, "health", "startup_timeout_ms"), 120000);
@@ -67,6 +68,24 @@ static void test_apply_changes_only_given_keys(void **state) {
         assert_int_equal(get_int(p, "health", "interval_ms"), 50);
         assert_int_equal(get_int(p, "health", "timeout_ms"), 1000);
         assert_int_equal(get_int(p, NULL, "stop_grace_ms"), 200);
+        ps_policy_free(p);
+}
+
+static void test_verify_listener_can_be_turned_off(void **state) {
+        ps_policy *p = ps_policy_new();
+        char err[256];
+        json_t *j;
+
+        (void) state;
+        assert_int_equal(apply(p, "{\"health\": {\"verify_listener\": 1}}", err, sizeof(err)),
+                         -EINVAL);
+        assert_string_equal(err, "defaults.health.verify_listener: must be true or false, "
+                                 "got an integer");
+        assert_int_equal(apply(p, "{\"health\": {\"verify_listener\": false}}", err,
+                               sizeof(err)), 0);
+        j = ps_policy_to_json(p);
+        assert_true(json_is_false(json_object_get(json_object_get(j, "health"), "verify_listener")));
+        json_decref(j);
         ps_policy_free(p);
 }
 
@@ -123,6 +142,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_defaults_are_the_design_values),
                 cmocka_unit_test(test_apply_changes_only_given_keys),
+                cmocka_unit_test(test_verify_listener_can_be_turned_off),
                 cmocka_unit_test(test_errors_name_the_place_and_keep_the_policy),
                 cmocka_unit_test(test_copy_is_independent),
         };

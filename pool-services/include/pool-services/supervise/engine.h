@@ -15,7 +15,8 @@ struct event_base;
  * spec's argv, no inherited descriptors, default signal dispositions,
  * stdout and stderr appended to `<runtime_dir>/engine-<pool>_<replica>.log`.
  * The PID file `<runtime_dir>/<pool>_<replica>.pid` is written before spawn
- * returns.
+ * returns. A spawn first binds the spec's host and port itself and closes
+ * the socket again: a port another process holds fails the start.
  *
  * Its environment is built from nothing, so the daemon's secrets stay
  * out of it; in order, a later entry replacing an earlier one of the same
@@ -75,7 +76,10 @@ typedef struct ps_engine_options {
  * directory", "binary /x: not executable", "binary /x is group-writable
  * (mode 0775): chmod g-w,o-w /x", "log file /r/engine-a_r0.log is a
  * symbolic link; refusing to follow it", "user llama: no such user"),
- * leaving no process, PID file or log behind that it created. An exec
+ * leaving no process, PID file or log behind that it created. A port
+ * already taken is -EADDRINUSE, "port 8081 on 127.0.0.1 is in use by pid
+ * 4242 (python3 -m http.server 8081)" ("by a socket of uid 0" when that
+ * user's processes cannot be looked into). An exec
  * failure inside the child is reported here, not as an exit (the child
  * tells the parent through a close-on-exec pipe).
  *
@@ -115,6 +119,20 @@ const char *ps_engine_pid_path(const ps_engine *engine);
 /* Byte offset of the log file when the engine started: lines after it
  * are this incarnation's. */
 int64_t ps_engine_log_start(const ps_engine *engine);
+
+/*
+ * Whether the socket listening where a client of host:port connects
+ * belongs to the engine: to its process or another process of its session
+ * (an engine's API workers). A 200 from the port proves nothing until
+ * then: another program may hold it. 0 when it does; -EADDRNOTAVAIL with
+ * err naming who listens instead ("port 8081 answers but no process of
+ * the engine listens on it (pid 4242 of uid 1000 does: python3 -m
+ * http.server 8081)") or that nobody does; -ESRCH when the engine is gone;
+ * another negative errno with err set when it cannot be told (the kernel
+ * lacks sock_diag, ...).
+ */
+int ps_engine_serves(const ps_engine *engine, const char *host, uint16_t port, char *err,
+                     size_t errlen);
 
 /* Sends signo to the engine's process group. 0, -ESRCH when already gone. */
 int ps_engine_signal(ps_engine *engine, int signo);
