@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "pool-services/observe/status-json.h"
 
 typedef th_node fx;      /* made by th_node_setup() */
 
