@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "pool-domain/crash.h"
+#include "text-out.h"
 
 static const char *const crash_class_table[PD_CRASH_CLASS_MAX] = {
         [PD_CRASH_GRACEFUL]        = "graceful",
@@ -241,35 +242,10 @@ void pd_crash_classify(const pd_exit *exit, pd_crash_class log_evidence,
         crash_reason_set(out, "%s", how);
 }
 
-/* Case-insensitive (ASCII) search of a NUL-terminated lowercase needle in
- * a buffer that need not be terminated. Log lines are short, so the naive
- * search is fast enough and keeps this free of locale-dependent calls. */
-static bool crash_line_has(const char *line, size_t len, const char *needle) {
-        size_t n = strlen(needle);
-
-        if (n > len)
-                return false;
-        for (size_t i = 0; i + n <= len; i++) {
-                size_t j = 0;
-
-                for (; j < n; j++) {
-                        unsigned char c = (unsigned char) line[i + j];
-
-                        if (c >= 'A' && c <= 'Z')
-                                c = (unsigned char) (c - 'A' + 'a');
-                        if (c != (unsigned char) needle[j])
-                                break;
-                }
-                if (j == n)
-                        return true;
-        }
-        return false;
-}
-
 static bool crash_line_has_any(const char *line, size_t len,
                                const char *const *needles) {
         for (; *needles; needles++)
-                if (crash_line_has(line, len, *needles))
+                if (pd_text_has_nocase(line, len, *needles))
                         return true;
         return false;
 }
@@ -362,10 +338,10 @@ static const char *const cuda_error_names[] = {
 
 /* Library status names that are errors unless they say success. */
 static bool crash_line_has_failed_status(const char *line, size_t len) {
-        return (crash_line_has(line, len, "cublas_status_") &&
-                !crash_line_has(line, len, "cublas_status_success")) ||
-               (crash_line_has(line, len, "cudnn_status_") &&
-                !crash_line_has(line, len, "cudnn_status_success"));
+        return (pd_text_has_nocase(line, len, "cublas_status_") &&
+                !pd_text_has_nocase(line, len, "cublas_status_success")) ||
+               (pd_text_has_nocase(line, len, "cudnn_status_") &&
+                !pd_text_has_nocase(line, len, "cudnn_status_success"));
 }
 
 bool pd_crash_scan_line(const char *line, size_t len, pd_crash_class *out) {
