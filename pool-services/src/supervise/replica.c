@@ -21,6 +21,7 @@
 #include "conf/policy-private.h"
 #include "supervise/replica-private.h"
 #include "pool-services/placement/inventory.h"
+#include "pool-domain/cause.h"
 #include "pool-domain/crash.h"
 #include "pool-domain/lease.h"
 #include "pool-services/base/fs.h"
@@ -473,6 +474,20 @@ static bool read_oom_kill(uint64_t *out) {
         return pd_memory_events_oom_kill(text, (size_t) n, out, NULL) == 0;
 }
 
+/* Why the engine ended, in its own words: the cause among its last lines
+ * (the tail keeps them), else the log's last line, without the prefix. */
+static void exit_cause(replica_inst *in, const ps_engine *engine, char *buf, size_t size) {
+        char line[REPLICA_DETAIL_MAX] = "";
+        pd_log_line one;
+
+        if (ps_logtail_cause(in->tail, buf, size) && buf[0])
+                return;
+        if (ps_engine_last_log_line(engine, line, sizeof(line)) < 0 || !line[0])
+                snprintf(line, sizeof(line), "%s", in->last_line);
+        one = (pd_log_line) { .text = line, .len = strlen(line) };
+        pd_log_cause_pick(&one, 1, buf, size);
+}
+
 static void on_engine_exit(ps_engine *engine, const ps_exit_status *st, void *userdata) {
         replica_inst *in = userdata;
         ps_replica *r = in->owner;
@@ -483,6 +498,7 @@ static void on_engine_exit(ps_engine *engine, const ps_exit_status *st, void *us
 
         if (in->tail)
                 ps_logtail_drain(in->tail);   /* the last words come first */
+        exit_cause(in, engine, detail, sizeof(detail));
         in->tail = ps_logtail_free(in->tail);
         probe_stop(in);
         in->engine = NULL;
@@ -496,8 +512,6 @@ static void on_engine_exit(ps_engine *engine, const ps_exit_status *st, void *us
         if (in->oom_known && read_oom_kill(&oom_after) &&
             pd_crash_is_host_oom(&ev.exit, in->oom_kill_before, oom_after))
                 ev.cls = PD_CRASH_HOST_OOM;
-        if (ps_engine_last_log_line(engine, detail, sizeof(detail)) < 0 || !detail[0])
-                snprintf(detail, sizeof(detail), "%s", in->last_line);
         ev.detail = detail[0] ? detail : NULL;
 
         EMIT(r, PS_EVENT_ENGINE_EXITED, r->lc.inst[in->id].exit_expected ? PS_LOG_INFO : PS_LOG_ERROR, "engine exited",
