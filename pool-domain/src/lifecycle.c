@@ -359,6 +359,15 @@ static void fail(step *s, pd_crash_class cls, pd_outcome outcome, const char *fm
         reply_pending_failed(s, outcome, text);
         lc->phase = PD_RELOAD_NONE;
 
+        if (s->p->restart == PD_RESTART_NEVER) {
+                /* down until an operator restarts it: no timer, and the
+                 * breaker is left alone (its trial would be a restart) */
+                lc->next_restart_at_ms = 0;
+                lc->restart_on_exit = false;
+                lc->state = any_running(lc) ? PD_STATE_STOPPING : PD_STATE_STOPPED;
+                return;
+        }
+
         opened = pd_breaker_set_record_failure(&lc->breakers, &s->p->breaker, cls, s->now);
         breakers_note(s);
         if (opened || pd_breaker_set_state(&lc->breakers) == PD_BREAKER_OPEN) {
@@ -772,6 +781,22 @@ static void on_log_error(step *s) {
         serving_failed(s, s->ev->cls, why);
 }
 
+/* The serving primary exited 0 without being asked: the engine chose to
+ * stop. Said in last_error; restarted only under `restart: always`. */
+static void unrequested_exit(step *s) {
+        pd_lifecycle *lc = s->lc;
+        static const char why[] = "exited with code 0 (not requested)";
+
+        if (s->p->restart == PD_RESTART_ALWAYS) {
+                fail(s, PD_CRASH_GRACEFUL, PD_OUTCOME_CRASHED, "%s", why);
+                return;
+        }
+        set_error(lc, PD_CRASH_GRACEFUL, why, s->now);
+        timer_cancel(s, PD_TIMER_STABLE, PD_INSTANCE_PRIMARY);
+        push(s, PD_ACT_REMOVE_HANDOFF, PD_INSTANCE_PRIMARY);
+        lc->state = PD_STATE_STOPPED;
+}
+
 static void on_exited(step *s) {
         pd_lifecycle *lc = s->lc;
         pd_instance_id id = s->ev->instance;
@@ -832,10 +857,7 @@ static void on_exited(step *s) {
                 if (expected || id != PD_INSTANCE_PRIMARY)
                         return;
                 if (!crash.is_crash) {
-                        /* exit 0: the engine chose to stop; not restarted */
-                        timer_cancel(s, PD_TIMER_STABLE, PD_INSTANCE_PRIMARY);
-                        push(s, PD_ACT_REMOVE_HANDOFF, PD_INSTANCE_PRIMARY);
-                        lc->state = PD_STATE_STOPPED;
+                        unrequested_exit(s);
                         return;
                 }
                 fail(s, crash.cls, PD_OUTCOME_CRASHED, "%s", why);

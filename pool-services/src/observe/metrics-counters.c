@@ -105,6 +105,14 @@ static const char *lease_refusal_preset(unsigned i) {
         return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
 }
 
+/* How an engine process ended: the daemon asked; exit 0 on its own; any
+ * other end on its own (non-zero, a signal, unknown status). */
+static const char *exit_kind_preset(unsigned i) {
+        static const char *const names[] = { "failed", "requested", "unrequested" };
+
+        return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
+}
+
 static const char *crash_class_preset(unsigned i) {
         return i < PD_CRASH_CLASS_MAX ? pd_crash_class_to_string((pd_crash_class) i) : NULL;
 }
@@ -131,6 +139,9 @@ static const labelled_family labelled_families[PS_LABELLED_MAX] = {
                 "Reloads of the pool answered, by outcome.", "outcome", outcome_preset },
         [PS_LABELLED_CRASHES] = { "pool_managerd_engine_crashes_total",
                 "Engine failures counted by the supervisor, by crash class.", "reason", crash_class_preset },
+        [PS_LABELLED_EXITS] = { "pool_managerd_engine_exits_total",
+                "Engine processes that ended, by kind: requested by the daemon, exit 0 on their own "
+                "(unrequested), or failed.", "kind", exit_kind_preset },
         [PS_LABELLED_STORMS] = { "pool_managerd_restart_storms_total",
                 "Restart storms detected, by kind.", "kind", storm_kind_preset },
         [PS_LABELLED_LOG_ERRORS] = { "pool_managerd_engine_log_errors_total",
@@ -154,6 +165,7 @@ static const counter_ref counter_order[] = {
         { false, PS_PLAIN_ENGINE_SPAWNS },
         { false, PS_PLAIN_SPAWN_FAILURES },
         { true, PS_LABELLED_CRASHES },
+        { true, PS_LABELLED_EXITS },
         { false, PS_PLAIN_RESTARTS_SCHEDULED },
         { false, PS_PLAIN_RESTARTS_THROTTLED },
         { false, PS_PLAIN_STORM_WARNINGS },

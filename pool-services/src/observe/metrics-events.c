@@ -65,6 +65,21 @@ static void observe_alert(ps_metrics_pool *p, const ps_event *ev) {
         /* breaker_closed: breaker_state shows it */
 }
 
+/* An engine_exited event: asked for, exit 0 on its own, or failed. */
+static void observe_exit(ps_metrics_pool *p, const ps_event *ev) {
+        const char *expected = field_str(ev, "expected");
+        int64_t code;
+
+        if (!expected)
+                return;
+        if (strcmp(expected, "true") == 0)
+                count_labelled(p, PS_LABELLED_EXITS, "requested");
+        else if (field_int(ev, "exit_code", &code) && code == 0)
+                count_labelled(p, PS_LABELLED_EXITS, "unrequested");
+        else
+                count_labelled(p, PS_LABELLED_EXITS, "failed");
+}
+
 static void observe_request_done(ps_metrics_pool *p, const ps_event *ev) {
         const char *request = field_str(ev, "request"), *ok = field_str(ev, "ok");
         const char *outcome;
@@ -171,6 +186,9 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
         case PS_EVENT_ENGINE_FAILED:
                 count_labelled(p, PS_LABELLED_CRASHES, field_str_or_unknown(ev, "class"));
                 break;
+        case PS_EVENT_ENGINE_EXITED:
+                observe_exit(p, ev);
+                break;
         case PS_EVENT_READY:
                 p->plain[PS_PLAIN_READY_TRANSITIONS]++;
                 if (field_int(ev, "startup_ms", &startup_ms))
@@ -195,7 +213,6 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
                 observe_lease(p, ev);
                 break;
         case PS_EVENT_DRAIN_STARTED:   /* the draining gauge shows it */
-        case PS_EVENT_ENGINE_EXITED:   /* engine_crashes_total counts the failure */
         case PS_EVENT_STATE_CHANGED:   /* gauges show states */
         case PS_EVENT_GENERIC:
         case PS_EVENT_HTTP_REQUEST:

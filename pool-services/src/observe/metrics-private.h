@@ -52,6 +52,7 @@ typedef enum ps_metrics_labelled {
         PS_LABELLED_DRAINS,
         PS_LABELLED_RELOADS,
         PS_LABELLED_CRASHES,
+        PS_LABELLED_EXITS,
         PS_LABELLED_STORMS,
         PS_LABELLED_LOG_ERRORS,
         PS_LABELLED_RELOAD_FAILURES,

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * How a replica reads an engine's end: last_error names the cause the
- * engine logged, not its generic last line, and without its log prefix.
+ * engine logged, not its generic last line, and without its log prefix;
+ * an exit 0 nobody asked for is said, and the policy's `restart` decides
+ * what follows an exit.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -55,12 +57,62 @@ static void test_last_error_strips_the_prefix_of_a_plain_last_line(void **state)
         assert_string_equal(fake_snap_str(r, "last_error"), "exited with code 3: srv  operator(): giving up");
 }
 
+static void test_unrequested_exit_zero_is_said_and_not_restarted(void **state) {
+        fake_node *n = *state;
+        ps_replica *r = fake_node_add(n, fake_spec("quits", "r0", 0, 1), fake_policy(NULL));
+
+        assert_int_equal(fake_node_preload(n, r), 0);
+        fake_engine_exit(fake_engines_last(), 0);
+        fake_node_wait_state(n, r, "stopped");
+        assert_string_equal(fake_snap_str(r, "last_error"), "exited with code 0 (not requested)");
+        assert_string_equal(fake_snap_str(r, "last_error_class"), "graceful");
+        fake_node_run_for(n, 60);
+        assert_int_equal(fake_engines_spawned(), 1);
+}
+
+static void test_restart_always_restarts_after_exit_zero(void **state) {
+        fake_node *n = *state;
+        ps_replica *r = fake_node_add(n, fake_spec("always", "r0", 0, 1),
+                                      fake_policy("{\"restart\": \"always\"}"));
+
+        assert_int_equal(fake_node_preload(n, r), 0);
+        fake_engine_exit(fake_engines_last(), 0);
+        fake_node_wait_state(n, r, "backoff");
+        assert_string_equal(fake_snap_str(r, "last_error"), "exited with code 0 (not requested)");
+        assert_int_equal(fake_snap_int(r, "backoff_ms"), 20);
+        fake_node_wait_spawns(n, 2);
+        fake_node_wait_state(n, r, "ready");
+        assert_int_equal(ps_replica_restart_count(r), 1);
+}
+
+static void test_restart_never_leaves_a_crash_down_until_restarted(void **state) {
+        fake_node *n = *state;
+        ps_replica *r = fake_node_add(n, fake_spec("never", "r0", 0, 1),
+                                      fake_policy("{\"restart\": \"never\"}"));
+
+        assert_int_equal(fake_node_preload(n, r), 0);
+        fake_engine_exit(fake_engines_last(), 1);
+        fake_node_wait_state(n, r, "stopped");
+        assert_string_equal(fake_snap_str(r, "last_error"), "exited with code 1");
+        /* the backoff would have restarted it within 20 ms */
+        fake_node_run_for(n, 100);
+        assert_int_equal(fake_engines_spawned(), 1);
+        assert_string_equal(ps_replica_state(r), "stopped");
+        /* an operator brings it back */
+        assert_int_equal(ps_replica_restart(r, NULL, 0), 0);
+        fake_node_wait_spawns(n, 2);
+        fake_node_wait_state(n, r, "ready");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, fake_node_setup, fake_node_teardown)
 
 int main(void) {
         const struct CMUnitTest tests[] = {
                 T(test_last_error_names_the_cause_not_the_exit_line),
                 T(test_last_error_strips_the_prefix_of_a_plain_last_line),
+                T(test_unrequested_exit_zero_is_said_and_not_restarted),
+                T(test_restart_always_restarts_after_exit_zero),
+                T(test_restart_never_leaves_a_crash_down_until_restarted),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

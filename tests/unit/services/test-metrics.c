@@ -212,7 +212,7 @@ static void test_empty_node(void **state) {
          * node's handoff refusals (each reason at 0) have samples */
         assert_int_equal(count_prefix(text, "pool_managerd_"), 1 + PS_HANDOFF_REFUSAL_MAX);
         assert_line(text, "pool_managerd_handoff_refusals_total{reason=\"managed_pool\"} 0");
-        assert_int_equal(check_structure(text), 42);
+        assert_int_equal(check_structure(text), 43);
         free(text);
 
         assert_int_equal(ps_metrics_set_version(m, "1.2.3"), 0);
@@ -232,6 +232,12 @@ static void test_counters_from_events(void **state) {
         EVENT(m, PS_EVENT_ENGINE_SPAWNED, "a", PS_FIELD_INT("pid", 10));
         EVENT(m, PS_EVENT_SPAWN_FAILED, "a", PS_FIELD_STR("error", "ENOENT"));
         EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_STR("signal", "SIGSEGV"), PS_FIELD_STR("expected", "false"));
+        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 0), PS_FIELD_STR("expected", "false"));
+        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 0), PS_FIELD_STR("expected", "false"));
+        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 0), PS_FIELD_STR("expected", "true"));
+        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 1), PS_FIELD_STR("expected", "false"));
+        /* without the field it says nothing */
+        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 0));
         EVENT(m, PS_EVENT_ENGINE_FAILED, "a", PS_FIELD_STR("class", "signal"));
         EVENT(m, PS_EVENT_ENGINE_FAILED, "a", PS_FIELD_STR("class", "signal"));
         EVENT(m, PS_EVENT_ENGINE_FAILED, "a", PS_FIELD_STR("class", "vram_oom"));
@@ -272,6 +278,9 @@ static void test_counters_from_events(void **state) {
         assert_line(text, "pool_managerd_engine_crashes_total{pool_id=\"a\",reason=\"signal\"} 2");
         assert_line(text, "pool_managerd_engine_crashes_total{pool_id=\"a\",reason=\"vram_oom\"} 1");
         assert_line(text, "pool_managerd_engine_crashes_total{pool_id=\"a\",reason=\"exit_code\"} 0");
+        assert_line(text, "pool_managerd_engine_exits_total{pool_id=\"a\",kind=\"unrequested\"} 2");
+        assert_line(text, "pool_managerd_engine_exits_total{pool_id=\"a\",kind=\"requested\"} 1");
+        assert_line(text, "pool_managerd_engine_exits_total{pool_id=\"a\",kind=\"failed\"} 2");
         assert_line(text, "pool_managerd_restarts_scheduled_total{pool_id=\"a\"} 2");
         assert_line(text, "pool_managerd_ready_transitions_total{pool_id=\"a\"} 1");
         assert_line(text, "pool_managerd_storm_warnings_total{pool_id=\"a\"} 1");
@@ -321,6 +330,7 @@ static void test_known_pool_starts_at_zero(void **state) {
         assert_line(text, "pool_managerd_engine_crashes_total{pool_id=\"fresh\",reason=\"preflight\"} 0");
         assert_int_equal(count_prefix(text, "pool_managerd_engine_crashes_total{pool_id=\"fresh\""), 11);
         assert_int_equal(count_prefix(text, "pool_managerd_restart_storms_total{pool_id=\"fresh\""), 7);
+        assert_int_equal(count_prefix(text, "pool_managerd_engine_exits_total{pool_id=\"fresh\""), 3);
         assert_int_equal(count_prefix(text, "pool_managerd_engine_log_errors_total{pool_id=\"fresh\""), 3);
         assert_line(text, "pool_managerd_restart_storms_total{pool_id=\"fresh\",kind=\"preflight_storm\"} 0");
         assert_line(text, "pool_managerd_probe_failures_total{pool_id=\"fresh\"} 0");
@@ -347,7 +357,7 @@ static void test_help_type_once_with_many_pools(void **state) {
         }
         snap = json_pack("{s:o}", "pools", pools);
         text = render(m, snap, NULL);
-        assert_int_equal(check_structure(text), 42);
+        assert_int_equal(check_structure(text), 43);
         assert_int_equal(count_prefix(text, "# HELP pool_managerd_engine_crashes_total "), 1);
         assert_int_equal(count_prefix(text, "# TYPE pool_managerd_engine_crashes_total "), 1);
         assert_int_equal(count_prefix(text, "# TYPE pool_managerd_pool_ready "), 1);
