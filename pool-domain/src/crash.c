@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@ static const char *const crash_class_table[PD_CRASH_CLASS_MAX] = {
         [PD_CRASH_STARTUP_TIMEOUT] = "startup_timeout",
         [PD_CRASH_STALL_TIMEOUT]   = "stall_timeout",
         [PD_CRASH_PREFLIGHT]       = "preflight",
+        [PD_CRASH_NODE_ERROR]      = "node_error",
 };
 
 static const char *const crash_family_table[PD_CRASH_FAMILY_MAX] = {
@@ -58,6 +60,7 @@ pd_crash_family pd_crash_class_family(pd_crash_class cls) {
         case PD_CRASH_STARTUP_TIMEOUT:
         case PD_CRASH_STALL_TIMEOUT:
         case PD_CRASH_PREFLIGHT:
+        case PD_CRASH_NODE_ERROR:
         case PD_CRASH_CLASS_MAX:
                 break;
         }
@@ -68,6 +71,50 @@ const char *pd_crash_family_to_string(pd_crash_family family) {
         if ((unsigned) family >= PD_CRASH_FAMILY_MAX)
                 return NULL;
         return crash_family_table[family];
+}
+
+static const char *const node_error_kind_table[PD_NODE_ERROR_KIND_MAX] = {
+        [PD_NODE_ERROR_FD_LIMIT]      = "fd_limit",
+        [PD_NODE_ERROR_PROCESS_LIMIT] = "process_limit",
+        [PD_NODE_ERROR_DISK_FULL]     = "disk_full",
+        [PD_NODE_ERROR_MEMORY]        = "memory",
+        [PD_NODE_ERROR_RUNTIME_DIR]   = "runtime_dir",
+};
+
+const char *pd_node_error_kind_to_string(pd_node_error_kind kind) {
+        return (unsigned) kind < PD_NODE_ERROR_KIND_MAX ? node_error_kind_table[kind] : NULL;
+}
+
+bool pd_node_error_classify(int err, bool in_runtime_dir, pd_node_error_kind *out) {
+        pd_node_error_kind kind;
+
+        switch (err) {
+        case EMFILE:
+        case ENFILE:
+                kind = PD_NODE_ERROR_FD_LIMIT;
+                break;
+        case EAGAIN:
+                kind = PD_NODE_ERROR_PROCESS_LIMIT;
+                break;
+        case ENOSPC:
+        case EDQUOT:
+                kind = PD_NODE_ERROR_DISK_FULL;
+                break;
+        case ENOMEM:
+                kind = PD_NODE_ERROR_MEMORY;
+                break;
+        case EROFS:
+                kind = PD_NODE_ERROR_RUNTIME_DIR;
+                break;
+        default:
+                if (!in_runtime_dir)
+                        return false;
+                kind = PD_NODE_ERROR_RUNTIME_DIR;
+                break;
+        }
+        if (out)
+                *out = kind;
+        return true;
 }
 
 const char *pd_signal_name(int signo) {
@@ -143,6 +190,7 @@ static int crash_evidence_rank(pd_crash_class cls) {
         case PD_CRASH_STARTUP_TIMEOUT:
         case PD_CRASH_STALL_TIMEOUT:
         case PD_CRASH_PREFLIGHT:
+        case PD_CRASH_NODE_ERROR:
         case PD_CRASH_CLASS_MAX:
                 break;
         }
@@ -165,6 +213,7 @@ static const char *crash_evidence_text(pd_crash_class cls) {
         case PD_CRASH_STARTUP_TIMEOUT:
         case PD_CRASH_STALL_TIMEOUT:
         case PD_CRASH_PREFLIGHT:
+        case PD_CRASH_NODE_ERROR:
         case PD_CRASH_CLASS_MAX:
                 break;
         }

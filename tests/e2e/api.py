@@ -321,6 +321,10 @@ def scenario_preload_cause():
         want = ("llama_model_load: error loading model: tensor 'blk.3.ffn_up.weight' data is "
                 "not within the file bounds, model is corrupted or incomplete")
         check(err == "exited with code 1: " + want, repr(err))
+        # the engine's failure, not the node's
+        node = n.get("/v2/node")
+        check(node.get("node_errors") == {"fd_limit": 0, "process_limit": 0, "disk_full": 0,
+                                          "memory": 0, "runtime_dir": 0}, repr(node))
         n.stop()
 
 

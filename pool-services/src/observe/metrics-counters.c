@@ -113,8 +113,10 @@ static const char *exit_kind_preset(unsigned i) {
         return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
 }
 
+/* node_error is never an engine failure: it has a family of its own. */
+_Static_assert(PD_CRASH_NODE_ERROR + 1 == PD_CRASH_CLASS_MAX, "node_error is the last class");
 static const char *crash_class_preset(unsigned i) {
-        return i < PD_CRASH_CLASS_MAX ? pd_crash_class_to_string((pd_crash_class) i) : NULL;
+        return i < PD_CRASH_NODE_ERROR ? pd_crash_class_to_string((pd_crash_class) i) : NULL;
 }
 
 static const char *storm_kind_preset(unsigned i) {
@@ -321,6 +323,19 @@ static void render_handoff_refusals(ps_strbuf *o, const ps_metrics *m) {
         }
 }
 
+static void render_node_errors(ps_strbuf *o, const ps_metrics *m) {
+        static const char *const name = "pool_managerd_node_errors_total";
+
+        ps_expo_header(o, name, "counter",
+                       "Engine starts the node failed (not the engine), by kind.");
+        for (size_t i = 0; i < m->node_errors.n; i++) {
+                const ps_expo_label l = { "kind", m->node_errors.v[i].value };
+
+                ps_expo_series(o, name, "", &l, 1);
+                ps_expo_u64_line(o, m->node_errors.v[i].count);
+        }
+}
+
 /* labels[n] is free for le. */
 static void render_histogram_series(ps_strbuf *o, const ps_metrics_histogram_spec *spec,
                                     const ps_metrics_histogram *h, ps_expo_label *labels, size_t n) {
@@ -369,5 +384,6 @@ void ps_metrics_render_counters(ps_strbuf *o, const ps_metrics *m) {
         for (size_t i = 0; i < sizeof(counter_order) / sizeof(counter_order[0]); i++)
                 render_counter(o, m, counter_order[i]);
         render_handoff_refusals(o, m);
+        render_node_errors(o, m);
         render_histograms(o, m);
 }

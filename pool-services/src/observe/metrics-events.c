@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "observe/metrics-private.h"
+#include "pool-domain/crash.h"
 #include "pool-services/base/event.h"
 #include "pool-services/cloud/handoff-watch.h"
 
@@ -139,6 +140,17 @@ static void observe_handoff_refusal(ps_metrics *m, const ps_event *ev) {
                 }
 }
 
+/* A start the node failed: the node's count, by the domain's kinds only. */
+static void observe_node_error(ps_metrics *m, const ps_event *ev) {
+        const char *kind = field_str(ev, "node_error"), *known;
+
+        for (unsigned i = 0; kind && (known = pd_node_error_kind_to_string((pd_node_error_kind) i)); i++)
+                if (strcmp(kind, known) == 0) {
+                        (void) ps_metrics_label_counts_add(&m->node_errors, known, 1);
+                        return;
+                }
+}
+
 void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
         ps_metrics_pool *p;
         int64_t startup_ms;
@@ -182,6 +194,7 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
                 break;
         case PS_EVENT_SPAWN_FAILED:
                 p->plain[PS_PLAIN_SPAWN_FAILURES]++;
+                observe_node_error(m, ev);
                 break;
         case PS_EVENT_ENGINE_FAILED:
                 count_labelled(p, PS_LABELLED_CRASHES, field_str_or_unknown(ev, "class"));

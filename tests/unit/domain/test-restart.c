@@ -3,7 +3,10 @@
  * The policy's `restart` key in the lifecycle: on-failure (the default)
  * restarts after failures only, always also after an exit 0 nobody asked
  * for, never after nothing -- the replica stays down until an operator
- * restarts it. Driven event by event with a fake clock.
+ * restarts it. A start the node failed (no descriptors, disk full, the
+ * runtime directory) is no crash: retried after 1 s doubling to 30 s,
+ * whatever the mode, without touching the breaker. Driven event by event
+ * with a fake clock.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -213,6 +216,85 @@ static void test_never_waits_for_a_failed_engine_to_exit(void **state) {
         assert_int_equal(f->lc.last_error_cls, PD_CRASH_HEALTH_TIMEOUT);
 }
 
+static void ev_node_error(fx *f) {
+        send(f, (pd_event) { .type = PD_EV_SPAWN_FAILED, .instance = PD_INSTANCE_PRIMARY,
+                             .cls = PD_CRASH_NODE_ERROR,
+                             .detail = "runtime directory /run/pm is not writable" });
+}
+
+static void test_node_retry_delay_doubles_to_thirty_seconds(void **state) {
+        static const int64_t want[] = { 1000, 1000, 2000, 4000, 8000, 16000, 30000, 30000 };
+
+        (void) state;
+        for (unsigned n = 0; n < sizeof(want) / sizeof(want[0]); n++)
+                assert_int_equal(pd_node_retry_delay_ms(n), want[n]);
+        assert_int_equal(pd_node_retry_delay_ms(1000), 30000);
+}
+
+static void test_node_error_retries_without_breaker_or_crash(void **state) {
+        fx *f = *state;
+        const pd_action *t, *reply = NULL;
+        int64_t want = 1000;
+
+        f->p.breaker.threshold = 2;
+        send(f, (pd_event) { .type = PD_EV_PRELOAD });
+        ev_node_error(f);
+        for (size_t i = 0; i < f->out.count; i++)
+                if (f->out.item[i].type == PD_ACT_REPLY)
+                        reply = &f->out.item[i];
+        assert_non_null(reply);
+        assert_int_equal(reply->outcome, PD_OUTCOME_SPAWN_FAILED);
+        assert_string_equal(f->lc.last_error, "node error: runtime directory /run/pm is not writable");
+        assert_int_equal(f->lc.last_error_cls, PD_CRASH_NODE_ERROR);
+        /* many more than the breaker's threshold: it stays closed */
+        for (int i = 0; i < 8; i++) {
+                t = restart_timer(f);
+                assert_non_null(t);
+                assert_int_equal(t->at_ms - f->now, want);
+                assert_int_equal(f->lc.state, PD_STATE_BACKOFF);
+                assert_int_equal(f->lc.crash_count, 0);
+                assert_int_equal(f->lc.node_errors, (unsigned) i + 1);
+                assert_int_equal(pd_breaker_set_state(&f->lc.breakers), PD_BREAKER_CLOSED);
+                assert_null(find(f, PD_ACT_ALERT));
+                f->now = t->at_ms;
+                send(f, (pd_event) { .type = PD_EV_TIMER, .timer = PD_TIMER_RESTART,
+                                     .instance = PD_INSTANCE_PRIMARY });
+                assert_non_null(find(f, PD_ACT_SPAWN));
+                ev_node_error(f);
+                want = want * 2 > 30000 ? 30000 : want * 2;
+        }
+        /* the node recovers: the engine starts, and the count is over */
+        t = restart_timer(f);
+        f->now = t->at_ms;
+        send(f, (pd_event) { .type = PD_EV_TIMER, .timer = PD_TIMER_RESTART,
+                             .instance = PD_INSTANCE_PRIMARY });
+        ev_simple(f, PD_EV_SPAWNED);
+        assert_int_equal(f->lc.node_errors, 0);
+        ev_simple(f, PD_EV_PROBE_OK);
+        assert_int_equal(f->lc.state, PD_STATE_READY);
+}
+
+static void test_node_error_retries_even_under_never(void **state) {
+        fx *f = *state;
+
+        f->p.restart = PD_RESTART_NEVER;
+        send(f, (pd_event) { .type = PD_EV_PRELOAD });
+        ev_node_error(f);
+        assert_int_equal(f->lc.state, PD_STATE_BACKOFF);
+        assert_non_null(restart_timer(f));
+}
+
+static void test_a_plain_spawn_failure_is_still_a_crash(void **state) {
+        fx *f = *state;
+
+        send(f, (pd_event) { .type = PD_EV_PRELOAD });
+        send(f, (pd_event) { .type = PD_EV_SPAWN_FAILED, .instance = PD_INSTANCE_PRIMARY,
+                             .detail = "binary /x: No such file or directory" });
+        assert_int_equal(f->lc.crash_count, 1);
+        assert_int_equal(f->lc.node_errors, 0);
+        assert_int_equal(f->lc.last_error_cls, PD_CRASH_PREFLIGHT);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -225,6 +307,10 @@ int main(void) {
                 T(test_never_leaves_a_crash_down_until_an_operator_restart),
                 T(test_never_fails_a_preload_without_retrying),
                 T(test_never_waits_for_a_failed_engine_to_exit),
+                cmocka_unit_test(test_node_retry_delay_doubles_to_thirty_seconds),
+                T(test_node_error_retries_without_breaker_or_crash),
+                T(test_node_error_retries_even_under_never),
+                T(test_a_plain_spawn_failure_is_still_a_crash),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

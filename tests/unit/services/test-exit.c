@@ -3,7 +3,8 @@
  * How a replica reads an engine's end: last_error names the cause the
  * engine logged, not its generic last line, and without its log prefix;
  * an exit 0 nobody asked for is said, and the policy's `restart` decides
- * what follows an exit.
+ * what follows an exit. A start the node fails (its runtime directory)
+ * is a node error: retried, counted, never a crash.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,9 +15,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "fake-node.h"
 #include "pool-services/base/errors.h"
+#include "pool-services/observe/metrics.h"
 
 static void test_last_error_names_the_cause_not_the_exit_line(void **state) {
         fake_node *n = *state;
@@ -104,6 +109,72 @@ static void test_restart_never_leaves_a_crash_down_until_restarted(void **state)
         fake_node_wait_state(n, r, "ready");
 }
 
+/* The node's events also reach a metrics object, as in the daemon. */
+typedef struct tee {
+        ps_event_sink inner;
+        ps_metrics *metrics;
+} tee;
+
+static void tee_event(const ps_event *ev, void *userdata) {
+        tee *t = userdata;
+
+        ps_metrics_observe(t->metrics, ev);
+        ps_event_emit(&t->inner, ev);
+}
+
+static bool runtime_dir_failed_twice(fake_node *n, const void *arg) {
+        (void) arg;
+        return fake_node_seen(n, "cannot use the runtime directory") >= 2;
+}
+
+static void test_unwritable_runtime_dir_is_a_node_error(void **state) {
+        fake_node *n = *state;
+        ps_replica *r = fake_node_add(n, fake_spec("nodir", "r0", 0, 1),
+                                      fake_policy("{\"breaker\": {\"threshold\": 1}}"));
+        tee t = { .inner = n->ctx.sink, .metrics = ps_metrics_new() };
+        json_t *errors, *snap, *b;
+        const char *err;
+
+        assert_non_null(t.metrics);
+        n->ctx.sink = (ps_event_sink) { .fn = tee_event, .userdata = &t };
+        /* read-only to its owner; and to root too, once its file-system
+         * uid is not the owner's (no CAP_DAC_OVERRIDE then) */
+        assert_int_equal(chmod(n->dir, 0500), 0);
+        (void) setfsuid(65534);
+        assert_int_equal(fake_node_preload(n, r), PS_E_START_FAILED);
+        assert_true(fake_node_until(n, runtime_dir_failed_twice, NULL));
+        (void) setfsuid(geteuid());
+        assert_int_equal(chmod(n->dir, 0700), 0);
+
+        /* not a crash: nothing counted against the engine, the breaker
+         * (threshold 1) closed, a retry on the node's own schedule */
+        err = fake_snap_str(r, "last_error");
+        assert_non_null(err);
+        assert_non_null(strstr(err, "node error: "));
+        assert_non_null(strstr(err, n->dir));
+        assert_string_equal(fake_snap_str(r, "last_error_class"), "node_error");
+        assert_int_equal(ps_replica_crash_count(r), 0);
+        assert_string_equal(ps_replica_state(r), "backoff");
+        assert_int_equal(fake_snap_int(r, "backoff_ms"), 2000);
+        snap = ps_replica_snapshot(r);
+        b = json_object_get(snap, "breaker");
+        assert_non_null(b);
+        assert_string_equal(json_string_value(json_object_get(b, "state")), "closed");
+        json_decref(snap);
+        assert_int_equal(fake_engines_spawned(), 0);
+        assert_int_equal(fake_node_seen(n, "engine failed"), 0);
+        errors = ps_metrics_node_errors(t.metrics);
+        assert_int_equal(json_integer_value(json_object_get(errors, "runtime_dir")), 2);
+        json_decref(errors);
+
+        /* the node is fine again: the next start runs */
+        assert_int_equal(ps_replica_restart(r, NULL, 0), 0);
+        fake_node_wait_state(n, r, "ready");
+        assert_int_equal(fake_engines_spawned(), 1);
+        n->ctx.sink = t.inner;
+        ps_metrics_free(t.metrics);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, fake_node_setup, fake_node_teardown)
 
 int main(void) {
@@ -113,6 +184,7 @@ int main(void) {
                 T(test_unrequested_exit_zero_is_said_and_not_restarted),
                 T(test_restart_always_restarts_after_exit_zero),
                 T(test_restart_never_leaves_a_crash_down_until_restarted),
+                T(test_unwritable_runtime_dir_is_a_node_error),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
