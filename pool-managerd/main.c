@@ -217,11 +217,17 @@ static struct event_base *new_event_base(void) {
         return base;
 }
 
-/* GET /v2/node. */
+/* GET /v2/node: the cloud parts (a home node: its profile) and the
+ * starts the node itself failed. */
 static json_t *node_status(void *userdata) {
         manager *m = userdata;
+        json_t *status = m->cloud ? pm_cloud_status(m->cloud) : json_pack("{s:s}", "profile", "home");
 
-        return m->cloud ? pm_cloud_status(m->cloud) : NULL;
+        if (status && json_object_set_new(status, "node_errors", ps_metrics_node_errors(m->metrics)) < 0) {
+                json_decref(status);
+                return NULL;
+        }
+        return status;
 }
 
 static void on_cloud_stopped(int rc, const char *message, void *userdata) {

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "pool-domain/crash.h"
+#include "text-out.h"
 
 static const char *const crash_class_table[PD_CRASH_CLASS_MAX] = {
         [PD_CRASH_GRACEFUL]        = "graceful",
@@ -18,6 +20,7 @@ static const char *const crash_class_table[PD_CRASH_CLASS_MAX] = {
         [PD_CRASH_STARTUP_TIMEOUT] = "startup_timeout",
         [PD_CRASH_STALL_TIMEOUT]   = "stall_timeout",
         [PD_CRASH_PREFLIGHT]       = "preflight",
+        [PD_CRASH_NODE_ERROR]      = "node_error",
 };
 
 static const char *const crash_family_table[PD_CRASH_FAMILY_MAX] = {
@@ -57,6 +60,7 @@ pd_crash_family pd_crash_class_family(pd_crash_class cls) {
         case PD_CRASH_STARTUP_TIMEOUT:
         case PD_CRASH_STALL_TIMEOUT:
         case PD_CRASH_PREFLIGHT:
+        case PD_CRASH_NODE_ERROR:
         case PD_CRASH_CLASS_MAX:
                 break;
         }
@@ -67,6 +71,50 @@ const char *pd_crash_family_to_string(pd_crash_family family) {
         if ((unsigned) family >= PD_CRASH_FAMILY_MAX)
                 return NULL;
         return crash_family_table[family];
+}
+
+static const char *const node_error_kind_table[PD_NODE_ERROR_KIND_MAX] = {
+        [PD_NODE_ERROR_FD_LIMIT]      = "fd_limit",
+        [PD_NODE_ERROR_PROCESS_LIMIT] = "process_limit",
+        [PD_NODE_ERROR_DISK_FULL]     = "disk_full",
+        [PD_NODE_ERROR_MEMORY]        = "memory",
+        [PD_NODE_ERROR_RUNTIME_DIR]   = "runtime_dir",
+};
+
+const char *pd_node_error_kind_to_string(pd_node_error_kind kind) {
+        return (unsigned) kind < PD_NODE_ERROR_KIND_MAX ? node_error_kind_table[kind] : NULL;
+}
+
+bool pd_node_error_classify(int err, bool in_runtime_dir, pd_node_error_kind *out) {
+        pd_node_error_kind kind;
+
+        switch (err) {
+        case EMFILE:
+        case ENFILE:
+                kind = PD_NODE_ERROR_FD_LIMIT;
+                break;
+        case EAGAIN:
+                kind = PD_NODE_ERROR_PROCESS_LIMIT;
+                break;
+        case ENOSPC:
+        case EDQUOT:
+                kind = PD_NODE_ERROR_DISK_FULL;
+                break;
+        case ENOMEM:
+                kind = PD_NODE_ERROR_MEMORY;
+                break;
+        case EROFS:
+                kind = PD_NODE_ERROR_RUNTIME_DIR;
+                break;
+        default:
+                if (!in_runtime_dir)
+                        return false;
+                kind = PD_NODE_ERROR_RUNTIME_DIR;
+                break;
+        }
+        if (out)
+                *out = kind;
+        return true;
 }
 
 const char *pd_signal_name(int signo) {
@@ -142,6 +190,7 @@ static int crash_evidence_rank(pd_crash_class cls) {
         case PD_CRASH_STARTUP_TIMEOUT:
         case PD_CRASH_STALL_TIMEOUT:
         case PD_CRASH_PREFLIGHT:
+        case PD_CRASH_NODE_ERROR:
         case PD_CRASH_CLASS_MAX:
                 break;
         }
@@ -164,6 +213,7 @@ static const char *crash_evidence_text(pd_crash_class cls) {
         case PD_CRASH_STARTUP_TIMEOUT:
         case PD_CRASH_STALL_TIMEOUT:
         case PD_CRASH_PREFLIGHT:
+        case PD_CRASH_NODE_ERROR:
         case PD_CRASH_CLASS_MAX:
                 break;
         }
@@ -241,35 +291,10 @@ void pd_crash_classify(const pd_exit *exit, pd_crash_class log_evidence,
         crash_reason_set(out, "%s", how);
 }
 
-/* Case-insensitive (ASCII) search of a NUL-terminated lowercase needle in
- * a buffer that need not be terminated. Log lines are short, so the naive
- * search is fast enough and keeps this free of locale-dependent calls. */
-static bool crash_line_has(const char *line, size_t len, const char *needle) {
-        size_t n = strlen(needle);
-
-        if (n > len)
-                return false;
-        for (size_t i = 0; i + n <= len; i++) {
-                size_t j = 0;
-
-                for (; j < n; j++) {
-                        unsigned char c = (unsigned char) line[i + j];
-
-                        if (c >= 'A' && c <= 'Z')
-                                c = (unsigned char) (c - 'A' + 'a');
-                        if (c != (unsigned char) needle[j])
-                                break;
-                }
-                if (j == n)
-                        return true;
-        }
-        return false;
-}
-
 static bool crash_line_has_any(const char *line, size_t len,
                                const char *const *needles) {
         for (; *needles; needles++)
-                if (crash_line_has(line, len, *needles))
+                if (pd_text_has_nocase(line, len, *needles))
                         return true;
         return false;
 }
@@ -362,10 +387,10 @@ static const char *const cuda_error_names[] = {
 
 /* Library status names that are errors unless they say success. */
 static bool crash_line_has_failed_status(const char *line, size_t len) {
-        return (crash_line_has(line, len, "cublas_status_") &&
-                !crash_line_has(line, len, "cublas_status_success")) ||
-               (crash_line_has(line, len, "cudnn_status_") &&
-                !crash_line_has(line, len, "cudnn_status_success"));
+        return (pd_text_has_nocase(line, len, "cublas_status_") &&
+                !pd_text_has_nocase(line, len, "cublas_status_success")) ||
+               (pd_text_has_nocase(line, len, "cudnn_status_") &&
+                !pd_text_has_nocase(line, len, "cudnn_status_success"));
 }
 
 bool pd_crash_scan_line(const char *line, size_t len, pd_crash_class *out) {

@@ -340,6 +340,34 @@ static bool admit_restart(step *s, int64_t run_at, pd_crash_class cls) {
 static void fail(step *s, pd_crash_class cls, pd_outcome outcome, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
+int64_t pd_node_retry_delay_ms(unsigned n) {
+        int64_t d = PD_NODE_RETRY_INITIAL_MS;
+
+        for (unsigned i = 1; i < n && d < PD_NODE_RETRY_MAX_MS; i++)
+                d *= 2;
+        return d < PD_NODE_RETRY_MAX_MS ? d : PD_NODE_RETRY_MAX_MS;
+}
+
+/* The node could not start the engine: not the engine's failure. Retried
+ * on a schedule of its own; crash_count, backoff, storm and breaker stay
+ * as they are. */
+static void node_failed(step *s, pd_outcome outcome, const char *text) {
+        pd_lifecycle *lc = s->lc;
+        int64_t delay;
+
+        lc->node_errors++;
+        set_error(lc, PD_CRASH_NODE_ERROR, text, s->now);
+        timer_cancel(s, PD_TIMER_STABLE, PD_INSTANCE_PRIMARY);
+        push(s, PD_ACT_REMOVE_HANDOFF, PD_INSTANCE_PRIMARY);
+        reply_pending_failed(s, outcome, text);
+        delay = pd_node_retry_delay_ms(lc->node_errors);
+        lc->backoff_ms = delay;
+        lc->state = PD_STATE_BACKOFF;
+        lc->phase = PD_RELOAD_NONE;
+        lc->next_restart_at_ms = pd_sat_add_i64(s->now, delay);
+        timer_arm(s, PD_TIMER_RESTART, PD_INSTANCE_PRIMARY, lc->next_restart_at_ms);
+}
+
 static void fail(step *s, pd_crash_class cls, pd_outcome outcome, const char *fmt, ...) {
         pd_lifecycle *lc = s->lc;
         char text[PD_ACTION_TEXT_MAX];
@@ -351,6 +379,11 @@ static void fail(step *s, pd_crash_class cls, pd_outcome outcome, const char *fm
         vsnprintf(text, sizeof(text), fmt, ap);
         va_end(ap);
 
+        if (cls == PD_CRASH_NODE_ERROR) {
+                node_failed(s, outcome, text);
+                return;
+        }
+
         lc->crash_count++;
         set_error(lc, cls, text, s->now);
         stop(s, PD_INSTANCE_PRIMARY, cls);
@@ -358,6 +391,15 @@ static void fail(step *s, pd_crash_class cls, pd_outcome outcome, const char *fm
         push(s, PD_ACT_REMOVE_HANDOFF, PD_INSTANCE_PRIMARY);
         reply_pending_failed(s, outcome, text);
         lc->phase = PD_RELOAD_NONE;
+
+        if (s->p->restart == PD_RESTART_NEVER) {
+                /* down until an operator restarts it: no timer, and the
+                 * breaker is left alone (its trial would be a restart) */
+                lc->next_restart_at_ms = 0;
+                lc->restart_on_exit = false;
+                lc->state = any_running(lc) ? PD_STATE_STOPPING : PD_STATE_STOPPED;
+                return;
+        }
 
         opened = pd_breaker_set_record_failure(&lc->breakers, &s->p->breaker, cls, s->now);
         breakers_note(s);
@@ -632,6 +674,7 @@ static void on_spawned(step *s) {
                 return;
         in->running = true;
         in->started_at_ms = s->now;
+        s->lc->node_errors = 0;
         push(s, PD_ACT_PROBE_START, s->ev->instance);
         if (s->p->health.startup_timeout_ms > 0)
                 timer_arm(s, PD_TIMER_STARTUP, s->ev->instance,
@@ -646,9 +689,13 @@ static void on_not_started(step *s) {
                 return;   /* stale: that instance did start */
         if (refused)
                 textf(why, sizeof(why), "preflight failed: %s", detail(s, "refused"));
+        else if (s->ev->cls == PD_CRASH_NODE_ERROR)
+                textf(why, sizeof(why), "node error: %s", detail(s, "cannot start engines"));
         else
                 textf(why, sizeof(why), "spawn failed: %s", detail(s, "exec failed"));
-        start_failed(s, s->ev->instance, PD_CRASH_PREFLIGHT,
+        start_failed(s, s->ev->instance,
+                     !refused && s->ev->cls == PD_CRASH_NODE_ERROR ? PD_CRASH_NODE_ERROR
+                                                                   : PD_CRASH_PREFLIGHT,
                      refused ? PD_OUTCOME_PREFLIGHT : PD_OUTCOME_SPAWN_FAILED, why);
 }
 
@@ -772,6 +819,22 @@ static void on_log_error(step *s) {
         serving_failed(s, s->ev->cls, why);
 }
 
+/* The serving primary exited 0 without being asked: the engine chose to
+ * stop. Said in last_error; restarted only under `restart: always`. */
+static void unrequested_exit(step *s) {
+        pd_lifecycle *lc = s->lc;
+        static const char why[] = "exited with code 0 (not requested)";
+
+        if (s->p->restart == PD_RESTART_ALWAYS) {
+                fail(s, PD_CRASH_GRACEFUL, PD_OUTCOME_CRASHED, "%s", why);
+                return;
+        }
+        set_error(lc, PD_CRASH_GRACEFUL, why, s->now);
+        timer_cancel(s, PD_TIMER_STABLE, PD_INSTANCE_PRIMARY);
+        push(s, PD_ACT_REMOVE_HANDOFF, PD_INSTANCE_PRIMARY);
+        lc->state = PD_STATE_STOPPED;
+}
+
 static void on_exited(step *s) {
         pd_lifecycle *lc = s->lc;
         pd_instance_id id = s->ev->instance;
@@ -832,10 +895,7 @@ static void on_exited(step *s) {
                 if (expected || id != PD_INSTANCE_PRIMARY)
                         return;
                 if (!crash.is_crash) {
-                        /* exit 0: the engine chose to stop; not restarted */
-                        timer_cancel(s, PD_TIMER_STABLE, PD_INSTANCE_PRIMARY);
-                        push(s, PD_ACT_REMOVE_HANDOFF, PD_INSTANCE_PRIMARY);
-                        lc->state = PD_STATE_STOPPED;
+                        unrequested_exit(s);
                         return;
                 }
                 fail(s, crash.cls, PD_OUTCOME_CRASHED, "%s", why);

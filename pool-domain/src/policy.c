@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <inttypes.h>
+#include <string.h>
 
 #include "pool-domain/policy.h"
 
@@ -37,6 +38,28 @@ int pd_health_policy_validate(const pd_health_policy *p, pd_error *err) {
         return 0;
 }
 
+static const char *const restart_mode_table[PD_RESTART_MODE_MAX] = {
+        [PD_RESTART_ON_FAILURE] = "on-failure",
+        [PD_RESTART_ALWAYS]     = "always",
+        [PD_RESTART_NEVER]      = "never",
+};
+
+const char *pd_restart_mode_to_string(pd_restart_mode mode) {
+        return (unsigned) mode < PD_RESTART_MODE_MAX ? restart_mode_table[mode] : NULL;
+}
+
+int pd_restart_mode_from_string(const char *name, pd_restart_mode *out) {
+        if (!name)
+                return PD_E_INVALID;
+        for (unsigned i = 0; i < PD_RESTART_MODE_MAX; i++)
+                if (strcmp(name, restart_mode_table[i]) == 0) {
+                        if (out)
+                                *out = (pd_restart_mode) i;
+                        return 0;
+                }
+        return PD_E_INVALID;
+}
+
 void pd_policy_init(pd_policy *p) {
         pd_health_policy_init(&p->health);
         pd_backoff_policy_init(&p->backoff);
@@ -44,6 +67,7 @@ void pd_policy_init(pd_policy *p) {
         pd_storm_policy_init(&p->storm);
         p->stop_grace_ms = 5000;
         p->lease_ttl_ms = 600000;
+        p->restart = PD_RESTART_ON_FAILURE;
 }
 
 int pd_policy_validate(const pd_policy *p, pd_error *err) {
@@ -73,5 +97,7 @@ int pd_policy_validate(const pd_policy *p, pd_error *err) {
         if (p->lease_ttl_ms <= 0)
                 return pd_error_set(err, "lease_ttl_ms: must be > 0, got %" PRId64,
                                     p->lease_ttl_ms);
+        if ((unsigned) p->restart >= PD_RESTART_MODE_MAX)
+                return pd_error_set(err, "restart: must be \"on-failure\", \"always\" or \"never\"");
         return 0;
 }

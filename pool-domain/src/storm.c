@@ -94,6 +94,7 @@ pd_storm_kind pd_storm_kind_for_class(pd_crash_class cls) {
                 return PD_STORM_PREFLIGHT;
         case PD_CRASH_GRACEFUL:
         case PD_CRASH_EXIT_CODE:
+        case PD_CRASH_NODE_ERROR:
         case PD_CRASH_CLASS_MAX:
                 break;
         }

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "text-out.h"
 
@@ -26,4 +27,29 @@ int pd_text_out_finish(pd_text_out *o) {
                 return -ENOSPC;
         }
         return (int) o->pos;
+}
+
+/* Case-insensitive (ASCII) search of a NUL-terminated lowercase needle in
+ * a buffer that need not be terminated. Log lines are short, so the naive
+ * search is fast enough and keeps this free of locale-dependent calls. */
+bool pd_text_has_nocase(const char *line, size_t len, const char *needle) {
+        size_t n = strlen(needle);
+
+        if (n > len)
+                return false;
+        for (size_t i = 0; i + n <= len; i++) {
+                size_t j = 0;
+
+                for (; j < n; j++) {
+                        unsigned char c = (unsigned char) line[i + j];
+
+                        if (c >= 'A' && c <= 'Z')
+                                c = (unsigned char) (c - 'A' + 'a');
+                        if (c != (unsigned char) needle[j])
+                                break;
+                }
+                if (j == n)
+                        return true;
+        }
+        return false;
 }

@@ -20,3 +20,7 @@ typedef struct pd_text_out {
 void pd_text_out_printf(pd_text_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The length written, or -ENOSPC (buf emptied) when it did not fit. */
 int pd_text_out_finish(pd_text_out *o);
+
+/* Whether line (len bytes, not NUL-terminated) holds needle, a lowercase
+ * NUL-terminated string, ignoring ASCII case. No locale is consulted. */
+bool pd_text_has_nocase(const char *line, size_t len, const char *needle);

@@ -310,6 +310,24 @@ def scenario_preload_failures():
         n.stop()
 
 
+def scenario_preload_cause():
+    """A failed load's last_error names the cause llama-server logged, not its generic
+    last line, and without the log prefix."""
+    with Node() as n:
+        cut = n.prepared(flags=["--fail-load"])
+        check_error(*n.request("POST", "/v2/pools/cut/preload", json.dumps(cut)), 500,
+                    "PRELOAD_FAILED")
+        err = n.get("/v2/pools/cut")["last_error"] or ""
+        want = ("llama_model_load: error loading model: tensor 'blk.3.ffn_up.weight' data is "
+                "not within the file bounds, model is corrupted or incomplete")
+        check(err == "exited with code 1: " + want, repr(err))
+        # the engine's failure, not the node's
+        node = n.get("/v2/node")
+        check(node.get("node_errors") == {"fd_limit": 0, "process_limit": 0, "disk_full": 0,
+                                          "memory": 0, "runtime_dir": 0}, repr(node))
+        n.stop()
+
+
 def scenario_preload_bad_input():
     """Every bad PreparedEngine gets the right status and names the problem."""
     with Node(require=True, devices=1) as n:

@@ -61,6 +61,7 @@ typedef struct options {
         long parallel;
         int64_t load_ms;
         bool never_ready;
+        bool fail_load;                 /* llama-server's failed-load sequence */
         int64_t exit_after_ms;          /* -1: off, as for every *_after_ms */
         long exit_code;
         bool exit_code_set;
@@ -1101,6 +1102,9 @@ static void usage(FILE *to) {
                 "  -np, --parallel N        slots (default 1)\n"
                 "  --load-ms N              \"load\" for N ms, answering 503 meanwhile\n"
                 "  --never-ready            load forever\n"
+                "  --fail-load              fail the load as llama-server does on a corrupt\n"
+                "                           model: the cause (twice), then \"exiting due to\n"
+                "                           model loading error\", exit 1\n"
                 "  --exit-after-ms N        exit N ms after start ...\n"
                 "  --exit-code X            ... with code X (default 0)\n"
                 "  --signal-after-ms N      die by a signal N ms after start ...\n"
@@ -1170,6 +1174,7 @@ enum {
         OPT_EXIT_CODE, OPT_SIGNAL_AFTER, OPT_SIGNAL, OPT_CUDA_ERROR, OPT_CUDA_OOM, OPT_UNHEALTHY,
         OPT_HANG, OPT_SLOW_HEALTH, OPT_COMPLETION_MS, OPT_IGNORE_SIGTERM, OPT_ANNOUNCE,
         OPT_PRINT_READY_TIME, OPT_LOG_PROBES, OPT_PID_FILE, OPT_LOG_PROGRESS, OPT_METRICS,
+        OPT_FAIL_LOAD,
         OPT_IGNORED_ARG,
         OPT_IGNORED_FLAG,
 };
@@ -1198,6 +1203,7 @@ static int parse_options(int argc, char **argv, options *o, bool *exit_now) {
                 { "parallel", required_argument, NULL, OPT_PARALLEL },
                 { "load-ms", required_argument, NULL, OPT_LOAD_MS },
                 { "never-ready", no_argument, NULL, OPT_NEVER_READY },
+                { "fail-load", no_argument, NULL, OPT_FAIL_LOAD },
                 { "exit-after-ms", required_argument, NULL, OPT_EXIT_AFTER },
                 { "exit-code", required_argument, NULL, OPT_EXIT_CODE },
                 { "signal-after-ms", required_argument, NULL, OPT_SIGNAL_AFTER },
@@ -1284,6 +1290,7 @@ static int parse_options(int argc, char **argv, options *o, bool *exit_now) {
                 case OPT_COMPLETION_MS: ms_target = &o->completion_ms; break;
                 case OPT_LOG_PROGRESS: ms_target = &o->log_progress_ms; break;
                 case OPT_NEVER_READY: o->never_ready = true; break;
+                case OPT_FAIL_LOAD: o->fail_load = true; break;
                 case OPT_IGNORE_SIGTERM: o->ignore_sigterm = true; break;
                 case OPT_ANNOUNCE: o->announce = true; break;
                 case OPT_PRINT_READY_TIME: o->print_ready_time = true; break;
@@ -1324,6 +1331,26 @@ static int parse_options(int argc, char **argv, options *o, bool *exit_now) {
 }
 
 /* ---- main --------------------------------------------------------------- */
+
+/* What llama-server (build 9187) writes when a model's tensors run past the
+ * end of its file: the cause, twice (it tries to load twice), generic
+ * failures, and last the generic exit line. */
+static void fail_load(const char *model) {
+        static const char cause[] = "llama_model_load: error loading model: tensor "
+                                    "'blk.3.ffn_up.weight' data is not within the file bounds, "
+                                    "model is corrupted or incomplete";
+
+        log_line('I', "llama_model_loader: loaded meta data with 31 key-value pairs and 291 "
+                 "tensors from %s (version GGUF V3 (latest))", model);
+        for (int i = 0; i < 2; i++) {
+                log_line('E', "%s", cause);
+                log_line('E', "llama_model_load_from_file_impl: failed to load model");
+        }
+        log_line('E', "common_init_from_params: failed to load model '%s'", model);
+        log_line('E', "srv    load_model: failed to load model, '%s'", model);
+        log_line('I', "srv    operator(): operator(): cleaning up before exit...");
+        log_line('E', "main: exiting due to model loading error");
+}
 
 static int64_t at_ms(const engine *e, int64_t ms) {
         return ms < 0 ? NEVER : e->start_us + ms * 1000;
@@ -1499,6 +1526,11 @@ int main(int argc, char **argv) {
                         return 1;
                 }
                 close(fd);
+        }
+
+        if (o->fail_load) {
+                fail_load(o->model ? o->model : "");
+                return 1;
         }
 
         e.conns = calloc(MAX_CONNS, sizeof(*e.conns));

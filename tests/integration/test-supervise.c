@@ -209,6 +209,44 @@ static void test_exit_zero_is_not_restarted(void **state) {
         assert_int_equal(ps_replica_restart_count(r), 0);
 }
 
+/* /proc/<pid>/stat's state is 'T': the process is stopped. */
+static bool process_stopped(void *fixture, const void *arg) {
+        char path[64], buf[512], *close;
+        pid_t pid = *(const pid_t *) arg;
+        FILE *fp;
+        size_t n;
+
+        (void) fixture;
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        fp = fopen(path, "re");
+        if (!fp)
+                return false;
+        n = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        buf[n] = '\0';
+        close = strrchr(buf, ')');
+        return close && close[1] == ' ' && close[2] == 'T';
+}
+
+static void test_stopped_engine_ends_on_sigterm_not_the_grace(void **state) {
+        fx *f = *state;
+        /* a grace far past every wait here: only SIGTERM can end it in time */
+        ps_replica *r = th_preload(f, th_add(f, fake_spec("frozen", NULL),
+                                            th_policy("{\"stop_grace_ms\": 600000,"
+                                                      " \"health\": {\"interval_ms\": 600000}}")));
+        pid_t pid;
+
+        assert_true(f->done_ok);
+        pid = ps_replica_pid(r);
+        assert_true(pid > 1);
+        assert_int_equal(kill(pid, SIGSTOP), 0);
+        assert_true(th_node_until(f, process_stopped, &pid, TH_WAIT_MS));
+        assert_int_equal(ps_replica_stop(r, NULL, 0), 0);
+        th_wait_state(f, "frozen", "r0", "stopped");
+        assert_int_equal(th_node_seen(f, "stop grace over: killing engine"), 0);
+        assert_int_equal(ps_replica_crash_count(r), 0);
+}
+
 static void test_cuda_error_line_is_cuda_error_with_double_backoff(void **state) {
         fx *f = *state;
         ps_replica *r = th_preload(f, th_add(f, fake_spec("cuda", "--cuda-error-after-ms", "300", NULL),
@@ -683,6 +721,7 @@ int main(void) {
                 T(test_early_exit_reports_last_log_line),
                 T(test_sigsegv_crash_named_and_restarted),
                 T(test_exit_zero_is_not_restarted),
+                T(test_stopped_engine_ends_on_sigterm_not_the_grace),
                 T(test_cuda_error_line_is_cuda_error_with_double_backoff),
                 T(test_vram_oom_exit_is_vram_oom),
                 T(test_unhealthy_engine_is_restarted),

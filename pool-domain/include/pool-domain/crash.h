@@ -23,6 +23,10 @@ typedef enum pd_crash_class {
         PD_CRASH_STARTUP_TIMEOUT,   /* never became ready in time             */
         PD_CRASH_STALL_TIMEOUT,     /* stopped making progress                */
         PD_CRASH_PREFLIGHT,         /* refused before spawn (VRAM, binary...) */
+        PD_CRASH_NODE_ERROR,        /* the node failed the start (no file
+                                       descriptors, disk full, runtime
+                                       directory unusable): not the engine's
+                                       failure, never counted as a crash    */
         PD_CRASH_CLASS_MAX,
 } pd_crash_class;
 
@@ -38,6 +42,33 @@ const char *pd_crash_class_to_string(pd_crash_class cls);
 int pd_crash_class_from_string(const char *name, pd_crash_class *out);
 pd_crash_family pd_crash_class_family(pd_crash_class cls);
 const char *pd_crash_family_to_string(pd_crash_family family);
+
+/* What the node lacked when it could not start an engine. The string
+ * forms are metric label values. */
+typedef enum pd_node_error_kind {
+        PD_NODE_ERROR_FD_LIMIT,       /* EMFILE, ENFILE                      */
+        PD_NODE_ERROR_PROCESS_LIMIT,  /* EAGAIN (fork: RLIMIT_NPROC)         */
+        PD_NODE_ERROR_DISK_FULL,      /* ENOSPC, EDQUOT                      */
+        PD_NODE_ERROR_MEMORY,         /* ENOMEM                              */
+        PD_NODE_ERROR_RUNTIME_DIR,    /* the runtime directory: missing and
+                                         not made again, not writable, read-
+                                         only (EROFS), not ours              */
+        PD_NODE_ERROR_KIND_MAX,
+} pd_node_error_kind;
+
+/* "fd_limit", "process_limit", "disk_full", "memory", "runtime_dir"; NULL
+ * out of range. */
+const char *pd_node_error_kind_to_string(pd_node_error_kind kind);
+
+/*
+ * Whether a failure to start an engine is the node's rather than the
+ * engine's: err is the positive errno, in_runtime_dir says the failure came
+ * from checking, making or writing in the runtime directory (any errno
+ * then counts). true and *out set for EMFILE, ENFILE, EAGAIN, ENOSPC,
+ * EDQUOT, ENOMEM, EROFS, or anything in the runtime directory; false for
+ * the rest (a missing binary is the engine's configuration, not the node).
+ */
+bool pd_node_error_classify(int err, bool in_runtime_dir, pd_node_error_kind *out);
 
 /* "SIGSEGV" for 11, ...; NULL for a number without a standard name. */
 const char *pd_signal_name(int signo);

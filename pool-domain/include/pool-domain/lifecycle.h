@@ -267,6 +267,8 @@ typedef struct pd_lifecycle {
         unsigned crash_count;           /* failures since the last run that
                                            lasted backoff.stable_reset_ms    */
         unsigned driver_resets;
+        unsigned node_errors;           /* node errors in a row, since the
+                                           last engine that started          */
         int64_t backoff_ms;             /* last delay chosen                 */
         int64_t next_restart_at_ms;     /* 0: none scheduled                 */
         int64_t deadline_at_ms;         /* drain deadline, 0: none           */
@@ -285,6 +287,14 @@ typedef struct pd_lifecycle {
 } pd_lifecycle;
 
 void pd_lifecycle_init(pd_lifecycle *lc);
+
+/* A start the node failed (PD_EV_SPAWN_FAILED with cls
+ * PD_CRASH_NODE_ERROR) is retried after 1 s, doubling to 30 s, counted in
+ * node_errors and not as a crash: the backoff, the storm limiter and the
+ * breaker are left alone. The n-th in a row (n >= 1) waits this long. */
+#define PD_NODE_RETRY_INITIAL_MS 1000
+#define PD_NODE_RETRY_MAX_MS 30000
+int64_t pd_node_retry_delay_ms(unsigned n);
 
 /*
  * Applies one event. `out` is cleared and receives the actions to carry out,

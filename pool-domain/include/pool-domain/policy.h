@@ -16,6 +16,22 @@ typedef struct pd_health_policy {
         unsigned failure_threshold; /* 3 consecutive failures while ready  */
 } pd_health_policy;
 
+/* Which exits restart the engine on their own (the key `restart`). An exit
+ * the daemon asked for (stop, drain, reload) never does. */
+typedef enum pd_restart_mode {
+        PD_RESTART_ON_FAILURE,      /* default: failures, not an exit 0     */
+        PD_RESTART_ALWAYS,          /* an unrequested exit 0 too, with the
+                                       same backoff                          */
+        PD_RESTART_NEVER,           /* nothing: down until an operator
+                                       restart or preload                    */
+        PD_RESTART_MODE_MAX,
+} pd_restart_mode;
+
+/* "on-failure", "always", "never"; NULL out of range. */
+const char *pd_restart_mode_to_string(pd_restart_mode mode);
+/* 0 and *out set, or PD_E_INVALID for an unknown name. */
+int pd_restart_mode_from_string(const char *name, pd_restart_mode *out);
+
 /* Everything that governs one pool; pd_policy_init() fills in the
  * defaults docs/configuration.md lists. */
 typedef struct pd_policy {
@@ -25,6 +41,7 @@ typedef struct pd_policy {
         pd_storm_policy storm;
         int64_t stop_grace_ms;      /* 5000: SIGTERM, then SIGKILL          */
         int64_t lease_ttl_ms;       /* 600000                              */
+        pd_restart_mode restart;    /* PD_RESTART_ON_FAILURE               */
 } pd_policy;
 
 void pd_health_policy_init(pd_health_policy *p);

@@ -26,6 +26,7 @@ typedef enum field_kind {
         FIELD_BOOL,
         FIELD_PATH,             /* string starting with '/'             */
         FIELD_MULTIPLIERS,      /* {"cuda_error": 2, ...}               */
+        FIELD_RESTART,          /* "on-failure" | "always" | "never"    */
         FIELD_KIND_MAX,
 } field_kind;
 
@@ -63,6 +64,7 @@ static const field fields[] = {
         { "storm", "warn_above", FIELD_COUNT, PD(storm.warn_above) },
         { NULL, "stop_grace_ms", FIELD_MS, PD(stop_grace_ms) },
         { NULL, "lease_ttl_ms", FIELD_MS, PD(lease_ttl_ms) },
+        { NULL, "restart", FIELD_RESTART, PD(restart) },
 };
 
 static const char *const sections[] = { "health", "backoff", "breaker", "storm" };
@@ -164,6 +166,12 @@ static int set_field(ps_policy *p, const field *f, const json_t *v, const char *
                 }
                 return 0;
         }
+        case FIELD_RESTART:
+                if (!json_is_string(v) ||
+                    pd_restart_mode_from_string(json_string_value(v), (pd_restart_mode *) (void *) at) != 0)
+                        return ps_errf(err, errlen, -EINVAL, "%s: must be \"on-failure\", \"always\" "
+                                       "or \"never\"", path);
+                return 0;
         case FIELD_KIND_MAX:
                 break;
         }
@@ -246,7 +254,7 @@ json_t *ps_policy_to_json(const ps_policy *policy) {
                          " s:{s:I, s:f, s:I, s:I, s:f, s:I, s:o},"
                          " s:{s:I, s:I, s:I, s:b},"
                          " s:{s:I, s:I, s:I, s:I},"
-                         " s:I, s:I}",
+                         " s:I, s:I, s:s}",
                          "health", "path", policy->health_path,
                                    "interval_ms", (json_int_t) p->health.interval_ms,
                                    "timeout_ms", (json_int_t) p->health.timeout_ms,
@@ -270,5 +278,6 @@ json_t *ps_policy_to_json(const ps_policy *policy) {
                                   "burst_window_ms", (json_int_t) p->storm.burst_window_ms,
                                   "warn_above", (json_int_t) p->storm.warn_above,
                          "stop_grace_ms", (json_int_t) p->stop_grace_ms,
-                         "lease_ttl_ms", (json_int_t) p->lease_ttl_ms);
+                         "lease_ttl_ms", (json_int_t) p->lease_ttl_ms,
+                         "restart", pd_restart_mode_to_string(p->restart));
 }

@@ -105,8 +105,18 @@ static const char *lease_refusal_preset(unsigned i) {
         return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
 }
 
+/* How an engine process ended: the daemon asked; exit 0 on its own; any
+ * other end on its own (non-zero, a signal, unknown status). */
+static const char *exit_kind_preset(unsigned i) {
+        static const char *const names[] = { "failed", "requested", "unrequested" };
+
+        return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
+}
+
+/* node_error is never an engine failure: it has a family of its own. */
+_Static_assert(PD_CRASH_NODE_ERROR + 1 == PD_CRASH_CLASS_MAX, "node_error is the last class");
 static const char *crash_class_preset(unsigned i) {
-        return i < PD_CRASH_CLASS_MAX ? pd_crash_class_to_string((pd_crash_class) i) : NULL;
+        return i < PD_CRASH_NODE_ERROR ? pd_crash_class_to_string((pd_crash_class) i) : NULL;
 }
 
 static const char *storm_kind_preset(unsigned i) {
@@ -131,6 +141,9 @@ static const labelled_family labelled_families[PS_LABELLED_MAX] = {
                 "Reloads of the pool answered, by outcome.", "outcome", outcome_preset },
         [PS_LABELLED_CRASHES] = { "pool_managerd_engine_crashes_total",
                 "Engine failures counted by the supervisor, by crash class.", "reason", crash_class_preset },
+        [PS_LABELLED_EXITS] = { "pool_managerd_engine_exits_total",
+                "Engine processes that ended, by kind: requested by the daemon, exit 0 on their own "
+                "(unrequested), or failed.", "kind", exit_kind_preset },
         [PS_LABELLED_STORMS] = { "pool_managerd_restart_storms_total",
                 "Restart storms detected, by kind.", "kind", storm_kind_preset },
         [PS_LABELLED_LOG_ERRORS] = { "pool_managerd_engine_log_errors_total",
@@ -154,6 +167,7 @@ static const counter_ref counter_order[] = {
         { false, PS_PLAIN_ENGINE_SPAWNS },
         { false, PS_PLAIN_SPAWN_FAILURES },
         { true, PS_LABELLED_CRASHES },
+        { true, PS_LABELLED_EXITS },
         { false, PS_PLAIN_RESTARTS_SCHEDULED },
         { false, PS_PLAIN_RESTARTS_THROTTLED },
         { false, PS_PLAIN_STORM_WARNINGS },
@@ -309,6 +323,19 @@ static void render_handoff_refusals(ps_strbuf *o, const ps_metrics *m) {
         }
 }
 
+static void render_node_errors(ps_strbuf *o, const ps_metrics *m) {
+        static const char *const name = "pool_managerd_node_errors_total";
+
+        ps_expo_header(o, name, "counter",
+                       "Engine starts the node failed (not the engine), by kind.");
+        for (size_t i = 0; i < m->node_errors.n; i++) {
+                const ps_expo_label l = { "kind", m->node_errors.v[i].value };
+
+                ps_expo_series(o, name, "", &l, 1);
+                ps_expo_u64_line(o, m->node_errors.v[i].count);
+        }
+}
+
 /* labels[n] is free for le. */
 static void render_histogram_series(ps_strbuf *o, const ps_metrics_histogram_spec *spec,
                                     const ps_metrics_histogram *h, ps_expo_label *labels, size_t n) {
@@ -357,5 +384,6 @@ void ps_metrics_render_counters(ps_strbuf *o, const ps_metrics *m) {
         for (size_t i = 0; i < sizeof(counter_order) / sizeof(counter_order[0]); i++)
                 render_counter(o, m, counter_order[i]);
         render_handoff_refusals(o, m);
+        render_node_errors(o, m);
         render_histograms(o, m);
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "observe/metrics-private.h"
+#include "pool-domain/crash.h"
 #include "pool-services/base/event.h"
 #include "pool-services/cloud/handoff-watch.h"
 
@@ -65,6 +66,21 @@ static void observe_alert(ps_metrics_pool *p, const ps_event *ev) {
         /* breaker_closed: breaker_state shows it */
 }
 
+/* An engine_exited event: asked for, exit 0 on its own, or failed. */
+static void observe_exit(ps_metrics_pool *p, const ps_event *ev) {
+        const char *expected = field_str(ev, "expected");
+        int64_t code;
+
+        if (!expected)
+                return;
+        if (strcmp(expected, "true") == 0)
+                count_labelled(p, PS_LABELLED_EXITS, "requested");
+        else if (field_int(ev, "exit_code", &code) && code == 0)
+                count_labelled(p, PS_LABELLED_EXITS, "unrequested");
+        else
+                count_labelled(p, PS_LABELLED_EXITS, "failed");
+}
+
 static void observe_request_done(ps_metrics_pool *p, const ps_event *ev) {
         const char *request = field_str(ev, "request"), *ok = field_str(ev, "ok");
         const char *outcome;
@@ -124,6 +140,17 @@ static void observe_handoff_refusal(ps_metrics *m, const ps_event *ev) {
                 }
 }
 
+/* A start the node failed: the node's count, by the domain's kinds only. */
+static void observe_node_error(ps_metrics *m, const ps_event *ev) {
+        const char *kind = field_str(ev, "node_error"), *known;
+
+        for (unsigned i = 0; kind && (known = pd_node_error_kind_to_string((pd_node_error_kind) i)); i++)
+                if (strcmp(kind, known) == 0) {
+                        (void) ps_metrics_label_counts_add(&m->node_errors, known, 1);
+                        return;
+                }
+}
+
 void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
         ps_metrics_pool *p;
         int64_t startup_ms;
@@ -167,9 +194,13 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
                 break;
         case PS_EVENT_SPAWN_FAILED:
                 p->plain[PS_PLAIN_SPAWN_FAILURES]++;
+                observe_node_error(m, ev);
                 break;
         case PS_EVENT_ENGINE_FAILED:
                 count_labelled(p, PS_LABELLED_CRASHES, field_str_or_unknown(ev, "class"));
+                break;
+        case PS_EVENT_ENGINE_EXITED:
+                observe_exit(p, ev);
                 break;
         case PS_EVENT_READY:
                 p->plain[PS_PLAIN_READY_TRANSITIONS]++;
@@ -195,7 +226,6 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
                 observe_lease(p, ev);
                 break;
         case PS_EVENT_DRAIN_STARTED:   /* the draining gauge shows it */
-        case PS_EVENT_ENGINE_EXITED:   /* engine_crashes_total counts the failure */
         case PS_EVENT_STATE_CHANGED:   /* gauges show states */
         case PS_EVENT_GENERIC:
         case PS_EVENT_HTTP_REQUEST:

@@ -52,6 +52,7 @@ typedef enum ps_metrics_labelled {
         PS_LABELLED_DRAINS,
         PS_LABELLED_RELOADS,
         PS_LABELLED_CRASHES,
+        PS_LABELLED_EXITS,
         PS_LABELLED_STORMS,
         PS_LABELLED_LOG_ERRORS,
         PS_LABELLED_RELOAD_FAILURES,
@@ -123,6 +124,7 @@ struct ps_metrics {
         ps_metrics_collector collectors[PS_METRICS_COLLECTORS_MAX];    /* in the order added */
         size_t n_collectors;
         ps_metrics_label_counts handoff_refusals;       /* the node's, by reason */
+        ps_metrics_label_counts node_errors;            /* the node's, by kind   */
 };
 
 /* ---- stored state (metrics-counters.c, metrics.c) ------------------------ */

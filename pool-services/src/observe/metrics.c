@@ -9,6 +9,7 @@
 
 #include "base/strbuf.h"
 #include "observe/metrics-private.h"
+#include "pool-domain/crash.h"
 #include "pool-services/cloud/handoff-watch.h"
 #include "pool-services/observe/metrics.h"
 
@@ -76,6 +77,9 @@ ps_metrics *ps_metrics_new(void) {
         for (unsigned i = 0; (reason = ps_handoff_refusal_to_string((ps_handoff_refusal) i)); i++)
                 if (ps_metrics_label_counts_add(&m->handoff_refusals, reason, 0) < 0)
                         return ps_metrics_free(m);
+        for (unsigned i = 0; (reason = pd_node_error_kind_to_string((pd_node_error_kind) i)); i++)
+                if (ps_metrics_label_counts_add(&m->node_errors, reason, 0) < 0)
+                        return ps_metrics_free(m);
         return m;
 }
 
@@ -105,6 +109,7 @@ ps_metrics *ps_metrics_free(ps_metrics *m) {
                 ps_metrics_pool_free(m->pools[i]);
         free(m->pools);
         ps_metrics_label_counts_done(&m->handoff_refusals);
+        ps_metrics_label_counts_done(&m->node_errors);
         free(m->version);
         free(m);
         return NULL;
@@ -184,4 +189,16 @@ char *ps_metrics_render(ps_metrics *m, const ps_registry_status *status, const j
                 return NULL;
         }
         return o.s;
+}
+
+json_t *ps_metrics_node_errors(const ps_metrics *m) {
+        json_t *o = json_object();
+
+        for (size_t i = 0; m && o && i < m->node_errors.n; i++)
+                if (json_object_set_new(o, m->node_errors.v[i].value,
+                                        json_integer((json_int_t) m->node_errors.v[i].count)) < 0) {
+                        json_decref(o);
+                        return NULL;
+                }
+        return o;
 }

@@ -95,9 +95,7 @@ int ps_engine_watch_exit(struct event_base *base, ps_engine *engine) {
         return 0;
 }
 
-static int real_signal(ps_engine *engine, int signo) {
-        if (!engine->running)
-                return -ESRCH;
+static int group_kill(const ps_engine *engine, int signo) {
         /* Unreaped, so the pid cannot have been reused. */
         if (kill(-engine->pid, signo) == 0)
                 return 0;
@@ -107,6 +105,19 @@ static int real_signal(ps_engine *engine, int signo) {
         if (kill(engine->pid, signo) == 0)
                 return 0;
         return -errno;
+}
+
+static int real_signal(ps_engine *engine, int signo) {
+        int r;
+
+        if (!engine->running)
+                return -ESRCH;
+        r = group_kill(engine, signo);
+        /* A stopped process keeps SIGTERM pending until it runs again: wake
+         * it, as systemd does, or the stop waits out the whole grace. */
+        if (r == 0 && signo == SIGTERM)
+                (void) group_kill(engine, SIGCONT);
+        return r;
 }
 
 ps_engine *ps_engine_real_free(ps_engine *engine) {

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "base/inotify.h"
+#include "pool-domain/cause.h"
 #include "pool-services/supervise/logtail.h"
 
 #define LINE_MAX_BYTES (16 * 1024)
@@ -64,6 +65,9 @@ struct ps_logtail {
         bool reading;
         bool dead;                /* freed while busy: swept later */
         struct event *kick;
+        char *recent[PS_LOGTAIL_RECENT];  /* ring of the last lines      */
+        size_t recent_len[PS_LOGTAIL_RECENT];
+        unsigned recent_next, recent_n;
         ps_logtail_line_fn on_line;
         void *userdata;
 };
@@ -250,9 +254,33 @@ static int hub_attach(hub *h, ps_logtail *tail) {
 
 /* ---- one tail ------------------------------------------------------------- */
 
+/* Keeps a copy of a non-empty line in the ring (none when memory is
+ * short: the ring is a help for last_error, not a record). */
+static void remember(ps_logtail *tail, const char *p, size_t n) {
+        unsigned slot = tail->recent_next;
+        char *copy;
+
+        if (n == 0)
+                return;
+        if (n > PS_LOGTAIL_RECENT_LINE_MAX)
+                n = PS_LOGTAIL_RECENT_LINE_MAX;
+        copy = realloc(tail->recent[slot], n + 1);
+        if (!copy)
+                return;
+        memcpy(copy, p, n);
+        copy[n] = '\0';
+        tail->recent[slot] = copy;
+        tail->recent_len[slot] = n;
+        tail->recent_next = (slot + 1) % PS_LOGTAIL_RECENT;
+        if (tail->recent_n < PS_LOGTAIL_RECENT)
+                tail->recent_n++;
+}
+
 static void deliver(ps_logtail *tail, const char *p, size_t n) {
-        if (!tail->dead)
-                tail->on_line(p, n, tail->userdata);
+        if (tail->dead)
+                return;
+        remember(tail, p, n);
+        tail->on_line(p, n, tail->userdata);
 }
 
 /* The partial line is handed over as it is: its file has ended, so no
@@ -468,6 +496,8 @@ static void tail_destroy(ps_logtail *tail) {
         free(tail->dir);
         free(tail->name);
         free(tail->line);
+        for (unsigned i = 0; i < PS_LOGTAIL_RECENT; i++)
+                free(tail->recent[i]);
         free(tail);
 }
 
@@ -568,6 +598,35 @@ int64_t ps_logtail_offset(const ps_logtail *tail) {
 
 void ps_logtail_set_userdata(ps_logtail *tail, void *userdata) {
         tail->userdata = userdata;
+}
+
+size_t ps_logtail_recent(const ps_logtail *tail, const char **lines, size_t *lens, size_t max) {
+        size_t n;
+        unsigned first;
+
+        if (!tail)
+                return 0;
+        n = tail->recent_n < max ? tail->recent_n : max;
+        /* the newest n of them, oldest first */
+        first = (tail->recent_next + PS_LOGTAIL_RECENT - (unsigned) n) % PS_LOGTAIL_RECENT;
+        for (size_t i = 0; i < n; i++) {
+                unsigned slot = (first + (unsigned) i) % PS_LOGTAIL_RECENT;
+
+                lines[i] = tail->recent[slot];
+                lens[i] = tail->recent_len[slot];
+        }
+        return n;
+}
+
+bool ps_logtail_cause(const ps_logtail *tail, char *buf, size_t size) {
+        const char *text[PS_LOGTAIL_RECENT];
+        size_t lens[PS_LOGTAIL_RECENT];
+        pd_log_line lines[PS_LOGTAIL_RECENT];
+        size_t n = ps_logtail_recent(tail, text, lens, PS_LOGTAIL_RECENT);
+
+        for (size_t i = 0; i < n; i++)
+                lines[i] = (pd_log_line) { .text = text[i], .len = lens[i] };
+        return pd_log_cause_pick(lines, n, buf, size) >= 0;
 }
 
 ps_logtail *ps_logtail_free(ps_logtail *tail) {

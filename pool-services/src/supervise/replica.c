@@ -21,6 +21,7 @@
 #include "conf/policy-private.h"
 #include "supervise/replica-private.h"
 #include "pool-services/placement/inventory.h"
+#include "pool-domain/cause.h"
 #include "pool-domain/crash.h"
 #include "pool-domain/lease.h"
 #include "pool-services/base/fs.h"
@@ -519,6 +520,20 @@ static bool read_oom_kill(uint64_t *out) {
         return pd_memory_events_oom_kill(text, (size_t) n, out, NULL) == 0;
 }
 
+/* Why the engine ended, in its own words: the cause among its last lines
+ * (the tail keeps them), else the log's last line, without the prefix. */
+static void exit_cause(replica_inst *in, const ps_engine *engine, char *buf, size_t size) {
+        char line[REPLICA_DETAIL_MAX] = "";
+        pd_log_line one;
+
+        if (ps_logtail_cause(in->tail, buf, size) && buf[0])
+                return;
+        if (ps_engine_last_log_line(engine, line, sizeof(line)) < 0 || !line[0])
+                snprintf(line, sizeof(line), "%s", in->last_line);
+        one = (pd_log_line) { .text = line, .len = strlen(line) };
+        pd_log_cause_pick(&one, 1, buf, size);
+}
+
 static void on_engine_exit(ps_engine *engine, const ps_exit_status *st, void *userdata) {
         replica_inst *in = userdata;
         ps_replica *r = in->owner;
@@ -529,6 +544,7 @@ static void on_engine_exit(ps_engine *engine, const ps_exit_status *st, void *us
 
         if (in->tail)
                 ps_logtail_drain(in->tail);   /* the last words come first */
+        exit_cause(in, engine, detail, sizeof(detail));
         in->tail = ps_logtail_free(in->tail);
         probe_stop(in);
         in->engine = NULL;
@@ -542,8 +558,6 @@ static void on_engine_exit(ps_engine *engine, const ps_exit_status *st, void *us
         if (in->oom_known && read_oom_kill(&oom_after) &&
             pd_crash_is_host_oom(&ev.exit, in->oom_kill_before, oom_after))
                 ev.cls = PD_CRASH_HOST_OOM;
-        if (ps_engine_last_log_line(engine, detail, sizeof(detail)) < 0 || !detail[0])
-                snprintf(detail, sizeof(detail), "%s", in->last_line);
         ev.detail = detail[0] ? detail : NULL;
 
         EMIT(r, PS_EVENT_ENGINE_EXITED, r->lc.inst[in->id].exit_expected ? PS_LOG_INFO : PS_LOG_ERROR, "engine exited",
@@ -569,19 +583,46 @@ static void on_engine_exit(ps_engine *engine, const ps_exit_status *st, void *us
 /* ---- actions -------------------------------------------------------------- */
 
 /*
+ * A start that failed: the node's fault (descriptors, disk, memory, the
+ * runtime directory) is fed as a node error, retried on its own schedule
+ * and never counted as a crash; anything else is the engine's spawn
+ * failure. rc is the negative errno.
+ */
+static void spawn_failed(ps_replica *r, unsigned instance, int rc, const char *binary,
+                         const char *message, const char *err) {
+        pd_event ev = { .type = PD_EV_SPAWN_FAILED, .instance = instance, .detail = err };
+        pd_node_error_kind kind;
+        /* no binary: the failure is the runtime directory's */
+        bool node = pd_node_error_classify(-rc, binary == NULL, &kind);
+
+        EMIT(r, PS_EVENT_SPAWN_FAILED, PS_LOG_ERROR, message, PS_FIELD_STR("error", err),
+             PS_FIELD_STR("binary", binary),
+             PS_FIELD_STR("node_error", node ? pd_node_error_kind_to_string(kind) : NULL));
+        if (node)
+                ev.cls = PD_CRASH_NODE_ERROR;
+        enqueue(r, &ev);
+}
+
+/*
  * The runtime directory was deleted while the daemon ran (a tmp cleaner,
  * an operator): make it again, ours alone, rather than fail the start, and
- * say what was lost with it. A directory that fails the check fails the
- * start like a spawn failure. 0, or -1 with the failure fed.
+ * say what was lost with it. A directory that fails the check, or that the
+ * daemon cannot write in, fails the start as a node error. 0, or -1 with
+ * the failure fed.
  */
 static int runtime_dir_ready(ps_replica *r, unsigned instance) {
         char err[512];
         bool recreated = false;
+        int rc;
 
-        if (ps_private_dir_again(r->ctx->runtime_dir, &recreated, err, sizeof(err)) < 0) {
-                EMIT(r, PS_EVENT_SPAWN_FAILED, PS_LOG_ERROR, "cannot use the runtime directory",
-                     PS_FIELD_STR("error", err));
-                feed_simple(r, PD_EV_SPAWN_FAILED, instance, err);
+        rc = ps_private_dir_again(r->ctx->runtime_dir, &recreated, err, sizeof(err));
+        if (rc == 0 && faccessat(AT_FDCWD, r->ctx->runtime_dir, W_OK | X_OK, AT_EACCESS) < 0) {
+                rc = -errno;
+                snprintf(err, sizeof(err), "runtime directory %s is not writable: %s",
+                         r->ctx->runtime_dir, strerror(-rc));
+        }
+        if (rc < 0) {
+                spawn_failed(r, instance, rc, NULL, "cannot use the runtime directory", err);
                 return -1;
         }
         if (recreated) {
@@ -666,9 +707,7 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
         rc = ps_engine_spawn(r->ctx->base, spec, &opts, on_engine_exit, in, &in->engine,
                              err, sizeof(err));
         if (rc < 0) {
-                EMIT(r, PS_EVENT_SPAWN_FAILED, PS_LOG_ERROR, "engine spawn failed", PS_FIELD_STR("error", err),
-                     PS_FIELD_STR("binary", spec->binary_path));
-                feed_simple(r, PD_EV_SPAWN_FAILED, a->instance, err);
+                spawn_failed(r, a->instance, rc, spec->binary_path, "engine spawn failed", err);
                 return;
         }
         in->started_wall_ms = wall_now(r);

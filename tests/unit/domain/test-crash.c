@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <signal.h>
 #include <string.h>
 
@@ -27,6 +28,50 @@ static void test_crash_class_strings_are_the_metric_labels(void **state) {
         assert_string_equal(pd_crash_class_to_string(PD_CRASH_STARTUP_TIMEOUT), "startup_timeout");
         assert_string_equal(pd_crash_class_to_string(PD_CRASH_STALL_TIMEOUT), "stall_timeout");
         assert_string_equal(pd_crash_class_to_string(PD_CRASH_PREFLIGHT), "preflight");
+        assert_string_equal(pd_crash_class_to_string(PD_CRASH_NODE_ERROR), "node_error");
+}
+
+/* ---- node errors ------------------------------------------------------- */
+
+static void test_node_errors_are_the_nodes_not_the_engines(void **state) {
+        static const struct {
+                int err;
+                bool in_runtime_dir;
+                const char *kind;       /* NULL: not a node error */
+        } cases[] = {
+                { EMFILE, false, "fd_limit" },
+                { ENFILE, false, "fd_limit" },
+                { EAGAIN, false, "process_limit" },
+                { ENOSPC, false, "disk_full" },
+                { EDQUOT, true, "disk_full" },
+                { ENOMEM, false, "memory" },
+                { EROFS, false, "runtime_dir" },
+                { EACCES, true, "runtime_dir" },
+                { ENOENT, true, "runtime_dir" },
+                { ENOTDIR, true, "runtime_dir" },
+                { EPERM, true, "runtime_dir" },
+                /* the engine's own: a missing or unexecutable binary */
+                { ENOENT, false, NULL },
+                { EACCES, false, NULL },
+                { ENOEXEC, false, NULL },
+                { EINVAL, false, NULL },
+        };
+
+        (void) state;
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                pd_node_error_kind kind = PD_NODE_ERROR_KIND_MAX;
+                bool node = pd_node_error_classify(cases[i].err, cases[i].in_runtime_dir, &kind);
+
+                if (!cases[i].kind) {
+                        assert_false(node);
+                        assert_int_equal(kind, PD_NODE_ERROR_KIND_MAX);
+                        continue;
+                }
+                assert_true(node);
+                assert_string_equal(pd_node_error_kind_to_string(kind), cases[i].kind);
+        }
+        assert_null(pd_node_error_kind_to_string(PD_NODE_ERROR_KIND_MAX));
+        assert_true(pd_node_error_classify(EMFILE, false, NULL));
 }
 
 static void test_crash_class_to_string_out_of_range_is_null(void **state) {
@@ -575,6 +620,7 @@ static void test_host_oom_needs_sigkill_and_a_rising_counter(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_node_errors_are_the_nodes_not_the_engines),
                 cmocka_unit_test(test_crash_class_strings_are_the_metric_labels),
                 cmocka_unit_test(test_crash_class_to_string_out_of_range_is_null),
                 cmocka_unit_test(test_crash_class_from_string_round_trips),

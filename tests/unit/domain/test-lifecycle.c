@@ -567,6 +567,9 @@ static void test_exit_zero_while_ready_is_graceful_no_restart(void **state) {
         ev_exit_code(f, PD_INSTANCE_PRIMARY, 0);
         assert_int_equal(f->lc.state, PD_STATE_STOPPED);
         assert_int_equal(f->lc.crash_count, 0);
+        /* said, though not a failure */
+        assert_string_equal(f->lc.last_error, "exited with code 0 (not requested)");
+        assert_int_equal(f->lc.last_error_cls, PD_CRASH_GRACEFUL);
         assert_null(find_timer(&f->out, PD_ACT_TIMER_ARM, PD_TIMER_RESTART, PD_INSTANCE_PRIMARY));
         assert_non_null(find(&f->out, PD_ACT_REMOVE_HANDOFF, PD_INSTANCE_PRIMARY));
 }

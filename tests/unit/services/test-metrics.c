@@ -27,6 +27,9 @@
 
 #define EVENT_OF OBSERVE_EVENT
 
+/* fd_limit, process_limit, disk_full, memory, runtime_dir */
+#define NODE_ERROR_KINDS 5
+
 static void event_bare(ps_metrics *m, ps_event_type type, const char *pool_id) {
         const ps_event ev = { .type = type, .pool_id = pool_id, .replica_id = "r0", .message = "test" };
 
@@ -214,10 +217,10 @@ static void test_empty_node(void **state) {
         assert_line(text, "# TYPE pool_managerd_engine_startup_seconds histogram");
         assert_line(text, "# TYPE pool_managerd_gpu_vram_free_bytes gauge");
         /* every family is there, without pools: only build_info and the
-         * node's handoff refusals (each reason at 0) have samples */
-        assert_int_equal(count_prefix(text, "pool_managerd_"), 1 + PS_HANDOFF_REFUSAL_MAX);
+         * node's handoff refusals and node errors (each at 0) have samples */
+        assert_int_equal(count_prefix(text, "pool_managerd_"), 1 + PS_HANDOFF_REFUSAL_MAX + NODE_ERROR_KINDS);
         assert_line(text, "pool_managerd_handoff_refusals_total{reason=\"managed_pool\"} 0");
-        assert_int_equal(check_structure(text), 42);
+        assert_int_equal(check_structure(text), 44);
         free(text);
 
         assert_int_equal(ps_metrics_set_version(m, "1.2.3"), 0);
@@ -237,6 +240,12 @@ static void test_counters_from_events(void **state) {
         EVENT(m, PS_EVENT_ENGINE_SPAWNED, "a", PS_FIELD_INT("pid", 10));
         EVENT(m, PS_EVENT_SPAWN_FAILED, "a", PS_FIELD_STR("error", "ENOENT"));
         EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_STR("signal", "SIGSEGV"), PS_FIELD_STR("expected", "false"));
+        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 0), PS_FIELD_STR("expected", "false"));
+        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 0), PS_FIELD_STR("expected", "false"));
+        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 0), PS_FIELD_STR("expected", "true"));
+        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 1), PS_FIELD_STR("expected", "false"));
+        /* without the field it says nothing */
+        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 0));
         EVENT(m, PS_EVENT_ENGINE_FAILED, "a", PS_FIELD_STR("class", "signal"));
         EVENT(m, PS_EVENT_ENGINE_FAILED, "a", PS_FIELD_STR("class", "signal"));
         EVENT(m, PS_EVENT_ENGINE_FAILED, "a", PS_FIELD_STR("class", "vram_oom"));
@@ -277,6 +286,9 @@ static void test_counters_from_events(void **state) {
         assert_line(text, "pool_managerd_engine_crashes_total{pool_id=\"a\",reason=\"signal\"} 2");
         assert_line(text, "pool_managerd_engine_crashes_total{pool_id=\"a\",reason=\"vram_oom\"} 1");
         assert_line(text, "pool_managerd_engine_crashes_total{pool_id=\"a\",reason=\"exit_code\"} 0");
+        assert_line(text, "pool_managerd_engine_exits_total{pool_id=\"a\",kind=\"unrequested\"} 2");
+        assert_line(text, "pool_managerd_engine_exits_total{pool_id=\"a\",kind=\"requested\"} 1");
+        assert_line(text, "pool_managerd_engine_exits_total{pool_id=\"a\",kind=\"failed\"} 2");
         assert_line(text, "pool_managerd_restarts_scheduled_total{pool_id=\"a\"} 2");
         assert_line(text, "pool_managerd_ready_transitions_total{pool_id=\"a\"} 1");
         assert_line(text, "pool_managerd_storm_warnings_total{pool_id=\"a\"} 1");
@@ -326,6 +338,7 @@ static void test_known_pool_starts_at_zero(void **state) {
         assert_line(text, "pool_managerd_engine_crashes_total{pool_id=\"fresh\",reason=\"preflight\"} 0");
         assert_int_equal(count_prefix(text, "pool_managerd_engine_crashes_total{pool_id=\"fresh\""), 11);
         assert_int_equal(count_prefix(text, "pool_managerd_restart_storms_total{pool_id=\"fresh\""), 7);
+        assert_int_equal(count_prefix(text, "pool_managerd_engine_exits_total{pool_id=\"fresh\""), 3);
         assert_int_equal(count_prefix(text, "pool_managerd_engine_log_errors_total{pool_id=\"fresh\""), 3);
         assert_line(text, "pool_managerd_restart_storms_total{pool_id=\"fresh\",kind=\"preflight_storm\"} 0");
         assert_line(text, "pool_managerd_probe_failures_total{pool_id=\"fresh\"} 0");
@@ -352,7 +365,7 @@ static void test_help_type_once_with_many_pools(void **state) {
         }
         snap = json_pack("{s:o}", "pools", pools);
         text = render(m, snap, NULL);
-        assert_int_equal(check_structure(text), 42);
+        assert_int_equal(check_structure(text), 44);
         assert_int_equal(count_prefix(text, "# HELP pool_managerd_engine_crashes_total "), 1);
         assert_int_equal(count_prefix(text, "# TYPE pool_managerd_engine_crashes_total "), 1);
         assert_int_equal(count_prefix(text, "# TYPE pool_managerd_pool_ready "), 1);
@@ -658,8 +671,8 @@ static void test_ignored_events(void **state) {
         event_bare(m, PS_EVENT_TYPE_MAX, "ghost");
         event_bare(m, PS_EVENT_PROBE_FAILED, NULL);
         text = render(m, NULL, NULL);
-        /* build_info, handoff refusals at 0 */
-        assert_int_equal(count_prefix(text, "pool_managerd_"), 1 + PS_HANDOFF_REFUSAL_MAX);
+        /* build_info, handoff refusals and node errors at 0 */
+        assert_int_equal(count_prefix(text, "pool_managerd_"), 1 + PS_HANDOFF_REFUSAL_MAX + NODE_ERROR_KINDS);
         free(text);
 
         /* fields that are missing or not understood count nothing */
@@ -679,6 +692,41 @@ static void test_ignored_events(void **state) {
         assert_line(text, "pool_managerd_breaker_opens_total{pool_id=\"a\"} 0");
         check_structure(text);
         free(text);
+        ps_metrics_free(m);
+}
+
+static void test_node_errors(void **state) {
+        ps_metrics *m = ps_metrics_new();
+        json_t *j;
+        char *text;
+
+        (void) state;
+        EVENT(m, PS_EVENT_SPAWN_FAILED, "a", PS_FIELD_STR("error", "runtime directory"),
+              PS_FIELD_STR("node_error", "runtime_dir"));
+        EVENT(m, PS_EVENT_SPAWN_FAILED, "b", PS_FIELD_STR("node_error", "runtime_dir"));
+        EVENT(m, PS_EVENT_SPAWN_FAILED, "a", PS_FIELD_STR("node_error", "fd_limit"));
+        /* an engine's own spawn failure, and kinds the domain does not name */
+        EVENT(m, PS_EVENT_SPAWN_FAILED, "a", PS_FIELD_STR("error", "binary /x: No such file"),
+              PS_FIELD_STR("node_error", NULL));
+        EVENT(m, PS_EVENT_SPAWN_FAILED, "a", PS_FIELD_STR("node_error", "cosmic_ray"));
+        text = render(m, NULL, NULL);
+        assert_line(text, "# TYPE pool_managerd_node_errors_total counter");
+        assert_line(text, "pool_managerd_node_errors_total{kind=\"runtime_dir\"} 2");
+        assert_line(text, "pool_managerd_node_errors_total{kind=\"fd_limit\"} 1");
+        assert_line(text, "pool_managerd_node_errors_total{kind=\"disk_full\"} 0");
+        assert_int_equal(count_prefix(text, "pool_managerd_node_errors_total{"), NODE_ERROR_KINDS);
+        /* still each pool's spawn failures */
+        assert_line(text, "pool_managerd_spawn_failures_total{pool_id=\"a\"} 4");
+        check_structure(text);
+        free(text);
+
+        j = ps_metrics_node_errors(m);
+        assert_non_null(j);
+        assert_int_equal(json_object_size(j), NODE_ERROR_KINDS);
+        assert_int_equal(json_integer_value(json_object_get(j, "runtime_dir")), 2);
+        assert_int_equal(json_integer_value(json_object_get(j, "fd_limit")), 1);
+        assert_int_equal(json_integer_value(json_object_get(j, "memory")), 0);
+        json_decref(j);
         ps_metrics_free(m);
 }
 
@@ -836,6 +884,7 @@ int main(void) {
                 cmocka_unit_test(test_devices),
                 cmocka_unit_test(test_driver_resets_from_snapshot),
                 cmocka_unit_test(test_ignored_events),
+                cmocka_unit_test(test_node_errors),
                 cmocka_unit_test(test_label_values_are_bounded),
                 cmocka_unit_test(test_odd_status),
                 cmocka_unit_test(test_collectors_append_in_order),

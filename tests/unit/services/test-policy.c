@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "pool-services/conf/policy.h"
@@ -106,6 +107,9 @@ static void test_errors_name_the_place_and_keep_the_policy(void **state) {
                 { "{\"storm\": {\"window_ms\": 0}}", "defaults.storm.window_ms" },
                 { "{\"health\": {\"path\": \"health\"}}", "must be a URL path starting with '/'" },
                 { "[1]", "defaults: must be an object, got an array" },
+                { "{\"restart\": \"sometimes\"}",
+                  "defaults.restart: must be \"on-failure\", \"always\" or \"never\"" },
+                { "{\"restart\": true}", "defaults.restart: must be" },
         };
         char err[256];
 
@@ -122,6 +126,27 @@ static void test_errors_name_the_place_and_keep_the_policy(void **state) {
                 assert_int_equal(get_int(p, "health", "interval_ms"), 77);
                 ps_policy_free(p);
         }
+}
+
+static const char *restart_of(const ps_policy *p, char *buf, size_t size) {
+        json_t *j = ps_policy_to_json(p);
+
+        snprintf(buf, size, "%s", json_string_value(json_object_get(j, "restart")));
+        json_decref(j);
+        return buf;
+}
+
+static void test_restart_mode_is_read_and_shown(void **state) {
+        ps_policy *p = ps_policy_new();
+        char err[256], got[32];
+
+        (void) state;
+        assert_string_equal(restart_of(p, got, sizeof(got)), "on-failure");
+        assert_int_equal(apply(p, "{\"restart\": \"always\"}", err, sizeof(err)), 0);
+        assert_string_equal(restart_of(p, got, sizeof(got)), "always");
+        assert_int_equal(apply(p, "{\"restart\": \"never\"}", err, sizeof(err)), 0);
+        assert_string_equal(restart_of(p, got, sizeof(got)), "never");
+        ps_policy_free(p);
 }
 
 static void test_copy_is_independent(void **state) {
@@ -144,6 +169,7 @@ int main(void) {
                 cmocka_unit_test(test_apply_changes_only_given_keys),
                 cmocka_unit_test(test_verify_listener_can_be_turned_off),
                 cmocka_unit_test(test_errors_name_the_place_and_keep_the_policy),
+                cmocka_unit_test(test_restart_mode_is_read_and_shown),
                 cmocka_unit_test(test_copy_is_independent),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -52,6 +52,12 @@ int ps_metrics_set_version(ps_metrics *m, const char *version);
  */
 void ps_metrics_observe(ps_metrics *m, const ps_event *event);
 
+/* The node's pool_managerd_node_errors_total as {"fd_limit": 0,
+ * "process_limit": 0, "disk_full": 0, "memory": 0, "runtime_dir": 2}
+ * (every kind, at 0 until one happens), for GET /v2/node. Counted from
+ * spawn_failed events with a "node_error" field. NULL on OOM. */
+json_t *ps_metrics_node_errors(const ps_metrics *m);
+
 /*
  * The whole scrape as a NUL-terminated string the caller frees; NULL on
  * OOM (or a NULL m).

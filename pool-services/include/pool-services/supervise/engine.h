@@ -134,7 +134,9 @@ int64_t ps_engine_log_start(const ps_engine *engine);
 int ps_engine_serves(const ps_engine *engine, const char *host, uint16_t port, char *err,
                      size_t errlen);
 
-/* Sends signo to the engine's process group. 0, -ESRCH when already gone. */
+/* Sends signo to the engine's process group. 0, -ESRCH when already gone.
+ * SIGTERM is followed by SIGCONT: a stopped engine (SIGSTOP, a debugger's
+ * SIGTSTP) would keep the SIGTERM pending until the grace ran out. */
 int ps_engine_signal(ps_engine *engine, int signo);
 
 /* Stops watching and frees. Does not signal the process: a running engine

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,3 +31,19 @@ int64_t ps_logtail_offset(const ps_logtail *tail);
 ps_logtail *ps_logtail_free(ps_logtail *tail);
 /* Changes what the line callback receives (its owner moved). */
 void ps_logtail_set_userdata(ps_logtail *tail, void *userdata);
+
+/* The tail keeps the last PS_LOGTAIL_RECENT non-empty lines it handed over
+ * (each cut to PS_LOGTAIL_RECENT_LINE_MAX bytes), allocated only once lines
+ * come, so an engine's last words outlive its exit. */
+#define PS_LOGTAIL_RECENT 16
+#define PS_LOGTAIL_RECENT_LINE_MAX 512
+
+/* The recent lines, oldest first: how many were copied into lines[] (at
+ * most max). They stay valid until the next line or ps_logtail_free(). */
+size_t ps_logtail_recent(const ps_logtail *tail, const char **lines, size_t *lens, size_t max);
+
+/* last_error's text from the recent lines: the cause an engine gave
+ * before its generic last line, without the engine's log prefix
+ * (pd_log_cause_pick). true and buf filled; false (buf emptied) when no
+ * line has come. */
+bool ps_logtail_cause(const ps_logtail *tail, char *buf, size_t size);
