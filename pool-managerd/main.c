@@ -198,6 +198,7 @@ static void on_event(const ps_event *event, void *userdata) {
         ps_metrics_observe(m->metrics, event);
         ps_logger_log_event(m->log, event);
         pm_cloud_on_event(m->cloud, event);
+        pm_state_on_event(&m->state, m->registry, event);
 }
 
 static void on_all_stopped(int rc, const char *message, void *userdata) {
@@ -365,6 +366,8 @@ static int preload_configured(manager *m) {
         ps_config_replicas_free(list, n);
         if (rc != 0)
                 return rc;
+        /* Before any start: a crash loop stays bounded across restarts. */
+        pm_state_restore_policy(&m->state, m->registry, m->log);
         for (size_t p = 0; p < m->config->n_pools; p++) {
                 const char *pool_id = m->config->pools[p].id;
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pool-services/base/errors.h"
 #include "pool-services/pool/drain.h"
 #include "pool-services/pool/lease.h"
 #include "state.h"
@@ -123,15 +124,68 @@ static int keep_drain(const ps_store_drain *d, void *ud) {
         return 0;
 }
 
-void pm_state_restore(pm_state *st, ps_registry *reg, ps_logger *log) {
-        restore_ctx c = { .st = st, .reg = reg, .log = log };
+void pm_state_restore_policy(pm_state *st, ps_registry *reg, ps_logger *log) {
+        int64_t restored = 0;
+        ps_replica *r;
 
         if (!st->store)
                 return;
         if (ps_store_attach(st->store, reg) < 0) {
                 ps_log(log, PS_LOG_ERROR, "cannot attach the state store: out of memory");
+                st->store = ps_store_free(st->store);
                 return;
         }
+        for (size_t p = 0; p < ps_registry_pool_count(reg); p++) {
+                const char *pool_id = ps_registry_pool_id_at(reg, p);
+
+                for (size_t i = 0; (r = ps_registry_replica_at(reg, pool_id, i)); i++) {
+                        int rc = ps_store_restore_policy(st->store, r);
+
+                        if (rc == 0)
+                                restored++;
+                        else if (rc != PS_E_NOT_FOUND)
+                                ps_log(log, PS_LOG_WARN, "stored restart policy state not restored",
+                                       PS_FIELD_STR("pool_id", pool_id),
+                                       PS_FIELD_STR("replica_id", ps_replica_id(r)),
+                                       PS_FIELD_STR("reason", rc == -EBADMSG ? "malformed record"
+                                                                             : ps_store_error(st->store)));
+                }
+        }
+        if (restored)
+                ps_log(log, PS_LOG_INFO, "restart policy state restored",
+                       PS_FIELD_INT("replicas", restored));
+}
+
+void pm_state_on_event(pm_state *st, ps_registry *reg, const ps_event *event) {
+        switch (event->type) {
+        case PS_EVENT_ENGINE_FAILED:
+        case PS_EVENT_RESTART_SCHEDULED:
+        case PS_EVENT_ALERT:
+        case PS_EVENT_READY:
+        case PS_EVENT_STATE_CHANGED:
+                if (st->store && reg && event->pool_id && event->replica_id)
+                        (void) ps_store_save_replica_policy(reg, event->pool_id, event->replica_id);
+                break;
+        case PS_EVENT_GENERIC:
+        case PS_EVENT_HTTP_REQUEST:
+        case PS_EVENT_ENGINE_SPAWNED:
+        case PS_EVENT_SPAWN_FAILED:
+        case PS_EVENT_ENGINE_EXITED:
+        case PS_EVENT_PROBE_FAILED:
+        case PS_EVENT_ENGINE_LOG_ERROR:
+        case PS_EVENT_REQUEST_DONE:
+        case PS_EVENT_LEASE:
+        case PS_EVENT_DRAIN_STARTED:
+        case PS_EVENT_TYPE_MAX:
+                break;
+        }
+}
+
+void pm_state_restore(pm_state *st, ps_registry *reg, ps_logger *log) {
+        restore_ctx c = { .st = st, .reg = reg, .log = log };
+
+        if (!st->store || ps_store_attach(st->store, reg) < 0)
+                return;
         if (ps_store_each_lease(st->store, restore_lease, &c) < 0 ||
             ps_store_each_drain(st->store, keep_drain, &c) < 0)
                 ps_log(log, PS_LOG_ERROR, "cannot read the state store",

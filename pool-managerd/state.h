@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pool-services/base/event.h"
 #include "pool-services/base/log.h"
 #include "pool-services/pool/registry.h"
 #include "pool-services/pool/store.h"
@@ -36,7 +37,14 @@ typedef struct pm_state {
  * -1, said in the log. */
 int pm_state_open(pm_state *st, struct event_base *base, const char *runtime_dir, bool reset,
                   ps_logger *log);
-/* Attaches the store to the registry and holds the stored leases again;
+/* Attaches the store to the registry and gives each replica the restart
+ * policy state it had (failure counts, backoff, breaker, storm window).
+ * After the replicas are added, before they start. */
+void pm_state_restore_policy(pm_state *st, ps_registry *reg, ps_logger *log);
+/* A supervision event that may have changed a replica's policy state:
+ * it is written (in the turn's commit). */
+void pm_state_on_event(pm_state *st, ps_registry *reg, const ps_event *event);
+/* Holds the stored leases again;
  * reads the drains to resume. Before the loop runs. */
 void pm_state_restore(pm_state *st, ps_registry *reg, ps_logger *log);
 /* Resumes the stored drains (after the configured preloads answered). */

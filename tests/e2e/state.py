@@ -138,6 +138,31 @@ def scenario_restart_keeps_drain():
                 os.kill(pid, signal.SIGKILL)
 
 
+def scenario_restart_keeps_breaker():
+    """kill -9 during a crash loop: the next daemon starts with the failure
+    and restart counts and the breaker it had, so the first crash after
+    the restart leaves the breaker open, with no restart (a fresh daemon
+    would restart once before its breaker opened)."""
+    crash = ("--load-ms", "2000", "--exit-after-ms", "50", "--exit-code", "1")
+    extra = {"defaults": {"breaker": {"threshold": 2, "open_ms": 600000},
+                          "backoff": {"initial_ms": 50, "max_ms": 50},
+                          "health": {"startup_timeout_ms": 4000}}}
+    with Node([config_pool("c", free_port(), *crash)], extra=extra) as n:
+        before = n.wait_pool("c", lambda s, b: b["breaker"]["state"] == "open", "the breaker open")
+        check(before["crash_count"] >= 2 and before["breaker"]["opens"] >= 1, repr(before))
+        kill9(n)
+        restart(n)
+        restored = n.daemon.wait_for(lambda o: o.get("msg") == "restart policy state restored",
+                                     "the policy state restored")
+        check(restored["replicas"] == 1, repr(restored))
+        after = n.wait_pool("c", lambda s, b: b["breaker"]["state"] == "open" and
+                            b["crash_count"] > before["crash_count"], "the breaker open again")
+        check(after["restart_count"] == before["restart_count"], "restarted again: %r" % after)
+        check(after["breaker"]["failures"] > before["breaker"]["failures"] and
+              after["breaker"]["opens"] >= before["breaker"]["opens"], repr(after["breaker"]))
+        n.stop()
+
+
 def scenario_corrupt_state():
     """A corrupt state.db is refused with the way out; --reset-state moves
     it aside and starts empty."""

@@ -27,6 +27,7 @@
 #include <sqlite3.h>
 
 #include "fake-node.h"
+#include "supervise/replica.h"
 #include "pool-services/base/errors.h"
 #include "pool-services/pool/lease.h"
 #include "pool-services/pool/store.h"
@@ -431,6 +432,76 @@ static void test_lease_written_and_restored(void **state) {
         fake_node_clear(&node);
 }
 
+/* A replica's policy state goes out and comes back as it was, its times
+ * taken onto the clock of the day. */
+static void test_replica_policy_restored(void **state) {
+        store_fx *f = *state;
+        fake_node node;
+        ps_replica *r;
+        ps_replica_policy_state st, got, zero = { .crash_count = 0 };
+        ps_store_options o = { .path = f->path };
+        char err[256];
+
+        fake_node_init(&node, "store-policy");
+        r = fake_node_add(&node, fake_spec("chat", "r0", 0, 2), fake_policy(NULL));
+        o.clock = &node.clock.clock;
+        assert_int_equal(ps_store_open(node.base, &o, &f->s, NULL, 0, err, sizeof(err)), 0);
+        assert_int_equal(ps_store_restore_policy(f->s, r), PS_E_NOT_FOUND);
+
+        ps_replica_policy_state_get(r, &st);
+        st.crash_count = 4;
+        st.restart_count = 7;
+        st.backoff_ms = 1600;
+        st.backoff.crashes = 4;
+        st.backoff.last_delay_ms = 1600;
+        st.breakers.circuit[0].state = PD_BREAKER_OPEN;
+        st.breakers.circuit[0].failures = 4;
+        st.breakers.circuit[0].opens = 2;
+        st.breakers.circuit[0].open_period_ms = 60000;
+        st.breakers.circuit[0].open_until_ms = FAKE_WALL_START_MS + 30000;
+        st.storm.count = 2;
+        st.storm.head = PD_STORM_LIMIT_MAX - 1;   /* wraps */
+        st.storm.ring[PD_STORM_LIMIT_MAX - 1] = (pd_storm_entry) { FAKE_WALL_START_MS - 2000, 1 };
+        st.storm.ring[0] = (pd_storm_entry) { FAKE_WALL_START_MS - 1000, 2 };
+        st.storm.storms = 1;
+        ps_replica_policy_state_set(r, &st);
+        assert_int_equal(ps_store_save_policy(f->s, r), 0);
+        assert_int_equal(ps_store_commit(f->s), 0);
+
+        /* Gone from the replica, the clock on, then restored. */
+        ps_replica_policy_state_set(r, &zero);
+        fake_clock_advance(&node.clock, 5000);
+        assert_int_equal(ps_store_restore_policy(f->s, r), 0);
+        ps_replica_policy_state_get(r, &got);
+        assert_int_equal(got.crash_count, 4);
+        assert_int_equal(got.restart_count, 7);
+        assert_int_equal(got.backoff_ms, 1600);
+        assert_int_equal(got.backoff.crashes, 4);
+        assert_int_equal(got.backoff.last_delay_ms, 1600);
+        assert_int_equal(got.breakers.circuit[0].state, PD_BREAKER_OPEN);
+        assert_int_equal(got.breakers.circuit[0].failures, 4);
+        assert_int_equal(got.breakers.circuit[0].opens, 2);
+        assert_int_equal(got.breakers.circuit[0].open_period_ms, 60000);
+        assert_int_equal(got.breakers.circuit[0].open_until_ms, FAKE_WALL_START_MS + 30000);
+        assert_int_equal(got.storm.count, 2);
+        assert_int_equal(got.storm.storms, 1);
+        assert_int_equal(got.storm.ring[(got.storm.head) % PD_STORM_LIMIT_MAX].at_ms,
+                         FAKE_WALL_START_MS - 2000);
+        assert_int_equal(got.storm.ring[(got.storm.head + 1) % PD_STORM_LIMIT_MAX].at_ms,
+                         FAKE_WALL_START_MS - 1000);
+        assert_int_equal(got.storm.ring[(got.storm.head + 1) % PD_STORM_LIMIT_MAX].cls, 2);
+
+        /* A record that does not parse leaves the replica alone. */
+        sql_exec(f->path, "UPDATE policy SET storm = '{\"storms\": \"many\"}'");
+        ps_replica_policy_state_set(r, &zero);
+        assert_int_equal(ps_store_restore_policy(f->s, r), -EBADMSG);
+        ps_replica_policy_state_get(r, &got);
+        assert_int_equal(got.crash_count, 0);
+
+        f->s = ps_store_free(f->s);
+        fake_node_clear(&node);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_new_file_migrated, setup, teardown),
@@ -443,6 +514,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_grouped_commit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_frozen_drops_changes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_lease_written_and_restored, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_replica_policy_restored, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -130,6 +130,20 @@ int ps_store_each_drain(ps_store *s, int (*fn)(const ps_store_drain *d, void *ud
 int ps_store_get_policy(ps_store *s, const char *pool_id, const char *replica_id,
                         ps_store_policy *ret);
 
+/* ---- a replica's restart policy (pool/policy-state.c) ------------------- */
+
+/*
+ * Failure and restart counts, backoff, breaker circuits and the storm
+ * window of one replica, so that a crash loop stays bounded across daemon
+ * restarts. save: into the turn's transaction. restore: onto a replica
+ * not started yet; 0, PS_E_NOT_FOUND (nothing kept), -EBADMSG (a record
+ * that does not parse; the replica is left as it was).
+ */
+int ps_store_save_policy(ps_store *s, const ps_replica *r);
+int ps_store_restore_policy(ps_store *s, ps_replica *r);
+/* The replica named, when the registry has a store and the replica. */
+int ps_store_save_replica_policy(ps_registry *reg, const char *pool_id, const char *replica_id);
+
 /* ---- the registry's store ---------------------------------------------- */
 
 /* The pool floor finds the store through the registry. 0 or -ENOMEM. */
