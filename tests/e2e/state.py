@@ -11,6 +11,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -73,6 +74,25 @@ def scenario_second_daemon_refused():
         check(tree(run) == before, "the refused daemon touched the runtime directory")
         check(pid_alive(snap["pid"]), "the engine died")
         check(n.get("/v2/pools/s")["ready"], "the first daemon's pool is no longer ready")
+        n.stop()
+
+
+def scenario_runtime_dir_recreated_relocked():
+    """The runtime directory deleted while the daemon runs is made again
+    before the next spawn, and the lock is taken again in it: a second
+    daemon is still refused."""
+    token = "relock-token"
+    auth = {"Authorization": "Bearer " + token}
+    with Node(env={"LLORCH_API_TOKEN": token}) as n:
+        run = os.path.join(n.dir, "run")
+        shutil.rmtree(run)
+        json_body(*n.request("POST", "/v2/pools/again/preload", n.prepared(), headers=auth), 200)
+        n.daemon.wait_for(lambda o: o.get("msg") == "runtime directory locked again",
+                          "the lock taken again")
+        with open(os.path.join(run, "lock")) as f:
+            check(f.read().strip() == str(n.daemon.proc.pid), "the lock file does not name the daemon")
+        refused_start(n, words="runtime directory %s is in use by pool-managerd pid %d"
+                      % (run, n.daemon.proc.pid))
         n.stop()
 
 
