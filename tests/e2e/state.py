@@ -38,6 +38,17 @@ def tree(path):
     return out
 
 
+def open_files(pid):
+    """What a process's descriptors point at."""
+    out = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out.add(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            pass
+    return out
+
+
 def refused_start(n, *args, words):
     """A daemon on n's config that must exit 1 before listening, saying words."""
     p = subprocess.run([e2e.DAEMON, "--config", n.config_path, *args], capture_output=True,
@@ -72,6 +83,12 @@ def scenario_second_daemon_refused():
         refused_start(n, words="runtime directory %s is in use by pool-managerd pid %d"
                       % (run, n.daemon.proc.pid))
         check(tree(run) == before, "the refused daemon touched the runtime directory")
+        # The daemon holds the lock and the state store open; its engine
+        # inherited neither.
+        lock = os.path.join(os.path.realpath(run), "lock")
+        check(lock in open_files(n.daemon.proc.pid), "the daemon does not hold %s" % lock)
+        inherited = [p for p in open_files(snap["pid"]) if p == lock or "state.db" in p]
+        check(not inherited, "the engine inherited %r" % inherited)
         check(pid_alive(snap["pid"]), "the engine died")
         check(n.get("/v2/pools/s")["ready"], "the first daemon's pool is no longer ready")
         n.stop()
