@@ -121,7 +121,8 @@ static int keep_drain(const ps_store_drain *d, void *ud) {
                 return -ENOMEM;
         c->st->drains = grown;
         grown[c->st->n_drains++] = *d;
-        return 0;
+        /* No lease on the pool until the drain goes on. */
+        return ps_store_drain_hold(c->st->store, d->pool_id);
 }
 
 void pm_state_restore_policy(pm_state *st, ps_registry *reg, ps_logger *log) {
@@ -200,7 +201,10 @@ void pm_state_resume_drains(pm_state *st, ps_registry *reg, ps_logger *log) {
         for (size_t i = 0; i < st->n_drains; i++) {
                 const ps_store_drain *d = &st->drains[i];
                 char err[256] = "";
-                int rc = ps_pool_drain_resume(reg, d->pool_id, d->deadline_ms, err, sizeof(err));
+                int rc;
+
+                ps_store_drain_release(st->store, d->pool_id);
+                rc = ps_pool_drain_resume(reg, d->pool_id, d->deadline_ms, err, sizeof(err));
 
                 if (rc == 0) {
                         ps_log(log, PS_LOG_INFO, "drain resumed", PS_FIELD_STR("pool_id", d->pool_id),

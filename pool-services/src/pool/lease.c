@@ -387,6 +387,11 @@ int ps_lease_acquire(ps_registry *reg, const char *pool_id, int64_t ttl_ms, ps_l
                 }
                 n++;
         }
+        /* A stored drain waits for its pool to come up: it drains. */
+        if (ps_store_drain_held(ps_store_of(reg), pool_id)) {
+                any_ready = false;
+                any_draining = true;
+        }
         if (!any_ready) {
                 refused(reg, pool_id, any_draining ? "draining" : "not_ready");
                 if (any_draining)

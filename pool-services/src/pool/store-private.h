@@ -44,6 +44,8 @@ struct ps_store {
         uint64_t commits;
         char error[256];
         char *policy_breaker, *policy_storm;   /* ps_store_get_policy()'s  */
+        char **held_drains;           /* pools whose stored drain waits     */
+        size_t n_held_drains;
 
         /* The checkpointer: its own connection, woken by the WAL hook. */
         sqlite3 *ckpt_db;

@@ -235,3 +235,39 @@ int ps_store_get_policy(ps_store *s, const char *pool_id, const char *replica_id
         sqlite3_reset(st);
         return 0;
 }
+
+/* ---- drains waiting to be resumed ----------------------------------------- */
+
+int ps_store_drain_hold(ps_store *s, const char *pool_id) {
+        char **grown, *id;
+
+        if (!s || !pool_id)
+                return -EINVAL;
+        if (ps_store_drain_held(s, pool_id))
+                return 0;
+        grown = realloc(s->held_drains, (s->n_held_drains + 1) * sizeof(*grown));
+        if (!grown)
+                return -ENOMEM;
+        s->held_drains = grown;
+        id = strdup(pool_id);
+        if (!id)
+                return -ENOMEM;
+        s->held_drains[s->n_held_drains++] = id;
+        return 0;
+}
+
+bool ps_store_drain_held(const ps_store *s, const char *pool_id) {
+        for (size_t i = 0; s && pool_id && i < s->n_held_drains; i++)
+                if (strcmp(s->held_drains[i], pool_id) == 0)
+                        return true;
+        return false;
+}
+
+void ps_store_drain_release(ps_store *s, const char *pool_id) {
+        for (size_t i = 0; s && pool_id && i < s->n_held_drains; i++)
+                if (strcmp(s->held_drains[i], pool_id) == 0) {
+                        free(s->held_drains[i]);
+                        s->held_drains[i] = s->held_drains[--s->n_held_drains];
+                        return;
+                }
+}

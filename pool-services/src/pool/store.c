@@ -481,6 +481,9 @@ ps_store *ps_store_free(ps_store *s) {
         pthread_cond_destroy(&s->ckpt_cond);
         free(s->policy_breaker);
         free(s->policy_storm);
+        for (size_t i = 0; i < s->n_held_drains; i++)
+                free(s->held_drains[i]);
+        free(s->held_drains);
         free(s->path);
         free(s);
         return NULL;

@@ -427,6 +427,17 @@ static void test_lease_written_and_restored(void **state) {
         assert_int_equal(ps_lease_restore(node.reg, &rec, err, sizeof(err)), PS_E_CONFLICT);
         assert_non_null(strstr(err, "expired"));
 
+        /* A stored drain waiting for its pool: the pool refuses leases as
+         * draining until the drain is resumed. */
+        assert_int_equal(ps_store_drain_hold(f->s, "chat"), 0);
+        assert_true(ps_store_drain_held(f->s, "chat"));
+        assert_false(ps_store_drain_held(f->s, "other"));
+        assert_int_equal(ps_lease_acquire(node.reg, "chat", 0, &grant, err, sizeof(err)), PS_E_DRAINING);
+        assert_string_equal(err, "pool chat is draining");
+        ps_store_drain_release(f->s, "chat");
+        assert_false(ps_store_drain_held(f->s, "chat"));
+        assert_int_equal(ps_lease_acquire(node.reg, "chat", 0, &grant, err, sizeof(err)), 0);
+
         assert_int_equal(ps_store_attach(NULL, node.reg), 0);
         f->s = ps_store_free(f->s);
         fake_node_clear(&node);

@@ -130,6 +130,15 @@ int ps_store_each_drain(ps_store *s, int (*fn)(const ps_store_drain *d, void *ud
 int ps_store_get_policy(ps_store *s, const char *pool_id, const char *replica_id,
                         ps_store_policy *ret);
 
+/*
+ * A stored drain waiting to be resumed (its pool not up yet): leases on
+ * the pool are refused as draining meanwhile. hold: 0 or -ENOMEM; held:
+ * whether one waits; release: it was resumed or dropped.
+ */
+int ps_store_drain_hold(ps_store *s, const char *pool_id);
+bool ps_store_drain_held(const ps_store *s, const char *pool_id);
+void ps_store_drain_release(ps_store *s, const char *pool_id);
+
 /* ---- a replica's restart policy (pool/policy-state.c) ------------------- */
 
 /*
