@@ -36,6 +36,7 @@
 #include "pool-services/conf/preflight-hook.h"
 #include "pool-services/supervise/probe.h"
 #include "pool-services/pool/registry.h"
+#include "state.h"
 
 #define DEFAULT_LOG_LEVEL PS_LOG_INFO
 
@@ -51,6 +52,7 @@ typedef struct options {
                                      $STATE_DIRECTORY                        */
         const char *log_level;    /* NULL: $POOL_MANAGERD_LOG_LEVEL, then info */
         bool keep_engines;        /* exit leaving engines running            */
+        bool reset_state;         /* a corrupt state store moved aside       */
 } options;
 
 typedef struct manager {
@@ -76,6 +78,9 @@ typedef struct manager {
         size_t n_retired;
         bool stopping;
         unsigned preloads_pending;
+        bool preloads_started;    /* every configured preload was asked for */
+        int lock_fd;              /* <runtime_dir>/lock, held for life       */
+        pm_state state;
         char socket_path[256];    /* the API socket; "" for none            */
         char handoff_dir[PATH_MAX];
 } manager;
@@ -99,6 +104,8 @@ static void usage(FILE *f) {
               "                            $STATE_DIRECTORY)\n"
               "  -k, --keep-engines        on SIGTERM/SIGINT exit leaving engines running, for\n"
               "                            a later daemon to adopt\n"
+              "      --reset-state         move a corrupt state store (DIR/state.db) aside as\n"
+              "                            state.db.corrupt-TIME and start with an empty state\n"
               "  -l, --log-level LEVEL     debug, info, warn, error or critical (default info,\n"
               "                            or $POOL_MANAGERD_LOG_LEVEL)\n"
               "  -h, --help                show this help and exit\n"
@@ -115,13 +122,14 @@ static void usage(FILE *f) {
 
 /* Returns -1 to go on, or the exit status to leave with at once. */
 static int parse_argv(int argc, char *argv[], options *o) {
-        enum { OPT_CHECK_CONFIG = 0x100 };
+        enum { OPT_CHECK_CONFIG = 0x100, OPT_RESET_STATE };
         static const struct option long_options[] = {
                 { "config", required_argument, NULL, 'c' },
                 { "check-config", required_argument, NULL, OPT_CHECK_CONFIG },
                 { "bind", required_argument, NULL, 'b' },
                 { "runtime-dir", required_argument, NULL, 'r' },
                 { "keep-engines", no_argument, NULL, 'k' },
+                { "reset-state", no_argument, NULL, OPT_RESET_STATE },
                 { "log-level", required_argument, NULL, 'l' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
@@ -145,6 +153,9 @@ static int parse_argv(int argc, char *argv[], options *o) {
                         break;
                 case 'k':
                         o->keep_engines = true;
+                        break;
+                case OPT_RESET_STATE:
+                        o->reset_state = true;
                         break;
                 case 'l':
                         o->log_level = optarg;
@@ -189,6 +200,7 @@ static void on_event(const ps_event *event, void *userdata) {
         ps_metrics_observe(m->metrics, event);
         ps_logger_log_event(m->log, event);
         pm_cloud_on_event(m->cloud, event);
+        pm_state_on_event(&m->state, m->registry, event);
 }
 
 static void on_all_stopped(int rc, const char *message, void *userdata) {
@@ -204,16 +216,30 @@ static void on_all_stopped(int rc, const char *message, void *userdata) {
  * The loop. With epoll, changes to a descriptor's events within one turn
  * are batched into one epoll_ctl call (evhttp re-arms a connection's read
  * and write events on every request: without it that is a syscall each).
+ *
+ * Three priorities: 0 for what must run first (the state store's fallback
+ * commit timer), 1 for everything else (the default), 2 for the state
+ * store's commit, which libevent runs only once no more important callback
+ * is active: the end of the turn (docs/architecture.md). After 10 ms of
+ * callbacks of priority 1 or lower the loop polls again.
  */
+#define LOOP_PRIORITIES 3
+
 static struct event_base *new_event_base(void) {
         struct event_config *cfg = event_config_new();
+        struct timeval max_dispatch = { .tv_sec = 0, .tv_usec = 10000 };
         struct event_base *base;
 
         if (!cfg)
                 return NULL;
         event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        event_config_set_max_dispatch_interval(cfg, &max_dispatch, -1, 1);
         base = event_base_new_with_config(cfg);
         event_config_free(cfg);
+        if (base && event_base_priority_init(base, LOOP_PRIORITIES) < 0) {
+                event_base_free(base);
+                return NULL;
+        }
         return base;
 }
 
@@ -317,8 +343,11 @@ static void on_preloaded(int rc, const char *message, void *userdata) {
         if (rc != 0)
                 ps_log(m->log, PS_LOG_WARN, "configured pool not ready; its restart policy retries",
                        PS_FIELD_STR("error", message));
-        if (m->preloads_pending == 0)
+        if (m->preloads_pending == 0 && m->preloads_started) {
                 ps_log(m->log, PS_LOG_INFO, "serve-time preloads finished");
+                /* The pools are up (or given up on): drains go on. */
+                pm_state_resume_drains(&m->state, m->registry, m->log);
+        }
 }
 
 /* Registers every configured replica and queues their starts: a batch of
@@ -346,6 +375,8 @@ static int preload_configured(manager *m) {
         ps_config_replicas_free(list, n);
         if (rc != 0)
                 return rc;
+        /* Before any start: a crash loop stays bounded across restarts. */
+        pm_state_restore_policy(&m->state, m->registry, m->log);
         m->preloads = ps_preload_queue_new(m->base, m->registry, 0);
         if (!m->preloads) {
                 ps_log(m->log, PS_LOG_ERROR, "out of memory");
@@ -408,6 +439,8 @@ static void raise_nofile(ps_logger *log) {
 
 static void manager_done(manager *m) {
         m->cloud = pm_cloud_free(m->cloud);
+        /* Tearing the registry down is no change to record. */
+        pm_state_freeze(&m->state);
         m->server = pa_server_free(m->server);
         m->gpu_monitor = ps_gpu_monitor_free(m->gpu_monitor);
         m->engine_metrics = ps_engine_metrics_free(m->engine_metrics);
@@ -425,9 +458,11 @@ static void manager_done(manager *m) {
         free(m->retired);
         if (m->base)
                 event_base_free(m->base);
+        pm_state_close(&m->state);
         m->metrics = ps_metrics_free(m->metrics);
         m->config = ps_config_free(m->config);
         m->log = ps_logger_free(m->log);
+        m->lock_fd = pm_lock_release(m->lock_fd);
 }
 
 /*
@@ -440,7 +475,17 @@ static void manager_done(manager *m) {
 static void on_runtime_dir_recreated(void *userdata) {
         manager *m = userdata;
         pa_error perr = { 0 };
+        char err[512];
 
+        /* The lock lived in the directory too. */
+        m->lock_fd = pm_lock_release(m->lock_fd);
+        m->lock_fd = pm_lock_take(m->config->runtime_dir, err, sizeof(err));
+        if (m->lock_fd < 0)
+                ps_log(m->log, PS_LOG_ERROR, "cannot lock the runtime directory again",
+                       PS_FIELD_STR("error", err));
+        else
+                ps_log(m->log, PS_LOG_INFO, "runtime directory locked again",
+                       PS_FIELD_STR("runtime_dir", m->config->runtime_dir));
         if (!m->server)
                 return;
         if (pa_server_rebind_socket(m->server, &perr) < 0)
@@ -650,7 +695,7 @@ static int start_api(manager *m, pa_server_config *sc) {
 }
 
 static int run(const options *o) {
-        manager m = { .base = NULL };
+        manager m = { .base = NULL, .lock_fd = -1 };
         pa_server_config sc = { .clock = NULL };
         char err[512];
         int ret = EXIT_FAILURE;
@@ -680,12 +725,27 @@ static int run(const options *o) {
                        PS_FIELD_STR("error", err));
                 goto out;
         }
-        if (start_services(&m, o) < 0 || start_api(&m, &sc) < 0)
+        /* One daemon per runtime directory: before anything in it is
+         * touched (the socket, engine and handoff files). */
+        m.lock_fd = pm_lock_take(m.config->runtime_dir, err, sizeof(err));
+        if (m.lock_fd < 0) {
+                ps_log(m.log, PS_LOG_ERROR, err, PS_FIELD_STR("runtime_dir", m.config->runtime_dir));
+                goto out;
+        }
+        if (start_services(&m, o) < 0 ||
+            pm_state_open(&m.state, m.base, m.config->runtime_dir, o->reset_state, m.log) < 0 ||
+            start_api(&m, &sc) < 0)
                 goto out;
         if (preload_configured(&m) != 0) {
                 ret = EXIT_USAGE;
                 goto out;
         }
+        /* Before the loop serves a request: leases held again; drains go
+         * on once the configured pools have answered. */
+        pm_state_restore(&m.state, m.registry, m.log);
+        m.preloads_started = true;
+        if (m.preloads_pending == 0)
+                pm_state_resume_drains(&m.state, m.registry, m.log);
         if (pm_cloud_start(&m.ctx, m.registry, m.config, m.metrics, m.log, PM_VERSION,
                            &m.cloud) != 0)
                 goto out;

@@ -151,8 +151,13 @@ static void send_raw(pa_request *r, int status, const char *content_type,
 
 void pa_reply_json(pa_request *r, int status, json_t *body) {
         static const char oom[] = "{\"error\":\"out of memory\",\"code\":\"INTERNAL\"}";
-        char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        char *text;
 
+        if (status == 204 && !body) {   /* a held reply without content */
+                pa_reply_no_content(r);
+                return;
+        }
+        text = body ? json_dumps(body, JSON_COMPACT) : NULL;
         json_decref(body);
         if (!text) {
                 send_raw(r, 500, "application/json", oom, sizeof(oom) - 1);

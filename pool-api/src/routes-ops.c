@@ -15,6 +15,7 @@
 #include "pool-services/pool/drain.h"
 #include "pool-services/pool/lease.h"
 #include "pool-services/pool/reload.h"
+#include "pool-services/pool/store.h"
 #include "request-private.h"
 #include "routes-private.h"
 
@@ -65,6 +66,54 @@ static int only_keys(pa_request *r, const json_t *body, const char *const *allow
                 }
         }
         return 0;
+}
+
+/* ---- replies held until the state store commits ---------------------------- */
+
+typedef struct held_reply {
+        pa_deferred *reply;
+        int status;
+        json_t *body;                   /* NULL: no content */
+} held_reply;
+
+static void on_committed(int rc, void *userdata) {
+        held_reply *h = userdata;
+
+        if (rc == 0)
+                pa_deferred_reply_json(h->reply, h->status, h->body);
+        else {
+                json_decref(h->body);
+                pa_deferred_reply_error(h->reply, PA_CODE_INTERNAL,
+                                        "the change was made but the state store could not record it: %s",
+                                        strerror(-rc));
+        }
+        free(h);
+}
+
+/*
+ * Answers a change once the state store has committed it (the loop
+ * turn's one transaction): a lease or a drain acknowledged is one a
+ * restarted daemon still knows. Without a store, at once. Takes body.
+ */
+static void reply_committed(pa_request *r, ps_registry *reg, int status, json_t *body) {
+        ps_store *store = ps_store_of(reg);
+        held_reply *h = store ? calloc(1, sizeof(*h)) : NULL;
+
+        if (h && (h->reply = pa_request_defer(r))) {
+                h->status = status;
+                h->body = body;
+                if (ps_store_after_commit(store, on_committed, h) == 0)
+                        return;
+                pa_deferred_reply_error(h->reply, PA_CODE_INTERNAL, "out of memory");
+                json_decref(body);
+                free(h);
+                return;
+        }
+        free(h);
+        if (body)
+                pa_reply_json(r, status, body);
+        else
+                pa_reply_no_content(r);
 }
 
 /* The optional {ttl_ms} of a lease request; 0 means the pool's TTL. */
@@ -123,7 +172,7 @@ void pa_route_lease_acquire(pa_request *r) {
                 pa_reply_services_error(r, rc, err);
                 return;
         }
-        pa_reply_json(r, 201, ps_lease_to_json(&lease, pool_id));
+        reply_committed(r, reg, 201, ps_lease_to_json(&lease, pool_id));
 }
 
 void pa_route_lease_renew(pa_request *r) {
@@ -142,7 +191,7 @@ void pa_route_lease_renew(pa_request *r) {
                 reply_lease_error(r, rc, err);
                 return;
         }
-        pa_reply_json(r, 200, ps_lease_to_json(&lease, pool_id));
+        reply_committed(r, reg, 200, ps_lease_to_json(&lease, pool_id));
 }
 
 void pa_route_lease_release(pa_request *r) {
@@ -159,7 +208,7 @@ void pa_route_lease_release(pa_request *r) {
                 reply_lease_error(r, rc, err);
                 return;
         }
-        pa_reply_no_content(r);
+        reply_committed(r, reg, 204, NULL);
 }
 
 void pa_route_drain(pa_request *r) {
@@ -186,7 +235,7 @@ void pa_route_drain(pa_request *r) {
                 pa_reply_services_error(r, rc, err);
                 return;
         }
-        pa_reply_json(r, 202, ps_drain_info_to_json(pool_id, &info));
+        reply_committed(r, reg, 202, ps_drain_info_to_json(pool_id, &info));
 }
 
 /* ---- reload ---------------------------------------------------------------- */

@@ -19,6 +19,7 @@
 #include "pool-services/placement/inventory.h"
 #include "pool-services/conf/prepared.h"
 #include "pool-services/observe/status-json.h"
+#include "pool-services/pool/store.h"
 #include "request-private.h"
 #include "snapshot-cache-private.h"
 #include "routes-private.h"
@@ -628,9 +629,12 @@ static void route_delete(pa_request *r) {
 static void route_node(pa_request *r) {
         const pa_backend *b = pa_request_backend(r);
         json_t *status = b && b->node_status ? b->node_status(b->node_userdata) : NULL;
+        ps_store *store = b && b->registry ? ps_store_of(b->registry) : NULL;
 
         if (!status)
                 status = json_pack("{s:s}", "profile", "home");
+        if (status && store)
+                json_object_set_new(status, "state_store", ps_store_status(store));
         pa_reply_json(r, 200, status);
 }
 

@@ -16,6 +16,7 @@
 #include "supervise/replica.h"
 #include "pool-domain/lease.h"
 #include "pool-services/pool/drain.h"
+#include "pool-services/pool/store.h"
 
 typedef struct drain_op drain_op;
 
@@ -116,6 +117,7 @@ static void on_finish(evutil_socket_t fd, short what, void *userdata) {
         /* Detached first: the callback may remove the pool. */
         if (slot && slot->state == op)
                 *slot = (ps_pool_op) { 0 };
+        (void) ps_store_del_drain(ps_store_of(op->reg), op->pool_id);
         emit_done(op, &o);
         if (op->fn)
                 op->fn(op->pool_id, &o, op->userdata);
@@ -233,6 +235,7 @@ int ps_pool_drain(ps_registry *reg, const char *pool_id, int64_t deadline_ms,
         op->started_wall = ps_clock_wall_ms(ctx->clock);
         op->deadline_wall = pd_sat_add_i64(op->started_wall, deadline_ms);
         *slot = (ps_pool_op) { .hooks = &drain_hooks, .state = op };
+        (void) ps_store_put_drain(ps_store_of(reg), pool_id, op->deadline_wall);
         emit_started(op, deadline_ms);
 
         for (size_t i = 0; i < n; i++) {
@@ -269,4 +272,22 @@ json_t *ps_drain_info_to_json(const char *pool_id, const ps_drain_info *info) {
                          "started_at", (json_int_t) info->started_at,
                          "deadline_at", (json_int_t) info->deadline_at,
                          "active_leases", (json_int_t) info->active_leases);
+}
+
+int ps_pool_drain_resume(ps_registry *reg, const char *pool_id, int64_t deadline_at,
+                         char *err, size_t errlen) {
+        int64_t now = reg ? ps_clock_wall_ms(ps_registry_ctx(reg)->clock) : 0;
+        ps_pool_op *slot;
+        int rc;
+
+        if (!reg || !pool_id)
+                return -EINVAL;
+        rc = ps_pool_drain(reg, pool_id, deadline_at > now ? deadline_at - now : 0, NULL, NULL,
+                           NULL, err, errlen);
+        slot = rc == 0 ? slot_of(reg, pool_id) : NULL;
+        if (slot && slot->state) {
+                ((drain_op *) slot->state)->deadline_wall = deadline_at;
+                (void) ps_store_put_drain(ps_store_of(reg), pool_id, deadline_at);
+        }
+        return rc;
 }

@@ -22,6 +22,7 @@
 #include "supervise/replica.h"
 #include "pool-domain/lease.h"
 #include "pool-services/pool/lease.h"
+#include "pool-services/pool/store.h"
 
 typedef struct lease_table lease_table;
 
@@ -30,6 +31,7 @@ typedef struct lease {
         lease_table *table;
         ps_replica *replica;
         pd_instance_id inst;
+        int64_t granted_wall_ms;       /* when the running TTL began */
         int64_t expires_wall_ms;
         struct event *timer;
         struct lease *next;            /* bucket chain */
@@ -182,6 +184,29 @@ static void emit_lease(const ps_context *ctx, const char *pool_id, const char *r
         ps_event_emit(&ctx->sink, &ev);
 }
 
+/* ---- the state store ------------------------------------------------------ */
+
+/* Writes the lease through to the state store (in the turn's commit). */
+static void persist(const lease *l) {
+        ps_store *store = ps_store_of(l->table->reg);
+        ps_store_lease rec = {
+                .instance = (int) l->inst,
+                .granted_ms = l->granted_wall_ms,
+                .expiry_ms = l->expires_wall_ms,
+        };
+
+        if (!store)
+                return;
+        snprintf(rec.id, sizeof(rec.id), "%s", l->id);
+        snprintf(rec.pool_id, sizeof(rec.pool_id), "%s", ps_replica_pool_id(l->replica));
+        snprintf(rec.replica_id, sizeof(rec.replica_id), "%s", ps_replica_id(l->replica));
+        (void) ps_store_put_lease(store, &rec);
+}
+
+static void forget(const lease *l) {
+        (void) ps_store_del_lease(ps_store_of(l->table->reg), l->id);
+}
+
 /* ---- per replica --------------------------------------------------------- */
 
 typedef struct owner {
@@ -191,8 +216,11 @@ typedef struct owner {
 
 static bool owned_by(const lease *l, const void *arg) {
         const owner *o = arg;
+        bool gone = l->replica == o->replica && (o->inst < 0 || (int) l->inst == o->inst);
 
-        return l->replica == o->replica && (o->inst < 0 || (int) l->inst == o->inst);
+        if (gone)
+                forget(l);
+        return gone;
 }
 
 /* The replica ended the leases on one engine instance by force: their
@@ -209,9 +237,11 @@ static void on_leases_moved(void *state, const ps_replica *r) {
 
         for (size_t i = 0; i < t->n_buckets; i++)
                 for (lease *l = t->buckets[i]; l; l = l->next)
-                        if (l->replica == r)
+                        if (l->replica == r) {
                                 l->inst = l->inst == PD_INSTANCE_PRIMARY ? PD_INSTANCE_SURGE
                                                                          : PD_INSTANCE_PRIMARY;
+                                persist(l);
+                        }
 }
 
 /* The replica leaves the registry: its lease records go, uncounted. */
@@ -257,6 +287,7 @@ static void lease_end(lease *l, const char *why) {
         pd_instance_id inst = l->inst;
         const ps_context *ctx = ps_registry_ctx(l->table->reg);
 
+        forget(l);
         table_unlink(l->table, l);
         lease_destroy(l);
         ps_replica_lease_remove(r, inst);
@@ -281,8 +312,10 @@ static void arm(lease *l, int64_t ttl_ms) {
         struct timeval tv = { .tv_sec = ttl_ms / 1000, .tv_usec = (ttl_ms % 1000) * 1000 };
         const ps_context *ctx = ps_registry_ctx(l->table->reg);
 
-        l->expires_wall_ms = pd_lease_expires_at(ps_clock_wall_ms(ctx->clock), ttl_ms);
+        l->granted_wall_ms = ps_clock_wall_ms(ctx->clock);
+        l->expires_wall_ms = pd_lease_expires_at(l->granted_wall_ms, ttl_ms);
         evtimer_add(l->timer, &tv);
+        persist(l);
 }
 
 static void fill(const lease *l, ps_lease *out) {
@@ -353,6 +386,11 @@ int ps_lease_acquire(ps_registry *reg, const char *pool_id, int64_t ttl_ms, ps_l
                         leased = pd_sat_add_u32(leased, slots[n].leased);
                 }
                 n++;
+        }
+        /* A stored drain waits for its pool to come up: it drains. */
+        if (ps_store_drain_held(ps_store_of(reg), pool_id)) {
+                any_ready = false;
+                any_draining = true;
         }
         if (!any_ready) {
                 refused(reg, pool_id, any_draining ? "draining" : "not_ready");
@@ -462,4 +500,77 @@ size_t ps_registry_lease_count(ps_registry *reg) {
         const lease_table *t = reg ? table_of(reg) : NULL;
 
         return t ? t->count : 0;
+}
+
+/* ---- restored at start ----------------------------------------------------- */
+
+static ps_replica *replica_named(ps_registry *reg, const char *pool_id, const char *replica_id) {
+        ps_replica *r;
+
+        for (size_t i = 0; (r = ps_registry_replica_at(reg, pool_id, i)); i++)
+                if (strcmp(ps_replica_id(r), replica_id) == 0)
+                        return r;
+        return NULL;
+}
+
+int ps_lease_restore(ps_registry *reg, const ps_store_lease *rec, char *err, size_t errlen) {
+        int64_t now, ttl, remaining;
+        lease_table *t;
+        ps_replica *r;
+        lease *l;
+
+        if (!reg || !rec)
+                return -EINVAL;
+        r = replica_named(reg, rec->pool_id, rec->replica_id);
+        if (!r)
+                return ps_errf(err, errlen, PS_E_NOT_FOUND, "replica %s of pool %s is gone",
+                               rec->replica_id, rec->pool_id);
+        if (strlen(rec->id) != PS_LEASE_ID_LEN ||
+            (rec->instance != PD_INSTANCE_PRIMARY && rec->instance != PD_INSTANCE_SURGE))
+                return ps_errf(err, errlen, PS_E_INVALID, "lease record %.40s is malformed", rec->id);
+        /* What is left, never more than the TTL it was given: a wall clock
+         * stepped back cannot stretch a lease. */
+        now = ps_clock_wall_ms(ps_registry_ctx(reg)->clock);
+        ttl = rec->expiry_ms - rec->granted_ms;
+        remaining = rec->expiry_ms - now;
+        if (ttl < 0)
+                ttl = 0;
+        if (remaining > ttl)
+                remaining = ttl;
+        if (remaining <= 0)
+                return ps_errf(err, errlen, PS_E_CONFLICT, "lease %s expired while the daemon was down",
+                               rec->id);
+        t = table_get(reg);
+        if (!t)
+                return -ENOMEM;
+        if (table_find(t, rec->id))
+                return ps_errf(err, errlen, PS_E_EXISTS, "lease %s is held already", rec->id);
+        if (ps_replica_lease_add(r, (pd_instance_id) rec->instance) != 0)
+                return ps_errf(err, errlen, PS_E_NO_SLOT, "replica %s of pool %s has no free slot",
+                               rec->replica_id, rec->pool_id);
+        l = calloc(1, sizeof(*l));
+        if (l)
+                l->timer = evtimer_new(ps_registry_ctx(reg)->base, on_expire, l);
+        if (!l || !l->timer) {
+                free(l);
+                ps_replica_lease_remove(r, (pd_instance_id) rec->instance);
+                return -ENOMEM;
+        }
+        snprintf(l->id, sizeof(l->id), "%s", rec->id);
+        l->table = t;
+        l->replica = r;
+        l->inst = (pd_instance_id) rec->instance;
+        table_insert(t, l);
+        {
+                struct timeval tv = { .tv_sec = remaining / 1000, .tv_usec = (remaining % 1000) * 1000 };
+
+                l->granted_wall_ms = now + remaining - ttl;
+                l->expires_wall_ms = now + remaining;
+                evtimer_add(l->timer, &tv);
+        }
+        if (l->expires_wall_ms != rec->expiry_ms)
+                persist(l);
+        emit_lease(ps_registry_ctx(reg), rec->pool_id, rec->replica_id, PS_LOG_INFO, "lease restored",
+                   "restored", NULL, ps_replica_leases(r));
+        return 0;
 }

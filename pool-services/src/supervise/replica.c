@@ -1481,3 +1481,46 @@ int ps_replica_take_handoff(ps_replica *r, const ps_replica_handoff *h) {
         r->ready_wall_ms = r->last_heartbeat_wall_ms;
         return ps_replica_feed(r, &ev);
 }
+
+/* ---- the policy's state, for the state store ------------------------------ */
+
+static int64_t wall_to_mono(const ps_replica *r, int64_t at_wall) {
+        if (at_wall == 0)
+                return 0;
+        return mono_now(r) + (at_wall - wall_now(r));
+}
+
+static void policy_times(const ps_replica *r, ps_replica_policy_state *st,
+                         int64_t (*convert)(const ps_replica *r, int64_t at)) {
+        for (unsigned i = 0; i < PD_CRASH_FAMILY_MAX; i++)
+                st->breakers.circuit[i].open_until_ms = convert(r, st->breakers.circuit[i].open_until_ms);
+        for (unsigned i = 0; i < st->storm.count && i < PD_STORM_LIMIT_MAX; i++) {
+                pd_storm_entry *e = &st->storm.ring[(st->storm.head + i) % PD_STORM_LIMIT_MAX];
+
+                e->at_ms = convert(r, e->at_ms);
+        }
+}
+
+void ps_replica_policy_state_get(const ps_replica *r, ps_replica_policy_state *out) {
+        *out = (ps_replica_policy_state) {
+                .crash_count = r->lc.crash_count,
+                .restart_count = r->lc.restart_count,
+                .backoff_ms = r->lc.backoff_ms,
+                .backoff = r->lc.backoff,
+                .breakers = r->lc.breakers,
+                .storm = r->lc.storm,
+        };
+        policy_times(r, out, mono_to_wall);
+}
+
+void ps_replica_policy_state_set(ps_replica *r, const ps_replica_policy_state *in) {
+        ps_replica_policy_state st = *in;
+
+        policy_times(r, &st, wall_to_mono);
+        r->lc.crash_count = st.crash_count;
+        r->lc.restart_count = st.restart_count;
+        r->lc.backoff_ms = st.backoff_ms;
+        r->lc.backoff = st.backoff;
+        r->lc.breakers = st.breakers;
+        r->lc.storm = st.storm;
+}

@@ -106,3 +106,22 @@ int ps_replica_take_handoff(ps_replica *r, const ps_replica_handoff *h);
 /* from reported a driver error (why): r is reset when it runs an engine
  * on one of from's GPUs. */
 void ps_replica_share_trouble(ps_replica *r, const ps_replica *from, const char *why);
+
+/*
+ * The restart policy's state (failure and restart counts, backoff, the
+ * breaker circuits, the storm window), kept across daemon restarts by the
+ * state store. Its times are wall-clock epoch ms (0: none); set takes them
+ * back onto the replica's monotonic clock. Nothing else of the machine is
+ * touched, and set feeds no event.
+ */
+typedef struct ps_replica_policy_state {
+        unsigned crash_count;
+        unsigned restart_count;
+        int64_t backoff_ms;
+        pd_backoff backoff;
+        pd_breaker_set breakers;
+        pd_storm storm;
+} ps_replica_policy_state;
+
+void ps_replica_policy_state_get(const ps_replica *r, ps_replica_policy_state *out);
+void ps_replica_policy_state_set(ps_replica *r, const ps_replica_policy_state *in);

@@ -54,6 +54,14 @@ int ps_pool_drain(ps_registry *reg, const char *pool_id, int64_t deadline_ms,
                   ps_drain_done_fn done, void *userdata, ps_drain_info *info,
                   char *err, size_t errlen);
 
+/*
+ * At start: a drain the state store kept goes on with its original
+ * deadline (epoch ms; one already past stops the engines at once). The
+ * outcome is only logged and counted. Errors as for ps_pool_drain().
+ */
+int ps_pool_drain_resume(ps_registry *reg, const char *pool_id, int64_t deadline_at,
+                         char *err, size_t errlen);
+
 /* Whether a drain is running on the pool. */
 bool ps_pool_draining(ps_registry *reg, const char *pool_id);
 

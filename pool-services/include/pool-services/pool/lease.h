@@ -62,3 +62,15 @@ json_t *ps_lease_to_json(const ps_lease *lease, const char *pool_id);
 
 /* Leases held in the whole registry (every pool). */
 size_t ps_registry_lease_count(ps_registry *reg);
+
+/*
+ * At start: a lease the state store kept, held again on its replica with
+ * the same id and expiry. The time left is capped at the TTL it was
+ * granted with (a wall clock stepped back cannot stretch it).
+ *   PS_E_NOT_FOUND   its pool or replica is gone
+ *   PS_E_CONFLICT    it expired meanwhile
+ *   PS_E_NO_SLOT     the replica's slots are taken
+ *   PS_E_EXISTS      held already; PS_E_INVALID: a malformed record
+ */
+struct ps_store_lease;
+int ps_lease_restore(ps_registry *reg, const struct ps_store_lease *rec, char *err, size_t errlen);

@@ -1,0 +1,258 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""End-to-end scenarios of the node's durable state (docs/reliability.md):
+the runtime directory's lock, and leases and drains that survive a
+daemon killed with SIGKILL.
+
+    state.py DAEMON VERSION FAKE_ENGINE SCENARIO
+"""
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import api  # noqa: E402
+import e2e  # noqa: E402
+from api import Node, config_pool, free_port, pid_alive  # noqa: E402
+from e2e import Daemon, check, check_error, json_body  # noqa: E402
+
+
+def tree(path):
+    """Every file under path: its content's hash and its mtime."""
+    out = {}
+    for root, _, files in os.walk(path):
+        for name in files:
+            p = os.path.join(root, name)
+            if name.startswith("state.db") or name == "lock" or name == "api.sock":
+                continue
+            st = os.lstat(p)
+            with open(p, "rb") as f:
+                out[p] = (hashlib.sha256(f.read()).hexdigest(), st.st_mtime_ns)
+    return out
+
+
+def open_files(pid):
+    """What a process's descriptors point at."""
+    out = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out.add(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            pass
+    return out
+
+
+def refused_start(n, *args, words):
+    """A daemon on n's config that must exit 1 before listening, saying words."""
+    p = subprocess.run([e2e.DAEMON, "--config", n.config_path, *args], capture_output=True,
+                       timeout=e2e.EXIT_TIMEOUT, env=e2e.clean_env(), stdin=subprocess.DEVNULL)
+    err = p.stderr.decode()
+    check(p.returncode == 1, "exit status %d, expected 1; stderr:\n%s" % (p.returncode, err))
+    check(words in err, "%r not said; stderr:\n%s" % (words, err))
+    check('"msg":"listening"' not in err, "the refused daemon listened:\n%s" % err)
+
+
+def restart(n):
+    """The same config again, after the first daemon was killed."""
+    n.daemon.__exit__(None, None, None)
+    n.daemon = Daemon("--config", n.config_path, env=e2e.clean_env())
+    n.daemon.wait_listening()
+
+
+def kill9(n):
+    n.daemon.proc.send_signal(signal.SIGKILL)
+    n.daemon.proc.wait(e2e.EXIT_TIMEOUT)
+
+
+def scenario_second_daemon_refused():
+    """A second daemon on a runtime directory in use exits 1 naming the
+    first one's pid, and leaves its engine, PID and handoff files alone."""
+    with Node([config_pool("s", free_port())]) as n:
+        snap = n.wait_pool("s", lambda s, b: b["ready"], "ready")
+        run = os.path.join(n.dir, "run")
+        before = tree(run)
+        check(any(p.endswith(".pid") for p in before) and
+              any("/engines/" in p for p in before), "no engine files to guard: %r" % before)
+        refused_start(n, words="runtime directory %s is in use by pool-managerd pid %d"
+                      % (run, n.daemon.proc.pid))
+        check(tree(run) == before, "the refused daemon touched the runtime directory")
+        # The daemon holds the lock and the state store open; its engine
+        # inherited neither.
+        lock = os.path.join(os.path.realpath(run), "lock")
+        check(lock in open_files(n.daemon.proc.pid), "the daemon does not hold %s" % lock)
+        inherited = [p for p in open_files(snap["pid"]) if p == lock or "state.db" in p]
+        check(not inherited, "the engine inherited %r" % inherited)
+        check(pid_alive(snap["pid"]), "the engine died")
+        check(n.get("/v2/pools/s")["ready"], "the first daemon's pool is no longer ready")
+        n.stop()
+
+
+def scenario_runtime_dir_recreated_relocked():
+    """The runtime directory deleted while the daemon runs is made again
+    before the next spawn, and the lock is taken again in it: a second
+    daemon is still refused."""
+    token = "relock-token"
+    auth = {"Authorization": "Bearer " + token}
+    with Node(env={"LLORCH_API_TOKEN": token}) as n:
+        run = os.path.join(n.dir, "run")
+        shutil.rmtree(run)
+        json_body(*n.request("POST", "/v2/pools/again/preload", n.prepared(), headers=auth), 200)
+        n.daemon.wait_for(lambda o: o.get("msg") == "runtime directory locked again",
+                          "the lock taken again")
+        with open(os.path.join(run, "lock")) as f:
+            check(f.read().strip() == str(n.daemon.proc.pid), "the lock file does not name the daemon")
+        refused_start(n, words="runtime directory %s is in use by pool-managerd pid %d"
+                      % (run, n.daemon.proc.pid))
+        n.stop()
+
+
+def scenario_restart_keeps_leases():
+    """kill -9 with both slots leased: after the restart the same ids are
+    held (a third lease is refused), release works, and a freed slot can be
+    leased again."""
+    with Node([config_pool("l", free_port(), slots=2)]) as n:
+        pid = n.wait_pool("l", lambda s, b: b["ready"], "ready")["pid"]
+        path = "/v2/pools/l/leases"
+        first = json_body(*n.request("POST", path, {"ttl_ms": 600000}), 201)
+        second = json_body(*n.request("POST", path, {"ttl_ms": 600000}), 201)
+        kill9(n)
+        try:
+            restart(n)
+            restored = n.daemon.wait_for(lambda o: o.get("msg") == "state restored", "state restored")
+            check(restored["leases"] == 2, repr(restored))
+            snap = n.wait_pool("l", lambda s, b: b["ready"], "ready again")
+            check(snap["pid"] == pid and snap["active_leases"] == 2, repr(snap))
+            check_error(*n.request("POST", path), 429, "NO_FREE_SLOT")
+            renewed = json_body(*n.request("POST", "%s/%s/renew" % (path, first["lease_id"])), 200)
+            check(renewed["lease_id"] == first["lease_id"], repr(renewed))
+            status, _, _ = n.request("DELETE", "%s/%s" % (path, second["lease_id"]))
+            check(status == 204, "release of a restored lease: %d" % status)
+            third = json_body(*n.request("POST", path), 201)
+            check(third["lease_id"] not in (first["lease_id"], second["lease_id"]), repr(third))
+            check_error(*n.request("POST", path), 429, "NO_FREE_SLOT")
+            node = n.get("/v2/node")["state_store"]
+            check(node["path"] == os.path.join(n.dir, "run", "state.db") and
+                  node["schema_version"] >= 1 and node["commits"] >= 1 and
+                  isinstance(node["last_commit_at"], int) and node["size_bytes"] > 0, repr(node))
+            n.stop()
+        finally:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def scenario_restart_keeps_drain():
+    """kill -9 with a lease held and a drain waiting for it: after the
+    restart the pool drains again with the same deadline, and releasing
+    the same lease id ends the drain."""
+    with Node([config_pool("d", free_port())]) as n:
+        pid = n.wait_pool("d", lambda s, b: b["ready"], "ready")["pid"]
+        lease = json_body(*n.request("POST", "/v2/pools/d/leases"), 201)
+        info = json_body(*n.request("POST", "/v2/pools/d/drain", {"deadline_ms": 600000}), 202)
+        kill9(n)
+        try:
+            restart(n)
+            resumed = n.daemon.wait_for(lambda o: o.get("msg") == "drain resumed", "drain resumed")
+            check(resumed["deadline_at"] == info["deadline_at"], repr(resumed))
+            snap = n.wait_pool("d", lambda s, b: b["draining"], "draining again")
+            check(snap["pid"] == pid and snap["active_leases"] == 1, repr(snap))
+            again = json_body(*n.request("POST", "/v2/pools/d/drain", {"deadline_ms": 5}), 202)
+            check(again["already_running"] and again["deadline_at"] == info["deadline_at"], repr(again))
+            check_error(*n.request("POST", "/v2/pools/d/leases"), 409, "POOL_DRAINING")
+            status, _, _ = n.request("DELETE", "/v2/pools/d/leases/%s" % lease["lease_id"])
+            check(status == 204, "release of the restored lease: %d" % status)
+            n.wait_pool("d", lambda s, b: not b["live"] and not b["draining"], "drained")
+            check(not pid_alive(pid), "the engine outlived the drain")
+            n.stop()
+        finally:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def scenario_restart_keeps_breaker():
+    """kill -9 during a crash loop: the next daemon starts with the failure
+    and restart counts and the breaker it had, so the first crash after
+    the restart leaves the breaker open, with no restart (a fresh daemon
+    would restart once before its breaker opened)."""
+    crash = ("--load-ms", "2000", "--exit-after-ms", "50", "--exit-code", "1")
+    extra = {"defaults": {"breaker": {"threshold": 2, "open_ms": 600000},
+                          "backoff": {"initial_ms": 50, "max_ms": 50},
+                          "health": {"startup_timeout_ms": 4000}}}
+    with Node([config_pool("c", free_port(), *crash)], extra=extra) as n:
+        before = n.wait_pool("c", lambda s, b: b["breaker"]["state"] == "open", "the breaker open")
+        check(before["crash_count"] >= 2 and before["breaker"]["opens"] >= 1, repr(before))
+        kill9(n)
+        restart(n)
+        restored = n.daemon.wait_for(lambda o: o.get("msg") == "restart policy state restored",
+                                     "the policy state restored")
+        check(restored["replicas"] == 1, repr(restored))
+        after = n.wait_pool("c", lambda s, b: b["breaker"]["state"] == "open" and
+                            b["crash_count"] > before["crash_count"], "the breaker open again")
+        check(after["restart_count"] == before["restart_count"], "restarted again: %r" % after)
+        check(after["breaker"]["failures"] > before["breaker"]["failures"] and
+              after["breaker"]["opens"] >= before["breaker"]["opens"], repr(after["breaker"]))
+        n.stop()
+
+
+def scenario_corrupt_state():
+    """A corrupt state.db is refused with the way out; --reset-state moves
+    it aside and starts empty."""
+    n = Node(start=False)
+    try:
+        run = os.path.join(n.dir, "run")
+        os.makedirs(run, mode=0o700)
+        db = os.path.join(run, "state.db")
+        fd = os.open(db, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, b"this is not a database, " * 400)
+        os.close(fd)
+        refused_start(n, words="is corrupt")
+        check(os.path.exists(db) and not glob.glob(db + ".corrupt-*"), "refused, yet moved")
+        n.daemon = Daemon("--config", n.config_path, "--reset-state", env=e2e.clean_env())
+        n.daemon.wait_listening()
+        moved = glob.glob(db + ".corrupt-*")
+        check(len(moved) == 1, "moved aside: %r" % moved)
+        check(n.get("/v2/node")["state_store"]["schema_version"] >= 1, "no schema")
+        n.stop()
+    finally:
+        n.__exit__(None, None, None)
+
+
+def scenario_newer_schema():
+    """A state store written by a newer pool-managerd is refused."""
+    n = Node(start=False)
+    try:
+        run = os.path.join(n.dir, "run")
+        os.makedirs(run, mode=0o700)
+        db = os.path.join(run, "state.db")
+        os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
+        con = sqlite3.connect(db)
+        con.execute("PRAGMA user_version=999")
+        con.commit()
+        con.close()
+        refused_start(n, words="has schema version 999, newer than")
+    finally:
+        n.__exit__(None, None, None)
+
+
+SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn
+             for name, fn in globals().items() if name.startswith("scenario_")}
+
+
+def main(argv):
+    if len(argv) != 5 or argv[4] not in SCENARIOS:
+        sys.stderr.write("usage: %s DAEMON VERSION FAKE_ENGINE SCENARIO\nscenarios: %s\n"
+                         % (argv[0], " ".join(sorted(SCENARIOS))))
+        return 2
+    e2e.DAEMON, e2e.VERSION = argv[1], argv[2]
+    api.FAKE_ENGINE = os.path.realpath(argv[3])
+    return e2e.run_scenario(SCENARIOS, argv[4])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
