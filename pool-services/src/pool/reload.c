@@ -745,11 +745,18 @@ int ps_pool_reload_specs(ps_registry *reg, const char *pool_id,
         if (!op)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                op->parts[i].new_spec = ps_engine_spec_copy(specs[i]);
-                if (!op->parts[i].new_spec) {
+                reload_part *part = &op->parts[i];
+
+                part->new_spec = ps_engine_spec_copy(specs[i]);
+                if (!part->new_spec) {
                         reload_op_free(op);
                         return -ENOMEM;
                 }
+                /* The configuration names the replica's home port; after a
+                 * surge its engine runs on the spare one. The reload goes
+                 * on from where the engine is, so the port follows it. */
+                if (part->new_spec->port == ps_replica_home_port(part->replica))
+                        part->new_spec->port = part->old_spec->port;
         }
         rc = op_begin(op, NULL);
         if (rc == PS_E_INVALID)

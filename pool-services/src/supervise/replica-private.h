@@ -38,6 +38,9 @@ typedef struct replica_inst {
         char last_line[REPLICA_DETAIL_MAX];
         uint32_t leases;            /* leases held on this engine; they
                                        move with it when a surge promotes */
+        char url[320];              /* where this engine listens: the spec
+                                       it was started from, not the
+                                       replica's current one             */
 } replica_inst;
 
 typedef struct replica_timer {

@@ -312,7 +312,6 @@ static void on_probe(ps_probe_result result, long http_status, const char *detai
 
 static void probe_send(replica_inst *in) {
         ps_replica *r = in->owner;
-        const ps_engine_spec *spec = in->id == PD_INSTANCE_SURGE && r->staged ? r->staged : r->current;
         const pd_policy *p = policy(r);
         char url[512];
         int64_t timeout = p->health.timeout_ms > 0 ? p->health.timeout_ms : 1000;
@@ -322,8 +321,9 @@ static void probe_send(replica_inst *in) {
                 in->probe_again = true;
                 return;
         }
-        ps_engine_spec_url(spec, url, sizeof(url) - 256);
-        strncat(url, ps_policy_health_path(r->policy), sizeof(url) - strlen(url) - 1);
+        /* The engine is probed where it listens: a drain-first reload may
+         * start it on another port than the spec it replaces. */
+        snprintf(url, sizeof(url), "%s%s", in->url, ps_policy_health_path(r->policy));
         in->last_probe_ms = mono_now(r);
         rc = ps_prober_get(r->ctx->prober, url, timeout, on_probe, in, &in->probe);
         if (rc < 0) {
@@ -565,6 +565,7 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
         in->dead = ps_engine_free(in->dead);
         in->tail = ps_logtail_free(in->tail);
         in->last_line[0] = '\0';
+        ps_engine_spec_url(spec, in->url, sizeof(in->url));
         if (spec->port != r->home_port) {
                 /* An engine on the spare port (a surge reload) must not
                  * clobber the files of the one on the home port: the files

@@ -79,6 +79,19 @@ static int on_spawn(fake_engine *e, void *userdata, char *err, size_t errlen) {
         return 0;
 }
 
+static bool one_engine(fake_node *n, const void *arg) {
+        const reload_fx *f = arg;
+
+        (void) n;
+        return fake_engines_running(ps_replica_pool_id(f->r), ps_replica_id(f->r)) == 1;
+}
+
+/* The last engine answered more requests than *arg. */
+static bool engine_asked_again(fake_node *n, const void *arg) {
+        (void) n;
+        return fake_engine_requests(fake_engines_last()) > *(const unsigned *) arg;
+}
+
 static const char *result_str(const reload_fx *f, const char *key) {
         return json_string_value(json_object_get(f->result, key));
 }
@@ -230,6 +243,135 @@ static void test_surge_starts_beside_and_keeps_serving(void **state) {
         assert_non_null(strstr(fake_snap_str(f->r, "url"), spare));
 }
 
+/* ---- ports follow the engine --------------------------------------------------- */
+
+/* Reloads the pool onto model with strategy and runs the loop until the
+ * answer and the retirement of an old engine are through; the answer's rc. */
+static int reload_to(reload_fx *f, const char *model, ps_reload_strategy strategy) {
+        ps_reload_request req = {
+                .model_ref = model,
+                .drain_deadline_ms = 5000,
+                .strategy = strategy,
+        };
+
+        f->done = false;
+        f->result = (json_decref(f->result), NULL);
+        assert_int_equal(ps_pool_reload(f->node.reg, "chat", &req, on_reloaded, f, NULL, 0), 0);
+        assert_true(fake_node_until(&f->node, fake_flag_set, &f->done));
+        fake_node_wait_state(&f->node, f->r, "ready");
+        assert_true(fake_node_until(&f->node, one_engine, f));
+        return f->rc;
+}
+
+/* What a configuration reload hands the pool: the configured spec (on the
+ * home port) with `slots` changed, drain-first. */
+static int reload_config_slots(reload_fx *f, const ps_engine_spec *configured, uint32_t slots) {
+        ps_engine_spec *spec = ps_engine_spec_copy(configured);
+        const ps_engine_spec *const specs[] = { spec };
+        char err[256];
+
+        assert_non_null(spec);
+        spec->slots = slots;
+        f->done = false;
+        f->result = (json_decref(f->result), NULL);
+        if (ps_pool_reload_specs(f->node.reg, "chat", specs, 1, PS_RELOAD_DRAIN_FIRST, 5000,
+                                 on_reloaded, f, err, sizeof(err)) != 0)
+                fail_msg("reload refused: %s", err);
+        ps_engine_spec_free(spec);
+        assert_true(fake_node_until(&f->node, fake_flag_set, &f->done));
+        fake_node_wait_state(&f->node, f->r, "ready");
+        assert_true(fake_node_until(&f->node, one_engine, f));
+        return f->rc;
+}
+
+/* The replica's url, pid and probes are those of the one engine that runs. */
+static void assert_follows_engine(reload_fx *f) {
+        fake_engine *e = fake_engines_last();
+        char port[16];
+        unsigned probes;
+
+        assert_true(fake_engine_running(e));
+        assert_int_equal(fake_engines_running("chat", "r0"), 1);
+        assert_int_equal(ps_replica_pid(f->r), fake_engine_pid(e));
+        snprintf(port, sizeof(port), ":%u", (unsigned) fake_engine_spec(e)->port);
+        assert_true(fake_engine_has_arg(e, "--port", port + 1));
+        assert_non_null(strstr(fake_snap_str(f->r, "url"), port));
+        /* and the prober keeps asking it */
+        probes = fake_engine_requests(e);
+        assert_true(fake_node_until(&f->node, engine_asked_again, &probes));
+}
+
+static void test_config_reload_after_surge_follows_the_spare_port(void **state) {
+        ps_engine_spec *configured = fake_spec("chat", "r0", fake_free_port(true), 1);
+        reload_fx *f;
+        uint16_t home = configured->port;
+
+        /* a model the engine resolves itself: nothing to stage */
+        free(configured->model_path);
+        configured->model_path = NULL;
+        f = fx_new(state, ps_engine_spec_copy(configured), NULL);
+
+        fake_engines_on_spawn(on_spawn, f);
+        assert_int_equal(reload_to(f, "qwen2.5-7b-instruct", PS_RELOAD_SURGE), 0);
+        assert_int_equal(fake_engine_spec(fake_engines_last())->port, home + 1);
+
+        /* SIGHUP: only slots changed; the engine goes on from the spare port */
+        assert_int_equal(reload_config_slots(f, configured, 2), 0);
+        assert_string_equal(f->message, "reloaded (drain-first): 1 replica");
+        assert_int_equal(fake_engines_spawned(), 3);
+        assert_int_equal(fake_engine_spec(fake_engines_last())->port, home + 1);
+        assert_true(fake_engine_has_arg(fake_engines_last(), "--parallel", "2"));
+        assert_follows_engine(f);
+        ps_engine_spec_free(configured);
+}
+
+static void test_surge_then_surge_goes_home(void **state) {
+        reload_fx *f = fx_new(state, fake_spec("chat", "r0", fake_free_port(true), 1), NULL);
+        uint16_t home = fake_engine_spec(fake_engines_last())->port;
+
+        fake_engines_on_spawn(on_spawn, f);
+        assert_int_equal(reload_to(f, "qwen2.5-7b-instruct", PS_RELOAD_SURGE), 0);
+        assert_int_equal(reload_to(f, "mistral-7b", PS_RELOAD_SURGE), 0);
+        assert_int_equal(fake_engines_spawned(), 3);
+        assert_int_equal(fake_engine_spec(fake_engines_last())->port, home);
+        assert_string_equal(fake_snap_str(f->r, "model_id"), "mistral-7b");
+        assert_follows_engine(f);
+}
+
+static void test_surge_then_drain_first_stays_on_the_spare_port(void **state) {
+        reload_fx *f = fx_new(state, fake_spec("chat", "r0", fake_free_port(true), 1), NULL);
+        ps_engine_spec *configured;
+        uint16_t home = fake_engine_spec(fake_engines_last())->port;
+
+        fake_engines_on_spawn(on_spawn, f);
+        assert_int_equal(reload_to(f, "qwen2.5-7b-instruct", PS_RELOAD_SURGE), 0);
+        assert_int_equal(reload_to(f, "mistral-7b", PS_RELOAD_DRAIN_FIRST), 0);
+        assert_int_equal(fake_engines_spawned(), 3);
+        assert_int_equal(fake_engine_spec(fake_engines_last())->port, home + 1);
+        assert_follows_engine(f);
+        /* and a configuration reload after both still finds it */
+        configured = ps_engine_spec_copy(fake_engine_spec(fake_engines_at(0)));
+        assert_non_null(configured);
+        free(configured->model_path);
+        configured->model_path = NULL;
+        assert_int_equal(reload_config_slots(f, configured, 3), 0);
+        ps_engine_spec_free(configured);
+        assert_int_equal(fake_engine_spec(fake_engines_last())->port, home + 1);
+        assert_follows_engine(f);
+}
+
+static void test_drain_first_then_surge_moves_to_the_spare_port(void **state) {
+        reload_fx *f = fx_new(state, fake_spec("chat", "r0", fake_free_port(true), 1), NULL);
+        uint16_t home = fake_engine_spec(fake_engines_last())->port;
+
+        fake_engines_on_spawn(on_spawn, f);
+        assert_int_equal(reload_to(f, "qwen2.5-7b-instruct", PS_RELOAD_DRAIN_FIRST), 0);
+        assert_int_equal(fake_engine_spec(fake_engines_last())->port, home);
+        assert_int_equal(reload_to(f, "mistral-7b", PS_RELOAD_SURGE), 0);
+        assert_int_equal(fake_engine_spec(fake_engines_last())->port, home + 1);
+        assert_follows_engine(f);
+}
+
 #define T(fn) cmocka_unit_test_teardown(fn, teardown)
 
 int main(void) {
@@ -238,6 +380,10 @@ int main(void) {
                 T(test_failed_new_engine_rolls_back),
                 T(test_surge_without_port_variable_runs_drain_first),
                 T(test_surge_starts_beside_and_keeps_serving),
+                T(test_config_reload_after_surge_follows_the_spare_port),
+                T(test_surge_then_surge_goes_home),
+                T(test_surge_then_drain_first_stays_on_the_spare_port),
+                T(test_drain_first_then_surge_moves_to_the_spare_port),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
