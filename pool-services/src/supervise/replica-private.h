@@ -68,6 +68,7 @@ struct ps_replica {
         char *correlation_id;       /* the request being carried out; NULL */
         bool started_once;          /* adoption is tried at the first start */
         bool promoted;              /* a surge engine took over; ready_at set */
+        bool removing;              /* its pool goes: no start any more     */
         ps_engine_spec *current;    /* what the replica runs              */
         ps_engine_spec *staged;     /* what a reload wants to run         */
         ps_policy *policy;

@@ -1135,6 +1135,8 @@ int ps_replica_preload_spec(ps_replica *r, const ps_engine_spec *spec, ps_done_f
 
         if (r->stepping)
                 return -EBUSY;
+        if (r->removing)
+                return refuse(err, errlen, PS_E_CONFLICT, "is being removed: cannot start", r);
         /* Try the transition first so a refusal leaves nothing pending. */
         {
                 pd_lifecycle probe = r->lc;
@@ -1202,10 +1204,16 @@ int ps_replica_restart(ps_replica *r, char *err, size_t errlen) {
         pd_actions out;
         pd_event ev = { .type = PD_EV_RESTART };
 
+        if (r->removing)
+                return refuse(err, errlen, PS_E_CONFLICT, "is being removed: cannot restart", r);
         if (pd_lifecycle_step(&probe, policy(r), &ev, mono_now(r), &rng, &out) != 0)
                 return refuse(err, errlen, PS_E_CONFLICT,
                               "cannot restart while draining, reloading or stopping", r);
         return ps_replica_feed(r, &ev);
+}
+
+void ps_replica_mark_removing(ps_replica *r) {
+        r->removing = true;
 }
 
 int ps_replica_breaker_reset(ps_replica *r) {

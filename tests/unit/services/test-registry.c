@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "fake-node.h"
+#include "pool-services/base/errors.h"
 #include "pool-services/pool/lease.h"
 
 typedef struct pool_fx {
@@ -150,6 +151,30 @@ static void test_pool_shows_first_replica_state_when_none_serves(void **state) {
         assert_int_equal(fake_engines_running("chat", "r0"), 0);
 }
 
+/* A restart (or preload) of a pool being removed, in the loop turn of the
+ * removal, is refused: an engine started then would keep the pool
+ * `removing` forever, serving leases nobody can see go. */
+static void test_start_of_a_pool_being_removed_is_refused(void **state) {
+        pool_fx *f = *state;
+        char err[256] = "";
+        size_t spawned;
+
+        assert_int_equal(fake_node_preload(&f->node, f->r1), 0);
+        fake_engine_exit(engine_of(f->r1), 1);
+        fake_node_wait_state(&f->node, f->r1, "backoff");
+        spawned = fake_engines_spawned();
+
+        assert_int_equal(ps_registry_forget_pool(f->node.reg, "chat", err, sizeof(err)), 0);
+        assert_string_equal(ps_replica_state(f->r1), "stopped");
+        assert_int_equal(ps_replica_restart(f->r1, err, sizeof(err)), PS_E_CONFLICT);
+        assert_string_equal(err, "pool chat replica r1 is being removed: cannot restart");
+        assert_int_equal(ps_replica_preload(f->r0, NULL, NULL, err, sizeof(err)), PS_E_CONFLICT);
+        assert_string_equal(err, "pool chat replica r0 is being removed: cannot start");
+
+        assert_true(fake_node_until(&f->node, pool_gone, "chat"));
+        assert_int_equal(fake_engines_spawned(), spawned);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -157,6 +182,7 @@ int main(void) {
                 T(test_two_ready_replicas_add_up),
                 T(test_one_crashed_replica_shows_but_the_pool_serves),
                 T(test_pool_shows_first_replica_state_when_none_serves),
+                T(test_start_of_a_pool_being_removed_is_refused),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
