@@ -875,7 +875,7 @@ static ps_config *config_of(const char *pools) {
         snprintf(text, sizeof(text),
                  "{\"gpu\": {\"backend\": \"fake\", \"devices\": [{\"index\": 0, \"vram_total_bytes\": 1000}]},"
                  " \"defaults\": {\"health\": {\"interval_ms\": 50, \"startup_timeout_ms\": 5000},"
-                 "               \"stop_grace_ms\": 1000},"
+                 "               \"reload\": {\"retire_grace_ms\": 50}, \"stop_grace_ms\": 1000},"
                  " \"pools\": [%s]}", pools);
         for (char *p = strstr(text, "BIN"); p; p = strstr(text, "BIN")) {
                 char rest[4096];

@@ -16,6 +16,7 @@
 struct ps_policy {
         pd_policy pd;
         char health_path[HEALTH_PATH_MAX];
+        int64_t retire_grace_ms;   /* an engine with no in-flight count */
 };
 
 typedef enum field_kind {
@@ -59,11 +60,12 @@ static const field fields[] = {
         { "storm", "window_ms", FIELD_MS, PD(storm.window_ms) },
         { "storm", "burst_window_ms", FIELD_MS, PD(storm.burst_window_ms) },
         { "storm", "warn_above", FIELD_COUNT, PD(storm.warn_above) },
+        { "reload", "retire_grace_ms", FIELD_MS, offsetof(struct ps_policy, retire_grace_ms) },
         { NULL, "stop_grace_ms", FIELD_MS, PD(stop_grace_ms) },
         { NULL, "lease_ttl_ms", FIELD_MS, PD(lease_ttl_ms) },
 };
 
-static const char *const sections[] = { "health", "backoff", "breaker", "storm" };
+static const char *const sections[] = { "health", "backoff", "breaker", "storm", "reload" };
 
 ps_policy *ps_policy_new(void) {
         ps_policy *p = calloc(1, sizeof(*p));
@@ -72,6 +74,7 @@ ps_policy *ps_policy_new(void) {
                 return NULL;
         pd_policy_init(&p->pd);
         snprintf(p->health_path, sizeof(p->health_path), "/health");
+        p->retire_grace_ms = PS_POLICY_RETIRE_GRACE_DEFAULT_MS;
         return p;
 }
 
@@ -97,6 +100,10 @@ const pd_policy *ps_policy_domain(const ps_policy *policy) {
 
 const char *ps_policy_health_path(const ps_policy *policy) {
         return policy->health_path;
+}
+
+int64_t ps_policy_retire_grace_ms(const ps_policy *policy) {
+        return policy->retire_grace_ms;
 }
 
 static int set_field(ps_policy *p, const field *f, const json_t *v, const char *path,
@@ -239,6 +246,7 @@ json_t *ps_policy_to_json(const ps_policy *policy) {
                          " s:{s:I, s:f, s:I, s:I, s:f, s:I, s:o},"
                          " s:{s:I, s:I, s:I, s:b},"
                          " s:{s:I, s:I, s:I, s:I},"
+                         " s:{s:I},"
                          " s:I, s:I}",
                          "health", "path", policy->health_path,
                                    "interval_ms", (json_int_t) p->health.interval_ms,
@@ -261,6 +269,7 @@ json_t *ps_policy_to_json(const ps_policy *policy) {
                                   "window_ms", (json_int_t) p->storm.window_ms,
                                   "burst_window_ms", (json_int_t) p->storm.burst_window_ms,
                                   "warn_above", (json_int_t) p->storm.warn_above,
+                         "reload", "retire_grace_ms", (json_int_t) policy->retire_grace_ms,
                          "stop_grace_ms", (json_int_t) p->stop_grace_ms,
                          "lease_ttl_ms", (json_int_t) p->lease_ttl_ms);
 }

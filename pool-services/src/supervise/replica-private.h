@@ -9,6 +9,7 @@
 #include "pool-services/supervise/engine.h"
 #include "pool-services/supervise/logtail.h"
 #include "pool-services/supervise/probe.h"
+#include "supervise/idle.h"
 
 /* The fields of a replica: for supervise/replica.c (and its tests) only;
  * everyone else goes through supervise/replica.h. */
@@ -38,6 +39,9 @@ typedef struct replica_inst {
         char last_line[REPLICA_DETAIL_MAX];
         uint32_t leases;            /* leases held on this engine; they
                                        move with it when a surge promotes */
+        ps_idle_watch *idle;        /* leaving service: waiting for the
+                                       requests it still runs            */
+        bool idle_reached;          /* ... they are done: it may stop     */
         char url[320];              /* where this engine listens: the spec
                                        it was started from, not the
                                        replica's current one             */

@@ -28,6 +28,7 @@
 #include "pool-services/base/hash.h"
 
 static void run(ps_replica *r);
+static void idle_forget(replica_inst *in);
 
 /* ---- time ------------------------------------------------------------- */
 
@@ -705,6 +706,7 @@ static void swap_inst(ps_replica *r) {
         replica_inst tmp;
 
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
+                idle_forget(&r->inst[i]);
                 evtimer_del(r->inst[i].probe_timer);
                 if (r->inst[i].probe) {
                         ps_probe_cancel(r->inst[i].probe);
@@ -951,19 +953,62 @@ static void report_transition(ps_replica *r, pd_state before, unsigned crashes_b
         }
 }
 
+static void on_idle(ps_idle_how how, const char *detail, void *userdata) {
+        replica_inst *in = userdata;
+        ps_replica *r = in->owner;
+
+        in->idle = ps_idle_watch_free(in->idle);
+        in->idle_reached = true;
+        EMIT(r, PS_EVENT_GENERIC, PS_LOG_INFO, how == PS_IDLE_COUNTED ?
+             "engine has no request in flight" : "engine shows no in-flight count: retire grace over",
+             PS_FIELD_INT("pid", in->engine ? ps_engine_pid(in->engine) : 0),
+             PS_FIELD_STR("detail", detail));
+        run(r);
+}
+
+/* An engine that takes no new work and holds no lease may still run
+ * requests sent without one: the machine hears of its leases at zero once
+ * those are done too (supervise/idle.h). Without a watch, at once. */
+static bool idle_reached(replica_inst *in) {
+        ps_replica *r = in->owner;
+        ps_idle_options o = {
+                .url = in->url,
+                .poll_ms = policy(r)->health.interval_ms,
+                .timeout_ms = policy(r)->health.timeout_ms,
+                .grace_ms = ps_policy_retire_grace_ms(r->policy),
+        };
+
+        if (!in->idle_reached && !in->idle) {
+                in->idle = ps_idle_watch_new(r->ctx->base, r->ctx->prober, &o, on_idle, in);
+                in->idle_reached = !in->idle;
+        }
+        return in->idle_reached;
+}
+
+static void idle_forget(replica_inst *in) {
+        in->idle = ps_idle_watch_free(in->idle);
+        in->idle_reached = false;
+}
+
 /*
  * What the leases mean for the machine once the queue is empty: an
- * instance it drains may have none left, and a stopped replica serves none
- * (a crashed engine's leases stay until then: the control plane may still
- * release them). Returns whether an event was queued.
+ * instance it drains may have none left (and no request in flight), and a
+ * stopped replica serves none (a crashed engine's leases stay until then:
+ * the control plane may still release them). Returns whether an event was
+ * queued.
  */
 static bool queue_lease_events(ps_replica *r) {
-        pd_instance_id id;
+        pd_instance_id id = PD_INSTANCE_MAX;
+        bool none;
 
         if (r->lc.state == PD_STATE_STOPPED && ps_replica_leases(r) > 0)
                 for (int i = 0; i < PD_INSTANCE_MAX; i++)
                         drop_leases(r, (pd_instance_id) i);
-        if (!pd_lifecycle_awaits_leases(&r->lc, &id) || r->inst[id].leases > 0)
+        none = pd_lifecycle_awaits_leases(&r->lc, &id) && r->inst[id].leases == 0;
+        for (int i = 0; i < PD_INSTANCE_MAX; i++)
+                if (!none || i != (int) id)
+                        idle_forget(&r->inst[i]);
+        if (!none || !idle_reached(&r->inst[id]))
                 return false;
         feed_simple(r, PD_EV_LEASES_ZERO, id, NULL);
         return true;
@@ -1088,6 +1133,7 @@ ps_replica *ps_replica_free(ps_replica *r) {
 
                 if (in->probe)
                         ps_probe_cancel(in->probe);
+                ps_idle_watch_free(in->idle);
                 if (in->probe_timer)
                         event_free(in->probe_timer);
                 ps_logtail_free(in->tail);

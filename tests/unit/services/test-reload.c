@@ -21,6 +21,7 @@
 #include "fake-node.h"
 #include "pool-services/base/errors.h"
 #include "pool-services/pool/reload.h"
+#include "supervise/idle.h"
 
 typedef struct reload_fx {
         fake_node node;
@@ -238,7 +239,10 @@ static void test_surge_starts_beside_and_keeps_serving(void **state) {
         now = fake_engines_last();
         assert_int_equal(f->beside[1], 1);
         assert_true(fake_engine_has_arg(now, "--port", spare));
+        /* the old one goes once its /metrics says nothing is in flight */
+        assert_true(fake_node_until(&f->node, one_engine, f));
         assert_false(fake_engine_running(old));
+        assert_true(fake_engine_metrics_reads(old) >= 1);
         assert_int_equal(ps_replica_pid(f->r), fake_engine_pid(now));
         assert_non_null(strstr(fake_snap_str(f->r, "url"), spare));
 }
@@ -372,6 +376,129 @@ static void test_drain_first_then_surge_moves_to_the_spare_port(void **state) {
         assert_follows_engine(f);
 }
 
+/* ---- the old engine of a surge finishes its requests ----------------------- */
+
+/* The engine was asked for its in-flight count at least *arg times. */
+static bool metrics_read(fake_node *n, const void *arg) {
+        const fake_engine *const *e = arg;
+
+        (void) n;
+        return fake_engine_metrics_reads(e[0]) >= (unsigned) (uintptr_t) e[1];
+}
+
+static void wait_metrics_reads(reload_fx *f, fake_engine *e, unsigned reads) {
+        const void *arg[] = { e, (const void *) (uintptr_t) reads };
+
+        assert_true(fake_node_until(&f->node, metrics_read, arg));
+}
+
+static bool engine_stopped(fake_node *n, const void *arg) {
+        (void) n;
+        return !fake_engine_running(arg);
+}
+
+static void surge_start(reload_fx *f, int64_t deadline_ms) {
+        ps_reload_request req = {
+                .model_ref = "qwen2.5-7b-instruct",
+                .drain_deadline_ms = deadline_ms,
+                .strategy = PS_RELOAD_SURGE,
+        };
+
+        fake_engines_on_spawn(on_spawn, f);
+        assert_int_equal(ps_pool_reload(f->node.reg, "chat", &req, on_reloaded, f, NULL, 0), 0);
+        assert_true(fake_node_until(&f->node, fake_flag_set, &f->done));
+        assert_int_equal(f->rc, 0);
+}
+
+/* Clients that route by /v1/replicasets hold no lease: the old engine is
+ * out of rotation at once, but stopped only when its own count of requests
+ * in flight is 0 -- llama-server leaves them unanswered after SIGTERM. */
+static void test_surge_retires_the_old_engine_once_idle(void **state) {
+        reload_fx *f = fx_new(state, fake_spec("chat", "r0", fake_free_port(true), 1), NULL);
+        fake_engine *old = fake_engines_last();
+
+        fake_engine_set_in_flight(old, 2);
+        surge_start(f, 60000);
+        /* the new engine serves; the old one is asked, and asked again */
+        assert_int_equal(ps_replica_pid(f->r), fake_engine_pid(fake_engines_last()));
+        wait_metrics_reads(f, old, 3);
+        assert_true(fake_engine_running(old));
+        assert_int_equal(fake_engine_signals(old, SIGTERM), 0);
+
+        fake_engine_set_in_flight(old, 0);
+        assert_true(fake_node_until(&f->node, engine_stopped, old));
+        assert_int_equal(fake_engine_signals(old, SIGTERM), 1);
+        assert_int_equal(fake_node_seen(&f->node, "engine has no request in flight"), 1);
+}
+
+/* Busy past drain_deadline_ms: stopped then, whatever it still runs. */
+static void test_surge_retire_is_bounded_by_the_deadline(void **state) {
+        reload_fx *f = fx_new(state, fake_spec("chat", "r0", fake_free_port(true), 1), NULL);
+        fake_engine *old = fake_engines_last();
+
+        fake_engine_set_in_flight(old, 1);
+        surge_start(f, 50);
+        assert_true(fake_node_until(&f->node, engine_stopped, old));
+        assert_int_equal(fake_engine_signals(old, SIGTERM), 1);
+        assert_int_equal(fake_node_seen(&f->node, "engine has no request in flight"), 0);
+}
+
+/* Without a count (llama-server without --metrics answers 501), the old
+ * engine stays out of rotation for reload.retire_grace_ms, then goes. */
+static void test_surge_without_count_waits_the_grace(void **state) {
+        reload_fx *f = fx_new(state, fake_spec("chat", "r0", fake_free_port(true), 1),
+                              "{\"reload\": {\"retire_grace_ms\": 60000}}");
+        fake_engine *old = fake_engines_last();
+
+        fake_engine_set_in_flight(old, -1);
+        surge_start(f, 60000);
+        wait_metrics_reads(f, old, 1);
+        fake_node_run_for(&f->node, 100);
+        assert_true(fake_engine_running(old));
+        assert_int_equal(fake_engine_signals(old, SIGTERM), 0);
+        assert_int_equal(fake_engine_metrics_reads(old), 1);   /* asked once */
+}
+
+static void test_surge_without_count_stops_after_the_grace(void **state) {
+        reload_fx *f = fx_new(state, fake_spec("chat", "r0", fake_free_port(true), 1),
+                              "{\"reload\": {\"retire_grace_ms\": 20}}");
+        fake_engine *old = fake_engines_last();
+
+        fake_engine_set_in_flight(old, -1);
+        surge_start(f, 60000);
+        assert_true(fake_node_until(&f->node, engine_stopped, old));
+        assert_int_equal(fake_engine_signals(old, SIGTERM), 1);
+        assert_int_equal(fake_node_seen(&f->node,
+                                        "engine shows no in-flight count: retire grace over"), 1);
+}
+
+/* The in-flight count as llama-server and vLLM show it. */
+static void test_in_flight_count_of_each_engine(void **state) {
+        static const char llama[] =
+                "# HELP llamacpp:requests_processing Number of requests processing.\n"
+                "# TYPE llamacpp:requests_processing gauge\n"
+                "llamacpp:requests_processing 3\n"
+                "llamacpp:requests_deferred 2\n"
+                "llamacpp:kv_cache_usage_ratio 0.5\n";
+        static const char vllm[] =
+                "# TYPE vllm:num_requests_running gauge\r\n"
+                "vllm:num_requests_running{engine=\"0\",model_name=\"q\"} 1.0\r\n"
+                "vllm:num_requests_running{engine=\"1\",model_name=\"q\"} 2.0\r\n"
+                "vllm:num_requests_waiting{engine=\"0\",model_name=\"q\"} 0.0\r\n"
+                "vllm:num_requests_waiting_by_reason{reason=\"capacity\"} 7.0\r\n";
+        static const char none[] = "# TYPE llamacpp:prompt_tokens_total counter\n"
+                                   "llamacpp:prompt_tokens_total 12\n";
+        double n = -1;
+
+        (void) state;
+        assert_true(ps_idle_count_parse(llama, strlen(llama), &n));
+        assert_true(n == 5);
+        assert_true(ps_idle_count_parse(vllm, strlen(vllm), &n));
+        assert_true(n == 3);
+        assert_false(ps_idle_count_parse(none, strlen(none), &n));
+        assert_false(ps_idle_count_parse("{\"status\":\"ok\"}", 15, &n));
+}
+
 #define T(fn) cmocka_unit_test_teardown(fn, teardown)
 
 int main(void) {
@@ -380,6 +507,11 @@ int main(void) {
                 T(test_failed_new_engine_rolls_back),
                 T(test_surge_without_port_variable_runs_drain_first),
                 T(test_surge_starts_beside_and_keeps_serving),
+                cmocka_unit_test(test_in_flight_count_of_each_engine),
+                T(test_surge_retires_the_old_engine_once_idle),
+                T(test_surge_retire_is_bounded_by_the_deadline),
+                T(test_surge_without_count_waits_the_grace),
+                T(test_surge_without_count_stops_after_the_grace),
                 T(test_config_reload_after_surge_follows_the_spare_port),
                 T(test_surge_then_surge_goes_home),
                 T(test_surge_then_drain_first_stays_on_the_spare_port),
