@@ -71,7 +71,8 @@ struct ps_replica {
         char *replica_id;
         char *correlation_id;       /* the request being carried out; NULL */
         bool started_once;          /* adoption is tried at the first start */
-        bool promoted;              /* a surge engine took over; ready_at set */
+        int ready_pid;              /* the engine ready_at and the last
+                                       "ready" line speak of               */
         bool removing;              /* its pool goes: no start any more     */
         ps_engine_spec *current;    /* what the replica runs              */
         ps_engine_spec *staged;     /* what a reload wants to run         */

@@ -698,6 +698,20 @@ static void act_stage(ps_replica *r) {
         enqueue(r, &ev);
 }
 
+/* The primary engine serves: ready_at is now, and a line says so. */
+static void announce_ready(ps_replica *r) {
+        const replica_inst *in = &r->inst[PD_INSTANCE_PRIMARY];
+
+        r->ready_wall_ms = wall_now(r);
+        r->ready_pid = ps_engine_pid(in->engine);
+        r->last_heartbeat_wall_ms = r->ready_wall_ms;
+        EMIT(r, PS_EVENT_READY, PS_LOG_INFO, "ready",
+             PS_FIELD_INT("pid", r->ready_pid),
+             PS_FIELD_STR("engine_version", engine_version(r)),
+             PS_FIELD_STR("device_mask", r->current->device_mask),
+             PS_FIELD_INT("startup_ms", r->ready_wall_ms - in->started_wall_ms));
+}
+
 /* The surge engine becomes the primary. Every callback (exit, log lines,
  * probe timer) holds a pointer to the slot, not to its contents, so each
  * is pointed at the slot its engine moves to; a probe in flight is
@@ -716,10 +730,6 @@ static void swap_inst(ps_replica *r) {
         tmp = r->inst[PD_INSTANCE_PRIMARY];
         r->inst[PD_INSTANCE_PRIMARY] = r->inst[PD_INSTANCE_SURGE];
         r->inst[PD_INSTANCE_SURGE] = tmp;
-        /* The surge engine serves from now on: the replica's ready_at is
-         * its, not the moment the old one has finished retiring. */
-        r->ready_wall_ms = wall_now(r);
-        r->promoted = true;
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
                 replica_inst *in = &r->inst[i];
 
@@ -732,6 +742,9 @@ static void swap_inst(ps_replica *r) {
                 if (in->probing)
                         probe_schedule(in, policy(r)->health.interval_ms);
         }
+        /* The surge engine serves from now on: the replica is ready with
+         * it, not once the old one has finished retiring. */
+        announce_ready(r);
 }
 
 static void act_alert(ps_replica *r, const pd_action *a) {
@@ -919,19 +932,11 @@ static void report_transition(ps_replica *r, pd_state before, unsigned crashes_b
         }
         if (lc->state == before)
                 return;
-        if (lc->state != PD_STATE_READY && lc->state != PD_STATE_RELOADING)
-                r->promoted = false;   /* the surge did not end in ready */
         if (lc->state == PD_STATE_READY && r->inst[PD_INSTANCE_PRIMARY].engine) {
-                if (!r->promoted)
-                        r->ready_wall_ms = wall_now(r);
-                r->promoted = false;
-                r->last_heartbeat_wall_ms = wall_now(r);
-                EMIT(r, PS_EVENT_READY, PS_LOG_INFO, "ready",
-                     PS_FIELD_INT("pid", ps_engine_pid(r->inst[PD_INSTANCE_PRIMARY].engine)),
-                     PS_FIELD_STR("engine_version", engine_version(r)),
-                     PS_FIELD_STR("device_mask", r->current->device_mask),
-                     PS_FIELD_INT("startup_ms", r->ready_wall_ms -
-                                                r->inst[PD_INSTANCE_PRIMARY].started_wall_ms));
+                /* The engine that served throughout (a surge that failed
+                 * beside it, or its own promotion said so) is no news. */
+                if (ps_engine_pid(r->inst[PD_INSTANCE_PRIMARY].engine) != r->ready_pid)
+                        announce_ready(r);
         } else if (lc->state == PD_STATE_BACKOFF) {
                 EMIT(r, PS_EVENT_RESTART_SCHEDULED, PS_LOG_WARN, "restart scheduled",
                      PS_FIELD_STR("engine_version", engine_version(r)),
@@ -1064,11 +1069,20 @@ static void run(ps_replica *r) {
 
 static void on_timer(evutil_socket_t fd, short what, void *userdata) {
         replica_timer *t = userdata;
+        ps_replica *r = t->owner;
         pd_event ev = { .type = PD_EV_TIMER, .timer = t->timer, .instance = t->inst };
+        pd_instance_id id;
 
         (void) fd;
         (void) what;
-        ps_replica_feed(t->owner, &ev);
+        /* The deadline bounds the wait for requests in flight: an engine
+         * whose leases have ended leaves now, as one that went idle. */
+        if (t->timer == PD_TIMER_DEADLINE && pd_lifecycle_awaits_leases(&r->lc, &id) &&
+            id == t->inst && r->inst[id].leases == 0) {
+                idle_forget(&r->inst[id]);
+                feed_simple(r, PD_EV_LEASES_ZERO, id, NULL);
+        }
+        ps_replica_feed(r, &ev);
 }
 
 /* ---- life of the record ------------------------------------------------ */
@@ -1280,7 +1294,13 @@ const char *ps_replica_device_mask(const ps_replica *r) {
 
 const char *ps_replica_pool_id(const ps_replica *r) { return r->pool_id; }
 const char *ps_replica_id(const ps_replica *r) { return r->replica_id; }
-const char *ps_replica_state(const ps_replica *r) { return pd_state_to_string(r->lc.state); }
+/* A replica whose surge engine took over is ready, while its old engine
+ * still retires. */
+static const char *shown_state(const pd_lifecycle *lc) {
+        return pd_state_to_string(pd_lifecycle_retiring(lc) ? PD_STATE_READY : lc->state);
+}
+
+const char *ps_replica_state(const ps_replica *r) { return shown_state(&r->lc); }
 bool ps_replica_live(const ps_replica *r) { return pd_lifecycle_live(&r->lc); }
 bool ps_replica_ready(const ps_replica *r) { return pd_lifecycle_ready(&r->lc); }
 bool ps_replica_draining(const ps_replica *r) { return pd_lifecycle_draining(&r->lc); }
@@ -1329,7 +1349,7 @@ json_t *ps_replica_snapshot(const ps_replica *r) {
                          " s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o,"
                          " s:{s:s, s:I, s:I, s:o}, s:o, s:o, s:I}",
                          "replica_id", r->replica_id,
-                         "state", pd_state_to_string(lc->state),
+                         "state", shown_state(lc),
                          "live", pd_lifecycle_live(lc),
                          "ready", ready,
                          "draining", pd_lifecycle_draining(lc),

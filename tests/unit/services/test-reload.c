@@ -20,6 +20,7 @@
 
 #include "fake-node.h"
 #include "pool-services/base/errors.h"
+#include "pool-services/pool/drain.h"
 #include "pool-services/pool/reload.h"
 #include "supervise/idle.h"
 
@@ -77,6 +78,10 @@ static int on_spawn(fake_engine *e, void *userdata, char *err, size_t errlen) {
                 f->beside[i] = fake_engines_running(s->pool_id, s->replica_id);
         if (s->model_id && strcmp(s->model_id, "broken.gguf") == 0)
                 fake_engine_set_health(e, 503);
+        if (s->model_id && strcmp(s->model_id, "crash.gguf") == 0) {
+                fake_engine_set_health(e, 503);
+                fake_engine_exit(e, 3);
+        }
         return 0;
 }
 
@@ -499,6 +504,86 @@ static void test_in_flight_count_of_each_engine(void **state) {
         assert_false(ps_idle_count_parse("{\"status\":\"ok\"}", 15, &n));
 }
 
+/* ---- the replica around a surge ------------------------------------------------ */
+
+static void test_surge_is_ready_at_promotion(void **state) {
+        reload_fx *f = fx_new(state, fake_spec("chat", "r0", fake_free_port(true), 1), NULL);
+        fake_engine *old = fake_engines_last();
+        ps_reload_request again = { .model_ref = "mistral-7b", .strategy = PS_RELOAD_SURGE };
+        char err[256];
+
+        fake_engine_set_in_flight(old, 1);
+        fake_clock_advance(&f->node.clock, 1000);
+        surge_start(f, 60000);
+        wait_metrics_reads(f, old, 2);
+        /* the new engine serves: ready, since the promotion, said once */
+        assert_true(fake_engine_running(old));
+        assert_string_equal(ps_replica_state(f->r), "ready");
+        assert_string_equal(fake_snap_str(f->r, "state"), "ready");
+        assert_int_equal(fake_snap_int(f->r, "ready_at"), FAKE_WALL_START_MS + 1000);
+        assert_int_equal(fake_node_seen(&f->node, "ready"), 2);
+
+        /* the old engine still leaves: another reload or a drain waits */
+        assert_int_equal(ps_pool_reload(f->node.reg, "chat", &again, on_reloaded, f, err, sizeof(err)),
+                         PS_E_CONFLICT);
+        assert_string_equal(err, "pool chat replica r0 is still retiring its previous engine "
+                                 "(surge reload): reload again once it has stopped");
+        assert_int_equal(ps_pool_drain(f->node.reg, "chat", 1000, NULL, NULL, NULL, err, sizeof(err)),
+                         PS_E_CONFLICT);
+        assert_non_null(strstr(err, "is still retiring its previous engine"));
+
+        /* once it has gone, nothing new is said */
+        fake_clock_advance(&f->node.clock, 1000);
+        fake_engine_set_in_flight(old, 0);
+        assert_true(fake_node_until(&f->node, engine_stopped, old));
+        fake_node_wait_state(&f->node, f->r, "ready");
+        assert_int_equal(fake_snap_int(f->r, "ready_at"), FAKE_WALL_START_MS + 1000);
+        assert_int_equal(fake_node_seen(&f->node, "ready"), 2);
+}
+
+/* The old engine served throughout a surge that failed: its ready_at
+ * stays, and no "ready" line pretends it came up again. */
+static void test_failed_surge_keeps_ready_at(void **state) {
+        reload_fx *f = fx_new(state, fake_spec("chat", "r0", fake_free_port(true), 1),
+                              "{\"health\": {\"startup_timeout_ms\": 100}}");
+        int pid = ps_replica_pid(f->r);
+        ps_reload_request req = {
+                .model_ref = "broken.gguf",
+                .drain_deadline_ms = 5000,
+                .strategy = PS_RELOAD_SURGE,
+        };
+
+        fake_engines_on_spawn(on_spawn, f);
+        fake_clock_advance(&f->node.clock, 5000);
+        assert_int_equal(ps_pool_reload(f->node.reg, "chat", &req, on_reloaded, f, NULL, 0), 0);
+        assert_true(fake_node_until(&f->node, fake_flag_set, &f->done));
+        assert_int_equal(f->rc, PS_E_RELOAD_FAILED);
+        assert_string_equal(result_str(f, "reason"), "health");
+        assert_int_equal(ps_replica_pid(f->r), pid);
+        assert_string_equal(ps_replica_state(f->r), "ready");
+        assert_int_equal(fake_snap_int(f->r, "ready_at"), FAKE_WALL_START_MS);
+        assert_int_equal(fake_node_seen(&f->node, "ready"), 1);
+}
+
+/* A new engine that exits while it loads failed by its exit, not a
+ * health check. */
+static void test_new_engine_exit_is_classified_by_its_exit(void **state) {
+        reload_fx *f = fx_new(state, fake_spec("chat", "r0", fake_free_port(true), 1), NULL);
+        ps_reload_request req = { .model_ref = "crash.gguf", .drain_deadline_ms = 5000 };
+
+        fake_engines_on_spawn(on_spawn, f);
+        for (int i = 0; i < PS_RELOAD_STRATEGY_MAX; i++) {
+                req.strategy = (ps_reload_strategy) i;
+                f->done = false;
+                f->result = (json_decref(f->result), NULL);
+                assert_int_equal(ps_pool_reload(f->node.reg, "chat", &req, on_reloaded, f, NULL, 0), 0);
+                assert_true(fake_node_until(&f->node, fake_flag_set, &f->done));
+                assert_int_equal(f->rc, PS_E_RELOAD_FAILED);
+                assert_string_equal(result_str(f, "reason"), "exit_code");
+                fake_node_wait_state(&f->node, f->r, "ready");
+        }
+}
+
 #define T(fn) cmocka_unit_test_teardown(fn, teardown)
 
 int main(void) {
@@ -512,6 +597,9 @@ int main(void) {
                 T(test_surge_retire_is_bounded_by_the_deadline),
                 T(test_surge_without_count_waits_the_grace),
                 T(test_surge_without_count_stops_after_the_grace),
+                T(test_surge_is_ready_at_promotion),
+                T(test_failed_surge_keeps_ready_at),
+                T(test_new_engine_exit_is_classified_by_its_exit),
                 T(test_config_reload_after_surge_follows_the_spare_port),
                 T(test_surge_then_surge_goes_home),
                 T(test_surge_then_drain_first_stays_on_the_spare_port),
