@@ -176,10 +176,13 @@ def check_slots(snap):
     for r in snap["replicas"]:
         rwhere = "%s/%s: %r" % (snap["pool_id"], r["replica_id"], r)
         check(0 <= r["slots_free"] <= r["slots_total"], "replica slots_free out of range " + rwhere)
-        limit = r["slots_total"] * (2 if r["state"] == "reloading" else 1)
+        retiring = r["retiring_leases"]
+        limit = r["slots_total"] * (2 if r["state"] == "reloading" or retiring else 1)
         check(0 <= r["active_leases"] <= limit, "replica active_leases out of range " + rwhere)
+        check(0 <= retiring <= min(r["active_leases"], r["slots_total"]),
+              "replica retiring_leases out of range " + rwhere)
         if r["ready"] and r["state"] != "reloading":
-            check(r["slots_free"] + r["active_leases"] == r["slots_total"],
+            check(r["slots_free"] + r["active_leases"] - retiring == r["slots_total"],
                   "free + leased != total " + rwhere)
 
 
@@ -401,6 +404,45 @@ def scenario_reload_surge():
         wait_until(lambda: not pid_alive(snap["pid"]), "the first surge's engine to stop")
         check(pid_file("sg_r0.pid") == home["pid"] and pid_file("sg_r0.surge.pid") is None,
               "PID files after the surge back: %r" % sorted(os.listdir(run)))
+        n.stop()
+
+
+def scenario_reload_surge_in_flight():
+    """A client that routes by /v1/replicasets holds no lease: a request it
+    sent to the old engine before a surge is answered. The old engine
+    (llama-server-like: a completion in flight at SIGTERM gets no answer)
+    is stopped only once its /metrics says nothing is in flight; the
+    replica is ready on the new engine meanwhile."""
+    with Node() as n:
+        port = free_ports(2)
+        got = n.preload("sf", n.prepared(port=port, slots=2,
+                                         flags=["-m", n.model, "--parallel", "2", "--metrics",
+                                                "--completion-ms", "1500"]))
+        other = copy_model(n, "other.gguf")
+        answer = {}
+
+        def complete():
+            try:
+                answer["status"] = e2e.http_request(
+                    port, "POST", "/completion", json.dumps({"prompt": "hi", "stream": False}))[0]
+            except Exception as exc:  # a reset is what is tested against
+                answer["error"] = repr(exc)
+        client = threading.Thread(target=complete)
+        client.start()
+
+        def in_flight():
+            data = e2e.http_request(port, "GET", "/metrics")[2].decode()
+            return "llamacpp:requests_processing 1" in data
+        wait_until(in_flight, "the completion to run on the old engine")
+        res = json_body(*n.request("POST", "/v2/pools/sf/reload",
+                                   {"model_path": other, "strategy": "surge"}), 200)
+        check(res["ok"] and res["strategy"] == "surge", repr(res))
+        snap = json_body(*n.request("GET", "/v2/pools/sf"), 200)
+        check(snap["replicas"][0]["state"] == "ready" and snap["pid"] != got["pid"], repr(snap))
+        check(pid_alive(got["pid"]), "the old engine was stopped with a request in flight")
+        client.join(10)
+        check(answer.get("status") == 200, "the request in flight: %r" % answer)
+        wait_until(lambda: not pid_alive(got["pid"]), "the old engine to stop once idle")
         n.stop()
 
 

@@ -1386,6 +1386,10 @@ json_t *ps_replica_snapshot(const ps_replica *r) {
                          "uptime_s", (json_int_t) (started ? (wall_now(r) - started) / 1000 : 0));
         if (j && json_object_set_new(j, "driver_resets", json_integer(lc->driver_resets)) < 0)
                 j = (json_decref(j), NULL);
+        /* the leases of a surge's old engine, still retiring beside it */
+        if (j && json_object_set_new(j, "retiring_leases", json_integer(pd_lifecycle_retiring(lc) ?
+                                     r->inst[PD_INSTANCE_SURGE].leases : 0)) < 0)
+                j = (json_decref(j), NULL);
         return j;
 }
 
