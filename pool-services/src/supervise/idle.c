@@ -21,7 +21,6 @@ struct ps_idle_watch {
         int64_t poll_ms, timeout_ms, grace_ms;
         bool counted;                  /* a count was read once           */
         bool in_grace;
-        bool done;
         char detail[160];
         ps_idle_fn fn;
         void *userdata;
@@ -91,7 +90,6 @@ static void arm(ps_idle_watch *w, int64_t ms) {
 }
 
 static void finish(ps_idle_watch *w, ps_idle_how how) {
-        w->done = true;
         /* last: the callback may free the watch */
         w->fn(how, how == PS_IDLE_GRACE ? w->detail : NULL, w->userdata);
 }
