@@ -1009,6 +1009,48 @@ static void test_config_reload_after_surge_follows_the_engine(void **state) {
         assert_int_equal(kill(ps_replica_pid(r), 0), 0);
 }
 
+/* A SIGHUP while a surge's old engine still serves a lease leaves the pool
+ * as it is and says why: neither a reload nor a drain can start then. */
+static void test_config_reload_while_the_old_engine_retires(void **state) {
+        fx *f = *state;
+        uint16_t port = free_port_pair();
+        char pools[1024], err[512];
+        ps_config *old, *next;
+        ps_config_replica *list = NULL;
+        size_t n = 0;
+        ps_replica *r;
+        ps_lease held;
+        ps_reload_request req = { .model_ref = "other", .drain_deadline_ms = 60000,
+                                  .strategy = PS_RELOAD_SURGE };
+        int first_pid, surged_pid;
+
+        snprintf(pools, sizeof(pools), CFG_POOL("rt", "b1"), port);
+        old = config_of(pools);
+        snprintf(pools, sizeof(pools), CFG_POOL("rt", "b2"), port);
+        next = config_of(pools);
+        assert_int_equal(ps_config_replicas(old, &list, &n, err, sizeof(err)), 0);
+        assert_int_equal(ps_registry_add(f->node.reg, list[0].spec, list[0].policy, &r, err, sizeof(err)), 0);
+        ps_config_replicas_free(list, n);
+        preload(f, r);
+        first_pid = ps_replica_pid(r);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "rt", 0, &held, err, sizeof(err)), 0);
+
+        reload(f, "rt", &req);
+        run_until(f, reload_answered, NULL, TH_WAIT_MS);
+        assert_int_equal(f->reload_rc, 0);
+        surged_pid = ps_replica_pid(r);
+
+        assert_int_equal(ps_registry_apply_config(f->node.reg, old, next, err, sizeof(err)), 0);
+        ps_config_free(old);
+        ps_config_free(next);
+        assert_int_equal(th_node_seen(&f->node, "configuration change not applied to the pool"), 1);
+        assert_int_equal(th_node_seen(&f->node, "pool could not be removed"), 0);
+        assert_true(ps_registry_has_pool(f->node.reg, "rt"));
+        assert_int_equal(ps_replica_pid(r), surged_pid);
+        assert_int_equal(kill(first_pid, 0), 0);
+        assert_true(ps_replica_ready(r));
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void) {
@@ -1031,6 +1073,7 @@ int main(void) {
                 T(test_reload_verifies_sha256_before_touching_anything),
                 T(test_config_reload_adds_removes_and_reloads),
                 T(test_config_reload_after_surge_follows_the_engine),
+                T(test_config_reload_while_the_old_engine_retires),
         };
         signal(SIGPIPE, SIG_IGN);
         return cmocka_run_group_tests(tests, NULL, NULL);
