@@ -512,6 +512,7 @@ static void start_failed(step *s, pd_instance_id id, pd_crash_class cls,
         switch (lc->phase) {
         case PD_RELOAD_START_NEW:
                 if (id == PD_INSTANCE_PRIMARY) {
+                        lc->reload_error_cls = cls;
                         stop(s, id, cls);
                         rollback_begin(s, why);
                 }
@@ -521,8 +522,10 @@ static void start_failed(step *s, pd_instance_id id, pd_crash_class cls,
                         rollback_failed(s, cls, outcome, why);
                 break;
         case PD_RELOAD_SURGE_START:
-                if (id == PD_INSTANCE_SURGE)
+                if (id == PD_INSTANCE_SURGE) {
+                        lc->reload_error_cls = cls;
                         surge_abort(s, why);
+                }
                 break;
         case PD_RELOAD_NONE:
         case PD_RELOAD_STAGING:
@@ -1031,6 +1034,7 @@ static int on_reload(step *s) {
         lc->strategy = s->ev->strategy;
         lc->reload_deadline_ms = s->ev->deadline_ms;
         lc->reload_error[0] = '\0';
+        lc->reload_error_cls = NO_CLASS;
         lc->pending = PD_REPLY_RELOAD;
         push(s, PD_ACT_STAGE, PD_INSTANCE_PRIMARY);
         return 0;
@@ -1269,6 +1273,7 @@ void pd_lifecycle_init(pd_lifecycle *lc) {
         pd_breaker_set_init(&lc->breakers);
         pd_storm_init(&lc->storm);
         lc->last_error_cls = NO_CLASS;
+        lc->reload_error_cls = NO_CLASS;
 }
 
 /* Keeps PD_TIMER_BREAKER armed for the next open circuit's turn to
@@ -1435,6 +1440,11 @@ bool pd_lifecycle_awaits_leases(const pd_lifecycle *lc, pd_instance_id *inst) {
         if (inst)
                 *inst = id;
         return true;
+}
+
+bool pd_lifecycle_retiring(const pd_lifecycle *lc) {
+        return lc->state == PD_STATE_RELOADING &&
+               (lc->phase == PD_RELOAD_SURGE_RETIRE || lc->phase == PD_RELOAD_SURGE_STOP_OLD);
 }
 
 pd_breaker_state pd_lifecycle_breaker_state(const pd_lifecycle *lc) {

@@ -56,6 +56,9 @@ class Node:
             "gpu": {"backend": "fake", "require": require, "devices": fake},
             "defaults": {"health": {"startup_timeout_ms": 4000},
                          "backoff": {"initial_ms": 200, "max_ms": 400},
+                         # fake engines without --metrics show no
+                         # in-flight count: a short wait before SIGTERM
+                         "reload": {"retire_grace_ms": 200},
                          "stop_grace_ms": 3000},
             "pools": list(pools),
         }

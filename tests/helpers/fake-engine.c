@@ -8,7 +8,7 @@
  * answers 200; it logs only to stderr in llama-server's style; a missing
  * model exits 1 within milliseconds with the GGUF line; SIGTERM while
  * loading kills it by the default action, SIGTERM when idle exits 0, a
- * second SIGTERM exits 1. Test knobs (--exit-after-ms, --signal-after-ms,
+ * completion in flight at SIGTERM gets no answer, a second SIGTERM exits 1. Test knobs (--exit-after-ms, --signal-after-ms,
  * --cuda-error-after-ms, --hang-after-ms, ...) make it fail the ways real
  * engines fail.
  *
@@ -979,6 +979,9 @@ static void run_timers(engine *e, int64_t now) {
         }
 }
 
+/* As llama-server: a completion still running when the signal comes gets
+ * no answer (here the connection closes without one, where llama-server
+ * lingers until the client gives up or SIGKILL). */
 static void start_stopping(engine *e, const char *name) {
         log_line('I', "srv  operator(): received %s, shutting down", name);
         e->stopping = true;
@@ -987,7 +990,8 @@ static void start_stopping(engine *e, const char *name) {
                 e->listen_fd = -1;
         }
         for (size_t i = 0; i < e->n_conns; i++)
-                if (e->conns[i]->state == CONN_READING || e->conns[i]->state == CONN_DRAINING)
+                if (e->conns[i]->state == CONN_READING || e->conns[i]->state == CONN_DRAINING ||
+                    (e->conns[i]->state == CONN_DELAYED && e->conns[i]->holds_completion))
                         conn_close(e, e->conns[i]);
 }
 

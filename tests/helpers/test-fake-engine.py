@@ -350,6 +350,26 @@ def case_sigterm_idle():
     check("received SIGTERM, shutting down" in e.stderr(), "shutdown not logged")
 
 
+def case_sigterm_with_a_completion_in_flight():
+    """SIGTERM with a completion in flight: it gets no answer (llama-server)"""
+    e = Engine("--completion-ms", "3000")
+    e.wait_status(200)
+    sock = socket.create_connection(("127.0.0.1", e.port), timeout=5)
+    body = b'{"prompt":"hi"}'
+    sock.sendall(b"POST /completion HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    until(5, "the completion to run",
+          lambda: True if e.json("GET", "/slots")[1][0]["is_processing"] else None)
+    e.proc.send_signal(signal.SIGTERM)
+    try:
+        got = sock.recv(4096)
+    except ConnectionResetError:
+        got = b""
+    sock.close()
+    check(got == b"", f"answered after SIGTERM: {got[:80]!r}")
+    check(e.wait_exit() == 0, "not exit 0 after SIGTERM")
+
+
 def case_missing_model():
     """an unreadable model exits 1 at once with the GGUF line last"""
     e = Engine("-m", "/nonexistent/model.gguf", "--load-ms", "60000")
@@ -502,6 +522,7 @@ CASES = [
     case_slow_health,
     case_ignore_sigterm,
     case_sigterm_idle,
+    case_sigterm_with_a_completion_in_flight,
     case_missing_model,
     case_cuda_visible_devices,
     case_bad_options,

@@ -411,6 +411,7 @@ ps_policy *th_policy(const char *json) {
         th_policy_apply(p, "{\"health\": {\"interval_ms\": 50, \"timeout_ms\": 200,"
                            " \"startup_timeout_ms\": 5000},"
                            " \"backoff\": {\"initial_ms\": 50, \"max_ms\": 400, \"jitter\": 0},"
+                           " \"reload\": {\"retire_grace_ms\": 50},"
                            " \"stop_grace_ms\": 500}");
         th_policy_apply(p, json);
         return p;

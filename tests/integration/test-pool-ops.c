@@ -876,7 +876,7 @@ static ps_config *config_of(const char *pools) {
         snprintf(text, sizeof(text),
                  "{\"gpu\": {\"backend\": \"fake\", \"devices\": [{\"index\": 0, \"vram_total_bytes\": 1000}]},"
                  " \"defaults\": {\"health\": {\"interval_ms\": 50, \"startup_timeout_ms\": 5000},"
-                 "               \"stop_grace_ms\": 1000},"
+                 "               \"reload\": {\"retire_grace_ms\": 50}, \"stop_grace_ms\": 1000},"
                  " \"pools\": [%s]}", pools);
         for (char *p = strstr(text, "BIN"); p; p = strstr(text, "BIN")) {
                 char rest[4096];
@@ -947,6 +947,111 @@ static void test_config_reload_adds_removes_and_reloads(void **state) {
         assert_int_equal(ps_registry_pool_count(f->node.reg), 3);
 }
 
+static bool process_gone(void *fixture, const void *arg) {
+        (void) fixture;
+        return kill(*(const int *) arg, 0) != 0;
+}
+
+static bool reloaded_to_two_slots(void *fixture, const void *arg) {
+        fx *f = fixture;
+        ps_replica *r = ps_registry_find(f->node.reg, "sg", "r0");
+        json_t *s = r ? ps_replica_snapshot(r) : NULL;
+        bool done = s && ps_replica_ready(r) &&
+                    json_integer_value(json_object_get(s, "slots_total")) == 2;
+
+        (void) arg;
+        json_decref(s);
+        return done;
+}
+
+/* After a surge the engine runs on the spare port; a SIGHUP that changes
+ * only `slots` reloads it from there, without a probe of the wrong port,
+ * a startup timeout and a rollback. */
+static void test_config_reload_after_surge_follows_the_engine(void **state) {
+        fx *f = *state;
+        uint16_t port = free_port_pair();
+        char pools[1024], err[512], url[64], spare[16];
+        ps_config *old, *next;
+        ps_config_replica *list = NULL;
+        size_t n = 0;
+        ps_replica *r;
+        ps_reload_request req = { .model_ref = "other", .drain_deadline_ms = 5000,
+                                  .strategy = PS_RELOAD_SURGE };
+        int first_pid, surged_pid;
+
+        snprintf(pools, sizeof(pools), CFG_POOL("sg", "b1"), port);
+        old = config_of(pools);
+        snprintf(pools, sizeof(pools),
+                 "{\"id\": \"sg\", \"engine\": \"llamacpp\", \"engine_version\": \"b1\","
+                 " \"binary\": \"BIN\", \"shared_devices\": true, \"device_mask\": \"0\","
+                 " \"port\": %u, \"slots\": 2, \"args\": [\"--port\", \"{port}\"]}", port);
+        next = config_of(pools);
+        assert_int_equal(ps_config_replicas(old, &list, &n, err, sizeof(err)), 0);
+        assert_int_equal(ps_registry_add(f->node.reg, list[0].spec, list[0].policy, &r, err, sizeof(err)), 0);
+        ps_config_replicas_free(list, n);
+        preload(f, r);
+        first_pid = ps_replica_pid(r);
+
+        reload(f, "sg", &req);
+        run_until(f, reload_answered, NULL, TH_WAIT_MS);
+        assert_int_equal(f->reload_rc, 0);
+        assert_true(run_until(f, process_gone, &first_pid, TH_WAIT_MS));
+        surged_pid = ps_replica_pid(r);
+
+        assert_int_equal(ps_registry_apply_config(f->node.reg, old, next, err, sizeof(err)), 0);
+        ps_config_free(old);
+        ps_config_free(next);
+        assert_true(run_until(f, reloaded_to_two_slots, NULL, TH_WAIT_MS));
+        assert_true(run_until(f, process_gone, &surged_pid, TH_WAIT_MS));
+        snprintf(spare, sizeof(spare), ":%u", (unsigned) port + 1);
+        ps_replica_url(r, url, sizeof(url));
+        assert_non_null(strstr(url, spare));
+        assert_true(ps_replica_ready(r));
+        assert_int_equal(kill(ps_replica_pid(r), 0), 0);
+}
+
+/* A SIGHUP while a surge's old engine still serves a lease leaves the pool
+ * as it is and says why: neither a reload nor a drain can start then. */
+static void test_config_reload_while_the_old_engine_retires(void **state) {
+        fx *f = *state;
+        uint16_t port = free_port_pair();
+        char pools[1024], err[512];
+        ps_config *old, *next;
+        ps_config_replica *list = NULL;
+        size_t n = 0;
+        ps_replica *r;
+        ps_lease held;
+        ps_reload_request req = { .model_ref = "other", .drain_deadline_ms = 60000,
+                                  .strategy = PS_RELOAD_SURGE };
+        int first_pid, surged_pid;
+
+        snprintf(pools, sizeof(pools), CFG_POOL("rt", "b1"), port);
+        old = config_of(pools);
+        snprintf(pools, sizeof(pools), CFG_POOL("rt", "b2"), port);
+        next = config_of(pools);
+        assert_int_equal(ps_config_replicas(old, &list, &n, err, sizeof(err)), 0);
+        assert_int_equal(ps_registry_add(f->node.reg, list[0].spec, list[0].policy, &r, err, sizeof(err)), 0);
+        ps_config_replicas_free(list, n);
+        preload(f, r);
+        first_pid = ps_replica_pid(r);
+        assert_int_equal(ps_lease_acquire(f->node.reg, "rt", 0, &held, err, sizeof(err)), 0);
+
+        reload(f, "rt", &req);
+        run_until(f, reload_answered, NULL, TH_WAIT_MS);
+        assert_int_equal(f->reload_rc, 0);
+        surged_pid = ps_replica_pid(r);
+
+        assert_int_equal(ps_registry_apply_config(f->node.reg, old, next, err, sizeof(err)), 0);
+        ps_config_free(old);
+        ps_config_free(next);
+        assert_int_equal(th_node_seen(&f->node, "configuration change not applied to the pool"), 1);
+        assert_int_equal(th_node_seen(&f->node, "pool could not be removed"), 0);
+        assert_true(ps_registry_has_pool(f->node.reg, "rt"));
+        assert_int_equal(ps_replica_pid(r), surged_pid);
+        assert_int_equal(kill(first_pid, 0), 0);
+        assert_true(ps_replica_ready(r));
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void) {
@@ -968,6 +1073,8 @@ int main(void) {
                 T(test_reload_surge_without_a_port_variable_runs_drain_first),
                 T(test_reload_verifies_sha256_before_touching_anything),
                 T(test_config_reload_adds_removes_and_reloads),
+                T(test_config_reload_after_surge_follows_the_engine),
+                T(test_config_reload_while_the_old_engine_retires),
         };
         signal(SIGPIPE, SIG_IGN);
         return cmocka_run_group_tests(tests, NULL, NULL);

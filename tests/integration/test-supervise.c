@@ -692,7 +692,8 @@ static void test_answers_are_codes_not_words(void **state) {
         assert_int_equal(f->done_rc, PS_E_START_FAILED);
 
         /* a reload whose new engine says the same words is rolled back: its
-         * reason is the rollback, not a drain timeout or a staging failure */
+         * reason is how that engine exited, not a drain timeout, a staging
+         * failure or a health check */
         th_preload(f, th_add(f, fake_spec("rw", NULL), th_policy(NULL)));
         assert_int_equal(f->done_rc, 0);
         snprintf(model, sizeof(model), "%s/model-b.gguf", f->dir);
@@ -703,7 +704,7 @@ static void test_answers_are_codes_not_words(void **state) {
         th_node_until(f, th_flag_set, &answer.done, TH_WAIT_MS);
         assert_true(answer.done);
         assert_int_equal(answer.rc, PS_E_RELOAD_FAILED);
-        assert_string_equal(answer.reason, "health");
+        assert_string_equal(answer.reason, "exit_code");
         assert_non_null(strstr(answer.message, "drain timeout"));
         assert_non_null(strstr(answer.message, "exited with code 1"));
         th_wait_state(f, "rw", "r0", "ready");

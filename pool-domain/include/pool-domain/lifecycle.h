@@ -284,6 +284,8 @@ typedef struct pd_lifecycle {
         char last_error[PD_ACTION_TEXT_MAX];
         int64_t last_error_at_ms;
         char reload_error[PD_ACTION_TEXT_MAX];
+        pd_crash_class reload_error_cls; /* how the reload's new engine
+                                           failed; MAX: it did not       */
 } pd_lifecycle;
 
 void pd_lifecycle_init(pd_lifecycle *lc);
@@ -322,6 +324,10 @@ bool pd_lifecycle_draining(const pd_lifecycle *lc);  /* refuses new leases      
  * which one: the caller feeds PD_EV_LEASES_ZERO when that count is 0. */
 bool pd_lifecycle_awaits_leases(const pd_lifecycle *lc, pd_instance_id *inst);
 pd_breaker_state pd_lifecycle_breaker_state(const pd_lifecycle *lc);
+/* A surge reload's new engine serves (the replica is ready) and the old
+ * one, PD_INSTANCE_SURGE now, is on its way out: no other reload, drain
+ * or restart until it has left. */
+bool pd_lifecycle_retiring(const pd_lifecycle *lc);
 
 const char *pd_state_to_string(pd_state s);
 const char *pd_reload_phase_to_string(pd_reload_phase ph);

@@ -17,6 +17,7 @@ struct ps_policy {
         pd_policy pd;
         char health_path[HEALTH_PATH_MAX];
         bool verify_listener;   /* a 200 counts once the engine holds the listener */
+        int64_t retire_grace_ms;   /* an engine with no in-flight count */
 };
 
 typedef enum field_kind {
@@ -62,12 +63,13 @@ static const field fields[] = {
         { "storm", "window_ms", FIELD_MS, PD(storm.window_ms) },
         { "storm", "burst_window_ms", FIELD_MS, PD(storm.burst_window_ms) },
         { "storm", "warn_above", FIELD_COUNT, PD(storm.warn_above) },
+        { "reload", "retire_grace_ms", FIELD_MS, offsetof(struct ps_policy, retire_grace_ms) },
         { NULL, "stop_grace_ms", FIELD_MS, PD(stop_grace_ms) },
         { NULL, "lease_ttl_ms", FIELD_MS, PD(lease_ttl_ms) },
         { NULL, "restart", FIELD_RESTART, PD(restart) },
 };
 
-static const char *const sections[] = { "health", "backoff", "breaker", "storm" };
+static const char *const sections[] = { "health", "backoff", "breaker", "storm", "reload" };
 
 ps_policy *ps_policy_new(void) {
         ps_policy *p = calloc(1, sizeof(*p));
@@ -77,6 +79,7 @@ ps_policy *ps_policy_new(void) {
         pd_policy_init(&p->pd);
         snprintf(p->health_path, sizeof(p->health_path), "/health");
         p->verify_listener = true;
+        p->retire_grace_ms = PS_POLICY_RETIRE_GRACE_DEFAULT_MS;
         return p;
 }
 
@@ -106,6 +109,10 @@ const char *ps_policy_health_path(const ps_policy *policy) {
 
 bool ps_policy_verify_listener(const ps_policy *policy) {
         return policy->verify_listener;
+}
+
+int64_t ps_policy_retire_grace_ms(const ps_policy *policy) {
+        return policy->retire_grace_ms;
 }
 
 static int set_field(ps_policy *p, const field *f, const json_t *v, const char *path,
@@ -254,6 +261,7 @@ json_t *ps_policy_to_json(const ps_policy *policy) {
                          " s:{s:I, s:f, s:I, s:I, s:f, s:I, s:o},"
                          " s:{s:I, s:I, s:I, s:b},"
                          " s:{s:I, s:I, s:I, s:I},"
+                         " s:{s:I},"
                          " s:I, s:I, s:s}",
                          "health", "path", policy->health_path,
                                    "interval_ms", (json_int_t) p->health.interval_ms,
@@ -277,6 +285,7 @@ json_t *ps_policy_to_json(const ps_policy *policy) {
                                   "window_ms", (json_int_t) p->storm.window_ms,
                                   "burst_window_ms", (json_int_t) p->storm.burst_window_ms,
                                   "warn_above", (json_int_t) p->storm.warn_above,
+                         "reload", "retire_grace_ms", (json_int_t) policy->retire_grace_ms,
                          "stop_grace_ms", (json_int_t) p->stop_grace_ms,
                          "lease_ttl_ms", (json_int_t) p->lease_ttl_ms,
                          "restart", pd_restart_mode_to_string(p->restart));

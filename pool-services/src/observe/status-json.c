@@ -64,6 +64,9 @@ json_t *ps_replica_status_json(const ps_replica_status *s) {
                       "uptime_s", (json_int_t) s->uptime_s);
         if (j && json_object_set_new(j, "driver_resets", json_integer(s->driver_resets)) < 0)
                 j = (json_decref(j), NULL);
+        /* the leases of a surge's old engine, still retiring beside it */
+        if (j && json_object_set_new(j, "retiring_leases", json_integer(s->retiring_leases)) < 0)
+                j = (json_decref(j), NULL);
         return j;
 }
 

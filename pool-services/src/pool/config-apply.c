@@ -104,6 +104,21 @@ static void on_drained(const char *pool_id, const ps_drain_outcome *o, void *use
         job_start(job, pool_id);
 }
 
+/* A replica's old engine still leaves after a surge: the pool can be
+ * neither drained nor reloaded until it has. */
+static bool retiring(ps_registry *reg, const char *pool_id, char *err, size_t errlen) {
+        ps_replica *r;
+
+        for (size_t i = 0; (r = ps_registry_replica_at(reg, pool_id, i)); i++)
+                if (pd_lifecycle_retiring(ps_replica_lifecycle(r))) {
+                        snprintf(err, errlen, "replica %s is still retiring its previous engine "
+                                 "(surge reload): reload the configuration again once it has stopped",
+                                 ps_replica_id(r));
+                        return true;
+                }
+        return false;
+}
+
 /* Drains the pool, forgets it, then registers the job's replicas (none
  * for a removed pool). Takes the job. */
 static void replace(ps_registry *reg, const char *pool_id, replace_job *job) {
@@ -111,6 +126,11 @@ static void replace(ps_registry *reg, const char *pool_id, replace_job *job) {
         char err[256];
         int rc;
 
+        if (retiring(reg, pool_id, err, sizeof(err))) {
+                emit(reg, pool_id, PS_LOG_ERROR, "configuration change not applied to the pool", err);
+                job_free(job);
+                return;
+        }
         rc = ps_pool_drain(reg, pool_id, PS_CONFIG_DRAIN_DEADLINE_MS, on_drained, job, &info,
                            err, sizeof(err));
         if (rc == PS_E_CONFLICT && !ps_pool_reloading(reg, pool_id)) {
@@ -152,7 +172,10 @@ static void apply_changed(ps_registry *reg, const ps_pool_diff *e, replace_job *
         rc = ps_pool_reload_specs(reg, e->pool_id, (const ps_engine_spec *const *) job->specs, job->n,
                                   PS_RELOAD_DRAIN_FIRST, PS_CONFIG_DRAIN_DEADLINE_MS, NULL, NULL,
                                   err, sizeof(err));
-        if (rc == 0) {
+        if (rc == 0 || retiring(reg, e->pool_id, err, sizeof(err))) {
+                if (rc != 0)
+                        emit(reg, e->pool_id, PS_LOG_ERROR, "configuration change not applied to the pool",
+                             err);
                 job_free(job);
                 return;
         }

@@ -209,6 +209,14 @@ int ps_pool_drain(ps_registry *reg, const char *pool_id, int64_t deadline_ms,
         if (ps_registry_pool_op(reg, pool_id, PS_POOL_OP_RELOAD)->state)
                 return ps_errf(err, errlen, PS_E_CONFLICT, "pool %s is reloading", pool_id);
         n = ps_registry_pool_size(reg, pool_id);
+        for (size_t i = 0; i < n; i++) {
+                r = ps_registry_replica_at(reg, pool_id, i);
+                if (pd_lifecycle_retiring(ps_replica_lifecycle(r)))
+                        return ps_errf(err, errlen, PS_E_CONFLICT,
+                                       "pool %s replica %s is still retiring its previous engine "
+                                       "(surge reload): drain again once it has stopped",
+                                       pool_id, ps_replica_id(r));
+        }
         for (size_t i = 0; i < n; i++)
                 if (drainable(ps_registry_replica_at(reg, pool_id, i), deadline_ms))
                         accepted++;

@@ -357,6 +357,7 @@ int ps_registry_forget_pool(ps_registry *reg, const char *pool_id, char *err, si
                         break;
                 pd_state state = ps_replica_lifecycle(r)->state;
 
+                ps_replica_mark_removing(r);
                 if (state != PD_STATE_EMPTY && state != PD_STATE_STOPPED)
                         ps_replica_feed(r, &ev);
         }

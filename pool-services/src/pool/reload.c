@@ -336,9 +336,31 @@ static void fail(reload_op *op, int rc, const char *reason, const char *fmt, ...
         va_end(ap);
 }
 
+/* How the new engine failed: a health check, or the way it exited. */
+static const char *new_engine_failure(pd_crash_class cls) {
+        switch (cls) {
+        case PD_CRASH_STARTUP_TIMEOUT:
+        case PD_CRASH_HEALTH_TIMEOUT:
+        case PD_CRASH_STALL_TIMEOUT:
+        case PD_CRASH_CLASS_MAX:
+                return "health";
+        case PD_CRASH_GRACEFUL:
+        case PD_CRASH_EXIT_CODE:
+        case PD_CRASH_SIGNAL:
+        case PD_CRASH_CUDA_ERROR:
+        case PD_CRASH_DRIVER_ERROR:
+        case PD_CRASH_VRAM_OOM:
+        case PD_CRASH_HOST_OOM:
+        case PD_CRASH_PREFLIGHT:
+        case PD_CRASH_NODE_ERROR:
+                break;
+        }
+        return pd_crash_class_to_string(cls);
+}
+
 /* A replica's failed reload as the pool's outcome, and the reason the
  * result and the metrics give for it. */
-static int part_failure(int rc, const char **reason) {
+static int part_failure(int rc, pd_crash_class cls, const char **reason) {
         switch (rc) {
         case PS_E_DRAIN_TIMEOUT:
                 *reason = "drain_timeout";
@@ -356,7 +378,7 @@ static int part_failure(int rc, const char **reason) {
                 *reason = "stopped";
                 return PS_E_CONFLICT;
         default:
-                *reason = "health";
+                *reason = new_engine_failure(cls);
                 return PS_E_RELOAD_FAILED;
         }
 }
@@ -381,7 +403,8 @@ static void on_part_done(int rc, const char *message, void *userdata) {
                 if (rc == 0) {
                         op->at++;
                 } else {
-                        failure = part_failure(rc, &reason);
+                        failure = part_failure(rc, ps_replica_lifecycle(part->replica)->reload_error_cls,
+                                               &reason);
                         fail(op, failure, reason, "%s", part->message);
                         op->reverting = true;
                         op->revert_at = op->at;
@@ -423,10 +446,7 @@ static int start_part(reload_op *op, reload_part *part, const ps_engine_spec *sp
 }
 
 static bool retiring(const ps_replica *r) {
-        const pd_lifecycle *lc = ps_replica_lifecycle(r);
-
-        return lc->state == PD_STATE_RELOADING &&
-               (lc->phase == PD_RELOAD_SURGE_RETIRE || lc->phase == PD_RELOAD_SURGE_STOP_OLD);
+        return pd_lifecycle_retiring(ps_replica_lifecycle(r));
 }
 
 /* A replica of the pool ran its machine: a rollback waiting for a
@@ -533,6 +553,11 @@ static int check_pool(ps_registry *reg, const char *pool_id, char *err, size_t e
                                        pool_id, ps_replica_id(r));
                 if (ps_replica_draining(r))
                         return ps_errf(err, errlen, PS_E_DRAINING, "pool %s is draining", pool_id);
+                if (pd_lifecycle_retiring(ps_replica_lifecycle(r)))
+                        return ps_errf(err, errlen, PS_E_CONFLICT,
+                                       "pool %s replica %s is still retiring its previous engine "
+                                       "(surge reload): reload again once it has stopped",
+                                       pool_id, ps_replica_id(r));
                 if (ps_replica_lifecycle(r)->state != PD_STATE_READY)
                         return ps_errf(err, errlen, PS_E_NOT_READY, "pool %s is not ready: replica %s is %s",
                                        pool_id, ps_replica_id(r), ps_replica_state(r));
@@ -745,11 +770,18 @@ int ps_pool_reload_specs(ps_registry *reg, const char *pool_id,
         if (!op)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                op->parts[i].new_spec = ps_engine_spec_copy(specs[i]);
-                if (!op->parts[i].new_spec) {
+                reload_part *part = &op->parts[i];
+
+                part->new_spec = ps_engine_spec_copy(specs[i]);
+                if (!part->new_spec) {
                         reload_op_free(op);
                         return -ENOMEM;
                 }
+                /* The configuration names the replica's home port; after a
+                 * surge its engine runs on the spare one. The reload goes
+                 * on from where the engine is, so the port follows it. */
+                if (part->new_spec->port == ps_replica_home_port(part->replica))
+                        part->new_spec->port = part->old_spec->port;
         }
         rc = op_begin(op, NULL);
         if (rc == PS_E_INVALID)

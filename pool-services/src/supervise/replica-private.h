@@ -9,6 +9,7 @@
 #include "pool-services/supervise/engine.h"
 #include "pool-services/supervise/logtail.h"
 #include "pool-services/supervise/probe.h"
+#include "supervise/idle.h"
 
 /* The fields of a replica: for supervise/replica.c (and its tests) only;
  * everyone else goes through supervise/replica.h. */
@@ -38,6 +39,13 @@ typedef struct replica_inst {
         char last_line[REPLICA_DETAIL_MAX];
         uint32_t leases;            /* leases held on this engine; they
                                        move with it when a surge promotes */
+        ps_idle_watch *idle;        /* leaving service: waiting for the
+                                       requests it still runs            */
+        bool idle_reached;          /* ... they are done: it may stop     */
+        uint16_t port;              /* where this engine listens          */
+        char url[320];              /* where this engine listens: the spec
+                                       it was started from, not the
+                                       replica's current one             */
 } replica_inst;
 
 typedef struct replica_timer {
@@ -64,7 +72,9 @@ struct ps_replica {
         char *replica_id;
         char *correlation_id;       /* the request being carried out; NULL */
         bool started_once;          /* adoption is tried at the first start */
-        bool promoted;              /* a surge engine took over; ready_at set */
+        int ready_pid;              /* the engine ready_at and the last
+                                       "ready" line speak of               */
+        bool removing;              /* its pool goes: no start any more     */
         ps_engine_spec *current;    /* what the replica runs              */
         ps_engine_spec *staged;     /* what a reload wants to run         */
         ps_policy *policy;

@@ -29,6 +29,7 @@
 #include "pool-services/base/hash.h"
 
 static void run(ps_replica *r);
+static void idle_forget(replica_inst *in);
 
 /* ---- time ------------------------------------------------------------- */
 
@@ -273,7 +274,7 @@ static bool listener_verified(replica_inst *in) {
 
         if (!ps_policy_verify_listener(r->policy))
                 return true;
-        rc = ps_engine_serves(in->engine, spec->host ? spec->host : "127.0.0.1", spec->port,
+        rc = ps_engine_serves(in->engine, spec->host ? spec->host : "127.0.0.1", in->port,
                               why, sizeof(why));
         if (rc != -EADDRNOTAVAIL && rc != -ESRCH)
                 return true;
@@ -359,7 +360,6 @@ static void on_probe(ps_probe_result result, long http_status, const char *detai
 
 static void probe_send(replica_inst *in) {
         ps_replica *r = in->owner;
-        const ps_engine_spec *spec = probed_spec(in);
         const pd_policy *p = policy(r);
         char url[512];
         int64_t timeout = p->health.timeout_ms > 0 ? p->health.timeout_ms : 1000;
@@ -369,8 +369,9 @@ static void probe_send(replica_inst *in) {
                 in->probe_again = true;
                 return;
         }
-        ps_engine_spec_url(spec, url, sizeof(url) - 256);
-        strncat(url, ps_policy_health_path(r->policy), sizeof(url) - strlen(url) - 1);
+        /* The engine is probed where it listens: a drain-first reload may
+         * start it on another port than the spec it replaces. */
+        snprintf(url, sizeof(url), "%s%s", in->url, ps_policy_health_path(r->policy));
         in->last_probe_ms = mono_now(r);
         rc = ps_prober_get(r->ctx->prober, url, timeout, on_probe, in, &in->probe);
         if (rc < 0) {
@@ -652,6 +653,8 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
         in->dead = ps_engine_free(in->dead);
         in->tail = ps_logtail_free(in->tail);
         in->last_line[0] = '\0';
+        ps_engine_spec_url(spec, in->url, sizeof(in->url));
+        in->port = spec->port;
         if (spec->port != r->home_port) {
                 /* An engine on the spare port (a surge reload) must not
                  * clobber the files of the one on the home port: the files
@@ -781,6 +784,20 @@ static void act_stage(ps_replica *r) {
         enqueue(r, &ev);
 }
 
+/* The primary engine serves: ready_at is now, and a line says so. */
+static void announce_ready(ps_replica *r) {
+        const replica_inst *in = &r->inst[PD_INSTANCE_PRIMARY];
+
+        r->ready_wall_ms = wall_now(r);
+        r->ready_pid = ps_engine_pid(in->engine);
+        r->last_heartbeat_wall_ms = r->ready_wall_ms;
+        EMIT(r, PS_EVENT_READY, PS_LOG_INFO, "ready",
+             PS_FIELD_INT("pid", r->ready_pid),
+             PS_FIELD_STR("engine_version", engine_version(r)),
+             PS_FIELD_STR("device_mask", r->current->device_mask),
+             PS_FIELD_INT("startup_ms", r->ready_wall_ms - in->started_wall_ms));
+}
+
 /* The surge engine becomes the primary. Every callback (exit, log lines,
  * probe timer) holds a pointer to the slot, not to its contents, so each
  * is pointed at the slot its engine moves to; a probe in flight is
@@ -789,6 +806,7 @@ static void swap_inst(ps_replica *r) {
         replica_inst tmp;
 
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
+                idle_forget(&r->inst[i]);
                 evtimer_del(r->inst[i].probe_timer);
                 if (r->inst[i].probe) {
                         ps_probe_cancel(r->inst[i].probe);
@@ -798,10 +816,6 @@ static void swap_inst(ps_replica *r) {
         tmp = r->inst[PD_INSTANCE_PRIMARY];
         r->inst[PD_INSTANCE_PRIMARY] = r->inst[PD_INSTANCE_SURGE];
         r->inst[PD_INSTANCE_SURGE] = tmp;
-        /* The surge engine serves from now on: the replica's ready_at is
-         * its, not the moment the old one has finished retiring. */
-        r->ready_wall_ms = wall_now(r);
-        r->promoted = true;
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
                 replica_inst *in = &r->inst[i];
 
@@ -814,6 +828,9 @@ static void swap_inst(ps_replica *r) {
                 if (in->probing)
                         probe_schedule(in, policy(r)->health.interval_ms);
         }
+        /* The surge engine serves from now on: the replica is ready with
+         * it, not once the old one has finished retiring. */
+        announce_ready(r);
 }
 
 static void act_alert(ps_replica *r, const pd_action *a) {
@@ -1001,19 +1018,11 @@ static void report_transition(ps_replica *r, pd_state before, unsigned crashes_b
         }
         if (lc->state == before)
                 return;
-        if (lc->state != PD_STATE_READY && lc->state != PD_STATE_RELOADING)
-                r->promoted = false;   /* the surge did not end in ready */
         if (lc->state == PD_STATE_READY && r->inst[PD_INSTANCE_PRIMARY].engine) {
-                if (!r->promoted)
-                        r->ready_wall_ms = wall_now(r);
-                r->promoted = false;
-                r->last_heartbeat_wall_ms = wall_now(r);
-                EMIT(r, PS_EVENT_READY, PS_LOG_INFO, "ready",
-                     PS_FIELD_INT("pid", ps_engine_pid(r->inst[PD_INSTANCE_PRIMARY].engine)),
-                     PS_FIELD_STR("engine_version", engine_version(r)),
-                     PS_FIELD_STR("device_mask", r->current->device_mask),
-                     PS_FIELD_INT("startup_ms", r->ready_wall_ms -
-                                                r->inst[PD_INSTANCE_PRIMARY].started_wall_ms));
+                /* The engine that served throughout (a surge that failed
+                 * beside it, or its own promotion said so) is no news. */
+                if (ps_engine_pid(r->inst[PD_INSTANCE_PRIMARY].engine) != r->ready_pid)
+                        announce_ready(r);
         } else if (lc->state == PD_STATE_BACKOFF) {
                 EMIT(r, PS_EVENT_RESTART_SCHEDULED, PS_LOG_WARN, "restart scheduled",
                      PS_FIELD_STR("engine_version", engine_version(r)),
@@ -1035,19 +1044,62 @@ static void report_transition(ps_replica *r, pd_state before, unsigned crashes_b
         }
 }
 
+static void on_idle(ps_idle_how how, const char *detail, void *userdata) {
+        replica_inst *in = userdata;
+        ps_replica *r = in->owner;
+
+        in->idle = ps_idle_watch_free(in->idle);
+        in->idle_reached = true;
+        EMIT(r, PS_EVENT_GENERIC, PS_LOG_INFO, how == PS_IDLE_COUNTED ?
+             "engine has no request in flight" : "engine shows no in-flight count: retire grace over",
+             PS_FIELD_INT("pid", in->engine ? ps_engine_pid(in->engine) : 0),
+             PS_FIELD_STR("detail", detail));
+        run(r);
+}
+
+/* An engine that takes no new work and holds no lease may still run
+ * requests sent without one: the machine hears of its leases at zero once
+ * those are done too (supervise/idle.h). Without a watch, at once. */
+static bool idle_reached(replica_inst *in) {
+        ps_replica *r = in->owner;
+        ps_idle_options o = {
+                .url = in->url,
+                .poll_ms = policy(r)->health.interval_ms,
+                .timeout_ms = policy(r)->health.timeout_ms,
+                .grace_ms = ps_policy_retire_grace_ms(r->policy),
+        };
+
+        if (!in->idle_reached && !in->idle) {
+                in->idle = ps_idle_watch_new(r->ctx->base, r->ctx->prober, &o, on_idle, in);
+                in->idle_reached = !in->idle;
+        }
+        return in->idle_reached;
+}
+
+static void idle_forget(replica_inst *in) {
+        in->idle = ps_idle_watch_free(in->idle);
+        in->idle_reached = false;
+}
+
 /*
  * What the leases mean for the machine once the queue is empty: an
- * instance it drains may have none left, and a stopped replica serves none
- * (a crashed engine's leases stay until then: the control plane may still
- * release them). Returns whether an event was queued.
+ * instance it drains may have none left (and no request in flight), and a
+ * stopped replica serves none (a crashed engine's leases stay until then:
+ * the control plane may still release them). Returns whether an event was
+ * queued.
  */
 static bool queue_lease_events(ps_replica *r) {
-        pd_instance_id id;
+        pd_instance_id id = PD_INSTANCE_MAX;
+        bool none;
 
         if (r->lc.state == PD_STATE_STOPPED && ps_replica_leases(r) > 0)
                 for (int i = 0; i < PD_INSTANCE_MAX; i++)
                         drop_leases(r, (pd_instance_id) i);
-        if (!pd_lifecycle_awaits_leases(&r->lc, &id) || r->inst[id].leases > 0)
+        none = pd_lifecycle_awaits_leases(&r->lc, &id) && r->inst[id].leases == 0;
+        for (int i = 0; i < PD_INSTANCE_MAX; i++)
+                if (!none || i != (int) id)
+                        idle_forget(&r->inst[i]);
+        if (!none || !idle_reached(&r->inst[id]))
                 return false;
         feed_simple(r, PD_EV_LEASES_ZERO, id, NULL);
         return true;
@@ -1103,11 +1155,20 @@ static void run(ps_replica *r) {
 
 static void on_timer(evutil_socket_t fd, short what, void *userdata) {
         replica_timer *t = userdata;
+        ps_replica *r = t->owner;
         pd_event ev = { .type = PD_EV_TIMER, .timer = t->timer, .instance = t->inst };
+        pd_instance_id id;
 
         (void) fd;
         (void) what;
-        ps_replica_feed(t->owner, &ev);
+        /* The deadline bounds the wait for requests in flight: an engine
+         * whose leases have ended leaves now, as one that went idle. */
+        if (t->timer == PD_TIMER_DEADLINE && pd_lifecycle_awaits_leases(&r->lc, &id) &&
+            id == t->inst && r->inst[id].leases == 0) {
+                idle_forget(&r->inst[id]);
+                feed_simple(r, PD_EV_LEASES_ZERO, id, NULL);
+        }
+        ps_replica_feed(r, &ev);
 }
 
 /* ---- life of the record ------------------------------------------------ */
@@ -1172,6 +1233,7 @@ ps_replica *ps_replica_free(ps_replica *r) {
 
                 if (in->probe)
                         ps_probe_cancel(in->probe);
+                ps_idle_watch_free(in->idle);
                 if (in->probe_timer)
                         event_free(in->probe_timer);
                 ps_logtail_free(in->tail);
@@ -1219,6 +1281,8 @@ int ps_replica_preload_spec(ps_replica *r, const ps_engine_spec *spec, ps_done_f
 
         if (r->stepping)
                 return -EBUSY;
+        if (r->removing)
+                return refuse(err, errlen, PS_E_CONFLICT, "is being removed: cannot start", r);
         /* Try the transition first so a refusal leaves nothing pending. */
         {
                 pd_lifecycle probe = r->lc;
@@ -1286,10 +1350,16 @@ int ps_replica_restart(ps_replica *r, char *err, size_t errlen) {
         pd_actions out;
         pd_event ev = { .type = PD_EV_RESTART };
 
+        if (r->removing)
+                return refuse(err, errlen, PS_E_CONFLICT, "is being removed: cannot restart", r);
         if (pd_lifecycle_step(&probe, policy(r), &ev, mono_now(r), &rng, &out) != 0)
                 return refuse(err, errlen, PS_E_CONFLICT,
                               "cannot restart while draining, reloading or stopping", r);
         return ps_replica_feed(r, &ev);
+}
+
+void ps_replica_mark_removing(ps_replica *r) {
+        r->removing = true;
 }
 
 int ps_replica_breaker_reset(ps_replica *r) {
@@ -1310,7 +1380,13 @@ const char *ps_replica_device_mask(const ps_replica *r) {
 
 const char *ps_replica_pool_id(const ps_replica *r) { return r->pool_id; }
 const char *ps_replica_id(const ps_replica *r) { return r->replica_id; }
-const char *ps_replica_state(const ps_replica *r) { return pd_state_to_string(r->lc.state); }
+/* A replica whose surge engine took over is ready, while its old engine
+ * still retires. */
+static const char *shown_state(const pd_lifecycle *lc) {
+        return pd_state_to_string(pd_lifecycle_retiring(lc) ? PD_STATE_READY : lc->state);
+}
+
+const char *ps_replica_state(const ps_replica *r) { return shown_state(&r->lc); }
 bool ps_replica_live(const ps_replica *r) { return pd_lifecycle_live(&r->lc); }
 bool ps_replica_ready(const ps_replica *r) { return pd_lifecycle_ready(&r->lc); }
 bool ps_replica_draining(const ps_replica *r) { return pd_lifecycle_draining(&r->lc); }
@@ -1342,7 +1418,7 @@ void ps_replica_status_get(const ps_replica *r, ps_replica_status *out) {
         *out = (ps_replica_status) {
                 .pool_id = r->pool_id,
                 .replica_id = r->replica_id,
-                .state = pd_state_to_string(lc->state),
+                .state = shown_state(lc),
                 .live = pd_lifecycle_live(lc),
                 .ready = ready,
                 .draining = pd_lifecycle_draining(lc),
@@ -1359,6 +1435,7 @@ void ps_replica_status_get(const ps_replica *r, ps_replica_status *out) {
                 .active_leases = ps_replica_leases(r),
                 .primary_leases = in->leases,
                 .surge_leases = r->inst[PD_INSTANCE_SURGE].leases,
+                .retiring_leases = pd_lifecycle_retiring(lc) ? r->inst[PD_INSTANCE_SURGE].leases : 0,
                 .last_error = lc->last_error[0] ? lc->last_error : NULL,
                 .last_error_class = lc->last_error_cls < PD_CRASH_CLASS_MAX ?
                                     pd_crash_class_to_string(lc->last_error_cls) : NULL,

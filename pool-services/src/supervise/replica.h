@@ -60,6 +60,11 @@ int ps_replica_request(ps_replica *r, const pd_event *ev, pd_reply reply,
 /* Whoever waits for that answer is gone: it is not given. */
 void ps_replica_forget_reply(ps_replica *r, pd_reply reply);
 
+/* The replica's pool is being removed: from now on a preload or restart
+ * is refused (PS_E_CONFLICT), so nothing starts an engine that would keep
+ * the pool from being forgotten. */
+void ps_replica_mark_removing(ps_replica *r);
+
 /* The machine's state, read-only. */
 const pd_lifecycle *ps_replica_lifecycle(const ps_replica *r);
 bool ps_replica_engine_running(const ps_replica *r);

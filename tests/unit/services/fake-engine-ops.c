@@ -35,6 +35,9 @@ struct fake_engine {
         bool exiting;                  /* exit scheduled, not yet delivered */
         ps_exit_status status;
         int health;
+        int in_flight;                 /* on /metrics; < 0: 501 as llama-server
+                                          without --metrics */
+        unsigned metrics_reads;
         bool ignore_term;
         unsigned signals[NSIG];
         unsigned requests;
@@ -97,6 +100,21 @@ static void on_request(struct evhttp_request *req, void *userdata) {
 
         assert_non_null(body);
         e->requests++;
+        if (e->health == 200 && strcmp(evhttp_request_get_uri(req), "/metrics") == 0) {
+                e->metrics_reads++;
+                if (e->in_flight < 0) {
+                        evbuffer_add_printf(body, "{\"error\":{\"code\":501}}");
+                        evhttp_send_reply(req, 501, "Not Implemented", body);
+                } else {
+                        evbuffer_add_printf(body, "# TYPE llamacpp:requests_processing gauge\n"
+                                            "llamacpp:requests_processing %d\n"
+                                            "# TYPE llamacpp:requests_deferred gauge\n"
+                                            "llamacpp:requests_deferred 0\n", e->in_flight);
+                        evhttp_send_reply(req, 200, "OK", body);
+                }
+                evbuffer_free(body);
+                return;
+        }
         evbuffer_add_printf(body, "{\"status\":\"%s\"}", e->health == 200 ? "ok" : "loading model");
         evhttp_send_reply(req, e->health, e->health == 200 ? "OK" : "Service Unavailable", body);
         evbuffer_free(body);
@@ -411,6 +429,14 @@ unsigned fake_engine_requests(const fake_engine *e) {
 
 void fake_engine_set_health(fake_engine *e, int http_status) {
         e->health = http_status;
+}
+
+void fake_engine_set_in_flight(fake_engine *e, int n) {
+        e->in_flight = n;
+}
+
+unsigned fake_engine_metrics_reads(const fake_engine *e) {
+        return e->metrics_reads;
 }
 
 void fake_engine_ignore_term(fake_engine *e, bool ignore) {

@@ -7,7 +7,8 @@
  * real plan from the spec -- a spec that could not start a process does
  * not start here either -- records it, creates the engine's log file, and
  * answers every HTTP request on the spec's host and port from an evhttp
- * listener on the test's loop (200 unless the test says otherwise), so
+ * listener on the test's loop (200 unless the test says otherwise; /metrics
+ * with llama-server's in-flight gauges), so
  * the real prober sees it come up. A fake engine exits when the test
  * says so, or when it is signalled (SIGTERM unless it ignores it, SIGKILL
  * always), and its exit always reaches the caller from the loop, as a
@@ -75,6 +76,11 @@ unsigned fake_engine_requests(const fake_engine *e);
 /* The status its HTTP answers carry from now on (200, 503, ...). */
 void fake_engine_set_health(fake_engine *e, int http_status);
 void fake_engine_ignore_term(fake_engine *e, bool ignore);
+/* What its /metrics says is in flight (llama-server's two gauges), 0 at
+ * first; negative: it answers 501, as llama-server without --metrics. */
+void fake_engine_set_in_flight(fake_engine *e, int n);
+/* How many times its /metrics was read. */
+unsigned fake_engine_metrics_reads(const fake_engine *e);
 /* Appends a line to its log file (the log tail reads it); it is also
  * what ps_engine_last_log_line() reports. */
 void fake_engine_log(fake_engine *e, const char *line);

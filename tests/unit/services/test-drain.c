@@ -148,6 +148,34 @@ static void test_a_pool_not_running_cannot_drain(void **state) {
         assert_false(f->done);
 }
 
+static bool metrics_read_twice(fake_node *n, const void *arg) {
+        (void) n;
+        return fake_engine_metrics_reads(arg) >= 2;
+}
+
+/* Leases are not the only work: a request sent without one (routing by
+ * /v1/replicasets) still runs when the last lease ends. The engine is
+ * stopped once its own in-flight count says it is done. */
+static void test_drain_waits_for_requests_in_flight(void **state) {
+        drain_fx *f = *state;
+        ps_registry *reg = f->node.reg;
+
+        assert_int_equal(ps_lease_release(reg, "chat", f->lease.lease_id, NULL, 0), 0);
+        fake_engine_set_in_flight(f->engine, 1);
+        assert_int_equal(ps_pool_drain(reg, "chat", 60000, on_drained, f, NULL, NULL, 0), 0);
+        assert_true(fake_node_until(&f->node, metrics_read_twice, f->engine));
+        assert_false(f->done);
+        assert_true(fake_engine_running(f->engine));
+        assert_int_equal(fake_engine_signals(f->engine, SIGTERM), 0);
+
+        fake_engine_set_in_flight(f->engine, 0);
+        assert_true(fake_node_until(&f->node, fake_flag_set, &f->done));
+        assert_true(f->outcome.ok);
+        assert_false(f->outcome.force_stopped);
+        assert_int_equal(fake_engine_signals(f->engine, SIGTERM), 1);
+        assert_string_equal(ps_replica_state(f->r), "stopped");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -155,6 +183,7 @@ int main(void) {
                 T(test_drain_waits_for_the_lease_then_stops),
                 T(test_deadline_drops_the_leases_and_stops),
                 T(test_a_pool_not_running_cannot_drain),
+                T(test_drain_waits_for_requests_in_flight),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

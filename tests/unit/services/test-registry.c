@@ -15,6 +15,7 @@
 
 #include "fake-node.h"
 #include "pool-services/observe/status-json.h"
+#include "pool-services/base/errors.h"
 #include "pool-services/pool/lease.h"
 
 typedef struct pool_fx {
@@ -247,6 +248,30 @@ static void test_pool_shows_first_replica_state_when_none_serves(void **state) {
         assert_int_equal(fake_engines_running("chat", "r0"), 0);
 }
 
+/* A restart (or preload) of a pool being removed, in the loop turn of the
+ * removal, is refused: an engine started then would keep the pool
+ * `removing` forever, serving leases nobody can see go. */
+static void test_start_of_a_pool_being_removed_is_refused(void **state) {
+        pool_fx *f = *state;
+        char err[256] = "";
+        size_t spawned;
+
+        assert_int_equal(fake_node_preload(&f->node, f->r1), 0);
+        fake_engine_exit(engine_of(f->r1), 1);
+        fake_node_wait_state(&f->node, f->r1, "backoff");
+        spawned = fake_engines_spawned();
+
+        assert_int_equal(ps_registry_forget_pool(f->node.reg, "chat", err, sizeof(err)), 0);
+        assert_string_equal(ps_replica_state(f->r1), "stopped");
+        assert_int_equal(ps_replica_restart(f->r1, err, sizeof(err)), PS_E_CONFLICT);
+        assert_string_equal(err, "pool chat replica r1 is being removed: cannot restart");
+        assert_int_equal(ps_replica_preload(f->r0, NULL, NULL, err, sizeof(err)), PS_E_CONFLICT);
+        assert_string_equal(err, "pool chat replica r0 is being removed: cannot start");
+
+        assert_true(fake_node_until(&f->node, pool_gone, "chat"));
+        assert_int_equal(fake_engines_spawned(), spawned);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -256,6 +281,7 @@ int main(void) {
                 T(test_pool_shows_first_replica_state_when_none_serves),
                 T(test_pool_status_adds_up_its_replicas),
                 T(test_handoff_claim_shows_in_the_status),
+                T(test_start_of_a_pool_being_removed_is_refused),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -48,6 +48,7 @@ typedef struct ps_replica_status {
         uint32_t active_leases;        /* on every engine of the replica     */
         uint32_t primary_leases;       /* ... on the primary engine          */
         uint32_t surge_leases;         /* ... on a surge engine (a reload)   */
+        uint32_t retiring_leases;      /* ... on a surge's old engine, retiring */
 
         const char *last_error;
         const char *last_error_class;  /* pd_crash_class_to_string()         */
