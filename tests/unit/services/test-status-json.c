@@ -52,7 +52,7 @@ static ps_replica_status idle_replica(void) {
         "\"last_heartbeat\":null,\"restart_count\":0,\"crash_count\":0,"                      \
         "\"restarts_in_window\":0,\"backoff_ms\":0,\"next_restart_at\":null,"                 \
         "\"breaker\":{\"state\":\"closed\",\"failures\":0,\"opens\":0,\"open_until\":null},"  \
-        "\"started_at\":null,\"ready_at\":null,\"uptime_s\":0,\"driver_resets\":0}"
+        "\"started_at\":null,\"ready_at\":null,\"uptime_s\":0,\"driver_resets\":0,\"retiring_leases\":0}"
 
 static void test_idle_replica(void **state) {
         ps_replica_status s = idle_replica();
@@ -88,7 +88,7 @@ static void test_busy_replica(void **state) {
                 "\"last_heartbeat\":null,\"restart_count\":3,\"crash_count\":2,"
                 "\"restarts_in_window\":2,\"backoff_ms\":1500,\"next_restart_at\":1700000002500,"
                 "\"breaker\":{\"state\":\"open\",\"failures\":5,\"opens\":1,\"open_until\":1700000300000},"
-                "\"started_at\":null,\"ready_at\":null,\"uptime_s\":0,\"driver_resets\":1}");
+                "\"started_at\":null,\"ready_at\":null,\"uptime_s\":0,\"driver_resets\":1,\"retiring_leases\":0}");
 }
 
 /* A pool without replicas: the repeated fields are null. */
