@@ -139,6 +139,15 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if exc[0] is not None:
+            # a failed scenario shows what the daemon said last (a
+            # sanitizer's report included)
+            self._reader.join(5)
+            while not self._queue.empty():
+                line = self._queue.get()
+                if line is not None:
+                    self.lines.append(line)
+            sys.stderr.write("daemon stderr (last lines):\n%s\n" % "\n".join(self.lines[-120:]))
         self.proc.stderr.close()
         if self.own_dir:
             shutil.rmtree(self.own_dir, ignore_errors=True)

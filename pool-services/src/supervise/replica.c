@@ -1048,12 +1048,13 @@ static void on_idle(ps_idle_how how, const char *detail, void *userdata) {
         replica_inst *in = userdata;
         ps_replica *r = in->owner;
 
-        in->idle = ps_idle_watch_free(in->idle);
-        in->idle_reached = true;
+        /* detail belongs to the watch: said before the watch goes */
         EMIT(r, PS_EVENT_GENERIC, PS_LOG_INFO, how == PS_IDLE_COUNTED ?
              "engine has no request in flight" : "engine shows no in-flight count: retire grace over",
              PS_FIELD_INT("pid", in->engine ? ps_engine_pid(in->engine) : 0),
              PS_FIELD_STR("detail", detail));
+        in->idle = ps_idle_watch_free(in->idle);
+        in->idle_reached = true;
         run(r);
 }
 
