@@ -234,6 +234,8 @@ static int run(int argc, char **argv) {
                 return rc;
         o.pool = cmd->takes_pool ? argv[optind + 1] : NULL;
         rc = ctl_conn_resolve(&o.conn, f.socket, f.url, f.token_file);
+        if (rc == CTL_EXIT_USAGE)
+                fprintf(stderr, "Try 'pool-managerctl --help' for more information.\n");
         if (rc != 0)
                 return rc;
         o.color = !o.json && isatty(STDOUT_FILENO) && !getenv("NO_COLOR");

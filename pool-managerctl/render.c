@@ -69,10 +69,68 @@ static void print_state(const ctl_opts *o, const char *state, int width) {
         printf("%s%-*s%s", c, width, state, c[0] ? RESET : "");
 }
 
+/* ---- tables: columns as wide as their widest cell, two spaces apart ---- */
+
+#define COLS_MAX 10
+
+typedef struct table {
+        size_t n_cols;
+        const char *const *header;
+        int state_col;               /* coloured by state; -1: none          */
+        char *(*rows)[COLS_MAX];
+        size_t n_rows;
+} table;
+
+static void table_add(table *t, char *const cells[]) {
+        char *(*rows)[COLS_MAX] = realloc(t->rows, (t->n_rows + 1) * sizeof(*rows));
+
+        if (!rows)
+                return;
+        t->rows = rows;
+        for (size_t c = 0; c < t->n_cols; c++)
+                rows[t->n_rows][c] = strdup(cells[c] ? cells[c] : "-");
+        t->n_rows++;
+}
+
+static void table_line(const ctl_opts *o, const table *t, char *const cells[], const int *width,
+                       bool header) {
+        for (size_t c = 0; c < t->n_cols; c++) {
+                const char *cell = cells[c] ? cells[c] : "-";
+                int w = c + 1 == t->n_cols ? 0 : width[c];
+
+                if (!header && (int) c == t->state_col)
+                        print_state(o, cell, w);
+                else
+                        printf("%-*s", w, cell);
+                printf("%s", c + 1 == t->n_cols ? "\n" : "  ");
+        }
+}
+
+/* Prints the table and frees its rows. */
+static void table_print(const ctl_opts *o, table *t) {
+        int width[COLS_MAX] = { 0 };
+
+        for (size_t c = 0; c < t->n_cols; c++) {
+                width[c] = (int) strlen(t->header[c]);
+                for (size_t r = 0; r < t->n_rows; r++)
+                        if (t->rows[r][c] && (int) strlen(t->rows[r][c]) > width[c])
+                                width[c] = (int) strlen(t->rows[r][c]);
+        }
+        table_line(o, t, (char *const *) t->header, width, true);
+        for (size_t r = 0; r < t->n_rows; r++) {
+                table_line(o, t, t->rows[r], width, false);
+                for (size_t c = 0; c < t->n_cols; c++)
+                        free(t->rows[r][c]);
+        }
+        free(t->rows);
+        t->rows = NULL;
+        t->n_rows = 0;
+}
+
 /* One row of the status table. */
-static void status_row(const ctl_opts *o, const char *pool, const json_t *rep, const json_t *p) {
+static void status_row(table *t, const char *pool, const json_t *rep, const json_t *p) {
         const json_t *src = rep ? rep : p;
-        char uptime[32], slots[64], pid[24], error[ERROR_WIDTH + 1];
+        char uptime[32], slots[64], pid[24], restarts[24], error[ERROR_WIDTH + 1];
         json_int_t pidv = json_integer_value(json_object_get(src, "pid"));
 
         /* An engine's age; none without one. */
@@ -86,30 +144,36 @@ static void status_row(const ctl_opts *o, const char *pool, const json_t *rep, c
                 snprintf(pid, sizeof(pid), "%" JSON_INTEGER_FORMAT, pidv);
         else
                 snprintf(pid, sizeof(pid), "-");
+        snprintf(restarts, sizeof(restarts), "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(json_object_get(src, "restart_count")));
         shorten(str_or(json_object_get(src, "last_error"), "-"), error, ERROR_WIDTH);
-        printf("%-20s %-8s ", pool, rep ? str_or(json_object_get(rep, "replica_id"), "-") : "-");
-        print_state(o, str_or(json_object_get(src, "state"), "?"), 11);
-        printf(" %-8s %-7s %-8" JSON_INTEGER_FORMAT " %-7s %-8s %-20s %s\n", pid, uptime,
-               json_integer_value(json_object_get(src, "restart_count")), slots,
-               str_or(json_object_get(src, "device_mask"), "-"),
-               str_or(json_object_get(src, "model_id"), "-"), error);
+        table_add(t, (char *const[]) {
+                (char *) pool,
+                (char *) (rep ? str_or(json_object_get(rep, "replica_id"), "-") : "-"),
+                (char *) str_or(json_object_get(src, "state"), "?"), pid, uptime, restarts, slots,
+                (char *) str_or(json_object_get(src, "device_mask"), "-"),
+                (char *) str_or(json_object_get(src, "model_id"), "-"), error,
+        });
 }
 
 void ctl_print_status(const ctl_opts *o, const json_t *answer) {
+        static const char *const header[] = { "POOL", "REPLICA", "STATE", "PID", "UPTIME",
+                                              "RESTARTS", "SLOTS", "DEVICES", "MODEL",
+                                              "LAST ERROR" };
+        table t = { .n_cols = 10, .header = header, .state_col = 2 };
         const json_t *pools = json_object_get(answer, "pools"), *p, *rep;
         size_t i, j;
 
-        printf("%-20s %-8s %-11s %-8s %-7s %-8s %-7s %-8s %-20s %s\n", "POOL", "REPLICA", "STATE",
-               "PID", "UPTIME", "RESTARTS", "SLOTS", "DEVICES", "MODEL", "LAST ERROR");
         json_array_foreach(pools, i, p) {
                 const char *id = str_or(json_object_get(p, "pool_id"), "?");
                 const json_t *reps = json_object_get(p, "replicas");
 
                 if (json_array_size(reps) == 0)
-                        status_row(o, id, NULL, p);
+                        status_row(&t, id, NULL, p);
                 json_array_foreach(reps, j, rep)
-                        status_row(o, id, rep, p);
+                        status_row(&t, id, rep, p);
         }
+        table_print(o, &t);
 }
 
 /* "2026-12-06 19:30:05 UTC (in 9m58s)" for an epoch-ms time; "-" for null. */
@@ -185,26 +249,29 @@ void ctl_print_pool(const ctl_opts *o, const json_t *pool) {
 }
 
 void ctl_print_devices(const ctl_opts *o, const json_t *answer) {
+        static const char *const header[] = { "INDEX", "NAME", "CC", "VRAM USED", "VRAM TOTAL",
+                                              "UUID" };
+        table t = { .n_cols = 6, .header = header, .state_col = -1 };
         const json_t *d;
         size_t i;
 
-        (void) o;
         printf("backend: %s\n", str_or(json_object_get(answer, "backend"), "?"));
-        printf("%-5s %-32s %-10s %-12s %-12s %s\n", "INDEX", "NAME", "CC", "VRAM USED", "VRAM TOTAL",
-               "UUID");
         json_array_foreach(json_object_get(answer, "devices"), i, d) {
                 double total = (double) json_integer_value(json_object_get(d, "vram_total_bytes"));
                 double free_b = (double) json_integer_value(json_object_get(d, "vram_free_bytes"));
-                char used[32], tot[32];
+                char index[24], used[32], tot[32];
 
+                snprintf(index, sizeof(index), "%" JSON_INTEGER_FORMAT,
+                         json_integer_value(json_object_get(d, "index")));
                 snprintf(used, sizeof(used), "%.1f GiB", (total - free_b) / (1 << 30));
                 snprintf(tot, sizeof(tot), "%.1f GiB", total / (1 << 30));
-                printf("%-5" JSON_INTEGER_FORMAT " %-32s %-10s %-12s %-12s %s\n",
-                       json_integer_value(json_object_get(d, "index")),
-                       str_or(json_object_get(d, "name"), "-"),
-                       str_or(json_object_get(d, "compute_capability"), "-"), used, tot,
-                       str_or(json_object_get(d, "uuid"), "-"));
+                table_add(&t, (char *const[]) {
+                        index, (char *) str_or(json_object_get(d, "name"), "-"),
+                        (char *) str_or(json_object_get(d, "compute_capability"), "-"), used, tot,
+                        (char *) str_or(json_object_get(d, "uuid"), "-"),
+                });
         }
+        table_print(o, &t);
 }
 
 void ctl_print_node(const ctl_opts *o, const json_t *node) {
@@ -223,18 +290,21 @@ void ctl_print_node(const ctl_opts *o, const json_t *node) {
 }
 
 void ctl_print_leases(const ctl_opts *o, const json_t *answer) {
-        const json_t *l;
+        static const char *const header[] = { "LEASE", "REPLICA", "GRANTED", "EXPIRES" };
+        table t = { .n_cols = 4, .header = header, .state_col = -1 };
         char granted[128], expires[128];
+        const json_t *l;
         size_t i;
 
-        (void) o;
-        printf("%-32s %-8s %-44s %s\n", "LEASE", "REPLICA", "GRANTED", "EXPIRES");
         json_array_foreach(json_object_get(answer, "leases"), i, l) {
                 format_time(json_object_get(l, "granted_at"), granted, sizeof(granted));
                 format_time(json_object_get(l, "expires_at"), expires, sizeof(expires));
-                printf("%-32s %-8s %-44s %s\n", str_or(json_object_get(l, "lease_id"), "?"),
-                       str_or(json_object_get(l, "replica_id"), "?"), granted, expires);
+                table_add(&t, (char *const[]) {
+                        (char *) str_or(json_object_get(l, "lease_id"), "?"),
+                        (char *) str_or(json_object_get(l, "replica_id"), "?"), granted, expires,
+                });
         }
+        table_print(o, &t);
 }
 
 void ctl_print_reload(const ctl_opts *o, const json_t *a) {
