@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl.h"
 
@@ -106,9 +107,26 @@ int ctl_cmd_restart(const ctl_opts *o) {
         return call(o, "POST", pool_path(o, "/restart", path, sizeof(path)), NULL, print_restarted);
 }
 
+/* The daemon wants an absolute path: over the socket it runs on this
+ * machine, so a relative one is taken from the working directory. */
+static json_t *model_path_json(const ctl_opts *o) {
+        const char *rel = o->model;
+        char cwd[4096], *abs;
+        json_t *v;
+
+        while (rel[0] == '.' && rel[1] == '/')
+                rel += 2;
+        if (o->model[0] == '/' || o->conn.url || !getcwd(cwd, sizeof(cwd)) ||
+            asprintf(&abs, "%s/%s", cwd, rel) < 0)
+                return json_string(o->model);
+        v = json_string(abs);
+        free(abs);
+        return v;
+}
+
 int ctl_cmd_reload(const ctl_opts *o) {
         char path[256];
-        json_t *body = json_pack("{s:s}", "model_path", o->model);
+        json_t *body = json_pack("{s:o}", "model_path", model_path_json(o));
 
         if (body && o->surge)
                 json_object_set_new(body, "strategy", json_string("surge"));

@@ -14,6 +14,7 @@
 
 #include "pool-services/base/errors.h"
 #include "pool-services/pool/lease.h"
+#include "held-private.h"
 #include "request-private.h"
 #include "routes-private.h"
 
@@ -157,6 +158,7 @@ void pa_route_start(pa_request *r) {
                 pa_reply_services_error(r, rc, err[0] ? err : "cannot start the pool");
                 return;
         }
+        pa_held_set(reg, id, false);
         pa_reply_json(r, 202, pa_pool_snapshot_json(r, reg, id));
 }
 
@@ -181,6 +183,15 @@ void pa_route_config_reload(pa_request *r) {
         if (rc != 0) {
                 pa_reply_services_error(r, rc, err);
                 return;
+        }
+        /* Pools the file adds (again) or changes are to serve. */
+        for (const char *const *k = (const char *const[]) { "added", "changed", NULL }; *k; k++) {
+                const json_t *id;
+                size_t i;
+
+                json_array_foreach(json_object_get(answer, *k), i, id)
+                        if (b->registry)
+                                pa_held_set(b->registry, json_string_value(id), false);
         }
         pa_reply_json(r, 200, answer);
 }

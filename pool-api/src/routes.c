@@ -20,6 +20,7 @@
 #include "pool-services/conf/prepared.h"
 #include "pool-services/observe/status-json.h"
 #include "pool-services/pool/store.h"
+#include "held-private.h"
 #include "request-private.h"
 #include "snapshot-cache-private.h"
 #include "routes-private.h"
@@ -36,15 +37,13 @@ static void route_health(pa_request *r) {
  * Whether the operator put the pool out of service (a drain, a stop, a
  * DELETE): /ready does not wait for it.
  */
-static bool ready_excused(const ps_pool_status *p) {
-        static const char *const rest[] = { "draining", "stopping", "stopped", "removing" };
-
-        if (p->draining)
+static bool ready_excused(const ps_registry *reg, const ps_pool_status *p) {
+        if (p->draining || strcmp(p->state, "removing") == 0)
                 return true;
-        for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++)
-                if (strcmp(p->state, rest[i]) == 0)
-                        return true;
-        return false;
+        /* Stopped by a drain, not by a failure (restart "never") or an
+         * engine's own exit. */
+        return pa_held(reg, p->pool_id) &&
+               (strcmp(p->state, "stopping") == 0 || strcmp(p->state, "stopped") == 0);
 }
 
 /*
@@ -70,7 +69,7 @@ static void route_ready(pa_request *r) {
         for (size_t i = 0; missing && i < status.n_pools; i++) {
                 const ps_pool_status *p = &status.pools[i];
 
-                if (!p->ready && !ready_excused(p) &&
+                if (!p->ready && !ready_excused(b->registry, p) &&
                     json_array_append_new(missing, json_string(p->pool_id)) < 0)
                         missing = (json_decref(missing), NULL);
         }
@@ -554,6 +553,7 @@ static void route_preload(pa_request *r) {
         if (r->correlation_id)
                 ps_replica_set_correlation_id(rep, r->correlation_id);
         pa_request_warn_root_engines(r);
+        pa_held_set(reg, id, false);
         /* From here the answer comes from on_preload_done, exactly once. */
         rc = ps_replica_preload_spec(rep, new_spec, on_preload_done, w, err, sizeof(err));
         ps_engine_spec_free(spec);
@@ -606,6 +606,7 @@ static void for_each_replica(pa_request *r, int (*fn)(ps_replica *, char *, size
                                "pool %s has only external replicas, which it does not supervise", id);
                 return;
         }
+        pa_held_set(reg, id, false);
         /* The shape of GET /v2/pools/{id}: devices and split included. */
         pa_reply_json(r, status, snapshot_json(r, reg, id));
 }

@@ -36,13 +36,13 @@ def ctl_env(**extra):
     return env
 
 
-def ctl(*args, sock=None, env=None, user=None, group=None, binary=None):
+def ctl(*args, sock=None, env=None, user=None, group=None, binary=None, cwd=None):
     """Runs the CLI; (exit status, stdout, stderr)."""
     env = ctl_env(**(env or {}))
     if sock:
         env["POOL_MANAGERD_SOCKET"] = sock
     kw = {"user": user, "group": group, "extra_groups": []} if user is not None else {}
-    p = subprocess.run([binary or CTL, *args], env=env, capture_output=True,
+    p = subprocess.run([binary or CTL, *args], env=env, capture_output=True, cwd=cwd,
                        timeout=e2e.HTTP_TIMEOUT, **kw)
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
@@ -272,8 +272,10 @@ def scenario_reload():
         got = ok_json("reload", "qwen-0.5b", "--model", other, "--surge", sock=sock)
         check(got["ok"] and got["model_id"] == "other.gguf" and got["strategy"] == "surge",
               repr(got))
-        rc, out, _ = ctl("reload", "llama-7b", "--model", n.model, sock=sock)
-        check(rc == 0 and out.startswith("pool llama-7b reloaded to tiny.gguf (drain-first"), out)
+        # a relative path is the working directory's
+        rc, out, err = ctl("reload", "llama-7b", "--model", "./tiny.gguf", sock=sock, cwd=n.dir)
+        check(rc == 0 and out.startswith("pool llama-7b reloaded to tiny.gguf (drain-first"),
+              out + err)
         check(n.get("/v2/pools/llama-7b")["model_id"] == "tiny.gguf", "not reloaded")
         refused("STAGE_FAILED", "reload", "llama-7b", "--model", other, "--sha256", "0" * 64,
                 sock=sock)
@@ -450,6 +452,30 @@ def scenario_bash_completion():
                   repr(complete("pool-managerctl stop qwen-0.5b --")))
         finally:
             shutil.rmtree(bindir, ignore_errors=True)
+        n.stop()
+
+
+def scenario_ready_after_failure():
+    """/ready leaves out a pool an operator stopped, not one that stopped
+    by itself: with restart "never", a failed engine stays stopped and
+    /ready names it until it is started again."""
+    crash = config_pool("crash", free_port(), "--exit-after-ms", "300", "--exit-code", "1",
+                        mask="1")
+    crash["policy"] = {"restart": "never"}
+    with demo_node(config_pool("steady", free_port()), crash) as n:
+        wait_ready(n, "steady")
+        n.wait_pool("crash", lambda s, b: b["state"] == "stopped" and b["last_error"],
+                    "crash stopped by its failure")
+        status, _, data = n.request("GET", "/ready")
+        check(status == 503 and json.loads(data)["missing"] == ["crash"], data)
+        rc, out, _ = ctl("status", sock=n.daemon.socket)
+        row = next(r for r in table(out)[1] if r[0] == "crash")
+        check(row[2] == "stopped" and row[3] == "-" and row[4] == "-" and
+              row[9] != "-", "the failure's row: %r" % row)
+        # a stop has nothing to stop; a start brings it back
+        refused("CONFLICT", "stop", "crash", sock=n.daemon.socket)
+        snap = ok_json("start", "crash", sock=n.daemon.socket)
+        check(snap["state"] == "preloading", repr(snap))
         n.stop()
 
 
