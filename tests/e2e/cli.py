@@ -174,19 +174,24 @@ def scenario_leases():
         b = json_body(*n.request("POST", "/v2/pools/qwen-0.5b/leases"), 201)
         json_body(*n.request("POST", "/v2/pools/llama-7b/leases"), 201)
         got = ok_json("leases", "qwen-0.5b", sock=sock)["leases"]
-        check([g["lease_id"] for g in got] == [a["lease_id"], b["lease_id"]], repr(got))
-        for g, want in zip(got, (a, b)):
+        # oldest grant first; within one millisecond, by id
+        check([(g["granted_at"], g["lease_id"]) for g in got] ==
+              sorted((g["granted_at"], g["lease_id"]) for g in got), repr(got))
+        by_id = {g["lease_id"]: g for g in got}
+        check(sorted(by_id) == sorted([a["lease_id"], b["lease_id"]]), repr(got))
+        for want in (a, b):
+            g = by_id[want["lease_id"]]
             check(g["replica_id"] == "r0" and g["url"] == want["url"] and
-                  g["expires_at"] == want["expires_at"] and
-                  g["granted_at"] <= g["expires_at"], repr(g))
-        check(got[0]["expires_at"] - got[0]["granted_at"] == 60000, repr(got[0]))
+                  g["expires_at"] == want["expires_at"], repr(g))
+        check(by_id[a["lease_id"]]["expires_at"] - by_id[a["lease_id"]]["granted_at"] == 60000,
+              repr(got))
         # the same over TCP: a read
         listed = n.get("/v2/pools/qwen-0.5b/leases")
         check(listed["leases"] == got, repr(listed))
         rc, out, _ = ctl("leases", "qwen-0.5b", sock=sock)
         header, rows = table(out)
         check(rc == 0 and header == ["LEASE", "REPLICA", "GRANTED", "EXPIRES"], repr(header))
-        check([r[0] for r in rows] == [a["lease_id"], b["lease_id"]] and rows[0][1] == "r0",
+        check([r[0] for r in rows] == [g["lease_id"] for g in got] and rows[0][1] == "r0",
               repr(rows))
         check(n.request("DELETE", "/v2/pools/qwen-0.5b/leases/" + a["lease_id"])[0] == 204,
               "release")
