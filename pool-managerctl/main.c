@@ -193,6 +193,17 @@ static int take_option(int c, const char *arg, ctl_opts *o, flags *f) {
         return -1;
 }
 
+/* Pool ids are [A-Za-z0-9][A-Za-z0-9._-]{0,63} (docs/api.md): another is
+ * no pool, and would not fit a URL as it is. */
+static bool pool_id_valid(const char *id) {
+        size_t n = strlen(id);
+
+        if (n == 0 || n > 64 || !((id[0] >= 'A' && id[0] <= 'Z') || (id[0] >= 'a' && id[0] <= 'z') ||
+                                  (id[0] >= '0' && id[0] <= '9')))
+                return false;
+        return strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
 /* The command's arguments and options agree; -1 to go on, else 2. */
 static int check_command(const command *cmd, int n_args, char **args, const ctl_opts *o,
                          const flags *f) {
@@ -200,6 +211,9 @@ static int check_command(const command *cmd, int n_args, char **args, const ctl_
 
         if (cmd->takes_pool && n_args < 1)
                 return usage_error("%s: which pool? (pool-managerctl status lists them)", cmd->name);
+        if (cmd->takes_pool && !pool_id_valid(args[0]))
+                return usage_error("'%s' is not a pool id ([A-Za-z0-9][A-Za-z0-9._-]*, "
+                                   "at most 64 characters)", args[0]);
         if (n_args > (cmd->takes_pool ? 1 : 0))
                 return usage_error("unexpected argument '%s'", args[cmd->takes_pool ? 1 : 0]);
         if (extra) {

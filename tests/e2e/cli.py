@@ -331,6 +331,8 @@ def scenario_usage():
     usage_failed(want="no command")
     usage_failed("bogus", want="unknown command 'bogus'")
     usage_failed("show", want="which pool")
+    usage_failed("show", "a b", want="'a b' is not a pool id")
+    usage_failed("stop", "../x", want="is not a pool id")
     usage_failed("status", "extra", want="unexpected argument 'extra'")
     usage_failed("status", "--now", want="status does not take --now")
     usage_failed("stop", "p", "--now", "--deadline", "5", want="exclude")
