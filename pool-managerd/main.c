@@ -25,6 +25,8 @@
 #include "pool-api/bind-addr.h"
 #include "pool-api/server.h"
 #include "pool-services/conf/config.h"
+#include "pool-services/base/errors.h"
+#include "pool-services/conf/config-diff.h"
 #include "pool-services/pool/config-apply.h"
 #include "pool-services/pool/preload-queue.h"
 #include "pool-services/base/event.h"
@@ -287,39 +289,65 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
         pm_cloud_stop(m->cloud, on_cloud_stopped, m);
 }
 
-/* SIGHUP: the file again; a bad one changes nothing. */
-static void on_reload_config(evutil_socket_t sig, short what, void *userdata) {
+/* What a reload changed: {"added": [ids], "removed": [...], "changed":
+ * [...], "unchanged": [...]}; NULL on OOM. */
+static json_t *diff_json(const ps_config *old, const ps_config *next) {
+        ps_config_diff *diff = NULL;
+        json_t *out = json_object();
+
+        if (!out || ps_config_diff_compute(old, next, &diff) != 0) {
+                json_decref(out);
+                return NULL;
+        }
+        for (int c = 0; c < PS_POOL_CHANGE_MAX; c++)
+                json_object_set_new(out, ps_pool_change_to_string((ps_pool_change) c), json_array());
+        for (size_t i = 0; i < diff->n_pools; i++)
+                json_array_append_new(json_object_get(out, ps_pool_change_to_string(diff->pools[i].change)),
+                                      json_string(diff->pools[i].pool_id));
+        ps_config_diff_free(diff);
+        return out;
+}
+
+/*
+ * The file again, for SIGHUP and POST /v2/config/reload; a bad one
+ * changes nothing. 0 with *ret (may be NULL: not wanted) what changed;
+ * PS_E_CONFLICT without a file or while stopping, PS_E_INVALID when the
+ * file was refused, -ENOMEM; err says why.
+ */
+static int reload_config(void *userdata, json_t **ret, char *err, size_t errlen) {
         manager *m = userdata;
         ps_config *next = NULL, **retired;
-        char err[512];
+        json_t *changes = NULL;
 
-        (void) sig;
-        (void) what;
         if (m->stopping)
-                return;
+                return snprintf(err, errlen, "the daemon is shutting down"), PS_E_CONFLICT;
         if (!m->config_path) {
-                ps_log(m->log, PS_LOG_WARN, "SIGHUP: no configuration file to reload");
-                return;
+                ps_log(m->log, PS_LOG_WARN, "configuration reload: no configuration file to reload");
+                return snprintf(err, errlen, "the daemon runs without --config: there is no "
+                                "configuration file to reload"), PS_E_CONFLICT;
         }
         /* The GPUs are the ones the monitor keeps sampling (the first
          * config's): a reload never waits on a CUDA probe. */
         if (ps_config_reload(m->config_path, m->n_retired ? m->retired[0]->inventory
                                                           : m->config->inventory,
-                             NULL, NULL, &next, err, sizeof(err)) != 0 ||
-            ps_registry_apply_config(m->registry, m->config, next, err, sizeof(err)) != 0) {
+                             NULL, NULL, &next, err, errlen) != 0 ||
+            (ret && !(changes = diff_json(m->config, next)) && snprintf(err, errlen, "out of memory")) ||
+            ps_registry_apply_config(m->registry, m->config, next, err, errlen) != 0) {
                 ps_log(m->log, PS_LOG_ERROR, "configuration reload rejected; keeping the running state",
                        PS_FIELD_STR("config", m->config_path), PS_FIELD_STR("error", err));
                 ps_config_free(next);
-                return;
+                json_decref(changes);
+                return PS_E_INVALID;
         }
-        /* Only pools change on SIGHUP: what to do with engines on exit
+        /* Only pools change on a reload: what to do with engines on exit
          * (--keep-engines among it) stays what the daemon started with. */
         next->shutdown = m->config->shutdown;
         /* The API and the context borrow the old one until exit. */
         retired = realloc(m->retired, (m->n_retired + 1) * sizeof(*retired));
         if (!retired) {
                 ps_config_free(next);
-                return;
+                json_decref(changes);
+                return snprintf(err, errlen, "out of memory"), -ENOMEM;
         }
         m->retired = retired;
         m->retired[m->n_retired++] = m->config;
@@ -334,6 +362,18 @@ static void on_reload_config(evutil_socket_t sig, short what, void *userdata) {
                 ps_engine_metrics_configure(m->engine_metrics, next);
         ps_log(m->log, PS_LOG_INFO, "configuration reloaded", PS_FIELD_STR("config", m->config_path),
                PS_FIELD_INT("pools", (int64_t) next->n_pools));
+        if (ret)
+                *ret = changes;
+        return 0;
+}
+
+/* SIGHUP: reload_config(), logged there. */
+static void on_reload_config(evutil_socket_t sig, short what, void *userdata) {
+        char err[512];
+
+        (void) sig;
+        (void) what;
+        (void) reload_config(userdata, NULL, err, sizeof(err));
 }
 
 static void on_preloaded(int rc, const char *message, void *userdata) {
@@ -670,6 +710,8 @@ static int start_api(manager *m, pa_server_config *sc) {
                 .events_seen = &m->events_seen,
                 .node_status = node_status,
                 .node_userdata = m,
+                .reload_config = reload_config,
+                .reload_userdata = m,
         };
         sc->api_token = m->config->cloud.api_token;
         sc->socket_path = m->socket_path;

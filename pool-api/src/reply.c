@@ -34,6 +34,7 @@ static const struct {
         [PA_CODE_DRAINING] = { "POOL_DRAINING", 409, "Conflict" },
         [PA_CODE_DRAIN_TIMEOUT] = { "DRAIN_TIMEOUT", 409, "Conflict" },
         [PA_CODE_STAGE_FAILED] = { "STAGE_FAILED", 422, "Unprocessable Content" },
+        [PA_CODE_CONFIG_INVALID] = { "CONFIG_INVALID", 422, "Unprocessable Content" },
         [PA_CODE_NO_FREE_SLOT] = { "NO_FREE_SLOT", 429, "Too Many Requests" },
         [PA_CODE_INTERNAL] = { "INTERNAL", 500, "Internal Server Error" },
         [PA_CODE_PRELOAD_FAILED] = { "PRELOAD_FAILED", 500, "Internal Server Error" },

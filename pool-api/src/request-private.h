@@ -36,6 +36,7 @@ typedef enum pa_code {
         PA_CODE_DRAINING,             /* 409 the pool drains: no new leases  */
         PA_CODE_DRAIN_TIMEOUT,        /* 409 a reload's drain ran out        */
         PA_CODE_STAGE_FAILED,         /* 422 the new model cannot be staged  */
+        PA_CODE_CONFIG_INVALID,       /* 422 a configuration reload refused  */
         PA_CODE_NO_FREE_SLOT,         /* 429 every slot is leased            */
         PA_CODE_INTERNAL,             /* 500                                 */
         PA_CODE_PRELOAD_FAILED,       /* 500 the engine did not come up      */

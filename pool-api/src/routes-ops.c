@@ -17,6 +17,7 @@
 #include "pool-services/pool/reload.h"
 #include "pool-services/pool/store.h"
 #include "request-private.h"
+#include "held-private.h"
 #include "routes-private.h"
 
 #define ERR_MAX 512
@@ -235,6 +236,8 @@ void pa_route_drain(pa_request *r) {
                 pa_reply_services_error(r, rc, err);
                 return;
         }
+        /* Taken out of service: /ready does not wait for it. */
+        pa_held_set(reg, pool_id, true);
         reply_committed(r, reg, 202, ps_drain_info_to_json(pool_id, &info));
 }
 

@@ -49,6 +49,10 @@ json_t *pa_preload_unwrap(json_t *body, char *err, size_t errlen);
  */
 pa_code pa_preload_failure(int rc, const char *message, char *buf, size_t len);
 
+/* One pool's snapshot as GET /v2/pools/{id} answers it (devices,
+ * tensor_split, engine hints); NULL when unknown or on OOM. */
+json_t *pa_pool_snapshot_json(struct pa_request *r, const ps_registry *reg, const char *pool_id);
+
 /* ---- routes-ops.c: leases, drain, reload ---- */
 
 /*
@@ -66,3 +70,9 @@ void pa_route_reload(struct pa_request *r);
 void pa_route_lease_acquire(struct pa_request *r);
 void pa_route_lease_renew(struct pa_request *r);
 void pa_route_lease_release(struct pa_request *r);
+
+/* ---- routes-ctl.c: lease list, start, configuration reload ---- */
+
+void pa_route_lease_list(struct pa_request *r);
+void pa_route_start(struct pa_request *r);
+void pa_route_config_reload(struct pa_request *r);

@@ -20,6 +20,7 @@
 #include "pool-services/conf/prepared.h"
 #include "pool-services/observe/status-json.h"
 #include "pool-services/pool/store.h"
+#include "held-private.h"
 #include "request-private.h"
 #include "snapshot-cache-private.h"
 #include "routes-private.h"
@@ -33,14 +34,28 @@ static void route_health(pa_request *r) {
 }
 
 /*
- * GET /ready: 200 when every pool the node holds is ready and not
- * draining (an empty node is ready), else 503 naming those that are not.
- * For load balancers and service managers: no token needed.
+ * Whether the operator put the pool out of service (a drain, a stop, a
+ * DELETE): /ready does not wait for it.
+ */
+static bool ready_excused(const ps_registry *reg, const ps_pool_status *p) {
+        if (p->draining || strcmp(p->state, "removing") == 0)
+                return true;
+        /* Stopped by a drain, not by a failure (restart "never") or an
+         * engine's own exit. */
+        return pa_held(reg, p->pool_id) &&
+               (strcmp(p->state, "stopping") == 0 || strcmp(p->state, "stopped") == 0);
+}
+
+/*
+ * GET /ready: 200 when every pool the node holds is ready, leaving out
+ * those the operator drained, stopped or removed (an empty node is
+ * ready); else 503 naming the others in "missing". For load balancers
+ * and service managers: no token needed.
  */
 static void route_ready(pa_request *r) {
         const pa_backend *b = pa_request_backend(r);
         ps_registry_status status;
-        json_t *not_ready;
+        json_t *missing;
 
         if (!b || !b->registry) {
                 pa_reply_error(r, PA_CODE_SERVICE_UNAVAILABLE, "no pools are served here");
@@ -50,22 +65,22 @@ static void route_ready(pa_request *r) {
                 pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
                 return;
         }
-        not_ready = json_array();
-        for (size_t i = 0; not_ready && i < status.n_pools; i++) {
+        missing = json_array();
+        for (size_t i = 0; missing && i < status.n_pools; i++) {
                 const ps_pool_status *p = &status.pools[i];
 
-                if ((!p->ready || p->draining) &&
-                    json_array_append_new(not_ready, json_string(p->pool_id)) < 0)
-                        not_ready = (json_decref(not_ready), NULL);
+                if (!p->ready && !ready_excused(b->registry, p) &&
+                    json_array_append_new(missing, json_string(p->pool_id)) < 0)
+                        missing = (json_decref(missing), NULL);
         }
-        if (!not_ready) {
+        if (!missing) {
                 ps_registry_status_done(&status);
                 pa_reply_error(r, PA_CODE_INTERNAL, "out of memory");
                 return;
         }
-        pa_reply_json(r, json_array_size(not_ready) ? 503 : 200,
-                      json_pack("{s:b, s:I, s:o}", "ready", json_array_size(not_ready) == 0,
-                                "pools", (json_int_t) status.n_pools, "not_ready", not_ready));
+        pa_reply_json(r, json_array_size(missing) ? 503 : 200,
+                      json_pack("{s:b, s:I, s:o}", "ready", json_array_size(missing) == 0,
+                                "pools", (json_int_t) status.n_pools, "missing", missing));
         ps_registry_status_done(&status);
 }
 
@@ -244,6 +259,10 @@ static json_t *snapshot_json(pa_request *r, const ps_registry *reg, const char *
         if (snap && b->engine_metrics)
                 ps_engine_metrics_annotate(b->engine_metrics, snap);
         return snap;
+}
+
+json_t *pa_pool_snapshot_json(pa_request *r, const ps_registry *reg, const char *pool_id) {
+        return snapshot_json(r, reg, pool_id);
 }
 
 /*
@@ -534,6 +553,7 @@ static void route_preload(pa_request *r) {
         if (r->correlation_id)
                 ps_replica_set_correlation_id(rep, r->correlation_id);
         pa_request_warn_root_engines(r);
+        pa_held_set(reg, id, false);
         /* From here the answer comes from on_preload_done, exactly once. */
         rc = ps_replica_preload_spec(rep, new_spec, on_preload_done, w, err, sizeof(err));
         ps_engine_spec_free(spec);
@@ -586,7 +606,9 @@ static void for_each_replica(pa_request *r, int (*fn)(ps_replica *, char *, size
                                "pool %s has only external replicas, which it does not supervise", id);
                 return;
         }
-        pa_reply_json(r, status, ps_registry_pool_snapshot(reg, id));
+        pa_held_set(reg, id, false);
+        /* The shape of GET /v2/pools/{id}: devices and split included. */
+        pa_reply_json(r, status, snapshot_json(r, reg, id));
 }
 
 static int breaker_reset(ps_replica *rep, char *err, size_t errlen) {
@@ -706,6 +728,10 @@ const pa_route pa_routes[] = {
         { EVHTTP_REQ_POST, "/v2/pools/{id}/leases", pa_route_lease_acquire },
         { EVHTTP_REQ_POST, "/v2/pools/{id}/leases/{lease_id}/renew", pa_route_lease_renew },
         { EVHTTP_REQ_DELETE, "/v2/pools/{id}/leases/{lease_id}", pa_route_lease_release },
+        /* routes-ctl.c: what pool-managerctl needs beyond the above */
+        { EVHTTP_REQ_GET, "/v2/pools/{id}/leases", pa_route_lease_list },
+        { EVHTTP_REQ_POST, "/v2/pools/{id}/start", pa_route_start },
+        { EVHTTP_REQ_POST, "/v2/config/reload", pa_route_config_reload },
 };
 
 const size_t pa_n_routes = sizeof(pa_routes) / sizeof(pa_routes[0]);

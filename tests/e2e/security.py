@@ -284,11 +284,11 @@ def scenario_ready_route():
               env={"LLORCH_API_TOKEN": token}) as n:
         status, _, data = n.request("GET", "/ready", via="tcp")
         body = json.loads(data)
-        check(status == 503 and body["not_ready"] == ["slow"] and body["pools"] == 1, repr(body))
+        check(status == 503 and body["missing"] == ["slow"] and body["pools"] == 1, repr(body))
         n.wait_pool("slow", lambda s, b: s == 200 and b["ready"], "slow ready",
                     headers={"Authorization": "Bearer " + token})
         body = json_body(*n.request("GET", "/ready", via="tcp"), 200)
-        check(body["ready"] and body["not_ready"] == [], repr(body))
+        check(body["ready"] and body["missing"] == [], repr(body))
         n.stop()
 
 

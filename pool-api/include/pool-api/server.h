@@ -35,6 +35,14 @@ typedef struct pa_backend {
          * the route answers a home node's {"profile": "home"}). */
         json_t *(*node_status)(void *userdata);
         void *node_userdata;
+        /* POST /v2/config/reload: re-reads the configuration file as
+         * SIGHUP does. 0 with *ret (a new reference) the pools "added",
+         * "removed", "changed" and "unchanged" (lists of ids); PS_E_CONFLICT
+         * when the daemon runs without a file, PS_E_INVALID when the file
+         * was refused (nothing changed), each with err saying why; a
+         * negative errno otherwise. NULL: the route answers 409. */
+        int (*reload_config)(void *userdata, json_t **ret, char *err, size_t errlen);
+        void *reload_userdata;
 } pa_backend;
 
 /* Request bodies above this get 413 (docs/api.md, "Limits"). */

@@ -324,6 +324,7 @@ static void fill(const lease *l, ps_lease *out) {
         snprintf(out->lease_id, sizeof(out->lease_id), "%s", l->id);
         snprintf(out->replica_id, sizeof(out->replica_id), "%s", ps_replica_id(r));
         ps_replica_url(r, out->url, sizeof(out->url));
+        out->granted_at = l->granted_wall_ms;
         out->expires_at = l->expires_wall_ms;
 }
 
@@ -494,6 +495,43 @@ json_t *ps_lease_to_json(const ps_lease *grant, const char *pool_id) {
                          "replica_id", grant->replica_id,
                          "url", grant->url,
                          "expires_at", (json_int_t) grant->expires_at);
+}
+
+static int by_grant(const void *a, const void *b) {
+        const ps_lease *x = a, *y = b;
+
+        if (x->granted_at != y->granted_at)
+                return x->granted_at < y->granted_at ? -1 : 1;
+        return strcmp(x->lease_id, y->lease_id);
+}
+
+int ps_lease_list(ps_registry *reg, const char *pool_id, ps_lease **ret, size_t *n) {
+        const lease_table *t;
+        ps_lease *list = NULL;
+        size_t count = 0;
+
+        *ret = NULL;
+        *n = 0;
+        if (!reg || !pool_id || !ps_registry_has_pool(reg, pool_id))
+                return PS_E_NOT_FOUND;
+        t = table_of(reg);
+        if (!t || t->count == 0)
+                return 0;
+        list = calloc(t->count, sizeof(*list));
+        if (!list)
+                return -ENOMEM;
+        for (size_t b = 0; b < t->n_buckets; b++)
+                for (const lease *l = t->buckets[b]; l; l = l->next)
+                        if (count < t->count && strcmp(ps_replica_pool_id(l->replica), pool_id) == 0)
+                                fill(l, &list[count++]);
+        if (count == 0) {
+                free(list);
+                return 0;
+        }
+        qsort(list, count, sizeof(*list), by_grant);
+        *ret = list;
+        *n = count;
+        return 0;
 }
 
 size_t ps_registry_lease_count(ps_registry *reg) {

@@ -129,6 +129,44 @@ static void test_no_lease_from_a_pool_that_does_not_serve(void **state) {
         assert_int_equal(ps_lease_release(reg, "chat", l.lease_id, NULL, 0), PS_E_NOT_FOUND);
 }
 
+/* The pool's leases, oldest grant first, each with its replica and both
+ * times; other pools' leases and ended ones are not listed. */
+static void test_list_names_each_lease(void **state) {
+        lease_fx *f = *state;
+        ps_registry *reg = f->node.reg;
+        ps_lease a, b, *list = NULL;
+        size_t n = 99;
+
+        assert_int_equal(ps_lease_list(reg, "chat", &list, &n), 0);
+        assert_null(list);
+        assert_int_equal(n, 0);
+        assert_int_equal(ps_lease_list(reg, "nope", &list, &n), PS_E_NOT_FOUND);
+
+        assert_int_equal(ps_lease_acquire(reg, "chat", 30000, &a, NULL, 0), 0);
+        fake_clock_advance(&f->node.clock, 1000);
+        assert_int_equal(ps_lease_acquire(reg, "chat", 60000, &b, NULL, 0), 0);
+        fake_node_add(&f->node, fake_spec("other", "r0", 0, 1), fake_policy(NULL));
+        assert_int_equal(ps_lease_list(reg, "other", &list, &n), 0);
+        assert_int_equal(n, 0);
+
+        assert_int_equal(ps_lease_list(reg, "chat", &list, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(list[0].lease_id, a.lease_id);
+        assert_string_equal(list[0].replica_id, a.replica_id);
+        assert_int_equal(list[0].granted_at, FAKE_WALL_START_MS);
+        assert_int_equal(list[0].expires_at, FAKE_WALL_START_MS + 30000);
+        assert_string_equal(list[1].lease_id, b.lease_id);
+        assert_int_equal(list[1].granted_at, FAKE_WALL_START_MS + 1000);
+        assert_int_equal(list[1].expires_at, FAKE_WALL_START_MS + 1000 + 60000);
+        free(list);
+
+        assert_int_equal(ps_lease_release(reg, "chat", a.lease_id, NULL, 0), 0);
+        assert_int_equal(ps_lease_list(reg, "chat", &list, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(list[0].lease_id, b.lease_id);
+        free(list);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -136,6 +174,7 @@ int main(void) {
                 T(test_grant_picks_least_loaded_and_release_frees),
                 T(test_ttl_expires_and_renewal_moves_it),
                 T(test_no_lease_from_a_pool_that_does_not_serve),
+                T(test_list_names_each_lease),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

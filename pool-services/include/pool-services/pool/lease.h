@@ -30,6 +30,8 @@ typedef struct ps_lease {
         char lease_id[PS_LEASE_ID_LEN + 1];
         char replica_id[65];
         char url[300];                 /* the engine's base URL            */
+        int64_t granted_at;            /* epoch ms: when its TTL began (the
+                                          grant, or the last renewal)      */
         int64_t expires_at;            /* epoch ms                         */
 } ps_lease;
 
@@ -59,6 +61,13 @@ int ps_lease_release(ps_registry *reg, const char *pool_id, const char *lease_id
 
 /* {lease_id, pool_id, replica_id, url, expires_at}; NULL on OOM. */
 json_t *ps_lease_to_json(const ps_lease *lease, const char *pool_id);
+
+/*
+ * The leases held on a pool, oldest grant first (ties by id): *ret
+ * malloc'd (NULL when none), *n their count. 0, -ENOMEM, or
+ * PS_E_NOT_FOUND for an unknown pool.
+ */
+int ps_lease_list(ps_registry *reg, const char *pool_id, ps_lease **ret, size_t *n);
 
 /* Leases held in the whole registry (every pool). */
 size_t ps_registry_lease_count(ps_registry *reg);
