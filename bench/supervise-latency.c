@@ -9,6 +9,9 @@
  *   ready-announce  the engine can answer 200 -> the registry says ready,
  *                   for an engine that prints "listening on" when ready
  *   ready-silent    the same for an engine that prints nothing
+ *   hang-detect     SIGSTOP of a ready engine -> the registry says unready
+ *                   (default health policy: 1 s interval, 1 s timeout,
+ *                   3 failures)
  *
  * usage: supervise-latency FAKE_ENGINE [ROUNDS]
  *
@@ -44,6 +47,8 @@ typedef struct bench {
         int64_t exited_us;
         int64_t spawned_us;
         int64_t ready_us;
+        int64_t unready_us;
+        ps_replica *watch;        /* unready_us is set when it stops being ready */
         bool done;
 } bench;
 
@@ -64,6 +69,8 @@ static void on_event(const ps_event *ev, void *userdata) {
                 b->spawned_us = t;
         else if (strcmp(ev->message, "ready") == 0 && b->ready_us == 0)
                 b->ready_us = t;
+        if (b->watch && b->unready_us == 0 && !ps_replica_ready(b->watch))
+                b->unready_us = t;
 }
 
 static void on_done(int rc, const char *text, void *userdata) {
@@ -213,6 +220,40 @@ static void crash_rounds(bench *b, size_t rounds) {
         free(respawn);
 }
 
+/* A hung engine (stopped, its socket still open): how long until the
+ * probes give up on it. */
+static void hang_rounds(bench *b, size_t rounds) {
+        static const char *policy = "{\"backoff\": {\"initial_ms\": 0, \"jitter\": 0}}";
+        int64_t *detect = calloc(rounds, sizeof(int64_t));
+        size_t n = 0;
+        ps_replica *r = add_engine(b, "hang", policy, NULL);
+
+        ps_replica_preload(r, on_done, b, NULL, 0);
+        b->ready_us = 0;
+        run_until(b, &b->ready_us, 10000);
+        for (size_t i = 0; i < rounds; i++) {
+                int pid = ps_replica_pid(r);
+                int64_t t0;
+
+                if (pid <= 0 || !ps_replica_ready(r))
+                        break;
+                /* at a random point of the probe cycle */
+                run_for(b, 300 + (int64_t) (i * 137 % 700));
+                b->unready_us = b->ready_us = 0;
+                b->watch = r;
+                t0 = now_us();
+                kill(pid, SIGSTOP);
+                run_until(b, &b->unready_us, 20000);
+                if (b->unready_us)
+                        detect[n++] = b->unready_us - t0;
+                b->watch = NULL;
+                kill(pid, SIGCONT);
+                run_until(b, &b->ready_us, 20000);
+        }
+        report("hang-detect", detect, n);
+        free(detect);
+}
+
 static void ready_rounds(bench *b, size_t rounds, bool announce) {
         static const char *policy = "{\"health\": {\"interval_ms\": 1000}}";
         const char *extra[] = { "--load-ms", "200", announce ? "--announce" : NULL, NULL };
@@ -301,6 +342,7 @@ int main(int argc, char **argv) {
         ready_rounds(&b, rounds < 20 ? rounds : 20, true);
         ready_rounds(&b, rounds < 20 ? rounds : 20, false);
         load_probe_rate(&b);
+        hang_rounds(&b, rounds < 5 ? rounds : 5);
 
         b.done = false;
         ps_registry_stop_all(b.reg, on_stopped, &b);
