@@ -464,6 +464,61 @@ def scenario_quiet_by_default():
               "request logged at the default level")
 
 
+TEXT_LINE_RE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (debug|info |warn |error|critical) \S")
+
+
+def logs_to_file(*args, env):
+    """Runs a daemon with stderr on a file until it listens, stops it, and
+    returns its stderr lines and the file's (device, inode)."""
+    runtime = tempfile.mkdtemp(prefix="pm-e2e-")
+    try:
+        with tempfile.TemporaryFile(dir=runtime) as f:
+            st = os.fstat(f.fileno())
+            env = dict(env)
+            for k, v in env.items():
+                env[k] = v.replace("DEV:INO", "%d:%d" % (st.st_dev, st.st_ino))
+            proc = subprocess.Popen([DAEMON, "--bind", "127.0.0.1:0", "--runtime-dir", runtime,
+                                     *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=f, env=env)
+            deadline = time.monotonic() + START_TIMEOUT
+            while b"listening" not in (f.seek(0) or f.read()):
+                check(proc.poll() is None and time.monotonic() < deadline,
+                      "the daemon did not start: %r" % (f.seek(0) or f.read()))
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            check(proc.wait(timeout=EXIT_TIMEOUT) == 0, "exit status after SIGTERM")
+            f.seek(0)
+            return f.read().decode().splitlines()
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def scenario_text_logs():
+    """--log-format text: one plain line per event; the systemd journal
+    (JOURNAL_STREAM naming stderr) gets text without the flag; a pipe or
+    file gets JSON, and the flag beats the journal."""
+    journal = clean_env(JOURNAL_STREAM="DEV:INO")
+    for args, env, want in ((("--log-format", "text"), clean_env(), "text"),
+                            ((), journal, "text"),
+                            ((), clean_env(JOURNAL_STREAM="1:2"), "json"),
+                            (("--log-format", "json"), journal, "json")):
+        lines = logs_to_file(*args, env=env)
+        what = "%s %s" % (" ".join(args), env.get("JOURNAL_STREAM"))
+        if want == "json":
+            check_log_lines(lines)
+            continue
+        check(lines and all(TEXT_LINE_RE.match(l) for l in lines),
+              "%s: not text lines: %r" % (what, lines))
+        listening = [l for l in lines if " listening " in l]
+        check(len(listening) == 1 and re.search(r" port=\d+( |$)", listening[0])
+              and " address=127.0.0.1:" in listening[0], "%s: %r" % (what, listening))
+    with Daemon("--log-format", "yaml") as d:
+        rc = d.finish()
+        check(rc == 2 and any("invalid log format 'yaml'" in l for l in d.lines),
+              "--log-format yaml: exit %d, %r" % (rc, d.lines))
+
+
 def scenario_non_loopback():
     for bind, host in (("0.0.0.0:0", "0.0.0.0"), ("[::]:0", "[::]"),
                        ("192.0.2.1:9200", "192.0.2.1")):

@@ -567,7 +567,7 @@ static void on_engine_exit(ps_engine *engine, const ps_exit_status *st, void *us
              st->exited ? PS_FIELD_STR("signal", NULL) : PS_FIELD_STR("signal", pd_signal_name(st->signo)),
              PS_FIELD_INT("uptime_s", uptime_ms / 1000),
              PS_FIELD_STR("last_line", ev.detail),
-             PS_FIELD_STR("expected", r->lc.inst[in->id].exit_expected ? "true" : "false"));
+             PS_FIELD_BOOL("expected", r->lc.inst[in->id].exit_expected));
 
         if (ev.cls == PD_CRASH_HOST_OOM) {
                 /* evidence for the classifier: the kernel killed it */
@@ -948,10 +948,10 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
                 EMIT(r, PS_EVENT_REQUEST_DONE, ok ? PS_LOG_INFO : PS_LOG_ERROR,
                      ok ? "request finished" : "request failed",
                      PS_FIELD_STR("request", pd_reply_to_string(a->reply)),
-                     PS_FIELD_STR("ok", ok ? "true" : "false"),
+                     PS_FIELD_BOOL("ok", ok),
                      PS_FIELD_STR("outcome", a->text),
-                     PS_FIELD_STR("force_stopped", a->reply == PD_REPLY_DRAIN ?
-                                  (a->force_stopped ? "true" : "false") : NULL));
+                     PS_FIELD_BOOL_IF("force_stopped", a->reply == PD_REPLY_DRAIN,
+                                      a->force_stopped));
                 if (a->reply < PD_REPLY_MAX && r->pending[a->reply].fn && *n_replies < 4) {
                         reply_out *o = &replies[(*n_replies)++];
 
