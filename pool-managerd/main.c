@@ -19,6 +19,7 @@
 
 #include <event2/event.h>
 
+#include "check.h"
 #include "cloud.h"
 #include "pool-services/observe/engine-metrics.h"
 #include "pm-config.h"
@@ -95,8 +96,9 @@ static void usage(FILE *f) {
               "Options:\n"
               "  -c, --config FILE         pools, policies and GPUs (JSON; docs/configuration.md);\n"
               "                            without it: an empty node\n"
-              "      --check-config FILE   validate FILE (with the environment) and exit:\n"
-              "                            0 when valid, 2 with the reason when not\n"
+              "      --check-config FILE   check FILE (with the environment) as a start would\n"
+              "                            (binaries, models, GPUs, VRAM, bind) and exit:\n"
+              "                            0 when there is no error, 2 with every error found\n"
               "  -b, --bind HOST:PORT      serve the API there (default 127.0.0.1:9200;\n"
               "                            beats $POOL_MANAGERD_ADDR and the file); loopback\n"
               "                            only, e.g. 127.0.0.1:9200 or [::1]:9200; port 0 picks one\n"
@@ -411,31 +413,6 @@ static int preload_configured(manager *m) {
         return 0;
 }
 
-/* --check-config: everything a start would check, nothing started. */
-static int check_config(const char *path, ps_logger *log) {
-        ps_config *config = NULL;
-        ps_config_replica *list = NULL;
-        size_t n = 0;
-        char err[512];
-        int rc;
-
-        rc = ps_config_load(path, NULL, NULL, &config, err, sizeof(err));
-        if (rc == 0)
-                rc = ps_config_resolve_cloud(config, NULL, err, sizeof(err));
-        if (rc == 0)
-                rc = ps_config_resolve_token(config, err, sizeof(err));
-        if (rc == 0)
-                rc = ps_config_replicas(config, &list, &n, err, sizeof(err));
-        ps_config_replicas_free(list, n);
-        if (rc == 0) {
-                printf("%s: ok (%zu pools, %zu replicas)\n", path, config->n_pools, n);
-        } else {
-                ps_log(log, PS_LOG_ERROR, err, PS_FIELD_STR("config", path));
-        }
-        ps_config_free(config);
-        return rc == 0 ? EXIT_SUCCESS : EXIT_USAGE;
-}
-
 /* 1,000 pools need more descriptors than the usual soft limit of 1,024. */
 static void raise_nofile(ps_logger *log) {
         struct rlimit rl;
@@ -727,7 +704,7 @@ static int run(const options *o) {
         if ((ret = set_log_level(&m, o)) != 0)
                 goto out;
         if (o->check_config) {
-                ret = check_config(o->check_config, m.log);
+                ret = pm_check_config(o->check_config);
                 goto out;
         }
         if ((ret = configure(&m, o, &sc)) != 0)

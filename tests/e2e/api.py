@@ -11,6 +11,7 @@ poll of the API appears only where the API is what is being waited on.
 
 import http.client
 import json
+import re
 import os
 import shutil
 import signal
@@ -725,6 +726,115 @@ def scenario_check_config():
             check(p.returncode == 2 and words in out, "status %d, output %r" % (p.returncode, out))
     finally:
         shutil.rmtree(n.dir, ignore_errors=True)
+
+
+def check_config_output(mutate, text=None):
+    """--check-config on a Node's config changed by mutate (or on text):
+    (exit status, stdout, stderr)."""
+    import subprocess
+    n = Node([config_pool("ok", free_port())], start=False)
+    try:
+        if text is None:
+            with open(n.config_path) as f:
+                doc = json.load(f)
+            mutate(n, doc)
+            text = json.dumps(doc, indent=2)
+        with open(n.config_path, "w") as f:
+            f.write(text)
+        p = subprocess.run([e2e.DAEMON, "--check-config", n.config_path], capture_output=True,
+                           timeout=30, env=e2e.clean_env())
+        return p.returncode, p.stdout.decode(), p.stderr.decode().replace(n.config_path, "FILE")
+    finally:
+        shutil.rmtree(n.dir, ignore_errors=True)
+
+
+def expect_check_error(mutate, *lines, text=None):
+    rc, out, err = check_config_output(mutate, text)
+    check(rc == 2, "exit status %d, stdout %r, stderr %r" % (rc, out, err))
+    for line in lines:
+        check(line in err.splitlines(), "no line %r in:\n%s" % (line, err))
+    return err
+
+
+def scenario_check_config_missing_binary():
+    """An allowed binary that does not exist, and one that cannot run."""
+    def mutate(n, doc):
+        plain = os.path.join(n.dir, "not-executable")
+        open(plain, "w").close()
+        doc["engines"]["allow"] += ["/nonexistent/engine", plain]
+        doc["pools"] = [dict(doc["pools"][0], binary="/nonexistent/engine"),
+                        dict(doc["pools"][0], id="b", port=free_port(), binary=plain, device_mask="1")]
+    err = expect_check_error(mutate, "FILE: pools[0].binary: /nonexistent/engine: No such file or directory")
+    check("FILE: pools[1].binary: " in err and "is not executable" in err, err)
+
+
+def scenario_check_config_missing_model():
+    def mutate(n, doc):
+        doc["pools"][0]["model_path"] = os.path.join(n.dir, "missing.gguf")
+        doc["pools"].append(dict(doc["pools"][0], id="b", port=free_port(), device_mask="1",
+                                 model_path="/etc/hostname"))
+    err = expect_check_error(mutate)
+    check(re.search(r"^FILE: pools\[0\]\.model_path: .*missing\.gguf: No such file or directory$",
+                    err, re.M), err)
+    check(re.search(r"^FILE: pools\[1\]\.model_path: /etc/hostname is not in models\.allow", err, re.M),
+          err)
+
+
+def scenario_check_config_vram():
+    """64 GiB on a 24 GiB GPU is an error; more than is free (23 GiB) but
+    less than the total only a warning."""
+    def too_big(n, doc):
+        doc["pools"][0]["vram_required_bytes"] = 64 << 30
+    err = expect_check_error(too_big)
+    check(re.search(r"^FILE: pools\[0\]: insufficient VRAM: need 64\.\d GiB.* on GPU0", err, re.M), err)
+
+    def tight(n, doc):
+        doc["pools"][0]["vram_required_bytes"] = (23 << 30) + (1 << 29)
+        doc["gpu"]["headroom_bytes"] = 0
+    rc, out, err = check_config_output(tight)
+    check(rc == 0 and "ok (1 pools" in out and "FILE: warning: pools[0]: insufficient VRAM" in err,
+          "status %d, %r, %r" % (rc, out, err))
+
+
+def scenario_check_config_bind():
+    """A non-loopback bind without a token: a start refuses it, so does the check."""
+    def mutate(n, doc):
+        doc["bind"] = "0.0.0.0:%d" % free_port()
+    err = expect_check_error(mutate)
+    check(re.search(r"^FILE: bind: 0\.0\.0\.0:\d+ is not a loopback address, and there is no API token",
+                    err, re.M), err)
+
+    def with_token(n, doc):
+        token = os.path.join(n.dir, "token")
+        with open(token, "w") as f:
+            f.write("s3cret-token-0123456789abcdef\n")
+        os.chmod(token, 0o600)
+        doc["bind"] = "0.0.0.0:%d" % free_port()
+        doc["api"] = {"token_file": token}
+    rc, out, err = check_config_output(with_token)
+    check(rc == 0, "with a token: status %d, %r" % (rc, err))
+
+
+def scenario_check_config_all_errors():
+    """Every error in one run, a did-you-mean for a near key, and the
+    count at the end."""
+    def mutate(n, doc):
+        good = doc["pools"][0]
+        doc["pools"] = [dict(good, port=0), dict(good, id="b", port=free_port(), device_mask="GPU7", slot=2),
+                        dict(good, id="c", port=free_port(), device_mask="1", binary="/usr/bin/env")]
+        doc["gpu"]["headroom_byte"] = 1
+    expect_check_error(mutate,
+                       "FILE: gpu.headroom_byte: unknown key (did you mean \"headroom_bytes\"?)",
+                       "FILE: pools[0].port: must be 1..65535, got 0",
+                       "FILE: pools[1].slot: unknown key (did you mean \"slots\"?)",
+                       "FILE: pools[1].device_mask: GPU7 is not a known device",
+                       "FILE: pools[2].binary: /usr/bin/env is not in engines.allow",
+                       "FILE: 5 errors")
+
+
+def scenario_check_config_syntax():
+    expect_check_error(None, "FILE:3:13: unexpected token near ','",
+                       text='{\n  "bind": "127.0.0.1:0",\n  "pools": [,]\n}\n')
 
 
 def scenario_leases():

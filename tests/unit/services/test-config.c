@@ -341,7 +341,7 @@ typedef struct error_case {
 
 static const error_case error_cases[] = {
         { "[1]", "config: must be a JSON object, got an array" },
-        { "{\"colour\": 1}", "colour: unknown key" },
+        { "{\"colour\": 1}", "colour: unknown key (did you mean \"cloud\"?)" },
         { "{\"bind\": 9200}", "bind: must be a string, got an integer" },
         { "{\"bind\": \"localhost\"}",
           "bind: expected HOST:PORT (e.g. 127.0.0.1:9200 or [::1]:9200), got \"localhost\"" },
@@ -355,7 +355,7 @@ static const error_case error_cases[] = {
         { "{\"shutdown\": true}", "shutdown: must be a string, got a boolean" },
         { "{\"shutdown\": \"kill\"}", "shutdown: must be \"stop\" or \"keep\", got \"kill\"" },
         { "{\"engines\": []}", "engines: must be an object, got an array" },
-        { "{\"engines\": {\"allowed\": []}}", "engines.allowed: unknown key" },
+        { "{\"engines\": {\"allowed\": []}}", "engines.allowed: unknown key (did you mean \"allow\"?)" },
         { "{\"engines\": {\"allow\": \"/bin/x\"}}", "engines.allow: must be an array, got a string" },
         { "{\"engines\": {\"allow\": [\"bin/x\"]}}",
           "engines.allow[0]: must be an absolute path, got \"bin/x\"" },
@@ -454,7 +454,7 @@ static const error_case error_cases[] = {
           ".sock\"}}",
           "api.socket: /run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock "
           "is longer than 107 bytes, the most a Unix socket path may have" },
-        { "{\"api\": {\"sock\": \"/x\"}}", "api.sock: unknown key" },
+        { "{\"api\": {\"sock\": \"/x\"}}", "api.sock: unknown key (did you mean \"socket\"?)" },
         { "{\"engines\": {\"env_pass\": [\"NOT-A-NAME\"]}}",
           "engines.env_pass[0]: \"NOT-A-NAME\" is not a variable name" },
         { "{\"models\": {\"allow\": [\"models/\"]}}",
@@ -596,7 +596,7 @@ static const error_case error_cases[] = {
         { "{\"cloud\": {\"etcd\": {\"ttl_ms\": 500}}}", "cloud.etcd.ttl_ms: must be >= 1000, got 500" },
         /* a section's keys are checked before its values, and the values
          * in the order of docs/configuration.md, not of the file */
-        { "{\"bind\": 1, \"colour\": 1}", "colour: unknown key" },
+        { "{\"bind\": 1, \"colour\": 1}", "colour: unknown key (did you mean \"cloud\"?)" },
         { "{\"shutdown\": \"kill\", \"bind\": 1}", "bind: must be a string, got an integer" },
         { "{\"cloud\": {\"etcd\": {\"ttl_ms\": 1}, \"node_id\": \"a b\"}}",
           "cloud.node_id: node id \"a b\": character ' ' at position 1 is not allowed (letters, "
