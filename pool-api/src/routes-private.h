@@ -66,3 +66,7 @@ void pa_route_reload(struct pa_request *r);
 void pa_route_lease_acquire(struct pa_request *r);
 void pa_route_lease_renew(struct pa_request *r);
 void pa_route_lease_release(struct pa_request *r);
+
+/* ---- routes-logs.c: an engine's log, tailed or followed ---- */
+
+void pa_route_logs(struct pa_request *r);

@@ -706,6 +706,7 @@ const pa_route pa_routes[] = {
         { EVHTTP_REQ_POST, "/v2/pools/{id}/leases", pa_route_lease_acquire },
         { EVHTTP_REQ_POST, "/v2/pools/{id}/leases/{lease_id}/renew", pa_route_lease_renew },
         { EVHTTP_REQ_DELETE, "/v2/pools/{id}/leases/{lease_id}", pa_route_lease_release },
+        { EVHTTP_REQ_GET, "/v2/pools/{id}/replicas/{replica}/logs", pa_route_logs },
 };
 
 const size_t pa_n_routes = sizeof(pa_routes) / sizeof(pa_routes[0]);

@@ -837,6 +837,139 @@ def scenario_check_config_syntax():
                        text='{\n  "bind": "127.0.0.1:0",\n  "pools": [,]\n}\n')
 
 
+def engine_log(n, pool_id, replica="r0"):
+    return os.path.join(n.dir, "run", "engine-%s_%s.log" % (pool_id, replica))
+
+
+def append_lines(path, lines):
+    with open(path, "a") as f:
+        f.write("".join(l + "\n" for l in lines))
+
+
+class LogFollower:
+    """GET .../logs?follow=true over the daemon's socket, read as it comes."""
+
+    def __init__(self, n, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(READY_TIMEOUT)
+        self.sock.connect(n.daemon.socket)
+        self.sock.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % path).encode())
+        self.data = b""
+
+    def wait_for(self, text, what):
+        """Reads until text is in what came (chunk framing included)."""
+        while text.encode() not in self.data:
+            try:
+                got = self.sock.recv(65536)
+            except socket.timeout:
+                raise Failure("timed out waiting for %s; got %r" % (what, self.data[-500:]))
+            if not got:
+                raise Failure("the daemon closed the follow before %s; got %r" % (what, self.data[-500:]))
+            self.data += got
+
+    def close(self):
+        self.sock.close()
+
+
+def scenario_logs_tail():
+    with Node() as n:
+        n.preload("p", n.prepared())
+        log = engine_log(n, "p")
+        append_lines(log, ["line-%d" % i for i in range(150)])
+        path = "/v2/pools/p/replicas/r0/logs"
+        status, headers, data = n.request("GET", path + "?tail=3", via="unix")
+        check(status == 200 and headers.get("Content-Type", "").startswith("text/plain"),
+              "%d %r" % (status, headers))
+        check(data == b"line-147\nline-148\nline-149\n", repr(data))
+        status, _, data = n.request("GET", path, via="unix")
+        lines = data.decode().splitlines()
+        check(status == 200 and len(lines) == 100 and lines[-1] == "line-149"
+              and lines[0] == "line-50", "default tail: %d %r" % (status, lines[:3]))
+        check(n.request("GET", path + "?tail=0", via="unix")[2] == b"", "tail=0")
+        check_error(*n.request("GET", path + "?tail=10001", via="unix"), 400, "BAD_REQUEST")
+        check_error(*n.request("GET", path + "?tail=x", via="unix"), 400, "BAD_REQUEST")
+        check_error(*n.request("GET", path + "?follow=maybe", via="unix"), 400, "BAD_REQUEST")
+        check_error(*n.request("GET", "/v2/pools/p/replicas/r9/logs", via="unix"), 404, "NOT_FOUND")
+        check_error(*n.request("GET", "/v2/pools/nope/replicas/r0/logs", via="unix"), 404,
+                    "POOL_NOT_FOUND")
+        n.stop()
+
+
+def scenario_logs_follow():
+    """Lines written after the request arrive; a copy-then-truncate
+    rotation is followed."""
+    with Node() as n:
+        n.preload("p", n.prepared())
+        log = engine_log(n, "p")
+        append_lines(log, ["before-1", "before-2"])
+        f = LogFollower(n, "/v2/pools/p/replicas/r0/logs?tail=1&follow=true")
+        try:
+            f.wait_for("before-2\n", "the tail")
+            check(b"200 OK" in f.data and b"chunked" in f.data.lower(), repr(f.data[:300]))
+            check(b"before-1" not in f.data, "tail=1 sent more: %r" % f.data)
+            append_lines(log, ["after-%d" % i for i in range(3)])
+            f.wait_for("after-2\n", "lines written after the request")
+            # logrotate's copytruncate: the live file is cut to 0
+            shutil.copy(log, log + ".1")
+            os.truncate(log, 0)
+            append_lines(log, ["rotated-1"])
+            f.wait_for("rotated-1\n", "a line after the rotation")
+        finally:
+            f.close()
+        n.stop()
+
+
+def daemon_fds(n):
+    return len(os.listdir("/proc/%d/fd" % n.daemon.proc.pid))
+
+
+def wait_fds(n, pred, what):
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not pred(daemon_fds(n)):
+        if time.monotonic() > deadline:
+            raise Failure("timed out waiting for %s: %d fds" % (what, daemon_fds(n)))
+        time.sleep(0.05)
+
+
+def scenario_logs_follow_gone():
+    """A client that leaves a quiet engine's follow frees everything at
+    once: the daemon's descriptors come back to what they were."""
+    with Node() as n:
+        n.preload("p", n.prepared())
+        append_lines(engine_log(n, "p"), ["only line"])
+        n.get("/v2/pools/p")
+        before = daemon_fds(n)
+        followers = [LogFollower(n, "/v2/pools/p/replicas/r0/logs?follow=true") for _ in range(3)]
+        for f in followers:
+            f.wait_for("only line\n", "the tail")
+        check(daemon_fds(n) >= before + 3, "%d fds with three followers, %d before"
+              % (daemon_fds(n), before))
+        for f in followers:
+            f.close()
+        wait_fds(n, lambda fds: fds <= before, "the followers' descriptors to close (%d before)" % before)
+        n.stop()
+
+
+def scenario_logs_access():
+    """Engine logs are not for an open TCP listener: 403 without a token
+    (the socket serves them), 401 without the token when there is one."""
+    with Node() as n:
+        n.preload("p", n.prepared())
+        path = "/v2/pools/p/replicas/r0/logs"
+        err = check_error(*n.request("GET", path, via="tcp"), 403, "READ_ONLY")
+        check("Unix socket" in err["error"], err["error"])
+        check_error(*n.request("GET", path + "?follow=true", via="tcp"), 403, "READ_ONLY")
+        check(n.request("GET", path, via="unix")[0] == 200, "socket")
+        n.stop()
+    token = "e2e-t0ken"
+    with Node(env={"LLORCH_API_TOKEN": token}) as n:
+        n.preload("p", n.prepared())
+        check_error(*n.request("GET", path, via="tcp"), 401, "UNAUTHORIZED")
+        check(n.request("GET", path, headers={"Authorization": "Bearer " + token}, via="tcp")[0] == 200,
+              "TCP with the token")
+        n.stop()
+
+
 def scenario_leases():
     with Node() as n:
         n.preload("l", n.prepared(slots=2, flags=["--parallel", "2"]))

@@ -1310,6 +1310,19 @@ const char *ps_replica_device_mask(const ps_replica *r) {
 
 const char *ps_replica_pool_id(const ps_replica *r) { return r->pool_id; }
 const char *ps_replica_id(const ps_replica *r) { return r->replica_id; }
+
+int ps_replica_log_path(const ps_replica *r, char *buf, size_t len) {
+        const replica_inst *in = &r->inst[PD_INSTANCE_PRIMARY];
+        const ps_engine *e = in->engine ? in->engine : in->dead;
+        int n;
+
+        if (e)
+                n = snprintf(buf, len, "%s", ps_engine_log_path(e));
+        else
+                n = snprintf(buf, len, "%s/engine-%s_%s.log", r->ctx->runtime_dir, r->pool_id,
+                             r->replica_id);
+        return n < 0 || (size_t) n >= len ? -ENAMETOOLONG : 0;
+}
 const char *ps_replica_state(const ps_replica *r) { return pd_state_to_string(r->lc.state); }
 bool ps_replica_live(const ps_replica *r) { return pd_lifecycle_live(&r->lc); }
 bool ps_replica_ready(const ps_replica *r) { return pd_lifecycle_ready(&r->lc); }
