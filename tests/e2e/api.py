@@ -950,6 +950,30 @@ def scenario_logs_follow_gone():
         n.stop()
 
 
+def scenario_logs_slow_client():
+    """A follower whose client does not read is cut off once 1 MiB waits
+    for it, not buffered without bound."""
+    with Node() as n:
+        n.preload("p", n.prepared())
+        log = engine_log(n, "p")
+        append_lines(log, ["first"])
+        n.get("/v2/pools/p")
+        before = daemon_fds(n)
+        f = LogFollower(n, "/v2/pools/p/replicas/r0/logs?follow=true")
+        try:
+            f.wait_for("first\n", "the tail")
+            check(daemon_fds(n) > before, "no descriptor for the follower")
+            line = "x" * 1000
+            for _ in range(64):            # 64 MiB, far more than socket buffers hold
+                append_lines(log, [line] * 1024)
+                if daemon_fds(n) <= before:
+                    break
+            wait_fds(n, lambda fds: fds <= before, "the slow client to be cut off")
+        finally:
+            f.close()
+        n.stop()
+
+
 def scenario_logs_access():
     """Engine logs are not for an open TCP listener: 403 without a token
     (the socket serves them), 401 without the token when there is one."""
