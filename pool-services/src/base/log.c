@@ -10,7 +10,7 @@
 
 #include "pool-services/base/event.h"
 #include "pool-services/base/log.h"
-#include "strbuf.h"
+#include "base/strbuf.h"
 
 struct ps_logger {
         FILE *out;

@@ -28,8 +28,8 @@
 /*
  * Every problem of a check (--check-config), not just the first: with one,
  * ps_conf_fail() appends each message, and the walker goes on past a bad
- * value (skipping the cross-checks of a section that has one, which would
- * read what was not stored).
+ * value (skipping the cross-checks of a section that misses a required
+ * value or has a bad nested one: they would read what was not stored).
  */
 typedef struct ps_conf_report {
         char **msgs;

@@ -337,6 +337,7 @@ static void report_unsaid(ps_conf_ctx *c, int r, size_t before) {
 
 int ps_schema_walk(ps_conf_ctx *c, const ps_schema *s, const json_t *obj, const char *where,
                    void *base) {
+        bool unsafe = false;
         int r, failed = 0;
 
         if (!json_is_object(obj))
@@ -347,20 +348,25 @@ int ps_schema_walk(ps_conf_ctx *c, const ps_schema *s, const json_t *obj, const 
         r = check_keys(c, s, obj, where);
         if (r && !ps_conf_keep_going(c, r))
                 return r;
-        /* Collecting: the values go on past a bad one, the cross-checks of
-         * a section with a bad value do not (they would read defaults). */
+        /* Collecting: the values go on past a bad one. A bad optional
+         * value leaves its default, which the cross-checks can read; after
+         * a required one or a nested section they do not run (they would
+         * read what is missing or half-made). */
         for (size_t i = 0; i < s->n_fields; i++) {
                 const ps_field *f = &s->fields[i];
                 size_t before = c->report ? c->report->n : 0;
 
-                if (failed && f->type == PS_FIELD_CHECK)
+                if (unsafe && f->type == PS_FIELD_CHECK)
                         continue;
                 r = walk_field(c, f, obj, where, base);
                 report_unsaid(c, r, before);
                 if (r && !ps_conf_keep_going(c, r))
                         return r;
-                if (r)
+                if (r) {
                         failed = r;
+                        unsafe = unsafe || f->required || f->type == PS_FIELD_OBJECT ||
+                                 f->type == PS_FIELD_ARRAY;
+                }
         }
         return failed;
 }
