@@ -112,10 +112,18 @@ static void follower_free(follower *f) {
         free(f);
 }
 
-/* evhttp frees the connection (client gone, write failed, server freed). */
+/*
+ * evhttp frees the connection (client gone, write failed, server freed).
+ * When the client went, evhttp 2.1 detached the unfinished request from
+ * it and left it to us: ending the reply frees it. An attached one goes
+ * with the connection.
+ */
 static void on_close(struct evhttp_connection *conn, void *userdata) {
-        (void) conn;
-        follower_free(userdata);
+        follower *f = userdata;
+
+        if (evhttp_request_get_connection(f->req) != conn)
+                evhttp_send_reply_end(f->req);
+        follower_free(f);
 }
 
 /* Ends the follow now: the connection (and its request) and f go. */

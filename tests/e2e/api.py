@@ -916,7 +916,18 @@ def scenario_logs_follow():
             f.wait_for("rotated-1\n", "a line after the rotation")
         finally:
             f.close()
-        n.stop()
+        # a follow still open when the daemon stops ends with it
+        g = LogFollower(n, "/v2/pools/p/replicas/r0/logs?tail=1&follow=true")
+        try:
+            g.wait_for("rotated-1\n", "the tail")
+            n.stop()
+            try:
+                while g.sock.recv(65536):
+                    pass
+            except socket.timeout:
+                raise Failure("the follow outlived the daemon")
+        finally:
+            g.close()
 
 
 def daemon_fds(n):
