@@ -284,6 +284,9 @@ void pa_route_logs(pa_request *r) {
 
         if (!id || logs_query(r, &tail, &follow) < 0)
                 return;
+        /* HEAD: the headers of the tail; there is no body to follow */
+        if (r->method == EVHTTP_REQ_HEAD)
+                follow = false;
         replica_id = pa_params_get(&r->params, "replica");
         replica = replica_id ? ps_registry_find(reg, id, replica_id) : NULL;
         if (!replica) {

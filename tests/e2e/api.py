@@ -886,6 +886,9 @@ def scenario_logs_tail():
         check(status == 200 and len(lines) == 100 and lines[-1] == "line-149"
               and lines[0] == "line-50", "default tail: %d %r" % (status, lines[:3]))
         check(n.request("GET", path + "?tail=0", via="unix")[2] == b"", "tail=0")
+        status, headers, data = n.request("HEAD", path + "?tail=3&follow=true", via="unix")
+        check(status == 200 and data == b"" and headers.get("Content-Length") == "27",
+              "HEAD: %d %r %r" % (status, headers, data))
         check_error(*n.request("GET", path + "?tail=10001", via="unix"), 400, "BAD_REQUEST")
         check_error(*n.request("GET", path + "?tail=x", via="unix"), 400, "BAD_REQUEST")
         check_error(*n.request("GET", path + "?follow=maybe", via="unix"), 400, "BAD_REQUEST")

@@ -641,6 +641,40 @@ def scenario_cuda_required():
         os.unlink(cfg)
 
 
+def scenario_check_config_gpus():
+    """--check-config with gpu.backend auto checks masks against what the
+    driver answers (the fake libcuda.so.1: two devices), and says when no
+    driver answers that masks were checked against nothing."""
+    tmp = tempfile.mkdtemp(prefix="pm-e2e-")
+    try:
+        cfg = os.path.join(tmp, "config.json")
+
+        def check_config(mask, env):
+            with open(cfg, "w") as f:
+                json.dump({"gpu": {"backend": "auto"}, "engines": {"allow": ["/bin/true"]},
+                           "pools": [{"id": "a", "engine": "llamacpp", "engine_version": "1",
+                                      "binary": "/bin/true", "port": 18001, "device_mask": mask}]}, f)
+            p = subprocess.run([DAEMON, "--check-config", cfg], capture_output=True, timeout=30,
+                               env=env)
+            return p.returncode, p.stderr.decode().replace(cfg, "FILE")
+
+        cuda = clean_env(LD_LIBRARY_PATH=os.environ["FAKE_CUDA_DIR"], FAKE_CUDA_DEVICES="2")
+        rc, err = check_config("1", cuda)
+        check(rc == 0 and "warning" not in err, "mask 1 of two devices: %d %r" % (rc, err))
+        rc, err = check_config("5", cuda)
+        check(rc == 2 and "FILE: pools[0].device_mask: 5 is not a known device" in err.splitlines(),
+              "mask 5 of two devices: %d %r" % (rc, err))
+        env = clean_env()
+        env.pop("LD_LIBRARY_PATH", None)
+        if not libcuda_loadable(env):
+            rc, err = check_config("5", env)
+            check(rc == 0 and re.search(r"^FILE: warning: gpu: no CUDA: .*: device masks and VRAM "
+                                        r"are checked against no devices$", err, re.M),
+                  "no driver: %d %r" % (rc, err))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # --- the API socket and the runtime directory ------------------------------------
 
 SOCKET_LINE = "change requested through the API socket"
