@@ -19,6 +19,7 @@
 
 #include <event2/event.h>
 
+#include "check.h"
 #include "cloud.h"
 #include "pool-services/observe/engine-metrics.h"
 #include "pm-config.h"
@@ -53,6 +54,8 @@ typedef struct options {
         const char *runtime_dir;  /* beats the file, the environment and
                                      $STATE_DIRECTORY                        */
         const char *log_level;    /* NULL: $POOL_MANAGERD_LOG_LEVEL, then info */
+        const char *log_format;   /* NULL: text on a terminal or the journal,
+                                     else JSON                              */
         bool keep_engines;        /* exit leaving engines running            */
         bool reset_state;         /* a corrupt state store moved aside       */
 } options;
@@ -95,8 +98,9 @@ static void usage(FILE *f) {
               "Options:\n"
               "  -c, --config FILE         pools, policies and GPUs (JSON; docs/configuration.md);\n"
               "                            without it: an empty node\n"
-              "      --check-config FILE   validate FILE (with the environment) and exit:\n"
-              "                            0 when valid, 2 with the reason when not\n"
+              "      --check-config FILE   check FILE (with the environment) as a start would\n"
+              "                            (binaries, models, GPUs, VRAM, bind) and exit:\n"
+              "                            0 when there is no error, 2 with every error found\n"
               "  -b, --bind HOST:PORT      serve the API there (default 127.0.0.1:9200;\n"
               "                            beats $POOL_MANAGERD_ADDR and the file); loopback\n"
               "                            only, e.g. 127.0.0.1:9200 or [::1]:9200; port 0 picks one\n"
@@ -110,6 +114,8 @@ static void usage(FILE *f) {
               "                            state.db.corrupt-TIME and start with an empty state\n"
               "  -l, --log-level LEVEL     debug, info, warn, error or critical (default info,\n"
               "                            or $POOL_MANAGERD_LOG_LEVEL)\n"
+              "      --log-format FORMAT   text or json (default: text when stderr is a\n"
+              "                            terminal or the systemd journal, json otherwise)\n"
               "  -h, --help                show this help and exit\n"
               "  -V, --version             show the version and exit\n"
               "\n"
@@ -117,14 +123,14 @@ static void usage(FILE *f) {
               "http://localhost/...), or over TCP with the bearer token (LLORCH_API_TOKEN or\n"
               "api.token_file); without a token the TCP API is read-only.\n"
               "\n"
-              "Logs are JSON lines on stderr. SIGTERM or SIGINT stops the engines and the\n"
+              "Logs go to stderr, one line per event. SIGTERM or SIGINT stops the engines and the\n"
               "daemon; a second one exits at once. SIGHUP re-reads the configuration file.\n",
               f);
 }
 
 /* Returns -1 to go on, or the exit status to leave with at once. */
 static int parse_argv(int argc, char *argv[], options *o) {
-        enum { OPT_CHECK_CONFIG = 0x100, OPT_RESET_STATE };
+        enum { OPT_CHECK_CONFIG = 0x100, OPT_RESET_STATE, OPT_LOG_FORMAT };
         static const struct option long_options[] = {
                 { "config", required_argument, NULL, 'c' },
                 { "check-config", required_argument, NULL, OPT_CHECK_CONFIG },
@@ -133,6 +139,7 @@ static int parse_argv(int argc, char *argv[], options *o) {
                 { "keep-engines", no_argument, NULL, 'k' },
                 { "reset-state", no_argument, NULL, OPT_RESET_STATE },
                 { "log-level", required_argument, NULL, 'l' },
+                { "log-format", required_argument, NULL, OPT_LOG_FORMAT },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 { NULL, 0, NULL, 0 },
@@ -161,6 +168,14 @@ static int parse_argv(int argc, char *argv[], options *o) {
                         break;
                 case 'l':
                         o->log_level = optarg;
+                        break;
+                case OPT_LOG_FORMAT:
+                        if (ps_log_format_from_string(optarg, NULL) < 0) {
+                                fprintf(stderr, "pool-managerd: invalid log format '%s': "
+                                        "expected text or json\n", optarg);
+                                return EXIT_USAGE;
+                        }
+                        o->log_format = optarg;
                         break;
                 case 'h':
                         usage(stdout);
@@ -436,31 +451,6 @@ static int preload_configured(manager *m) {
                 }
         }
         return 0;
-}
-
-/* --check-config: everything a start would check, nothing started. */
-static int check_config(const char *path, ps_logger *log) {
-        ps_config *config = NULL;
-        ps_config_replica *list = NULL;
-        size_t n = 0;
-        char err[512];
-        int rc;
-
-        rc = ps_config_load(path, NULL, NULL, &config, err, sizeof(err));
-        if (rc == 0)
-                rc = ps_config_resolve_cloud(config, NULL, err, sizeof(err));
-        if (rc == 0)
-                rc = ps_config_resolve_token(config, err, sizeof(err));
-        if (rc == 0)
-                rc = ps_config_replicas(config, &list, &n, err, sizeof(err));
-        ps_config_replicas_free(list, n);
-        if (rc == 0) {
-                printf("%s: ok (%zu pools, %zu replicas)\n", path, config->n_pools, n);
-        } else {
-                ps_log(log, PS_LOG_ERROR, err, PS_FIELD_STR("config", path));
-        }
-        ps_config_free(config);
-        return rc == 0 ? EXIT_SUCCESS : EXIT_USAGE;
 }
 
 /* 1,000 pools need more descriptors than the usual soft limit of 1,024. */
@@ -739,6 +729,7 @@ static int start_api(manager *m, pa_server_config *sc) {
 static int run(const options *o) {
         manager m = { .base = NULL, .lock_fd = -1 };
         pa_server_config sc = { .clock = NULL };
+        ps_log_format format;
         char err[512];
         int ret = EXIT_FAILURE;
 
@@ -747,10 +738,15 @@ static int run(const options *o) {
                 fputs("pool-managerd: out of memory\n", stderr);
                 return EXIT_FAILURE;
         }
+        if (o->log_format)
+                (void) ps_log_format_from_string(o->log_format, &format);
+        else
+                format = ps_log_format_default(STDERR_FILENO, getenv("JOURNAL_STREAM"));
+        ps_logger_set_format(m.log, format);
         if ((ret = set_log_level(&m, o)) != 0)
                 goto out;
         if (o->check_config) {
-                ret = check_config(o->check_config, m.log);
+                ret = pm_check_config(o->check_config);
                 goto out;
         }
         if ((ret = configure(&m, o, &sc)) != 0)

@@ -77,7 +77,15 @@ typedef enum pa_listener {
 bool pa_auth_token_required(const pa_auth *auth, pa_listener via, const char *method,
                             const char *raw_path);
 
+/*
+ * Private reads: an engine's log (GET /v2/pools/{id}/replicas/{r}/logs)
+ * can carry prompts, so it is served only through the socket or with the
+ * token, never on an open TCP listener.
+ */
+bool pa_auth_path_is_private(const struct pa_path *path);
+
 /* After routing: whether the request is refused with 403 READ_ONLY: it
- * came over TCP, no token is configured, and it is not read-only. */
+ * came over TCP, no token is configured, and it is not read-only or it is
+ * a private read. */
 bool pa_auth_read_only_refused(const pa_auth *auth, pa_listener via, const char *method,
                                const struct pa_path *path);

@@ -138,9 +138,17 @@ bool pa_auth_token_required(const pa_auth *auth, pa_listener via, const char *me
         return !pa_auth_route_is_public(method, raw_path);
 }
 
+bool pa_auth_path_is_private(const pa_path *path) {
+        const char *const *s = path ? path->segments : NULL;
+
+        return path && path->n_segments == 6 && strcmp(s[0], "v2") == 0 &&
+               strcmp(s[1], "pools") == 0 && strcmp(s[3], "replicas") == 0 &&
+               strcmp(s[5], "logs") == 0;
+}
+
 bool pa_auth_read_only_refused(const pa_auth *auth, pa_listener via, const char *method,
                                const pa_path *path) {
         if (via == PA_LISTENER_UNIX || (auth && auth->enabled))
                 return false;
-        return !pa_auth_path_is_read_only(method, path);
+        return !pa_auth_path_is_read_only(method, path) || pa_auth_path_is_private(path);
 }

@@ -76,3 +76,7 @@ void pa_route_lease_release(struct pa_request *r);
 void pa_route_lease_list(struct pa_request *r);
 void pa_route_start(struct pa_request *r);
 void pa_route_config_reload(struct pa_request *r);
+
+/* ---- routes-logs.c: an engine's log, tailed or followed ---- */
+
+void pa_route_logs(struct pa_request *r);

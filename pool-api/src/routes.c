@@ -732,6 +732,7 @@ const pa_route pa_routes[] = {
         { EVHTTP_REQ_GET, "/v2/pools/{id}/leases", pa_route_lease_list },
         { EVHTTP_REQ_POST, "/v2/pools/{id}/start", pa_route_start },
         { EVHTTP_REQ_POST, "/v2/config/reload", pa_route_config_reload },
+        { EVHTTP_REQ_GET, "/v2/pools/{id}/replicas/{replica}/logs", pa_route_logs },
 };
 
 const size_t pa_n_routes = sizeof(pa_routes) / sizeof(pa_routes[0]);

@@ -482,10 +482,15 @@ static int watch_accept_errors(pa_server *server, struct accept_pause *p,
 }
 
 /* 403 READ_ONLY: a change over TCP with no token configured. */
-static void reply_read_only(pa_request *r) {
+static void reply_read_only(pa_request *r, const pa_path *path) {
         const char *sock = r->server->socket_path;
 
-        if (sock)
+        if (pa_auth_path_is_private(path))
+                pa_reply_error(r, PA_CODE_READ_ONLY,
+                               "engine logs can carry prompts: without an API token they are "
+                               "served only through the Unix socket%s%s",
+                               sock ? " " : " (off: api.socket is \"\")", sock ? sock : "");
+        else if (sock)
                 pa_reply_error(r, PA_CODE_READ_ONLY,
                                "without an API token the TCP listener is read-only: send changes "
                                "through the Unix socket %s (curl --unix-socket %s http://localhost/...), "
@@ -559,7 +564,7 @@ static void dispatch(pa_request *r) {
                                 &route, &r->params, &allowed)) {
         case PA_MATCH_FOUND:
                 if (pa_auth_read_only_refused(&r->server->auth, via, method, &path))
-                        reply_read_only(r);
+                        reply_read_only(r, &path);
                 else if (r->server->stopping && !pa_auth_path_is_read_only(method, &path))
                         pa_reply_error(r, PA_CODE_SERVICE_UNAVAILABLE, "the daemon is shutting down");
                 else

@@ -11,6 +11,7 @@ poll of the API appears only where the API is what is being waited on.
 
 import http.client
 import json
+import re
 import os
 import shutil
 import signal
@@ -728,6 +729,286 @@ def scenario_check_config():
             check(p.returncode == 2 and words in out, "status %d, output %r" % (p.returncode, out))
     finally:
         shutil.rmtree(n.dir, ignore_errors=True)
+
+
+def check_config_output(mutate, text=None):
+    """--check-config on a Node's config changed by mutate (or on text):
+    (exit status, stdout, stderr)."""
+    import subprocess
+    n = Node([config_pool("ok", free_port())], start=False)
+    try:
+        if text is None:
+            with open(n.config_path) as f:
+                doc = json.load(f)
+            mutate(n, doc)
+            text = json.dumps(doc, indent=2)
+        with open(n.config_path, "w") as f:
+            f.write(text)
+        p = subprocess.run([e2e.DAEMON, "--check-config", n.config_path], capture_output=True,
+                           timeout=30, env=e2e.clean_env())
+        return p.returncode, p.stdout.decode(), p.stderr.decode().replace(n.config_path, "FILE")
+    finally:
+        shutil.rmtree(n.dir, ignore_errors=True)
+
+
+def expect_check_error(mutate, *lines, text=None):
+    rc, out, err = check_config_output(mutate, text)
+    check(rc == 2, "exit status %d, stdout %r, stderr %r" % (rc, out, err))
+    for line in lines:
+        check(line in err.splitlines(), "no line %r in:\n%s" % (line, err))
+    return err
+
+
+def scenario_check_config_missing_binary():
+    """An allowed binary that does not exist, and one that cannot run."""
+    def mutate(n, doc):
+        plain = os.path.join(n.dir, "not-executable")
+        open(plain, "w").close()
+        doc["engines"]["allow"] += ["/nonexistent/engine", plain]
+        doc["pools"] = [dict(doc["pools"][0], binary="/nonexistent/engine"),
+                        dict(doc["pools"][0], id="b", port=free_port(), binary=plain, device_mask="1")]
+    err = expect_check_error(mutate, "FILE: pools[0].binary: /nonexistent/engine: No such file or directory")
+    check("FILE: pools[1].binary: " in err and "is not executable" in err, err)
+
+
+def scenario_check_config_missing_model():
+    def mutate(n, doc):
+        doc["pools"][0]["model_path"] = os.path.join(n.dir, "missing.gguf")
+        doc["pools"].append(dict(doc["pools"][0], id="b", port=free_port(), device_mask="1",
+                                 model_path="/etc/hostname"))
+    err = expect_check_error(mutate)
+    check(re.search(r"^FILE: pools\[0\]\.model_path: .*missing\.gguf: No such file or directory$",
+                    err, re.M), err)
+    check(re.search(r"^FILE: pools\[1\]\.model_path: /etc/hostname is not in models\.allow", err, re.M),
+          err)
+
+
+def scenario_check_config_vram():
+    """64 GiB on a 24 GiB GPU is an error; more than is free (23 GiB) but
+    less than the total only a warning."""
+    def too_big(n, doc):
+        doc["pools"][0]["vram_required_bytes"] = 64 << 30
+    err = expect_check_error(too_big)
+    check(re.search(r"^FILE: pools\[0\]: insufficient VRAM: need 64\.\d GiB.* on GPU0", err, re.M), err)
+
+    def tight(n, doc):
+        doc["pools"][0]["vram_required_bytes"] = (23 << 30) + (1 << 29)
+        doc["gpu"]["headroom_bytes"] = 0
+    rc, out, err = check_config_output(tight)
+    check(rc == 0 and "ok (1 pools" in out and "FILE: warning: pools[0]: insufficient VRAM" in err,
+          "status %d, %r, %r" % (rc, out, err))
+
+
+def scenario_check_config_bind():
+    """A non-loopback bind without a token: a start refuses it, so does the check."""
+    def mutate(n, doc):
+        doc["bind"] = "0.0.0.0:%d" % free_port()
+    err = expect_check_error(mutate)
+    check(re.search(r"^FILE: bind: 0\.0\.0\.0:\d+ is not a loopback address, and there is no API token",
+                    err, re.M), err)
+
+    def with_token(n, doc):
+        token = os.path.join(n.dir, "token")
+        with open(token, "w") as f:
+            f.write("s3cret-token-0123456789abcdef\n")
+        os.chmod(token, 0o600)
+        doc["bind"] = "0.0.0.0:%d" % free_port()
+        doc["api"] = {"token_file": token}
+    rc, out, err = check_config_output(with_token)
+    check(rc == 0, "with a token: status %d, %r" % (rc, err))
+
+
+def scenario_check_config_all_errors():
+    """Every error in one run, a did-you-mean for a near key, and the
+    count at the end."""
+    def mutate(n, doc):
+        good = doc["pools"][0]
+        doc["pools"] = [dict(good, port=0), dict(good, id="b", port=free_port(), device_mask="GPU7", slot=2),
+                        dict(good, id="c", port=free_port(), device_mask="1", binary="/usr/bin/env")]
+        doc["gpu"]["headroom_byte"] = 1
+    expect_check_error(mutate,
+                       "FILE: gpu.headroom_byte: unknown key (did you mean \"headroom_bytes\"?)",
+                       "FILE: pools[0].port: must be 1..65535, got 0",
+                       "FILE: pools[1].slot: unknown key (did you mean \"slots\"?)",
+                       "FILE: pools[1].device_mask: GPU7 is not a known device",
+                       "FILE: pools[2].binary: /usr/bin/env is not in engines.allow",
+                       "FILE: 5 errors")
+
+
+def scenario_check_config_syntax():
+    expect_check_error(None, "FILE:3:13: unexpected token near ','",
+                       text='{\n  "bind": "127.0.0.1:0",\n  "pools": [,]\n}\n')
+
+
+def engine_log(n, pool_id, replica="r0"):
+    return os.path.join(n.dir, "run", "engine-%s_%s.log" % (pool_id, replica))
+
+
+def append_lines(path, lines):
+    with open(path, "a") as f:
+        f.write("".join(l + "\n" for l in lines))
+
+
+class LogFollower:
+    """GET .../logs?follow=true over the daemon's socket, read as it comes."""
+
+    def __init__(self, n, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(READY_TIMEOUT)
+        self.sock.connect(n.daemon.socket)
+        self.sock.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % path).encode())
+        self.data = b""
+
+    def wait_for(self, text, what):
+        """Reads until text is in what came (chunk framing included)."""
+        while text.encode() not in self.data:
+            try:
+                got = self.sock.recv(65536)
+            except socket.timeout:
+                raise Failure("timed out waiting for %s; got %r" % (what, self.data[-500:]))
+            if not got:
+                raise Failure("the daemon closed the follow before %s; got %r" % (what, self.data[-500:]))
+            self.data += got
+
+    def close(self):
+        self.sock.close()
+
+
+def scenario_logs_tail():
+    with Node() as n:
+        n.preload("p", n.prepared())
+        log = engine_log(n, "p")
+        append_lines(log, ["line-%d" % i for i in range(150)])
+        path = "/v2/pools/p/replicas/r0/logs"
+        status, headers, data = n.request("GET", path + "?tail=3", via="unix")
+        check(status == 200 and headers.get("Content-Type", "").startswith("text/plain"),
+              "%d %r" % (status, headers))
+        check(data == b"line-147\nline-148\nline-149\n", repr(data))
+        status, _, data = n.request("GET", path, via="unix")
+        lines = data.decode().splitlines()
+        check(status == 200 and len(lines) == 100 and lines[-1] == "line-149"
+              and lines[0] == "line-50", "default tail: %d %r" % (status, lines[:3]))
+        check(n.request("GET", path + "?tail=0", via="unix")[2] == b"", "tail=0")
+        status, headers, data = n.request("HEAD", path + "?tail=3&follow=true", via="unix")
+        check(status == 200 and data == b"" and headers.get("Content-Length") == "27",
+              "HEAD: %d %r %r" % (status, headers, data))
+        check_error(*n.request("GET", path + "?tail=10001", via="unix"), 400, "BAD_REQUEST")
+        check_error(*n.request("GET", path + "?tail=x", via="unix"), 400, "BAD_REQUEST")
+        check_error(*n.request("GET", path + "?follow=maybe", via="unix"), 400, "BAD_REQUEST")
+        check_error(*n.request("GET", "/v2/pools/p/replicas/r9/logs", via="unix"), 404, "NOT_FOUND")
+        check_error(*n.request("GET", "/v2/pools/nope/replicas/r0/logs", via="unix"), 404,
+                    "POOL_NOT_FOUND")
+        n.stop()
+
+
+def scenario_logs_follow():
+    """Lines written after the request arrive; a copy-then-truncate
+    rotation is followed."""
+    with Node() as n:
+        n.preload("p", n.prepared())
+        log = engine_log(n, "p")
+        append_lines(log, ["before-1", "before-2"])
+        f = LogFollower(n, "/v2/pools/p/replicas/r0/logs?tail=1&follow=true")
+        try:
+            f.wait_for("before-2\n", "the tail")
+            check(b"200 OK" in f.data and b"chunked" in f.data.lower(), repr(f.data[:300]))
+            check(b"before-1" not in f.data, "tail=1 sent more: %r" % f.data)
+            append_lines(log, ["after-%d" % i for i in range(3)])
+            f.wait_for("after-2\n", "lines written after the request")
+            # logrotate's copytruncate: the live file is cut to 0
+            shutil.copy(log, log + ".1")
+            os.truncate(log, 0)
+            append_lines(log, ["rotated-1"])
+            f.wait_for("rotated-1\n", "a line after the rotation")
+        finally:
+            f.close()
+        # a follow still open when the daemon stops ends with it
+        g = LogFollower(n, "/v2/pools/p/replicas/r0/logs?tail=1&follow=true")
+        try:
+            g.wait_for("rotated-1\n", "the tail")
+            n.stop()
+            try:
+                while g.sock.recv(65536):
+                    pass
+            except socket.timeout:
+                raise Failure("the follow outlived the daemon")
+        finally:
+            g.close()
+
+
+def daemon_fds(n):
+    return len(os.listdir("/proc/%d/fd" % n.daemon.proc.pid))
+
+
+def wait_fds(n, pred, what):
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not pred(daemon_fds(n)):
+        if time.monotonic() > deadline:
+            raise Failure("timed out waiting for %s: %d fds" % (what, daemon_fds(n)))
+        time.sleep(0.05)
+
+
+def scenario_logs_follow_gone():
+    """A client that leaves a quiet engine's follow frees everything at
+    once: the daemon's descriptors come back to what they were."""
+    with Node() as n:
+        n.preload("p", n.prepared())
+        append_lines(engine_log(n, "p"), ["only line"])
+        n.get("/v2/pools/p")
+        before = daemon_fds(n)
+        followers = [LogFollower(n, "/v2/pools/p/replicas/r0/logs?follow=true") for _ in range(3)]
+        for f in followers:
+            f.wait_for("only line\n", "the tail")
+        check(daemon_fds(n) >= before + 3, "%d fds with three followers, %d before"
+              % (daemon_fds(n), before))
+        for f in followers:
+            f.close()
+        wait_fds(n, lambda fds: fds <= before, "the followers' descriptors to close (%d before)" % before)
+        n.stop()
+
+
+def scenario_logs_slow_client():
+    """A follower whose client does not read is cut off once 1 MiB waits
+    for it, not buffered without bound."""
+    with Node() as n:
+        n.preload("p", n.prepared())
+        log = engine_log(n, "p")
+        append_lines(log, ["first"])
+        n.get("/v2/pools/p")
+        before = daemon_fds(n)
+        f = LogFollower(n, "/v2/pools/p/replicas/r0/logs?follow=true")
+        try:
+            f.wait_for("first\n", "the tail")
+            check(daemon_fds(n) > before, "no descriptor for the follower")
+            line = "x" * 1000
+            for _ in range(64):            # 64 MiB, far more than socket buffers hold
+                append_lines(log, [line] * 1024)
+                if daemon_fds(n) <= before:
+                    break
+            wait_fds(n, lambda fds: fds <= before, "the slow client to be cut off")
+        finally:
+            f.close()
+        n.stop()
+
+
+def scenario_logs_access():
+    """Engine logs are not for an open TCP listener: 403 without a token
+    (the socket serves them), 401 without the token when there is one."""
+    with Node() as n:
+        n.preload("p", n.prepared())
+        path = "/v2/pools/p/replicas/r0/logs"
+        err = check_error(*n.request("GET", path, via="tcp"), 403, "READ_ONLY")
+        check("Unix socket" in err["error"], err["error"])
+        check_error(*n.request("GET", path + "?follow=true", via="tcp"), 403, "READ_ONLY")
+        check(n.request("GET", path, via="unix")[0] == 200, "socket")
+        n.stop()
+    token = "e2e-t0ken"
+    with Node(env={"LLORCH_API_TOKEN": token}) as n:
+        n.preload("p", n.prepared())
+        check_error(*n.request("GET", path, via="tcp"), 401, "UNAUTHORIZED")
+        check(n.request("GET", path, headers={"Authorization": "Bearer " + token}, via="tcp")[0] == 200,
+              "TCP with the token")
+        n.stop()
 
 
 def scenario_leases():

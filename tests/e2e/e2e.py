@@ -473,6 +473,61 @@ def scenario_quiet_by_default():
               "request logged at the default level")
 
 
+TEXT_LINE_RE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (debug|info |warn |error|critical) \S")
+
+
+def logs_to_file(*args, env):
+    """Runs a daemon with stderr on a file until it listens, stops it, and
+    returns its stderr lines and the file's (device, inode)."""
+    runtime = tempfile.mkdtemp(prefix="pm-e2e-")
+    try:
+        with tempfile.TemporaryFile(dir=runtime) as f:
+            st = os.fstat(f.fileno())
+            env = dict(env)
+            for k, v in env.items():
+                env[k] = v.replace("DEV:INO", "%d:%d" % (st.st_dev, st.st_ino))
+            proc = subprocess.Popen([DAEMON, "--bind", "127.0.0.1:0", "--runtime-dir", runtime,
+                                     *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=f, env=env)
+            deadline = time.monotonic() + START_TIMEOUT
+            while b"listening" not in (f.seek(0) or f.read()):
+                check(proc.poll() is None and time.monotonic() < deadline,
+                      "the daemon did not start: %r" % (f.seek(0) or f.read()))
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            check(proc.wait(timeout=EXIT_TIMEOUT) == 0, "exit status after SIGTERM")
+            f.seek(0)
+            return f.read().decode().splitlines()
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def scenario_text_logs():
+    """--log-format text: one plain line per event; the systemd journal
+    (JOURNAL_STREAM naming stderr) gets text without the flag; a pipe or
+    file gets JSON, and the flag beats the journal."""
+    journal = clean_env(JOURNAL_STREAM="DEV:INO")
+    for args, env, want in ((("--log-format", "text"), clean_env(), "text"),
+                            ((), journal, "text"),
+                            ((), clean_env(JOURNAL_STREAM="1:2"), "json"),
+                            (("--log-format", "json"), journal, "json")):
+        lines = logs_to_file(*args, env=env)
+        what = "%s %s" % (" ".join(args), env.get("JOURNAL_STREAM"))
+        if want == "json":
+            check_log_lines(lines)
+            continue
+        check(lines and all(TEXT_LINE_RE.match(l) for l in lines),
+              "%s: not text lines: %r" % (what, lines))
+        listening = [l for l in lines if " listening " in l]
+        check(len(listening) == 1 and re.search(r" port=\d+( |$)", listening[0])
+              and " address=127.0.0.1:" in listening[0], "%s: %r" % (what, listening))
+    with Daemon("--log-format", "yaml") as d:
+        rc = d.finish()
+        check(rc == 2 and any("invalid log format 'yaml'" in l for l in d.lines),
+              "--log-format yaml: exit %d, %r" % (rc, d.lines))
+
+
 def scenario_non_loopback():
     for bind, host in (("0.0.0.0:0", "0.0.0.0"), ("[::]:0", "[::]"),
                        ("192.0.2.1:9200", "192.0.2.1")):
@@ -593,6 +648,40 @@ def scenario_cuda_required():
               in errors[0].get("msg", ""), "error %r" % errors[0])
     finally:
         os.unlink(cfg)
+
+
+def scenario_check_config_gpus():
+    """--check-config with gpu.backend auto checks masks against what the
+    driver answers (the fake libcuda.so.1: two devices), and says when no
+    driver answers that masks were checked against nothing."""
+    tmp = tempfile.mkdtemp(prefix="pm-e2e-")
+    try:
+        cfg = os.path.join(tmp, "config.json")
+
+        def check_config(mask, env):
+            with open(cfg, "w") as f:
+                json.dump({"gpu": {"backend": "auto"}, "engines": {"allow": ["/bin/true"]},
+                           "pools": [{"id": "a", "engine": "llamacpp", "engine_version": "1",
+                                      "binary": "/bin/true", "port": 18001, "device_mask": mask}]}, f)
+            p = subprocess.run([DAEMON, "--check-config", cfg], capture_output=True, timeout=30,
+                               env=env)
+            return p.returncode, p.stderr.decode().replace(cfg, "FILE")
+
+        cuda = clean_env(LD_LIBRARY_PATH=os.environ["FAKE_CUDA_DIR"], FAKE_CUDA_DEVICES="2")
+        rc, err = check_config("1", cuda)
+        check(rc == 0 and "warning" not in err, "mask 1 of two devices: %d %r" % (rc, err))
+        rc, err = check_config("5", cuda)
+        check(rc == 2 and "FILE: pools[0].device_mask: 5 is not a known device" in err.splitlines(),
+              "mask 5 of two devices: %d %r" % (rc, err))
+        env = clean_env()
+        env.pop("LD_LIBRARY_PATH", None)
+        if not libcuda_loadable(env):
+            rc, err = check_config("5", env)
+            check(rc == 0 and re.search(r"^FILE: warning: gpu: no CUDA: .*: device masks and VRAM "
+                                        r"are checked against no devices$", err, re.M),
+                  "no driver: %d %r" % (rc, err))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- the API socket and the runtime directory ------------------------------------

@@ -533,7 +533,7 @@ def scenario_reload_surge_rollback():
                 "POST", "/v2/pools/sr/reload", {"model_path": other, "strategy": "surge"})))
             t.start()
             n.daemon.wait_for(lambda o: o.get("pool_id") == "sr" and o.get("replica_id") == "r1"
-                              and o.get("request") == "reload" and o.get("ok") == "false",
+                              and o.get("request") == "reload" and o.get("ok") is False,
                               "replica r1's surge to fail")
             # r0 serves the new model (ready) while its old engine keeps the
             # lease; the restore of r0 waits for that engine to leave.

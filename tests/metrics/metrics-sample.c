@@ -60,16 +60,16 @@ static void feed(ps_metrics *m) {
         EVENT(m, PS_EVENT_ENGINE_SPAWNED, "qwen-7b", "r0", PS_FIELD_INT("pid", 100));
         EVENT(m, PS_EVENT_READY, "qwen-7b", "r0", PS_FIELD_INT("startup_ms", 2300));
         EVENT(m, PS_EVENT_REQUEST_DONE, "qwen-7b", "r0", PS_FIELD_STR("request", "preload"),
-              PS_FIELD_STR("ok", "true"), PS_FIELD_INT("duration_ms", 2400));
+              PS_FIELD_BOOL("ok", true), PS_FIELD_INT("duration_ms", 2400));
         EVENT(m, PS_EVENT_PROBE_FAILED, "qwen-7b", "r0", PS_FIELD_STR("detail", "timeout"));
         EVENT(m, PS_EVENT_ENGINE_LOG_ERROR, "qwen-7b", "r0", PS_FIELD_STR("class", "cuda_error"));
         EVENT(m, PS_EVENT_ENGINE_FAILED, "qwen-7b", "r0", PS_FIELD_STR("class", "signal"));
         EVENT(m, PS_EVENT_RESTART_SCHEDULED, "qwen-7b", "r0", PS_FIELD_INT("backoff_ms", 1500));
         EVENT(m, PS_EVENT_READY, "qwen-7b", "r1", PS_FIELD_INT("startup_ms", 900000));
         EVENT(m, PS_EVENT_REQUEST_DONE, "qwen-7b", NULL, PS_FIELD_STR("request", "drain"),
-              PS_FIELD_STR("ok", "false"));
+              PS_FIELD_BOOL("ok", false));
         EVENT(m, PS_EVENT_REQUEST_DONE, "qwen-7b", NULL, PS_FIELD_STR("request", "reload"),
-              PS_FIELD_STR("ok", "true"), PS_FIELD_INT("duration_ms", 61000));
+              PS_FIELD_BOOL("ok", true), PS_FIELD_INT("duration_ms", 61000));
 
         for (int i = 0; i < 6; i++) {
                 EVENT(m, PS_EVENT_SPAWN_FAILED, "llama-70b", "r0", PS_FIELD_STR("error", "ENOENT"));
@@ -87,7 +87,7 @@ static void feed(ps_metrics *m) {
         /* a pool that was deleted: counters stay, gauges go */
         EVENT(m, PS_EVENT_ENGINE_FAILED, "retired", "r0", PS_FIELD_STR("class", "exit_code"));
         EVENT(m, PS_EVENT_REQUEST_DONE, "retired", "r0", PS_FIELD_STR("request", "preload"),
-              PS_FIELD_STR("ok", "false"));
+              PS_FIELD_BOOL("ok", false));
 }
 
 /* Two llama-server replicas, a vLLM one and an engine that breaks the

@@ -2,16 +2,20 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "pool-services/base/event.h"
 #include "pool-services/base/log.h"
+#include "base/strbuf.h"
 
 struct ps_logger {
         FILE *out;
         ps_log_level min_level;
+        ps_log_format format;
         const ps_clock *clock;
 };
 
@@ -41,6 +45,44 @@ int ps_log_level_from_string(const char *s, ps_log_level *ret) {
         return -EINVAL;
 }
 
+static const char *const format_names[PS_LOG_FORMAT_MAX] = {
+        [PS_LOG_FORMAT_JSON] = "json",
+        [PS_LOG_FORMAT_TEXT] = "text",
+};
+
+const char *ps_log_format_to_string(ps_log_format format) {
+        if ((unsigned) format >= PS_LOG_FORMAT_MAX)
+                return NULL;
+        return format_names[format];
+}
+
+int ps_log_format_from_string(const char *s, ps_log_format *ret) {
+        if (!s)
+                return -EINVAL;
+        for (unsigned i = 0; i < PS_LOG_FORMAT_MAX; i++)
+                if (strcmp(s, format_names[i]) == 0) {
+                        if (ret)
+                                *ret = (ps_log_format) i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+ps_log_format ps_log_format_default(int fd, const char *journal_stream) {
+        unsigned long long dev, ino;
+        struct stat st;
+        char tail;
+
+        if (isatty(fd))
+                return PS_LOG_FORMAT_TEXT;
+        if (journal_stream &&
+            sscanf(journal_stream, "%llu:%llu%c", &dev, &ino, &tail) == 2 &&
+            fstat(fd, &st) == 0 && (unsigned long long) st.st_dev == dev &&
+            (unsigned long long) st.st_ino == ino)
+                return PS_LOG_FORMAT_TEXT;
+        return PS_LOG_FORMAT_JSON;
+}
+
 ps_logger *ps_logger_new(FILE *out, ps_log_level min_level, const ps_clock *clock) {
         ps_logger *logger;
 
@@ -63,6 +105,11 @@ ps_logger *ps_logger_free(ps_logger *logger) {
 void ps_logger_set_level(ps_logger *logger, ps_log_level min_level) {
         if (logger && (unsigned) min_level < PS_LOG_LEVEL_MAX)
                 logger->min_level = min_level;
+}
+
+void ps_logger_set_format(ps_logger *logger, ps_log_format format) {
+        if (logger && (unsigned) format < PS_LOG_FORMAT_MAX)
+                logger->format = format;
 }
 
 ps_log_level ps_logger_get_level(const ps_logger *logger) {
@@ -192,6 +239,9 @@ static int add_fields(json_t *obj, const ps_field *fields, size_t n_fields) {
                 case PS_FIELD_TYPE_INTEGER:
                         value = json_integer(f->integer);
                         break;
+                case PS_FIELD_TYPE_BOOL:
+                        value = json_boolean(f->boolean);
+                        break;
                 case PS_FIELD_TYPE_NONE:
                 case PS_FIELD_TYPE_MAX:
                 default:
@@ -206,12 +256,19 @@ static int add_fields(json_t *obj, const ps_field *fields, size_t n_fields) {
         return 0;
 }
 
+static int write_buf(FILE *out, const char *buf, size_t n) {
+        errno = 0;
+        if (fwrite(buf, 1, n, out) != n || fflush(out) != 0)
+                return errno > 0 ? -errno : -EIO;
+        return 0;
+}
+
 /* Serialises obj and writes it plus '\n' with a single fwrite: stderr is
  * unbuffered, and json_dumpf() would issue one write per token. */
 static int write_line(FILE *out, const json_t *obj) {
         char stack_buf[1024], *heap_buf = NULL, *buf = stack_buf;
         size_t n;
-        int r = 0;
+        int r;
 
         n = json_dumpb(obj, stack_buf, sizeof(stack_buf) - 1, JSON_COMPACT);
         if (n == 0)
@@ -227,11 +284,128 @@ static int write_line(FILE *out, const json_t *obj) {
                 buf = heap_buf;
         }
         buf[n] = '\n';
-
-        errno = 0;
-        if (fwrite(buf, 1, n + 1, out) != n + 1 || fflush(out) != 0)
-                r = errno > 0 ? -errno : -EIO;
+        r = write_buf(out, buf, n + 1);
         free(heap_buf);
+        return r;
+}
+
+/* A text value goes bare unless a reader could not tell where it ends. */
+static bool text_needs_quotes(const char *s) {
+        if (!*s)
+                return true;
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+                if (*p <= ' ' || *p == '"' || *p == '=' || *p == '\\' || *p == 0x7f)
+                        return true;
+        return false;
+}
+
+static void text_value(ps_strbuf *b, const char *raw) {
+        char *clean = utf8_sanitize(raw);
+        const char *s = clean ? clean : "";
+
+        if (!clean)
+                b->oom = true;
+        if (!text_needs_quotes(s)) {
+                ps_strbuf_str(b, s);
+                free(clean);
+                return;
+        }
+        ps_strbuf_add(b, "\"", 1);
+        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+                if (*p == '"' || *p == '\\')
+                        ps_strbuf_printf(b, "\\%c", *p);
+                else if (*p == '\n')
+                        ps_strbuf_str(b, "\\n");
+                else if (*p == '\t')
+                        ps_strbuf_str(b, "\\t");
+                else if (*p < ' ' || *p == 0x7f)
+                        ps_strbuf_printf(b, "\\x%02x", *p);
+                else
+                        ps_strbuf_add(b, (const char *) p, 1);
+        ps_strbuf_add(b, "\"", 1);
+        free(clean);
+}
+
+/* The message as written: unquoted, but a newline or control character
+ * cannot break the line. */
+static void text_message(ps_strbuf *b, const char *msg) {
+        char *clean = utf8_sanitize(msg);
+
+        if (!clean) {
+                b->oom = true;
+                return;
+        }
+        for (const unsigned char *p = (const unsigned char *) clean; *p; p++)
+                if (*p == '\n')
+                        ps_strbuf_str(b, "\\n");
+                else if (*p < ' ' || *p == 0x7f)
+                        ps_strbuf_printf(b, "\\x%02x", *p);
+                else
+                        ps_strbuf_add(b, (const char *) p, 1);
+        free(clean);
+}
+
+static bool field_written(const ps_field *f) {
+        return f->key && !key_is_reserved(f->key) &&
+               (f->type == PS_FIELD_TYPE_INTEGER || f->type == PS_FIELD_TYPE_BOOL ||
+                (f->type == PS_FIELD_TYPE_STRING && f->str));
+}
+
+/* pool= and replica= lead a text line: the first pool_id and replica_id
+ * string among the fields. */
+static bool is_lead_key(const char *key) {
+        return strcmp(key, "pool_id") == 0 || strcmp(key, "replica_id") == 0;
+}
+
+static void text_lead(ps_strbuf *b, const char *key, const char *name,
+                      const ps_field *const lists[2], const size_t counts[2]) {
+        for (size_t l = 0; l < 2; l++)
+                for (size_t i = 0; lists[l] && i < counts[l] && lists[l][i].key; i++) {
+                        const ps_field *f = &lists[l][i];
+
+                        if (f->type == PS_FIELD_TYPE_STRING && f->str &&
+                            strcmp(f->key, key) == 0) {
+                                ps_strbuf_printf(b, "%s=", name);
+                                text_value(b, f->str);
+                                ps_strbuf_add(b, " ", 1);
+                                return;
+                        }
+                }
+}
+
+static void text_fields(ps_strbuf *b, const ps_field *const lists[2], const size_t counts[2]) {
+        for (size_t l = 0; l < 2; l++)
+                for (size_t i = 0; lists[l] && i < counts[l] && lists[l][i].key; i++) {
+                        const ps_field *f = &lists[l][i];
+
+                        if (!field_written(f) ||
+                            (f->type == PS_FIELD_TYPE_STRING && is_lead_key(f->key)))
+                                continue;
+                        ps_strbuf_printf(b, " %s=", f->key);
+                        if (f->type == PS_FIELD_TYPE_INTEGER)
+                                ps_strbuf_printf(b, "%lld", (long long) f->integer);
+                        else if (f->type == PS_FIELD_TYPE_BOOL)
+                                ps_strbuf_str(b, f->boolean ? "true" : "false");
+                        else
+                                text_value(b, f->str);
+                }
+}
+
+static int log_text(ps_logger *logger, const char *ts, ps_log_level level, const char *msg,
+                    const ps_field *a, size_t na, const ps_field *b, size_t nb) {
+        const ps_field *const lists[2] = { a, b };
+        const size_t counts[2] = { na, nb };
+        ps_strbuf line = { 0 };
+        int r;
+
+        ps_strbuf_printf(&line, "%s %-5s ", ts, level_names[level]);
+        text_lead(&line, "pool_id", "pool", lists, counts);
+        text_lead(&line, "replica_id", "replica", lists, counts);
+        text_message(&line, msg);
+        text_fields(&line, lists, counts);
+        ps_strbuf_add(&line, "\n", 1);
+        r = line.oom ? -ENOMEM : write_buf(logger->out, line.s, line.len);
+        free(line.s);
         return r;
 }
 
@@ -251,6 +425,8 @@ static int log_two(ps_logger *logger, ps_log_level level, const char *msg,
         r = format_timestamp(ps_clock_wall_ms(logger->clock), ts, sizeof(ts));
         if (r < 0)
                 return r;
+        if (logger->format == PS_LOG_FORMAT_TEXT)
+                return log_text(logger, ts, level, msg, a, na, b, nb);
 
         obj = json_object();
         jmsg = json_string_lossy(msg);

@@ -343,7 +343,7 @@ int ps_conf_pools_parse(ps_conf_ctx *c, void *base, const json_t *pools, const c
         ps_config *cfg = base;
         size_t n = json_array_size(pools);
         pool_state st;
-        int r = 0;
+        int r = 0, failed = 0;
 
         if (n == 0)
                 return 0;
@@ -365,9 +365,14 @@ int ps_conf_pools_parse(ps_conf_ctx *c, void *base, const json_t *pools, const c
                 if (!r)
                         r = ps_schema_walk(c, &ps_conf_schema_pool, json_array_get(pools, i),
                                            where, p);
+                /* collecting: the next pool is checked too */
+                if (ps_conf_keep_going(c, r)) {
+                        failed = r;
+                        r = 0;
+                }
         }
         c->state = NULL;
-        return r;
+        return r ? r : failed;
 }
 
 int ps_conf_check_bind_ports(ps_conf_ctx *c, const ps_config *cfg, const char *bind,

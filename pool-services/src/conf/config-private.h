@@ -25,18 +25,38 @@
 /* sockaddr_un.sun_path holds 108 bytes with the NUL. */
 #define PS_CONF_SOCKET_PATH_MAX 107
 
+/*
+ * Every problem of a check (--check-config), not just the first: with one,
+ * ps_conf_fail() appends each message, and the walker goes on past a bad
+ * value (skipping the cross-checks of a section that misses a required
+ * value or has a bad nested one: they would read what was not stored).
+ */
+typedef struct ps_conf_report {
+        char **msgs;
+        size_t n;
+        bool oom;
+} ps_conf_report;
+
 /* One load (or one check): where its message goes and what it reads. */
 typedef struct ps_conf_ctx {
         char *err;
         size_t errlen;
+        ps_conf_report *report;     /* NULL: stop at the first problem        */
         const char *base_dir;       /* relative paths resolve here; NULL: none */
         const ps_inventory *known;  /* auto/cuda: use these GPUs, do not probe */
         ps_config *cfg;             /* the configuration being loaded          */
         void *state;                /* a section's scratch while it is walked  */
 } ps_conf_ctx;
 
-/* Formats the message; returns PS_E_INVALID. */
+/* Formats the message (and adds it to the report); returns PS_E_INVALID. */
 int ps_conf_fail(ps_conf_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Adds a copy of msg to the report; false on OOM (then oom is set). */
+bool ps_conf_report_add(ps_conf_report *rep, const char *msg);
+
+/* Whether a walk goes on after r: a problem of the input while every
+ * problem is collected. */
+bool ps_conf_keep_going(const ps_conf_ctx *c, int r);
 
 /* Replaces *dst with a copy of s. -ENOMEM leaves *dst as it was. */
 int ps_conf_str_set(char **dst, const char *s);

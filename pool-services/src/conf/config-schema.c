@@ -53,17 +53,68 @@ static void enum_text(const ps_field *f, char *buf, size_t len) {
         }
 }
 
+/* Levenshtein distance, capped: keys are short, and only 0..2 matter. */
+static size_t edit_distance(const char *a, const char *b) {
+        size_t la = strlen(a), lb = strlen(b), row[64];
+
+        if (la >= sizeof(row) / sizeof(row[0]) || lb >= sizeof(row) / sizeof(row[0]))
+                return SIZE_MAX;
+        for (size_t j = 0; j <= lb; j++)
+                row[j] = j;
+        for (size_t i = 1; i <= la; i++) {
+                size_t diag = row[0];
+
+                row[0] = i;
+                for (size_t j = 1; j <= lb; j++) {
+                        size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+
+                        if (up + 1 < best)
+                                best = up + 1;
+                        if (row[j - 1] + 1 < best)
+                                best = row[j - 1] + 1;
+                        diag = up;
+                        row[j] = best;
+                }
+        }
+        return row[lb];
+}
+
+/* The table's key nearest to key, when it is within two edits. */
+static const char *nearest_key(const ps_schema *s, const char *key) {
+        const char *best = NULL;
+        size_t best_d = 3;
+
+        for (size_t i = 0; i < s->n_fields; i++) {
+                size_t d;
+
+                if (!s->fields[i].key)
+                        continue;
+                d = edit_distance(key, s->fields[i].key);
+                if (d < best_d) {
+                        best_d = d;
+                        best = s->fields[i].key;
+                }
+        }
+        return best;
+}
+
 static int check_keys(ps_conf_ctx *c, const ps_schema *s, const json_t *obj, const char *where) {
         char at[PS_CONF_AT_MAX];
-        const char *key;
+        const char *key, *near;
         json_t *v;
+        int r = 0;
 
         json_object_foreach((json_t *) obj, key, v) {
-                if (!ps_schema_field(s, key))
-                        return ps_conf_fail(c, "%s: unknown key",
-                                            path_of(at, sizeof(at), where, key));
+                if (ps_schema_field(s, key))
+                        continue;
+                path_of(at, sizeof(at), where, key);
+                near = nearest_key(s, key);
+                r = near ? ps_conf_fail(c, "%s: unknown key (did you mean \"%s\"?)", at, near)
+                         : ps_conf_fail(c, "%s: unknown key", at);
+                if (!ps_conf_keep_going(c, r))
+                        return r;
         }
-        return 0;
+        return r;
 }
 
 static int want_type(ps_conf_ctx *c, const json_t *v, const char *at, json_type type) {
@@ -275,17 +326,49 @@ static int walk_field(ps_conf_ctx *c, const ps_field *f, const json_t *obj, cons
         return r;
 }
 
+/*
+ * A hook that says "invalid" with its own message in c->err, without
+ * ps_conf_fail(), still gets it into the report.
+ */
+static void report_unsaid(ps_conf_ctx *c, int r, size_t before) {
+        if (ps_conf_keep_going(c, r) && c->report->n == before && c->err && c->err[0])
+                (void) ps_conf_report_add(c->report, c->err);
+}
+
 int ps_schema_walk(ps_conf_ctx *c, const ps_schema *s, const json_t *obj, const char *where,
                    void *base) {
-        int r;
+        bool unsafe = false;
+        int r, failed = 0;
 
         if (!json_is_object(obj))
                 return ps_conf_fail(c, "%s: must be an object, got %s", where,
                                     ps_json_type_name(obj));
+        /* Collecting, an unknown key is reported and the walk goes on as
+         * if it were not there: it stores nothing. */
         r = check_keys(c, s, obj, where);
-        for (size_t i = 0; !r && i < s->n_fields; i++)
-                r = walk_field(c, &s->fields[i], obj, where, base);
-        return r;
+        if (r && !ps_conf_keep_going(c, r))
+                return r;
+        /* Collecting: the values go on past a bad one. A bad optional
+         * value leaves its default, which the cross-checks can read; after
+         * a required one or a nested section they do not run (they would
+         * read what is missing or half-made). */
+        for (size_t i = 0; i < s->n_fields; i++) {
+                const ps_field *f = &s->fields[i];
+                size_t before = c->report ? c->report->n : 0;
+
+                if (unsafe && f->type == PS_FIELD_CHECK)
+                        continue;
+                r = walk_field(c, f, obj, where, base);
+                report_unsaid(c, r, before);
+                if (r && !ps_conf_keep_going(c, r))
+                        return r;
+                if (r) {
+                        failed = r;
+                        unsafe = unsafe || f->required || f->type == PS_FIELD_OBJECT ||
+                                 f->type == PS_FIELD_ARRAY;
+                }
+        }
+        return failed;
 }
 
 int ps_schema_defaults(const ps_schema *s, void *base) {

@@ -11,6 +11,10 @@
  *
  *   pools[3].port: must be 1..65535, got 0
  *
+ * With a report in the context (--check-config) every problem is reported:
+ * the walk goes on past a bad value, and an unknown key gets the table's
+ * nearest key ("did you mean") when it is within two edits.
+ *
  * docs/configuration.md has a table per section with the same keys;
  * tests/unit/services/test-config-doc.c holds the two together.
  */

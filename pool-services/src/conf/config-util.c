@@ -14,14 +14,39 @@
 
 #include "conf/config-private.h"
 
+bool ps_conf_report_add(ps_conf_report *rep, const char *msg) {
+        char **v, *copy;
+
+        if (rep->oom)
+                return false;
+        v = realloc(rep->msgs, (rep->n + 1) * sizeof(*v));
+        copy = strdup(msg);
+        if (v)
+                rep->msgs = v;
+        if (!v || !copy) {
+                free(copy);
+                rep->oom = true;
+                return false;
+        }
+        v[rep->n++] = copy;
+        return true;
+}
+
+bool ps_conf_keep_going(const ps_conf_ctx *c, int r) {
+        return r == PS_E_INVALID && c->report && !c->report->oom;
+}
+
 int ps_conf_fail(ps_conf_ctx *c, const char *fmt, ...) {
+        char msg[1024];
         va_list ap;
 
-        if (c->err && c->errlen > 0) {
-                va_start(ap, fmt);
-                vsnprintf(c->err, c->errlen, fmt, ap);
-                va_end(ap);
-        }
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (c->err && c->errlen > 0)
+                snprintf(c->err, c->errlen, "%s", msg);
+        if (c->report)
+                (void) ps_conf_report_add(c->report, msg);
         return PS_E_INVALID;
 }
 

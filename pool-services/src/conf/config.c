@@ -102,8 +102,9 @@ ps_config *ps_config_new(void) {
 /* ---- loading ---- */
 
 static int load_json(const json_t *doc, const char *base_dir, const ps_inventory *known,
-                     ps_config **ret, char *err, size_t errlen) {
-        ps_conf_ctx c = { .err = err, .errlen = errlen, .base_dir = base_dir, .known = known };
+                     ps_conf_report *report, ps_config **ret, char *err, size_t errlen) {
+        ps_conf_ctx c = { .err = err, .errlen = errlen, .base_dir = base_dir, .known = known,
+                          .report = report };
         ps_config *cfg;
         int r;
 
@@ -120,6 +121,8 @@ static int load_json(const json_t *doc, const char *base_dir, const ps_inventory
                 }
         }
         r = ps_conf_parse(&c, cfg, doc);
+        if (r == 0 && report && report->n > 0)
+                r = PS_E_INVALID;
         if (r == -ENOMEM)
                 ps_conf_fail(&c, "out of memory");
         else if (r < 0)
@@ -134,7 +137,7 @@ static int load_json(const json_t *doc, const char *base_dir, const ps_inventory
 
 int ps_config_load_json(const json_t *doc, const char *base_dir, ps_config **ret,
                         char *err, size_t errlen) {
-        return load_json(doc, base_dir, NULL, ret, err, errlen);
+        return load_json(doc, base_dir, NULL, NULL, ret, err, errlen);
 }
 
 int ps_config_load_string(const char *text, const char *base_dir, ps_config **ret,
@@ -168,9 +171,24 @@ static char *dir_of_file(const char *path) {
         return full;
 }
 
-static int load_file(const char *path, const ps_inventory *known, ps_config **ret,
-                     char *err, size_t errlen) {
-        ps_conf_ctx c = { .err = err, .errlen = errlen };
+/* The report's messages from first on, each as "path: message". */
+static void report_prefix(ps_conf_report *report, size_t first, const char *path) {
+        for (size_t i = first; report && i < report->n; i++) {
+                char *m = NULL;
+
+                if (asprintf(&m, "%s: %s", path, report->msgs[i]) < 0) {
+                        report->oom = true;
+                        return;
+                }
+                free(report->msgs[i]);
+                report->msgs[i] = m;
+        }
+}
+
+static int load_file(const char *path, const ps_inventory *known, ps_conf_report *report,
+                     ps_config **ret, char *err, size_t errlen) {
+        ps_conf_ctx c = { .err = err, .errlen = errlen, .report = report };
+        size_t first = report ? report->n : 0;
         char why[1024], *dir;
         ps_config *cfg = NULL;
         json_error_t jerr;
@@ -198,9 +216,14 @@ static int load_file(const char *path, const ps_inventory *known, ps_config **re
                 return r;
         }
         why[0] = '\0';
-        r = load_json(doc, dir, known, &cfg, why, sizeof(why));
+        r = load_json(doc, dir, known, report, &cfg, why, sizeof(why));
         json_decref(doc);
         free(dir);
+        if (r && report && report->n > first) {
+                report_prefix(report, first, path);
+                snprintf(err, errlen, "%s: %s", path, why);
+                return r;
+        }
         if (r) {
                 ps_conf_fail(&c, "%s: %s", path, why);
                 return r;
@@ -215,19 +238,19 @@ static int load_file(const char *path, const ps_inventory *known, ps_config **re
 }
 
 int ps_config_load_file(const char *path, ps_config **ret, char *err, size_t errlen) {
-        return load_file(path, NULL, ret, err, errlen);
+        return load_file(path, NULL, NULL, ret, err, errlen);
 }
 
-static int load(const char *path, const ps_inventory *known, ps_getenv_fn getenv_fn,
-                void *userdata, ps_config **ret, char *err, size_t errlen) {
-        ps_conf_ctx c = { .err = err, .errlen = errlen };
+static int load(const char *path, const ps_inventory *known, ps_conf_report *report,
+                ps_getenv_fn getenv_fn, void *userdata, ps_config **ret, char *err, size_t errlen) {
+        ps_conf_ctx c = { .err = err, .errlen = errlen, .report = report };
         ps_config *cfg = NULL;
         int r;
 
         if (!ret)
                 return -EINVAL;
         if (path) {
-                r = load_file(path, known, &cfg, err, errlen);
+                r = load_file(path, known, report, &cfg, err, errlen);
                 if (r)
                         return r;
         } else {
@@ -243,6 +266,8 @@ static int load(const char *path, const ps_inventory *known, ps_getenv_fn getenv
                 }
         }
         r = ps_config_apply_env(cfg, getenv_fn, userdata, err, errlen);
+        if (r == PS_E_INVALID && report)
+                (void) ps_conf_report_add(report, err);
         /* Only the bind in effect must stay clear of the pools' ports. */
         if (!r)
                 r = ps_conf_check_bind_ports(&c, cfg, cfg->bind,
@@ -258,14 +283,33 @@ static int load(const char *path, const ps_inventory *known, ps_getenv_fn getenv
 
 int ps_config_load(const char *path, ps_getenv_fn getenv_fn, void *userdata,
                    ps_config **ret, char *err, size_t errlen) {
-        return load(path, NULL, getenv_fn, userdata, ret, err, errlen);
+        return load(path, NULL, NULL, getenv_fn, userdata, ret, err, errlen);
 }
 
 int ps_config_reload(const char *path, const ps_inventory *known, ps_getenv_fn getenv_fn,
                      void *userdata, ps_config **ret, char *err, size_t errlen) {
         if (!path || !known)
                 return -EINVAL;
-        return load(path, known, getenv_fn, userdata, ret, err, errlen);
+        return load(path, known, NULL, getenv_fn, userdata, ret, err, errlen);
+}
+
+int ps_config_check_load(const char *path, ps_getenv_fn getenv_fn, void *userdata,
+                         ps_config **ret, char ***errors, size_t *n_errors) {
+        ps_conf_report report = { .msgs = NULL };
+        char err[1024] = "";
+        int r;
+
+        if (!path || !ret || !errors || !n_errors)
+                return -EINVAL;
+        r = load(path, NULL, &report, getenv_fn, userdata, ret, err, sizeof(err));
+        /* A problem said only in err (the file cannot be opened, ...). */
+        if (r != 0 && report.n == 0 && !report.oom && err[0])
+                (void) ps_conf_report_add(&report, err);
+        if (report.oom)
+                r = -ENOMEM;
+        *errors = report.msgs;
+        *n_errors = report.n;
+        return r;
 }
 
 /* ---- flags ---- */

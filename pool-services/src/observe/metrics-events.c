@@ -50,6 +50,13 @@ static bool field_int(const ps_event *ev, const char *key, int64_t *ret) {
         return true;
 }
 
+/* -1 when absent, else 0 or 1. */
+static int field_bool(const ps_event *ev, const char *key) {
+        const ps_field *f = field_find(ev, key, PS_FIELD_TYPE_BOOL);
+
+        return f ? f->boolean : -1;
+}
+
 static void observe_alert(ps_metrics_pool *p, const ps_event *ev) {
         const char *alert = field_str(ev, "alert");
 
@@ -68,12 +75,12 @@ static void observe_alert(ps_metrics_pool *p, const ps_event *ev) {
 
 /* An engine_exited event: asked for, exit 0 on its own, or failed. */
 static void observe_exit(ps_metrics_pool *p, const ps_event *ev) {
-        const char *expected = field_str(ev, "expected");
+        int expected = field_bool(ev, "expected");
         int64_t code;
 
-        if (!expected)
+        if (expected < 0)
                 return;
-        if (strcmp(expected, "true") == 0)
+        if (expected)
                 count_labelled(p, PS_LABELLED_EXITS, "requested");
         else if (field_int(ev, "exit_code", &code) && code == 0)
                 count_labelled(p, PS_LABELLED_EXITS, "unrequested");
@@ -82,11 +89,11 @@ static void observe_exit(ps_metrics_pool *p, const ps_event *ev) {
 }
 
 static void observe_request_done(ps_metrics_pool *p, const ps_event *ev) {
-        const char *request = field_str(ev, "request"), *ok = field_str(ev, "ok");
-        const char *outcome;
+        const char *request = field_str(ev, "request"), *outcome;
+        int ok = field_bool(ev, "ok");
         int64_t duration_ms;
 
-        if (!request || !ok || (strcmp(ok, "true") != 0 && strcmp(ok, "false") != 0))
+        if (!request || ok < 0)
                 return;
         for (size_t k = 0; k < PS_REQUEST_MAX; k++) {
                 if (strcmp(request, ps_metrics_request_names[k]) != 0)
@@ -95,12 +102,9 @@ static void observe_request_done(ps_metrics_pool *p, const ps_event *ev) {
                  * replica's own answer (with a replica_id) is a detail. */
                 if (k != PS_REQUEST_PRELOAD && ev->replica_id)
                         return;
-                outcome = strcmp(ok, "true") == 0 ? "success" : "failure";
-                if (k == PS_REQUEST_DRAIN && strcmp(outcome, "success") == 0) {
-                        const char *forced = field_str(ev, "force_stopped");
-
-                        outcome = forced && strcmp(forced, "true") == 0 ? "force_stopped" : "drained";
-                }
+                outcome = ok ? "success" : "failure";
+                if (k == PS_REQUEST_DRAIN && ok)
+                        outcome = field_bool(ev, "force_stopped") > 0 ? "force_stopped" : "drained";
                 count_labelled(p, request_counter[k], outcome);
                 if (k == PS_REQUEST_RELOAD && strcmp(outcome, "failure") == 0)
                         count_labelled(p, PS_LABELLED_RELOAD_FAILURES, field_str_or_unknown(ev, "reason"));

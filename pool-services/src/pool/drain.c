@@ -74,8 +74,8 @@ static void emit_done(drain_op *op, const ps_drain_outcome *o) {
         const ps_context *ctx = ps_registry_ctx(op->reg);
         const ps_field fields[] = {
                 PS_FIELD_STR("request", "drain"),
-                PS_FIELD_STR("ok", o->ok ? "true" : "false"),
-                PS_FIELD_STR("force_stopped", o->force_stopped ? "true" : "false"),
+                PS_FIELD_BOOL("ok", o->ok),
+                PS_FIELD_BOOL("force_stopped", o->force_stopped),
                 PS_FIELD_INT("leases_left", o->leases_left),
                 PS_FIELD_INT("duration_ms", o->duration_ms),
                 PS_FIELD_STR("outcome", o->message),

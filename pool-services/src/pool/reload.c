@@ -296,10 +296,10 @@ static void finish(reload_op *op) {
         json_t *result = result_json(op, duration_ms);
         const ps_field fields[] = {
                 PS_FIELD_STR("request", "reload"),
-                PS_FIELD_STR("ok", op->rc == 0 ? "true" : "false"),
+                PS_FIELD_BOOL("ok", op->rc == 0),
                 PS_FIELD_STR("strategy", ps_reload_strategy_to_string(op->strategy)),
                 PS_FIELD_STR("reason", op->rc == 0 ? NULL : op->reason),
-                PS_FIELD_STR("noop", op->noop ? "true" : "false"),
+                PS_FIELD_BOOL("noop", op->noop),
                 PS_FIELD_INT("duration_ms", duration_ms),
                 PS_FIELD_STR("outcome", op->message),
         };

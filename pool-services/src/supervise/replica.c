@@ -568,7 +568,7 @@ static void on_engine_exit(ps_engine *engine, const ps_exit_status *st, void *us
              st->exited ? PS_FIELD_STR("signal", NULL) : PS_FIELD_STR("signal", pd_signal_name(st->signo)),
              PS_FIELD_INT("uptime_s", uptime_ms / 1000),
              PS_FIELD_STR("last_line", ev.detail),
-             PS_FIELD_STR("expected", r->lc.inst[in->id].exit_expected ? "true" : "false"));
+             PS_FIELD_BOOL("expected", r->lc.inst[in->id].exit_expected));
 
         if (ev.cls == PD_CRASH_HOST_OOM) {
                 /* evidence for the classifier: the kernel killed it */
@@ -965,10 +965,10 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
                 EMIT(r, PS_EVENT_REQUEST_DONE, ok ? PS_LOG_INFO : PS_LOG_ERROR,
                      ok ? "request finished" : "request failed",
                      PS_FIELD_STR("request", pd_reply_to_string(a->reply)),
-                     PS_FIELD_STR("ok", ok ? "true" : "false"),
+                     PS_FIELD_BOOL("ok", ok),
                      PS_FIELD_STR("outcome", a->text),
-                     PS_FIELD_STR("force_stopped", a->reply == PD_REPLY_DRAIN ?
-                                  (a->force_stopped ? "true" : "false") : NULL));
+                     PS_FIELD_BOOL_IF("force_stopped", a->reply == PD_REPLY_DRAIN,
+                                      a->force_stopped));
                 if (a->reply < PD_REPLY_MAX && r->pending[a->reply].fn && *n_replies < 4) {
                         reply_out *o = &replies[(*n_replies)++];
 
@@ -1381,6 +1381,20 @@ const char *ps_replica_device_mask(const ps_replica *r) {
 
 const char *ps_replica_pool_id(const ps_replica *r) { return r->pool_id; }
 const char *ps_replica_id(const ps_replica *r) { return r->replica_id; }
+
+int ps_replica_log_path(const ps_replica *r, char *buf, size_t len) {
+        const replica_inst *in = &r->inst[PD_INSTANCE_PRIMARY];
+        const ps_engine *e = in->engine ? in->engine : in->dead;
+        int n;
+
+        if (e)
+                n = snprintf(buf, len, "%s", ps_engine_log_path(e));
+        else
+                n = snprintf(buf, len, "%s/engine-%s_%s.log", r->ctx->runtime_dir, r->pool_id,
+                             r->replica_id);
+        return n < 0 || (size_t) n >= len ? -ENAMETOOLONG : 0;
+}
+
 /* A replica whose surge engine took over is ready, while its old engine
  * still retires. */
 static const char *shown_state(const pd_lifecycle *lc) {

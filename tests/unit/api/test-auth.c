@@ -211,7 +211,11 @@ static void access_table(void **state) {
                 route_path(pa_routes[i].pattern, path, sizeof(path));
                 assert_int_equal(pa_path_parse(path, &parsed, NULL), 0);
                 bool ro = pa_auth_path_is_read_only(method, &parsed);
+                /* Engine logs: a read, but not for an open TCP listener. */
+                bool priv = pa_auth_path_is_private(&parsed);
                 pa_path_done(&parsed);
+
+                assert_int_equal(priv, strstr(path, "/logs") != NULL);
                 /* Only GETs (and POST .../status) are read-only. */
                 assert_true(get ? ro : (ro == (strstr(path, "/status") != NULL)));
 
@@ -228,13 +232,14 @@ static void access_table(void **state) {
                 assert_int_equal(a.token_needed, !pub);
                 assert_false(a.refused);
 
-                /* TCP without one: reads open, changes refused. */
+                /* TCP without one: reads open (but private ones), changes
+                 * refused. */
                 a = decide(&none, PA_LISTENER_TCP, method, path);
                 assert_false(a.token_needed);
-                assert_int_equal(a.refused, !ro);
+                assert_int_equal(a.refused, !ro || priv);
                 if (get) {
                         a = decide(&none, PA_LISTENER_TCP, "HEAD", path);
-                        assert_false(a.refused);
+                        assert_int_equal(a.refused, priv);
                 }
         }
         /* The status query, whether or not the route exists yet. */

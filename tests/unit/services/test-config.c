@@ -341,7 +341,7 @@ typedef struct error_case {
 
 static const error_case error_cases[] = {
         { "[1]", "config: must be a JSON object, got an array" },
-        { "{\"colour\": 1}", "colour: unknown key" },
+        { "{\"colour\": 1}", "colour: unknown key (did you mean \"cloud\"?)" },
         { "{\"bind\": 9200}", "bind: must be a string, got an integer" },
         { "{\"bind\": \"localhost\"}",
           "bind: expected HOST:PORT (e.g. 127.0.0.1:9200 or [::1]:9200), got \"localhost\"" },
@@ -355,7 +355,7 @@ static const error_case error_cases[] = {
         { "{\"shutdown\": true}", "shutdown: must be a string, got a boolean" },
         { "{\"shutdown\": \"kill\"}", "shutdown: must be \"stop\" or \"keep\", got \"kill\"" },
         { "{\"engines\": []}", "engines: must be an object, got an array" },
-        { "{\"engines\": {\"allowed\": []}}", "engines.allowed: unknown key" },
+        { "{\"engines\": {\"allowed\": []}}", "engines.allowed: unknown key (did you mean \"allow\"?)" },
         { "{\"engines\": {\"allow\": \"/bin/x\"}}", "engines.allow: must be an array, got a string" },
         { "{\"engines\": {\"allow\": [\"bin/x\"]}}",
           "engines.allow[0]: must be an absolute path, got \"bin/x\"" },
@@ -454,7 +454,7 @@ static const error_case error_cases[] = {
           ".sock\"}}",
           "api.socket: /run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock "
           "is longer than 107 bytes, the most a Unix socket path may have" },
-        { "{\"api\": {\"sock\": \"/x\"}}", "api.sock: unknown key" },
+        { "{\"api\": {\"sock\": \"/x\"}}", "api.sock: unknown key (did you mean \"socket\"?)" },
         { "{\"engines\": {\"env_pass\": [\"NOT-A-NAME\"]}}",
           "engines.env_pass[0]: \"NOT-A-NAME\" is not a variable name" },
         { "{\"models\": {\"allow\": [\"models/\"]}}",
@@ -596,7 +596,7 @@ static const error_case error_cases[] = {
         { "{\"cloud\": {\"etcd\": {\"ttl_ms\": 500}}}", "cloud.etcd.ttl_ms: must be >= 1000, got 500" },
         /* a section's keys are checked before its values, and the values
          * in the order of docs/configuration.md, not of the file */
-        { "{\"bind\": 1, \"colour\": 1}", "colour: unknown key" },
+        { "{\"bind\": 1, \"colour\": 1}", "colour: unknown key (did you mean \"cloud\"?)" },
         { "{\"shutdown\": \"kill\", \"bind\": 1}", "bind: must be a string, got an integer" },
         { "{\"cloud\": {\"etcd\": {\"ttl_ms\": 1}, \"node_id\": \"a b\"}}",
           "cloud.node_id: node id \"a b\": character ' ' at position 1 is not allowed (letters, "
@@ -1635,6 +1635,46 @@ static void test_cloud_ids_default_to_the_host_name(void **state) {
         ps_config_free(cfg);
 }
 
+/* A check collects every problem; a load stops at the first. */
+static void test_check_collects_every_error(void **state) {
+        static const char text[] =
+                "{" FAKE_GPU ", \"shutdown\": \"kil\", \"pools\": ["
+                POOL_A(", \"slot\": 2, \"replicas\": 0") ","
+                POOL_B_ON("GPU7", "") "]}";
+        static const char *const want[] = {
+                "shutdown: must be \"stop\" or \"keep\", got \"kil\"",
+                "pools[0].slot: unknown key (did you mean \"slots\"?)",
+                "pools[0].replicas: must be 1..",
+                "pools[1].device_mask: GPU7 is not a known device",
+        };
+        char path[] = "/tmp/pm-check-XXXXXX", prefixed[512], err[512];
+        ps_config *cfg = NULL;
+        char **errors = NULL;
+        size_t n = 0;
+        int fd = mkstemp(path);
+
+        (void) state;
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t) sizeof(text) - 1);
+        close(fd);
+        assert_int_equal(ps_config_check_load(path, NULL, NULL, &cfg, &errors, &n), PS_E_INVALID);
+        assert_null(cfg);
+        for (size_t i = 0; i < n; i++)
+                print_message("%s\n", errors[i]);
+        assert_int_equal(n, sizeof(want) / sizeof(want[0]));
+        for (size_t i = 0; i < n; i++) {
+                snprintf(prefixed, sizeof(prefixed), "%s: %s", path, want[i]);
+                assert_true(strncmp(errors[i], prefixed, strlen(prefixed)) == 0);
+                free(errors[i]);
+        }
+        free(errors);
+        /* the same file loaded: only the first */
+        assert_int_equal(ps_config_load_file(path, &cfg, err, sizeof(err)), PS_E_INVALID);
+        snprintf(prefixed, sizeof(prefixed), "%s: %s", path, want[0]);
+        assert_string_equal(err, prefixed);
+        unlink(path);
+}
+
 static void test_cloud_token_file(void **state) {
         char path[] = "/tmp/pm-token-XXXXXX", err[512];
         ps_config *cfg = cloud_config("http://10.0.0.5:9200", "http://orch:8080");
@@ -1722,6 +1762,7 @@ int main(void) {
                 cmocka_unit_test(test_cloud_profile_names_what_is_missing),
                 cmocka_unit_test(test_cloud_ids_default_to_the_host_name),
                 cmocka_unit_test(test_cloud_token_file),
+                cmocka_unit_test(test_check_collects_every_error),
                 cmocka_unit_test(test_watch_interval_from_the_environment),
                 cmocka_unit_test(test_empty_document_is_the_defaults),
                 cmocka_unit_test(test_pool_defaults),

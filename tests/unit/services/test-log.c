@@ -6,9 +6,12 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "pool-services/base/clock.h"
 #include "pool-services/base/event.h"
@@ -293,6 +296,85 @@ static void test_event_becomes_log_line(void **state) {
         assert_int_equal(strlen(output(c)), before);
 }
 
+static void test_json_fields_keep_their_types(void **state) {
+        capture *c = *state;
+
+        assert_int_equal(ps_log(c->log, PS_LOG_INFO, "request finished",
+                                PS_FIELD_BOOL("ok", true), PS_FIELD_BOOL("noop", false),
+                                PS_FIELD_INT("duration_ms", 1900),
+                                PS_FIELD_BOOL_IF("force_stopped", false, true),
+                                PS_FIELD_BOOL_IF("forced", true, false)),
+                         0);
+        assert_string_equal(output(c),
+                            "{\"ts\":\"" PINNED_TS "\",\"level\":\"info\",\"msg\":\"request finished\","
+                            "\"ok\":true,\"noop\":false,\"duration_ms\":1900,\"forced\":false}\n");
+}
+
+static void test_text_line(void **state) {
+        capture *c = *state;
+        const ps_field fields[] = {
+                PS_FIELD_STR("signal", "SIGKILL"),
+                PS_FIELD_INT("restart_in_ms", 1900),
+                PS_FIELD_BOOL("expected", false),
+                PS_FIELD_STR("reason", "killed by \"oom\" killer"),
+                PS_FIELD_STR("empty", ""),
+                PS_FIELD_STR("missing", NULL),
+        };
+        const ps_event ev = {
+                .type = PS_EVENT_ENGINE_FAILED,
+                .level = PS_LOG_WARN,
+                .pool_id = "qwen",
+                .replica_id = "r0",
+                .message = "crashed: killed by SIGKILL",
+                .fields = fields,
+                .n_fields = sizeof(fields) / sizeof(fields[0]),
+        };
+
+        ps_logger_set_format(c->log, PS_LOG_FORMAT_TEXT);
+        assert_int_equal(ps_logger_log_event(c->log, &ev), 0);
+        assert_int_equal(ps_log(c->log, PS_LOG_CRITICAL, "two\nlines", PS_FIELD_STR("path", "a=b"),
+                                PS_FIELD_STR("pool_id", "p"), PS_FIELD_STR("tab", "x\ty")),
+                         0);
+        assert_int_equal(ps_log(c->log, PS_LOG_INFO, "listening"), 0);
+        assert_string_equal(output(c),
+                            PINNED_TS " warn  pool=qwen replica=r0 crashed: killed by SIGKILL"
+                            " event=engine_failed signal=SIGKILL restart_in_ms=1900 expected=false"
+                            " reason=\"killed by \\\"oom\\\" killer\" empty=\"\"\n"
+                            PINNED_TS " critical pool=p two\\nlines path=\"a=b\" tab=\"x\\ty\"\n"
+                            PINNED_TS " info  listening\n");
+}
+
+static void test_format_names_and_default(void **state) {
+        char journal[64];
+        ps_log_format f = PS_LOG_FORMAT_MAX;
+        struct stat st;
+        int fd;
+
+        (void) state;
+        assert_int_equal(ps_log_format_from_string("text", &f), 0);
+        assert_int_equal(f, PS_LOG_FORMAT_TEXT);
+        assert_int_equal(ps_log_format_from_string("json", &f), 0);
+        assert_int_equal(f, PS_LOG_FORMAT_JSON);
+        assert_int_equal(ps_log_format_from_string("yaml", &f), -EINVAL);
+        assert_int_equal(ps_log_format_from_string(NULL, &f), -EINVAL);
+        assert_string_equal(ps_log_format_to_string(PS_LOG_FORMAT_TEXT), "text");
+        assert_null(ps_log_format_to_string(PS_LOG_FORMAT_MAX));
+
+        /* A file is not a terminal: JSON, unless the journal names it. */
+        fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(fstat(fd, &st), 0);
+        assert_int_equal(ps_log_format_default(fd, NULL), PS_LOG_FORMAT_JSON);
+        snprintf(journal, sizeof(journal), "%llu:%llu", (unsigned long long) st.st_dev,
+                 (unsigned long long) st.st_ino);
+        assert_int_equal(ps_log_format_default(fd, journal), PS_LOG_FORMAT_TEXT);
+        snprintf(journal, sizeof(journal), "%llu:%llu", (unsigned long long) st.st_dev,
+                 (unsigned long long) st.st_ino + 1);
+        assert_int_equal(ps_log_format_default(fd, journal), PS_LOG_FORMAT_JSON);
+        assert_int_equal(ps_log_format_default(fd, "garbage"), PS_LOG_FORMAT_JSON);
+        close(fd);
+}
+
 typedef struct seen {
         unsigned calls;
         ps_event_type type;
@@ -358,6 +440,9 @@ int main(void) {
                 cmocka_unit_test(test_write_failure_is_reported),
                 cmocka_unit_test_setup_teardown(test_event_becomes_log_line, capture_setup, capture_teardown),
                 cmocka_unit_test(test_event_sink_emit),
+                cmocka_unit_test_setup_teardown(test_json_fields_keep_their_types, capture_setup, capture_teardown),
+                cmocka_unit_test_setup_teardown(test_text_line, capture_setup, capture_teardown),
+                cmocka_unit_test(test_format_names_and_default),
                 cmocka_unit_test(test_system_clock_is_sane),
         };
 

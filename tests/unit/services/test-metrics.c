@@ -239,11 +239,11 @@ static void test_counters_from_events(void **state) {
         (void) state;
         EVENT(m, PS_EVENT_ENGINE_SPAWNED, "a", PS_FIELD_INT("pid", 10));
         EVENT(m, PS_EVENT_SPAWN_FAILED, "a", PS_FIELD_STR("error", "ENOENT"));
-        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_STR("signal", "SIGSEGV"), PS_FIELD_STR("expected", "false"));
-        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 0), PS_FIELD_STR("expected", "false"));
-        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 0), PS_FIELD_STR("expected", "false"));
-        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 0), PS_FIELD_STR("expected", "true"));
-        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 1), PS_FIELD_STR("expected", "false"));
+        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_STR("signal", "SIGSEGV"), PS_FIELD_BOOL("expected", false));
+        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 0), PS_FIELD_BOOL("expected", false));
+        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 0), PS_FIELD_BOOL("expected", false));
+        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 0), PS_FIELD_BOOL("expected", true));
+        EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 1), PS_FIELD_BOOL("expected", false));
         /* without the field it says nothing */
         EVENT(m, PS_EVENT_ENGINE_EXITED, "a", PS_FIELD_INT("exit_code", 0));
         EVENT(m, PS_EVENT_ENGINE_FAILED, "a", PS_FIELD_STR("class", "signal"));
@@ -261,18 +261,18 @@ static void test_counters_from_events(void **state) {
         EVENT(m, PS_EVENT_PROBE_FAILED, "a", PS_FIELD_STR("detail", "timeout"));
         EVENT(m, PS_EVENT_PROBE_FAILED, "a", PS_FIELD_STR("detail", "timeout"));
         EVENT(m, PS_EVENT_ENGINE_LOG_ERROR, "a", PS_FIELD_STR("class", "cuda_error"));
-        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "preload"), PS_FIELD_STR("ok", "true"));
-        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "preload"), PS_FIELD_STR("ok", "false"));
-        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "preload"), PS_FIELD_STR("ok", "false"));
-        POOL_EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "true"),
-              PS_FIELD_STR("force_stopped", "false"));
-        POOL_EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "reload"), PS_FIELD_STR("ok", "false"),
+        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "preload"), PS_FIELD_BOOL("ok", true));
+        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "preload"), PS_FIELD_BOOL("ok", false));
+        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "preload"), PS_FIELD_BOOL("ok", false));
+        POOL_EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_BOOL("ok", true),
+              PS_FIELD_BOOL("force_stopped", false));
+        POOL_EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "reload"), PS_FIELD_BOOL("ok", false),
                    PS_FIELD_STR("reason", "drain_timeout"));
-        POOL_EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "true"),
-                   PS_FIELD_STR("force_stopped", "true"));
+        POOL_EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_BOOL("ok", true),
+                   PS_FIELD_BOOL("force_stopped", true));
         /* a replica's own answer to a drain or reload is not counted again */
-        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "true"));
-        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "reload"), PS_FIELD_STR("ok", "true"));
+        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_BOOL("ok", true));
+        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "reload"), PS_FIELD_BOOL("ok", true));
         EVENT(m, PS_EVENT_LEASE, "a", PS_FIELD_STR("lease", "granted"));
         EVENT(m, PS_EVENT_LEASE, "a", PS_FIELD_STR("lease", "granted"));
         EVENT(m, PS_EVENT_LEASE, "a", PS_FIELD_STR("lease", "released"));
@@ -360,7 +360,7 @@ static void test_help_type_once_with_many_pools(void **state) {
                 assert_int_equal(json_array_append_new(pools, pool_json(id, "ready", true, 2, 1, 1, 0, "closed")), 0);
                 EVENT(m, PS_EVENT_ENGINE_FAILED, id, PS_FIELD_STR("class", "signal"));
                 EVENT(m, PS_EVENT_READY, id, PS_FIELD_INT("startup_ms", 100 * i));
-                POOL_EVENT(m, PS_EVENT_REQUEST_DONE, id, PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "true"),
+                POOL_EVENT(m, PS_EVENT_REQUEST_DONE, id, PS_FIELD_STR("request", "drain"), PS_FIELD_BOOL("ok", true),
                       PS_FIELD_INT("duration_ms", 10 * i));
         }
         snap = json_pack("{s:o}", "pools", pools);
@@ -409,7 +409,7 @@ static void test_counters_survive_pool_removal(void **state) {
         assert_line(text, "pool_managerd_pool_active_leases{pool_id=\"a\"} 2");
         free(text);
         EVENT(m, PS_EVENT_ENGINE_FAILED, "a", PS_FIELD_STR("class", "exit_code"));
-        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "preload"), PS_FIELD_STR("ok", "true"));
+        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "preload"), PS_FIELD_BOOL("ok", true));
 
         text = render(m, only_b, NULL);
         assert_line(text, "pool_managerd_engine_crashes_total{pool_id=\"a\",reason=\"exit_code\"} 1");
@@ -579,9 +579,9 @@ static void test_request_duration_histogram(void **state) {
         char *text;
 
         (void) state;
-        POOL_EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "true"),
+        POOL_EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_BOOL("ok", true),
               PS_FIELD_INT("duration_ms", 4500));
-        POOL_EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_STR("ok", "false"),
+        POOL_EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "drain"), PS_FIELD_BOOL("ok", false),
               PS_FIELD_INT("duration_ms", 30000));
         text = render(m, NULL, NULL);
         assert_line(text, "pool_managerd_drains_total{pool_id=\"a\",outcome=\"drained\"} 1");
@@ -676,10 +676,10 @@ static void test_ignored_events(void **state) {
         free(text);
 
         /* fields that are missing or not understood count nothing */
-        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "none"), PS_FIELD_STR("ok", "true"));
+        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "none"), PS_FIELD_BOOL("ok", true));
         EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "preload"), PS_FIELD_STR("ok", "maybe"));
         EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_STR("request", "preload"));
-        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_INT("request", 1), PS_FIELD_STR("ok", "true"));
+        EVENT(m, PS_EVENT_REQUEST_DONE, "a", PS_FIELD_INT("request", 1), PS_FIELD_BOOL("ok", true));
         EVENT(m, PS_EVENT_ALERT, "a", PS_FIELD_STR("alert", "something_new"));
         event_bare(m, PS_EVENT_ALERT, "a");
         /* a failure without a class is still a failure */

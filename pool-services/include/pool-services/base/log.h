@@ -9,14 +9,43 @@
 #include "pool-services/base/clock.h"
 
 /*
- * JSON-lines logging: one object per line,
+ * One line per event, in one of two formats. JSON lines (the default of a
+ * logger):
  *
  *   {"ts":"2026-11-24T12:00:00.123Z","level":"info","msg":"listening","address":"127.0.0.1:9200"}
  *
  * `ts` (RFC 3339, UTC, milliseconds), `level` and `msg` always come first,
- * then the structured fields in the order given. Each line goes out in one
- * write and is flushed, so a reader on a pipe never sees half a line.
+ * then the structured fields in the order given, with their types (strings,
+ * integers, true/false). Text, for a person at a terminal or the journal:
+ *
+ *   2026-11-24T12:00:00.123Z warn  pool=qwen replica=r0 crashed signal=SIGKILL
+ *
+ * the timestamp, the level padded to five, pool= and replica= when the line
+ * has them, the message, then the other fields as key=value (a value with
+ * spaces, quotes, '=' or control characters quoted, C-style escapes).
+ * Each line goes out in one write and is flushed, so a reader on a pipe
+ * never sees half a line.
  */
+
+typedef enum ps_log_format {
+        PS_LOG_FORMAT_JSON,
+        PS_LOG_FORMAT_TEXT,
+        PS_LOG_FORMAT_MAX,
+} ps_log_format;
+
+/* "json", "text"; NULL when out of range. */
+const char *ps_log_format_to_string(ps_log_format format);
+
+/* 0 and *ret set on success; -EINVAL for an unknown name. */
+int ps_log_format_from_string(const char *s, ps_log_format *ret);
+
+/*
+ * The format for a stream on fd when none is asked for: text when fd is a
+ * terminal or the systemd journal (journal_stream, the value of
+ * $JOURNAL_STREAM, "DEVICE:INODE", names fd's device and inode), JSON
+ * otherwise (a pipe to a log shipper, a file).
+ */
+ps_log_format ps_log_format_default(int fd, const char *journal_stream);
 
 typedef enum ps_log_level {
         PS_LOG_DEBUG,
@@ -37,6 +66,7 @@ typedef enum ps_field_type {
         PS_FIELD_TYPE_NONE,       /* terminator; never written             */
         PS_FIELD_TYPE_STRING,
         PS_FIELD_TYPE_INTEGER,
+        PS_FIELD_TYPE_BOOL,       /* JSON true/false; text true/false       */
         PS_FIELD_TYPE_MAX,
 } ps_field_type;
 
@@ -57,6 +87,7 @@ typedef struct ps_field {
         union {
                 const char *str;
                 int64_t integer;
+                bool boolean;
         };
 } ps_field;
 
@@ -64,6 +95,13 @@ typedef struct ps_field {
         ((ps_field) { .key = (k), .type = PS_FIELD_TYPE_STRING, .str = (v) })
 #define PS_FIELD_INT(k, v) \
         ((ps_field) { .key = (k), .type = PS_FIELD_TYPE_INTEGER, .integer = (int64_t) (v) })
+#define PS_FIELD_BOOL(k, v) \
+        ((ps_field) { .key = (k), .type = PS_FIELD_TYPE_BOOL, .boolean = (v) })
+/* A boolean written only when present: a field to leave out otherwise. */
+#define PS_FIELD_BOOL_IF(k, present, v)                                          \
+        ((ps_field) { .key = (k),                                               \
+                      .type = (present) ? PS_FIELD_TYPE_BOOL : PS_FIELD_TYPE_NONE, \
+                      .boolean = (v) })
 #define PS_FIELD_END \
         ((ps_field) { .key = NULL, .type = PS_FIELD_TYPE_NONE })
 
@@ -80,6 +118,9 @@ ps_logger *ps_logger_new(FILE *out, ps_log_level min_level, const ps_clock *cloc
 ps_logger *ps_logger_free(ps_logger *logger);
 
 void ps_logger_set_level(ps_logger *logger, ps_log_level min_level);
+
+/* JSON until set. */
+void ps_logger_set_format(ps_logger *logger, ps_log_format format);
 ps_log_level ps_logger_get_level(const ps_logger *logger);
 
 /* Would a line at this level be written? Lets a caller skip building

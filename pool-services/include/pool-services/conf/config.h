@@ -179,6 +179,16 @@ int ps_config_load_file(const char *path, ps_config **ret, char *err, size_t err
 int ps_config_apply_env(ps_config *config, ps_getenv_fn getenv_fn, void *userdata,
                         char *err, size_t errlen);
 
+/*
+ * For --check-config: loads like ps_config_load() but goes on past a
+ * problem, so *errors (n_errors messages, "path: pools[1].port: ...",
+ * each and the array malloc'd, the caller frees them) holds every one
+ * found. 0 with *ret when there is none; PS_E_INVALID
+ * (no *ret) when there is; -ENOMEM.
+ */
+int ps_config_check_load(const char *path, ps_getenv_fn getenv_fn, void *userdata,
+                         ps_config **ret, char ***errors, size_t *n_errors);
+
 /* The file (path NULL: none, the defaults), then the environment. */
 int ps_config_load(const char *path, ps_getenv_fn getenv_fn, void *userdata,
                    ps_config **ret, char *err, size_t errlen);

@@ -104,6 +104,12 @@ const char *ps_replica_device_mask(const ps_replica *r);
 
 const char *ps_replica_pool_id(const ps_replica *r);
 const char *ps_replica_id(const ps_replica *r);
+/*
+ * The log file its engine writes (the API's logs route reads it): the
+ * running (or last exited) primary engine's, else
+ * <runtime_dir>/engine-<pool>_<replica>.log. 0, or -ENAMETOOLONG.
+ */
+int ps_replica_log_path(const ps_replica *r, char *buf, size_t len);
 const char *ps_replica_state(const ps_replica *r);
 bool ps_replica_live(const ps_replica *r);
 bool ps_replica_ready(const ps_replica *r);
