@@ -8,7 +8,6 @@
  * is never re-entered.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,10 +20,8 @@
 #include "conf/policy-private.h"
 #include "supervise/replica-private.h"
 #include "pool-services/placement/inventory.h"
-#include "pool-domain/cause.h"
 #include "pool-domain/crash.h"
 #include "pool-domain/lease.h"
-#include "pool-services/base/fs.h"
 #include "pool-services/supervise/handoff.h"
 #include "pool-services/base/hash.h"
 
@@ -207,224 +204,7 @@ static void drop_leases(ps_replica *r, pd_instance_id inst) {
         ps_event_emit(&r->ctx->sink, &ev);
 }
 
-/* ---- probes ------------------------------------------------------------- */
-
-static void probe_send(replica_inst *in);
-
-static bool inst_ready(const replica_inst *in) {
-        return in->owner->lc.inst[in->id].ready_at_ms != 0;
-}
-
-/*
- * While an engine loads: 5, 10, 20 ms, then every 25 ms for the first
- * second (most small models come up within it, and a quick look costs the
- * engine nothing), then every 50 ms -- 20 probes per second for as long as a
- * big model takes. Output from the engine triggers probes besides these.
- */
-#define LOAD_FAST_PHASE_MS 1000
-#define LOAD_FAST_INTERVAL_MS 25
-#define LOAD_SLOW_INTERVAL_MS 50
-
-static int64_t loading_probe_delay(replica_inst *in, int64_t now) {
-        int64_t delay = in->probe_delay_ms;
-
-        if (in->probe_delay_ms < LOAD_FAST_INTERVAL_MS)
-                in->probe_delay_ms = in->probe_delay_ms * 2 > LOAD_FAST_INTERVAL_MS ?
-                                     LOAD_FAST_INTERVAL_MS : in->probe_delay_ms * 2;
-        else if (now - in->probe_started_ms >= LOAD_FAST_PHASE_MS)
-                in->probe_delay_ms = LOAD_SLOW_INTERVAL_MS;
-        return delay;
-}
-
-static void probe_schedule(replica_inst *in, int64_t delay_ms) {
-        struct timeval tv = ms_to_tv(delay_ms);
-
-        evtimer_add(in->probe_timer, &tv);
-}
-
-/*
- * Once ready, probes keep their cadence: the next is due one interval
- * after the previous was sent, however long its answer took, so a hung
- * engine is caught after failure_threshold x interval (plus at most one
- * timeout), not threshold x (interval + timeout).
- */
-static int64_t steady_delay(replica_inst *in) {
-        int64_t due = in->last_probe_ms + policy(in->owner)->health.interval_ms - mono_now(in->owner);
-
-        return due > 0 ? due : 0;
-}
-
-static const ps_engine_spec *probed_spec(const replica_inst *in) {
-        const ps_replica *r = in->owner;
-
-        return in->id == PD_INSTANCE_SURGE && r->staged ? r->staged : r->current;
-}
-
-/*
- * A first 200 counts once the engine is seen holding the socket that
- * answered (health.verify_listener): another program on the port answers
- * too. Until then the engine is not ready, and last_error says who
- * listens. When it cannot be told (no sock_diag), the 200 counts.
- */
-static bool listener_verified(replica_inst *in) {
-        ps_replica *r = in->owner;
-        const ps_engine_spec *spec = probed_spec(in);
-        char why[PD_ACTION_TEXT_MAX];
-        int rc;
-
-        if (!ps_policy_verify_listener(r->policy))
-                return true;
-        rc = ps_engine_serves(in->engine, spec->host ? spec->host : "127.0.0.1", in->port,
-                              why, sizeof(why));
-        if (rc != -EADDRNOTAVAIL && rc != -ESRCH)
-                return true;
-        if (strcmp(r->lc.last_error, why) != 0) {
-                EMIT(r, PS_EVENT_GENERIC, PS_LOG_WARN, "health probe not counted",
-                     PS_FIELD_STR("error", why));
-                snprintf(r->lc.last_error, sizeof(r->lc.last_error), "%s", why);
-                r->lc.last_error_cls = PD_CRASH_CLASS_MAX;
-                r->lc.last_error_at_ms = mono_now(r);
-        }
-        return false;
-}
-
-static void on_probe(ps_probe_result result, long http_status, const char *detail,
-                     void *userdata) {
-        replica_inst *in = userdata;
-        ps_replica *r = in->owner;
-        const pd_policy *p = policy(r);
-        int64_t now = mono_now(r);
-        pd_event_type type;
-
-        in->probe = NULL;
-        if (!in->probing)
-                return;
-
-        if (!inst_ready(in)) {
-                /* Loading: a changing answer is progress; 200 is readiness. */
-                if (http_status != in->last_http_status) {
-                        in->last_http_status = http_status;
-                        in->last_progress_ms = now;
-                }
-                if (result == PS_PROBE_OK && listener_verified(in)) {
-                        feed_simple(r, PD_EV_PROBE_OK, in->id, NULL);
-                        run(r);
-                        /* ready now: the steady schedule takes over */
-                        if (in->probing && !in->probe && !evtimer_pending(in->probe_timer, NULL))
-                                probe_schedule(in, steady_delay(in));
-                        return;
-                }
-                if (p->health.stall_timeout_ms > 0 &&
-                    now - in->last_progress_ms >= p->health.stall_timeout_ms) {
-                        char why[REPLICA_DETAIL_MAX];
-
-                        snprintf(why, sizeof(why), "no output and no change in health answer for %lld ms",
-                                 (long long) (now - in->last_progress_ms));
-                        in->last_progress_ms = now;
-                        feed_simple(r, PD_EV_STALL, in->id, why);
-                        run(r);
-                        if (!in->probing)
-                                return;
-                }
-                if (in->probe_again) {
-                        in->probe_again = false;
-                        probe_send(in);
-                        return;
-                }
-                probe_schedule(in, loading_probe_delay(in, now));
-                return;
-        }
-
-        switch (result) {
-        case PS_PROBE_OK:
-                type = PD_EV_PROBE_OK;
-                break;
-        case PS_PROBE_TIMEOUT:
-                type = PD_EV_PROBE_TIMEOUT;
-                break;
-        case PS_PROBE_FAILED:
-        case PS_PROBE_RESULT_MAX:
-        default:
-                type = PD_EV_PROBE_FAILED;
-                break;
-        }
-        if (type != PD_EV_PROBE_OK)
-                EMIT(r, PS_EVENT_PROBE_FAILED, PS_LOG_WARN, "health probe failed",
-                     PS_FIELD_STR("detail", detail),
-                     PS_FIELD_INT("consecutive", r->lc.inst[in->id].probe_failures + 1));
-        feed_simple(r, type, in->id, detail);
-        run(r);
-        if (in->probing && !in->probe && !evtimer_pending(in->probe_timer, NULL))
-                probe_schedule(in, steady_delay(in));
-}
-
-static void probe_send(replica_inst *in) {
-        ps_replica *r = in->owner;
-        const pd_policy *p = policy(r);
-        char url[512];
-        int64_t timeout = p->health.timeout_ms > 0 ? p->health.timeout_ms : 1000;
-        int rc;
-
-        if (in->probe) {
-                in->probe_again = true;
-                return;
-        }
-        /* The engine is probed where it listens: a drain-first reload may
-         * start it on another port than the spec it replaces. */
-        snprintf(url, sizeof(url), "%s%s", in->url, ps_policy_health_path(r->policy));
-        in->last_probe_ms = mono_now(r);
-        rc = ps_prober_get(r->ctx->prober, url, timeout, on_probe, in, &in->probe);
-        if (rc < 0) {
-                EMIT(r, PS_EVENT_GENERIC, PS_LOG_ERROR, "cannot start health probe",
-                     PS_FIELD_STR("url", url), PS_FIELD_STR("error", strerror(-rc)));
-                probe_schedule(in, p->health.interval_ms);
-        }
-}
-
-static void on_probe_timer(evutil_socket_t fd, short what, void *userdata) {
-        replica_inst *in = userdata;
-
-        (void) fd;
-        (void) what;
-        if (in->probing)
-                probe_send(in);
-}
-
-static void probe_start(replica_inst *in) {
-        in->probing = true;
-        in->probe_again = false;
-        in->probe_delay_ms = 5;
-        in->probe_started_ms = mono_now(in->owner);
-        in->last_http_status = -1;
-        in->last_progress_ms = mono_now(in->owner);
-        evtimer_del(in->probe_timer);
-        probe_send(in);
-}
-
-static void probe_stop(replica_inst *in) {
-        in->probing = false;
-        in->probe_again = false;
-        evtimer_del(in->probe_timer);
-        if (in->probe) {
-                ps_probe_cancel(in->probe);
-                in->probe = NULL;
-        }
-}
-
-/* ---- engine output and exit ----------------------------------------- */
-
-/* Engines that announce readiness in their output (llama-server, vLLM via
- * uvicorn) get probed at once instead of at the next tick. */
-static bool announces_listening(const char *line, size_t len) {
-        static const char *const marks[] = {
-                "listening on", "server is listening", "Uvicorn running on",
-                "Application startup complete", "HTTP server listening",
-        };
-        for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
-                if (memmem(line, len, marks[i], strlen(marks[i])))
-                        return true;
-        return false;
-}
+/* ---- driver errors --------------------------------------------------------- */
 
 /* The GPUs the replica's engine runs on; false when it names none. */
 static bool gpu_mask(const ps_replica *r, ps_device_mask *m) {
@@ -459,202 +239,153 @@ static void spread_driver_trouble(ps_replica *r, const char *why) {
                 r->owner.device_trouble(r, why, r->owner.userdata);
 }
 
-static void on_log_line(const char *line, size_t len, void *userdata) {
-        replica_inst *in = userdata;
-        ps_replica *r = in->owner;
+/* ---- what the engine instances report ------------------------------------ */
+
+static void inst_emit(ps_instance *proc, ps_event_type type, ps_log_level level,
+                      const char *message, const ps_field *fields, size_t n_fields,
+                      void *userdata) {
+        (void) proc;
+        emit(userdata, type, level, message, fields, n_fields);
+}
+
+static bool inst_ready(const ps_instance *proc, void *userdata) {
+        const ps_replica *r = userdata;
+
+        return r->lc.inst[ps_instance_id(proc)].ready_at_ms != 0;
+}
+
+static const char *inst_probe_host(const ps_instance *proc, void *userdata) {
+        const ps_replica *r = userdata;
+        const ps_engine_spec *spec = ps_instance_id(proc) == PD_INSTANCE_SURGE && r->staged ?
+                                     r->staged : r->current;
+
+        return spec->host;
+}
+
+static void inst_spawned(ps_instance *proc, void *userdata) {
+        feed_simple(userdata, PD_EV_SPAWNED, ps_instance_id(proc), NULL);
+}
+
+static void inst_preflight_failed(ps_instance *proc, int refusal, const char *err,
+                                  void *userdata) {
+        pd_event ev = { .type = PD_EV_PREFLIGHT_FAILED, .instance = ps_instance_id(proc),
+                        .refusal = refusal, .detail = err };
+
+        enqueue(userdata, &ev);
+}
+
+/* A start that failed for the node's fault is fed as a node error, retried
+ * on its own schedule and never counted as a crash. */
+static void inst_spawn_failed(ps_instance *proc, bool node_error, const char *err,
+                              void *userdata) {
+        pd_event ev = { .type = PD_EV_SPAWN_FAILED, .instance = ps_instance_id(proc),
+                        .detail = err };
+
+        if (node_error)
+                ev.cls = PD_CRASH_NODE_ERROR;
+        enqueue(userdata, &ev);
+}
+
+static void inst_probe_result(ps_instance *proc, pd_event_type kind, const char *detail,
+                              void *userdata) {
+        ps_replica *r = userdata;
+        pd_instance_id id = ps_instance_id(proc);
+
+        if (kind == PD_EV_PROBE_TIMEOUT || kind == PD_EV_PROBE_FAILED)
+                EMIT(r, PS_EVENT_PROBE_FAILED, PS_LOG_WARN, "health probe failed",
+                     PS_FIELD_STR("detail", detail),
+                     PS_FIELD_INT("consecutive", r->lc.inst[id].probe_failures + 1));
+        feed_simple(r, kind, id, detail);
+        run(r);
+}
+
+/* A 200 from someone else on the engine's port: last_error says who. */
+static void inst_probe_not_counted(ps_instance *proc, const char *why, void *userdata) {
+        ps_replica *r = userdata;
+
+        (void) proc;
+        if (strcmp(r->lc.last_error, why) != 0) {
+                EMIT(r, PS_EVENT_GENERIC, PS_LOG_WARN, "health probe not counted",
+                     PS_FIELD_STR("error", why));
+                snprintf(r->lc.last_error, sizeof(r->lc.last_error), "%s", why);
+                r->lc.last_error_cls = PD_CRASH_CLASS_MAX;
+                r->lc.last_error_at_ms = mono_now(r);
+        }
+}
+
+static bool inst_log_line(ps_instance *proc, const char *line, size_t len, void *userdata) {
+        ps_replica *r = userdata;
+        const char *last = ps_instance_last_line(proc);
         pd_crash_class cls;
-        int64_t now = mono_now(r);
+        pd_event ev;
 
-        if (len == 0)
-                return;
-        snprintf(in->last_line, sizeof(in->last_line), "%.*s", (int) len, line);
-        in->last_progress_ms = now;
-        if (pd_crash_scan_line(line, len, &cls)) {
-                pd_event ev = { .type = PD_EV_LOG_ERROR, .instance = in->id, .cls = cls,
-                                .detail = in->last_line };
-
-                EMIT(r, PS_EVENT_ENGINE_LOG_ERROR, cls == PD_CRASH_VRAM_OOM ? PS_LOG_WARN : PS_LOG_ERROR,
-                     "engine reported an error",
-                     PS_FIELD_STR("class", pd_crash_class_to_string(cls)),
-                     PS_FIELD_STR("line", in->last_line));
-                /* Before r's own step, which may end with r freed. */
-                if (cls == PD_CRASH_DRIVER_ERROR)
-                        spread_driver_trouble(r, in->last_line);
-                enqueue(r, &ev);
-                run(r);
-                return;
-        }
-        if (in->probing && !inst_ready(in) &&
-            (announces_listening(line, len) || now - in->last_probe_ms >= 50)) {
-                evtimer_del(in->probe_timer);
-                probe_send(in);
-        }
+        if (!pd_crash_scan_line(line, len, &cls))
+                return false;
+        ev = (pd_event) { .type = PD_EV_LOG_ERROR, .instance = ps_instance_id(proc), .cls = cls,
+                          .detail = last };
+        EMIT(r, PS_EVENT_ENGINE_LOG_ERROR, cls == PD_CRASH_VRAM_OOM ? PS_LOG_WARN : PS_LOG_ERROR,
+             "engine reported an error",
+             PS_FIELD_STR("class", pd_crash_class_to_string(cls)),
+             PS_FIELD_STR("line", last));
+        /* Before r's own step, which may end with r freed. */
+        if (cls == PD_CRASH_DRIVER_ERROR)
+                spread_driver_trouble(r, last);
+        enqueue(r, &ev);
+        run(r);
+        return true;
 }
 
-/* The kernel's OOM-kill counter of our cgroup (cgroup v2), if there is one.
- * Engines live in the daemon's cgroup, so a rise while one ran and a
- * SIGKILL death together mean the OOM killer took it. */
-static bool read_oom_kill(uint64_t *out) {
-        char cg[512], path[600], text[1024];
-        ssize_t n;
-        int fd;
-        FILE *f;
-
-        f = fopen("/proc/self/cgroup", "re");
-        if (!f)
-                return false;
-        /* cgroup v2 has exactly one line: "0::/path" */
-        if (!fgets(cg, sizeof(cg), f) || strncmp(cg, "0::", 3) != 0) {
-                fclose(f);
-                return false;
-        }
-        fclose(f);
-        cg[strcspn(cg, "\n")] = '\0';
-        snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.events", cg + 3);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return false;
-        n = read(fd, text, sizeof(text) - 1);
-        close(fd);
-        if (n <= 0)
-                return false;
-        return pd_memory_events_oom_kill(text, (size_t) n, out, NULL) == 0;
-}
-
-/* Why the engine ended, in its own words: the cause among its last lines
- * (the tail keeps them), else the log's last line, without the prefix. */
-static void exit_cause(replica_inst *in, const ps_engine *engine, char *buf, size_t size) {
-        char line[REPLICA_DETAIL_MAX] = "";
-        pd_log_line one;
-
-        if (ps_logtail_cause(in->tail, buf, size) && buf[0])
-                return;
-        if (ps_engine_last_log_line(engine, line, sizeof(line)) < 0 || !line[0])
-                snprintf(line, sizeof(line), "%s", in->last_line);
-        one = (pd_log_line) { .text = line, .len = strlen(line) };
-        pd_log_cause_pick(&one, 1, buf, size);
-}
-
-static void on_engine_exit(ps_engine *engine, const ps_exit_status *st, void *userdata) {
-        replica_inst *in = userdata;
-        ps_replica *r = in->owner;
-        pd_event ev = { .type = PD_EV_EXITED, .instance = in->id };
-        uint64_t oom_after = 0;
-        char detail[REPLICA_DETAIL_MAX] = "";
-        int64_t uptime_ms = wall_now(r) - in->started_wall_ms;
-
-        if (in->tail)
-                ps_logtail_drain(in->tail);   /* the last words come first */
-        exit_cause(in, engine, detail, sizeof(detail));
-        in->tail = ps_logtail_free(in->tail);
-        probe_stop(in);
-        in->engine = NULL;
-        in->dead = engine;
+static void inst_exited(ps_instance *proc, const ps_instance_exit *how, void *userdata) {
+        ps_replica *r = userdata;
+        pd_instance_id id = ps_instance_id(proc);
+        const ps_exit_status *st = how->status;
+        pd_event ev = { .type = PD_EV_EXITED, .instance = id, .cls = PD_CRASH_CLASS_MAX,
+                        .detail = how->cause };
 
         r->last_exit_known = true;
         r->last_exit = *st;
-        r->last_uptime_ms = uptime_ms;
+        r->last_uptime_ms = how->uptime_ms;
         ev.exit = (pd_exit) { .exited = st->exited, .code = st->code, .signo = st->signo,
                               .status_unknown = st->status_unknown };
-        if (in->oom_known && read_oom_kill(&oom_after) &&
-            pd_crash_is_host_oom(&ev.exit, in->oom_kill_before, oom_after))
-                ev.cls = PD_CRASH_HOST_OOM;
-        ev.detail = detail[0] ? detail : NULL;
-
-        EMIT(r, PS_EVENT_ENGINE_EXITED, r->lc.inst[in->id].exit_expected ? PS_LOG_INFO : PS_LOG_ERROR, "engine exited",
-             PS_FIELD_INT("pid", ps_engine_pid(engine)),
+        EMIT(r, PS_EVENT_ENGINE_EXITED, r->lc.inst[id].exit_expected ? PS_LOG_INFO : PS_LOG_ERROR, "engine exited",
+             PS_FIELD_INT("pid", how->pid),
              PS_FIELD_STR("engine_version", engine_version(r)),
              st->exited ? PS_FIELD_INT("exit_code", st->code) : PS_FIELD_STR("exit_code", NULL),
              st->exited ? PS_FIELD_STR("signal", NULL) : PS_FIELD_STR("signal", pd_signal_name(st->signo)),
-             PS_FIELD_INT("uptime_s", uptime_ms / 1000),
+             PS_FIELD_INT("uptime_s", how->uptime_ms / 1000),
              PS_FIELD_STR("last_line", ev.detail),
-             PS_FIELD_STR("expected", r->lc.inst[in->id].exit_expected ? "true" : "false"));
-
-        if (ev.cls == PD_CRASH_HOST_OOM) {
+             PS_FIELD_STR("expected", r->lc.inst[id].exit_expected ? "true" : "false"));
+        if (how->host_oom) {
                 /* evidence for the classifier: the kernel killed it */
-                pd_event hint = { .type = PD_EV_LOG_ERROR, .instance = in->id,
+                pd_event hint = { .type = PD_EV_LOG_ERROR, .instance = id,
                                   .cls = PD_CRASH_HOST_OOM };
                 enqueue(r, &hint);
         }
-        ev.cls = PD_CRASH_CLASS_MAX;
         enqueue(r, &ev);
         run(r);
 }
 
+static const ps_instance_ops inst_ops = {
+        .emit = inst_emit,
+        .ready = inst_ready,
+        .probe_host = inst_probe_host,
+        .spawned = inst_spawned,
+        .preflight_failed = inst_preflight_failed,
+        .spawn_failed = inst_spawn_failed,
+        .probe_result = inst_probe_result,
+        .probe_not_counted = inst_probe_not_counted,
+        .log_line = inst_log_line,
+        .exited = inst_exited,
+};
+
 /* ---- actions -------------------------------------------------------------- */
-
-/*
- * A start that failed: the node's fault (descriptors, disk, memory, the
- * runtime directory) is fed as a node error, retried on its own schedule
- * and never counted as a crash; anything else is the engine's spawn
- * failure. rc is the negative errno.
- */
-static void spawn_failed(ps_replica *r, unsigned instance, int rc, const char *binary,
-                         const char *message, const char *err) {
-        pd_event ev = { .type = PD_EV_SPAWN_FAILED, .instance = instance, .detail = err };
-        pd_node_error_kind kind;
-        /* no binary: the failure is the runtime directory's */
-        bool node = pd_node_error_classify(-rc, binary == NULL, &kind);
-
-        EMIT(r, PS_EVENT_SPAWN_FAILED, PS_LOG_ERROR, message, PS_FIELD_STR("error", err),
-             PS_FIELD_STR("binary", binary),
-             PS_FIELD_STR("node_error", node ? pd_node_error_kind_to_string(kind) : NULL));
-        if (node)
-                ev.cls = PD_CRASH_NODE_ERROR;
-        enqueue(r, &ev);
-}
-
-/*
- * The runtime directory was deleted while the daemon ran (a tmp cleaner,
- * an operator): make it again, ours alone, rather than fail the start, and
- * say what was lost with it. A directory that fails the check, or that the
- * daemon cannot write in, fails the start as a node error. 0, or -1 with
- * the failure fed.
- */
-static int runtime_dir_ready(ps_replica *r, unsigned instance) {
-        char err[512];
-        bool recreated = false;
-        int rc;
-
-        rc = ps_private_dir_again(r->ctx->runtime_dir, &recreated, err, sizeof(err));
-        if (rc == 0 && faccessat(AT_FDCWD, r->ctx->runtime_dir, W_OK | X_OK, AT_EACCESS) < 0) {
-                rc = -errno;
-                snprintf(err, sizeof(err), "runtime directory %s is not writable: %s",
-                         r->ctx->runtime_dir, strerror(-rc));
-        }
-        if (rc < 0) {
-                spawn_failed(r, instance, rc, NULL, "cannot use the runtime directory", err);
-                return -1;
-        }
-        if (recreated) {
-                EMIT(r, PS_EVENT_GENERIC, PS_LOG_WARN,
-                     "runtime directory was gone and has been made again: the PID files, engine "
-                     "logs, handoff files and API socket in it were lost",
-                     PS_FIELD_STR("runtime_dir", r->ctx->runtime_dir));
-                if (r->ctx->runtime_dir_recreated)
-                        r->ctx->runtime_dir_recreated(r->ctx->runtime_dir_userdata);
-        }
-        return 0;
-}
 
 static void act_spawn(ps_replica *r, const pd_action *a) {
         replica_inst *in = &r->inst[a->instance];
         const ps_engine_spec *spec = a->spec == PD_SPEC_STAGED && r->staged ? r->staged : r->current;
-        ps_engine_options opts = {
-                .runtime_dir = r->ctx->runtime_dir,
-                .run_as_user = r->ctx->engine_user,
-                .env_pass = r->ctx->engine_env_pass,
-                .n_env_pass = r->ctx->n_engine_env_pass,
-        };
-        char err[REPLICA_DETAIL_MAX] = "";
+        ps_instance_start how = { .spec = spec, .restart_count = r->lc.restart_count };
         char surge_pid[PATH_MAX], surge_log[PATH_MAX];
-        int rc;
 
-        in->dead = ps_engine_free(in->dead);
-        in->tail = ps_logtail_free(in->tail);
-        in->last_line[0] = '\0';
-        ps_engine_spec_url(spec, in->url, sizeof(in->url));
-        in->port = spec->port;
         if (spec->port != r->home_port) {
                 /* An engine on the spare port (a surge reload) must not
                  * clobber the files of the one on the home port: the files
@@ -662,84 +393,20 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
                 snprintf(surge_pid, sizeof(surge_pid), "%s_%s.surge.pid", spec->pool_id, spec->replica_id);
                 snprintf(surge_log, sizeof(surge_log), "engine-%s_%s.surge.log", spec->pool_id,
                          spec->replica_id);
-                opts.pid_name = surge_pid;
-                opts.log_name = surge_log;
+                how.pid_name = surge_pid;
+                how.log_name = surge_log;
         }
         /* The first start of a replica takes over an engine a previous
-         * daemon left running, before preflight counts its VRAM as taken. */
+         * daemon left running. */
         if (!r->started_once && spec->port == r->home_port) {
                 r->started_once = true;
-                rc = ps_engine_adopt(r->ctx->base, spec, &opts, on_engine_exit, in, &in->engine,
-                                     err, sizeof(err));
-                if (rc == 0) {
-                        in->started_wall_ms = wall_now(r);
-                        in->tail = ps_logtail_new(r->ctx->base, ps_engine_log_path(in->engine),
-                                                  ps_engine_log_start(in->engine), on_log_line, in);
-                        EMIT(r, PS_EVENT_ENGINE_SPAWNED, PS_LOG_INFO, "engine adopted",
-                             PS_FIELD_INT("pid", ps_engine_pid(in->engine)),
-                             PS_FIELD_STR("engine", spec->engine),
-                             PS_FIELD_STR("engine_version", spec->engine_version),
-                             PS_FIELD_STR("device_mask", spec->device_mask),
-                             PS_FIELD_STR("model_id", spec->model_id));
-                        feed_simple(r, PD_EV_SPAWNED, a->instance, NULL);
-                        return;
-                }
-                /* A PID file naming someone else's process (another user's,
-                 * or through a symlink) is not ours to take over: say so. */
-                if (rc == -EPERM)
-                        EMIT(r, PS_EVENT_GENERIC, PS_LOG_WARN, "engine not adopted",
-                             PS_FIELD_STR("error", err));
-                err[0] = '\0';
+                how.adopt = true;
         }
-        rc = r->ctx->preflight ? r->ctx->preflight(spec, r->ctx->preflight_userdata, err,
-                                                   sizeof(err)) : 0;
-        if (rc != 0) {
-                /* The refusal's own code goes back to whoever waits for
-                 * the start; a check that broke is a refusal too. */
-                pd_event ev = { .type = PD_EV_PREFLIGHT_FAILED, .instance = a->instance,
-                                .refusal = rc > 0 ? rc : PS_E_PREFLIGHT, .detail = err };
-
-                EMIT(r, PS_EVENT_SPAWN_FAILED, PS_LOG_ERROR, "preflight refused the start",
-                     PS_FIELD_STR("error", err), PS_FIELD_STR("device_mask", spec->device_mask));
-                enqueue(r, &ev);
-                return;
-        }
-        if (runtime_dir_ready(r, a->instance) < 0)
-                return;
-        in->oom_known = read_oom_kill(&in->oom_kill_before);
-        rc = ps_engine_spawn(r->ctx->base, spec, &opts, on_engine_exit, in, &in->engine,
-                             err, sizeof(err));
-        if (rc < 0) {
-                spawn_failed(r, a->instance, rc, spec->binary_path, "engine spawn failed", err);
-                return;
-        }
-        in->started_wall_ms = wall_now(r);
-        in->tail = ps_logtail_new(r->ctx->base, ps_engine_log_path(in->engine),
-                                  ps_engine_log_start(in->engine), on_log_line, in);
-        if (!in->tail)
-                EMIT(r, PS_EVENT_GENERIC, PS_LOG_WARN, "cannot follow engine log; CUDA errors in it go unnoticed",
-                     PS_FIELD_STR("path", ps_engine_log_path(in->engine)),
-                     PS_FIELD_STR("error", strerror(errno)));
-        EMIT(r, PS_EVENT_ENGINE_SPAWNED, PS_LOG_INFO, "engine spawned",
-             PS_FIELD_INT("pid", ps_engine_pid(in->engine)),
-             PS_FIELD_STR("engine", spec->engine),
-             PS_FIELD_STR("engine_version", spec->engine_version),
-             PS_FIELD_STR("device_mask", spec->device_mask),
-             PS_FIELD_STR("model_id", spec->model_id),
-             PS_FIELD_INT("restart_count", r->lc.restart_count));
-        feed_simple(r, PD_EV_SPAWNED, a->instance, NULL);
+        ps_instance_spawn(in->proc, &how);
 }
 
 static void act_signal(ps_replica *r, const pd_action *a, int signo) {
-        replica_inst *in = &r->inst[a->instance];
-
-        if (!in->engine)
-                return;
-        EMIT(r, PS_EVENT_GENERIC, signo == SIGKILL ? PS_LOG_WARN : PS_LOG_INFO,
-             signo == SIGKILL ? "stop grace over: killing engine" : "stopping engine",
-             PS_FIELD_INT("pid", ps_engine_pid(in->engine)),
-             PS_FIELD_STR("signal", pd_signal_name(signo)));
-        (void) ps_engine_signal(in->engine, signo);
+        ps_instance_signal(r->inst[a->instance].proc, signo);
 }
 
 static void act_timer(ps_replica *r, const pd_action *a) {
@@ -757,8 +424,7 @@ static void act_timer(ps_replica *r, const pd_action *a) {
 static void act_write_handoff(ps_replica *r) {
         ps_handoff h = {
                 .spec = r->current,
-                .pid = r->inst[PD_INSTANCE_PRIMARY].engine ?
-                       ps_engine_pid(r->inst[PD_INSTANCE_PRIMARY].engine) : 0,
+                .pid = ps_instance_pid(r->inst[PD_INSTANCE_PRIMARY].proc),
                 .slots_free = pd_sat_sub_u32(r->current->slots,
                                              r->inst[PD_INSTANCE_PRIMARY].leases),
         };
@@ -789,30 +455,23 @@ static void announce_ready(ps_replica *r) {
         const replica_inst *in = &r->inst[PD_INSTANCE_PRIMARY];
 
         r->ready_wall_ms = wall_now(r);
-        r->ready_pid = ps_engine_pid(in->engine);
+        r->ready_pid = ps_instance_pid(in->proc);
         r->last_heartbeat_wall_ms = r->ready_wall_ms;
         EMIT(r, PS_EVENT_READY, PS_LOG_INFO, "ready",
              PS_FIELD_INT("pid", r->ready_pid),
              PS_FIELD_STR("engine_version", engine_version(r)),
              PS_FIELD_STR("device_mask", r->current->device_mask),
-             PS_FIELD_INT("startup_ms", r->ready_wall_ms - in->started_wall_ms));
+             PS_FIELD_INT("startup_ms", r->ready_wall_ms - ps_instance_started_wall_ms(in->proc)));
 }
 
-/* The surge engine becomes the primary. Every callback (exit, log lines,
- * probe timer) holds a pointer to the slot, not to its contents, so each
- * is pointed at the slot its engine moves to; a probe in flight is
- * cancelled and sent again. */
+/* The surge engine becomes the primary: the two slots swap, and each
+ * instance is told its new place. A probe in flight is cancelled and sent
+ * again. */
 static void swap_inst(ps_replica *r) {
         replica_inst tmp;
 
-        for (int i = 0; i < PD_INSTANCE_MAX; i++) {
+        for (int i = 0; i < PD_INSTANCE_MAX; i++)
                 idle_forget(&r->inst[i]);
-                evtimer_del(r->inst[i].probe_timer);
-                if (r->inst[i].probe) {
-                        ps_probe_cancel(r->inst[i].probe);
-                        r->inst[i].probe = NULL;
-                }
-        }
         tmp = r->inst[PD_INSTANCE_PRIMARY];
         r->inst[PD_INSTANCE_PRIMARY] = r->inst[PD_INSTANCE_SURGE];
         r->inst[PD_INSTANCE_SURGE] = tmp;
@@ -820,13 +479,8 @@ static void swap_inst(ps_replica *r) {
                 replica_inst *in = &r->inst[i];
 
                 in->id = (pd_instance_id) i;
-                event_assign(in->probe_timer, r->ctx->base, -1, 0, on_probe_timer, in);
-                if (in->engine)
-                        ps_engine_set_userdata(in->engine, in);
-                if (in->tail)
-                        ps_logtail_set_userdata(in->tail, in);
-                if (in->probing)
-                        probe_schedule(in, policy(r)->health.interval_ms);
+                ps_instance_set_id(in->proc, in->id);
+                ps_instance_probe_restart(in->proc);
         }
         /* The surge engine serves from now on: the replica is ready with
          * it, not once the old one has finished retiring. */
@@ -917,10 +571,10 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
                 act_spawn(r, a);
                 break;
         case PD_ACT_PROBE_START:
-                probe_start(in);
+                ps_instance_probe_start(in->proc);
                 break;
         case PD_ACT_PROBE_STOP:
-                probe_stop(in);
+                ps_instance_probe_stop(in->proc);
                 break;
         case PD_ACT_SIGNAL_TERM:
                 act_signal(r, a, SIGTERM);
@@ -1018,10 +672,10 @@ static void report_transition(ps_replica *r, pd_state before, unsigned crashes_b
         }
         if (lc->state == before)
                 return;
-        if (lc->state == PD_STATE_READY && r->inst[PD_INSTANCE_PRIMARY].engine) {
+        if (lc->state == PD_STATE_READY && ps_instance_running(r->inst[PD_INSTANCE_PRIMARY].proc)) {
                 /* The engine that served throughout (a surge that failed
                  * beside it, or its own promotion said so) is no news. */
-                if (ps_engine_pid(r->inst[PD_INSTANCE_PRIMARY].engine) != r->ready_pid)
+                if (ps_instance_pid(r->inst[PD_INSTANCE_PRIMARY].proc) != r->ready_pid)
                         announce_ready(r);
         } else if (lc->state == PD_STATE_BACKOFF) {
                 EMIT(r, PS_EVENT_RESTART_SCHEDULED, PS_LOG_WARN, "restart scheduled",
@@ -1052,7 +706,7 @@ static void on_idle(ps_idle_how how, const char *detail, void *userdata) {
         in->idle_reached = true;
         EMIT(r, PS_EVENT_GENERIC, PS_LOG_INFO, how == PS_IDLE_COUNTED ?
              "engine has no request in flight" : "engine shows no in-flight count: retire grace over",
-             PS_FIELD_INT("pid", in->engine ? ps_engine_pid(in->engine) : 0),
+             PS_FIELD_INT("pid", ps_instance_pid(in->proc)),
              PS_FIELD_STR("detail", detail));
         run(r);
 }
@@ -1063,7 +717,7 @@ static void on_idle(ps_idle_how how, const char *detail, void *userdata) {
 static bool idle_reached(replica_inst *in) {
         ps_replica *r = in->owner;
         ps_idle_options o = {
-                .url = in->url,
+                .url = ps_instance_url(in->proc),
                 .poll_ms = policy(r)->health.interval_ms,
                 .timeout_ms = policy(r)->health.timeout_ms,
                 .grace_ms = ps_policy_retire_grace_ms(r->policy),
@@ -1200,8 +854,8 @@ ps_replica *ps_replica_new(const ps_context *ctx, const ps_engine_spec *spec,
 
                 in->owner = r;
                 in->id = (pd_instance_id) i;
-                in->probe_timer = evtimer_new(ctx->base, on_probe_timer, in);
-                if (!in->probe_timer)
+                in->proc = ps_instance_new(ctx, (pd_instance_id) i, r->policy, &inst_ops, r);
+                if (!in->proc)
                         return ps_replica_free(r);
                 for (int t = 0; t < PD_TIMER_MAX; t++) {
                         replica_timer *rt = &r->timers[t][i];
@@ -1231,14 +885,8 @@ ps_replica *ps_replica_free(ps_replica *r) {
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
                 replica_inst *in = &r->inst[i];
 
-                if (in->probe)
-                        ps_probe_cancel(in->probe);
                 ps_idle_watch_free(in->idle);
-                if (in->probe_timer)
-                        event_free(in->probe_timer);
-                ps_logtail_free(in->tail);
-                ps_engine_free(in->engine);   /* never kills: adoption */
-                ps_engine_free(in->dead);
+                ps_instance_free(in->proc);   /* never kills: adoption */
                 for (int t = 0; t < PD_TIMER_MAX; t++)
                         if (r->timers[t][i].ev)
                                 event_free(r->timers[t][i].ev);
@@ -1256,7 +904,8 @@ ps_replica *ps_replica_free(ps_replica *r) {
 }
 
 bool ps_replica_engine_running(const ps_replica *r) {
-        return r->inst[PD_INSTANCE_PRIMARY].engine || r->inst[PD_INSTANCE_SURGE].engine;
+        return ps_instance_running(r->inst[PD_INSTANCE_PRIMARY].proc) ||
+               ps_instance_running(r->inst[PD_INSTANCE_SURGE].proc);
 }
 
 /* ---- operations --------------------------------------------------------- */
@@ -1395,9 +1044,7 @@ unsigned ps_replica_crash_count(const ps_replica *r) { return r->lc.crash_count;
 unsigned ps_replica_restart_count(const ps_replica *r) { return r->lc.restart_count; }
 
 int ps_replica_pid(const ps_replica *r) {
-        const ps_engine *e = r->inst[PD_INSTANCE_PRIMARY].engine;
-
-        return e ? (int) ps_engine_pid(e) : 0;
+        return ps_instance_pid(r->inst[PD_INSTANCE_PRIMARY].proc);
 }
 
 int ps_replica_url(const ps_replica *r, char *buf, size_t len) {
@@ -1412,7 +1059,7 @@ void ps_replica_status_get(const ps_replica *r, ps_replica_status *out) {
         const replica_inst *in = &r->inst[PD_INSTANCE_PRIMARY];
         const pd_breaker *gen = &lc->breakers.circuit[PD_CRASH_FAMILY_GENERAL];
         pd_breaker_state breaker = pd_breaker_set_state(&lc->breakers);
-        int64_t started = in->engine ? in->started_wall_ms : 0;
+        int64_t started = ps_instance_running(in->proc) ? ps_instance_started_wall_ms(in->proc) : 0;
         bool ready = pd_lifecycle_ready(lc);
 
         *out = (ps_replica_status) {
@@ -1530,6 +1177,8 @@ int ps_replica_set_policy(ps_replica *r, const ps_policy *pol) {
                 return -ENOMEM;
         ps_policy_free(r->policy);
         r->policy = copy;
+        for (int i = 0; i < PD_INSTANCE_MAX; i++)
+                ps_instance_set_policy(r->inst[i].proc, r->policy);
         return 0;
 }
 
