@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include "conf/policy-private.h"
+#include "supervise/idle.h"
 #include "supervise/instance.h"
 #include "pool-domain/cause.h"
 #include "pool-domain/crash.h"
@@ -44,6 +45,9 @@ struct ps_instance {
         uint64_t oom_kill_before;
         int64_t started_wall_ms;
         char last_line[PS_INSTANCE_LINE_MAX];
+        ps_idle_watch *idle;        /* leaving service: waiting for the
+                                       requests it still runs            */
+        bool idle_reached;          /* ... they are done: it may stop     */
         uint16_t port;              /* where this engine listens          */
         char url[320];              /* where this engine listens: the spec
                                        it was started from, not the
@@ -272,6 +276,36 @@ void ps_instance_probe_restart(ps_instance *in) {
         probe_cancel(in);
         if (in->probing)
                 probe_schedule(in, policy(in)->health.interval_ms);
+}
+
+/* ---- leaving service ------------------------------------------------------ */
+
+static void on_idle(ps_idle_how how, const char *detail, void *userdata) {
+        ps_instance *in = userdata;
+
+        in->idle = ps_idle_watch_free(in->idle);
+        in->idle_reached = true;
+        in->ops.idle(in, how == PS_IDLE_COUNTED, detail, in->userdata);
+}
+
+bool ps_instance_idle_reached(ps_instance *in) {
+        ps_idle_options o = {
+                .url = in->url,
+                .poll_ms = policy(in)->health.interval_ms,
+                .timeout_ms = policy(in)->health.timeout_ms,
+                .grace_ms = ps_policy_retire_grace_ms(in->policy),
+        };
+
+        if (!in->idle_reached && !in->idle) {
+                in->idle = ps_idle_watch_new(in->ctx->base, in->ctx->prober, &o, on_idle, in);
+                in->idle_reached = !in->idle;
+        }
+        return in->idle_reached;
+}
+
+void ps_instance_idle_forget(ps_instance *in) {
+        in->idle = ps_idle_watch_free(in->idle);
+        in->idle_reached = false;
 }
 
 /* ---- engine output and exit ----------------------------------------- */
@@ -546,6 +580,7 @@ ps_instance *ps_instance_free(ps_instance *in) {
                 return NULL;
         if (in->probe)
                 ps_probe_cancel(in->probe);
+        ps_idle_watch_free(in->idle);
         if (in->probe_timer)
                 event_free(in->probe_timer);
         ps_logtail_free(in->tail);

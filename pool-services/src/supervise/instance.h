@@ -61,6 +61,9 @@ typedef struct ps_instance_ops {
         bool (*log_line)(ps_instance *in, const char *line, size_t len, void *userdata);
         /* The engine ended; the instance touches nothing after. */
         void (*exited)(ps_instance *in, const ps_instance_exit *how, void *userdata);
+        /* The engine leaving service has no request in flight (counted),
+         * or shows no count and its retire grace is over (detail: why). */
+        void (*idle)(ps_instance *in, bool counted, const char *detail, void *userdata);
 } ps_instance_ops;
 
 /* ctx, ops, policy and userdata are borrowed. NULL on OOM. */
@@ -96,6 +99,15 @@ void ps_instance_probe_stop(ps_instance *in);
 /* A probe in flight is dropped and one is sent an interval from now
  * (while probing): the instance changed slots. */
 void ps_instance_probe_restart(ps_instance *in);
+
+/*
+ * An engine that takes no new work and holds no lease may still run
+ * requests sent without one (supervise/idle.h): whether those are done.
+ * The first call starts watching; ops.idle says when they are. Without a
+ * watch, at once. Forget drops the watch and its answer.
+ */
+bool ps_instance_idle_reached(ps_instance *in);
+void ps_instance_idle_forget(ps_instance *in);
 
 bool ps_instance_running(const ps_instance *in);
 /* The running engine's pid; 0 when none. */

@@ -7,7 +7,6 @@
 #include "supervise/replica.h"
 #include "pool-domain/lifecycle.h"
 #include "pool-services/supervise/engine.h"
-#include "supervise/idle.h"
 #include "supervise/instance.h"
 
 /* The fields of a replica: for supervise/replica.c (and its tests) only;
@@ -20,15 +19,10 @@
  * (supervise/instance.h, with its own fields) and what the replica keeps
  * of it. The slots swap when a surge promotes. */
 typedef struct replica_inst {
-        ps_replica *owner;
-        pd_instance_id id;
-        ps_instance *proc;          /* the engine process, its log tail and
-                                       health watch                       */
+        ps_instance *proc;          /* the engine process, its log tail,
+                                       health and idle watches           */
         uint32_t leases;            /* leases held on this engine; they
                                        move with it when a surge promotes */
-        ps_idle_watch *idle;        /* leaving service: waiting for the
-                                       requests it still runs            */
-        bool idle_reached;          /* ... they are done: it may stop     */
 } replica_inst;
 
 typedef struct replica_timer {

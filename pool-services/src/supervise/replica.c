@@ -26,7 +26,6 @@
 #include "pool-services/base/hash.h"
 
 static void run(ps_replica *r);
-static void idle_forget(replica_inst *in);
 
 /* ---- time ------------------------------------------------------------- */
 
@@ -365,6 +364,16 @@ static void inst_exited(ps_instance *proc, const ps_instance_exit *how, void *us
         run(r);
 }
 
+static void inst_idle(ps_instance *proc, bool counted, const char *detail, void *userdata) {
+        ps_replica *r = userdata;
+
+        EMIT(r, PS_EVENT_GENERIC, PS_LOG_INFO, counted ?
+             "engine has no request in flight" : "engine shows no in-flight count: retire grace over",
+             PS_FIELD_INT("pid", ps_instance_pid(proc)),
+             PS_FIELD_STR("detail", detail));
+        run(r);
+}
+
 static const ps_instance_ops inst_ops = {
         .emit = inst_emit,
         .ready = inst_ready,
@@ -376,6 +385,7 @@ static const ps_instance_ops inst_ops = {
         .probe_not_counted = inst_probe_not_counted,
         .log_line = inst_log_line,
         .exited = inst_exited,
+        .idle = inst_idle,
 };
 
 /* ---- actions -------------------------------------------------------------- */
@@ -471,16 +481,13 @@ static void swap_inst(ps_replica *r) {
         replica_inst tmp;
 
         for (int i = 0; i < PD_INSTANCE_MAX; i++)
-                idle_forget(&r->inst[i]);
+                ps_instance_idle_forget(r->inst[i].proc);
         tmp = r->inst[PD_INSTANCE_PRIMARY];
         r->inst[PD_INSTANCE_PRIMARY] = r->inst[PD_INSTANCE_SURGE];
         r->inst[PD_INSTANCE_SURGE] = tmp;
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
-                replica_inst *in = &r->inst[i];
-
-                in->id = (pd_instance_id) i;
-                ps_instance_set_id(in->proc, in->id);
-                ps_instance_probe_restart(in->proc);
+                ps_instance_set_id(r->inst[i].proc, (pd_instance_id) i);
+                ps_instance_probe_restart(r->inst[i].proc);
         }
         /* The surge engine serves from now on: the replica is ready with
          * it, not once the old one has finished retiring. */
@@ -698,43 +705,6 @@ static void report_transition(ps_replica *r, pd_state before, unsigned crashes_b
         }
 }
 
-static void on_idle(ps_idle_how how, const char *detail, void *userdata) {
-        replica_inst *in = userdata;
-        ps_replica *r = in->owner;
-
-        in->idle = ps_idle_watch_free(in->idle);
-        in->idle_reached = true;
-        EMIT(r, PS_EVENT_GENERIC, PS_LOG_INFO, how == PS_IDLE_COUNTED ?
-             "engine has no request in flight" : "engine shows no in-flight count: retire grace over",
-             PS_FIELD_INT("pid", ps_instance_pid(in->proc)),
-             PS_FIELD_STR("detail", detail));
-        run(r);
-}
-
-/* An engine that takes no new work and holds no lease may still run
- * requests sent without one: the machine hears of its leases at zero once
- * those are done too (supervise/idle.h). Without a watch, at once. */
-static bool idle_reached(replica_inst *in) {
-        ps_replica *r = in->owner;
-        ps_idle_options o = {
-                .url = ps_instance_url(in->proc),
-                .poll_ms = policy(r)->health.interval_ms,
-                .timeout_ms = policy(r)->health.timeout_ms,
-                .grace_ms = ps_policy_retire_grace_ms(r->policy),
-        };
-
-        if (!in->idle_reached && !in->idle) {
-                in->idle = ps_idle_watch_new(r->ctx->base, r->ctx->prober, &o, on_idle, in);
-                in->idle_reached = !in->idle;
-        }
-        return in->idle_reached;
-}
-
-static void idle_forget(replica_inst *in) {
-        in->idle = ps_idle_watch_free(in->idle);
-        in->idle_reached = false;
-}
-
 /*
  * What the leases mean for the machine once the queue is empty: an
  * instance it drains may have none left (and no request in flight), and a
@@ -752,8 +722,8 @@ static bool queue_lease_events(ps_replica *r) {
         none = pd_lifecycle_awaits_leases(&r->lc, &id) && r->inst[id].leases == 0;
         for (int i = 0; i < PD_INSTANCE_MAX; i++)
                 if (!none || i != (int) id)
-                        idle_forget(&r->inst[i]);
-        if (!none || !idle_reached(&r->inst[id]))
+                        ps_instance_idle_forget(r->inst[i].proc);
+        if (!none || !ps_instance_idle_reached(r->inst[id].proc))
                 return false;
         feed_simple(r, PD_EV_LEASES_ZERO, id, NULL);
         return true;
@@ -819,7 +789,7 @@ static void on_timer(evutil_socket_t fd, short what, void *userdata) {
          * whose leases have ended leaves now, as one that went idle. */
         if (t->timer == PD_TIMER_DEADLINE && pd_lifecycle_awaits_leases(&r->lc, &id) &&
             id == t->inst && r->inst[id].leases == 0) {
-                idle_forget(&r->inst[id]);
+                ps_instance_idle_forget(r->inst[id].proc);
                 feed_simple(r, PD_EV_LEASES_ZERO, id, NULL);
         }
         ps_replica_feed(r, &ev);
@@ -852,8 +822,6 @@ ps_replica *ps_replica_new(const ps_context *ctx, const ps_engine_spec *spec,
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
                 replica_inst *in = &r->inst[i];
 
-                in->owner = r;
-                in->id = (pd_instance_id) i;
                 in->proc = ps_instance_new(ctx, (pd_instance_id) i, r->policy, &inst_ops, r);
                 if (!in->proc)
                         return ps_replica_free(r);
@@ -885,7 +853,6 @@ ps_replica *ps_replica_free(ps_replica *r) {
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
                 replica_inst *in = &r->inst[i];
 
-                ps_idle_watch_free(in->idle);
                 ps_instance_free(in->proc);   /* never kills: adoption */
                 for (int t = 0; t < PD_TIMER_MAX; t++)
                         if (r->timers[t][i].ev)
