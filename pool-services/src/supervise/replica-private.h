@@ -8,6 +8,7 @@
 #include "pool-domain/lifecycle.h"
 #include "pool-services/supervise/engine.h"
 #include "supervise/instance.h"
+#include "supervise/report.h"
 
 /* The fields of a replica: for supervise/replica.c (and its tests) only;
  * everyone else goes through supervise/replica.h. */
@@ -68,9 +69,7 @@ struct ps_replica {
         pending_reply pending[PD_REPLY_MAX];
 
         /* the last exit, for the "engine failed" line */
-        bool last_exit_known;
-        ps_exit_status last_exit;
-        int64_t last_uptime_ms;
+        ps_report_exit last_exit;
 
         uint16_t home_port;         /* the port it was registered with    */
         uint32_t leases_dropped;    /* ended by force since last asked    */

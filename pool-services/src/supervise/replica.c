@@ -19,6 +19,7 @@
 
 #include "conf/policy-private.h"
 #include "supervise/replica-private.h"
+#include "supervise/report.h"
 #include "pool-services/placement/inventory.h"
 #include "pool-domain/crash.h"
 #include "pool-domain/lease.h"
@@ -37,13 +38,6 @@ static int64_t wall_now(const ps_replica *r) {
         return ps_clock_wall_ms(r->ctx->clock);
 }
 
-/* The lifecycle counts in monotonic time; people read wall time. */
-static int64_t mono_to_wall(const ps_replica *r, int64_t at_mono) {
-        if (at_mono == 0)
-                return 0;
-        return wall_now(r) + (at_mono - mono_now(r));
-}
-
 static struct timeval ms_to_tv(int64_t ms) {
         if (ms < 0)
                 ms = 0;
@@ -56,19 +50,16 @@ static const pd_policy *policy(const ps_replica *r) {
 
 /* ---- reporting -------------------------------------------------------- */
 
+static ps_speaker speaker(const ps_replica *r) {
+        return (ps_speaker) { .ctx = r->ctx, .pool_id = r->pool_id, .replica_id = r->replica_id,
+                              .correlation_id = r->correlation_id };
+}
+
 static void emit(ps_replica *r, ps_event_type type, ps_log_level level, const char *message,
                  const ps_field *fields, size_t n_fields) {
-        ps_event ev = {
-                .type = type,
-                .level = level,
-                .pool_id = r->pool_id,
-                .replica_id = r->replica_id,
-                .correlation_id = r->correlation_id,
-                .message = message,
-                .fields = fields,
-                .n_fields = n_fields,
-        };
-        ps_event_emit(&r->ctx->sink, &ev);
+        ps_speaker who = speaker(r);
+
+        ps_report_emit(&who, type, level, message, fields, n_fields);
 }
 
 #define EMIT(r, type, level, message, ...)                                    \
@@ -341,9 +332,7 @@ static void inst_exited(ps_instance *proc, const ps_instance_exit *how, void *us
         pd_event ev = { .type = PD_EV_EXITED, .instance = id, .cls = PD_CRASH_CLASS_MAX,
                         .detail = how->cause };
 
-        r->last_exit_known = true;
-        r->last_exit = *st;
-        r->last_uptime_ms = how->uptime_ms;
+        r->last_exit = (ps_report_exit) { .known = true, .status = *st, .uptime_ms = how->uptime_ms };
         ev.exit = (pd_exit) { .exited = st->exited, .code = st->code, .signo = st->signo,
                               .status_unknown = st->status_unknown };
         EMIT(r, PS_EVENT_ENGINE_EXITED, r->lc.inst[id].exit_expected ? PS_LOG_INFO : PS_LOG_ERROR, "engine exited",
@@ -494,84 +483,15 @@ static void swap_inst(ps_replica *r) {
         announce_ready(r);
 }
 
-static void act_alert(ps_replica *r, const pd_action *a) {
-        ps_log_level level = PS_LOG_WARN;
-
-        switch (a->alert) {
-        case PD_ALERT_STORM:
-                level = PS_LOG_CRITICAL;
-                break;
-        case PD_ALERT_BREAKER_OPENED:
-                level = PS_LOG_ERROR;
-                break;
-        case PD_ALERT_BREAKER_CLOSED:
-                level = PS_LOG_INFO;
-                break;
-        case PD_ALERT_STORM_WARNING:
-        case PD_ALERT_THROTTLED:
-        case PD_ALERT_MAX:
-                break;
-        }
-        EMIT(r, PS_EVENT_ALERT, level, a->text,
-             PS_FIELD_STR("alert", pd_alert_to_string(a->alert)),
-             PS_FIELD_STR("class", a->cls < PD_CRASH_CLASS_MAX ? pd_crash_class_to_string(a->cls) : NULL),
-             PS_FIELD_STR("storm", a->alert == PD_ALERT_STORM ? pd_storm_kind_to_string(a->storm_kind) : NULL),
-             PS_FIELD_STR("hint", a->alert == PD_ALERT_STORM ? pd_storm_kind_hint(a->storm_kind) : NULL),
-             PS_FIELD_INT("restart_count", r->lc.restart_count),
-             PS_FIELD_INT("crash_count", r->lc.crash_count));
-}
-
-/* One line per change of a circuit's state. Generic, not an alert: the
- * alerts breaker_opened and breaker_closed are what metrics count. */
-static void act_breaker_transition(ps_replica *r, const pd_action *a) {
-        EMIT(r, PS_EVENT_GENERIC, a->breaker_to == PD_BREAKER_OPEN ? PS_LOG_WARN : PS_LOG_INFO,
-             "breaker transition",
-             PS_FIELD_STR("old_state", pd_breaker_state_to_string(a->breaker_from)),
-             PS_FIELD_STR("new_state", pd_breaker_state_to_string(a->breaker_to)),
-             PS_FIELD_INT("failure_count", a->failures),
-             PS_FIELD_STR("circuit", pd_crash_family_to_string(a->circuit)));
-}
-
 typedef struct reply_out {
         pending_reply to;
         int rc;
         char text[PD_ACTION_TEXT_MAX];
 } reply_out;
 
-/* What the machine's answer means to whoever waits: 0 or the PS_E_* of
- * ps_done_fn. A stop that came first fails a preload like any start that
- * did not come up, and makes a drain or reload impossible. */
-static int reply_code(pd_reply reply, pd_outcome outcome, int refusal) {
-        switch (outcome) {
-        case PD_OUTCOME_OK:
-                return 0;
-        case PD_OUTCOME_PREFLIGHT:
-                return refusal > 0 ? refusal : PS_E_PREFLIGHT;
-        case PD_OUTCOME_STARTUP_TIMEOUT:
-                return PS_E_HEALTH_CHECK;
-        case PD_OUTCOME_SPAWN_FAILED:
-        case PD_OUTCOME_CRASHED:
-                return PS_E_START_FAILED;
-        case PD_OUTCOME_STAGE_FAILED:
-                return PS_E_STAGE_FAILED;
-        case PD_OUTCOME_DRAIN_TIMEOUT:
-                return PS_E_DRAIN_TIMEOUT;
-        case PD_OUTCOME_ROLLED_BACK:
-                return PS_E_RELOAD_FAILED;
-        case PD_OUTCOME_ROLLBACK_FAILED:
-                return PS_E_ROLLBACK_FAILED;
-        case PD_OUTCOME_ENGINE_FAILED:
-                return PS_E_ENGINE_FAILED;
-        case PD_OUTCOME_STOPPED:
-        case PD_OUTCOME_MAX:
-                break;
-        }
-        return reply == PD_REPLY_PRELOAD ? PS_E_START_FAILED : PS_E_CONFLICT;
-}
-
 static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_t *n_replies) {
         replica_inst *in = &r->inst[a->instance];
-        bool ok;
+        ps_speaker who = speaker(r);
 
         switch (a->type) {
         case PD_ACT_SPAWN:
@@ -622,28 +542,21 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
                 drop_leases(r, a->instance);
                 break;
         case PD_ACT_REPLY:
-                ok = a->outcome == PD_OUTCOME_OK;
-                EMIT(r, PS_EVENT_REQUEST_DONE, ok ? PS_LOG_INFO : PS_LOG_ERROR,
-                     ok ? "request finished" : "request failed",
-                     PS_FIELD_STR("request", pd_reply_to_string(a->reply)),
-                     PS_FIELD_STR("ok", ok ? "true" : "false"),
-                     PS_FIELD_STR("outcome", a->text),
-                     PS_FIELD_STR("force_stopped", a->reply == PD_REPLY_DRAIN ?
-                                  (a->force_stopped ? "true" : "false") : NULL));
+                ps_report_request_done(&who, a);
                 if (a->reply < PD_REPLY_MAX && r->pending[a->reply].fn && *n_replies < 4) {
                         reply_out *o = &replies[(*n_replies)++];
 
                         o->to = r->pending[a->reply];
-                        o->rc = reply_code(a->reply, a->outcome, a->refusal);
+                        o->rc = ps_report_reply_code(a->reply, a->outcome, a->refusal);
                         snprintf(o->text, sizeof(o->text), "%s", a->text + a->reason_at);
                         r->pending[a->reply] = (pending_reply) { 0 };
                 }
                 break;
         case PD_ACT_ALERT:
-                act_alert(r, a);
+                ps_report_alert(&who, a, &r->lc);
                 break;
         case PD_ACT_BREAKER_TRANSITION:
-                act_breaker_transition(r, a);
+                ps_report_breaker_transition(&who, a);
                 break;
         case PD_ACTION_TYPE_MAX:
                 break;
@@ -653,55 +566,23 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
 /* One log line per decision an operator cares about. */
 static void report_transition(ps_replica *r, pd_state before, unsigned crashes_before) {
         const pd_lifecycle *lc = &r->lc;
+        const ps_instance *primary = r->inst[PD_INSTANCE_PRIMARY].proc;
+        ps_speaker who = speaker(r);
 
         /* A stable run sets crash_count back to 0: only a rise is a failure. */
         if (lc->crash_count > crashes_before) {
-                /* One line with the whole decision: what happened, what
-                 * it counts as, and what comes next. */
-                bool exited = r->last_exit_known;
-                const ps_exit_status *st = &r->last_exit;
-
-                EMIT(r, PS_EVENT_ENGINE_FAILED, PS_LOG_ERROR, "engine failed",
-                     PS_FIELD_STR("engine_version", engine_version(r)),
-                     PS_FIELD_STR("class", pd_crash_class_to_string(lc->last_error_cls)),
-                     PS_FIELD_STR("last_error", lc->last_error),
-                     exited && st->exited ? PS_FIELD_INT("exit_code", st->code) : PS_FIELD_STR("exit_code", NULL),
-                     exited && !st->exited ? PS_FIELD_STR("signal", pd_signal_name(st->signo))
-                                           : PS_FIELD_STR("signal", NULL),
-                     exited ? PS_FIELD_INT("uptime_s", r->last_uptime_ms / 1000) : PS_FIELD_STR("uptime_s", NULL),
-                     PS_FIELD_INT("crash_count", lc->crash_count),
-                     PS_FIELD_INT("restart_count", lc->restart_count),
-                     PS_FIELD_STR("state", pd_state_to_string(lc->state)),
-                     PS_FIELD_INT("backoff_ms", lc->backoff_ms),
-                     lc->next_restart_at_ms ? PS_FIELD_INT("next_restart_at", mono_to_wall(r, lc->next_restart_at_ms))
-                                            : PS_FIELD_STR("next_restart_at", NULL));
-                r->last_exit_known = false;
+                ps_report_failure(&who, lc, engine_version(r), &r->last_exit);
+                r->last_exit.known = false;
         }
         if (lc->state == before)
                 return;
-        if (lc->state == PD_STATE_READY && ps_instance_running(r->inst[PD_INSTANCE_PRIMARY].proc)) {
+        if (lc->state == PD_STATE_READY && ps_instance_running(primary)) {
                 /* The engine that served throughout (a surge that failed
                  * beside it, or its own promotion said so) is no news. */
-                if (ps_instance_pid(r->inst[PD_INSTANCE_PRIMARY].proc) != r->ready_pid)
+                if (ps_instance_pid(primary) != r->ready_pid)
                         announce_ready(r);
-        } else if (lc->state == PD_STATE_BACKOFF) {
-                EMIT(r, PS_EVENT_RESTART_SCHEDULED, PS_LOG_WARN, "restart scheduled",
-                     PS_FIELD_STR("engine_version", engine_version(r)),
-                     PS_FIELD_INT("backoff_ms", lc->backoff_ms),
-                     PS_FIELD_INT("next_restart_at", mono_to_wall(r, lc->next_restart_at_ms)),
-                     PS_FIELD_INT("crash_count", lc->crash_count),
-                     PS_FIELD_INT("restart_count", lc->restart_count));
-        } else if (lc->state == PD_STATE_FAILED) {
-                EMIT(r, PS_EVENT_STATE_CHANGED, PS_LOG_ERROR, "state changed",
-                     PS_FIELD_STR("from", pd_state_to_string(before)),
-                     PS_FIELD_STR("state", pd_state_to_string(lc->state)),
-                     PS_FIELD_STR("last_error", lc->last_error),
-                     PS_FIELD_INT("crash_count", lc->crash_count),
-                     PS_FIELD_INT("next_restart_at", mono_to_wall(r, lc->next_restart_at_ms)));
         } else {
-                EMIT(r, PS_EVENT_STATE_CHANGED, PS_LOG_INFO, "state changed",
-                     PS_FIELD_STR("from", pd_state_to_string(before)),
-                     PS_FIELD_STR("state", pd_state_to_string(lc->state)));
+                ps_report_state_change(&who, lc, before, engine_version(r));
         }
 }
 
@@ -847,7 +728,7 @@ ps_replica *ps_replica_free(ps_replica *r) {
 
                 r->pending[i] = (pending_reply) { 0 };
                 if (to.fn)
-                        to.fn(reply_code((pd_reply) i, PD_OUTCOME_STOPPED, 0),
+                        to.fn(ps_report_reply_code((pd_reply) i, PD_OUTCOME_STOPPED, 0),
                               "the replica was removed", to.userdata);
         }
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
@@ -996,13 +877,7 @@ const char *ps_replica_device_mask(const ps_replica *r) {
 
 const char *ps_replica_pool_id(const ps_replica *r) { return r->pool_id; }
 const char *ps_replica_id(const ps_replica *r) { return r->replica_id; }
-/* A replica whose surge engine took over is ready, while its old engine
- * still retires. */
-static const char *shown_state(const pd_lifecycle *lc) {
-        return pd_state_to_string(pd_lifecycle_retiring(lc) ? PD_STATE_READY : lc->state);
-}
-
-const char *ps_replica_state(const ps_replica *r) { return shown_state(&r->lc); }
+const char *ps_replica_state(const ps_replica *r) { return ps_report_shown_state(&r->lc); }
 bool ps_replica_live(const ps_replica *r) { return pd_lifecycle_live(&r->lc); }
 bool ps_replica_ready(const ps_replica *r) { return pd_lifecycle_ready(&r->lc); }
 bool ps_replica_draining(const ps_replica *r) { return pd_lifecycle_draining(&r->lc); }
@@ -1021,22 +896,14 @@ int ps_replica_url(const ps_replica *r, char *buf, size_t len) {
 }
 
 void ps_replica_status_get(const ps_replica *r, ps_replica_status *out) {
-        const pd_lifecycle *lc = &r->lc;
         const ps_engine_spec *s = r->current;
         const replica_inst *in = &r->inst[PD_INSTANCE_PRIMARY];
-        const pd_breaker *gen = &lc->breakers.circuit[PD_CRASH_FAMILY_GENERAL];
-        pd_breaker_state breaker = pd_breaker_set_state(&lc->breakers);
         int64_t started = ps_instance_running(in->proc) ? ps_instance_started_wall_ms(in->proc) : 0;
-        bool ready = pd_lifecycle_ready(lc);
+        bool ready = pd_lifecycle_ready(&r->lc);
 
         *out = (ps_replica_status) {
                 .pool_id = r->pool_id,
                 .replica_id = r->replica_id,
-                .state = shown_state(lc),
-                .live = pd_lifecycle_live(lc),
-                .ready = ready,
-                .draining = pd_lifecycle_draining(lc),
-                .external = lc->external,
                 .pid = ps_replica_pid(r),
                 .port = s->port,
                 .home_port = r->home_port,
@@ -1049,29 +916,13 @@ void ps_replica_status_get(const ps_replica *r, ps_replica_status *out) {
                 .active_leases = ps_replica_leases(r),
                 .primary_leases = in->leases,
                 .surge_leases = r->inst[PD_INSTANCE_SURGE].leases,
-                .retiring_leases = pd_lifecycle_retiring(lc) ? r->inst[PD_INSTANCE_SURGE].leases : 0,
-                .last_error = lc->last_error[0] ? lc->last_error : NULL,
-                .last_error_class = lc->last_error_cls < PD_CRASH_CLASS_MAX ?
-                                    pd_crash_class_to_string(lc->last_error_cls) : NULL,
-                .last_error_at = mono_to_wall(r, lc->last_error_at_ms),
+                .retiring_leases = pd_lifecycle_retiring(&r->lc) ? r->inst[PD_INSTANCE_SURGE].leases : 0,
                 .last_heartbeat = r->last_heartbeat_wall_ms,
-                .restart_count = lc->restart_count,
-                .crash_count = lc->crash_count,
-                .restarts_in_window = pd_storm_in_window(&lc->storm, &policy(r)->storm, mono_now(r)),
-                .driver_resets = lc->driver_resets,
-                .backoff_ms = lc->backoff_ms,
-                .next_restart_at = mono_to_wall(r, lc->next_restart_at_ms),
-                .breaker = {
-                        .state = pd_breaker_state_to_string(breaker),
-                        .failures = gen->failures,
-                        .opens = gen->opens,
-                        .open_until = breaker == PD_BREAKER_OPEN ?
-                                      mono_to_wall(r, pd_breaker_set_open_until(&lc->breakers)) : 0,
-                },
                 .started_at = started,
                 .ready_at = ready ? r->ready_wall_ms : 0,
                 .uptime_s = started ? (wall_now(r) - started) / 1000 : 0,
         };
+        ps_report_status(r->ctx, &r->lc, policy(r), out);
         ps_replica_url(r, out->url, sizeof(out->url));
         if (ready)
                 out->slots_free = r->has_slots_free ? r->ext_slots_free :
@@ -1177,43 +1028,10 @@ int ps_replica_take_handoff(ps_replica *r, const ps_replica_handoff *h) {
 
 /* ---- the policy's state, for the state store ------------------------------ */
 
-static int64_t wall_to_mono(const ps_replica *r, int64_t at_wall) {
-        if (at_wall == 0)
-                return 0;
-        return mono_now(r) + (at_wall - wall_now(r));
-}
-
-static void policy_times(const ps_replica *r, ps_replica_policy_state *st,
-                         int64_t (*convert)(const ps_replica *r, int64_t at)) {
-        for (unsigned i = 0; i < PD_CRASH_FAMILY_MAX; i++)
-                st->breakers.circuit[i].open_until_ms = convert(r, st->breakers.circuit[i].open_until_ms);
-        for (unsigned i = 0; i < st->storm.count && i < PD_STORM_LIMIT_MAX; i++) {
-                pd_storm_entry *e = &st->storm.ring[(st->storm.head + i) % PD_STORM_LIMIT_MAX];
-
-                e->at_ms = convert(r, e->at_ms);
-        }
-}
-
 void ps_replica_policy_state_get(const ps_replica *r, ps_replica_policy_state *out) {
-        *out = (ps_replica_policy_state) {
-                .crash_count = r->lc.crash_count,
-                .restart_count = r->lc.restart_count,
-                .backoff_ms = r->lc.backoff_ms,
-                .backoff = r->lc.backoff,
-                .breakers = r->lc.breakers,
-                .storm = r->lc.storm,
-        };
-        policy_times(r, out, mono_to_wall);
+        ps_report_policy_state_get(r->ctx, &r->lc, out);
 }
 
 void ps_replica_policy_state_set(ps_replica *r, const ps_replica_policy_state *in) {
-        ps_replica_policy_state st = *in;
-
-        policy_times(r, &st, wall_to_mono);
-        r->lc.crash_count = st.crash_count;
-        r->lc.restart_count = st.restart_count;
-        r->lc.backoff_ms = st.backoff_ms;
-        r->lc.backoff = st.backoff;
-        r->lc.breakers = st.breakers;
-        r->lc.storm = st.storm;
+        ps_report_policy_state_set(r->ctx, &r->lc, in);
 }
