@@ -7,13 +7,13 @@
 #include "supervise/replica.h"
 #include "pool-domain/lifecycle.h"
 #include "pool-services/supervise/engine.h"
+#include "supervise/event-queue.h"
 #include "supervise/instance.h"
 #include "supervise/report.h"
 
 /* The fields of a replica: for supervise/replica.c (and its tests) only;
  * everyone else goes through supervise/replica.h. */
 
-#define REPLICA_QUEUE_MAX 32
 #define REPLICA_DETAIL_MAX 256
 
 /* One engine slot of a replica (primary or surge): the engine instance
@@ -32,11 +32,6 @@ typedef struct replica_timer {
         pd_instance_id inst;
         struct event *ev;
 } replica_timer;
-
-typedef struct queued_event {
-        pd_event ev;
-        char detail[REPLICA_DETAIL_MAX];
-} queued_event;
 
 typedef struct pending_reply {
         ps_done_fn fn;
@@ -62,8 +57,7 @@ struct ps_replica {
         replica_inst inst[PD_INSTANCE_MAX];
         replica_timer timers[PD_TIMER_MAX][PD_INSTANCE_MAX];
 
-        queued_event *queue;        /* ring of q_cap, grown on demand      */
-        unsigned q_cap, q_head, q_len;
+        ps_event_queue *queue;      /* what the machine has still to take  */
         bool stepping;
 
         pending_reply pending[PD_REPLY_MAX];

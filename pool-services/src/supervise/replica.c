@@ -74,43 +74,12 @@ static const char *engine_version(const ps_replica *r) {
 
 /* ---- queue -------------------------------------------------------------- */
 
-/* The queue starts small and doubles up to REPLICA_QUEUE_MAX: most
- * replicas never hold more than a few events at once, and a node may run
- * a thousand of them. */
-static bool queue_grow(ps_replica *r) {
-        unsigned cap = r->q_cap ? r->q_cap * 2 : 4;
-        queued_event *q;
-
-        if (cap > REPLICA_QUEUE_MAX)
-                return false;
-        q = malloc(cap * sizeof(*q));
-        if (!q)
-                return false;
-        for (unsigned i = 0; i < r->q_len; i++)
-                q[i] = r->queue[(r->q_head + i) % r->q_cap];
-        free(r->queue);
-        r->queue = q;
-        r->q_cap = cap;
-        r->q_head = 0;
-        return true;
-}
-
 static void enqueue(ps_replica *r, const pd_event *ev) {
-        queued_event *q;
-
-        if (r->q_len == r->q_cap && !queue_grow(r)) {
-                /* Cannot happen with the machine's bounded fan-out; losing an
-                 * event silently would be worse than saying so. */
+        /* Cannot fail with the machine's bounded fan-out; losing an event
+         * silently would be worse than saying so. */
+        if (!ps_event_queue_push(r->queue, ev))
                 EMIT(r, PS_EVENT_GENERIC, PS_LOG_ERROR, "event queue full: event dropped",
                      PS_FIELD_STR("event", pd_event_type_to_string(ev->type)));
-                return;
-        }
-        q = &r->queue[(r->q_head + r->q_len++) % r->q_cap];
-        q->ev = *ev;
-        q->detail[0] = '\0';
-        if (ev->detail)
-                snprintf(q->detail, sizeof(q->detail), "%s", ev->detail);
-        q->ev.detail = q->detail[0] ? q->detail : NULL;
 }
 
 int ps_replica_feed(ps_replica *r, const pd_event *ev) {
@@ -170,20 +139,8 @@ uint32_t ps_replica_take_leases_dropped(ps_replica *r) {
  * engine gone); they count as dropped. */
 static void drop_leases(ps_replica *r, pd_instance_id inst) {
         uint32_t counted = r->inst[inst].leases;
-        const ps_field fields[] = {
-                PS_FIELD_STR("lease", "dropped"),
-                PS_FIELD_STR("reason", NULL),
-                PS_FIELD_INT("leases", counted),
-        };
-        ps_event ev = {
-                .type = PS_EVENT_LEASE,
-                .level = PS_LOG_WARN,
-                .pool_id = r->pool_id,
-                .replica_id = r->replica_id,
-                .message = "leases ended by force",
-                .fields = fields,
-                .n_fields = sizeof(fields) / sizeof(fields[0]),
-        };
+        /* not a request's doing: no correlation id */
+        ps_speaker who = { .ctx = r->ctx, .pool_id = r->pool_id, .replica_id = r->replica_id };
 
         if (r->owner.drop_leases)
                 r->owner.drop_leases(r, inst, r->owner.userdata);
@@ -191,7 +148,9 @@ static void drop_leases(ps_replica *r, pd_instance_id inst) {
         if (counted == 0)
                 return;
         r->leases_dropped = pd_sat_add_u32(r->leases_dropped, counted);
-        ps_event_emit(&r->ctx->sink, &ev);
+        PS_REPORT(&who, PS_EVENT_LEASE, PS_LOG_WARN, "leases ended by force",
+                  PS_FIELD_STR("lease", "dropped"), PS_FIELD_STR("reason", NULL),
+                  PS_FIELD_INT("leases", counted));
 }
 
 /* ---- driver errors --------------------------------------------------------- */
@@ -331,18 +290,13 @@ static void inst_exited(ps_instance *proc, const ps_instance_exit *how, void *us
         const ps_exit_status *st = how->status;
         pd_event ev = { .type = PD_EV_EXITED, .instance = id, .cls = PD_CRASH_CLASS_MAX,
                         .detail = how->cause };
+        ps_speaker who = speaker(r);
 
         r->last_exit = (ps_report_exit) { .known = true, .status = *st, .uptime_ms = how->uptime_ms };
         ev.exit = (pd_exit) { .exited = st->exited, .code = st->code, .signo = st->signo,
                               .status_unknown = st->status_unknown };
-        EMIT(r, PS_EVENT_ENGINE_EXITED, r->lc.inst[id].exit_expected ? PS_LOG_INFO : PS_LOG_ERROR, "engine exited",
-             PS_FIELD_INT("pid", how->pid),
-             PS_FIELD_STR("engine_version", engine_version(r)),
-             st->exited ? PS_FIELD_INT("exit_code", st->code) : PS_FIELD_STR("exit_code", NULL),
-             st->exited ? PS_FIELD_STR("signal", NULL) : PS_FIELD_STR("signal", pd_signal_name(st->signo)),
-             PS_FIELD_INT("uptime_s", how->uptime_ms / 1000),
-             PS_FIELD_STR("last_line", ev.detail),
-             PS_FIELD_STR("expected", r->lc.inst[id].exit_expected ? "true" : "false"));
+        ps_report_exited(&who, how->pid, &r->last_exit, how->cause, engine_version(r),
+                         r->lc.inst[id].exit_expected);
         if (how->host_oom) {
                 /* evidence for the classifier: the kernel killed it */
                 pd_event hint = { .type = PD_EV_LOG_ERROR, .instance = id,
@@ -624,16 +578,14 @@ static void run(ps_replica *r) {
                 return;
         r->stepping = true;
         for (;;) {
-                if (r->q_len == 0 && !queue_lease_events(r))
+                if (ps_event_queue_empty(r->queue) && !queue_lease_events(r))
                         break;
-                queued_event q = r->queue[r->q_head];
+                ps_queued_event q;
                 pd_state before = r->lc.state;
                 unsigned crashes = r->lc.crash_count;
                 int rc;
 
-                r->q_head = (r->q_head + 1) % r->q_cap;
-                r->q_len--;
-                q.ev.detail = q.detail[0] ? q.detail : NULL;
+                (void) ps_event_queue_pop(r->queue, &q);
                 rc = pd_lifecycle_step(&r->lc, policy(r), &q.ev, mono_now(r), &r->rng, &out);
                 if (rc < 0)
                         EMIT(r, PS_EVENT_GENERIC, PS_LOG_ERROR, "lifecycle refused an event",
@@ -696,7 +648,8 @@ ps_replica *ps_replica_new(const ps_context *ctx, const ps_engine_spec *spec,
         r->pool_id = spec ? strdup(spec->pool_id) : NULL;
         r->home_port = spec ? spec->port : 0;
         r->replica_id = spec ? strdup(spec->replica_id) : NULL;
-        if (!r->current || !r->policy || !r->pool_id || !r->replica_id)
+        r->queue = ps_event_queue_new();
+        if (!r->current || !r->policy || !r->pool_id || !r->replica_id || !r->queue)
                 return ps_replica_free(r);
         pd_lifecycle_init(&r->lc);
         pd_rng_seed(&r->rng, ctx->seed ^ hash_ids(r->pool_id, r->replica_id));
@@ -745,7 +698,7 @@ ps_replica *ps_replica_free(ps_replica *r) {
         free(r->pool_id);
         free(r->replica_id);
         free(r->correlation_id);
-        free(r->queue);
+        ps_event_queue_free(r->queue);
         free(r->ext_url);
         free(r);
         return NULL;
@@ -765,6 +718,16 @@ static int refuse(char *err, size_t errlen, int code, const char *what, const ps
         return code;
 }
 
+/* What the machine says to ev, tried on a copy: a refusal leaves nothing
+ * changed. The pd_lifecycle_step() result. */
+static int trial_step(const ps_replica *r, const pd_event *ev) {
+        pd_lifecycle trial = r->lc;
+        pd_rng rng = r->rng;
+        pd_actions out;
+
+        return pd_lifecycle_step(&trial, policy(r), ev, mono_now(r), &rng, &out);
+}
+
 int ps_replica_preload(ps_replica *r, ps_done_fn done, void *userdata, char *err, size_t errlen) {
         return ps_replica_preload_spec(r, NULL, done, userdata, err, errlen);
 }
@@ -772,7 +735,6 @@ int ps_replica_preload(ps_replica *r, ps_done_fn done, void *userdata, char *err
 int ps_replica_preload_spec(ps_replica *r, const ps_engine_spec *spec, ps_done_fn done,
                             void *userdata, char *err, size_t errlen) {
         ps_engine_spec *copy = NULL;
-        pd_actions out;
         pd_event ev = { .type = PD_EV_PRELOAD };
         int rc;
 
@@ -781,12 +743,7 @@ int ps_replica_preload_spec(ps_replica *r, const ps_engine_spec *spec, ps_done_f
         if (r->removing)
                 return refuse(err, errlen, PS_E_CONFLICT, "is being removed: cannot start", r);
         /* Try the transition first so a refusal leaves nothing pending. */
-        {
-                pd_lifecycle probe = r->lc;
-                pd_rng rng = r->rng;
-
-                rc = pd_lifecycle_step(&probe, policy(r), &ev, mono_now(r), &rng, &out);
-        }
+        rc = trial_step(r, &ev);
         if (rc == PD_E_BREAKER_OPEN)
                 return refuse(err, errlen, PS_E_BREAKER_OPEN,
                               "cannot start: its circuit breaker is open", r);
@@ -842,14 +799,11 @@ int ps_replica_stop(ps_replica *r, char *err, size_t errlen) {
 }
 
 int ps_replica_restart(ps_replica *r, char *err, size_t errlen) {
-        pd_lifecycle probe = r->lc;
-        pd_rng rng = r->rng;
-        pd_actions out;
         pd_event ev = { .type = PD_EV_RESTART };
 
         if (r->removing)
                 return refuse(err, errlen, PS_E_CONFLICT, "is being removed: cannot restart", r);
-        if (pd_lifecycle_step(&probe, policy(r), &ev, mono_now(r), &rng, &out) != 0)
+        if (trial_step(r, &ev) != 0)
                 return refuse(err, errlen, PS_E_CONFLICT,
                               "cannot restart while draining, reloading or stopping", r);
         return ps_replica_feed(r, &ev);
@@ -932,25 +886,18 @@ void ps_replica_status_get(const ps_replica *r, ps_replica_status *out) {
 /* ---- for the pool ------------------------------------------------------- */
 
 bool ps_replica_accepts(const ps_replica *r, const pd_event *ev) {
-        pd_lifecycle trial = r->lc;
-        pd_rng rng = r->rng;
-        pd_actions out;
-
-        return pd_lifecycle_step(&trial, policy(r), ev, mono_now(r), &rng, &out) == 0;
+        return trial_step(r, ev) == 0;
 }
 
 int ps_replica_request(ps_replica *r, const pd_event *ev, pd_reply reply,
                        ps_done_fn fn, void *userdata) {
-        pd_lifecycle trial = r->lc;
-        pd_rng rng = r->rng;
-        pd_actions out;
         int rc;
 
         if (r->stepping)
                 return -EBUSY;
         if (reply <= PD_REPLY_NONE || reply >= PD_REPLY_MAX)
                 return -EINVAL;
-        rc = pd_lifecycle_step(&trial, policy(r), ev, mono_now(r), &rng, &out);
+        rc = trial_step(r, ev);
         if (rc != 0)
                 return rc;
         r->pending[reply] = (pending_reply) { .fn = fn, .userdata = userdata };

@@ -119,6 +119,20 @@ int ps_report_reply_code(pd_reply reply, pd_outcome outcome, int refusal) {
         return reply == PD_REPLY_PRELOAD ? PS_E_START_FAILED : PS_E_CONFLICT;
 }
 
+void ps_report_exited(const ps_speaker *s, int pid, const ps_report_exit *how, const char *cause,
+                      const char *engine_version, bool expected) {
+        const ps_exit_status *st = &how->status;
+
+        PS_REPORT(s, PS_EVENT_ENGINE_EXITED, expected ? PS_LOG_INFO : PS_LOG_ERROR, "engine exited",
+                  PS_FIELD_INT("pid", pid),
+                  PS_FIELD_STR("engine_version", engine_version),
+                  st->exited ? PS_FIELD_INT("exit_code", st->code) : PS_FIELD_STR("exit_code", NULL),
+                  st->exited ? PS_FIELD_STR("signal", NULL) : PS_FIELD_STR("signal", pd_signal_name(st->signo)),
+                  PS_FIELD_INT("uptime_s", how->uptime_ms / 1000),
+                  PS_FIELD_STR("last_line", cause),
+                  PS_FIELD_STR("expected", expected ? "true" : "false"));
+}
+
 /* One line with the whole decision: what happened, what it counts as,
  * and what comes next. */
 void ps_report_failure(const ps_speaker *s, const pd_lifecycle *lc, const char *engine_version,

@@ -58,6 +58,9 @@ typedef struct ps_report_exit {
         int64_t uptime_ms;
 } ps_report_exit;
 
+/* The line of an engine's end (cause: its own words, or NULL). */
+void ps_report_exited(const ps_speaker *s, int pid, const ps_report_exit *how, const char *cause,
+                      const char *engine_version, bool expected);
 /* The line of a step that counted a failure (crash_count rose). */
 void ps_report_failure(const ps_speaker *s, const pd_lifecycle *lc, const char *engine_version,
                        const ps_report_exit *last);
