@@ -9,6 +9,7 @@
 #include "pool-services/supervise/engine.h"
 #include "supervise/event-queue.h"
 #include "supervise/instance.h"
+#include "supervise/machine-timers.h"
 #include "supervise/report.h"
 
 /* The fields of a replica: for supervise/replica.c (and its tests) only;
@@ -25,13 +26,6 @@ typedef struct replica_inst {
         uint32_t leases;            /* leases held on this engine; they
                                        move with it when a surge promotes */
 } replica_inst;
-
-typedef struct replica_timer {
-        ps_replica *owner;
-        pd_timer timer;
-        pd_instance_id inst;
-        struct event *ev;
-} replica_timer;
 
 typedef struct pending_reply {
         ps_done_fn fn;
@@ -55,7 +49,7 @@ struct ps_replica {
         pd_rng rng;
 
         replica_inst inst[PD_INSTANCE_MAX];
-        replica_timer timers[PD_TIMER_MAX][PD_INSTANCE_MAX];
+        ps_machine_timers *timers;
 
         ps_event_queue *queue;      /* what the machine has still to take  */
         bool stepping;

@@ -38,12 +38,6 @@ static int64_t wall_now(const ps_replica *r) {
         return ps_clock_wall_ms(r->ctx->clock);
 }
 
-static struct timeval ms_to_tv(int64_t ms) {
-        if (ms < 0)
-                ms = 0;
-        return (struct timeval) { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-}
-
 static const pd_policy *policy(const ps_replica *r) {
         return ps_policy_domain(r->policy);
 }
@@ -363,15 +357,10 @@ static void act_signal(ps_replica *r, const pd_action *a, int signo) {
 }
 
 static void act_timer(ps_replica *r, const pd_action *a) {
-        replica_timer *t = &r->timers[a->timer][a->instance];
-        struct timeval tv;
-
-        if (a->type == PD_ACT_TIMER_CANCEL) {
-                evtimer_del(t->ev);
-                return;
-        }
-        tv = ms_to_tv(a->at_ms - mono_now(r));
-        evtimer_add(t->ev, &tv);
+        if (a->type == PD_ACT_TIMER_CANCEL)
+                ps_machine_timers_cancel(r->timers, a->timer, a->instance);
+        else
+                ps_machine_timers_arm(r->timers, a->timer, a->instance, a->at_ms - mono_now(r));
 }
 
 static void act_write_handoff(ps_replica *r) {
@@ -610,18 +599,15 @@ static void run(ps_replica *r) {
 
 /* ---- timers ------------------------------------------------------------- */
 
-static void on_timer(evutil_socket_t fd, short what, void *userdata) {
-        replica_timer *t = userdata;
-        ps_replica *r = t->owner;
-        pd_event ev = { .type = PD_EV_TIMER, .timer = t->timer, .instance = t->inst };
+static void on_timer(pd_timer timer, pd_instance_id inst, void *userdata) {
+        ps_replica *r = userdata;
+        pd_event ev = { .type = PD_EV_TIMER, .timer = timer, .instance = inst };
         pd_instance_id id;
 
-        (void) fd;
-        (void) what;
         /* The deadline bounds the wait for requests in flight: an engine
          * whose leases have ended leaves now, as one that went idle. */
-        if (t->timer == PD_TIMER_DEADLINE && pd_lifecycle_awaits_leases(&r->lc, &id) &&
-            id == t->inst && r->inst[id].leases == 0) {
+        if (timer == PD_TIMER_DEADLINE && pd_lifecycle_awaits_leases(&r->lc, &id) &&
+            id == inst && r->inst[id].leases == 0) {
                 ps_instance_idle_forget(r->inst[id].proc);
                 feed_simple(r, PD_EV_LEASES_ZERO, id, NULL);
         }
@@ -659,17 +645,9 @@ ps_replica *ps_replica_new(const ps_context *ctx, const ps_engine_spec *spec,
                 in->proc = ps_instance_new(ctx, (pd_instance_id) i, r->policy, &inst_ops, r);
                 if (!in->proc)
                         return ps_replica_free(r);
-                for (int t = 0; t < PD_TIMER_MAX; t++) {
-                        replica_timer *rt = &r->timers[t][i];
-
-                        *rt = (replica_timer) { .owner = r, .timer = (pd_timer) t,
-                                                .inst = (pd_instance_id) i };
-                        rt->ev = evtimer_new(ctx->base, on_timer, rt);
-                        if (!rt->ev)
-                                return ps_replica_free(r);
-                }
         }
-        return r;
+        r->timers = ps_machine_timers_new(ctx->base, on_timer, r);
+        return r->timers ? r : ps_replica_free(r);
 }
 
 ps_replica *ps_replica_free(ps_replica *r) {
@@ -684,14 +662,9 @@ ps_replica *ps_replica_free(ps_replica *r) {
                         to.fn(ps_report_reply_code((pd_reply) i, PD_OUTCOME_STOPPED, 0),
                               "the replica was removed", to.userdata);
         }
-        for (int i = 0; i < PD_INSTANCE_MAX; i++) {
-                replica_inst *in = &r->inst[i];
-
-                ps_instance_free(in->proc);   /* never kills: adoption */
-                for (int t = 0; t < PD_TIMER_MAX; t++)
-                        if (r->timers[t][i].ev)
-                                event_free(r->timers[t][i].ev);
-        }
+        for (int i = 0; i < PD_INSTANCE_MAX; i++)
+                ps_instance_free(r->inst[i].proc);   /* never kills: adoption */
+        ps_machine_timers_free(r->timers);
         ps_engine_spec_free(r->current);
         ps_engine_spec_free(r->staged);
         ps_policy_free(r->policy);
