@@ -285,7 +285,11 @@ static void on_idle(ps_idle_how how, const char *detail, void *userdata) {
 
         in->idle = ps_idle_watch_free(in->idle);
         in->idle_reached = true;
-        in->ops.idle(in, how == PS_IDLE_COUNTED, detail, in->userdata);
+        EMIT(in, PS_EVENT_GENERIC, PS_LOG_INFO, how == PS_IDLE_COUNTED ?
+             "engine has no request in flight" : "engine shows no in-flight count: retire grace over",
+             PS_FIELD_INT("pid", in->engine ? ps_engine_pid(in->engine) : 0),
+             PS_FIELD_STR("detail", detail));
+        in->ops.idle(in, in->userdata);
 }
 
 bool ps_instance_idle_reached(ps_instance *in) {

@@ -61,9 +61,9 @@ typedef struct ps_instance_ops {
         bool (*log_line)(ps_instance *in, const char *line, size_t len, void *userdata);
         /* The engine ended; the instance touches nothing after. */
         void (*exited)(ps_instance *in, const ps_instance_exit *how, void *userdata);
-        /* The engine leaving service has no request in flight (counted),
-         * or shows no count and its retire grace is over (detail: why). */
-        void (*idle)(ps_instance *in, bool counted, const char *detail, void *userdata);
+        /* The engine leaving service has no request in flight, or shows
+         * no count and its retire grace is over (a line has said which). */
+        void (*idle)(ps_instance *in, void *userdata);
 } ps_instance_ops;
 
 /* ctx, ops, policy and userdata are borrowed. NULL on OOM. */

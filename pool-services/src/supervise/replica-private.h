@@ -10,6 +10,7 @@
 #include "supervise/event-queue.h"
 #include "supervise/instance.h"
 #include "supervise/machine-timers.h"
+#include "supervise/replies.h"
 #include "supervise/report.h"
 
 /* The fields of a replica: for supervise/replica.c (and its tests) only;
@@ -26,11 +27,6 @@ typedef struct replica_inst {
         uint32_t leases;            /* leases held on this engine; they
                                        move with it when a surge promotes */
 } replica_inst;
-
-typedef struct pending_reply {
-        ps_done_fn fn;
-        void *userdata;
-} pending_reply;
 
 struct ps_replica {
         ps_replica_owner owner;
@@ -54,7 +50,7 @@ struct ps_replica {
         ps_event_queue *queue;      /* what the machine has still to take  */
         bool stepping;
 
-        pending_reply pending[PD_REPLY_MAX];
+        ps_replies *replies;        /* who waits for which answer          */
 
         /* the last exit, for the "engine failed" line */
         ps_report_exit last_exit;

@@ -95,18 +95,14 @@ static void feed_simple(ps_replica *r, pd_event_type type, pd_instance_id id,
 
 /* ---- leases ------------------------------------------------------------- */
 
-uint32_t ps_replica_slots(const ps_replica *r) {
-        return r->current->slots;
-}
+uint32_t ps_replica_slots(const ps_replica *r) { return r->current->slots; }
 
 uint32_t ps_replica_leases(const ps_replica *r) {
         return pd_sat_add_u32(r->inst[PD_INSTANCE_PRIMARY].leases,
                               r->inst[PD_INSTANCE_SURGE].leases);
 }
 
-uint32_t ps_replica_inst_leases(const ps_replica *r, pd_instance_id inst) {
-        return r->inst[inst].leases;
-}
+uint32_t ps_replica_inst_leases(const ps_replica *r, pd_instance_id inst) { return r->inst[inst].leases; }
 
 int ps_replica_lease_add(ps_replica *r, pd_instance_id inst) {
         pd_slots slots = { .total = r->current->slots, .leased = r->inst[inst].leases };
@@ -301,14 +297,9 @@ static void inst_exited(ps_instance *proc, const ps_instance_exit *how, void *us
         run(r);
 }
 
-static void inst_idle(ps_instance *proc, bool counted, const char *detail, void *userdata) {
-        ps_replica *r = userdata;
-
-        EMIT(r, PS_EVENT_GENERIC, PS_LOG_INFO, counted ?
-             "engine has no request in flight" : "engine shows no in-flight count: retire grace over",
-             PS_FIELD_INT("pid", ps_instance_pid(proc)),
-             PS_FIELD_STR("detail", detail));
-        run(r);
+static void inst_idle(ps_instance *proc, void *userdata) {
+        (void) proc;
+        run(userdata);
 }
 
 static const ps_instance_ops inst_ops = {
@@ -352,17 +343,6 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
         ps_instance_spawn(in->proc, &how);
 }
 
-static void act_signal(ps_replica *r, const pd_action *a, int signo) {
-        ps_instance_signal(r->inst[a->instance].proc, signo);
-}
-
-static void act_timer(ps_replica *r, const pd_action *a) {
-        if (a->type == PD_ACT_TIMER_CANCEL)
-                ps_machine_timers_cancel(r->timers, a->timer, a->instance);
-        else
-                ps_machine_timers_arm(r->timers, a->timer, a->instance, a->at_ms - mono_now(r));
-}
-
 static void act_write_handoff(ps_replica *r) {
         ps_handoff h = {
                 .spec = r->current,
@@ -395,15 +375,13 @@ static void act_stage(ps_replica *r) {
 /* The primary engine serves: ready_at is now, and a line says so. */
 static void announce_ready(ps_replica *r) {
         const replica_inst *in = &r->inst[PD_INSTANCE_PRIMARY];
+        ps_speaker who = speaker(r);
 
         r->ready_wall_ms = wall_now(r);
         r->ready_pid = ps_instance_pid(in->proc);
         r->last_heartbeat_wall_ms = r->ready_wall_ms;
-        EMIT(r, PS_EVENT_READY, PS_LOG_INFO, "ready",
-             PS_FIELD_INT("pid", r->ready_pid),
-             PS_FIELD_STR("engine_version", engine_version(r)),
-             PS_FIELD_STR("device_mask", r->current->device_mask),
-             PS_FIELD_INT("startup_ms", r->ready_wall_ms - ps_instance_started_wall_ms(in->proc)));
+        ps_report_ready(&who, r->ready_pid, r->current,
+                        r->ready_wall_ms - ps_instance_started_wall_ms(in->proc));
 }
 
 /* The surge engine becomes the primary: the two slots swap, and each
@@ -426,13 +404,7 @@ static void swap_inst(ps_replica *r) {
         announce_ready(r);
 }
 
-typedef struct reply_out {
-        pending_reply to;
-        int rc;
-        char text[PD_ACTION_TEXT_MAX];
-} reply_out;
-
-static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_t *n_replies) {
+static void execute(ps_replica *r, const pd_action *a, ps_reply_batch *replies) {
         replica_inst *in = &r->inst[a->instance];
         ps_speaker who = speaker(r);
 
@@ -447,14 +419,16 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
                 ps_instance_probe_stop(in->proc);
                 break;
         case PD_ACT_SIGNAL_TERM:
-                act_signal(r, a, SIGTERM);
+                ps_instance_signal(in->proc, SIGTERM);
                 break;
         case PD_ACT_SIGNAL_KILL:
-                act_signal(r, a, SIGKILL);
+                ps_instance_signal(in->proc, SIGKILL);
                 break;
         case PD_ACT_TIMER_ARM:
+                ps_machine_timers_arm(r->timers, a->timer, a->instance, a->at_ms - mono_now(r));
+                break;
         case PD_ACT_TIMER_CANCEL:
-                act_timer(r, a);
+                ps_machine_timers_cancel(r->timers, a->timer, a->instance);
                 break;
         case PD_ACT_WRITE_HANDOFF:
                 act_write_handoff(r);
@@ -486,14 +460,7 @@ static void execute(ps_replica *r, const pd_action *a, reply_out *replies, size_
                 break;
         case PD_ACT_REPLY:
                 ps_report_request_done(&who, a);
-                if (a->reply < PD_REPLY_MAX && r->pending[a->reply].fn && *n_replies < 4) {
-                        reply_out *o = &replies[(*n_replies)++];
-
-                        o->to = r->pending[a->reply];
-                        o->rc = ps_report_reply_code(a->reply, a->outcome, a->refusal);
-                        snprintf(o->text, sizeof(o->text), "%s", a->text + a->reason_at);
-                        r->pending[a->reply] = (pending_reply) { 0 };
-                }
+                ps_replies_take(r->replies, a, replies);
                 break;
         case PD_ACT_ALERT:
                 ps_report_alert(&who, a, &r->lc);
@@ -559,8 +526,7 @@ static bool queue_lease_events(ps_replica *r) {
  * is touched afterwards: a callback may free the replica.
  */
 static void run(ps_replica *r) {
-        reply_out replies[4];
-        size_t n_replies = 0;
+        ps_reply_batch replies = { .n = 0 };
         pd_actions out;
 
         if (r->stepping)
@@ -581,7 +547,7 @@ static void run(ps_replica *r) {
                              PS_FIELD_STR("event", pd_event_type_to_string(q.ev.type)),
                              PS_FIELD_STR("error", strerror(-rc)));
                 for (size_t i = 0; i < out.count; i++)
-                        execute(r, &out.item[i], replies, &n_replies);
+                        execute(r, &out.item[i], &replies);
                 report_transition(r, before, crashes);
         }
         r->stepping = false;
@@ -593,8 +559,7 @@ static void run(ps_replica *r) {
         }
         if (r->owner.settled)
                 r->owner.settled(r, r->owner.userdata);
-        for (size_t i = 0; i < n_replies; i++)
-                replies[i].to.fn(replies[i].rc, replies[i].text, replies[i].to.userdata);
+        ps_reply_batch_send(&replies);
 }
 
 /* ---- timers ------------------------------------------------------------- */
@@ -616,10 +581,6 @@ static void on_timer(pd_timer timer, pd_instance_id inst, void *userdata) {
 
 /* ---- life of the record ------------------------------------------------ */
 
-static uint64_t hash_ids(const char *a, const char *b) {
-        return ps_fnv1a_str(ps_fnv1a_str(PS_FNV1A_INIT, a), b);
-}
-
 ps_replica *ps_replica_new(const ps_context *ctx, const ps_engine_spec *spec,
                            const ps_policy *pol, const ps_replica_owner *owner) {
         ps_replica *r = calloc(1, sizeof(*r));
@@ -635,10 +596,12 @@ ps_replica *ps_replica_new(const ps_context *ctx, const ps_engine_spec *spec,
         r->home_port = spec ? spec->port : 0;
         r->replica_id = spec ? strdup(spec->replica_id) : NULL;
         r->queue = ps_event_queue_new();
-        if (!r->current || !r->policy || !r->pool_id || !r->replica_id || !r->queue)
+        r->replies = ps_replies_new();
+        if (!r->current || !r->policy || !r->pool_id || !r->replica_id || !r->queue || !r->replies)
                 return ps_replica_free(r);
         pd_lifecycle_init(&r->lc);
-        pd_rng_seed(&r->rng, ctx->seed ^ hash_ids(r->pool_id, r->replica_id));
+        pd_rng_seed(&r->rng, ctx->seed ^ ps_fnv1a_str(ps_fnv1a_str(PS_FNV1A_INIT, r->pool_id),
+                                                      r->replica_id));
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
                 replica_inst *in = &r->inst[i];
 
@@ -654,14 +617,7 @@ ps_replica *ps_replica_free(ps_replica *r) {
         if (!r)
                 return NULL;
         /* Whoever waits for an answer gets one: the replica is gone. */
-        for (int i = 0; i < PD_REPLY_MAX; i++) {
-                pending_reply to = r->pending[i];
-
-                r->pending[i] = (pending_reply) { 0 };
-                if (to.fn)
-                        to.fn(ps_report_reply_code((pd_reply) i, PD_OUTCOME_STOPPED, 0),
-                              "the replica was removed", to.userdata);
-        }
+        ps_replies_free(r->replies, "the replica was removed");
         for (int i = 0; i < PD_INSTANCE_MAX; i++)
                 ps_instance_free(r->inst[i].proc);   /* never kills: adoption */
         ps_machine_timers_free(r->timers);
@@ -733,7 +689,7 @@ int ps_replica_preload_spec(ps_replica *r, const ps_engine_spec *spec, ps_done_f
                 ps_engine_spec_free(r->current);
                 r->current = copy;
         }
-        r->pending[PD_REPLY_PRELOAD] = (pending_reply) { .fn = done, .userdata = userdata };
+        ps_replies_expect(r->replies, PD_REPLY_PRELOAD, done, userdata);
         return ps_replica_feed(r, &ev);
 }
 
@@ -782,9 +738,7 @@ int ps_replica_restart(ps_replica *r, char *err, size_t errlen) {
         return ps_replica_feed(r, &ev);
 }
 
-void ps_replica_mark_removing(ps_replica *r) {
-        r->removing = true;
-}
+void ps_replica_mark_removing(ps_replica *r) { r->removing = true; }
 
 int ps_replica_breaker_reset(ps_replica *r) {
         pd_event ev = { .type = PD_EV_BREAKER_RESET };
@@ -812,9 +766,7 @@ bool ps_replica_external(const ps_replica *r) { return r->lc.external; }
 unsigned ps_replica_crash_count(const ps_replica *r) { return r->lc.crash_count; }
 unsigned ps_replica_restart_count(const ps_replica *r) { return r->lc.restart_count; }
 
-int ps_replica_pid(const ps_replica *r) {
-        return ps_instance_pid(r->inst[PD_INSTANCE_PRIMARY].proc);
-}
+int ps_replica_pid(const ps_replica *r) { return ps_instance_pid(r->inst[PD_INSTANCE_PRIMARY].proc); }
 
 int ps_replica_url(const ps_replica *r, char *buf, size_t len) {
         if (r->ext_url)
@@ -873,26 +825,16 @@ int ps_replica_request(ps_replica *r, const pd_event *ev, pd_reply reply,
         rc = trial_step(r, ev);
         if (rc != 0)
                 return rc;
-        r->pending[reply] = (pending_reply) { .fn = fn, .userdata = userdata };
+        ps_replies_expect(r->replies, reply, fn, userdata);
         return ps_replica_feed(r, ev);
 }
 
-void ps_replica_forget_reply(ps_replica *r, pd_reply reply) {
-        if (reply < PD_REPLY_MAX)
-                r->pending[reply] = (pending_reply) { 0 };
-}
+void ps_replica_forget_reply(ps_replica *r, pd_reply reply) { ps_replies_forget(r->replies, reply); }
 
-const pd_lifecycle *ps_replica_lifecycle(const ps_replica *r) {
-        return &r->lc;
-}
-
-const ps_engine_spec *ps_replica_spec(const ps_replica *r) {
-        return r->current;
-}
-
-uint16_t ps_replica_home_port(const ps_replica *r) {
-        return r->home_port;
-}
+const pd_lifecycle *ps_replica_lifecycle(const ps_replica *r) { return &r->lc; }
+const ps_engine_spec *ps_replica_spec(const ps_replica *r) { return r->current; }
+uint16_t ps_replica_home_port(const ps_replica *r) { return r->home_port; }
+const ps_policy *ps_replica_policy(const ps_replica *r) { return r->policy; }
 
 int ps_replica_stage(ps_replica *r, const ps_engine_spec *spec) {
         ps_engine_spec *copy = NULL;
@@ -902,10 +844,6 @@ int ps_replica_stage(ps_replica *r, const ps_engine_spec *spec) {
         ps_engine_spec_free(r->staged);
         r->staged = copy;
         return 0;
-}
-
-const ps_policy *ps_replica_policy(const ps_replica *r) {
-        return r->policy;
 }
 
 int ps_replica_set_policy(ps_replica *r, const ps_policy *pol) {

@@ -119,6 +119,14 @@ int ps_report_reply_code(pd_reply reply, pd_outcome outcome, int refusal) {
         return reply == PD_REPLY_PRELOAD ? PS_E_START_FAILED : PS_E_CONFLICT;
 }
 
+void ps_report_ready(const ps_speaker *s, int pid, const ps_engine_spec *spec, int64_t startup_ms) {
+        PS_REPORT(s, PS_EVENT_READY, PS_LOG_INFO, "ready",
+                  PS_FIELD_INT("pid", pid),
+                  PS_FIELD_STR("engine_version", spec->engine_version),
+                  PS_FIELD_STR("device_mask", spec->device_mask),
+                  PS_FIELD_INT("startup_ms", startup_ms));
+}
+
 void ps_report_exited(const ps_speaker *s, int pid, const ps_report_exit *how, const char *cause,
                       const char *engine_version, bool expected) {
         const ps_exit_status *st = &how->status;

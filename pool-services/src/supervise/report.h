@@ -58,6 +58,8 @@ typedef struct ps_report_exit {
         int64_t uptime_ms;
 } ps_report_exit;
 
+/* The line of a primary engine that serves (spec: what the replica runs). */
+void ps_report_ready(const ps_speaker *s, int pid, const ps_engine_spec *spec, int64_t startup_ms);
 /* The line of an engine's end (cause: its own words, or NULL). */
 void ps_report_exited(const ps_speaker *s, int pid, const ps_report_exit *how, const char *cause,
                       const char *engine_version, bool expected);
