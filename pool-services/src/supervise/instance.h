@@ -32,9 +32,9 @@ typedef struct ps_instance_exit {
 } ps_instance_exit;
 
 /*
- * What an instance tells its replica, and asks of it. Every entry but
- * exit_expected is required. An entry that runs the replica's machine may
- * be where the instance is told to stop probing; none may free it.
+ * What an instance tells its replica, and asks of it. Every entry is
+ * required. An entry that runs the replica's machine may be where the
+ * instance is told to stop probing; none may free it.
  */
 typedef struct ps_instance_ops {
         /* Says something in the replica's name. */
@@ -66,7 +66,7 @@ typedef struct ps_instance_ops {
         void (*idle)(ps_instance *in, void *userdata);
 } ps_instance_ops;
 
-/* ctx, ops, policy and userdata are borrowed. NULL on OOM. */
+/* ops is copied; ctx, policy and userdata are borrowed. NULL on OOM. */
 ps_instance *ps_instance_new(const ps_context *ctx, pd_instance_id id, const ps_policy *policy,
                              const ps_instance_ops *ops, void *userdata);
 /* Never kills the engine (a later daemon adopts it). Accepts NULL. */
