@@ -5,7 +5,7 @@
  * fired, log line written, timer expired, operator asked) becomes a
  * pd_event; pd_lifecycle_step() answers with actions; this file carries
  * them out. Events produced while actions run are queued, so the machine
- * is never re-entered.
+ * is never re-entered. The engines themselves are supervise/instance.c's.
  */
 #include <errno.h>
 #include <limits.h>
@@ -14,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include <event2/event.h>
 
 #include "conf/policy-private.h"
 #include "supervise/replica-private.h"
