@@ -7,63 +7,26 @@
 #include "supervise/replica.h"
 #include "pool-domain/lifecycle.h"
 #include "pool-services/supervise/engine.h"
-#include "pool-services/supervise/logtail.h"
-#include "pool-services/supervise/probe.h"
-#include "supervise/idle.h"
+#include "supervise/event-queue.h"
+#include "supervise/instance.h"
+#include "supervise/machine-timers.h"
+#include "supervise/replies.h"
+#include "supervise/report.h"
 
 /* The fields of a replica: for supervise/replica.c (and its tests) only;
  * everyone else goes through supervise/replica.h. */
 
-#define REPLICA_QUEUE_MAX 32
 #define REPLICA_DETAIL_MAX 256
 
-/* One engine process slot of a replica (primary or surge). */
+/* One engine slot of a replica (primary or surge): the engine instance
+ * (supervise/instance.h, with its own fields) and what the replica keeps
+ * of it. The slots swap when a surge promotes. */
 typedef struct replica_inst {
-        ps_replica *owner;
-        pd_instance_id id;
-        ps_engine *engine;          /* NULL when none runs                 */
-        ps_engine *dead;            /* exited; freed at the next spawn     */
-        ps_logtail *tail;
-        ps_probe *probe;            /* in flight, or NULL                  */
-        struct event *probe_timer;
-        bool probing;
-        bool probe_again;           /* a kick arrived while one was in flight */
-        int64_t probe_delay_ms;     /* loading schedule: 5, 10, 20, 25..., 50 */
-        int64_t probe_started_ms;   /* when probing of this engine began    */
-        int64_t last_probe_ms;
-        int64_t last_progress_ms;   /* for the stall timeout               */
-        long last_http_status;
-        bool oom_known;
-        uint64_t oom_kill_before;
-        int64_t started_wall_ms;
-        char last_line[REPLICA_DETAIL_MAX];
+        ps_instance *proc;          /* the engine process, its log tail,
+                                       health and idle watches           */
         uint32_t leases;            /* leases held on this engine; they
                                        move with it when a surge promotes */
-        ps_idle_watch *idle;        /* leaving service: waiting for the
-                                       requests it still runs            */
-        bool idle_reached;          /* ... they are done: it may stop     */
-        uint16_t port;              /* where this engine listens          */
-        char url[320];              /* where this engine listens: the spec
-                                       it was started from, not the
-                                       replica's current one             */
 } replica_inst;
-
-typedef struct replica_timer {
-        ps_replica *owner;
-        pd_timer timer;
-        pd_instance_id inst;
-        struct event *ev;
-} replica_timer;
-
-typedef struct queued_event {
-        pd_event ev;
-        char detail[REPLICA_DETAIL_MAX];
-} queued_event;
-
-typedef struct pending_reply {
-        ps_done_fn fn;
-        void *userdata;
-} pending_reply;
 
 struct ps_replica {
         ps_replica_owner owner;
@@ -82,18 +45,15 @@ struct ps_replica {
         pd_rng rng;
 
         replica_inst inst[PD_INSTANCE_MAX];
-        replica_timer timers[PD_TIMER_MAX][PD_INSTANCE_MAX];
+        ps_machine_timers *timers;
 
-        queued_event *queue;        /* ring of q_cap, grown on demand      */
-        unsigned q_cap, q_head, q_len;
+        ps_event_queue *queue;      /* what the machine has still to take  */
         bool stepping;
 
-        pending_reply pending[PD_REPLY_MAX];
+        ps_replies *replies;        /* who waits for which answer          */
 
         /* the last exit, for the "engine failed" line */
-        bool last_exit_known;
-        ps_exit_status last_exit;
-        int64_t last_uptime_ms;
+        ps_report_exit last_exit;
 
         uint16_t home_port;         /* the port it was registered with    */
         uint32_t leases_dropped;    /* ended by force since last asked    */
