@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -13,6 +15,7 @@ struct ps_logger {
         FILE *out;
         ps_log_level min_level;
         const ps_clock *clock;
+        bool journal;             /* out is the journal: "<6>" line prefixes */
 };
 
 static const char *const level_names[PS_LOG_LEVEL_MAX] = {
@@ -41,6 +44,35 @@ int ps_log_level_from_string(const char *s, ps_log_level *ret) {
         return -EINVAL;
 }
 
+/*
+ * The journal reads a line's priority from a "<N>" prefix (sd-daemon(3)).
+ * Only when out is the very stream systemd connected: $JOURNAL_STREAM
+ * ("device:inode") names it, and a child's redirected stderr differs.
+ */
+static bool stream_is_journal(FILE *out) {
+        const char *env = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+        int fd = fileno(out);
+
+        if (!env || sscanf(env, "%llu:%llu", &dev, &ino) != 2 || fd < 0 || fstat(fd, &st) < 0)
+                return false;
+        return (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino;
+}
+
+/* The prefix a line of that level starts with: "" when not the journal. */
+static const char *journal_prefix(const ps_logger *logger, ps_log_level level) {
+        static const char *const prefix[PS_LOG_LEVEL_MAX] = {
+                [PS_LOG_DEBUG] = "<7>",
+                [PS_LOG_INFO] = "<6>",
+                [PS_LOG_WARN] = "<4>",
+                [PS_LOG_ERROR] = "<3>",
+                [PS_LOG_CRITICAL] = "<2>",
+        };
+
+        return logger->journal ? prefix[level] : "";
+}
+
 ps_logger *ps_logger_new(FILE *out, ps_log_level min_level, const ps_clock *clock) {
         ps_logger *logger;
 
@@ -52,6 +84,7 @@ ps_logger *ps_logger_new(FILE *out, ps_log_level min_level, const ps_clock *cloc
         logger->out = out;
         logger->min_level = min_level;
         logger->clock = clock ? clock : ps_clock_system();
+        logger->journal = stream_is_journal(out);
         return logger;
 }
 
@@ -206,11 +239,25 @@ static int add_fields(json_t *obj, const ps_field *fields, size_t n_fields) {
         return 0;
 }
 
-/* Serialises obj and writes it plus '\n' with a single fwrite: stderr is
- * unbuffered, and json_dumpf() would issue one write per token. */
-static int write_line(FILE *out, const json_t *obj) {
+/* prefix then the line's len bytes, in a new buffer that *heap owns
+ * (the old *heap freed). NULL when out of memory (*heap freed too). */
+static char *with_prefix(const char *prefix, size_t p, const char *line, size_t len, char **heap) {
+        char *buf = malloc(p + len);
+
+        if (buf) {
+                memcpy(buf, prefix, p);
+                memcpy(buf + p, line, len);
+        }
+        free(*heap);
+        *heap = buf;
+        return buf;
+}
+
+/* Serialises obj and writes prefix, it and '\n' with a single fwrite:
+ * stderr is unbuffered, and json_dumpf() would issue one write per token. */
+static int write_line(FILE *out, const char *prefix, const json_t *obj) {
         char stack_buf[1024], *heap_buf = NULL, *buf = stack_buf;
-        size_t n;
+        size_t n, p = strlen(prefix);
         int r = 0;
 
         n = json_dumpb(obj, stack_buf, sizeof(stack_buf) - 1, JSON_COMPACT);
@@ -227,9 +274,13 @@ static int write_line(FILE *out, const json_t *obj) {
                 buf = heap_buf;
         }
         buf[n] = '\n';
+        if (p > 0)
+                buf = with_prefix(prefix, p, buf, n + 1, &heap_buf);
+        if (!buf)
+                return -ENOMEM;
 
         errno = 0;
-        if (fwrite(buf, 1, n + 1, out) != n + 1 || fflush(out) != 0)
+        if (fwrite(buf, 1, p + n + 1, out) != p + n + 1 || fflush(out) != 0)
                 r = errno > 0 ? -errno : -EIO;
         free(heap_buf);
         return r;
@@ -271,7 +322,7 @@ static int log_two(ps_logger *logger, ps_log_level level, const char *msg,
         r = add_fields(obj, b, nb);
         if (r < 0)
                 goto out;
-        r = write_line(logger->out, obj);
+        r = write_line(logger->out, journal_prefix(logger, level), obj);
 out:
         json_decref(obj);
         return r;
