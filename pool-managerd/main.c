@@ -36,6 +36,7 @@
 #include "pool-services/conf/preflight-hook.h"
 #include "pool-services/supervise/probe.h"
 #include "pool-services/pool/registry.h"
+#include "notify.h"
 #include "state.h"
 
 #define DEFAULT_LOG_LEVEL PS_LOG_INFO
@@ -81,6 +82,7 @@ typedef struct manager {
         bool preloads_started;    /* every configured preload was asked for */
         int lock_fd;              /* <runtime_dir>/lock, held for life       */
         pm_state state;
+        pm_notify *notify;        /* the service manager's $NOTIFY_SOCKET   */
         char socket_path[256];    /* the API socket; "" for none            */
         char handoff_dir[PATH_MAX];
 } manager;
@@ -201,6 +203,8 @@ static void on_event(const ps_event *event, void *userdata) {
         ps_logger_log_event(m->log, event);
         pm_cloud_on_event(m->cloud, event);
         pm_state_on_event(&m->state, m->registry, event);
+        if (event->type != PS_EVENT_HTTP_REQUEST)
+                pm_notify_update(m->notify, m->registry);
 }
 
 static void on_all_stopped(int rc, const char *message, void *userdata) {
@@ -281,6 +285,7 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
                 return;
         }
         m->stopping = true;
+        pm_notify_stopping(m->notify);
         pa_server_set_stopping(m->server);
         ps_log(m->log, PS_LOG_INFO, "shutting down", PS_FIELD_STR("signal", signal_name((int) sig)),
                PS_FIELD_STR("engines", m->config->shutdown == PS_SHUTDOWN_KEEP ? "keep" : "stop"));
@@ -288,13 +293,10 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
 }
 
 /* SIGHUP: the file again; a bad one changes nothing. */
-static void on_reload_config(evutil_socket_t sig, short what, void *userdata) {
-        manager *m = userdata;
+static void reload_config(manager *m) {
         ps_config *next = NULL, **retired;
         char err[512];
 
-        (void) sig;
-        (void) what;
         if (m->stopping)
                 return;
         if (!m->config_path) {
@@ -336,6 +338,16 @@ static void on_reload_config(evutil_socket_t sig, short what, void *userdata) {
                PS_FIELD_INT("pools", (int64_t) next->n_pools));
 }
 
+static void on_reload_config(evutil_socket_t sig, short what, void *userdata) {
+        manager *m = userdata;
+
+        (void) sig;
+        (void) what;
+        pm_notify_reloading(m->notify);
+        reload_config(m);
+        pm_notify_reloaded(m->notify, m->registry);
+}
+
 static void on_preloaded(int rc, const char *message, void *userdata) {
         manager *m = userdata;
 
@@ -345,6 +357,7 @@ static void on_preloaded(int rc, const char *message, void *userdata) {
                        PS_FIELD_STR("error", message));
         if (m->preloads_pending == 0 && m->preloads_started) {
                 ps_log(m->log, PS_LOG_INFO, "serve-time preloads finished");
+                pm_notify_started(m->notify, m->registry);
                 /* The pools are up (or given up on): drains go on. */
                 pm_state_resume_drains(&m->state, m->registry, m->log);
         }
@@ -438,6 +451,7 @@ static void raise_nofile(ps_logger *log) {
 }
 
 static void manager_done(manager *m) {
+        m->notify = pm_notify_free(m->notify);
         m->cloud = pm_cloud_free(m->cloud);
         /* Tearing the registry down is no change to record. */
         pm_state_freeze(&m->state);
@@ -594,7 +608,8 @@ static void log_starting(manager *m, const options *o) {
 static int start_services(manager *m, const options *o) {
         m->base = new_event_base();
         m->metrics = ps_metrics_new();
-        if (!m->base || !m->metrics || ps_metrics_set_version(m->metrics, PM_VERSION) < 0) {
+        m->notify = m->base ? pm_notify_new(m->base, m->log) : NULL;
+        if (!m->base || !m->metrics || !m->notify || ps_metrics_set_version(m->metrics, PM_VERSION) < 0) {
                 ps_log(m->log, PS_LOG_ERROR, "cannot create the event loop");
                 return -1;
         }
@@ -746,6 +761,10 @@ static int run(const options *o) {
         m.preloads_started = true;
         if (m.preloads_pending == 0)
                 pm_state_resume_drains(&m.state, m.registry, m.log);
+        if (m.preloads_pending == 0)
+                pm_notify_started(m.notify, m.registry);
+        else
+                pm_notify_preloading(m.notify);
         if (pm_cloud_start(&m.ctx, m.registry, m.config, m.metrics, m.log, PM_VERSION,
                            &m.cloud) != 0)
                 goto out;
