@@ -27,6 +27,7 @@
 #include "pool-services/conf/config.h"
 #include "pool-services/pool/config-apply.h"
 #include "pool-services/pool/preload-queue.h"
+#include "pool-services/base/clock.h"
 #include "pool-services/base/event.h"
 #include "pool-services/base/fs.h"
 #include "pool-services/observe/gpu-monitor.h"
@@ -292,16 +293,17 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
         pm_cloud_stop(m->cloud, on_cloud_stopped, m);
 }
 
-/* SIGHUP: the file again; a bad one changes nothing. */
-static void reload_config(manager *m) {
+/* SIGHUP: the file again; a bad one changes nothing. 1: applied, 0:
+ * nothing to do, -1: rejected. */
+static int reload_config(manager *m) {
         ps_config *next = NULL, **retired;
         char err[512];
 
         if (m->stopping)
-                return;
+                return 0;
         if (!m->config_path) {
                 ps_log(m->log, PS_LOG_WARN, "SIGHUP: no configuration file to reload");
-                return;
+                return 0;
         }
         /* The GPUs are the ones the monitor keeps sampling (the first
          * config's): a reload never waits on a CUDA probe. */
@@ -312,7 +314,7 @@ static void reload_config(manager *m) {
                 ps_log(m->log, PS_LOG_ERROR, "configuration reload rejected; keeping the running state",
                        PS_FIELD_STR("config", m->config_path), PS_FIELD_STR("error", err));
                 ps_config_free(next);
-                return;
+                return -1;
         }
         /* Only pools change on SIGHUP: what to do with engines on exit
          * (--keep-engines among it) stays what the daemon started with. */
@@ -321,7 +323,7 @@ static void reload_config(manager *m) {
         retired = realloc(m->retired, (m->n_retired + 1) * sizeof(*retired));
         if (!retired) {
                 ps_config_free(next);
-                return;
+                return -1;
         }
         m->retired = retired;
         m->retired[m->n_retired++] = m->config;
@@ -336,15 +338,19 @@ static void reload_config(manager *m) {
                 ps_engine_metrics_configure(m->engine_metrics, next);
         ps_log(m->log, PS_LOG_INFO, "configuration reloaded", PS_FIELD_STR("config", m->config_path),
                PS_FIELD_INT("pools", (int64_t) next->n_pools));
+        return 1;
 }
 
 static void on_reload_config(evutil_socket_t sig, short what, void *userdata) {
         manager *m = userdata;
+        int r;
 
         (void) sig;
         (void) what;
         pm_notify_reloading(m->notify);
-        reload_config(m);
+        r = reload_config(m);
+        if (r != 0)
+                ps_metrics_config_loaded(m->metrics, r > 0, ps_clock_wall_ms(ps_clock_system()));
         pm_notify_reloaded(m->notify, m->registry);
 }
 
@@ -609,10 +615,12 @@ static int start_services(manager *m, const options *o) {
         m->base = new_event_base();
         m->metrics = ps_metrics_new();
         m->notify = m->base ? pm_notify_new(m->base, m->log) : NULL;
-        if (!m->base || !m->metrics || !m->notify || ps_metrics_set_version(m->metrics, PM_VERSION) < 0) {
+        if (!m->base || !m->metrics || !m->notify || ps_metrics_set_version(m->metrics, PM_VERSION) < 0 ||
+            ps_metrics_add_collector(m->metrics, ps_metrics_process_collect, NULL) < 0) {
                 ps_log(m->log, PS_LOG_ERROR, "cannot create the event loop");
                 return -1;
         }
+        ps_metrics_config_loaded(m->metrics, true, ps_clock_wall_ms(ps_clock_system()));
         /* Before the socket opens: once "listening" is logged, a signal
          * must reach on_signal(), not the default action. */
         m->sigterm = evsignal_new(m->base, SIGTERM, on_signal, m);

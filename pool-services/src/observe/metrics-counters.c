@@ -115,8 +115,9 @@ static const char *exit_kind_preset(unsigned i) {
 
 /* node_error is never an engine failure: it has a family of its own. */
 _Static_assert(PD_CRASH_NODE_ERROR + 1 == PD_CRASH_CLASS_MAX, "node_error is the last class");
+/* Every class but graceful: an engine that exited 0 did not crash. */
 static const char *crash_class_preset(unsigned i) {
-        return i < PD_CRASH_NODE_ERROR ? pd_crash_class_to_string((pd_crash_class) i) : NULL;
+        return i + 1 < PD_CRASH_NODE_ERROR ? pd_crash_class_to_string((pd_crash_class) (i + 1)) : NULL;
 }
 
 static const char *storm_kind_preset(unsigned i) {

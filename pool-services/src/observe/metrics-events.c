@@ -197,7 +197,10 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
                 observe_node_error(m, ev);
                 break;
         case PS_EVENT_ENGINE_FAILED:
-                count_labelled(p, PS_LABELLED_CRASHES, field_str_or_unknown(ev, "class"));
+                /* exit 0 is counted in engine_exits_total, never as a crash */
+                if (strcmp(field_str_or_unknown(ev, "class"),
+                           pd_crash_class_to_string(PD_CRASH_GRACEFUL)) != 0)
+                        count_labelled(p, PS_LABELLED_CRASHES, field_str_or_unknown(ev, "class"));
                 break;
         case PS_EVENT_ENGINE_EXITED:
                 observe_exit(p, ev);
