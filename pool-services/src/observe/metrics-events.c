@@ -7,6 +7,7 @@
 #include "pool-domain/crash.h"
 #include "pool-services/base/event.h"
 #include "pool-services/cloud/handoff-watch.h"
+#include "pool-services/supervise/replica.h"
 
 /* Supervision events become counts. */
 
@@ -162,6 +163,13 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
         }
         if (!m || !ev || !ev->pool_id)
                 return;
+        if (ev->type == PS_EVENT_GENERIC && ev->message &&
+            strcmp(ev->message, PS_REPLICA_RESTART_REQUESTED) == 0) {
+                p = ps_metrics_pool_get(m, ev->pool_id);
+                if (p)
+                        p->plain[PS_PLAIN_MANUAL_RESTARTS]++;
+                return;
+        }
         /* Only supervision events make a pool known: a request about a pool
          * that does not exist must not add series. */
         switch (ev->type) {

@@ -1289,6 +1289,8 @@ int ps_replica_restart(ps_replica *r, char *err, size_t errlen) {
         if (pd_lifecycle_step(&probe, policy(r), &ev, mono_now(r), &rng, &out) != 0)
                 return refuse(err, errlen, PS_E_CONFLICT,
                               "cannot restart while draining, reloading or stopping", r);
+        EMIT(r, PS_EVENT_GENERIC, PS_LOG_INFO, PS_REPLICA_RESTART_REQUESTED,
+             PS_FIELD_STR("state", pd_state_to_string(r->lc.state)));
         return ps_replica_feed(r, &ev);
 }
 

@@ -17,6 +17,7 @@
 #include "pool-services/base/event.h"
 #include "pool-services/cloud/handoff-watch.h"
 #include "pool-services/observe/metrics.h"
+#include "pool-services/supervise/replica.h"
 #include "observe-event.h"
 #include "status-fixture.h"
 
@@ -221,7 +222,7 @@ static void test_empty_node(void **state) {
          * node's handoff refusals and node errors (each at 0) have samples */
         assert_int_equal(count_prefix(text, "pool_managerd_"), 1 + PS_HANDOFF_REFUSAL_MAX + NODE_ERROR_KINDS);
         assert_line(text, "pool_managerd_handoff_refusals_total{reason=\"managed_pool\"} 0");
-        assert_int_equal(check_structure(text), 44);
+        assert_int_equal(check_structure(text), 45);
         free(text);
 
         assert_int_equal(ps_metrics_set_version(m, "1.2.3"), 0);
@@ -368,7 +369,7 @@ static void test_help_type_once_with_many_pools(void **state) {
         }
         snap = json_pack("{s:o}", "pools", pools);
         text = render(m, snap, NULL);
-        assert_int_equal(check_structure(text), 44);
+        assert_int_equal(check_structure(text), 45);
         assert_int_equal(count_prefix(text, "# HELP pool_managerd_engine_crashes_total "), 1);
         assert_int_equal(count_prefix(text, "# TYPE pool_managerd_engine_crashes_total "), 1);
         assert_int_equal(count_prefix(text, "# TYPE pool_managerd_pool_ready "), 1);
@@ -885,6 +886,26 @@ static void test_graceful_is_no_crash(void **state) {
         ps_metrics_free(m);
 }
 
+/* A restart an operator asked for is not one after a failure. */
+static void test_manual_restarts_apart(void **state) {
+        ps_metrics *m = ps_metrics_new();
+        char *text;
+
+        (void) state;
+        EVENT(m, PS_EVENT_GENERIC, "r", PS_FIELD_STR("state", "ready"));
+        EVENT(m, PS_EVENT_RESTART_SCHEDULED, "r", PS_FIELD_INT("backoff_ms", 100));
+        text = render(m, NULL, NULL);
+        assert_line(text, "pool_managerd_manual_restarts_total{pool_id=\"r\"} 0");
+        free(text);
+        ps_metrics_observe(m, &(ps_event) { .type = PS_EVENT_GENERIC, .level = PS_LOG_INFO,
+                                            .message = PS_REPLICA_RESTART_REQUESTED, .pool_id = "r" });
+        text = render(m, NULL, NULL);
+        assert_line(text, "pool_managerd_manual_restarts_total{pool_id=\"r\"} 1");
+        assert_line(text, "pool_managerd_restarts_scheduled_total{pool_id=\"r\"} 1");
+        free(text);
+        ps_metrics_free(m);
+}
+
 /* The configuration's last load, and the inventory's health. */
 static void test_config_and_inventory_gauges(void **state) {
         ps_metrics *m = ps_metrics_new();
@@ -971,6 +992,7 @@ int main(void) {
                 cmocka_unit_test(test_odd_status),
                 cmocka_unit_test(test_collectors_append_in_order),
                 cmocka_unit_test(test_graceful_is_no_crash),
+                cmocka_unit_test(test_manual_restarts_apart),
                 cmocka_unit_test(test_config_and_inventory_gauges),
                 cmocka_unit_test(test_process_collector),
                 cmocka_unit_test(test_handoff_refusals),
