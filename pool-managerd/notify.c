@@ -120,6 +120,10 @@ pm_notify *pm_notify_new(struct event_base *base, ps_logger *log) {
                 return NULL;
         n->log = log;
         n->fd = -1;
+        if (getenv("NOTIFY_SOCKET") && !parse_socket(n, getenv("NOTIFY_SOCKET")))
+                ps_log(log, PS_LOG_WARN,
+                       "NOTIFY_SOCKET ignored: not an absolute path or @abstract name of at most 107 bytes",
+                       PS_FIELD_STR("NOTIFY_SOCKET", getenv("NOTIFY_SOCKET")));
         if (parse_socket(n, getenv("NOTIFY_SOCKET")) &&
             (start_watchdog(n, base) < 0 ||
              !(n->extend = event_new(base, -1, EV_PERSIST, on_extend, n)))) {

@@ -157,6 +157,17 @@ def scenario_notify_abstract():
         m.close()
 
 
+def scenario_notify_bad_socket():
+    """An unusable NOTIFY_SOCKET is named in a warning; the daemon runs."""
+    with Node([], env={"NOTIFY_SOCKET": "relative/notify"}) as n:
+        # said before "listening", which the Node waited for
+        warns = [o for o in n.daemon.log_objects() if "NOTIFY_SOCKET" in o.get("msg", "")]
+        check(len(warns) == 1, "no single warning: %r" % n.daemon.lines)
+        check(warns[0]["level"] == "warn" and warns[0].get("NOTIFY_SOCKET") == "relative/notify",
+              repr(warns[0]))
+        n.stop()
+
+
 PRIORITY = {"debug": "<7>", "info": "<6>", "warn": "<4>", "error": "<3>", "critical": "<2>"}
 LINE_RE = re.compile(r"^(<[0-7]>)?(\{.*\})$")
 
