@@ -769,13 +769,13 @@ static int run(const options *o) {
         m.preloads_started = true;
         if (m.preloads_pending == 0)
                 pm_state_resume_drains(&m.state, m.registry, m.log);
+        if (pm_cloud_start(&m.ctx, m.registry, m.config, m.metrics, m.log, PM_VERSION,
+                           &m.cloud) != 0)
+                goto out;
         if (m.preloads_pending == 0)
                 pm_notify_started(m.notify, m.registry);
         else
                 pm_notify_preloading(m.notify);
-        if (pm_cloud_start(&m.ctx, m.registry, m.config, m.metrics, m.log, PM_VERSION,
-                           &m.cloud) != 0)
-                goto out;
         if (event_base_dispatch(m.base) < 0) {
                 ps_log(m.log, PS_LOG_ERROR, "event loop failed");
                 goto out;

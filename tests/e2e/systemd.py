@@ -168,6 +168,49 @@ def scenario_notify_bad_socket():
         n.stop()
 
 
+def metric(n, name):
+    status, _, data = n.request("GET", "/metrics", via="tcp")
+    check(status == 200, "GET /metrics: %d" % status)
+    for line in data.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise e2e.Failure("no %s in the scrape" % name)
+
+
+def scenario_config_reload_metrics():
+    """A rejected SIGHUP reload shows in the gauges (and READY=1 still
+    follows RELOADING=1); the next good one sets them back."""
+    m = Manager()
+    try:
+        with Node([], env={"NOTIFY_SOCKET": m.address}) as n:
+            m.next(lambda msg: "READY" in msg, "READY=1")
+            ok = "pool_managerd_config_last_reload_successful"
+            at = "pool_managerd_config_last_reload_success_timestamp_seconds"
+            check(metric(n, ok) == 1, "the start's load is not successful")
+            started = metric(n, at)
+            check(abs(started - time.time()) < 3600, "start time %r" % started)
+            with open(n.config_path) as f:
+                good = f.read()
+            with open(n.config_path, "w") as f:
+                f.write("{ not json")
+            n.daemon.proc.send_signal(signal.SIGHUP)
+            n.daemon.wait_for(lambda o: o.get("msg", "").startswith("configuration reload rejected"),
+                              "the rejection")
+            m.next(lambda msg: "RELOADING" in msg, "RELOADING=1")
+            m.next(lambda msg: "READY" in msg, "READY=1 after a rejected reload")
+            check(metric(n, ok) == 0, "a rejected reload counts as successful")
+            check(metric(n, at) == started, "a rejected reload moved the success time")
+            with open(n.config_path, "w") as f:
+                f.write(good)
+            n.daemon.proc.send_signal(signal.SIGHUP)
+            n.daemon.wait_for(lambda o: o.get("msg") == "configuration reloaded", "the reload")
+            check(metric(n, ok) == 1, "a good reload does not count")
+            check(metric(n, at) >= started, "the success time went back")
+            n.stop()
+    finally:
+        m.close()
+
+
 PRIORITY = {"debug": "<7>", "info": "<6>", "warn": "<4>", "error": "<3>", "critical": "<2>"}
 LINE_RE = re.compile(r"^(<[0-7]>)?(\{.*\})$")
 
