@@ -211,6 +211,39 @@ def scenario_config_reload_metrics():
         m.close()
 
 
+def series(n, name, **labels):
+    """The value of one series of the scrape; None when it is not there."""
+    want = "%s{%s}" % (name, ",".join('%s="%s"' % kv for kv in labels.items()))
+    status, _, data = n.request("GET", "/metrics", via="tcp")
+    check(status == 200, "GET /metrics: %d" % status)
+    for line in data.decode().splitlines():
+        if line.startswith(want + " "):
+            return float(line.split()[1])
+    return None
+
+
+def scenario_manual_restart_metrics():
+    """An operator's restart counts in manual_restarts_total, not in
+    restarts_scheduled_total; a crash counts the other way round; an
+    engine that exits 0 is never a crash."""
+    with Node() as n:
+        first = n.preload("r", n.prepared())
+        e2e.json_body(*n.request("POST", "/v2/pools/r/restart"), 202)
+        after = n.wait_pool("r", lambda s, b: b["ready"] and b["pid"] not in (0, first["pid"]),
+                            "the restarted engine ready")
+        check(series(n, "pool_managerd_manual_restarts_total", pool_id="r") == 1, "manual restart not counted")
+        check(series(n, "pool_managerd_restarts_scheduled_total", pool_id="r") == 0,
+              "a manual restart counted as one after a failure")
+        os.kill(after["pid"], signal.SIGKILL)
+        n.wait_pool("r", lambda s, b: b["ready"] and b["pid"] not in (0, after["pid"]), "ready after the crash")
+        check(series(n, "pool_managerd_restarts_scheduled_total", pool_id="r") == 1, "the crash's restart")
+        check(series(n, "pool_managerd_manual_restarts_total", pool_id="r") == 1, "the crash counted as manual")
+        check(series(n, "pool_managerd_engine_crashes_total", pool_id="r", reason="signal") == 1, "the crash")
+        check(series(n, "pool_managerd_engine_crashes_total", pool_id="r", reason="graceful") is None,
+              "a graceful series exists")
+        n.stop()
+
+
 PRIORITY = {"debug": "<7>", "info": "<6>", "warn": "<4>", "error": "<3>", "critical": "<2>"}
 LINE_RE = re.compile(r"^(<[0-7]>)?(\{.*\})$")
 

@@ -219,7 +219,10 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
                         ps_metrics_histogram_observe(&p->startup, &ps_metrics_startup_spec, startup_ms);
                 break;
         case PS_EVENT_RESTART_SCHEDULED:
-                p->plain[PS_PLAIN_RESTARTS_SCHEDULED]++;
+                /* an operator's restart passes through backoff too: it is
+                 * counted from its own event (PS_REPLICA_RESTART_REQUESTED) */
+                if (!field_str(ev, "requested_by"))
+                        p->plain[PS_PLAIN_RESTARTS_SCHEDULED]++;
                 break;
         case PS_EVENT_ALERT:
                 observe_alert(p, ev);

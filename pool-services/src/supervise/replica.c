@@ -1017,6 +1017,7 @@ static void report_transition(ps_replica *r, pd_state before, unsigned crashes_b
         } else if (lc->state == PD_STATE_BACKOFF) {
                 EMIT(r, PS_EVENT_RESTART_SCHEDULED, PS_LOG_WARN, "restart scheduled",
                      PS_FIELD_STR("engine_version", engine_version(r)),
+                     PS_FIELD_STR("requested_by", lc->override_pending ? "operator" : NULL),
                      PS_FIELD_INT("backoff_ms", lc->backoff_ms),
                      PS_FIELD_INT("next_restart_at", mono_to_wall(r, lc->next_restart_at_ms)),
                      PS_FIELD_INT("crash_count", lc->crash_count),
