@@ -25,7 +25,7 @@ enum {
         PD_E_INSUFFICIENT,       /* not enough VRAM for the requested split  */
         PD_E_TRANSITION,         /* event not allowed in the current state   */
         PD_E_BREAKER_OPEN,       /* the circuit breaker refuses a restart    */
-        PD_E_CODE_END            /* one past the last code                   */
+        PD_E_MAX                 /* one past the last code                   */
 };
 
 #define PD_ERROR_MAX 256

@@ -16,13 +16,13 @@
 static void test_every_code_has_a_sentence(void **state) {
         (void) state;
         assert_string_equal(pd_strerror(0), "success");
-        for (int rc = 1; rc < PD_E_CODE_END; rc++) {
+        for (int rc = 1; rc < PD_E_MAX; rc++) {
                 assert_string_not_equal(pd_strerror(rc), "unknown error code");
                 assert_string_not_equal(pd_error_code_to_string(rc), "unknown");
                 for (int other = 1; other < rc; other++)
                         assert_string_not_equal(pd_strerror(rc), pd_strerror(other));
         }
-        assert_string_equal(pd_strerror(PD_E_CODE_END), "unknown error code");
+        assert_string_equal(pd_strerror(PD_E_MAX), "unknown error code");
         assert_string_equal(pd_strerror(-ENOMEM), strerror(ENOMEM));
         assert_string_equal(pd_strerror(PD_E_BREAKER_OPEN), "circuit breaker open: restart refused");
 }
