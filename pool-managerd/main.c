@@ -30,6 +30,7 @@
 #include "pool-services/conf/config-diff.h"
 #include "pool-services/pool/config-apply.h"
 #include "pool-services/pool/preload-queue.h"
+#include "pool-services/base/clock.h"
 #include "pool-services/base/event.h"
 #include "pool-services/base/fs.h"
 #include "pool-services/observe/gpu-monitor.h"
@@ -39,6 +40,7 @@
 #include "pool-services/conf/preflight-hook.h"
 #include "pool-services/supervise/probe.h"
 #include "pool-services/pool/registry.h"
+#include "notify.h"
 #include "state.h"
 
 #define DEFAULT_LOG_LEVEL PS_LOG_INFO
@@ -86,6 +88,7 @@ typedef struct manager {
         bool preloads_started;    /* every configured preload was asked for */
         int lock_fd;              /* <runtime_dir>/lock, held for life       */
         pm_state state;
+        pm_notify *notify;        /* the service manager's $NOTIFY_SOCKET   */
         char socket_path[256];    /* the API socket; "" for none            */
         char handoff_dir[PATH_MAX];
 } manager;
@@ -218,6 +221,8 @@ static void on_event(const ps_event *event, void *userdata) {
         ps_logger_log_event(m->log, event);
         pm_cloud_on_event(m->cloud, event);
         pm_state_on_event(&m->state, m->registry, event);
+        if (event->type != PS_EVENT_HTTP_REQUEST)
+                pm_notify_update(m->notify, m->registry);
 }
 
 static void on_all_stopped(int rc, const char *message, void *userdata) {
@@ -298,6 +303,7 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
                 return;
         }
         m->stopping = true;
+        pm_notify_stopping(m->notify);
         pa_server_set_stopping(m->server);
         ps_log(m->log, PS_LOG_INFO, "shutting down", PS_FIELD_STR("signal", signal_name((int) sig)),
                PS_FIELD_STR("engines", m->config->shutdown == PS_SHUTDOWN_KEEP ? "keep" : "stop"));
@@ -352,6 +358,7 @@ static int reload_config(void *userdata, json_t **ret, char *err, size_t errlen)
                        PS_FIELD_STR("config", m->config_path), PS_FIELD_STR("error", err));
                 ps_config_free(next);
                 json_decref(changes);
+                ps_metrics_config_loaded(m->metrics, false, ps_clock_wall_ms(ps_clock_system()));
                 return PS_E_INVALID;
         }
         /* Only pools change on a reload: what to do with engines on exit
@@ -377,18 +384,25 @@ static int reload_config(void *userdata, json_t **ret, char *err, size_t errlen)
                 ps_engine_metrics_configure(m->engine_metrics, next);
         ps_log(m->log, PS_LOG_INFO, "configuration reloaded", PS_FIELD_STR("config", m->config_path),
                PS_FIELD_INT("pools", (int64_t) next->n_pools));
+        ps_metrics_config_loaded(m->metrics, true, ps_clock_wall_ms(ps_clock_system()));
         if (ret)
                 *ret = changes;
+        else
+                json_decref(changes);
         return 0;
 }
 
-/* SIGHUP: reload_config(), logged there. */
+/* SIGHUP: reload_config(), logged there; the service manager hears of
+ * the reload and its end. */
 static void on_reload_config(evutil_socket_t sig, short what, void *userdata) {
+        manager *m = userdata;
         char err[512];
 
         (void) sig;
         (void) what;
-        (void) reload_config(userdata, NULL, err, sizeof(err));
+        pm_notify_reloading(m->notify);
+        (void) reload_config(m, NULL, err, sizeof(err));
+        pm_notify_reloaded(m->notify, m->registry);
 }
 
 static void on_preloaded(int rc, const char *message, void *userdata) {
@@ -400,6 +414,7 @@ static void on_preloaded(int rc, const char *message, void *userdata) {
                        PS_FIELD_STR("error", message));
         if (m->preloads_pending == 0 && m->preloads_started) {
                 ps_log(m->log, PS_LOG_INFO, "serve-time preloads finished");
+                pm_notify_started(m->notify, m->registry);
                 /* The pools are up (or given up on): drains go on. */
                 pm_state_resume_drains(&m->state, m->registry, m->log);
         }
@@ -468,6 +483,7 @@ static void raise_nofile(ps_logger *log) {
 }
 
 static void manager_done(manager *m) {
+        m->notify = pm_notify_free(m->notify);
         m->cloud = pm_cloud_free(m->cloud);
         /* Tearing the registry down is no change to record. */
         pm_state_freeze(&m->state);
@@ -624,10 +640,13 @@ static void log_starting(manager *m, const options *o) {
 static int start_services(manager *m, const options *o) {
         m->base = new_event_base();
         m->metrics = ps_metrics_new();
-        if (!m->base || !m->metrics || ps_metrics_set_version(m->metrics, PM_VERSION) < 0) {
+        m->notify = m->base ? pm_notify_new(m->base, m->log) : NULL;
+        if (!m->base || !m->metrics || !m->notify || ps_metrics_set_version(m->metrics, PM_VERSION) < 0 ||
+            ps_metrics_add_collector(m->metrics, ps_metrics_process_collect, NULL) < 0) {
                 ps_log(m->log, PS_LOG_ERROR, "cannot create the event loop");
                 return -1;
         }
+        ps_metrics_config_loaded(m->metrics, true, ps_clock_wall_ms(ps_clock_system()));
         /* Before the socket opens: once "listening" is logged, a signal
          * must reach on_signal(), not the default action. */
         m->sigterm = evsignal_new(m->base, SIGTERM, on_signal, m);
@@ -787,6 +806,10 @@ static int run(const options *o) {
         if (pm_cloud_start(&m.ctx, m.registry, m.config, m.metrics, m.log, PM_VERSION,
                            &m.cloud) != 0)
                 goto out;
+        if (m.preloads_pending == 0)
+                pm_notify_started(m.notify, m.registry);
+        else
+                pm_notify_preloading(m.notify);
         if (event_base_dispatch(m.base) < 0) {
                 ps_log(m.log, PS_LOG_ERROR, "event loop failed");
                 goto out;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "pool-domain/error.h"
 
@@ -60,5 +61,32 @@ const char *pd_error_code_to_string(int code) {
                 return "breaker_open";
         default:
                 return "unknown";
+        }
+}
+
+const char *pd_strerror(int rc) {
+        if (rc == 0)
+                return "success";
+        if (rc < 0)
+                return strerror(-rc);
+        switch (rc) {
+        case PD_E_INVALID:
+                return "invalid input";
+        case PD_E_NOT_FOUND:
+                return "not found";
+        case PD_E_NO_SLOT:
+                return "no free slot: every slot is leased";
+        case PD_E_NOT_LEASED:
+                return "no such lease";
+        case PD_E_OVERLAP:
+                return "device masks overlap";
+        case PD_E_INSUFFICIENT:
+                return "not enough VRAM for the split";
+        case PD_E_TRANSITION:
+                return "event not allowed in the current state";
+        case PD_E_BREAKER_OPEN:
+                return "circuit breaker open: restart refused";
+        default:
+                return "unknown error code";
         }
 }

@@ -8,6 +8,10 @@
 #include "pool-domain/error.h"
 #include "pool-domain/rng.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /*
  * Restart delay. All times are milliseconds in int64_t so that validation can
  * reject negative values instead of silently wrapping them.
@@ -53,3 +57,7 @@ int64_t pd_backoff_on_crash(pd_backoff *b, const pd_backoff_policy *p,
 bool pd_backoff_on_running(pd_backoff *b, const pd_backoff_policy *p,
                            int64_t started_at_ms, int64_t now_ms);
 void pd_backoff_reset(pd_backoff *b);
+
+#ifdef __cplusplus
+}
+#endif

@@ -7,6 +7,10 @@
 #include "pool-domain/crash.h"
 #include "pool-domain/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum pd_breaker_state {
         PD_BREAKER_CLOSED,
         PD_BREAKER_OPEN,
@@ -108,3 +112,7 @@ bool pd_breaker_set_advance(pd_breaker_set *s, int64_t now_ms);
 /* The earliest open_until_ms among open circuits: when the next one turns
  * half-open. 0 when none is open. */
 int64_t pd_breaker_set_next_half_open(const pd_breaker_set *s);
+
+#ifdef __cplusplus
+}
+#endif

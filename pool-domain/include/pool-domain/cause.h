@@ -4,6 +4,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /*
  * Which of an engine's last log lines explains why it stopped. Engines end
  * a failed start with a generic line (llama-server: "exiting due to model
@@ -47,3 +51,7 @@ const char *pd_log_line_body(const char *line, size_t len, size_t *body_len, boo
  * line, or -1 (buf emptied) when every line is blank or n is 0.
  */
 int pd_log_cause_pick(const pd_log_line *lines, size_t n, char *buf, size_t size);
+
+#ifdef __cplusplus
+}
+#endif

@@ -7,6 +7,10 @@
 
 #include "pool-domain/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /*
  * Why an engine stopped serving. The string forms are also metric label
  * values and appear in logs and snapshots, so they never change.
@@ -151,3 +155,7 @@ int pd_memory_events_oom_kill(const char *text, size_t len, uint64_t *out,
  * counts. */
 bool pd_crash_is_host_oom(const pd_exit *exit, uint64_t oom_kill_before,
                           uint64_t oom_kill_after);
+
+#ifdef __cplusplus
+}
+#endif

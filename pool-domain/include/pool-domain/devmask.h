@@ -7,6 +7,10 @@
 
 #include "pool-domain/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define PD_DEVICES_MAX 64
 #define PD_UUID_MAX 64
 #define PD_DEVICE_NAME_MAX 96
@@ -65,3 +69,7 @@ int pd_devmask_format(const pd_devmask *m, char *buf, size_t len);
  * "GPU-...,GPU-..." by UUID (needs the inventory). */
 int pd_devmask_format_visible(const pd_devmask *m, const pd_inventory *inv,
                               bool by_uuid, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif

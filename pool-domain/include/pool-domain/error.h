@@ -12,6 +12,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum {
         PD_E_INVALID = 1,        /* input rejected; pd_error says why       */
         PD_E_NOT_FOUND,          /* unknown device, lease, ...               */
@@ -21,6 +25,7 @@ enum {
         PD_E_INSUFFICIENT,       /* not enough VRAM for the requested split  */
         PD_E_TRANSITION,         /* event not allowed in the current state   */
         PD_E_BREAKER_OPEN,       /* the circuit breaker refuses a restart    */
+        PD_E_MAX                 /* one past the last code                   */
 };
 
 #define PD_ERROR_MAX 256
@@ -38,6 +43,15 @@ int pd_error_set(pd_error *err, const char *fmt, ...)
 int pd_error_setc(pd_error *err, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
+/* A sentence for what a pd_ function returned: "success" for 0, the
+ * system's strerror(3) for a negative errno, a description for each PD_E_*
+ * code, "unknown error code" otherwise. Never NULL. */
+const char *pd_strerror(int rc);
+
 /* Short machine name of a PD_E_* code ("invalid", "no_slot", ...); "ok"
  * for 0, "system" for a negative errno, "unknown" for any other value. */
 const char *pd_error_code_to_string(int code);
+
+#ifdef __cplusplus
+}
+#endif

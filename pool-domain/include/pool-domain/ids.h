@@ -6,6 +6,10 @@
 
 #include "pool-domain/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Pool and replica ids become file names, so they are restricted to
  * [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
 #define PD_ID_MAX 64
@@ -17,3 +21,7 @@
 int pd_id_validate(const char *id, const char *what, pd_error *err);
 
 bool pd_id_is_valid(const char *id);
+
+#ifdef __cplusplus
+}
+#endif

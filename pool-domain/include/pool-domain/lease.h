@@ -8,6 +8,10 @@
 #include "pool-domain/error.h"
 #include "pool-domain/rng.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /*
  * Slot accounting of one replica. The invariant 0 <= leased <= total holds
  * after every call: acquire and release refuse rather than wrap.
@@ -49,3 +53,7 @@ bool pd_lease_is_expired(int64_t expires_at_ms, int64_t now_ms);
 #define PD_LEASE_ID_LEN 32
 void pd_lease_id_generate(pd_rng *rng, char out[PD_LEASE_ID_LEN + 1]);
 int pd_lease_id_validate(const char *id, pd_error *err);
+
+#ifdef __cplusplus
+}
+#endif

@@ -38,6 +38,10 @@
 #include "pool-domain/rng.h"
 #include "pool-domain/storm.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum pd_state {
         PD_STATE_EMPTY,          /* registered, nothing started yet          */
         PD_STATE_PRELOADING,     /* spawning / loading until the first probe ok */
@@ -339,3 +343,7 @@ const char *pd_action_type_to_string(pd_action_type t);
 const char *pd_reply_to_string(pd_reply r);
 const char *pd_outcome_to_string(pd_outcome o);
 const char *pd_alert_to_string(pd_alert a);
+
+#ifdef __cplusplus
+}
+#endif

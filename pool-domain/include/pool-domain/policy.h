@@ -8,6 +8,10 @@
 #include "pool-domain/error.h"
 #include "pool-domain/storm.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct pd_health_policy {
         int64_t interval_ms;        /* 1000: probe period while ready      */
         int64_t timeout_ms;         /* 1000: one probe                     */
@@ -51,3 +55,7 @@ void pd_policy_init(pd_policy *p);
 /* Validates every part; the first problem found is reported with its
  * dotted field name ("breaker.threshold: must be at least 1"). */
 int pd_policy_validate(const pd_policy *p, pd_error *err);
+
+#ifdef __cplusplus
+}
+#endif

@@ -3,6 +3,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /*
  * A small caller-owned RNG (splitmix64). pool-domain never reads a global
  * RNG: callers seed one of these (from getrandom() in the daemon, from a
@@ -19,3 +23,7 @@ uint64_t pd_rng_next(pd_rng *rng);
 double pd_rng_unit(pd_rng *rng);
 /* Uniform double in [-1, 1). */
 double pd_rng_signed_unit(pd_rng *rng);
+
+#ifdef __cplusplus
+}
+#endif

@@ -7,6 +7,10 @@
 #include "pool-domain/devmask.h"
 #include "pool-domain/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /*
  * Tensor-split planning across the devices of a mask, in mask order.
  * Ratios are fractions that sum to 1.
@@ -51,3 +55,7 @@ typedef enum pd_split_style {
  * (-ENOSPC when buf is too small). */
 int pd_split_format(const pd_split *s, pd_split_style style, char *buf,
                     size_t len);
+
+#ifdef __cplusplus
+}
+#endif

@@ -7,6 +7,10 @@
 #include "pool-domain/crash.h"
 #include "pool-domain/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /*
  * Restart-storm limiter.
  *
@@ -94,3 +98,7 @@ void pd_storm_allow_once(pd_storm *s);
 /* Restarts that count in the window at now_ms (scheduled ones included). */
 unsigned pd_storm_in_window(const pd_storm *s, const pd_storm_policy *p,
                             int64_t now_ms);
+
+#ifdef __cplusplus
+}
+#endif

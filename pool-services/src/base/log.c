@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -17,6 +18,7 @@ struct ps_logger {
         ps_log_level min_level;
         ps_log_format format;
         const ps_clock *clock;
+        bool journal;             /* out is the journal: "<6>" line prefixes */
 };
 
 static const char *const level_names[PS_LOG_LEVEL_MAX] = {
@@ -68,19 +70,44 @@ int ps_log_format_from_string(const char *s, ps_log_format *ret) {
         return -EINVAL;
 }
 
-ps_log_format ps_log_format_default(int fd, const char *journal_stream) {
+/*
+ * Whether fd is the very stream systemd connected to the journal:
+ * $JOURNAL_STREAM ("device:inode") names it, and a child's redirected
+ * stderr differs.
+ */
+static bool fd_is_journal(int fd, const char *journal_stream) {
         unsigned long long dev, ino;
         struct stat st;
         char tail;
 
-        if (isatty(fd))
-                return PS_LOG_FORMAT_TEXT;
-        if (journal_stream &&
-            sscanf(journal_stream, "%llu:%llu%c", &dev, &ino, &tail) == 2 &&
-            fstat(fd, &st) == 0 && (unsigned long long) st.st_dev == dev &&
-            (unsigned long long) st.st_ino == ino)
+        return journal_stream && fd >= 0 &&
+               sscanf(journal_stream, "%llu:%llu%c", &dev, &ino, &tail) == 2 &&
+               fstat(fd, &st) == 0 && (unsigned long long) st.st_dev == dev &&
+               (unsigned long long) st.st_ino == ino;
+}
+
+ps_log_format ps_log_format_default(int fd, const char *journal_stream) {
+        if (isatty(fd) || fd_is_journal(fd, journal_stream))
                 return PS_LOG_FORMAT_TEXT;
         return PS_LOG_FORMAT_JSON;
+}
+
+/* The journal reads a line's priority from a "<N>" prefix (sd-daemon(3)). */
+static bool stream_is_journal(FILE *out) {
+        return fd_is_journal(fileno(out), getenv("JOURNAL_STREAM"));
+}
+
+/* The prefix a line of that level starts with: "" when not the journal. */
+static const char *journal_prefix(const ps_logger *logger, ps_log_level level) {
+        static const char *const prefix[PS_LOG_LEVEL_MAX] = {
+                [PS_LOG_DEBUG] = "<7>",
+                [PS_LOG_INFO] = "<6>",
+                [PS_LOG_WARN] = "<4>",
+                [PS_LOG_ERROR] = "<3>",
+                [PS_LOG_CRITICAL] = "<2>",
+        };
+
+        return logger->journal ? prefix[level] : "";
 }
 
 ps_logger *ps_logger_new(FILE *out, ps_log_level min_level, const ps_clock *clock) {
@@ -94,6 +121,7 @@ ps_logger *ps_logger_new(FILE *out, ps_log_level min_level, const ps_clock *cloc
         logger->out = out;
         logger->min_level = min_level;
         logger->clock = clock ? clock : ps_clock_system();
+        logger->journal = stream_is_journal(out);
         return logger;
 }
 
@@ -256,16 +284,34 @@ static int add_fields(json_t *obj, const ps_field *fields, size_t n_fields) {
         return 0;
 }
 
-static int write_buf(FILE *out, const char *buf, size_t n) {
+/*
+ * Writes prefix (the journal's "<N>", or "") and the line's n bytes with a
+ * single fwrite: stderr is unbuffered, and a line must reach the journal
+ * whole.
+ */
+static int write_buf(FILE *out, const char *prefix, const char *buf, size_t n) {
+        size_t p = strlen(prefix);
+        char *joined = NULL;
+        int r = 0;
+
+        if (p > 0) {
+                joined = malloc(p + n);
+                if (!joined)
+                        return -ENOMEM;
+                memcpy(joined, prefix, p);
+                memcpy(joined + p, buf, n);
+                buf = joined;
+        }
         errno = 0;
-        if (fwrite(buf, 1, n, out) != n || fflush(out) != 0)
-                return errno > 0 ? -errno : -EIO;
-        return 0;
+        if (fwrite(buf, 1, p + n, out) != p + n || fflush(out) != 0)
+                r = errno > 0 ? -errno : -EIO;
+        free(joined);
+        return r;
 }
 
-/* Serialises obj and writes it plus '\n' with a single fwrite: stderr is
- * unbuffered, and json_dumpf() would issue one write per token. */
-static int write_line(FILE *out, const json_t *obj) {
+/* Serialises obj and writes it plus '\n' in one write (write_buf()):
+ * json_dumpf() would issue one write per token. */
+static int write_line(FILE *out, const char *prefix, const json_t *obj) {
         char stack_buf[1024], *heap_buf = NULL, *buf = stack_buf;
         size_t n;
         int r;
@@ -284,7 +330,7 @@ static int write_line(FILE *out, const json_t *obj) {
                 buf = heap_buf;
         }
         buf[n] = '\n';
-        r = write_buf(out, buf, n + 1);
+        r = write_buf(out, prefix, buf, n + 1);
         free(heap_buf);
         return r;
 }
@@ -404,7 +450,7 @@ static int log_text(ps_logger *logger, const char *ts, ps_log_level level, const
         text_message(&line, msg);
         text_fields(&line, lists, counts);
         ps_strbuf_add(&line, "\n", 1);
-        r = line.oom ? -ENOMEM : write_buf(logger->out, line.s, line.len);
+        r = line.oom ? -ENOMEM : write_buf(logger->out, journal_prefix(logger, level), line.s, line.len);
         free(line.s);
         return r;
 }
@@ -447,7 +493,7 @@ static int log_two(ps_logger *logger, ps_log_level level, const char *msg,
         r = add_fields(obj, b, nb);
         if (r < 0)
                 goto out;
-        r = write_line(logger->out, obj);
+        r = write_line(logger->out, journal_prefix(logger, level), obj);
 out:
         json_decref(obj);
         return r;

@@ -52,6 +52,8 @@ static const plain_family plain_families[PS_PLAIN_MAX] = {
                 "Restarts scheduled after a failure, each after a backoff delay." },
         [PS_PLAIN_RESTARTS_THROTTLED] = { "pool_managerd_restarts_throttled_total",
                 "Restarts the storm limiter delayed beyond the backoff." },
+        [PS_PLAIN_MANUAL_RESTARTS] = { "pool_managerd_manual_restarts_total",
+                "Restarts an operator asked for (POST /v2/pools/{id}/restart), not after a failure." },
         [PS_PLAIN_STORM_WARNINGS] = { "pool_managerd_storm_warnings_total",
                 "Warnings that restarts approach the storm limit." },
         [PS_PLAIN_BREAKER_OPENS] = { "pool_managerd_breaker_opens_total",
@@ -115,8 +117,9 @@ static const char *exit_kind_preset(unsigned i) {
 
 /* node_error is never an engine failure: it has a family of its own. */
 _Static_assert(PD_CRASH_NODE_ERROR + 1 == PD_CRASH_CLASS_MAX, "node_error is the last class");
+/* Every class but graceful: an engine that exited 0 did not crash. */
 static const char *crash_class_preset(unsigned i) {
-        return i < PD_CRASH_NODE_ERROR ? pd_crash_class_to_string((pd_crash_class) i) : NULL;
+        return i + 1 < PD_CRASH_NODE_ERROR ? pd_crash_class_to_string((pd_crash_class) (i + 1)) : NULL;
 }
 
 static const char *storm_kind_preset(unsigned i) {
@@ -170,6 +173,7 @@ static const counter_ref counter_order[] = {
         { true, PS_LABELLED_EXITS },
         { false, PS_PLAIN_RESTARTS_SCHEDULED },
         { false, PS_PLAIN_RESTARTS_THROTTLED },
+        { false, PS_PLAIN_MANUAL_RESTARTS },
         { false, PS_PLAIN_STORM_WARNINGS },
         { true, PS_LABELLED_STORMS },
         { false, PS_PLAIN_BREAKER_OPENS },

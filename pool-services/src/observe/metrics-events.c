@@ -7,6 +7,7 @@
 #include "pool-domain/crash.h"
 #include "pool-services/base/event.h"
 #include "pool-services/cloud/handoff-watch.h"
+#include "pool-services/supervise/replica.h"
 
 /* Supervision events become counts. */
 
@@ -166,6 +167,13 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
         }
         if (!m || !ev || !ev->pool_id)
                 return;
+        if (ev->type == PS_EVENT_GENERIC && ev->message &&
+            strcmp(ev->message, PS_REPLICA_RESTART_REQUESTED) == 0) {
+                p = ps_metrics_pool_get(m, ev->pool_id);
+                if (p)
+                        p->plain[PS_PLAIN_MANUAL_RESTARTS]++;
+                return;
+        }
         /* Only supervision events make a pool known: a request about a pool
          * that does not exist must not add series. */
         switch (ev->type) {
@@ -201,7 +209,10 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
                 observe_node_error(m, ev);
                 break;
         case PS_EVENT_ENGINE_FAILED:
-                count_labelled(p, PS_LABELLED_CRASHES, field_str_or_unknown(ev, "class"));
+                /* exit 0 is counted in engine_exits_total, never as a crash */
+                if (strcmp(field_str_or_unknown(ev, "class"),
+                           pd_crash_class_to_string(PD_CRASH_GRACEFUL)) != 0)
+                        count_labelled(p, PS_LABELLED_CRASHES, field_str_or_unknown(ev, "class"));
                 break;
         case PS_EVENT_ENGINE_EXITED:
                 observe_exit(p, ev);
@@ -212,7 +223,10 @@ void ps_metrics_observe(ps_metrics *m, const ps_event *ev) {
                         ps_metrics_histogram_observe(&p->startup, &ps_metrics_startup_spec, startup_ms);
                 break;
         case PS_EVENT_RESTART_SCHEDULED:
-                p->plain[PS_PLAIN_RESTARTS_SCHEDULED]++;
+                /* an operator's restart passes through backoff too: it is
+                 * counted from its own event (PS_REPLICA_RESTART_REQUESTED) */
+                if (!field_str(ev, "requested_by"))
+                        p->plain[PS_PLAIN_RESTARTS_SCHEDULED]++;
                 break;
         case PS_EVENT_ALERT:
                 observe_alert(p, ev);

@@ -36,6 +36,7 @@ typedef enum ps_metrics_plain {
         PS_PLAIN_SPAWN_FAILURES,
         PS_PLAIN_RESTARTS_SCHEDULED,
         PS_PLAIN_RESTARTS_THROTTLED,
+        PS_PLAIN_MANUAL_RESTARTS,
         PS_PLAIN_STORM_WARNINGS,
         PS_PLAIN_BREAKER_OPENS,
         PS_PLAIN_PROBE_FAILURES,
@@ -125,6 +126,9 @@ struct ps_metrics {
         size_t n_collectors;
         ps_metrics_label_counts handoff_refusals;       /* the node's, by reason */
         ps_metrics_label_counts node_errors;            /* the node's, by kind   */
+        bool config_known;              /* ps_metrics_config_loaded() was called */
+        bool config_ok;                 /* the last load was applied             */
+        int64_t config_ok_wall_ms;      /* the last one that was                 */
 };
 
 /* ---- stored state (metrics-counters.c, metrics.c) ------------------------ */
@@ -183,3 +187,6 @@ int ps_metrics_sorted_pools(const ps_registry_status *status, const ps_pool_stat
  * gauges of devices (metrics-pools.c). */
 void ps_metrics_render_pool_gauges(ps_strbuf *o, const ps_pool_status *const *pools, size_t n);
 void ps_metrics_render_devices(ps_strbuf *o, const json_t *devices_doc);
+/* The GPU inventory's health, the configuration's last load and the
+ * process_* families (metrics-node.c). */
+void ps_metrics_render_node(ps_strbuf *o, const ps_metrics *m, const json_t *devices_doc);

@@ -172,6 +172,7 @@ char *ps_metrics_render(ps_metrics *m, const ps_registry_status *status, const j
         ps_metrics_render_counters(&o, m);
         ps_metrics_render_pool_gauges(&o, pools, n_pools);
         ps_metrics_render_devices(&o, devices);
+        ps_metrics_render_node(&o, m, devices);
         free(pools);
         for (size_t i = 0; i < m->n_collectors; i++) {
                 char *text = m->collectors[i].fn(m->collectors[i].userdata);

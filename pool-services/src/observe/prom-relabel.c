@@ -96,14 +96,20 @@ static bool name_refused(const char *name, ps_prom_type type) {
         return false;
 }
 
-/* Whether name, once its ':' are '_', starts with our own prefix. */
-static bool in_our_namespace(const char *name) {
-        size_t n = strlen(OUR_PREFIX);
+/* Whether name, once its ':' are '_', starts with prefix. */
+static bool starts_as(const char *name, const char *prefix) {
+        size_t n = strlen(prefix);
 
         for (size_t i = 0; i < n; i++)
-                if (!name[i] || (name[i] == ':' ? '_' : name[i]) != OUR_PREFIX[i])
+                if (!name[i] || (name[i] == ':' ? '_' : name[i]) != prefix[i])
                         return false;
         return true;
+}
+
+/* Ours, or the process_* families the daemon renders of itself (an
+ * engine's become engine_process_*). */
+static bool in_our_namespace(const char *name) {
+        return starts_as(name, OUR_PREFIX) || starts_as(name, "process_");
 }
 
 int ps_prom_name_publish(const char *name, ps_prom_type type, char **ret) {

@@ -733,6 +733,8 @@ int ps_replica_restart(ps_replica *r, char *err, size_t errlen) {
         if (trial_step(r, &ev) != 0)
                 return refuse(err, errlen, PS_E_CONFLICT,
                               "cannot restart while draining, reloading or stopping", r);
+        EMIT(r, PS_EVENT_GENERIC, PS_LOG_INFO, PS_REPLICA_RESTART_REQUESTED,
+             PS_FIELD_STR("state", pd_state_to_string(r->lc.state)));
         return ps_replica_feed(r, &ev);
 }
 

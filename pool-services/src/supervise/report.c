@@ -169,6 +169,7 @@ void ps_report_state_change(const ps_speaker *s, const pd_lifecycle *lc, pd_stat
         if (lc->state == PD_STATE_BACKOFF) {
                 PS_REPORT(s, PS_EVENT_RESTART_SCHEDULED, PS_LOG_WARN, "restart scheduled",
                           PS_FIELD_STR("engine_version", engine_version),
+                          PS_FIELD_STR("requested_by", lc->override_pending ? "operator" : NULL),
                           PS_FIELD_INT("backoff_ms", lc->backoff_ms),
                           PS_FIELD_INT("next_restart_at", ps_report_wall(s->ctx, lc->next_restart_at_ms)),
                           PS_FIELD_INT("crash_count", lc->crash_count),

@@ -145,7 +145,7 @@ static void test_vllm_scrape(void **state) {
                         "waiting_lora_adapters=\"sql \\\"v2\\\"\\\\adapter\\nnext\","
                         "pool_id=\"vllm-8b\",replica_id=\"r1\"} 1.7637e+09");
         /* the blank line and the process families survive as they should */
-        assert_has_line(text, "process_resident_memory_bytes{pool_id=\"vllm-8b\",replica_id=\"r1\"} 5.337067520e+09");
+        assert_has_line(text, "engine_process_resident_memory_bytes{pool_id=\"vllm-8b\",replica_id=\"r1\"} 5.337067520e+09");
         assert_has_line(text, "python_gc_objects_collected_total{generation=\"2\",pool_id=\"vllm-8b\",replica_id=\"r1\"} 311.0");
         assert_no_text(text, "\n\n");
         assert_no_text(text, "vllm:");
@@ -315,8 +315,8 @@ static void test_merge_replicas(void **state) {
         assert_true(a && b && c && a < b && b < c);
         assert_true(strstr(b, "# ") == strstr(c, "# "));      /* no family in between */
         /* families in name order across engines */
-        assert_true(strstr(text, "# HELP llamacpp_") < strstr(text, "# HELP process_"));
-        assert_true(strstr(text, "# HELP process_") < strstr(text, "# HELP vllm_"));
+        assert_true(strstr(text, "# HELP engine_process_") < strstr(text, "# HELP llamacpp_"));
+        assert_true(strstr(text, "# HELP llamacpp_") < strstr(text, "# HELP vllm_"));
         free(text);
         for (size_t i = 0; i < 4; i++)
                 ps_engine_scrape_free(v[i]);

@@ -10,12 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
 #include "pool-services/base/event.h"
 #include "pool-services/cloud/handoff-watch.h"
 #include "pool-services/observe/metrics.h"
+#include "pool-services/supervise/replica.h"
 #include "observe-event.h"
 #include "status-fixture.h"
 
@@ -220,7 +222,7 @@ static void test_empty_node(void **state) {
          * node's handoff refusals and node errors (each at 0) have samples */
         assert_int_equal(count_prefix(text, "pool_managerd_"), 1 + PS_HANDOFF_REFUSAL_MAX + NODE_ERROR_KINDS);
         assert_line(text, "pool_managerd_handoff_refusals_total{reason=\"managed_pool\"} 0");
-        assert_int_equal(check_structure(text), 44);
+        assert_int_equal(check_structure(text), 45);
         free(text);
 
         assert_int_equal(ps_metrics_set_version(m, "1.2.3"), 0);
@@ -334,9 +336,11 @@ static void test_known_pool_starts_at_zero(void **state) {
         assert_line(text, "pool_managerd_preloads_total{pool_id=\"fresh\",outcome=\"failure\"} 0");
         assert_line(text, "pool_managerd_preloads_total{pool_id=\"fresh\",outcome=\"success\"} 0");
         assert_line(text, "pool_managerd_ready_transitions_total{pool_id=\"fresh\"} 0");
-        assert_line(text, "pool_managerd_engine_crashes_total{pool_id=\"fresh\",reason=\"graceful\"} 0");
+        /* an exit 0 is no crash: no graceful series */
+        assert_null(strstr(text, "reason=\"graceful\""));
+        assert_line(text, "pool_managerd_engine_crashes_total{pool_id=\"fresh\",reason=\"exit_code\"} 0");
         assert_line(text, "pool_managerd_engine_crashes_total{pool_id=\"fresh\",reason=\"preflight\"} 0");
-        assert_int_equal(count_prefix(text, "pool_managerd_engine_crashes_total{pool_id=\"fresh\""), 11);
+        assert_int_equal(count_prefix(text, "pool_managerd_engine_crashes_total{pool_id=\"fresh\""), 10);
         assert_int_equal(count_prefix(text, "pool_managerd_restart_storms_total{pool_id=\"fresh\""), 7);
         assert_int_equal(count_prefix(text, "pool_managerd_engine_exits_total{pool_id=\"fresh\""), 3);
         assert_int_equal(count_prefix(text, "pool_managerd_engine_log_errors_total{pool_id=\"fresh\""), 3);
@@ -365,12 +369,12 @@ static void test_help_type_once_with_many_pools(void **state) {
         }
         snap = json_pack("{s:o}", "pools", pools);
         text = render(m, snap, NULL);
-        assert_int_equal(check_structure(text), 44);
+        assert_int_equal(check_structure(text), 45);
         assert_int_equal(count_prefix(text, "# HELP pool_managerd_engine_crashes_total "), 1);
         assert_int_equal(count_prefix(text, "# TYPE pool_managerd_engine_crashes_total "), 1);
         assert_int_equal(count_prefix(text, "# TYPE pool_managerd_pool_ready "), 1);
         assert_int_equal(count_prefix(text, "pool_managerd_pool_ready{"), 40);
-        assert_int_equal(count_prefix(text, "pool_managerd_engine_crashes_total{"), 40 * 11);
+        assert_int_equal(count_prefix(text, "pool_managerd_engine_crashes_total{"), 40 * 10);
         snprintf(line, sizeof(line), "pool_managerd_engine_crashes_total{pool_id=\"pool-39\",reason=\"signal\"} 1");
         assert_line(text, line);
         free(text);
@@ -867,6 +871,107 @@ static void test_collectors_append_in_order(void **state) {
         ps_metrics_free(m);
 }
 
+/* engine_crashes_total never counts an exit 0, whatever class it came with. */
+static void test_graceful_is_no_crash(void **state) {
+        ps_metrics *m = ps_metrics_new();
+        char *text;
+
+        (void) state;
+        EVENT(m, PS_EVENT_ENGINE_FAILED, "g", PS_FIELD_STR("class", "graceful"));
+        EVENT(m, PS_EVENT_ENGINE_FAILED, "g", PS_FIELD_STR("class", "exit_code"));
+        text = render(m, NULL, NULL);
+        assert_null(strstr(text, "reason=\"graceful\""));
+        assert_line(text, "pool_managerd_engine_crashes_total{pool_id=\"g\",reason=\"exit_code\"} 1");
+        free(text);
+        ps_metrics_free(m);
+}
+
+/* A restart an operator asked for is not one after a failure. */
+static void test_manual_restarts_apart(void **state) {
+        ps_metrics *m = ps_metrics_new();
+        char *text;
+
+        (void) state;
+        EVENT(m, PS_EVENT_GENERIC, "r", PS_FIELD_STR("state", "ready"));
+        EVENT(m, PS_EVENT_RESTART_SCHEDULED, "r", PS_FIELD_INT("backoff_ms", 100));
+        text = render(m, NULL, NULL);
+        assert_line(text, "pool_managerd_manual_restarts_total{pool_id=\"r\"} 0");
+        free(text);
+        ps_metrics_observe(m, &(ps_event) { .type = PS_EVENT_GENERIC, .level = PS_LOG_INFO,
+                                            .message = PS_REPLICA_RESTART_REQUESTED, .pool_id = "r" });
+        /* the operator's restart goes through backoff too: not a second count */
+        EVENT(m, PS_EVENT_RESTART_SCHEDULED, "r", PS_FIELD_STR("requested_by", "operator"));
+        text = render(m, NULL, NULL);
+        assert_line(text, "pool_managerd_manual_restarts_total{pool_id=\"r\"} 1");
+        assert_line(text, "pool_managerd_restarts_scheduled_total{pool_id=\"r\"} 1");
+        free(text);
+        ps_metrics_free(m);
+}
+
+/* The configuration's last load, and the inventory's health. */
+static void test_config_and_inventory_gauges(void **state) {
+        ps_metrics *m = ps_metrics_new();
+        json_t *ok = load("{\"status\": \"ok\", \"devices\": []}");
+        json_t *failing = load("{\"status\": \"failing\", \"devices\": []}");
+        char *text;
+
+        (void) state;
+        text = render(m, NULL, NULL);
+        assert_null(strstr(text, "pool_managerd_config_last_reload"));
+        assert_null(strstr(text, "pool_managerd_gpu_inventory_ok"));
+        free(text);
+
+        ps_metrics_config_loaded(m, true, INT64_C(1795521600500));
+        text = render(m, NULL, ok);
+        assert_line(text, "pool_managerd_config_last_reload_successful 1");
+        assert_line(text, "pool_managerd_config_last_reload_success_timestamp_seconds 1795521600.5");
+        assert_line(text, "# TYPE pool_managerd_gpu_inventory_ok gauge");
+        assert_line(text, "pool_managerd_gpu_inventory_ok 1");
+        free(text);
+
+        /* a rejected reload keeps the time of the last good one */
+        ps_metrics_config_loaded(m, false, INT64_C(1795521700000));
+        text = render(m, NULL, failing);
+        assert_line(text, "pool_managerd_config_last_reload_successful 0");
+        assert_line(text, "pool_managerd_config_last_reload_success_timestamp_seconds 1795521600.5");
+        assert_line(text, "pool_managerd_gpu_inventory_ok 0");
+        free(text);
+        json_decref(ok);
+        json_decref(failing);
+        ps_metrics_free(m);
+}
+
+/* The process_* collector: every family once, with plausible values. */
+static void test_process_collector(void **state) {
+        char *text = ps_metrics_process_collect(NULL);
+        const char *families[] = {
+                "process_cpu_seconds_total counter", "process_resident_memory_bytes gauge",
+                "process_open_fds gauge", "process_max_fds gauge", "process_start_time_seconds gauge",
+        };
+        const char *p;
+
+        (void) state;
+        assert_non_null(text);
+        for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+                char line[96];
+
+                snprintf(line, sizeof(line), "# TYPE %s", families[i]);
+                assert_line(text, line);
+        }
+        p = strstr(text, "\nprocess_open_fds ");
+        assert_non_null(p);
+        assert_true(strtol(p + strlen("\nprocess_open_fds "), NULL, 10) >= 3);
+        p = strstr(text, "\nprocess_resident_memory_bytes ");
+        assert_non_null(p);
+        assert_true(strtoll(p + strlen("\nprocess_resident_memory_bytes "), NULL, 10) > 100000);
+        p = strstr(text, "\nprocess_start_time_seconds ");
+        assert_non_null(p);
+        /* after 2020, and not in the future of the wall clock */
+        assert_true(strtod(p + strlen("\nprocess_start_time_seconds "), NULL) > 1.6e9);
+        assert_true(strtod(p + strlen("\nprocess_start_time_seconds "), NULL) <= (double) time(NULL) + 1);
+        free(text);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_null_arguments),
@@ -888,6 +993,10 @@ int main(void) {
                 cmocka_unit_test(test_label_values_are_bounded),
                 cmocka_unit_test(test_odd_status),
                 cmocka_unit_test(test_collectors_append_in_order),
+                cmocka_unit_test(test_graceful_is_no_crash),
+                cmocka_unit_test(test_manual_restarts_apart),
+                cmocka_unit_test(test_config_and_inventory_gauges),
+                cmocka_unit_test(test_process_collector),
                 cmocka_unit_test(test_handoff_refusals),
         };
 

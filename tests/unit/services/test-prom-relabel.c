@@ -90,8 +90,9 @@ static void test_name_engines(void **state) {
         assert_published("vllm:time_to_first_token_seconds", PS_PROM_HISTOGRAM,
                          "vllm_time_to_first_token_seconds");
         assert_published("vllm:gpu_cache_usage_perc", PS_PROM_GAUGE, "vllm_gpu_cache_usage_perc");
+        /* the daemon's own process_* families are ours */
         assert_published("process_resident_memory_bytes", PS_PROM_GAUGE,
-                         "process_resident_memory_bytes");
+                         "engine_process_resident_memory_bytes");
         assert_published("x::y:", PS_PROM_UNTYPED, "x__y_");
         /* a name like ours is the engine's, visibly */
         assert_published("pool_managerd_up", PS_PROM_GAUGE, "engine_pool_managerd_up");

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include <jansson.h>
 
 #include "pool-services/base/event.h"
@@ -75,6 +78,21 @@ json_t *ps_metrics_node_errors(const ps_metrics *m);
  * value; devices by index.
  */
 char *ps_metrics_render(ps_metrics *m, const ps_registry_status *status, const json_t *devices);
+
+/*
+ * The configuration file was loaded (the start) or re-loaded (SIGHUP): ok
+ * or rejected, at wall_ms. Until the first call the two
+ * pool_managerd_config_last_reload_* gauges are not rendered.
+ */
+void ps_metrics_config_loaded(ps_metrics *m, bool ok, int64_t wall_ms);
+
+/*
+ * A collector (below) of the standard process_* families of the calling
+ * process: process_cpu_seconds_total, process_resident_memory_bytes,
+ * process_open_fds, process_max_fds, process_start_time_seconds, read from
+ * /proc at each scrape; userdata is unused. The daemon adds it.
+ */
+char *ps_metrics_process_collect(void *userdata);
 
 /*
  * Families rendered elsewhere (the control plane, etcd) join the scrape

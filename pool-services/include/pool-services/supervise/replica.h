@@ -90,8 +90,12 @@ int ps_replica_set_correlation_id(ps_replica *r, const char *id);
 /* Stops the engine gracefully. PS_E_NOT_RUNNING when there is none. */
 int ps_replica_stop(ps_replica *r, char *err, size_t errlen);
 /* One restart now, even with the breaker open (the breaker and the storm
- * window are kept). PS_E_CONFLICT while draining, reloading, stopping. */
+ * window are kept). PS_E_CONFLICT while draining, reloading, stopping.
+ * An accepted one is reported first as a generic event with the message
+ * PS_REPLICA_RESTART_REQUESTED (metrics count it apart from restarts after
+ * a failure). */
 int ps_replica_restart(ps_replica *r, char *err, size_t errlen);
+#define PS_REPLICA_RESTART_REQUESTED "restart requested"
 /* Closes the breaker and zeroes its count; a failed replica restarts. */
 int ps_replica_breaker_reset(ps_replica *r);
 /* The GPU under the replica failed (the CUDA probe broke, the device is
