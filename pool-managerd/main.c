@@ -620,6 +620,7 @@ static int start_services(manager *m, const options *o) {
                 .engine_user = m->config->engines_user,
                 .engine_env_pass = m->config->engines_env_pass,
                 .n_engine_env_pass = m->config->n_engines_env_pass,
+                .engine_log_max_bytes = m->config->engines_log_max_bytes,
                 .seed = (uint64_t) getpid() ^ (uint64_t) time(NULL),
                 .preflight = ps_preflight_spec,
                 .preflight_userdata = &m->preflight,

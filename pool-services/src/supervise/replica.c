@@ -636,6 +636,21 @@ static int runtime_dir_ready(ps_replica *r, unsigned instance) {
         return 0;
 }
 
+static void on_log_rotated(int rc, const char *path, void *userdata) {
+        replica_inst *in = userdata;
+
+        if (rc < 0)
+                EMIT(in->owner, PS_EVENT_GENERIC, PS_LOG_WARN, "cannot rotate engine log",
+                     PS_FIELD_STR("path", path), PS_FIELD_STR("error", strerror(-rc)));
+}
+
+/* The engine's log, followed and capped at engines.log_max_bytes. */
+static void follow_log(ps_replica *r, replica_inst *in) {
+        in->tail = ps_logtail_new(r->ctx->base, ps_engine_log_path(in->engine),
+                                  ps_engine_log_start(in->engine), on_log_line, in);
+        ps_logtail_set_max_bytes(in->tail, r->ctx->engine_log_max_bytes, on_log_rotated);
+}
+
 static void act_spawn(ps_replica *r, const pd_action *a) {
         replica_inst *in = &r->inst[a->instance];
         const ps_engine_spec *spec = a->spec == PD_SPEC_STAGED && r->staged ? r->staged : r->current;
@@ -670,8 +685,7 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
                                      err, sizeof(err));
                 if (rc == 0) {
                         in->started_wall_ms = wall_now(r);
-                        in->tail = ps_logtail_new(r->ctx->base, ps_engine_log_path(in->engine),
-                                                  ps_engine_log_start(in->engine), on_log_line, in);
+                        follow_log(r, in);
                         EMIT(r, PS_EVENT_ENGINE_SPAWNED, PS_LOG_INFO, "engine adopted",
                              PS_FIELD_INT("pid", ps_engine_pid(in->engine)),
                              PS_FIELD_STR("engine", spec->engine),
@@ -711,8 +725,7 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
                 return;
         }
         in->started_wall_ms = wall_now(r);
-        in->tail = ps_logtail_new(r->ctx->base, ps_engine_log_path(in->engine),
-                                  ps_engine_log_start(in->engine), on_log_line, in);
+        follow_log(r, in);
         if (!in->tail)
                 EMIT(r, PS_EVENT_GENERIC, PS_LOG_WARN, "cannot follow engine log; CUDA errors in it go unnoticed",
                      PS_FIELD_STR("path", ps_engine_log_path(in->engine)),
