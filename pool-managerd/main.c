@@ -31,6 +31,7 @@
 #include "pool-services/base/fs.h"
 #include "pool-services/observe/gpu-monitor.h"
 #include "pool-services/placement/inventory.h"
+#include "pool-services/base/libevent-log.h"
 #include "pool-services/base/log.h"
 #include "pool-services/observe/metrics.h"
 #include "pool-services/conf/preflight-hook.h"
@@ -461,6 +462,7 @@ static void manager_done(manager *m) {
         pm_state_close(&m->state);
         m->metrics = ps_metrics_free(m->metrics);
         m->config = ps_config_free(m->config);
+        ps_libevent_log_to(NULL);
         m->log = ps_logger_free(m->log);
         m->lock_fd = pm_lock_release(m->lock_fd);
 }
@@ -706,6 +708,7 @@ static int run(const options *o) {
                 fputs("pool-managerd: out of memory\n", stderr);
                 return EXIT_FAILURE;
         }
+        ps_libevent_log_to(m.log);    /* libevent's own messages, as JSON */
         if ((ret = set_log_level(&m, o)) != 0)
                 goto out;
         if (o->check_config) {
