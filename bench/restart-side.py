@@ -15,9 +15,8 @@ import json, os, signal, socket, subprocess, sys, time
 daemon, stamp, tmp = sys.argv[1:4]
 rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 50
 which = sys.argv[5:] or ["pool-managerd", "supervisord", "s6"]
-# Between a replacement and the next kill: above s6-supervise's 1 s
-# throttle (it waits out the rest of a second for a service that died
-# younger than that), so every supervisor restarts at once.
+# Between a replacement and the next kill: above the 1 s under which
+# supervisors throttle a service that dies young.
 SETTLE = float(os.environ.get("SETTLE", "1.1"))
 
 
