@@ -35,6 +35,7 @@
 #include "pool-services/base/fs.h"
 #include "pool-services/observe/gpu-monitor.h"
 #include "pool-services/placement/inventory.h"
+#include "pool-services/base/libevent-log.h"
 #include "pool-services/base/log.h"
 #include "pool-services/observe/metrics.h"
 #include "pool-services/conf/preflight-hook.h"
@@ -507,6 +508,7 @@ static void manager_done(manager *m) {
         pm_state_close(&m->state);
         m->metrics = ps_metrics_free(m->metrics);
         m->config = ps_config_free(m->config);
+        ps_libevent_log_to(NULL);
         m->log = ps_logger_free(m->log);
         m->lock_fd = pm_lock_release(m->lock_fd);
 }
@@ -669,6 +671,7 @@ static int start_services(manager *m, const options *o) {
                 .engine_user = m->config->engines_user,
                 .engine_env_pass = m->config->engines_env_pass,
                 .n_engine_env_pass = m->config->n_engines_env_pass,
+                .engine_log_max_bytes = m->config->engines_log_max_bytes,
                 .seed = (uint64_t) getpid() ^ (uint64_t) time(NULL),
                 .preflight = ps_preflight_spec,
                 .preflight_userdata = &m->preflight,
@@ -762,6 +765,7 @@ static int run(const options *o) {
         else
                 format = ps_log_format_default(STDERR_FILENO, getenv("JOURNAL_STREAM"));
         ps_logger_set_format(m.log, format);
+        ps_libevent_log_to(m.log);    /* libevent's own messages, as JSON */
         if ((ret = set_log_level(&m, o)) != 0)
                 goto out;
         if (o->check_config) {

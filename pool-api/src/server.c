@@ -54,6 +54,7 @@ struct pa_server {
                 struct evconnlistener *listener;
                 struct event *resume;
                 const char *name;
+                unsigned pauses;        /* in this episode; 0: none */
         } pause_tcp, pause_local;
         dev_t socket_dev;               /* the socket file we made, so only  */
         ino_t socket_ino;               /* that one is removed at the end    */
@@ -245,10 +246,40 @@ static struct accept_pause *pause_of(const struct evconnlistener *lev) {
         return NULL;
 }
 
+static void pause_say(struct accept_pause *p, ps_log_level level, const char *message, int e) {
+        const ps_field fields[] = {
+                PS_FIELD_STR("listener", p->name),
+                e ? PS_FIELD_STR("error", strerror(e)) : PS_FIELD_INT("pauses", p->pauses),
+                PS_FIELD_INT("pause_ms", ACCEPT_PAUSE_MS),
+        };
+        const ps_event ev = {
+                .type = PS_EVENT_GENERIC,
+                .level = level,
+                .message = message,
+                .fields = fields,
+                .n_fields = sizeof(fields) / sizeof(fields[0]),
+        };
+
+        if (p->server->events.fn)
+                ps_event_emit(&p->server->events, &ev);
+}
+
+/* A request came: accept() works again, the episode of pauses is over. */
+static void pauses_end(pa_server *server) {
+        struct accept_pause *all[] = { &server->pause_tcp, &server->pause_local };
+
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+                if (all[i]->pauses > 0) {
+                        pause_say(all[i], PS_LOG_INFO, "accepting API connections again", 0);
+                        all[i]->pauses = 0;
+                }
+}
+
 /*
  * accept() failed. Out of descriptors (many open connections), every
  * further readiness would fail the same way at once: stop accepting for a
- * second and say so, rather than spin the loop and flood the log.
+ * second, rather than spin the loop. Said once per episode: the first
+ * pause, and the first request served after the last.
  */
 static void on_accept_error(struct evconnlistener *lev, void *unused) {
         struct accept_pause *p = pause_of(lev);
@@ -261,22 +292,8 @@ static void on_accept_error(struct evconnlistener *lev, void *unused) {
         evconnlistener_disable(lev);
         if (p->resume)
                 event_add(p->resume, &tv);
-        if (!p->server->events.fn)
-                return;
-
-        const ps_field fields[] = {
-                PS_FIELD_STR("listener", p->name),
-                PS_FIELD_STR("error", strerror(e)),
-                PS_FIELD_INT("pause_ms", ACCEPT_PAUSE_MS),
-        };
-        const ps_event ev = {
-                .type = PS_EVENT_GENERIC,
-                .level = PS_LOG_WARN,
-                .message = "cannot accept API connections: pausing",
-                .fields = fields,
-                .n_fields = sizeof(fields) / sizeof(fields[0]),
-        };
-        ps_event_emit(&p->server->events, &ev);
+        if (p->pauses++ == 0)
+                pause_say(p, PS_LOG_WARN, "cannot accept API connections: pausing", e);
 }
 
 static int watch_accept_errors(pa_server *server, struct accept_pause *p,
@@ -423,6 +440,8 @@ static void on_request(struct evhttp_request *req, void *userdata) {
                 .local = l->via == PA_LISTENER_UNIX,
         };
 
+        if (server->pause_tcp.pauses || server->pause_local.pauses)
+                pauses_end(server);
         if (r.correlation_id)
                 evhttp_add_header(evhttp_request_get_output_headers(req),
                                   "X-Correlation-Id", r.correlation_id);

@@ -375,6 +375,19 @@ static void test_environment(void **state) {
         ps_engine_spec_free(s);
 }
 
+/* The engine's exec has set up its command line: a spawn returns once
+ * the child has left our memory (vfork semantics), which the kernel
+ * signals a little before /proc/PID/cmdline shows the new program. */
+static bool cmdline_set(const void *arg) {
+        char path[64], *text;
+        size_t len = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) *(const pid_t *) arg);
+        text = th_slurp(path, &len);
+        free(text);
+        return len > 0;
+}
+
 /* What a running engine's /proc/<pid>/environ shows, as "A=1\nB=2\n". */
 static char *proc_environ(pid_t pid) {
         char path[64], *text;
@@ -399,6 +412,7 @@ static void test_secret_not_in_proc_environ(void **state) {
         e = spawn_ok(f, s);
         unsetenv("LLORCH_API_TOKEN");
         f->strays[f->n_strays++] = ps_engine_pid(e);
+        assert_true(poll_until(cmdline_set, &f->strays[f->n_strays - 1]));
         text = proc_environ(ps_engine_pid(e));
         assert_int_equal(count_prefix(text, "LLORCH_API_TOKEN="), 0);
         assert_int_equal(count_prefix(text, "PATH="), 1);
@@ -1149,6 +1163,7 @@ static void adopt_after_free(fx *f, size_t arg_len) {
         e = spawn_ok(f, s);
         pid = ps_engine_pid(e);
         ps_engine_free(e);
+        assert_true(poll_until(cmdline_set, &pid));
 
         assert_int_equal(ps_engine_adopt(f->base, s, &f->opts, on_exit_cb, f, &adopted,
                                          err, sizeof(err)), 0);
@@ -1177,6 +1192,7 @@ static pid_t leave_engine_running(fx *f, const ps_engine_spec *s) {
         pid_t pid = ps_engine_pid(e);
 
         ps_engine_free(e);
+        assert_true(poll_until(cmdline_set, &pid));
         assert_true(f->n_strays < sizeof(f->strays) / sizeof(f->strays[0]));
         f->strays[f->n_strays++] = pid;
         return pid;

@@ -36,6 +36,9 @@ typedef struct fx {
         size_t lens[MAX_LINES];
         size_t n;
         ps_logtail *free_me;      /* freed from inside the callback */
+        size_t counted;           /* lines seen by on_count */
+        char last[64];            /* the last of them, cut */
+        int rotations, rotate_rc; /* what on_rotate heard */
 } fx;
 
 static int setup(void **state) {
@@ -382,6 +385,137 @@ static void test_many_tails(void **state) {
                 ps_logtail_free(t[i]);
 }
 
+/* For floods: counts lines and keeps the last one's start. */
+static void on_count(const char *line, size_t len, void *userdata) {
+        fx *f = userdata;
+
+        assert_true(len <= LINE_CAP);
+        f->counted++;
+        snprintf(f->last, sizeof(f->last), "%.*s", (int) (len < 63 ? len : 63), line);
+}
+
+static void write_filler(int fd, size_t bytes, char fill, bool lines) {
+        char chunk[64 * 1024];
+
+        memset(chunk, fill, sizeof(chunk));
+        if (lines)
+                for (size_t i = 1023; i < sizeof(chunk); i += 1024)
+                        chunk[i] = '\n';
+        for (size_t done = 0; done < bytes; done += sizeof(chunk))
+                assert_int_equal(write(fd, chunk, sizeof(chunk)), (ssize_t) sizeof(chunk));
+}
+
+typedef struct turns {
+        const ps_logtail *tail;
+        int64_t until;
+        int64_t prev;
+        int64_t max_step;         /* the most one turn of the loop read */
+        unsigned n;
+} turns;
+
+/* Called once per turn of the loop by th_loop_until. */
+static bool count_turn(void *fixture, const void *arg) {
+        turns *t = (turns *) arg;
+        int64_t now = ps_logtail_offset(t->tail);
+
+        (void) fixture;
+        if (now - t->prev > t->max_step)
+                t->max_step = now - t->prev;
+        t->prev = now;
+        t->n++;
+        return now >= t->until;
+}
+
+/* 8 MiB without a newline: read over many turns of the loop, a bounded
+ * amount each, in pieces of the line cap; the loop serves other events in
+ * between. */
+static void test_flood_is_read_over_turns(void **state) {
+        fx *f = *state;
+        int fd = open_writer(f->path);
+        ps_logtail *t = ps_logtail_new(f->base, f->path, 0, on_count, f);
+        turns tr = { .tail = t, .until = 8 * 1024 * 1024 + 5 };
+
+        assert_non_null(t);
+        write_filler(fd, 8 * 1024 * 1024, 'x', false);
+        put(fd, "\nend\n");
+        assert_true(loop_until(f, count_turn, &tr));
+        assert_true(tr.max_step <= 64 * 1024);
+        assert_true(tr.n >= 8 * 1024 / 64);
+        assert_int_equal(f->counted, 8 * 1024 * 1024 / LINE_CAP + 1);
+        assert_string_equal(f->last, "end");
+        close(fd);
+        ps_logtail_free(t);
+}
+
+/* An exit with megabytes unread: the drain reads the last lines only. */
+static void test_drain_of_a_flood_reads_the_end(void **state) {
+        fx *f = *state;
+        int fd = open_writer(f->path);
+        ps_logtail *t = ps_logtail_new(f->base, f->path, 0, on_count, f);
+
+        assert_non_null(t);
+        write_filler(fd, 8 * 1024 * 1024, 'y', true);
+        put(fd, "CUDA error: out of memory\n");
+        ps_logtail_drain(t);                  /* no loop run */
+        assert_int_equal(ps_logtail_offset(t), 8 * 1024 * 1024 + 26);
+        assert_true(f->counted <= 64 + 1);
+        assert_string_equal(f->last, "CUDA error: out of memory");
+        close(fd);
+        ps_logtail_free(t);
+}
+
+static void on_rotate(int rc, const char *path, void *userdata) {
+        fx *f = userdata;
+
+        assert_string_equal(path, f->path);
+        f->rotations++;
+        f->rotate_rc = rc;
+}
+
+static bool rotated_once(void *fixture, const void *arg) {
+        (void) arg;
+        return ((const fx *) fixture)->rotations > 0;
+}
+
+static int64_t file_size(const char *path) {
+        struct stat st;
+
+        return stat(path, &st) == 0 ? (int64_t) st.st_size : -1;
+}
+
+/* Above the cap the file is copied to .1 and cut to 0 in place; the
+ * writer goes on with its descriptor and the follower with the lines. */
+static void check_rotation(fx *f, size_t bytes, int64_t cap) {
+        int fd = open_writer(f->path);
+        ps_logtail *t = ps_logtail_new(f->base, f->path, 0, on_count, f);
+        char old[sizeof(f->path) + 2];
+
+        assert_non_null(t);
+        snprintf(old, sizeof(old), "%s.1", f->path);
+        ps_logtail_set_max_bytes(t, cap, on_rotate);
+        write_filler(fd, bytes, 'z', true);
+        assert_true(loop_until(f, rotated_once, NULL));
+        assert_int_equal(f->rotate_rc, 0);
+        assert_int_equal(f->counted, bytes / 1024);
+        assert_int_equal(file_size(old), (int64_t) bytes);
+        assert_int_equal(file_size(f->path), 0);
+        put(fd, "after\n");
+        wait_offset(f, t, 6);
+        assert_int_equal(f->counted, bytes / 1024 + 1);
+        assert_string_equal(f->last, "after");
+        assert_int_equal(f->rotations, 1);
+        close(fd);
+        ps_logtail_free(t);
+}
+
+static void test_rotation_at_the_cap(void **state) {
+        check_rotation(*state, 64 * 1024, 4096);
+}
+
+static void test_rotation_of_megabytes_over_turns(void **state) {
+        check_rotation(*state, 3 * 1024 * 1024, 1024 * 1024);
+}
+
 static void test_unwatchable(void **state) {
         fx *f = *state;
 
@@ -406,6 +540,10 @@ int main(void) {
                 T(test_free_inside_callback),
                 T(test_many_tails),
                 T(test_unwatchable),
+                T(test_flood_is_read_over_turns),
+                T(test_drain_of_a_flood_reads_the_end),
+                T(test_rotation_at_the_cap),
+                T(test_rotation_of_megabytes_over_turns),
 #undef T
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -223,6 +223,8 @@ static const ps_field engines_fields[] = {
           .def_strv = default_env_allow },
         { .key = "allow_remote_hosts", .type = PS_FIELD_BOOL,
           PS_MEMBER(ps_config, engines_allow_remote_hosts), .has_default = true },
+        { .key = "log_max_bytes", .type = PS_FIELD_INT, PS_MEMBER(ps_config, engines_log_max_bytes),
+          .max = PS_FIELD_NO_MAX, .has_default = true, .def_int = 67108864 },
 };
 
 static const ps_schema engines_schema = {

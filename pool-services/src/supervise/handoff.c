@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <jansson.h>
 
 #include "pool-services/base/fs.h"
@@ -270,4 +271,72 @@ int ps_handoff_remove(const char *handoff_dir, const char *pool_id,
         if (unlink(path) < 0 && errno != ENOENT)
                 return -errno;
         return 0;
+}
+
+/* ---- retries -------------------------------------------------------------- */
+
+struct ps_handoff_retry {
+        struct event *timer;
+        ps_handoff_try_fn try_write;
+        void *userdata;
+        int64_t delay_ms;         /* the next wait                      */
+        bool failing;             /* in an episode of failures           */
+};
+
+static void on_retry(evutil_socket_t fd, short what, void *userdata) {
+        ps_handoff_retry *rt = userdata;
+
+        (void) fd;
+        (void) what;
+        /* try() reports back: _failed() arms the next try, _cancel() ends */
+        (void) rt->try_write(rt->userdata);
+}
+
+ps_handoff_retry *ps_handoff_retry_new(struct event_base *base, ps_handoff_try_fn try_write,
+                                       void *userdata) {
+        ps_handoff_retry *rt = calloc(1, sizeof(*rt));
+
+        if (!rt)
+                return NULL;
+        rt->try_write = try_write;
+        rt->userdata = userdata;
+        rt->delay_ms = PS_HANDOFF_RETRY_FIRST_MS;
+        rt->timer = evtimer_new(base, on_retry, rt);
+        if (!rt->timer) {
+                free(rt);
+                return NULL;
+        }
+        return rt;
+}
+
+bool ps_handoff_retry_failed(ps_handoff_retry *rt) {
+        struct timeval tv = { rt->delay_ms / 1000, (rt->delay_ms % 1000) * 1000 };
+        bool first = !rt->failing;
+
+        rt->failing = true;
+        evtimer_add(rt->timer, &tv);
+        rt->delay_ms *= 2;
+        if (rt->delay_ms > PS_HANDOFF_RETRY_MAX_MS)
+                rt->delay_ms = PS_HANDOFF_RETRY_MAX_MS;
+        return first;
+}
+
+bool ps_handoff_retry_cancel(ps_handoff_retry *rt) {
+        bool ended;
+
+        if (!rt)
+                return false;
+        ended = rt->failing;
+        evtimer_del(rt->timer);
+        rt->failing = false;
+        rt->delay_ms = PS_HANDOFF_RETRY_FIRST_MS;
+        return ended;
+}
+
+ps_handoff_retry *ps_handoff_retry_free(ps_handoff_retry *rt) {
+        if (rt) {
+                event_free(rt->timer);
+                free(rt);
+        }
+        return NULL;
 }

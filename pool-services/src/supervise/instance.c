@@ -466,6 +466,21 @@ static int runtime_dir_ready(ps_instance *in) {
         return 0;
 }
 
+static void on_log_rotated(int rc, const char *path, void *userdata) {
+        ps_instance *in = userdata;
+
+        if (rc < 0)
+                EMIT(in, PS_EVENT_GENERIC, PS_LOG_WARN, "cannot rotate engine log",
+                     PS_FIELD_STR("path", path), PS_FIELD_STR("error", strerror(-rc)));
+}
+
+/* The engine's log, followed and capped at engines.log_max_bytes. */
+static void follow_log(ps_instance *in) {
+        in->tail = ps_logtail_new(in->ctx->base, ps_engine_log_path(in->engine),
+                                  ps_engine_log_start(in->engine), on_log_line, in);
+        ps_logtail_set_max_bytes(in->tail, in->ctx->engine_log_max_bytes, on_log_rotated);
+}
+
 /* The first start of a replica takes over an engine a previous daemon left
  * running, before preflight counts its VRAM as taken. true: adopted. */
 static bool try_adopt(ps_instance *in, const ps_engine_spec *spec, const ps_engine_options *opts) {
@@ -476,8 +491,7 @@ static bool try_adopt(ps_instance *in, const ps_engine_spec *spec, const ps_engi
                              err, sizeof(err));
         if (rc == 0) {
                 in->started_wall_ms = wall_now(in);
-                in->tail = ps_logtail_new(in->ctx->base, ps_engine_log_path(in->engine),
-                                          ps_engine_log_start(in->engine), on_log_line, in);
+                follow_log(in);
                 EMIT(in, PS_EVENT_ENGINE_SPAWNED, PS_LOG_INFO, "engine adopted",
                      PS_FIELD_INT("pid", ps_engine_pid(in->engine)),
                      PS_FIELD_STR("engine", spec->engine),
@@ -535,8 +549,7 @@ void ps_instance_spawn(ps_instance *in, const ps_instance_start *how) {
                 return;
         }
         in->started_wall_ms = wall_now(in);
-        in->tail = ps_logtail_new(ctx->base, ps_engine_log_path(in->engine),
-                                  ps_engine_log_start(in->engine), on_log_line, in);
+        follow_log(in);
         if (!in->tail)
                 EMIT(in, PS_EVENT_GENERIC, PS_LOG_WARN, "cannot follow engine log; CUDA errors in it go unnoticed",
                      PS_FIELD_STR("path", ps_engine_log_path(in->engine)),

@@ -11,11 +11,23 @@
 #include <event2/event.h>
 
 #include "base/inotify.h"
+#include "supervise/logcopy.h"
 #include "pool-domain/cause.h"
 #include "pool-services/supervise/logtail.h"
 
 #define LINE_MAX_BYTES (16 * 1024)
 #define READ_CHUNK (64 * 1024)
+/* What one wake of the loop may read of one file: an engine writing
+ * faster than that is read over several turns (a zero timer), so the
+ * loop serves everything else in between. */
+#define WAKE_BUDGET (64 * 1024)
+/* Right before an exit is handled, the rest is read at once, unless more
+ * than DRAIN_MAX waits: then only its last DRAIN_TAIL bytes (the last
+ * words are what the exit needs). */
+#define DRAIN_MAX (1024 * 1024)
+#define DRAIN_TAIL (64 * 1024)
+/* Rotation copies this much per turn. */
+#define ROTATE_CHUNK (1024 * 1024)
 
 #define FILE_MASK (IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF | IN_ATTRIB)
 #define DIR_MASK (IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)
@@ -63,6 +75,12 @@ struct ps_logtail {
         bool want_read;
         bool want_check;          /* the file may have been replaced */
         bool reading;
+        bool skip_to_newline;     /* bytes were skipped: drop the rest of that line */
+        size_t budget;            /* what this wake may still read */
+        int64_t max_bytes;        /* rotate above it; 0: never */
+        int64_t rotate_after;     /* after a failed rotation: not below this size */
+        ps_logcopy *rotation;     /* a copy in progress */
+        ps_logtail_rotate_fn on_rotate;
         bool dead;                /* freed while busy: swept later */
         struct event *kick;
         char *recent[PS_LOGTAIL_RECENT];  /* ring of the last lines      */
@@ -135,7 +153,7 @@ static void hub_watch_gone(hub *h, int wd) {
 }
 
 static void tail_destroy(ps_logtail *tail);
-static void tail_poll(ps_logtail *tail);
+static void tail_poll(ps_logtail *tail, size_t budget);
 
 static void hub_free(hub *h) {
         for (hub **p = &hubs; *p; p = &(*p)->next)
@@ -209,7 +227,7 @@ static void hub_batch(void *userdata) {
                 ps_logtail *t = h->tails[i];
 
                 if (!t->dead && (t->want_read || t->want_check))
-                        tail_poll(t);
+                        tail_poll(t, WAKE_BUDGET);
         }
         hub_leave(h);
 }
@@ -320,6 +338,15 @@ static bool line_reserve(ps_logtail *tail, size_t need) {
  * is allocated when one waits for its newline and freed once the line is
  * whole, so a thousand quiet engines hold no buffers. */
 static void consume(ps_logtail *tail, const char *p, size_t n) {
+        if (tail->skip_to_newline) {
+                const char *nl = memchr(p, '\n', n);
+
+                if (!nl)
+                        return;
+                tail->skip_to_newline = false;
+                n -= (size_t) (nl + 1 - p);
+                p = nl + 1;
+        }
         while (n > 0 && !tail->dead) {
                 const char *nl = memchr(p, '\n', n);
                 size_t seg = nl ? (size_t) (nl - p) : n;
@@ -369,6 +396,7 @@ static void consume(ps_logtail *tail, const char *p, size_t n) {
 }
 
 static void tail_close_file(ps_logtail *tail) {
+        tail->rotation = ps_logcopy_abort(tail->rotation);
         hub_watch_drop(tail->hub, &tail->file_wd);
         if (tail->fd >= 0) {
                 close(tail->fd);
@@ -402,40 +430,52 @@ static int tail_open_file(ps_logtail *tail) {
         return 0;
 }
 
-static void tail_read(ps_logtail *tail) {
+/* Reads what the budget allows: true when it ran out (more may wait). */
+static bool tail_read(ps_logtail *tail) {
         char *buf;
         struct stat st;
+        bool more = false;
 
         if (tail->fd < 0)
-                return;
+                return false;
         if (fstat(tail->fd, &st) == 0 && st.st_size < tail->offset) {
                 /* truncated in place (copytruncate): start over */
                 flush_partial(tail);
                 tail->offset = 0;
+                tail->skip_to_newline = false;
         }
         buf = malloc(READ_CHUNK);
         if (!buf)
-                return;
+                return false;
         while (!tail->dead) {
-                ssize_t n = pread(tail->fd, buf, READ_CHUNK, (off_t) tail->offset);
+                size_t want = tail->budget < READ_CHUNK ? tail->budget : READ_CHUNK;
+                ssize_t n;
 
+                if (want == 0) {
+                        more = true;
+                        break;
+                }
+                n = pread(tail->fd, buf, want, (off_t) tail->offset);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n <= 0)
                         break;
                 tail->offset += n;
+                tail->budget -= (size_t) n;
                 consume(tail, buf, (size_t) n);
         }
         free(buf);
+        return more;
 }
 
 /* Has the path come to name another file (or reappeared)? Then the old one
- * is finished: read its last bytes and switch to the new one from 0. */
-static void tail_check_path(ps_logtail *tail) {
+ * is finished: read its last bytes and switch to the new one from 0. true
+ * when the old one still has more than this wake may read. */
+static bool tail_check_path(ps_logtail *tail) {
         struct stat st;
 
         if (stat(tail->path, &st) < 0)
-                return;        /* gone: the directory watch tells us when it is back */
+                return false;  /* gone: the directory watch tells us when it is back */
         if (tail->fd >= 0 && st.st_dev == tail->dev && st.st_ino == tail->ino) {
                 if (tail->file_wd < 0) {
                         int wd = hub_watch_add(tail->hub, tail->path, FILE_MASK);
@@ -443,33 +483,100 @@ static void tail_check_path(ps_logtail *tail) {
                         if (wd >= 0)
                                 tail->file_wd = wd;
                 }
-                return;
+                return false;
         }
         if (tail->fd >= 0) {
-                tail_read(tail);
+                if (tail_read(tail))
+                        return true;
                 if (tail->dead)
-                        return;
+                        return false;
                 flush_partial(tail);
                 tail_close_file(tail);
         }
-        if (tail_open_file(tail) == 0)
+        if (tail_open_file(tail) == 0) {
                 tail->offset = 0;
+                tail->skip_to_newline = false;
+        }
+        return false;
 }
 
-static void tail_poll(ps_logtail *tail) {
+static void rotate_end(ps_logtail *tail, int rc, int64_t size) {
+        tail->rotation = ps_logcopy_abort(tail->rotation);
+        /* after a failure, the next try waits for another max_bytes */
+        tail->rotate_after = rc < 0 ? size + tail->max_bytes : 0;
+        if (tail->on_rotate && !tail->dead)
+                tail->on_rotate(rc, tail->path, tail->userdata);
+}
+
+/* One step of copy-then-truncate above the cap: a chunk of the copy per
+ * turn; once what is left is small, the follower reads up to the end, the
+ * rest is copied, and the live file is cut to 0. true: more steps. */
+static bool rotate_step(ps_logtail *tail) {
+        struct stat st;
+        int64_t n;
+        int r;
+
+        if (tail->fd < 0 || fstat(tail->fd, &st) < 0)
+                return false;
+        if (!tail->rotation) {
+                if (st.st_size <= tail->max_bytes || st.st_size < tail->rotate_after)
+                        return false;
+                r = ps_logcopy_start(&tail->rotation, tail->path, st.st_mode);
+                if (r < 0) {
+                        rotate_end(tail, r, st.st_size);
+                        return false;
+                }
+        }
+        if (st.st_size - ps_logcopy_done(tail->rotation) > ROTATE_CHUNK ||
+            st.st_size - tail->offset > ROTATE_CHUNK) {
+                n = ps_logcopy_chunk(tail->rotation, tail->fd, ROTATE_CHUNK);
+                if (n < 0)
+                        rotate_end(tail, (int) n, st.st_size);
+                return n >= 0;
+        }
+        n = ps_logcopy_chunk(tail->rotation, tail->fd, 2 * ROTATE_CHUNK);
+        if (n >= 0) {
+                tail->budget = SIZE_MAX;
+                tail_read(tail);           /* the follower misses nothing */
+                if (tail->dead)
+                        return false;
+                n = ps_logcopy_commit(tail->rotation, tail->path, tail->dev, tail->ino);
+                tail->rotation = NULL;
+                if (n == 0)
+                        tail->offset = 0;  /* the partial line goes on at 0 */
+        }
+        rotate_end(tail, (int) n, st.st_size);
+        return false;
+}
+
+/* Reads at most `budget` bytes; what is left waits for the next turn of
+ * the loop (the kick timer), not for the next write. */
+static void tail_poll(ps_logtail *tail, size_t budget) {
+        static const struct timeval now = { 0, 0 };
+        bool more = false;
+
         if (tail->reading)
                 return;        /* drain from inside our own callback */
         tail->reading = true;
+        tail->budget = budget;
         do {
                 bool check = tail->want_check;
 
                 tail->want_read = tail->want_check = false;
-                tail_read(tail);
+                more = tail_read(tail);
                 if (check && !tail->dead) {
-                        tail_check_path(tail);
-                        tail_read(tail);
+                        if (more)
+                                tail->want_check = true;  /* the old file first */
+                        else if (!(more = tail_check_path(tail)))
+                                more = tail_read(tail);
                 }
-        } while (!tail->dead && (tail->want_read || tail->want_check));
+        } while (!tail->dead && !more && (tail->want_read || tail->want_check));
+        if (!tail->dead && tail->max_bytes > 0 && rotate_step(tail))
+                more = true;
+        if (more && !tail->dead && tail->kick) {
+                tail->want_read = true;
+                evtimer_add(tail->kick, &now);
+        }
         tail->reading = false;
 }
 
@@ -480,8 +587,8 @@ static void on_kick(evutil_socket_t fd, short what, void *userdata) {
         (void) fd;
         (void) what;
         hub_enter(h);
-        tail->want_check = true;
-        tail_poll(tail);
+        tail->want_read = true;
+        tail_poll(tail, WAKE_BUDGET);
         hub_leave(h);
 }
 
@@ -568,6 +675,7 @@ ps_logtail *ps_logtail_new(struct event_base *base, const char *path, int64_t of
         if (r >= 0) {
                 /* Bytes written before the watch existed raise no event: a
                  * first read right after this call returns (not inside it). */
+                tail->want_check = true;
                 tail->kick = evtimer_new(base, on_kick, tail);
                 if (!tail->kick || evtimer_add(tail->kick, &now) < 0)
                         r = -ENOMEM;
@@ -581,15 +689,39 @@ ps_logtail *ps_logtail_new(struct event_base *base, const char *path, int64_t of
 }
 
 void ps_logtail_drain(ps_logtail *tail) {
+        struct stat st;
         hub *h;
 
         if (!tail || tail->dead)
                 return;
         h = tail->hub;
+        if (tail->fd >= 0 && !tail->reading && fstat(tail->fd, &st) == 0 &&
+            st.st_size - tail->offset > DRAIN_MAX) {
+                /* Too much to read now: its last lines only. */
+                free(tail->line);
+                tail->line = NULL;
+                tail->line_len = tail->line_cap = 0;
+                tail->offset = st.st_size - DRAIN_TAIL;
+                tail->skip_to_newline = true;
+        }
         hub_enter(h);
         tail->want_check = true;
-        tail_poll(tail);
+        tail_poll(tail, DRAIN_MAX);
         hub_leave(h);
+}
+
+void ps_logtail_set_max_bytes(ps_logtail *tail, int64_t max_bytes, ps_logtail_rotate_fn on_rotate) {
+        static const struct timeval now = { 0, 0 };
+
+        if (!tail || tail->dead)
+                return;
+        tail->max_bytes = max_bytes > 0 ? max_bytes : 0;
+        tail->rotate_after = 0;
+        tail->on_rotate = on_rotate;
+        if (tail->max_bytes > 0 && tail->kick) {
+                tail->want_read = true;      /* already above it: rotate soon */
+                evtimer_add(tail->kick, &now);
+        }
 }
 
 int64_t ps_logtail_offset(const ps_logtail *tail) {

@@ -7,6 +7,7 @@
 #include "supervise/replica.h"
 #include "pool-domain/lifecycle.h"
 #include "pool-services/supervise/engine.h"
+#include "pool-services/supervise/handoff.h"
 #include "supervise/event-queue.h"
 #include "supervise/instance.h"
 #include "supervise/machine-timers.h"
@@ -64,4 +65,6 @@ struct ps_replica {
         char *ext_url;
         bool has_slots_free;
         uint32_t ext_slots_free;
+
+        ps_handoff_retry *handoff_retry; /* a failed handoff write, again; NULL */
 };

@@ -341,18 +341,36 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
         ps_instance_spawn(in->proc, &how);
 }
 
-static void act_write_handoff(ps_replica *r) {
+/* A failed write is tried again (ps_handoff_retry); only the first failure
+ * of an episode is logged, and its end. */
+static int write_handoff(void *userdata) {
+        ps_replica *r = userdata;
         ps_handoff h = {
                 .spec = r->current,
                 .pid = ps_instance_pid(r->inst[PD_INSTANCE_PRIMARY].proc),
                 .slots_free = pd_sat_sub_u32(r->current->slots,
                                              r->inst[PD_INSTANCE_PRIMARY].leases),
         };
-        char err[REPLICA_DETAIL_MAX];
+        char err[REPLICA_DETAIL_MAX], buf[PATH_MAX];
+        const char *dir = ps_handoff_dir(r->ctx, buf, sizeof(buf));
+        int rc = ps_handoff_write(dir, &h, err, sizeof(err));
 
-        if (ps_handoff_write(ps_handoff_dir(r->ctx, (char[PATH_MAX]) { "" }, PATH_MAX), &h,
-                             err, sizeof(err)) < 0)
-                EMIT(r, PS_EVENT_GENERIC, PS_LOG_ERROR, "cannot write handoff", PS_FIELD_STR("error", err));
+        if (rc == 0) {
+                if (ps_handoff_retry_cancel(r->handoff_retry))
+                        EMIT(r, PS_EVENT_GENERIC, PS_LOG_INFO, "handoff written after a failure",
+                             PS_FIELD_STR("dir", dir));
+                return 0;
+        }
+        if (!r->handoff_retry)
+                r->handoff_retry = ps_handoff_retry_new(r->ctx->base, write_handoff, r);
+        if (!r->handoff_retry || ps_handoff_retry_failed(r->handoff_retry))
+                EMIT(r, PS_EVENT_GENERIC, PS_LOG_ERROR, "cannot write handoff; retrying with backoff",
+                     PS_FIELD_STR("error", err));
+        return rc;
+}
+
+static void act_write_handoff(ps_replica *r) {
+        (void) write_handoff(r);
 }
 
 static void act_stage(ps_replica *r) {
@@ -432,6 +450,7 @@ static void execute(ps_replica *r, const pd_action *a, ps_reply_batch *replies) 
                 act_write_handoff(r);
                 break;
         case PD_ACT_REMOVE_HANDOFF:
+                ps_handoff_retry_cancel(r->handoff_retry);
                 (void) ps_handoff_remove(ps_handoff_dir(r->ctx, (char[PATH_MAX]) { "" }, PATH_MAX),
                                          r->pool_id, r->replica_id);
                 break;
@@ -627,6 +646,7 @@ ps_replica *ps_replica_free(ps_replica *r) {
         free(r->correlation_id);
         ps_event_queue_free(r->queue);
         free(r->ext_url);
+        ps_handoff_retry_free(r->handoff_retry);
         free(r);
         return NULL;
 }

@@ -120,6 +120,7 @@ typedef struct ps_config {
         char **engines_env_allow; /* fnmatch(3) patterns for the API's env  */
         size_t n_engines_env_allow;
         bool engines_allow_remote_hosts; /* API preloads may probe non-loopback hosts */
+        int64_t engines_log_max_bytes; /* rotate engine logs above it; 0: never */
 
         char **models_allow;      /* like engines_allow                     */
         size_t n_models_allow;

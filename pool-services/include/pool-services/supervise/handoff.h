@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -72,3 +73,28 @@ int ps_handoff_write(const char *handoff_dir, const ps_handoff *handoff,
 /* 0 when removed or already absent; a negative errno otherwise. */
 int ps_handoff_remove(const char *handoff_dir, const char *pool_id,
                       const char *replica_id);
+
+/*
+ * A handoff file that could not be written (ENOSPC, EACCES, ...) is
+ * written again later: try() is called after 1 s, then 2, 4, ... up to
+ * 30 s between tries, until it returns 0 or the retry is cancelled (a
+ * later write succeeded, or the file is to be removed). try() writes the
+ * state of the moment, never a stale one. On the caller's loop.
+ */
+struct event_base;
+typedef struct ps_handoff_retry ps_handoff_retry;
+typedef int (*ps_handoff_try_fn)(void *userdata);
+
+#define PS_HANDOFF_RETRY_FIRST_MS 1000
+#define PS_HANDOFF_RETRY_MAX_MS 30000
+
+ps_handoff_retry *ps_handoff_retry_new(struct event_base *base, ps_handoff_try_fn try_write,
+                                       void *userdata);
+/* A write failed: the next try after the current delay, which then
+ * doubles. true when this failure starts an episode (the first since the
+ * last success or cancel): the one to log. */
+bool ps_handoff_retry_failed(ps_handoff_retry *rt);
+/* Written or superseded: no more tries, the delay back to 1 s. true when
+ * an episode of failures ended. NULL-safe. */
+bool ps_handoff_retry_cancel(ps_handoff_retry *rt);
+ps_handoff_retry *ps_handoff_retry_free(ps_handoff_retry *rt);

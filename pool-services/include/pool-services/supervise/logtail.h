@@ -12,7 +12,9 @@ struct event_base;
  * hands over complete lines. A partial line waits for its newline; a line
  * longer than 16 KiB is handed over in pieces. Truncation (the offset shrinks)
  * restarts from 0; replacement of the file (rotation: IN_MOVE_SELF,
- * IN_DELETE_SELF) reopens the path when it reappears.
+ * IN_DELETE_SELF) reopens the path when it reappears. One turn of the loop
+ * reads at most 64 KiB of a file; the rest comes on the next turns, so a
+ * writer that floods its log cannot hold the loop.
  */
 typedef struct ps_logtail ps_logtail;
 
@@ -26,6 +28,18 @@ ps_logtail *ps_logtail_new(struct event_base *base, const char *path, int64_t of
 /* Reads whatever is there now (also used right before an exit is handled,
  * so the last lines are seen before the exit). */
 void ps_logtail_drain(ps_logtail *tail);
+/*
+ * Caps the file: once it is above max_bytes (0: no cap), it is copied to
+ * <path>.1 (replacing it) over a few turns of the loop, 1 MiB a turn, then
+ * truncated to 0 in place: the writer keeps its descriptor (O_APPEND).
+ * Lines written between the last copy and the truncation are lost to the
+ * copy, never to the follower. on_rotate (may be NULL) hears each
+ * rotation, with the line callback's userdata: rc 0, or -errno when it
+ * failed (then no new try before the file has grown by another max_bytes).
+ */
+typedef void (*ps_logtail_rotate_fn)(int rc, const char *path, void *userdata);
+void ps_logtail_set_max_bytes(ps_logtail *tail, int64_t max_bytes, ps_logtail_rotate_fn on_rotate);
+
 /* Seconds-free progress signal for stall detection: the offset read so far. */
 int64_t ps_logtail_offset(const ps_logtail *tail);
 ps_logtail *ps_logtail_free(ps_logtail *tail);

@@ -41,6 +41,7 @@ typedef struct ps_context {
         const char *engine_user;       /* run engines as (daemon is root)  */
         char *const *engine_env_pass;  /* engines.env_pass: copied from our env */
         size_t n_engine_env_pass;
+        int64_t engine_log_max_bytes;  /* engines.log_max_bytes; 0: no cap */
         uint64_t seed;                 /* RNG seed for backoff jitter      */
         ps_preflight_fn preflight;     /* NULL: no checks before a spawn   */
         void *preflight_userdata;      /* e.g. a ps_preflight_source       */
