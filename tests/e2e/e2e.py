@@ -505,8 +505,9 @@ def logs_to_file(*args, env):
 
 def scenario_text_logs():
     """--log-format text: one plain line per event; the systemd journal
-    (JOURNAL_STREAM naming stderr) gets text without the flag; a pipe or
-    file gets JSON, and the flag beats the journal."""
+    (JOURNAL_STREAM naming stderr) gets text without the flag, each line
+    after its priority prefix; a pipe or file gets JSON, and the flag beats
+    the journal."""
     journal = clean_env(JOURNAL_STREAM="DEV:INO")
     for args, env, want in ((("--log-format", "text"), clean_env(), "text"),
                             ((), journal, "text"),
@@ -514,6 +515,11 @@ def scenario_text_logs():
                             (("--log-format", "json"), journal, "json")):
         lines = logs_to_file(*args, env=env)
         what = "%s %s" % (" ".join(args), env.get("JOURNAL_STREAM"))
+        if env is journal:
+            # the journal reads each line's priority from its prefix
+            check(lines and all(re.match(r"<[0-7]>", l) for l in lines),
+                  "%s: lines without a priority prefix: %r" % (what, lines))
+            lines = [l[3:] for l in lines]
         if want == "json":
             check_log_lines(lines)
             continue

@@ -262,7 +262,7 @@ def run_logged(args, journal):
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
         try:
             deadline = time.monotonic() + WAIT
-            while '"listening"' not in open(path).read():
+            while not re.search(r'"listening"| info  listening ', open(path).read()):
                 check(p.poll() is None, "the daemon exited: " + open(path).read())
                 check(time.monotonic() < deadline, "no listening line: " + open(path).read())
                 time.sleep(0.05)
@@ -281,7 +281,8 @@ def run_logged(args, journal):
 def scenario_journal_prefix():
     """Each line starts with its level's priority when stderr is the
     journal, and with the JSON object otherwise."""
-    lines = run_logged(["--bind", "127.0.0.1:0", "--log-level", "debug"], journal=True)
+    lines = run_logged(["--bind", "127.0.0.1:0", "--log-level", "debug", "--log-format", "json"],
+                       journal=True)
     levels = set()
     for line in lines:
         m = LINE_RE.match(line)
@@ -290,6 +291,10 @@ def scenario_journal_prefix():
         check(m.group(1) == PRIORITY[level], "%s for a %s line" % (m.group(1), level))
         levels.add(level)
     check({"debug", "info"} <= levels, "levels seen: %r" % levels)
+    # the journal's default format is text, after the same prefixes
+    for line in run_logged(["--bind", "127.0.0.1:0"], journal=True):
+        m = re.match(r"^(<[0-7]>)\S+ (\w+) ", line)
+        check(m and m.group(1) == PRIORITY[m.group(2)], "text line without its priority: %r" % line)
     for line in run_logged(["--bind", "127.0.0.1:0"], journal=False):
         check(line.startswith("{"), "a prefix though stderr is not the journal: %r" % line)
 
