@@ -549,6 +549,7 @@ static void on_engine_exit(ps_engine *engine, const ps_exit_status *st, void *us
         probe_stop(in);
         in->engine = NULL;
         in->dead = engine;
+        ps_replica_note_engine(r, PS_ENGINE_GONE, in->id, NULL, NULL);
 
         r->last_exit_known = true;
         r->last_exit = *st;
@@ -663,12 +664,23 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
                 opts.log_name = surge_log;
         }
         /* The first start of a replica takes over an engine a previous
-         * daemon left running, before preflight counts its VRAM as taken. */
-        if (!r->started_once && spec->port == r->home_port) {
+         * daemon left running, before preflight counts its VRAM as taken:
+         * the one the state store recorded, else the one its PID file
+         * names. */
+        if (!r->started_once && (r->ctx->engine_recorded || spec->port == r->home_port)) {
+                ps_engine_identity id;
+
                 r->started_once = true;
-                rc = ps_engine_adopt(r->ctx->base, spec, &opts, on_engine_exit, in, &in->engine,
-                                     err, sizeof(err));
+                if (!r->ctx->engine_recorded)
+                        rc = ps_engine_adopt(r->ctx->base, spec, &opts, on_engine_exit, in,
+                                             &in->engine, err, sizeof(err));
+                else if (r->ctx->engine_recorded(r, &id, r->ctx->engine_userdata) == 0)
+                        rc = ps_engine_adopt_recorded(r->ctx->base, spec, &opts, &id, on_engine_exit,
+                                                      in, &in->engine, err, sizeof(err));
+                else
+                        rc = -ENOENT;
                 if (rc == 0) {
+                        ps_replica_note_engine(r, PS_ENGINE_UP, a->instance, in->engine, spec);
                         in->started_wall_ms = wall_now(r);
                         in->tail = ps_logtail_new(r->ctx->base, ps_engine_log_path(in->engine),
                                                   ps_engine_log_start(in->engine), on_log_line, in);
@@ -683,7 +695,7 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
                 }
                 /* A PID file naming someone else's process (another user's,
                  * or through a symlink) is not ours to take over: say so. */
-                if (rc == -EPERM)
+                if (rc == -EPERM || rc == -ESTALE)
                         EMIT(r, PS_EVENT_GENERIC, PS_LOG_WARN, "engine not adopted",
                              PS_FIELD_STR("error", err));
                 err[0] = '\0';
@@ -711,6 +723,7 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
                 return;
         }
         in->started_wall_ms = wall_now(r);
+        ps_replica_note_engine(r, PS_ENGINE_UP, a->instance, in->engine, spec);
         in->tail = ps_logtail_new(r->ctx->base, ps_engine_log_path(in->engine),
                                   ps_engine_log_start(in->engine), on_log_line, in);
         if (!in->tail)
@@ -802,6 +815,7 @@ static void swap_inst(ps_replica *r) {
          * its, not the moment the old one has finished retiring. */
         r->ready_wall_ms = wall_now(r);
         r->promoted = true;
+        ps_replica_note_engine(r, PS_ENGINE_SWAPPED, PD_INSTANCE_PRIMARY, NULL, NULL);
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
                 replica_inst *in = &r->inst[i];
 
@@ -1523,4 +1537,12 @@ void ps_replica_policy_state_set(ps_replica *r, const ps_replica_policy_state *i
         r->lc.backoff = st.backoff;
         r->lc.breakers = st.breakers;
         r->lc.storm = st.storm;
+}
+
+/* ---- the engines' record (the daemon's state store) ----------------------- */
+
+void ps_replica_note_engine(ps_replica *r, ps_engine_change what, unsigned instance,
+                            const ps_engine *engine, const ps_engine_spec *spec) {
+        if (r->ctx->engine_changed)
+                r->ctx->engine_changed(r, what, instance, engine, spec, r->ctx->engine_userdata);
 }

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Engines after a restart: the store's records against the processes that
+ * run and the configuration this daemon has. Adopts what is wanted, stops
+ * what is not, never signals a process that merely took over a recorded
+ * pid, and records every engine change from then on.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "pool-services/base/errors.h"
+#include "pool-services/pool/reconcile.h"
+
+#define DEFAULT_GRACE_MS 10000
+
+typedef struct adopt_entry {
+        char pool_id[65];
+        char replica_id[65];
+        ps_engine_identity id;
+} adopt_entry;
+
+typedef struct stopper stopper;
+
+struct ps_reconcile {
+        ps_context *ctx;
+        ps_registry *reg;
+        ps_store *store;
+        int64_t grace_ms;
+        adopt_entry *adopt;
+        size_t n_adopt;
+        stopper *stopping;
+        unsigned adopted, dropped, stopped, reloads;
+};
+
+/* An engine no longer wanted, on its way out. */
+struct stopper {
+        ps_reconcile *rc;
+        stopper *next;
+        ps_engine *engine;
+        struct event *grace;
+        char pool_id[65], replica_id[65], role[8];
+        pid_t pid;
+};
+
+static void say(const ps_reconcile *rc, ps_log_level level, const char *message, const char *pool_id,
+                const char *replica_id, const ps_field *fields, size_t n) {
+        const ps_event ev = {
+                .type = PS_EVENT_GENERIC, .level = level, .message = message,
+                .pool_id = pool_id && pool_id[0] ? pool_id : NULL,
+                .replica_id = replica_id && replica_id[0] ? replica_id : NULL,
+                .fields = fields, .n_fields = n,
+        };
+
+        ps_event_emit(&rc->ctx->sink, &ev);
+}
+
+#define SAY(rc, level, msg, pool, replica, ...)                                                 \
+        do {                                                                                    \
+                const ps_field f_[] = { __VA_ARGS__ };                                          \
+                say(rc, level, msg, pool, replica, f_, sizeof(f_) / sizeof(f_[0]));            \
+        } while (0)
+
+/* ---- stopping what is not wanted ------------------------------------------ */
+
+static void stopper_free(stopper *s) {
+        ps_reconcile *rc = s->rc;
+
+        for (stopper **at = &rc->stopping; *at; at = &(*at)->next)
+                if (*at == s) {
+                        *at = s->next;
+                        break;
+                }
+        if (s->grace)
+                event_free(s->grace);
+        ps_engine_free(s->engine);
+        free(s);
+}
+
+static void on_stopped(ps_engine *engine, const ps_exit_status *st, void *userdata) {
+        stopper *s = userdata;
+        char pid[16];
+
+        (void) engine;
+        (void) st;
+        snprintf(pid, sizeof(pid), "%d", (int) s->pid);
+        SAY(s->rc, PS_LOG_INFO, "engine no longer wanted has stopped", s->pool_id, s->replica_id,
+            PS_FIELD_INT("pid", s->pid), PS_FIELD_STR("role", s->role));
+        /* Only this engine's record: the replica may have a new one. */
+        (void) ps_store_del_engine_pid(s->rc->store, s->pool_id, s->replica_id, s->role, s->pid);
+        stopper_free(s);
+}
+
+static void on_grace(evutil_socket_t fd, short what, void *userdata) {
+        stopper *s = userdata;
+
+        (void) fd;
+        (void) what;
+        SAY(s->rc, PS_LOG_WARN, "stop grace over: killing engine no longer wanted", s->pool_id,
+            s->replica_id, PS_FIELD_INT("pid", s->pid), PS_FIELD_STR("signal", "SIGKILL"));
+        (void) ps_engine_signal(s->engine, SIGKILL);
+}
+
+static void stop_engine(ps_reconcile *rc, const ps_store_engine *e, const char *why) {
+        ps_engine_spec *spec = ps_store_spec_parse(e->spec);
+        char pid_name[160], log_name[176], err[256] = "";
+        ps_engine_options opts = { .runtime_dir = rc->ctx->runtime_dir };
+        stopper *s = calloc(1, sizeof(*s));
+        struct timeval tv = { .tv_sec = rc->grace_ms / 1000, .tv_usec = (rc->grace_ms % 1000) * 1000 };
+        int r = -ENOMEM;
+
+        if (strcmp(e->role, "surge") == 0) {
+                snprintf(pid_name, sizeof(pid_name), "%s_%s.surge.pid", e->pool_id, e->replica_id);
+                snprintf(log_name, sizeof(log_name), "engine-%s_%s.surge.log", e->pool_id, e->replica_id);
+                opts.pid_name = pid_name;
+                opts.log_name = log_name;
+        }
+        if (s && spec) {
+                s->rc = rc;
+                s->pid = e->id.pid;
+                snprintf(s->pool_id, sizeof(s->pool_id), "%s", e->pool_id);
+                snprintf(s->replica_id, sizeof(s->replica_id), "%s", e->replica_id);
+                snprintf(s->role, sizeof(s->role), "%s", e->role);
+                r = ps_engine_adopt_recorded(rc->ctx->base, spec, &opts, &e->id, on_stopped, s,
+                                             &s->engine, err, sizeof(err));
+                s->grace = r == 0 ? evtimer_new(rc->ctx->base, on_grace, s) : NULL;
+        }
+        ps_engine_spec_free(spec);
+        if (r < 0 || !s->grace) {
+                SAY(rc, PS_LOG_WARN, "engine no longer wanted cannot be stopped", e->pool_id,
+                    e->replica_id, PS_FIELD_INT("pid", e->id.pid), PS_FIELD_STR("role", e->role),
+                    PS_FIELD_STR("error", err[0] ? err : "its record does not parse"));
+                if (s) {
+                        ps_engine_free(s->engine);
+                        free(s);
+                }
+                (void) ps_store_del_engine_pid(rc->store, e->pool_id, e->replica_id, e->role, e->id.pid);
+                return;
+        }
+        s->next = rc->stopping;
+        rc->stopping = s;
+        rc->stopped++;
+        SAY(rc, PS_LOG_WARN, "stopping an engine no longer wanted", e->pool_id, e->replica_id,
+            PS_FIELD_INT("pid", e->id.pid), PS_FIELD_STR("role", e->role),
+            PS_FIELD_INT("port", e->port), PS_FIELD_STR("reason", why));
+        (void) ps_engine_signal(s->engine, SIGTERM);
+        evtimer_add(s->grace, &tv);
+}
+
+/* ---- the records at start -------------------------------------------------- */
+
+/* Whether the record's process is still the engine it recorded. */
+static bool still_ours(ps_reconcile *rc, const ps_store_engine *e) {
+        ps_engine_identity now;
+        int r = ps_engine_proc_identity(e->id.pid, &now);
+
+        if (r == 0 && now.start_time == e->id.start_time && now.uid == e->id.uid &&
+            strcmp(now.cmdline_hash, e->id.cmdline_hash) == 0)
+                return true;
+        if (r == 0)
+                SAY(rc, PS_LOG_WARN, "recorded engine's pid is another process now; not signalled",
+                    e->pool_id, e->replica_id, PS_FIELD_INT("pid", e->id.pid),
+                    PS_FIELD_STR("role", e->role));
+        else
+                SAY(rc, PS_LOG_INFO, "recorded engine is gone", e->pool_id, e->replica_id,
+                    PS_FIELD_INT("pid", e->id.pid), PS_FIELD_STR("role", e->role));
+        return false;
+}
+
+static int take_for_adoption(ps_reconcile *rc, ps_replica *r, const ps_store_engine *e) {
+        ps_engine_spec *spec = ps_store_spec_parse(e->spec);
+        adopt_entry *grown;
+        char err[256] = "";
+        int ret;
+
+        if (!spec)
+                return -EBADMSG;
+        ret = ps_replica_set_spec(r, spec, err, sizeof(err));
+        ps_engine_spec_free(spec);
+        if (ret != 0)
+                return ret < 0 ? ret : -EBUSY;
+        grown = realloc(rc->adopt, (rc->n_adopt + 1) * sizeof(*grown));
+        if (!grown)
+                return -ENOMEM;
+        rc->adopt = grown;
+        grown[rc->n_adopt] = (adopt_entry) { .id = e->id };
+        snprintf(grown[rc->n_adopt].pool_id, sizeof(grown->pool_id), "%s", e->pool_id);
+        snprintf(grown[rc->n_adopt].replica_id, sizeof(grown->replica_id), "%s", e->replica_id);
+        rc->n_adopt++;
+        return 0;
+}
+
+static int on_record(const ps_store_engine *e, void *ud) {
+        ps_reconcile *rc = ud;
+        ps_replica *r;
+
+        if (!still_ours(rc, e)) {
+                rc->dropped++;
+                (void) ps_store_del_engine_pid(rc->store, e->pool_id, e->replica_id, e->role, e->id.pid);
+                return 0;
+        }
+        r = ps_registry_find(rc->reg, e->pool_id, e->replica_id);
+        if (!r) {
+                stop_engine(rc, e, "its pool or replica is no longer configured");
+                return 0;
+        }
+        if (strcmp(e->role, "home") != 0) {
+                stop_engine(rc, e, "a surge engine left by a reload the restart interrupted");
+                return 0;
+        }
+        if (take_for_adoption(rc, r, e) < 0) {
+                stop_engine(rc, e, "its recorded spec cannot be taken over");
+                return 0;
+        }
+        rc->adopted++;
+        return 0;
+}
+
+static int on_reload(const ps_store_reload *rl, void *ud) {
+        ps_reconcile *rc = ud;
+        ps_engine_spec *target = ps_store_spec_parse(rl->target_spec);
+
+        rc->reloads++;
+        SAY(rc, PS_LOG_WARN, "reload interrupted by a restart: the pool goes on with the engine "
+            "recorded as serving", rl->pool_id, NULL, PS_FIELD_STR("strategy", rl->strategy),
+            PS_FIELD_STR("phase", rl->phase),
+            PS_FIELD_STR("target_model_id", target ? target->model_id : NULL));
+        ps_engine_spec_free(target);
+        (void) ps_store_del_reload(rc->store, rl->pool_id);
+        return 0;
+}
+
+/* ---- the hooks ------------------------------------------------------------ */
+
+static const char *role_of(unsigned instance) {
+        return instance == 0 ? "home" : "surge";
+}
+
+static void on_engine_changed(ps_replica *r, ps_engine_change what, unsigned instance,
+                              const ps_engine *engine, const ps_engine_spec *spec, void *userdata) {
+        ps_reconcile *rc = userdata;
+        ps_store_engine rec = { .port = spec ? spec->port : 0 };
+        char *json;
+
+        if (!rc->store)
+                return;
+        switch (what) {
+        case PS_ENGINE_GONE:
+                (void) ps_store_del_engine(rc->store, ps_replica_pool_id(r), ps_replica_id(r),
+                                           role_of(instance));
+                return;
+        case PS_ENGINE_SWAPPED:
+                (void) ps_store_swap_engines(rc->store, ps_replica_pool_id(r), ps_replica_id(r));
+                return;
+        case PS_ENGINE_UP:
+                break;
+        }
+        if (!engine || !spec || ps_engine_proc_identity(ps_engine_pid(engine), &rec.id) < 0 ||
+            ps_engine_argv_hash(spec, rec.id.cmdline_hash, NULL, 0) < 0)
+                return;
+        json = ps_store_spec_json(spec);
+        snprintf(rec.pool_id, sizeof(rec.pool_id), "%s", ps_replica_pool_id(r));
+        snprintf(rec.replica_id, sizeof(rec.replica_id), "%s", ps_replica_id(r));
+        snprintf(rec.role, sizeof(rec.role), "%s", role_of(instance));
+        rec.spec = json;
+        if (json)
+                (void) ps_store_put_engine(rc->store, &rec);
+        free(json);
+}
+
+static int on_engine_recorded(ps_replica *r, ps_engine_identity *ret, void *userdata) {
+        ps_reconcile *rc = userdata;
+
+        for (size_t i = 0; i < rc->n_adopt; i++)
+                if (strcmp(rc->adopt[i].pool_id, ps_replica_pool_id(r)) == 0 &&
+                    strcmp(rc->adopt[i].replica_id, ps_replica_id(r)) == 0) {
+                        *ret = rc->adopt[i].id;
+                        rc->adopt[i] = rc->adopt[--rc->n_adopt];
+                        return 0;
+                }
+        return 1;
+}
+
+/* ---- the object ----------------------------------------------------------- */
+
+int ps_reconcile_start(ps_context *ctx, ps_registry *reg, ps_store *store, int64_t grace_ms,
+                       ps_reconcile **ret) {
+        ps_reconcile *rc;
+
+        if (!ctx || !reg || !ret)
+                return -EINVAL;
+        *ret = NULL;
+        if (!store)
+                return 0;
+        rc = calloc(1, sizeof(*rc));
+        if (!rc)
+                return -ENOMEM;
+        *rc = (ps_reconcile) { .ctx = ctx, .reg = reg, .store = store,
+                               .grace_ms = grace_ms > 0 ? grace_ms : DEFAULT_GRACE_MS };
+        if (ps_store_each_reload(store, on_reload, rc) < 0 ||
+            ps_store_each_engine(store, on_record, rc) < 0)
+                SAY(rc, PS_LOG_ERROR, "cannot read the recorded engines", NULL, NULL,
+                    PS_FIELD_STR("error", ps_store_error(store)));
+        if (rc->adopted || rc->dropped || rc->stopped || rc->reloads)
+                SAY(rc, PS_LOG_INFO, "engines reconciled", NULL, NULL,
+                    PS_FIELD_INT("to_adopt", rc->adopted), PS_FIELD_INT("gone", rc->dropped),
+                    PS_FIELD_INT("stopping", rc->stopped),
+                    PS_FIELD_INT("reloads_interrupted", rc->reloads));
+        ctx->engine_changed = on_engine_changed;
+        ctx->engine_recorded = on_engine_recorded;
+        ctx->engine_userdata = rc;
+        *ret = rc;
+        return 0;
+}
+
+ps_reconcile *ps_reconcile_free(ps_reconcile *rc) {
+        if (!rc)
+                return NULL;
+        rc->ctx->engine_changed = NULL;
+        rc->ctx->engine_recorded = NULL;
+        rc->ctx->engine_userdata = NULL;
+        while (rc->stopping)
+                stopper_free(rc->stopping);
+        free(rc->adopt);
+        free(rc);
+        return NULL;
+}
