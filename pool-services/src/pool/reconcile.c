@@ -5,11 +5,13 @@
  * what is not, never signals a process that merely took over a recorded
  * pid, and records every engine change from then on.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -153,6 +155,31 @@ static void stop_engine(ps_reconcile *rc, const ps_store_engine *e, const char *
 
 /* ---- the records at start -------------------------------------------------- */
 
+/* A record without a pid (the daemon died between the spawn and the
+ * commit): the process of ours that runs exactly the recorded argv and
+ * leads its process group, if one does. */
+static bool find_unrecorded(ps_store_engine *e) {
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        bool found = false;
+
+        while (d && !found && (de = readdir(d))) {
+                char *end;
+                long pid = strtol(de->d_name, &end, 10);
+                ps_engine_identity id;
+
+                if (*end || pid <= 1 || ps_engine_proc_identity((pid_t) pid, &id) < 0 ||
+                    strcmp(id.cmdline_hash, e->id.cmdline_hash) != 0 ||
+                    (geteuid() != 0 && id.uid != geteuid()) || getpgid((pid_t) pid) != (pid_t) pid)
+                        continue;
+                e->id = id;
+                found = true;
+        }
+        if (d)
+                closedir(d);
+        return found;
+}
+
 /* Whether the record's process is still the engine it recorded. */
 static bool still_ours(ps_reconcile *rc, const ps_store_engine *e) {
         ps_engine_identity now;
@@ -169,6 +196,29 @@ static bool still_ours(ps_reconcile *rc, const ps_store_engine *e) {
                 SAY(rc, PS_LOG_INFO, "recorded engine is gone", e->pool_id, e->replica_id,
                     PS_FIELD_INT("pid", e->id.pid), PS_FIELD_STR("role", e->role));
         return false;
+}
+
+/* The replica (when configured, and with no engine to adopt) will start
+ * spec_json. 0 or a negative errno. */
+static int take_spec(ps_reconcile *rc, const char *pool_id, const char *replica_id,
+                     const char *spec_json) {
+        ps_replica *r = ps_registry_find(rc->reg, pool_id, replica_id);
+        ps_engine_spec *spec;
+        char err[256];
+        int ret;
+
+        if (!r)
+                return -ENOENT;
+        for (size_t i = 0; i < rc->n_adopt; i++)
+                if (strcmp(rc->adopt[i].pool_id, pool_id) == 0 &&
+                    strcmp(rc->adopt[i].replica_id, replica_id) == 0)
+                        return -EEXIST;
+        spec = ps_store_spec_parse(spec_json);
+        if (!spec)
+                return -EBADMSG;
+        ret = ps_replica_set_spec(r, spec, err, sizeof(err));
+        ps_engine_spec_free(spec);
+        return ret;
 }
 
 static int take_for_adoption(ps_reconcile *rc, ps_replica *r, const ps_store_engine *e) {
@@ -194,11 +244,31 @@ static int take_for_adoption(ps_reconcile *rc, ps_replica *r, const ps_store_eng
         return 0;
 }
 
-static int on_record(const ps_store_engine *e, void *ud) {
+static int on_record(const ps_store_engine *rec, void *ud) {
         ps_reconcile *rc = ud;
+        ps_store_engine found = *rec;
+        const ps_store_engine *e = rec;
         ps_replica *r;
 
+        if (rec->id.pid == 0) {
+                if (!find_unrecorded(&found)) {
+                        rc->dropped++;
+                        (void) ps_store_del_engine_pid(rc->store, rec->pool_id, rec->replica_id,
+                                                       rec->role, 0);
+                        return 0;
+                }
+                e = &found;
+                (void) ps_store_del_engine_pid(rc->store, rec->pool_id, rec->replica_id, rec->role, 0);
+                (void) ps_store_put_engine(rc->store, e);
+                SAY(rc, PS_LOG_INFO, "engine started just before the restart found by its command line",
+                    e->pool_id, e->replica_id, PS_FIELD_INT("pid", e->id.pid),
+                    PS_FIELD_STR("role", e->role));
+        }
         if (!still_ours(rc, e)) {
+                /* Its replica starts again on what it ran, as it would
+                 * have had the daemon lived. */
+                if (strcmp(e->role, "home") == 0)
+                        (void) take_spec(rc, e->pool_id, e->replica_id, e->spec);
                 rc->dropped++;
                 (void) ps_store_del_engine_pid(rc->store, e->pool_id, e->replica_id, e->role, e->id.pid);
                 return 0;
@@ -223,7 +293,13 @@ static int on_record(const ps_store_engine *e, void *ud) {
 static int on_reload(const ps_store_reload *rl, void *ud) {
         ps_reconcile *rc = ud;
         ps_engine_spec *target = ps_store_spec_parse(rl->target_spec);
+        ps_engine_spec *previous = ps_store_spec_parse(rl->previous_spec);
 
+        /* No engine left to adopt (the old one stopped, the new one not
+         * started): the replica rolls back onto the previous spec. */
+        if (previous && previous->replica_id)
+                (void) take_spec(rc, rl->pool_id, previous->replica_id, rl->previous_spec);
+        ps_engine_spec_free(previous);
         rc->reloads++;
         SAY(rc, PS_LOG_WARN, "reload interrupted by a restart: the pool goes on with the engine "
             "recorded as serving", rl->pool_id, NULL, PS_FIELD_STR("strategy", rl->strategy),
@@ -234,10 +310,76 @@ static int on_reload(const ps_store_reload *rl, void *ud) {
         return 0;
 }
 
+/* The records as read, their strings owned. */
+typedef struct held_records {
+        ps_store_engine *engines;
+        size_t n_engines;
+        ps_store_reload *reloads;
+        size_t n_reloads;
+} held_records;
+
+static int keep_record(const ps_store_engine *e, void *ud) {
+        held_records *h = ud;
+        ps_store_engine *grown = realloc(h->engines, (h->n_engines + 1) * sizeof(*grown));
+
+        if (!grown)
+                return -ENOMEM;
+        h->engines = grown;
+        grown[h->n_engines] = *e;
+        grown[h->n_engines].spec = e->spec ? strdup(e->spec) : NULL;
+        h->n_engines++;
+        return 0;
+}
+
+static int keep_reload(const ps_store_reload *r, void *ud) {
+        held_records *h = ud;
+        ps_store_reload *grown = realloc(h->reloads, (h->n_reloads + 1) * sizeof(*grown));
+
+        if (!grown)
+                return -ENOMEM;
+        h->reloads = grown;
+        grown[h->n_reloads] = *r;
+        grown[h->n_reloads].target_spec = r->target_spec ? strdup(r->target_spec) : NULL;
+        grown[h->n_reloads].previous_spec = r->previous_spec ? strdup(r->previous_spec) : NULL;
+        h->n_reloads++;
+        return 0;
+}
+
+static void held_free(held_records *h) {
+        for (size_t i = 0; i < h->n_engines; i++)
+                free((char *) h->engines[i].spec);
+        for (size_t i = 0; i < h->n_reloads; i++) {
+                free((char *) h->reloads[i].target_spec);
+                free((char *) h->reloads[i].previous_spec);
+        }
+        free(h->engines);
+        free(h->reloads);
+}
+
 /* ---- the hooks ------------------------------------------------------------ */
 
 static const char *role_of(unsigned instance) {
         return instance == 0 ? "home" : "surge";
+}
+
+/* Before the fork, committed at once: a daemon killed between the spawn
+ * and the turn's commit leaves a record without a pid, and the next one
+ * finds the engine by its command line (find_unrecorded()). */
+static void record_intent(ps_reconcile *rc, ps_replica *r, unsigned instance,
+                          const ps_engine_spec *spec) {
+        ps_store_engine rec = { .port = spec ? spec->port : 0 };
+        char *json;
+
+        if (!spec || ps_engine_argv_hash(spec, rec.id.cmdline_hash, NULL, 0) < 0)
+                return;
+        json = ps_store_spec_json(spec);
+        snprintf(rec.pool_id, sizeof(rec.pool_id), "%s", ps_replica_pool_id(r));
+        snprintf(rec.replica_id, sizeof(rec.replica_id), "%s", ps_replica_id(r));
+        snprintf(rec.role, sizeof(rec.role), "%s", role_of(instance));
+        rec.spec = json;
+        if (json && ps_store_put_engine(rc->store, &rec) == 0)
+                (void) ps_store_commit(rc->store);
+        free(json);
 }
 
 static void on_engine_changed(ps_replica *r, ps_engine_change what, unsigned instance,
@@ -255,6 +397,9 @@ static void on_engine_changed(ps_replica *r, ps_engine_change what, unsigned ins
                 return;
         case PS_ENGINE_SWAPPED:
                 (void) ps_store_swap_engines(rc->store, ps_replica_pool_id(r), ps_replica_id(r));
+                return;
+        case PS_ENGINE_STARTING:
+                record_intent(rc, r, instance, spec);
                 return;
         case PS_ENGINE_UP:
                 break;
@@ -289,6 +434,7 @@ static int on_engine_recorded(ps_replica *r, ps_engine_identity *ret, void *user
 
 int ps_reconcile_start(ps_context *ctx, ps_registry *reg, ps_store *store, int64_t grace_ms,
                        ps_reconcile **ret) {
+        held_records held = { .engines = NULL };
         ps_reconcile *rc;
 
         if (!ctx || !reg || !ret)
@@ -301,10 +447,16 @@ int ps_reconcile_start(ps_context *ctx, ps_registry *reg, ps_store *store, int64
                 return -ENOMEM;
         *rc = (ps_reconcile) { .ctx = ctx, .reg = reg, .store = store,
                                .grace_ms = grace_ms > 0 ? grace_ms : DEFAULT_GRACE_MS };
-        if (ps_store_each_reload(store, on_reload, rc) < 0 ||
-            ps_store_each_engine(store, on_record, rc) < 0)
+        if (ps_store_each_reload(store, keep_reload, &held) < 0 ||
+            ps_store_each_engine(store, keep_record, &held) < 0)
                 SAY(rc, PS_LOG_ERROR, "cannot read the recorded engines", NULL, NULL,
                     PS_FIELD_STR("error", ps_store_error(store)));
+        /* Read first, then acted on: the walk never sees its own changes. */
+        for (size_t i = 0; i < held.n_engines; i++)
+                (void) on_record(&held.engines[i], rc);
+        for (size_t i = 0; i < held.n_reloads; i++)
+                (void) on_reload(&held.reloads[i], rc);
+        held_free(&held);
         if (rc->adopted || rc->dropped || rc->stopped || rc->reloads)
                 SAY(rc, PS_LOG_INFO, "engines reconciled", NULL, NULL,
                     PS_FIELD_INT("to_adopt", rc->adopted), PS_FIELD_INT("gone", rc->dropped),

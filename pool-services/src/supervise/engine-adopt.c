@@ -205,6 +205,9 @@ static int start_time_of(pid_t pid, uint64_t *ret) {
         if (!p)
                 return -EIO;
         p++;
+        /* A zombie is gone: only its entry waits for a reaper. */
+        if (p[0] == ' ' && (p[1] == 'Z' || p[1] == 'X'))
+                return -ESRCH;
         for (int field = 3; field < 22; field++) {
                 p = strchr(p + 1, ' ');
                 if (!p)

@@ -716,6 +716,7 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
         if (runtime_dir_ready(r, a->instance) < 0)
                 return;
         in->oom_known = read_oom_kill(&in->oom_kill_before);
+        ps_replica_note_engine(r, PS_ENGINE_STARTING, a->instance, NULL, spec);
         rc = ps_engine_spawn(r->ctx->base, spec, &opts, on_engine_exit, in, &in->engine,
                              err, sizeof(err));
         if (rc < 0) {

@@ -36,6 +36,7 @@ struct ps_replica;
 struct ps_engine;
 
 typedef enum ps_engine_change {
+        PS_ENGINE_STARTING,           /* about to spawn (no engine yet)      */
         PS_ENGINE_UP,
         PS_ENGINE_GONE,
         PS_ENGINE_SWAPPED,
@@ -60,8 +61,8 @@ typedef struct ps_context {
         void (*runtime_dir_recreated)(void *userdata);
         void *runtime_dir_userdata;
         /* The engines the daemon owns, for its state store (NULL: nothing
-         * recorded, adoption by PID file): engine_changed is told when an
-         * instance's engine comes up (spawned or adopted, engine and the
+         * recorded, adoption by PID file): engine_changed is told just before an
+         * instance's engine is spawned (spec set), when it comes up (spawned or adopted, engine and the
          * spec it runs set), when it is gone, and when a surge engine
          * becomes the primary (the two instances swap). engine_recorded,
          * asked at a replica's first start, gives the engine recorded for
