@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "pool-services/base/errors.h"
+#include "supervise/replica.h"
 #include "pool-services/pool/reconcile.h"
 
 #define DEFAULT_GRACE_MS 10000
@@ -115,7 +116,10 @@ static void stop_engine(ps_reconcile *rc, const ps_store_engine *e, const char *
         struct timeval tv = { .tv_sec = rc->grace_ms / 1000, .tv_usec = (rc->grace_ms % 1000) * 1000 };
         int r = -ENOMEM;
 
-        if (strcmp(e->role, "surge") == 0) {
+        ps_replica *rep = ps_registry_find(rc->reg, e->pool_id, e->replica_id);
+
+        /* The files follow the port: the spare port's are the surge's. */
+        if (rep && e->port != ps_replica_home_port(rep)) {
                 snprintf(pid_name, sizeof(pid_name), "%s_%s.surge.pid", e->pool_id, e->replica_id);
                 snprintf(log_name, sizeof(log_name), "engine-%s_%s.surge.log", e->pool_id, e->replica_id);
                 opts.pid_name = pid_name;

@@ -320,8 +320,10 @@ int ps_engine_adopt_recorded(struct event_base *base, const ps_engine_spec *spec
         engine->running = true;
         engine->log_start = lstat(engine->log_path, &st) == 0 && S_ISREG(st.st_mode)
                                     ? (int64_t) st.st_size : 0;
-        /* The PID file stays for people and tools; the store decides. */
-        (void) ps_engine_write_pid_file(engine->pid_path, engine->pid);
+        /* The PID file stays for people and tools (the store decides):
+         * written again when it is gone, never over another engine's. */
+        if (lstat(engine->pid_path, &st) < 0 && errno == ENOENT)
+                (void) ps_engine_write_pid_file(engine->pid_path, engine->pid);
         if (ps_engine_watch_exit(base, engine) < 0) {
                 snprintf(err, errlen, "cannot watch the adopted engine");
                 ps_engine_real_free(engine);

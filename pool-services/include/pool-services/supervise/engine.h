@@ -132,8 +132,8 @@ int ps_engine_argv_hash(const ps_engine_spec *spec, char hex[65], char *err, siz
  * Takes over the engine the state store recorded: the process with that
  * pid must still have the recorded start time, uid and command line (the
  * hash, which must also be the spec's argv), and lead its process group.
- * Nothing is signalled or removed on a mismatch. The PID file is written
- * again, for people and tools. 0 and *ret set; -ESRCH when it is gone;
+ * Nothing is signalled or removed on a mismatch. A missing PID file is
+ * written again, for people and tools. 0 and *ret set; -ESRCH when it is gone;
  * -ESTALE when another process holds the pid now; another negative errno.
  * Always the real process (no test seam).
  */
