@@ -307,7 +307,11 @@ def main(argv):
             print("kill %d: %s, settled in %d ms%s" % (
                 kills, "ok" if not problems else "%d violations" % len(problems), took,
                 "".join("\n  - " + p for p in problems)), flush=True)
-        n.daemon.stop()
+        rc = n.daemon.stop()
+        if rc != 0:
+            violations += 1
+            print("the last daemon exited with status %d (a sanitizer report?):\n%s"
+                  % (rc, "\n".join(log_of(n.daemon)[-40:])), flush=True)
     finally:
         n.__exit__(None, None, None)
         for pid in engines_of(run):

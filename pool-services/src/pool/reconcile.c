@@ -114,9 +114,8 @@ static void stop_engine(ps_reconcile *rc, const ps_store_engine *e, const char *
         ps_engine_options opts = { .runtime_dir = rc->ctx->runtime_dir };
         stopper *s = calloc(1, sizeof(*s));
         struct timeval tv = { .tv_sec = rc->grace_ms / 1000, .tv_usec = (rc->grace_ms % 1000) * 1000 };
-        int r = -ENOMEM;
-
         ps_replica *rep = ps_registry_find(rc->reg, e->pool_id, e->replica_id);
+        int r = -ENOMEM;
 
         /* The files follow the port: the spare port's are the surge's. */
         if (rep && e->port != ps_replica_home_port(rep)) {
@@ -136,7 +135,7 @@ static void stop_engine(ps_reconcile *rc, const ps_store_engine *e, const char *
                 s->grace = r == 0 ? evtimer_new(rc->ctx->base, on_grace, s) : NULL;
         }
         ps_engine_spec_free(spec);
-        if (r < 0 || !s->grace) {
+        if (r < 0 || !s || !s->grace) {
                 SAY(rc, PS_LOG_WARN, "engine no longer wanted cannot be stopped", e->pool_id,
                     e->replica_id, PS_FIELD_INT("pid", e->id.pid), PS_FIELD_STR("role", e->role),
                     PS_FIELD_STR("error", err[0] ? err : "its record does not parse"));
