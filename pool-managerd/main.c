@@ -31,6 +31,7 @@
 #include "pool-services/pool/config-apply.h"
 #include "pool-services/pool/preload-queue.h"
 #include "pool-services/base/clock.h"
+#include "pool-services/pool/reconcile.h"
 #include "pool-services/base/event.h"
 #include "pool-services/base/fs.h"
 #include "pool-services/observe/gpu-monitor.h"
@@ -74,6 +75,7 @@ typedef struct manager {
         ps_context ctx;
         ps_registry *registry;
         ps_preload_queue *preloads;    /* configured pools, a batch per turn */
+        ps_reconcile *reconcile;       /* the recorded engines, kept recording */
         ps_preflight_source preflight;
         ps_gpu_monitor *gpu_monitor;
         pa_server *server;
@@ -448,6 +450,11 @@ static int preload_configured(manager *m) {
                 return rc;
         /* Before any start: a crash loop stays bounded across restarts. */
         pm_state_restore_policy(&m->state, m->registry, m->log);
+        /* The engines a previous daemon left: adopted, or stopped. */
+        if (ps_reconcile_start(&m->ctx, m->registry, m->state.store, 0, &m->reconcile) < 0) {
+                ps_log(m->log, PS_LOG_ERROR, "out of memory");
+                return -ENOMEM;
+        }
         m->preloads = ps_preload_queue_new(m->base, m->registry, 0);
         if (!m->preloads) {
                 ps_log(m->log, PS_LOG_ERROR, "out of memory");
@@ -493,6 +500,7 @@ static void manager_done(manager *m) {
         m->engine_metrics = ps_engine_metrics_free(m->engine_metrics);
         m->preloads = ps_preload_queue_free(m->preloads);
         m->registry = ps_registry_free(m->registry);
+        m->reconcile = ps_reconcile_free(m->reconcile);
         m->prober = ps_prober_free(m->prober);
         if (m->sigterm)
                 event_free(m->sigterm);

@@ -240,6 +240,203 @@ def scenario_newer_schema():
         n.__exit__(None, None, None)
 
 
+# --- engines after a restart ------------------------------------------------
+
+def wait_until(pred, what, timeout=20):
+    import time
+    end = time.monotonic() + timeout
+    while not pred():
+        check(time.monotonic() < end, "timed out waiting for " + what)
+        time.sleep(0.05)
+
+
+def free_port_pair():
+    """A port p with p + 1 free too: the home and the spare port of a surge."""
+    import socket
+    for _ in range(200):
+        p = free_port()
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p + 1))
+            return p
+        except OSError:
+            pass
+        finally:
+            s.close()
+    raise AssertionError("no two free ports in a row")
+
+
+def engines_of(run):
+    """Live processes whose command line runs the fake engine with a port
+    of this test's, by pid (what an orphan would be)."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or not pid_alive(int(name)):
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].decode(errors="replace") == api.FAKE_ENGINE:
+            try:
+                cwd = os.readlink("/proc/%s/cwd" % name)
+            except OSError:
+                cwd = ""
+            if os.path.realpath(cwd) == os.path.realpath(run):
+                out[int(name)] = [a.decode(errors="replace") for a in argv]
+    return out
+
+
+def other_model(n):
+    other = os.path.join(n.dir, "other.gguf")
+    shutil.copy(n.model, other)
+    return other
+
+
+def after_restart_one_engine(n, pool, port_choices):
+    """The pool ready again on exactly one engine of ours, which serves it."""
+    snap = n.wait_pool(pool, lambda s, b: b["ready"], "ready after the restart")
+    run = os.path.join(n.dir, "run")
+    wait_until(lambda: len(engines_of(run)) == 1, "exactly one engine left: %r" % engines_of(run))
+    pids = list(engines_of(run))
+    check(pids == [snap["pid"]], "the engine %r is not the pool's %r" % (pids, snap["pid"]))
+    check(snap["url"] in ["http://127.0.0.1:%d" % p for p in port_choices], repr(snap))
+    return snap
+
+
+def reload_then_kill(strategy):
+    port = free_port_pair()
+    with Node([config_pool("rk", port, "--load-ms", "200")]) as n:
+        first = n.wait_pool("rk", lambda s, b: b["ready"], "ready")
+        got = json_body(*n.request("POST", "/v2/pools/rk/reload",
+                                   {"model_path": other_model(n), "engine_version": "fake-2",
+                                    "strategy": strategy}), 200)
+        check(got["ok"] and got["strategy"] == strategy, repr(got))
+        reloaded = n.wait_pool("rk", lambda s, b: b["ready"] and b["pid"] != first["pid"] and
+                               not pid_alive(first["pid"]), "the reloaded engine alone")
+        kill9(n)
+        try:
+            restart(n)
+            snap = after_restart_one_engine(n, "rk", (port, port + 1))
+            check(snap["pid"] == reloaded["pid"] and snap["model_id"] == "other.gguf" and
+                  snap["engine_version"] == "fake-2", "not the reloaded engine: %r" % snap)
+            check(snap["url"] == reloaded["url"], repr(snap))
+            n.stop()
+            check(not engines_of(os.path.join(n.dir, "run")), "an engine outlived the daemon")
+        finally:
+            for pid in engines_of(os.path.join(n.dir, "run")):
+                os.kill(pid, signal.SIGKILL)
+
+
+def scenario_drain_first_reload_adopted():
+    """A drain-first reload, then kill -9: the next daemon adopts the
+    reloaded engine (same pid, the new model), starts no second one."""
+    reload_then_kill("drain-first")
+
+
+def scenario_surge_reload_adopted():
+    """A surge reload, then kill -9: the engine on the spare port, with
+    the new model, is adopted; nothing else runs."""
+    reload_then_kill("surge")
+
+
+def scenario_killed_during_surge():
+    """kill -9 while the surge engine loads: after the restart exactly one
+    engine serves the pool (the old one, on its spec) and no orphan stays."""
+    import threading
+    port = free_port_pair()
+    with Node([config_pool("ks", port, "--load-ms", "3000")]) as n:
+        first = n.wait_pool("ks", lambda s, b: b["ready"], "ready", timeout=30)
+        run = os.path.join(n.dir, "run")
+        reply = {}
+
+        def reload():
+            try:
+                reply["r"] = n.request("POST", "/v2/pools/ks/reload",
+                                       {"model_path": other_model(n), "strategy": "surge"})
+            except Exception as e:  # the daemon dies under the request
+                reply["e"] = e
+        t = threading.Thread(target=reload, daemon=True)
+        t.start()
+        wait_until(lambda: len(engines_of(run)) == 2, "the surge engine started")
+        surge = [p for p in engines_of(run) if p != first["pid"]]
+        kill9(n)
+        t.join(10)
+        try:
+            restart(n)
+            n.daemon.wait_for(lambda o: o.get("msg") == "stopping an engine no longer wanted" and
+                              o.get("pid") == surge[0], "the surge engine stopped")
+            snap = after_restart_one_engine(n, "ks", (port,))
+            check(snap["pid"] == first["pid"] and snap["model_id"] == first["model_id"], repr(snap))
+            check(not pid_alive(surge[0]), "the surge engine is still alive")
+            n.stop()
+        finally:
+            for pid in engines_of(run):
+                os.kill(pid, signal.SIGKILL)
+
+
+def scenario_reused_pid_not_signalled():
+    """A recorded engine whose pid another process holds now (its start
+    time differs) is never signalled: the record goes, the process lives."""
+    port = free_port()
+    with Node([config_pool("rp", port)]) as n:
+        snap = n.wait_pool("rp", lambda s, b: b["ready"], "ready")
+        kill9(n)
+        os.kill(snap["pid"], signal.SIGKILL)
+        wait_until(lambda: not pid_alive(snap["pid"]), "the engine gone")
+        other = subprocess.Popen(["sleep", "600"])
+        try:
+            db = os.path.join(n.dir, "run", "state.db")
+            con = sqlite3.connect(db)
+            # The record names the bystander's pid, as if the pid had been
+            # reused; its start time is the dead engine's.
+            changed = con.execute("UPDATE engines SET pid = ? WHERE pool = 'rp'", (other.pid,)).rowcount
+            con.commit()
+            con.close()
+            check(changed == 1, "no engine record to point at the bystander")
+            restart(n)
+            said = n.daemon.wait_for(lambda o: "another process now" in o.get("msg", ""),
+                                     "the reused pid noticed")
+            check(said["pid"] == other.pid, repr(said))
+            again = n.wait_pool("rp", lambda s, b: b["ready"], "a new engine ready")
+            check(again["pid"] != other.pid, repr(again))
+            check(other.poll() is None, "the bystander was signalled: %r" % other.returncode)
+            n.stop()
+        finally:
+            other.kill()
+            other.wait()
+
+
+def scenario_removed_pool_engine_stopped():
+    """A pool removed from the config while the daemon was down: its engine
+    is stopped at start, with a line naming it."""
+    keep, gone = free_port(), free_port()
+    with Node([config_pool("keep", keep), config_pool("gone", gone, mask="1")]) as n:
+        n.wait_pool("keep", lambda s, b: b["ready"], "keep ready")
+        victim = n.wait_pool("gone", lambda s, b: b["ready"], "gone ready")["pid"]
+        kept = n.get("/v2/pools/keep")["pid"]
+        kill9(n)
+        try:
+            with open(n.config_path) as f:
+                config = json.load(f)
+            config["pools"] = [p for p in config["pools"] if p["id"] == "keep"]
+            with open(n.config_path, "w") as f:
+                json.dump(config, f)
+            restart(n)
+            said = n.daemon.wait_for(lambda o: o.get("msg") == "stopping an engine no longer wanted",
+                                     "the removed pool's engine stopped")
+            check(said["pid"] == victim and said["pool_id"] == "gone", repr(said))
+            wait_until(lambda: not pid_alive(victim), "the removed pool's engine to exit")
+            snap = n.wait_pool("keep", lambda s, b: b["ready"], "keep ready again")
+            check(snap["pid"] == kept, "the kept pool's engine was not adopted: %r" % snap)
+            n.stop()
+        finally:
+            for pid in (victim, kept):
+                if pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+
 SCENARIOS = {name[len("scenario_"):].replace("_", "-"): fn
              for name, fn in globals().items() if name.startswith("scenario_")}
 

@@ -23,6 +23,7 @@
 #include "supervise/stage.h"
 #include "pool-services/base/digest.h"
 #include "pool-services/pool/reload.h"
+#include "pool-services/pool/store.h"
 
 #define MESSAGE_MAX 768
 
@@ -314,6 +315,7 @@ static void finish(reload_op *op) {
 
         if (slot && slot->state == op)
                 *slot = (ps_pool_op) { 0 };   /* the callback may remove the pool */
+        ps_store_note_reload(op->reg, op->pool_id, NULL, NULL, NULL, NULL);
         ps_event_emit(&ctx->sink, &ev);
         if (op->fn)
                 op->fn(op->rc, op->message, result, op->userdata);
@@ -691,6 +693,10 @@ static int op_begin(reload_op *op, const char *sha_hex) {
                 kick(op);
         }
         *slot = (ps_pool_op) { .hooks = &reload_hooks, .state = op };
+        if (!op->noop && op->n_parts > 0)
+                ps_store_note_reload(op->reg, op->pool_id, ps_reload_strategy_to_string(op->strategy),
+                                     op->stage ? "staging" : "replicas", op->parts[0].new_spec,
+                                     op->parts[0].old_spec);
         return 0;
 }
 

@@ -11,6 +11,7 @@
 
 #define PS_ENGINE_PRIVATE_ALLOW
 #include "supervise/engine-internal.h"
+#include "pool-services/base/digest.h"
 #include "pool-services/base/fs.h"
 
 /* Whether /proc/PID/cmdline is exactly argv, however long. */
@@ -143,6 +144,186 @@ int ps_engine_real_adopt(struct event_base *base, const ps_engine_spec *spec,
         engine->running = true;
         engine->log_start = lstat(engine->log_path, &st) == 0 && S_ISREG(st.st_mode)
                                     ? (int64_t) st.st_size : 0;
+        if (ps_engine_watch_exit(base, engine) < 0) {
+                snprintf(err, errlen, "cannot watch the adopted engine");
+                ps_engine_real_free(engine);
+                return -ENOMEM;
+        }
+        *ret = engine;
+        return 0;
+}
+
+/* ---- identity by record --------------------------------------------------- */
+
+
+static void hash_hex(const void *data, size_t len, char hex[65]) {
+        ps_sha256 c;
+
+        ps_sha256_init(&c);
+        ps_sha256_update(&c, data, len);
+        ps_sha256_final_hex(&c, hex);
+}
+
+int ps_engine_argv_hash(const ps_engine_spec *spec, char hex[65], char *err, size_t errlen) {
+        ps_sha256 c;
+        char **argv = NULL;
+        int r;
+
+        if (!spec || !hex)
+                return -EINVAL;
+        r = ps_engine_build_argv(spec, &argv, err, errlen);
+        if (r < 0 || !argv)
+                return r < 0 ? r : -ENOMEM;
+        ps_sha256_init(&c);
+        for (size_t i = 0; argv[i]; i++)
+                ps_sha256_update(&c, argv[i], strlen(argv[i]) + 1);
+        ps_sha256_final_hex(&c, hex);
+        free(argv);
+        return 0;
+}
+
+/* /proc/PID/stat field 22 (starttime, clock ticks after boot). */
+static int start_time_of(pid_t pid, uint64_t *ret) {
+        char path[64], buf[1024];
+        const char *p;
+        unsigned long long v;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        n = ps_read_full(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n < 0)
+                return (int) n;
+        buf[n] = '\0';
+        /* The name (field 2) may hold anything: fields resume after its
+         * last ')'; field 3 is the first of them. */
+        p = strrchr(buf, ')');
+        if (!p)
+                return -EIO;
+        p++;
+        /* A zombie is gone: only its entry waits for a reaper. */
+        if (p[0] == ' ' && (p[1] == 'Z' || p[1] == 'X'))
+                return -ESRCH;
+        for (int field = 3; field < 22; field++) {
+                p = strchr(p + 1, ' ');
+                if (!p)
+                        return -EIO;
+        }
+        if (sscanf(p, " %llu", &v) != 1)
+                return -EIO;
+        *ret = (uint64_t) v;
+        return 0;
+}
+
+/* SHA-256 of /proc/PID/cmdline (each argument with its NUL), read up to
+ * 1 MiB. */
+static int cmdline_hash(pid_t pid, char hex[65]) {
+        char path[64], *buf = NULL;
+        size_t len = 0, cap = 0;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        do {
+                if (len == cap) {
+                        char *grown = cap < (1u << 20) ? realloc(buf, cap ? cap * 2 : 4096) : NULL;
+
+                        if (!grown) {
+                                free(buf);
+                                close(fd);
+                                return -ENOMEM;
+                        }
+                        buf = grown;
+                        cap = cap ? cap * 2 : 4096;
+                }
+                n = read(fd, buf + len, cap - len);
+                if (n > 0)
+                        len += (size_t) n;
+        } while (n > 0);
+        close(fd);
+        hash_hex(buf ? buf : "", len, hex);
+        free(buf);
+        return n < 0 ? -EIO : 0;
+}
+
+int ps_engine_proc_identity(pid_t pid, ps_engine_identity *ret) {
+        int r;
+
+        if (pid <= 0 || !ret)
+                return -EINVAL;
+        *ret = (ps_engine_identity) { .pid = pid };
+        if ((r = start_time_of(pid, &ret->start_time)) < 0 || (r = process_uid(pid, &ret->uid)) < 0 ||
+            (r = cmdline_hash(pid, ret->cmdline_hash)) < 0)
+                return r == -ENOENT ? -ESRCH : r;
+        return 0;
+}
+
+int ps_engine_adopt_recorded(struct event_base *base, const ps_engine_spec *spec,
+                             const ps_engine_options *opts, const ps_engine_identity *want,
+                             ps_engine_exit_fn on_exit, void *userdata, ps_engine **ret,
+                             char *err, size_t errlen) {
+        ps_engine_identity now;
+        ps_engine *engine;
+        struct pollfd pfd;
+        struct stat st;
+        char argv_hex[65];
+        int r;
+
+        if (!base || !spec || !opts || !opts->runtime_dir || !want || !ret)
+                return -EINVAL;
+        engine = calloc(1, sizeof(*engine));
+        if (!engine)
+                return -ENOMEM;
+        engine->pidfd = -1;
+        engine->on_exit = on_exit;
+        engine->userdata = userdata;
+        engine->log_path = ps_engine_runtime_path(opts->runtime_dir, opts->log_name, "engine-",
+                                                  spec, ".log");
+        engine->pid_path = ps_engine_runtime_path(opts->runtime_dir, opts->pid_name, "",
+                                                  spec, ".pid");
+        if (!engine->log_path || !engine->pid_path) {
+                ps_engine_real_free(engine);
+                return -ENOMEM;
+        }
+        /* The pidfd first: what is checked next is the process it holds. */
+        engine->pidfd = (int) syscall(SYS_pidfd_open, want->pid, 0);
+        if (engine->pidfd < 0) {
+                r = errno == ESRCH ? -ESRCH : -errno;
+                snprintf(err, errlen, "pid %d: %s", (int) want->pid, strerror(-r));
+                ps_engine_real_free(engine);
+                return r;
+        }
+        r = ps_engine_proc_identity(want->pid, &now);
+        pfd = (struct pollfd) { .fd = engine->pidfd, .events = POLLIN };
+        if (r < 0 || poll(&pfd, 1, 0) != 0) {
+                snprintf(err, errlen, "pid %d is gone", (int) want->pid);
+                ps_engine_real_free(engine);
+                return -ESRCH;
+        }
+        /* Another process took the pid over: never ours to signal. */
+        if (now.start_time != want->start_time || now.uid != want->uid ||
+            strcmp(now.cmdline_hash, want->cmdline_hash) != 0 || getpgid(want->pid) != want->pid ||
+            ps_engine_argv_hash(spec, argv_hex, NULL, 0) < 0 || strcmp(argv_hex, want->cmdline_hash) != 0) {
+                snprintf(err, errlen, "pid %d is another process now (start time, user or command "
+                         "line differ from the engine recorded)", (int) want->pid);
+                ps_engine_real_free(engine);
+                return -ESTALE;
+        }
+        engine->pid = want->pid;
+        engine->running = true;
+        engine->log_start = lstat(engine->log_path, &st) == 0 && S_ISREG(st.st_mode)
+                                    ? (int64_t) st.st_size : 0;
+        /* The PID file stays for people and tools (the store decides):
+         * written again when it is gone, never over another engine's. */
+        if (lstat(engine->pid_path, &st) < 0 && errno == ENOENT)
+                (void) ps_engine_write_pid_file(engine->pid_path, engine->pid);
         if (ps_engine_watch_exit(base, engine) < 0) {
                 snprintf(err, errlen, "cannot watch the adopted engine");
                 ps_engine_real_free(engine);

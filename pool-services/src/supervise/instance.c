@@ -483,12 +483,21 @@ static void follow_log(ps_instance *in) {
 
 /* The first start of a replica takes over an engine a previous daemon left
  * running, before preflight counts its VRAM as taken. true: adopted. */
-static bool try_adopt(ps_instance *in, const ps_engine_spec *spec, const ps_engine_options *opts) {
+static bool try_adopt(ps_instance *in, const ps_instance_start *how, const ps_engine_options *opts) {
+        const ps_engine_spec *spec = how->spec;
         char err[PS_INSTANCE_LINE_MAX] = "";
         int rc;
 
-        rc = ps_engine_adopt(in->ctx->base, spec, opts, on_engine_exit, in, &in->engine,
-                             err, sizeof(err));
+        /* The state store's record names the engine (pid and start time);
+         * without a store, its PID file does. */
+        if (how->recorded)
+                rc = ps_engine_adopt_recorded(in->ctx->base, spec, opts, how->recorded, on_engine_exit,
+                                              in, &in->engine, err, sizeof(err));
+        else if (how->recorded_only)
+                rc = -ENOENT;
+        else
+                rc = ps_engine_adopt(in->ctx->base, spec, opts, on_engine_exit, in, &in->engine,
+                                     err, sizeof(err));
         if (rc == 0) {
                 in->started_wall_ms = wall_now(in);
                 follow_log(in);
@@ -502,8 +511,9 @@ static bool try_adopt(ps_instance *in, const ps_engine_spec *spec, const ps_engi
                 return true;
         }
         /* A PID file naming someone else's process (another user's,
-         * or through a symlink) is not ours to take over: say so. */
-        if (rc == -EPERM)
+         * or through a symlink), or a record whose pid now names another
+         * process, is not ours to take over: say so. */
+        if (rc == -EPERM || rc == -ESTALE)
                 EMIT(in, PS_EVENT_GENERIC, PS_LOG_WARN, "engine not adopted",
                      PS_FIELD_STR("error", err));
         return false;
@@ -528,7 +538,7 @@ void ps_instance_spawn(ps_instance *in, const ps_instance_start *how) {
         in->last_line[0] = '\0';
         ps_engine_spec_url(spec, in->url, sizeof(in->url));
         in->port = spec->port;
-        if (how->adopt && try_adopt(in, spec, &opts))
+        if (how->adopt && try_adopt(in, how, &opts))
                 return;
         rc = ctx->preflight ? ctx->preflight(spec, ctx->preflight_userdata, err, sizeof(err)) : 0;
         if (rc != 0) {
@@ -542,6 +552,8 @@ void ps_instance_spawn(ps_instance *in, const ps_instance_start *how) {
         if (runtime_dir_ready(in) < 0)
                 return;
         in->oom_known = read_oom_kill(&in->oom_kill_before);
+        if (in->ops.starting)
+                in->ops.starting(in, in->userdata);
         rc = ps_engine_spawn(ctx->base, spec, &opts, on_engine_exit, in, &in->engine,
                              err, sizeof(err));
         if (rc < 0) {
@@ -624,4 +636,8 @@ const char *ps_instance_log_path(const ps_instance *in) {
         const ps_engine *e = in->engine ? in->engine : in->dead;
 
         return e ? ps_engine_log_path(e) : NULL;
+}
+
+const ps_engine *ps_instance_engine(const ps_instance *in) {
+        return in->engine;
 }

@@ -47,6 +47,8 @@ typedef struct ps_instance_ops {
         const char *(*probe_host)(const ps_instance *in, void *userdata);
         /* The engine runs (spawned or adopted). */
         void (*spawned)(ps_instance *in, void *userdata);
+        /* Right before the fork and exec of a new engine. */
+        void (*starting)(ps_instance *in, void *userdata);
         /* Preflight refused the start (refusal: its PS_E_* code). */
         void (*preflight_failed)(ps_instance *in, int refusal, const char *err, void *userdata);
         /* The start failed; node_error: the node's fault, not the engine's. */
@@ -85,6 +87,9 @@ typedef struct ps_instance_start {
         const char *log_name;
         bool adopt;                       /* first try to take over one a
                                              previous daemon left running */
+        const ps_engine_identity *recorded; /* ... the one the state store
+                                             recorded (pid, start time) */
+        bool recorded_only;               /* with a store: never by PID file */
         unsigned restart_count;           /* for the "engine spawned" line */
 } ps_instance_start;
 
@@ -121,3 +126,5 @@ const char *ps_instance_last_line(const ps_instance *in);
 /* The log file of the engine that runs, else of the last one; NULL when
  * none ever ran. */
 const char *ps_instance_log_path(const ps_instance *in);
+/* The engine that runs; NULL when none. */
+const ps_engine *ps_instance_engine(const ps_instance *in);

@@ -36,6 +36,7 @@ struct ps_replica {
         char *replica_id;
         char *correlation_id;       /* the request being carried out; NULL */
         bool started_once;          /* adoption is tried at the first start */
+        const ps_engine_spec *spawning; /* during ps_instance_spawn() only   */
         int ready_pid;              /* the engine ready_at and the last
                                        "ready" line speak of               */
         bool removing;              /* its pool goes: no start any more     */

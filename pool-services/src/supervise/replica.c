@@ -200,7 +200,19 @@ static const char *inst_probe_host(const ps_instance *proc, void *userdata) {
 }
 
 static void inst_spawned(ps_instance *proc, void *userdata) {
-        feed_simple(userdata, PD_EV_SPAWNED, ps_instance_id(proc), NULL);
+        ps_replica *r = userdata;
+
+        ps_replica_note_engine(r, PS_ENGINE_UP, ps_instance_id(proc), ps_instance_engine(proc),
+                               r->spawning);
+        feed_simple(r, PD_EV_SPAWNED, ps_instance_id(proc), NULL);
+}
+
+/* Recorded before the fork: a daemon killed before its next commit still
+ * finds the engine by its command line. */
+static void inst_starting(ps_instance *proc, void *userdata) {
+        ps_replica *r = userdata;
+
+        ps_replica_note_engine(r, PS_ENGINE_STARTING, ps_instance_id(proc), NULL, r->spawning);
 }
 
 static void inst_preflight_failed(ps_instance *proc, int refusal, const char *err,
@@ -280,6 +292,7 @@ static void inst_exited(ps_instance *proc, const ps_instance_exit *how, void *us
                         .detail = how->cause };
         ps_speaker who = speaker(r);
 
+        ps_replica_note_engine(r, PS_ENGINE_GONE, id, NULL, NULL);
         r->last_exit = (ps_report_exit) { .known = true, .status = *st, .uptime_ms = how->uptime_ms };
         ev.exit = (pd_exit) { .exited = st->exited, .code = st->code, .signo = st->signo,
                               .status_unknown = st->status_unknown };
@@ -305,6 +318,7 @@ static const ps_instance_ops inst_ops = {
         .ready = inst_ready,
         .probe_host = inst_probe_host,
         .spawned = inst_spawned,
+                .starting = inst_starting,
         .preflight_failed = inst_preflight_failed,
         .spawn_failed = inst_spawn_failed,
         .probe_result = inst_probe_result,
@@ -320,6 +334,7 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
         replica_inst *in = &r->inst[a->instance];
         const ps_engine_spec *spec = a->spec == PD_SPEC_STAGED && r->staged ? r->staged : r->current;
         ps_instance_start how = { .spec = spec, .restart_count = r->lc.restart_count };
+        ps_engine_identity recorded;
         char surge_pid[PATH_MAX], surge_log[PATH_MAX];
 
         if (spec->port != r->home_port) {
@@ -333,12 +348,19 @@ static void act_spawn(ps_replica *r, const pd_action *a) {
                 how.log_name = surge_log;
         }
         /* The first start of a replica takes over an engine a previous
-         * daemon left running. */
-        if (!r->started_once && spec->port == r->home_port) {
+         * daemon left running: the one the state store recorded, else the
+         * one its PID file names. */
+        if (!r->started_once && (r->ctx->engine_recorded || spec->port == r->home_port)) {
                 r->started_once = true;
                 how.adopt = true;
+                if (r->ctx->engine_recorded)
+                        how.recorded = r->ctx->engine_recorded(r, &recorded, r->ctx->engine_userdata) == 0 ?
+                                       &recorded : NULL;
+                how.recorded_only = r->ctx->engine_recorded != NULL;
         }
+        r->spawning = spec;
         ps_instance_spawn(in->proc, &how);
+        r->spawning = NULL;
 }
 
 /* A failed write is tried again (ps_handoff_retry); only the first failure
@@ -411,6 +433,7 @@ static void swap_inst(ps_replica *r) {
         tmp = r->inst[PD_INSTANCE_PRIMARY];
         r->inst[PD_INSTANCE_PRIMARY] = r->inst[PD_INSTANCE_SURGE];
         r->inst[PD_INSTANCE_SURGE] = tmp;
+        ps_replica_note_engine(r, PS_ENGINE_SWAPPED, PD_INSTANCE_PRIMARY, NULL, NULL);
         for (int i = 0; i < PD_INSTANCE_MAX; i++) {
                 ps_instance_set_id(r->inst[i].proc, (pd_instance_id) i);
                 ps_instance_probe_restart(r->inst[i].proc);
@@ -925,4 +948,12 @@ void ps_replica_policy_state_get(const ps_replica *r, ps_replica_policy_state *o
 
 void ps_replica_policy_state_set(ps_replica *r, const ps_replica_policy_state *in) {
         ps_report_policy_state_set(r->ctx, &r->lc, in);
+}
+
+/* ---- the engines' record (the daemon's state store) ----------------------- */
+
+void ps_replica_note_engine(ps_replica *r, ps_engine_change what, unsigned instance,
+                            const ps_engine *engine, const ps_engine_spec *spec) {
+        if (r->ctx->engine_changed)
+                r->ctx->engine_changed(r, what, instance, engine, spec, r->ctx->engine_userdata);
 }

@@ -513,6 +513,97 @@ static void test_replica_policy_restored(void **state) {
         fake_node_clear(&node);
 }
 
+typedef struct engines_seen {
+        int n;
+        ps_store_engine e[4];
+        char spec[4][512];
+} engines_seen;
+
+static int collect_engine(const ps_store_engine *e, void *ud) {
+        engines_seen *seen = ud;
+
+        assert_true(seen->n < 4);
+        seen->e[seen->n] = *e;
+        snprintf(seen->spec[seen->n], sizeof(seen->spec[0]), "%s", e->spec);
+        seen->e[seen->n].spec = seen->spec[seen->n];
+        seen->n++;
+        return 0;
+}
+
+/* Engine records: written, swapped at a promotion, deleted only for the
+ * pid they name; a spec survives its JSON unchanged. */
+static void test_engine_records(void **state) {
+        store_fx *f = *state;
+        ps_engine_spec *spec = ps_engine_spec_new(), *back;
+        const char *flags[] = { "--port", "8081", "-m", "/m/a.gguf" };
+
+        ps_store_engine home = { .pool_id = "chat", .replica_id = "r0", .role = "home",
+                                 .id = { .pid = 4242, .start_time = 777, .uid = 1000,
+                                         .cmdline_hash = "aa" }, .port = 8081 };
+        ps_store_engine surge = home;
+        ps_store_reload rl = { .pool_id = "chat", .strategy = "surge", .phase = "staging" };
+        engines_seen seen = { .n = 0 };
+        char *json;
+
+        spec->binary_path = strdup("/bin/engine");
+        spec->host = strdup("127.0.0.1");
+        spec->port = 8081;
+        spec->model_path = strdup("/m/a.gguf");
+        spec->pool_id = strdup("chat");
+        spec->replica_id = strdup("r0");
+        spec->slots = 4;
+        spec->env = calloc(2, sizeof(char *));
+        spec->env[0] = strdup("A=1");
+        spec->n_env = 1;
+        assert_int_equal(ps_engine_spec_set_argv(spec, flags, 4), 0);
+        json = ps_store_spec_json(spec);
+        assert_non_null(json);
+        back = ps_store_spec_parse(json);
+        assert_non_null(back);
+        {
+                char *again = ps_store_spec_json(back);
+
+                assert_string_equal(again, json);
+                free(again);
+        }
+        assert_int_equal(back->port, 8081);
+        assert_int_equal(back->slots, 4);
+        assert_string_equal(back->env[0], "A=1");
+        assert_null(ps_store_spec_parse("{\"port\": 1}"));
+        assert_null(ps_store_spec_parse("not json"));
+
+        home.spec = json;
+        snprintf(surge.role, sizeof(surge.role), "surge");
+        surge.id.pid = 4343;
+        surge.port = 8082;
+        assert_int_equal(open_store(f, false), 0);
+        assert_int_equal(ps_store_put_engine(f->s, &home), 0);
+        assert_int_equal(ps_store_put_engine(f->s, &surge), 0);
+        assert_int_equal(ps_store_swap_engines(f->s, "chat", "r0"), 0);
+        rl.target_spec = json;
+        assert_int_equal(ps_store_put_reload(f->s, &rl), 0);
+        assert_int_equal(ps_store_commit(f->s), 0);
+        assert_int_equal(sql_int(f->path, "SELECT pid FROM engines WHERE role = 'home'"), 4343);
+        assert_int_equal(sql_int(f->path, "SELECT pid FROM engines WHERE role = 'surge'"), 4242);
+        /* Another pid in the role: the record stays. */
+        assert_int_equal(ps_store_del_engine_pid(f->s, "chat", "r0", "surge", 1), 0);
+        assert_int_equal(ps_store_del_engine_pid(f->s, "chat", "r0", "home", 4343), 0);
+        assert_int_equal(ps_store_del_reload(f->s, "chat"), 0);
+        assert_int_equal(ps_store_commit(f->s), 0);
+        assert_int_equal(ps_store_each_engine(f->s, collect_engine, &seen), 0);
+        assert_int_equal(seen.n, 1);
+        assert_string_equal(seen.e[0].role, "surge");
+        assert_int_equal(seen.e[0].id.pid, 4242);
+        assert_int_equal((int) seen.e[0].id.start_time, 777);
+        assert_int_equal(seen.e[0].port, 8081);
+        assert_string_equal(seen.e[0].id.cmdline_hash, "aa");
+        assert_string_equal(seen.e[0].spec, json);
+        assert_int_equal(sql_int(f->path, "SELECT count(*) FROM reloads"), 0);
+        free(json);
+        ps_engine_spec_free(spec);
+        ps_engine_spec_free(back);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_new_file_migrated, setup, teardown),
@@ -526,6 +617,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_frozen_drops_changes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_lease_written_and_restored, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_replica_policy_restored, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_engine_records, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

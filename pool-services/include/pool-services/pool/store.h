@@ -9,6 +9,7 @@
 
 #include "pool-services/base/clock.h"
 #include "pool-services/pool/registry.h"
+#include "pool-services/supervise/engine.h"
 
 struct event_base;
 
@@ -138,6 +139,53 @@ int ps_store_get_policy(ps_store *s, const char *pool_id, const char *replica_id
 int ps_store_drain_hold(ps_store *s, const char *pool_id);
 bool ps_store_drain_held(const ps_store *s, const char *pool_id);
 void ps_store_drain_release(ps_store *s, const char *pool_id);
+
+/* ---- engines and reloads (pool/store-engines.c) ------------------------ */
+
+/* One engine instance the daemon owns; role "home" (the replica's
+ * primary) or "surge" (the second engine of a surge reload). */
+typedef struct ps_store_engine {
+        char pool_id[65];
+        char replica_id[65];
+        char role[8];
+        ps_engine_identity id;        /* pid, start time, uid, argv hash     */
+        uint16_t port;
+        const char *spec;             /* the spec it was started from, JSON  */
+} ps_store_engine;
+
+/* A reload in flight: strategy "drain-first" or "surge"; phase where it
+ * is ("staging", "replicas"); specs as JSON (previous: NULL when none). */
+typedef struct ps_store_reload {
+        char pool_id[65];
+        const char *target_spec;
+        char strategy[16];
+        char phase[24];
+        const char *previous_spec;
+} ps_store_reload;
+
+int ps_store_put_engine(ps_store *s, const ps_store_engine *engine);
+int ps_store_del_engine(ps_store *s, const char *pool_id, const char *replica_id, const char *role);
+/* That record only when it still names pid. */
+int ps_store_del_engine_pid(ps_store *s, const char *pool_id, const char *replica_id, const char *role,
+                            pid_t pid);
+/* A surge engine promoted: the replica's home and surge records swap. */
+int ps_store_swap_engines(ps_store *s, const char *pool_id, const char *replica_id);
+int ps_store_put_reload(ps_store *s, const ps_store_reload *reload);
+int ps_store_del_reload(ps_store *s, const char *pool_id);
+/* Strings of a record live for the call of fn only. */
+int ps_store_each_engine(ps_store *s, int (*fn)(const ps_store_engine *e, void *ud), void *ud);
+int ps_store_each_reload(ps_store *s, int (*fn)(const ps_store_reload *r, void *ud), void *ud);
+
+/* A reload of the pool in flight, recorded in the registry's store (no
+ * store: nothing); strategy NULL: it ended, the record goes. */
+void ps_store_note_reload(ps_registry *reg, const char *pool_id, const char *strategy,
+                          const char *phase, const ps_engine_spec *target,
+                          const ps_engine_spec *previous);
+
+/* A spec as the engines and reloads tables keep it: JSON (free()), NULL
+ * on OOM; and back, NULL when it does not parse. */
+char *ps_store_spec_json(const ps_engine_spec *spec);
+ps_engine_spec *ps_store_spec_parse(const char *json);
 
 /* ---- a replica's restart policy (pool/policy-state.c) ------------------- */
 

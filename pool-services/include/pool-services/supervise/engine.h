@@ -109,6 +109,39 @@ int ps_engine_adopt(struct event_base *base, const ps_engine_spec *spec,
                     const ps_engine_options *opts, ps_engine_exit_fn on_exit,
                     void *userdata, ps_engine **ret, char *err, size_t errlen);
 
+/*
+ * What identifies an engine process beyond its pid, as the state store
+ * records it: its start time (/proc/<pid>/stat field 22), its real uid,
+ * and the SHA-256 of its command line (each argument with its NUL).
+ */
+typedef struct ps_engine_identity {
+        pid_t pid;
+        uint64_t start_time;
+        uid_t uid;
+        char cmdline_hash[65];
+} ps_engine_identity;
+
+/* The identity of a live process now. 0, -ESRCH when it is gone, another
+ * negative errno. */
+int ps_engine_proc_identity(pid_t pid, ps_engine_identity *ret);
+/* The hash of the argv a spec renders to (as ps_engine_proc_identity()
+ * hashes a command line). 0 or a negative errno (err set). */
+int ps_engine_argv_hash(const ps_engine_spec *spec, char hex[65], char *err, size_t errlen);
+
+/*
+ * Takes over the engine the state store recorded: the process with that
+ * pid must still have the recorded start time, uid and command line (the
+ * hash, which must also be the spec's argv), and lead its process group.
+ * Nothing is signalled or removed on a mismatch. A missing PID file is
+ * written again, for people and tools. 0 and *ret set; -ESRCH when it is gone;
+ * -ESTALE when another process holds the pid now; another negative errno.
+ * Always the real process (no test seam).
+ */
+int ps_engine_adopt_recorded(struct event_base *base, const ps_engine_spec *spec,
+                             const ps_engine_options *opts, const ps_engine_identity *want,
+                             ps_engine_exit_fn on_exit, void *userdata, ps_engine **ret,
+                             char *err, size_t errlen);
+
 pid_t ps_engine_pid(const ps_engine *engine);
 /* Changes what the exit callback receives (its owner moved). */
 void ps_engine_set_userdata(ps_engine *engine, void *userdata);

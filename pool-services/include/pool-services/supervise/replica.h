@@ -10,6 +10,7 @@
 #include "pool-services/base/event.h"
 #include "pool-services/conf/policy.h"
 #include "pool-services/conf/spec.h"
+#include "pool-services/supervise/engine.h"
 #include "pool-services/supervise/status.h"
 
 struct event_base;
@@ -31,6 +32,16 @@ typedef int (*ps_preflight_fn)(const ps_engine_spec *spec, void *userdata,
                                char *err, size_t errlen);
 
 /* What the services share; borrowed, must outlive the registry. */
+struct ps_replica;
+struct ps_engine;
+
+typedef enum ps_engine_change {
+        PS_ENGINE_STARTING,           /* about to spawn (no engine yet)      */
+        PS_ENGINE_UP,
+        PS_ENGINE_GONE,
+        PS_ENGINE_SWAPPED,
+} ps_engine_change;
+
 typedef struct ps_context {
         struct event_base *base;
         const ps_clock *clock;         /* NULL: the system clock           */
@@ -50,6 +61,18 @@ typedef struct ps_context {
          * can be set up again. NULL: nothing to do. */
         void (*runtime_dir_recreated)(void *userdata);
         void *runtime_dir_userdata;
+        /* The engines the daemon owns, for its state store (NULL: nothing
+         * recorded, adoption by PID file): engine_changed is told just before an
+         * instance's engine is spawned (spec set), when it comes up (spawned or adopted, engine and the
+         * spec it runs set), when it is gone, and when a surge engine
+         * becomes the primary (the two instances swap). engine_recorded,
+         * asked at a replica's first start, gives the engine recorded for
+         * its primary to take over (0), or nothing (nonzero). */
+        void (*engine_changed)(struct ps_replica *r, ps_engine_change what, unsigned instance,
+                               const struct ps_engine *engine, const ps_engine_spec *spec,
+                               void *userdata);
+        int (*engine_recorded)(struct ps_replica *r, ps_engine_identity *ret, void *userdata);
+        void *engine_userdata;
 } ps_context;
 
 typedef struct ps_replica ps_replica;
@@ -130,3 +153,8 @@ unsigned ps_replica_restart_count(const ps_replica *r);
 /* Fills out with what the replica is doing now (its strings are borrowed,
  * see pool-services/supervise/status.h). */
 void ps_replica_status_get(const ps_replica *r, ps_replica_status *out);
+
+/* Tells ctx->engine_changed (when set) about an instance's engine: what
+ * replica.c calls on a spawn, an adoption, an exit and a promotion. */
+void ps_replica_note_engine(ps_replica *r, ps_engine_change what, unsigned instance,
+                            const struct ps_engine *engine, const ps_engine_spec *spec);
