@@ -175,6 +175,35 @@ def scenario_restart_keeps_drain():
                 os.kill(pid, signal.SIGKILL)
 
 
+def scenario_config_drain_not_kept():
+    """A drain the configuration ordered (SIGHUP removed the pool; a held
+    lease keeps it draining) is not kept across kill -9: the file the next
+    daemon reads has the pool again, and the pool serves."""
+    with Node([config_pool("d", free_port()), config_pool("k", free_port(), mask="1")]) as n:
+        n.wait_pool("d", lambda s, b: b["ready"], "ready")
+        json_body(*n.request("POST", "/v2/pools/d/leases"), 201)
+        with open(n.config_path) as f:
+            full = json.load(f)
+        without = dict(full, pools=[p for p in full["pools"] if p["id"] != "d"])
+        with open(n.config_path, "w") as f:
+            json.dump(without, f)
+        n.daemon.proc.send_signal(signal.SIGHUP)
+        n.wait_pool("d", lambda s, b: b["draining"], "d draining for its removal")
+        n.wait_pool("k", lambda s, b: b["ready"], "k ready")
+        # the commit of that turn is on disk before the next request's answer
+        n.request("GET", "/v2/pools/k")
+        kill9(n)
+        with open(n.config_path, "w") as f:
+            json.dump(full, f)
+        restart(n)
+        n.daemon.wait_for(lambda o: o.get("msg") == "serve-time preloads finished", "preloads")
+        snap = n.wait_pool("d", lambda s, b: b["ready"], "d ready again")
+        check(not snap["draining"], repr(snap))
+        check(not any(o.get("msg") == "drain resumed" for o in n.daemon.log_objects()),
+              "a drain of the old configuration resumed")
+        n.stop()
+
+
 def scenario_restart_keeps_breaker():
     """kill -9 during a crash loop: the next daemon starts with the failure
     and restart counts and the breaker it had, so the first crash after

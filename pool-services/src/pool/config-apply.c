@@ -13,6 +13,7 @@
 #include "supervise/replica.h"
 #include "pool-services/pool/config-apply.h"
 #include "pool-services/pool/drain.h"
+#include "pool-services/pool/store.h"
 #include "pool-services/pool/reload.h"
 
 /* The replicas a pool is to be registered with once its old self is gone. */
@@ -144,7 +145,13 @@ static void replace(ps_registry *reg, const char *pool_id, replace_job *job) {
                 emit(reg, pool_id, PS_LOG_ERROR, "configuration change not applied to the pool",
                      rc != 0 ? err : "a drain is already running");
                 job_free(job);
+                return;
         }
+        /* The file ordered this drain, and after a restart the file
+         * decides again: unlike an operator's drain, it is not kept in the
+         * state store (a pool removed and added back while the daemon was
+         * killed must not come back drained). */
+        (void) ps_store_del_drain(ps_store_of(reg), pool_id);
 }
 
 static void set_policies(ps_registry *reg, const char *pool_id, const replace_job *job) {
