@@ -155,3 +155,20 @@ int ctl_cmd_breaker_reset(const ctl_opts *o) {
 int ctl_cmd_reload_config(const ctl_opts *o) {
         return call(o, "POST", "/v2/config/reload", NULL, ctl_print_config_reload);
 }
+
+/* The engine's log as the daemon serves it (text): printed as it comes,
+ * so -f shows each line when the engine writes it, until ^C. */
+int ctl_cmd_logs(const ctl_opts *o) {
+        char path[512];
+        ctl_reply reply;
+        int rc;
+
+        snprintf(path, sizeof(path), "/v2/pools/%s/replicas/%s/logs?tail=%lld%s", o->pool,
+                 o->replica, (long long) o->tail, o->follow ? "&follow=true" : "");
+        rc = ctl_request_stream(&o->conn, path, stdout, &reply);
+        if (rc != 0)
+                return rc;
+        rc = reply.status == 200 ? CTL_EXIT_OK : ctl_reply_check(o, &reply);
+        ctl_reply_done(&reply);
+        return rc;
+}

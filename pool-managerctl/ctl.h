@@ -8,6 +8,7 @@
  */
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -47,6 +48,9 @@ typedef struct ctl_opts {
         const char *sha256;          /* reload --sha256                      */
         const char *engine_version;  /* reload --engine-version              */
         const char *pool;            /* the command's POOL                   */
+        const char *replica;         /* logs --replica (default r0)          */
+        int64_t tail;                /* logs -n (default 100)                */
+        bool follow;                 /* logs -f                              */
 } ctl_opts;
 
 /* ---- http.c ---- */
@@ -65,6 +69,10 @@ void ctl_conn_done(ctl_conn *conn);
 int ctl_request(const ctl_conn *conn, const char *method, const char *path, json_t *body,
                 ctl_reply *reply);
 void ctl_reply_done(ctl_reply *reply);
+
+/* A GET whose 200 body goes to out as it arrives (a followed log); any
+ * other answer lands in reply as ctl_request() would leave it. */
+int ctl_request_stream(const ctl_conn *conn, const char *path, FILE *out, ctl_reply *reply);
 
 /*
  * The daemon's answer as the exit status: 0 for a 2xx; else its error is
@@ -100,3 +108,4 @@ int ctl_cmd_restart(const ctl_opts *o);
 int ctl_cmd_reload(const ctl_opts *o);
 int ctl_cmd_breaker_reset(const ctl_opts *o);
 int ctl_cmd_reload_config(const ctl_opts *o);
+int ctl_cmd_logs(const ctl_opts *o);

@@ -114,12 +114,22 @@ void ctl_conn_done(ctl_conn *conn) {
 typedef struct buffer {
         char *data;
         size_t len;
+        CURL *curl;                  /* streaming: the transfer          */
+        FILE *out;                   /* streaming: where a 200 body goes */
 } buffer;
 
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata) {
         buffer *b = userdata;
         size_t n = size * nmemb;
-        char *grown = realloc(b->data, b->len + n + 1);
+        long status = 0;
+        char *grown;
+
+        if (b->out) {
+                curl_easy_getinfo(b->curl, CURLINFO_RESPONSE_CODE, &status);
+                if (status == 200)
+                        return fwrite(ptr, 1, n, b->out) == n && fflush(b->out) == 0 ? n : 0;
+        }
+        grown = realloc(b->data, b->len + n + 1);
 
         if (!grown)
                 return 0;
@@ -185,13 +195,13 @@ static struct curl_slist *headers_for(const ctl_conn *conn, bool has_body) {
         return h;
 }
 
-int ctl_request(const ctl_conn *conn, const char *method, const char *path, json_t *body,
-                ctl_reply *reply) {
+static int perform(const ctl_conn *conn, const char *method, const char *path, json_t *body,
+                   FILE *out, ctl_reply *reply) {
         char url[4096], detail[CURL_ERROR_SIZE] = "";
         char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
         struct curl_slist *headers = headers_for(conn, text != NULL);
-        buffer got = { .data = NULL };
         CURL *curl = curl_easy_init();
+        buffer got = { .curl = curl, .out = out };
         CURLcode rc;
 
         *reply = (ctl_reply) { .status = 0 };
@@ -230,6 +240,15 @@ int ctl_request(const ctl_conn *conn, const char *method, const char *path, json
         reply->text = got.data ? got.data : strdup("");
         reply->body = reply->text ? json_loads(reply->text, 0, NULL) : NULL;
         return 0;
+}
+
+int ctl_request(const ctl_conn *conn, const char *method, const char *path, json_t *body,
+                ctl_reply *reply) {
+        return perform(conn, method, path, body, NULL, reply);
+}
+
+int ctl_request_stream(const ctl_conn *conn, const char *path, FILE *out, ctl_reply *reply) {
+        return perform(conn, "GET", path, NULL, out, reply);
 }
 
 void ctl_reply_done(ctl_reply *reply) {

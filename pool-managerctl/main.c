@@ -25,6 +25,9 @@ enum {
         OPT_SURGE = 1u << 3,
         OPT_SHA256 = 1u << 4,
         OPT_ENGINE_VERSION = 1u << 5,
+        OPT_REPLICA = 1u << 6,
+        OPT_TAIL = 1u << 7,
+        OPT_FOLLOW = 1u << 8,
 };
 
 typedef struct command {
@@ -64,6 +67,9 @@ static const command commands[] = {
           "breaker-reset POOL        close the circuit breaker; a failed pool restarts" },
         { "reload-config", false, 0, ctl_cmd_reload_config,
           "reload-config             re-read the daemon's configuration file (as SIGHUP)" },
+        { "logs", true, OPT_REPLICA | OPT_TAIL | OPT_FOLLOW, ctl_cmd_logs,
+          "logs POOL [--replica R] [-n N] [-f]\n"
+          "                            the engine's own log: the last N lines (100), -f follows" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -87,6 +93,9 @@ static void help(void) {
                "      --token-file FILE   the token for --url (default: $POOL_MANAGERD_TOKEN,\n"
                "                          else $LLORCH_API_TOKEN)\n"
                "      --json              print the daemon's JSON answer as it is\n"
+               "      --replica R         logs: which replica (default r0)\n"
+               "  -n, --tail N            logs: how many lines back (default 100)\n"
+               "  -f, --follow            logs: keep printing lines as the engine writes them\n"
                "  -h, --help              show this help and exit\n"
                "  -V, --version           show the version and exit\n"
                "\n"
@@ -133,7 +142,7 @@ typedef struct flags {
 } flags;
 
 enum { F_SOCKET = 0x100, F_URL, F_TOKEN_FILE, F_JSON, F_NOW, F_DEADLINE, F_MODEL, F_SURGE,
-       F_SHA256, F_ENGINE_VERSION };
+       F_SHA256, F_ENGINE_VERSION, F_REPLICA };
 
 static const struct option long_options[] = {
         { "socket", required_argument, NULL, F_SOCKET },
@@ -146,10 +155,24 @@ static const struct option long_options[] = {
         { "surge", no_argument, NULL, F_SURGE },
         { "sha256", required_argument, NULL, F_SHA256 },
         { "engine-version", required_argument, NULL, F_ENGINE_VERSION },
+        { "replica", required_argument, NULL, F_REPLICA },
+        { "tail", required_argument, NULL, 'n' },
+        { "follow", no_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
 };
+
+/* Pool ids are [A-Za-z0-9][A-Za-z0-9._-]{0,63} (docs/api.md): another is
+ * no pool, and would not fit a URL as it is. */
+static bool pool_id_valid(const char *id) {
+        size_t n = strlen(id);
+
+        if (n == 0 || n > 64 || !((id[0] >= 'A' && id[0] <= 'Z') || (id[0] >= 'a' && id[0] <= 'z') ||
+                                  (id[0] >= '0' && id[0] <= '9')))
+                return false;
+        return strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
 
 /* One option into o and f; -1 to go on, else the exit status. */
 static int take_option(int c, const char *arg, ctl_opts *o, flags *f) {
@@ -158,6 +181,8 @@ static int take_option(int c, const char *arg, ctl_opts *o, flags *f) {
                 { F_MODEL, OPT_MODEL, "--model" }, { F_SURGE, OPT_SURGE, "--surge" },
                 { F_SHA256, OPT_SHA256, "--sha256" },
                 { F_ENGINE_VERSION, OPT_ENGINE_VERSION, "--engine-version" },
+                { F_REPLICA, OPT_REPLICA, "--replica" }, { 'n', OPT_TAIL, "-n" },
+                { 'f', OPT_FOLLOW, "-f" },
         };
 
         for (size_t i = 0; i < sizeof(cmd_opts) / sizeof(cmd_opts[0]); i++)
@@ -175,6 +200,16 @@ static int take_option(int c, const char *arg, ctl_opts *o, flags *f) {
         case F_MODEL: o->model = arg; break;
         case F_SHA256: o->sha256 = arg; break;
         case F_ENGINE_VERSION: o->engine_version = arg; break;
+        case F_REPLICA:
+                if (!pool_id_valid(arg))
+                        return usage_error("--replica %s: not a replica id", arg);
+                o->replica = arg;
+                break;
+        case 'f': o->follow = true; break;
+        case 'n':
+                if (parse_ms(arg, &o->tail) < 0 || o->tail > 10000)
+                        return usage_error("-n %s: must be a number of lines, 0 to 10000", arg);
+                break;
         case F_DEADLINE:
                 if (parse_ms(arg, &o->deadline_ms) < 0)
                         return usage_error("--deadline %s: must be milliseconds, 0 or more", arg);
@@ -191,17 +226,6 @@ static int take_option(int c, const char *arg, ctl_opts *o, flags *f) {
                 return CTL_EXIT_USAGE;
         }
         return -1;
-}
-
-/* Pool ids are [A-Za-z0-9][A-Za-z0-9._-]{0,63} (docs/api.md): another is
- * no pool, and would not fit a URL as it is. */
-static bool pool_id_valid(const char *id) {
-        size_t n = strlen(id);
-
-        if (n == 0 || n > 64 || !((id[0] >= 'A' && id[0] <= 'Z') || (id[0] >= 'a' && id[0] <= 'z') ||
-                                  (id[0] >= '0' && id[0] <= '9')))
-                return false;
-        return strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
 }
 
 /* The command's arguments and options agree; -1 to go on, else 2. */
@@ -229,13 +253,13 @@ static int check_command(const command *cmd, int n_args, char **args, const ctl_
 }
 
 static int run(int argc, char **argv) {
-        ctl_opts o = { .deadline_ms = -1 };
+        ctl_opts o = { .deadline_ms = -1, .tail = 100, .replica = "r0" };
         flags f = { .socket = NULL };
         const command *cmd;
         int c, rc;
 
         opterr = 1;
-        while ((c = getopt_long(argc, argv, "hV", long_options, NULL)) != -1)
+        while ((c = getopt_long(argc, argv, "hVn:f", long_options, NULL)) != -1)
                 if ((rc = take_option(c, optarg, &o, &f)) >= 0)
                         return rc;
         if (optind >= argc)

@@ -163,6 +163,34 @@ def scenario_show_devices_node():
         n.stop()
 
 
+def scenario_logs():
+    """logs POOL prints the engine's last lines (-n), -f keeps printing the
+    lines written afterwards; an unknown replica exits 1 with the daemon's
+    error."""
+    with demo_node() as n:
+        wait_ready(n, "llama-7b", "qwen-0.5b")
+        sock = n.daemon.socket
+        log = api.engine_log(n, "qwen-0.5b")
+        api.append_lines(log, ["cli-line-%d" % i for i in range(5)])
+        rc, out, err = ctl("logs", "qwen-0.5b", "-n", "2", sock=sock)
+        check(rc == 0 and out == "cli-line-3\ncli-line-4\n", "logs -n 2: %d %r %r" % (rc, out, err))
+        rc, _, err = ctl("logs", "qwen-0.5b", "--replica", "r9", sock=sock)
+        check(rc == 1 and "r9" in err, "an unknown replica: %d %r" % (rc, err))
+        rc, _, err = ctl("logs", "qwen-0.5b", "-n", "x", sock=sock)
+        check(rc == 2, "-n x: %d %r" % (rc, err))
+        env = ctl_env(POOL_MANAGERD_SOCKET=sock)
+        p = subprocess.Popen([CTL, "logs", "qwen-0.5b", "-n", "1", "-f"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            check(p.stdout.readline() == b"cli-line-4\n", "the tail of -f")
+            api.append_lines(log, ["cli-after"])
+            check(p.stdout.readline() == b"cli-after\n", "a line written after -f started")
+        finally:
+            p.kill()
+            p.wait()
+        n.stop()
+
+
 def scenario_leases():
     """leases POOL lists the leases held, oldest first, with both times."""
     with demo_node() as n:
