@@ -1,5 +1,6 @@
 #!/bin/sh
-# meson install into a scratch root (DESTDIR): the daemon, its unit and
+# meson install into a scratch root (DESTDIR): the daemon, the CLI and its
+# completion, its unit and
 # account, the example configuration, the man pages, and pool-domain with
 # its headers and .pc (docs/install.md).
 #
@@ -38,6 +39,10 @@ one() { # the single file named $1 under the root, or fail
 
 [ -x "$top/sbin/pool-managerd" ] || fail "no executable $prefix/sbin/pool-managerd"
 "$top/sbin/pool-managerd" --version >/dev/null || fail "the installed daemon does not run"
+[ -x "$top/bin/pool-managerctl" ] || fail "no executable $prefix/bin/pool-managerctl"
+"$top/bin/pool-managerctl" --version >/dev/null || fail "the installed CLI does not run"
+completion=$(find "$root" -path "*bash-completion/completions/pool-managerctl" | head -1)
+[ -n "$completion" ] || fail "no bash completion for pool-managerctl"
 
 unit=$(one pool-managerd.service)
 case $unit in
@@ -55,7 +60,7 @@ example=$top/share/doc/pool-managerd/pool-managerd.json.example
 [ -f "$example" ] || fail "no example configuration under share/doc/pool-managerd"
 /usr/bin/python3 -m json.tool "$example" >/dev/null || fail "the example is not JSON"
 
-for page in man8/pool-managerd.8 man5/pool-managerd.json.5; do
+for page in man8/pool-managerd.8 man5/pool-managerd.json.5 man1/pool-managerctl.1; do
         [ -s "$top/share/man/$page" ] || fail "man page $page not installed"
         grep -q '^\.TH' "$top/share/man/$page" || fail "$page is not a man page"
 done

@@ -6,7 +6,10 @@ and ENVIRONMENT are exactly the rows of docs/configuration.md's tables,
 section by section (test-config-doc holds those rows to the
 configuration's tables in pool-services/src/conf/).
 
-    test-man.py DAEMON MAN8_SCD MAN5_SCD CONFIGURATION_MD
+pool-managerctl(1)'s COMMANDS and OPTIONS are exactly the commands and
+options `pool-managerctl --help` names.
+
+    test-man.py DAEMON MAN8_SCD MAN5_SCD CONFIGURATION_MD [CTL MAN1_SCD]
 """
 
 import re
@@ -95,12 +98,51 @@ def doc_keys(path):
     return keys
 
 
+def ctl_help(ctl):
+    """The commands (the first word of each line under Commands:) and
+    every option named anywhere in `pool-managerctl --help`."""
+    out = subprocess.run([ctl, "--help"], capture_output=True, text=True, check=True).stdout
+    commands, section = set(), None
+    for line in out.splitlines():
+        if line.endswith(":") and not line.startswith(" "):
+            section = line[:-1]
+            continue
+        m = re.match(r"^  ([a-z][\w-]*)\b", line)
+        if section == "Commands" and m:
+            commands.add(m.group(1))
+    opts = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*|-[a-zA-Z])\b", out))
+    return commands, opts
+
+
+def ctl_problems(ctl, man1):
+    want_cmds, want_opts = ctl_help(ctl)
+    sections = scd_sections(man1)
+    have_cmds = set()
+    for item in sections.get(("COMMANDS", None), []):
+        m = re.match(r"^\*([a-z][\w-]*)\*", item)
+        if m:
+            have_cmds.add(m.group(1))
+    have_opts = set()
+    for item in sections.get(("OPTIONS", None), []):
+        have_opts.update(re.findall(r"\*(--?[\w-]+)\*", item))
+    problems = []
+    for c in sorted(want_cmds ^ have_cmds):
+        problems.append("pool-managerctl.1: command %s is %s" %
+                        (c, "missing" if c in want_cmds else "not in --help"))
+    for o in sorted(want_opts ^ have_opts):
+        problems.append("pool-managerctl.1: option %s is %s" %
+                        (o, "missing from OPTIONS" if o in want_opts else "not in --help"))
+    if len(want_cmds) < 10:
+        problems.append("--help of pool-managerctl names only %d commands" % len(want_cmds))
+    return problems
+
+
 def main(argv):
-    if len(argv) != 5:
+    if len(argv) not in (5, 7):
         sys.stderr.write(__doc__)
         return 2
-    daemon, man8, man5, config_md = argv[1:]
-    problems = []
+    daemon, man8, man5, config_md = argv[1:5]
+    problems = ctl_problems(*argv[5:7]) if len(argv) == 7 else []
 
     want, have = help_options(daemon), man_options(man8)
     for o in sorted(want - have):
