@@ -1,8 +1,7 @@
 #!/bin/sh
 # meson install into a scratch root (DESTDIR): the daemon, the CLI and its
-# completion, its unit and
-# account, the example configuration, the man pages, and pool-domain with
-# its headers and .pc (docs/install.md).
+# completion, the unit and its account, the example configuration, the man
+# pages, and pool-domain with its headers and .pc (docs/install.md).
 #
 # usage: test-install-tree.sh BUILD_DIR
 set -eu
