@@ -42,7 +42,8 @@ daemon_start() {
         api_socket=$tmp/runtime/api.sock
         : >"$log"
         t0=$(now_ms)
-        "$daemon" --config "$config" --bind "$bind" --runtime-dir "$tmp/runtime" \
+        # shellcheck disable=SC2086 # DAEMON_ARGS: extra flags, one word each
+        "$daemon" --config "$config" --bind "$bind" --runtime-dir "$tmp/runtime" ${DAEMON_ARGS:-} \
                 2>"$log" &
         daemon_pid=$!
         if [ "$pools" -eq 0 ]; then

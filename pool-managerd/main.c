@@ -62,6 +62,7 @@ typedef struct options {
                                      else JSON                              */
         bool keep_engines;        /* exit leaving engines running            */
         bool reset_state;         /* a corrupt state store moved aside       */
+        bool no_state_store;      /* leases, drains, policy in memory only   */
 } options;
 
 typedef struct manager {
@@ -118,6 +119,9 @@ static void usage(FILE *f) {
               "                            a later daemon to adopt\n"
               "      --reset-state         move a corrupt state store (DIR/state.db) aside as\n"
               "                            state.db.corrupt-TIME and start with an empty state\n"
+              "      --no-state-store      keep leases, drains, restart policy state and the\n"
+              "                            engines' record in memory only: nothing of it\n"
+              "                            survives a restart (benchmarks, throwaway nodes)\n"
               "  -l, --log-level LEVEL     debug, info, warn, error or critical (default info,\n"
               "                            or $POOL_MANAGERD_LOG_LEVEL)\n"
               "      --log-format FORMAT   text or json (default: text when stderr is a\n"
@@ -136,7 +140,7 @@ static void usage(FILE *f) {
 
 /* Returns -1 to go on, or the exit status to leave with at once. */
 static int parse_argv(int argc, char *argv[], options *o) {
-        enum { OPT_CHECK_CONFIG = 0x100, OPT_RESET_STATE, OPT_LOG_FORMAT };
+        enum { OPT_CHECK_CONFIG = 0x100, OPT_RESET_STATE, OPT_NO_STATE_STORE, OPT_LOG_FORMAT };
         static const struct option long_options[] = {
                 { "config", required_argument, NULL, 'c' },
                 { "check-config", required_argument, NULL, OPT_CHECK_CONFIG },
@@ -144,6 +148,7 @@ static int parse_argv(int argc, char *argv[], options *o) {
                 { "runtime-dir", required_argument, NULL, 'r' },
                 { "keep-engines", no_argument, NULL, 'k' },
                 { "reset-state", no_argument, NULL, OPT_RESET_STATE },
+                { "no-state-store", no_argument, NULL, OPT_NO_STATE_STORE },
                 { "log-level", required_argument, NULL, 'l' },
                 { "log-format", required_argument, NULL, OPT_LOG_FORMAT },
                 { "help", no_argument, NULL, 'h' },
@@ -171,6 +176,9 @@ static int parse_argv(int argc, char *argv[], options *o) {
                         break;
                 case OPT_RESET_STATE:
                         o->reset_state = true;
+                        break;
+                case OPT_NO_STATE_STORE:
+                        o->no_state_store = true;
                         break;
                 case 'l':
                         o->log_level = optarg;
@@ -802,7 +810,8 @@ static int run(const options *o) {
                 goto out;
         }
         if (start_services(&m, o) < 0 ||
-            pm_state_open(&m.state, m.base, m.config->runtime_dir, o->reset_state, m.log) < 0 ||
+            (!o->no_state_store &&
+             pm_state_open(&m.state, m.base, m.config->runtime_dir, o->reset_state, m.log) < 0) ||
             start_api(&m, &sc) < 0)
                 goto out;
         if (preload_configured(&m) != 0) {

@@ -655,8 +655,9 @@ static void route_node(pa_request *r) {
 
         if (!status)
                 status = json_pack("{s:s}", "profile", "home");
-        if (status && store)
-                json_object_set_new(status, "state_store", ps_store_status(store));
+        /* null: --no-state-store, nothing is kept across a restart */
+        if (status)
+                json_object_set_new(status, "state_store", store ? ps_store_status(store) : json_null());
         pa_reply_json(r, 200, status);
 }
 

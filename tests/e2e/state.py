@@ -204,6 +204,26 @@ def scenario_config_drain_not_kept():
         n.stop()
 
 
+def scenario_no_state_store():
+    """--no-state-store: no state.db, /v2/node says so, leases work; after
+    kill -9 they are gone (404), and the engine is taken over by its PID
+    file as before the store."""
+    with Node([config_pool("m", free_port())], args=("--no-state-store",)) as n:
+        pid = n.wait_pool("m", lambda s, b: b["ready"], "ready")["pid"]
+        lease = json_body(*n.request("POST", "/v2/pools/m/leases"), 201)
+        check(not os.path.exists(os.path.join(n.dir, "run", "state.db")), "a state.db was made")
+        check(n.get("/v2/node")["state_store"] is None, repr(n.get("/v2/node")))
+        kill9(n)
+        n.daemon.__exit__(None, None, None)
+        n.daemon = Daemon("--config", n.config_path, "--no-state-store", env=e2e.clean_env())
+        n.daemon.wait_listening()
+        snap = n.wait_pool("m", lambda s, b: b["ready"], "ready again")
+        check(snap["pid"] == pid, "the engine was not adopted: %r" % snap)
+        status, _, _ = n.request("DELETE", "/v2/pools/m/leases/%s" % lease["lease_id"])
+        check(status == 404, "a lease survived without a store: %d" % status)
+        n.stop()
+
+
 def scenario_restart_keeps_breaker():
     """kill -9 during a crash loop: the next daemon starts with the failure
     and restart counts and the breaker it had, so the first crash after
