@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -120,4 +121,21 @@ ssize_t ps_read_full(int fd, void *buf, size_t len) {
                 got += (size_t) n;
         }
         return (ssize_t) got;
+}
+
+ssize_t ps_read_proc(pid_t pid, const char *name, char *buf, size_t size) {
+        char path[64];
+        ssize_t n;
+        int fd;
+
+        if (!buf || size == 0)
+                return -EINVAL;
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int) pid, name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        n = ps_read_full(fd, buf, size - 1);
+        close(fd);
+        buf[n > 0 ? n : 0] = '\0';
+        return n;
 }

@@ -24,6 +24,7 @@
 #include <linux/sock_diag.h>
 
 #include "base/sockdiag.h"
+#include "pool-services/base/fs.h"
 
 #define TCP_STATE_LISTEN 10     /* include/net/tcp_states.h */
 #define SESSION_MAX 1024        /* processes of one engine we look at */
@@ -250,19 +251,11 @@ static int pid_holds(pid_t pid, uint64_t inode) {
 
 /* The session field of /proc/<pid>/stat. */
 static int pid_session(pid_t pid, pid_t *sid) {
-        char path[64], buf[512], *p;
-        int fd, ppid, pgrp, session;
-        ssize_t len;
+        char buf[512], *p;
+        int ppid, pgrp, session;
 
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        if (ps_read_proc(pid, "stat", buf, sizeof(buf)) <= 0)
                 return -ESRCH;
-        len = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (len <= 0)
-                return -ESRCH;
-        buf[len] = '\0';
         /* "pid (comm) S ppid pgrp session ...": comm may hold anything. */
         p = strrchr(buf, ')');
         if (!p || sscanf(p + 1, " %*c %d %d %d", &ppid, &pgrp, &session) != 3)
@@ -443,31 +436,14 @@ int ps_sockdiag_holder(uint64_t inode, uid_t uid, pid_t *holder) {
         return scan.unreadable ? -EACCES : 0;
 }
 
-static ssize_t read_small(const char *path, char *buf, size_t len) {
-        ssize_t got;
-        int fd;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -1;
-        got = read(fd, buf, len);
-        close(fd);
-        return got;
-}
-
 void ps_sockdiag_command(pid_t pid, char *buf, size_t len) {
-        char path[64];
         ssize_t got;
 
         if (!buf || len == 0)
                 return;
-        buf[0] = '\0';
-        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
-        got = read_small(path, buf, len - 1);
-        if (got <= 0) {
-                snprintf(path, sizeof(path), "/proc/%d/comm", (int) pid);
-                got = read_small(path, buf, len - 1);
-        }
+        got = ps_read_proc(pid, "cmdline", buf, len);
+        if (got <= 0)
+                got = ps_read_proc(pid, "comm", buf, len);
         if (got <= 0) {
                 snprintf(buf, len, "?");
                 return;

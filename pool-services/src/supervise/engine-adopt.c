@@ -49,21 +49,13 @@ static bool cmdline_is(pid_t pid, char *const *argv) {
 
 /* The real uid of a process, from /proc/PID/status. */
 static int process_uid(pid_t pid, uid_t *ret) {
-        char path[64], buf[4096];
+        char buf[4096];
         unsigned long uid;
         const char *line;
-        ssize_t n;
-        int fd;
+        ssize_t n = ps_read_proc(pid, "status", buf, sizeof(buf));
 
-        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        n = ps_read_full(fd, buf, sizeof(buf) - 1);
-        close(fd);
         if (n < 0)
                 return (int) n;
-        buf[n] = '\0';
         line = strstr(buf, "\nUid:");
         if (!line || sscanf(line + 5, "%lu", &uid) != 1)
                 return -EIO;
@@ -184,21 +176,13 @@ int ps_engine_argv_hash(const ps_engine_spec *spec, char hex[65], char *err, siz
 
 /* /proc/PID/stat field 22 (starttime, clock ticks after boot). */
 static int start_time_of(pid_t pid, uint64_t *ret) {
-        char path[64], buf[1024];
+        char buf[1024];
         const char *p;
         unsigned long long v;
-        ssize_t n;
-        int fd;
+        ssize_t n = ps_read_proc(pid, "stat", buf, sizeof(buf));
 
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        n = ps_read_full(fd, buf, sizeof(buf) - 1);
-        close(fd);
         if (n < 0)
                 return (int) n;
-        buf[n] = '\0';
         /* The name (field 2) may hold anything: fields resume after its
          * last ')'; field 3 is the first of them. */
         p = strrchr(buf, ')');

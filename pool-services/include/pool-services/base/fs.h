@@ -48,3 +48,10 @@ int ps_private_dir_again(const char *path, bool *recreated, char *err, size_t er
  * the end, or a negative errno.
  */
 ssize_t ps_read_full(int fd, void *buf, size_t len);
+
+/*
+ * /proc/<pid>/<name> (stat, status, cmdline, comm) into buf, at most
+ * size - 1 bytes, NUL-terminated: the bytes read, or a negative errno
+ * (-ENOENT once the process is gone).
+ */
+ssize_t ps_read_proc(pid_t pid, const char *name, char *buf, size_t size);
