@@ -12,20 +12,7 @@ build_dir=$1
 src=$2
 shift 2
 
-root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
-
-meson install -C "$build_dir" --destdir "$root" --quiet >"$root/install.log" 2>&1 || {
-        cat "$root/install.log" >&2
-        echo "meson install failed" >&2
-        exit 1
-}
-pc=$(find "$root" -name pool-domain.pc | head -n 1)
-[ -n "$pc" ] || { echo "pool-domain.pc was not installed" >&2; exit 1; }
-export PKG_CONFIG_PATH=$(dirname "$pc")
-export PKG_CONFIG_SYSROOT_DIR=$root
-cflags=$(pkg-config --cflags pool-domain)
-libs=$(pkg-config --libs --static pool-domain)
+. "$(dirname "$0")/install-root.sh"
 # (with the sysroot already in front)
 incdir=$(pkg-config --variable=includedir pool-domain)
 CC=${CC:-cc}
