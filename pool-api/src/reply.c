@@ -122,8 +122,8 @@ static const char *status_reason(int status) {
         }
 }
 
-static void send_raw(pa_request *r, int status, const char *content_type,
-                     const char *body, size_t len) {
+void pa_reply_send_now(pa_request *r, int status, const char *content_type,
+                       const char *body, size_t len) {
         struct evkeyvalq *headers;
         struct evbuffer *out;
         char length[24];
@@ -131,6 +131,11 @@ static void send_raw(pa_request *r, int status, const char *content_type,
         r->status = status;
         if (!r->req)
                 return;   /* a deferred request whose client went away */
+        if (!content_type) {
+                evhttp_send_reply(r->req, 204, "No Content", NULL);
+                r->req = NULL;
+                return;
+        }
         headers = evhttp_request_get_output_headers(r->req);
         out = evhttp_request_get_output_buffer(r->req);
         evhttp_add_header(headers, "Content-Type", content_type);
@@ -148,6 +153,14 @@ static void send_raw(pa_request *r, int status, const char *content_type,
         evhttp_send_reply(r->req, status, status_reason(status), NULL);
         /* evhttp owns (and may already have freed) the request now. */
         r->req = NULL;
+}
+
+/* Now, or once the state store has committed what the reply may show. */
+static void send_raw(pa_request *r, int status, const char *content_type,
+                     const char *body, size_t len) {
+        if (r->req && pa_request_hold(r, status, content_type, body, len))
+                return;
+        pa_reply_send_now(r, status, content_type, body, len);
 }
 
 void pa_reply_json(pa_request *r, int status, json_t *body) {
@@ -169,11 +182,7 @@ void pa_reply_json(pa_request *r, int status, json_t *body) {
 }
 
 void pa_reply_no_content(pa_request *r) {
-        r->status = 204;
-        if (!r->req)
-                return;
-        evhttp_send_reply(r->req, 204, "No Content", NULL);
-        r->req = NULL;
+        send_raw(r, 204, NULL, NULL, 0);
 }
 
 void pa_reply_text(pa_request *r, int status, const char *content_type,

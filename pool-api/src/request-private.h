@@ -69,6 +69,7 @@ typedef struct pa_request {
         int64_t started_ms;             /* monotonic                       */
         int status;                     /* 0 until a reply has been sent   */
         bool deferred;                  /* pa_request_defer() took it over */
+        struct pa_deferred *deferral;   /* the one that holds this copy     */
         bool local;                     /* came through the Unix socket    */
 } pa_request;
 
@@ -85,6 +86,18 @@ void pa_request_warn_root_engines(const pa_request *r);
 struct pa_snapshot_cache;
 struct pa_snapshot_stamp;
 struct pa_snapshot_cache *pa_request_snapshots(const pa_request *r, struct pa_snapshot_stamp *stamp);
+
+/*
+ * Replies wait for the state store: while the turn's changes are not yet
+ * committed, a reply (a read too) is kept until they are, so nothing the
+ * API said is taken back by a crash. pa_request_hold() takes the reply
+ * (content_type NULL: a 204) and says true when it will be sent after the
+ * commit; false: send it now. pa_reply_send_now() sends without waiting.
+ */
+bool pa_request_hold(pa_request *r, int status, const char *content_type,
+                     const char *body, size_t len);
+void pa_reply_send_now(pa_request *r, int status, const char *content_type,
+                       const char *body, size_t len);
 
 /* Sends body (stolen, may be NULL: then a 500) as application/json. */
 void pa_reply_json(pa_request *r, int status, json_t *body);

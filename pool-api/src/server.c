@@ -23,6 +23,7 @@
 #include "listen-private.h"
 #include "snapshot-cache-private.h"
 #include "pool-api/server.h"
+#include "pool-services/pool/store.h"
 #include "request-private.h"
 #include "routes-private.h"
 
@@ -69,6 +70,7 @@ struct pa_server {
         uint64_t changing_requests;     /* handled requests other than GET */
         pa_deferred *deferred;          /* requests waiting for an answer    */
         bool stopping;                  /* only GET and HEAD are served      */
+        bool freeing;                   /* replies go now, none is held      */
 };
 
 /*
@@ -83,7 +85,18 @@ struct pa_deferred {
         char *raw_path;
         char *correlation_id;
         char peer[PA_BIND_ADDR_STRING_MAX + 8];
+        struct held_send *held;         /* a reply waiting for the commit   */
 };
+
+/* A reply kept until the state store commits (pa_request_hold()). */
+typedef struct held_send {
+        pa_deferred *d;
+        bool ours;                      /* deferred by the hold, not a handler */
+        int status;
+        char *content_type;             /* NULL: a 204                      */
+        char *body;
+        size_t len;
+} held_send;
 
 /* Length of the host in "127.0.0.1:9200" or "[::1]:9200". */
 static int host_length(const char *address) {
@@ -539,6 +552,7 @@ pa_deferred *pa_request_defer(pa_request *r) {
         d->request.correlation_id = d->correlation_id;
         d->request.query = NULL;                 /* points into the URI */
         d->request.params = (pa_params) { .n = 0 };  /* into the path   */
+        d->request.deferral = d;
         if (d->conn)
                 evhttp_connection_set_closecb(d->conn, on_connection_close, r->server);
 
@@ -577,7 +591,8 @@ void pa_deferred_reply_json(pa_deferred *d, int status, json_t *body) {
                 pa_reply_json(&d->request, status, body);
         else
                 json_decref(body);
-        deferred_finish(d);
+        if (!d->held)
+                deferred_finish(d);
 }
 
 void pa_deferred_reply_error(pa_deferred *d, pa_code code, const char *fmt, ...) {
@@ -590,7 +605,72 @@ void pa_deferred_reply_error(pa_deferred *d, pa_code code, const char *fmt, ...)
                 pa_reply_errorv(&d->request, code, fmt, ap);
                 va_end(ap);
         }
+        if (!d->held)
+                deferred_finish(d);
+}
+
+/* ---- replies held until the state store commits ------------------------ */
+
+static void held_free(held_send *h) {
+        free(h->content_type);
+        free(h->body);
+        free(h);
+}
+
+/* After the commit (or its failure: the reply still says what is true in
+ * memory; the store's failure is /v2/node's to report). */
+static void on_held_commit(int rc, void *userdata) {
+        held_send *h = userdata;
+        pa_deferred *d = h->d;
+
+        (void) rc;
+        d->held = NULL;
+        if (d->server)
+                pa_reply_send_now(&d->request, h->status, h->content_type, h->body, h->len);
+        held_free(h);
         deferred_finish(d);
+}
+
+bool pa_request_hold(pa_request *r, int status, const char *content_type,
+                     const char *body, size_t len) {
+        ps_store *store = r->server && r->server->backend.registry
+                          ? ps_store_of(r->server->backend.registry) : NULL;
+        held_send *h;
+
+        if (!ps_store_pending(store) || r->server->freeing || (r->deferred && !r->deferral) ||
+            (r->deferral && r->deferral->held))
+                return false;
+        h = calloc(1, sizeof(*h));
+        if (!h)
+                return false;
+        h->status = status;
+        h->len = len;
+        h->content_type = content_type ? strdup(content_type) : NULL;
+        h->body = len ? malloc(len) : NULL;
+        h->ours = !r->deferred;
+        h->d = r->deferred ? r->deferral : pa_request_defer(r);
+        if ((content_type && !h->content_type) || (len && !h->body) || !h->d) {
+                held_free(h);
+                return false;
+        }
+        if (len)
+                memcpy(h->body, body, len);
+        if (ps_store_after_commit(store, on_held_commit, h) < 0) {
+                /* Sent now after all; a hold that deferred finishes it. */
+                pa_deferred *d = h->d;
+                bool ours = h->ours;
+
+                held_free(h);
+                if (!ours)
+                        return false;
+                pa_reply_send_now(&d->request, status, content_type, body, len);
+                deferred_finish(d);
+                return true;
+        }
+        r->status = status;
+        h->d->request.status = status;
+        h->d->held = h;
+        return true;
 }
 
 /*
@@ -797,6 +877,7 @@ pa_server *pa_server_new(struct event_base *base, const pa_server_config *config
 pa_server *pa_server_free(pa_server *server) {
         if (!server)
                 return NULL;
+        server->freeing = true;
         deferred_orphan_all(server);
         pa_auth_clear(&server->auth);
         pa_snapshot_cache_free(server->snapshots);

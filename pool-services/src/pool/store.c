@@ -376,6 +376,10 @@ int ps_store_commit(ps_store *s) {
         return rc;
 }
 
+bool ps_store_pending(const ps_store *s) {
+        return s && s->in_tx;
+}
+
 void ps_store_freeze(ps_store *s) {
         if (!s)
                 return;

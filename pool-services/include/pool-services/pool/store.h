@@ -120,6 +120,10 @@ int ps_store_after_commit(ps_store *s, ps_store_commit_fn fn, void *userdata);
 /* Commits now (tests; the daemon's exit). 0 or a negative errno. */
 int ps_store_commit(ps_store *s);
 
+/* True while this turn's changes wait for their commit: whatever is said
+ * about them now waits for it too (ps_store_after_commit()). */
+bool ps_store_pending(const ps_store *s);
+
 /* ---- reading back (at start) ------------------------------------------- */
 
 /* Each stored record, in no promised order; fn's nonzero return stops
