@@ -305,6 +305,7 @@ static void on_cloud_stopped(int rc, const char *message, void *userdata) {
 
 static void on_signal(evutil_socket_t sig, short what, void *userdata) {
         manager *m = userdata;
+        size_t dropped;
 
         (void) what;
         if (m->stopping) {
@@ -318,6 +319,12 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
         pa_server_set_stopping(m->server);
         ps_log(m->log, PS_LOG_INFO, "shutting down", PS_FIELD_STR("signal", signal_name((int) sig)),
                PS_FIELD_STR("engines", m->config->shutdown == PS_SHUTDOWN_KEEP ? "keep" : "stop"));
+        /* The configured pools not started yet never are: an engine
+         * started now would only be stopped again, or outlive us. */
+        dropped = ps_preload_queue_cancel(m->preloads, PS_E_CONFLICT, "the daemon is shutting down");
+        if (dropped)
+                ps_log(m->log, PS_LOG_INFO, "configured replicas not started: shutting down",
+                       PS_FIELD_INT("replicas", (int64_t) dropped));
         pm_cloud_stop(m->cloud, on_cloud_stopped, m);
 }
 
@@ -420,6 +427,10 @@ static void on_preloaded(int rc, const char *message, void *userdata) {
         manager *m = userdata;
 
         m->preloads_pending--;
+        /* Dropped or stopped by the shutdown: nothing failed, nothing
+         * comes up, and no drain resumes now. */
+        if (m->stopping)
+                return;
         if (rc != 0)
                 ps_log(m->log, PS_LOG_WARN, "configured pool not ready; its restart policy retries",
                        PS_FIELD_STR("error", message));

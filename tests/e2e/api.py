@@ -507,6 +507,38 @@ def scenario_shutdown_refuses_changes():
         check(rc == 0, "exit status %d; stderr:\n%s" % (rc, n.daemon._stderr_so_far()))
         e2e.check_log_lines(n.daemon.lines)
 
+def scenario_shutdown_during_start():
+    """SIGTERM while 200 configured pools are still started a batch per
+    loop turn: the starts not yet made are dropped, no engine is spawned
+    after "shutting down", the daemon exits 0 within the usual time, and
+    no engine it spawned outlives it."""
+    ports = set()
+    while len(ports) < 200:     # each pool's range is port..port+1 (a surge)
+        port = free_port()
+        if not ports & {port - 1, port, port + 1}:
+            ports.add(port)
+    pools = [config_pool("q%03d" % i, port, mask="none") for i, port in enumerate(sorted(ports))]
+    with Node(pools, extra={"gpu": {"backend": "none", "require": False}}) as n:
+        n.daemon.proc.send_signal(signal.SIGTERM)
+        rc = n.daemon.finish()
+        check(rc == 0, "exit status %d; stderr:\n%s" % (rc, n.daemon._stderr_so_far()))
+        objs = n.daemon.log_objects()
+        msgs = [o.get("msg") for o in objs]
+        check("shutting down" in msgs, "no shutdown line")
+        after = msgs[msgs.index("shutting down"):]
+        check("engine spawned" not in after,
+              "%d engines spawned after \"shutting down\"" % after.count("engine spawned"))
+        spawned = [o["pid"] for o in objs if o.get("msg") == "engine spawned"]
+        check(len(spawned) < len(pools), "every pool was started before the signal was seen")
+        deadline = time.monotonic() + 5
+        while any(pid_alive(p) for p in spawned) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        alive = [p for p in spawned if pid_alive(p)]
+        check(not alive, "engines outlived the daemon: %r" % alive)
+        check(not any(o.get("msg") == "configured pool not ready; its restart policy retries"
+                      for o in objs), "the dropped starts were logged as failures")
+
+
 def scenario_devices():
     with Node(devices=2) as n:
         body = n.get("/v2/devices")

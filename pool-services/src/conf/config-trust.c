@@ -80,6 +80,13 @@ static int allowset_push(allowset *set, char *lexical, char *real) {
         return 0;
 }
 
+static bool allowset_has(const allowset *set, const char *lexical) {
+        for (size_t i = 0; i < set->n; i++)
+                if (strcmp(set->v[i].lexical, lexical) == 0)
+                        return true;
+        return false;
+}
+
 /* Adds an entry resolved now (lexical taken; NULL: out of memory). */
 static int allowset_add(allowset *set, char *lexical) {
         char *real;
@@ -197,9 +204,16 @@ int ps_config_binary_allowed(const ps_config *config, const char *path, char **r
         if (!config || !path)
                 return -EINVAL;
         if (config->n_engines_allow == 0) {
+                /* Every entry is a file, and a path that names one
+                 * resolves as that entry does: only the entry it names
+                 * is resolved, not every pool's (a thousand realpaths for
+                 * each request at a thousand pools). */
                 list = "engines.allow (empty: only the binaries of configured pools)";
-                for (size_t i = 0; !r && i < config->n_pools; i++)
-                        r = allowset_add(&set, strdup(config->pools[i].binary));
+                for (size_t i = 0; i < config->n_pools; i++)
+                        if (config->pools[i].binary && strcmp(config->pools[i].binary, path) == 0) {
+                                r = allowset_add(&set, strdup(path));
+                                break;
+                        }
         } else
                 r = allowset_from_list(&set, config->engines_allow, config->engines_allow_real,
                                        config->n_engines_allow);
@@ -227,8 +241,9 @@ static int model_set(const ps_config *config, allowset *set, const char **list) 
                 dir = dir_of(config->pools[i].model_path);
                 if (!dir)
                         return -ENOMEM;
-                /* a model at the root would otherwise allow every file */
-                if (strcmp(dir, "/") == 0) {
+                /* a model at the root would otherwise allow every file;
+                 * pools sharing a directory resolve it once */
+                if (strcmp(dir, "/") == 0 || allowset_has(set, dir)) {
                         free(dir);
                         continue;
                 }

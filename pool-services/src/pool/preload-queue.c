@@ -141,6 +141,29 @@ int ps_preload_queue_add(ps_preload_queue *q, const char *pool_id, const char *r
         return 0;
 }
 
+size_t ps_preload_queue_cancel(ps_preload_queue *q, int rc, const char *message) {
+        queued *list;
+        size_t n = 0;
+
+        if (!q)
+                return 0;
+        evtimer_del(q->turn);
+        /* Detached first: a done function may queue again. */
+        list = q->head;
+        q->head = NULL;
+        q->tail = &q->head;
+        q->pending = 0;
+        while (list) {
+                queued *e = list;
+
+                list = e->next;
+                e->done(rc, message, e->userdata);
+                queued_free(e);
+                n++;
+        }
+        return n;
+}
+
 size_t ps_preload_queue_pending(const ps_preload_queue *q) {
         return q ? q->pending : 0;
 }

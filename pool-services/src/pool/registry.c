@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include "base/errfmt.h"
+#include "base/strmap.h"
 #include "pool/registry-private.h"
 #include "supervise/replica.h"
 #include "pool-domain/ids.h"
@@ -39,7 +40,9 @@ struct ps_registry {
         feature *features;         /* in the order attached             */
         size_t n_features;
         pool *pools;
-        size_t n_pools;
+        size_t n_pools, cap_pools;
+        ps_strmap index;           /* pool id -> position in pools       */
+        bool index_ok;             /* false: a rebuild ran out of memory */
         ps_done_fn stop_done;
         void *stop_userdata;
         bool stopping_all;
@@ -73,6 +76,7 @@ ps_registry *ps_registry_new(const ps_context *ctx) {
         if (!reg)
                 return NULL;
         reg->ctx = ctx;
+        reg->index_ok = true;
         reg->sweep = evtimer_new(ctx->base, on_sweep, reg);
         if (!reg->sweep) {
                 free(reg);
@@ -113,17 +117,36 @@ ps_registry *ps_registry_free(ps_registry *reg) {
                         reg->features[f].hooks->free(reg->features[f].state);
         free(reg->features);
         free(reg->pools);
+        ps_strmap_clear(&reg->index);
         if (reg->sweep)
                 event_free(reg->sweep);
         free(reg);
         return NULL;
 }
 
+/* A thousand pools are looked up by id on every request and at start
+ * once each: through the index, not a walk. */
 static pool *pool_find(const ps_registry *reg, const char *id) {
-        for (size_t i = 0; id && i < reg->n_pools; i++)
+        size_t at;
+
+        if (!id)
+                return NULL;
+        if (reg->index_ok)
+                return ps_strmap_get(&reg->index, id, strlen(id), &at) && at < reg->n_pools &&
+                       strcmp(reg->pools[at].id, id) == 0 ? &reg->pools[at] : NULL;
+        for (size_t i = 0; i < reg->n_pools; i++)
                 if (strcmp(reg->pools[i].id, id) == 0)
                         return &reg->pools[i];
         return NULL;
+}
+
+/* After a pool left the middle of the array. */
+static void index_rebuild(ps_registry *reg) {
+        ps_strmap_clear(&reg->index);
+        reg->index_ok = true;
+        for (size_t i = 0; i < reg->n_pools && reg->index_ok; i++)
+                reg->index_ok = ps_strmap_put(&reg->index, reg->pools[i].id,
+                                              strlen(reg->pools[i].id), i) >= 0;
 }
 
 static pool *pool_get(ps_registry *reg, const char *id) {
@@ -131,14 +154,25 @@ static pool *pool_get(ps_registry *reg, const char *id) {
 
         if (p)
                 return p;
-        grown = realloc(reg->pools, (reg->n_pools + 1) * sizeof(*grown));
-        if (!grown)
-                return NULL;
-        reg->pools = grown;
+        if (reg->n_pools == reg->cap_pools) {
+                /* doubling: a thousand pools added one by one copy the
+                 * array a few times, not a thousand */
+                size_t cap = reg->cap_pools ? reg->cap_pools * 2 : 16;
+
+                grown = realloc(reg->pools, cap * sizeof(*grown));
+                if (!grown)
+                        return NULL;
+                reg->pools = grown;
+                reg->cap_pools = cap;
+        }
         p = &reg->pools[reg->n_pools];
         *p = (pool) { .id = strdup(id) };
         if (!p->id)
                 return NULL;
+        if (reg->index_ok && ps_strmap_put(&reg->index, id, strlen(id), reg->n_pools) < 0) {
+                free(p->id);
+                return NULL;
+        }
         reg->n_pools++;
         return p;
 }
@@ -279,6 +313,7 @@ static void pool_forget(ps_registry *reg, pool *p) {
         pool_clear(reg, p);
         memmove(&reg->pools[at], &reg->pools[at + 1], (reg->n_pools - at - 1) * sizeof(*p));
         reg->n_pools--;
+        index_rebuild(reg);
 }
 
 static bool pool_at_rest(const pool *p) {

@@ -115,6 +115,51 @@ static void test_free_drops_what_has_not_started(void **state) {
         assert_int_equal(ps_preload_queue_add(NULL, "p", "r0", on_done, &a), -EINVAL);
 }
 
+typedef struct cancelled {
+        unsigned n;
+        int rc;
+        char message[64];
+} cancelled;
+
+static void on_cancelled(int rc, const char *message, void *userdata) {
+        cancelled *c = userdata;
+
+        c->n++;
+        c->rc = rc;
+        snprintf(c->message, sizeof(c->message), "%s", message);
+}
+
+/* The shutdown cancels what has not started: each is answered with the
+ * reason, none starts later, and the queue takes new work afterwards. */
+static void test_cancel_answers_and_starts_nothing_more(void **state) {
+        fake_node *n = *state;
+        ps_preload_queue *q = ps_preload_queue_new(n->base, n->reg, PER_TURN);
+        cancelled c = { 0 };
+        size_t first;
+
+        assert_non_null(q);
+        for (unsigned i = 0; i < N_POOLS; i++) {
+                char id[16];
+
+                snprintf(id, sizeof(id), "p%u", i);
+                fake_node_add(n, fake_spec(id, "r0", 0, 1), fake_policy(NULL));
+                assert_int_equal(ps_preload_queue_add(q, id, "r0", on_cancelled, &c), 0);
+        }
+        event_base_loop(n->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        first = fake_engines_spawned();
+        assert_in_range(first, 1, PER_TURN);
+        assert_int_equal(ps_preload_queue_cancel(q, PS_E_CONFLICT, "shutting down"), N_POOLS - first);
+        assert_int_equal(c.n, N_POOLS - first);
+        assert_int_equal(c.rc, PS_E_CONFLICT);
+        assert_string_equal(c.message, "shutting down");
+        assert_int_equal(ps_preload_queue_pending(q), 0);
+        fake_node_run_for(n, 50);
+        assert_int_equal(fake_engines_spawned(), first);
+        assert_int_equal(ps_preload_queue_cancel(q, PS_E_CONFLICT, "again"), 0);
+        assert_int_equal(ps_preload_queue_cancel(NULL, PS_E_CONFLICT, "none"), 0);
+        ps_preload_queue_free(q);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, fake_node_setup, fake_node_teardown)
 
 int main(void) {
@@ -122,6 +167,7 @@ int main(void) {
                 T(test_a_batch_per_turn_and_all_come_up),
                 T(test_a_pool_removed_before_its_turn_is_not_found),
                 T(test_free_drops_what_has_not_started),
+                T(test_cancel_answers_and_starts_nothing_more),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -272,6 +272,42 @@ static void test_start_of_a_pool_being_removed_is_refused(void **state) {
         assert_int_equal(fake_engines_spawned(), spawned);
 }
 
+/* Many pools, one forgotten from the middle: every other is still found
+ * by id (the index follows the array), in order, and the id is free for
+ * a new pool that is found too. */
+static void test_lookup_by_id_after_a_pool_leaves(void **state) {
+        pool_fx *f = *state;
+        char id[16];
+
+        (void) f;
+        for (unsigned i = 0; i < 40; i++) {
+                snprintf(id, sizeof(id), "p%02u", i);
+                fake_node_add(&f->node, fake_spec(id, "r0", 0, 1), fake_policy(NULL));
+        }
+        assert_int_equal(ps_registry_pool_count(f->node.reg), 41);
+        assert_int_equal(ps_registry_forget_pool(f->node.reg, "p17", NULL, 0), 0);
+        assert_true(fake_node_until(&f->node, pool_gone, "p17"));
+        assert_int_equal(ps_registry_pool_count(f->node.reg), 40);
+        for (unsigned i = 0; i < 40; i++) {
+                ps_replica *r;
+
+                snprintf(id, sizeof(id), "p%02u", i);
+                r = ps_registry_find(f->node.reg, id, "r0");
+                if (i == 17) {
+                        assert_null(r);
+                        continue;
+                }
+                assert_non_null(r);
+                assert_string_equal(ps_replica_pool_id(r), id);
+                assert_string_equal(ps_registry_pool_id_at(f->node.reg, i < 17 ? i + 1 : i), id);
+        }
+        assert_ptr_equal(ps_registry_replica_at(f->node.reg, "chat", 1), f->r1);
+        assert_null(ps_registry_find(f->node.reg, "p17x", "r0"));
+        fake_node_add(&f->node, fake_spec("p17", "r0", 0, 1), fake_policy(NULL));
+        assert_string_equal(ps_registry_pool_id_at(f->node.reg, 40), "p17");
+        assert_non_null(ps_registry_find(f->node.reg, "p17", "r0"));
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -282,6 +318,7 @@ int main(void) {
                 T(test_pool_status_adds_up_its_replicas),
                 T(test_handoff_claim_shows_in_the_status),
                 T(test_start_of_a_pool_being_removed_is_refused),
+                T(test_lookup_by_id_after_a_pool_leaves),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

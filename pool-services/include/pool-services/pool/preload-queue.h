@@ -35,5 +35,12 @@ ps_preload_queue *ps_preload_queue_free(ps_preload_queue *q);
 int ps_preload_queue_add(ps_preload_queue *q, const char *pool_id, const char *replica_id,
                          ps_done_fn done, void *userdata);
 
+/*
+ * Answers every preload not started yet with rc and message (the daemon
+ * is shutting down: nothing more is started) and empties the queue; what
+ * is added later is queued as before. Returns how many were dropped.
+ */
+size_t ps_preload_queue_cancel(ps_preload_queue *q, int rc, const char *message);
+
 /* Queued and not started yet. */
 size_t ps_preload_queue_pending(const ps_preload_queue *q);
