@@ -43,6 +43,7 @@
 #include "pool-services/supervise/probe.h"
 #include "pool-services/pool/registry.h"
 #include "notify.h"
+#include "register.h"
 #include "state.h"
 
 #define DEFAULT_LOG_LEVEL PS_LOG_INFO
@@ -75,6 +76,9 @@ typedef struct manager {
         ps_prober *prober;
         ps_context ctx;
         ps_registry *registry;
+        pm_register *registering;      /* configured replicas, a batch per turn */
+        bool starting;                 /* until they are: only /health answers */
+        int start_failed;              /* the exit status of a start that failed */
         ps_preload_queue *preloads;    /* configured pools, a batch per turn */
         ps_reconcile *reconcile;       /* the recorded engines, kept recording */
         ps_preflight_source preflight;
@@ -321,6 +325,7 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
                PS_FIELD_STR("engines", m->config->shutdown == PS_SHUTDOWN_KEEP ? "keep" : "stop"));
         /* The configured pools not started yet never are: an engine
          * started now would only be stopped again, or outlive us. */
+        m->registering = pm_register_free(m->registering);
         dropped = ps_preload_queue_cancel(m->preloads, PS_E_CONFLICT, "the daemon is shutting down");
         if (dropped)
                 ps_log(m->log, PS_LOG_INFO, "configured replicas not started: shutting down",
@@ -360,6 +365,9 @@ static int reload_config(void *userdata, json_t **ret, char *err, size_t errlen)
 
         if (m->stopping)
                 return snprintf(err, errlen, "the daemon is shutting down"), PS_E_CONFLICT;
+        if (m->starting)
+                return snprintf(err, errlen, "the daemon is starting: the configured pools are "
+                                "being registered"), PS_E_CONFLICT;
         if (!m->config_path) {
                 ps_log(m->log, PS_LOG_WARN, "configuration reload: no configuration file to reload");
                 return snprintf(err, errlen, "the daemon runs without --config: there is no "
@@ -442,55 +450,89 @@ static void on_preloaded(int rc, const char *message, void *userdata) {
         }
 }
 
-/* Registers every configured replica and queues their starts: a batch of
- * engines per loop turn, so the API answers from the first turn however
- * many pools there are, and no preload waits for another to be ready. */
-static int preload_configured(manager *m) {
-        ps_config_replica *list = NULL;
-        ps_replica *r;
-        size_t n = 0;
-        char err[512];
-        int rc;
+/* A start that cannot go on: the loop ends, run() exits with status. */
+static void start_fail(manager *m, int status) {
+        m->start_failed = status;
+        event_base_loopbreak(m->base);
+}
 
-        rc = ps_config_replicas(m->config, &list, &n, err, sizeof(err));
-        if (rc != 0) {
-                ps_log(m->log, PS_LOG_ERROR, err);
-                return rc;
-        }
-        for (size_t i = 0; i < n; i++) {
-                rc = ps_registry_add(m->registry, list[i].spec, list[i].policy, &r, err, sizeof(err));
-                if (rc != 0) {
-                        ps_log(m->log, PS_LOG_ERROR, err);
-                        break;
-                }
-        }
-        ps_config_replicas_free(list, n);
-        if (rc != 0)
-                return rc;
+/*
+ * Every configured replica is registered: restore their restart policy
+ * state, reconcile the engines a previous daemon left, queue their starts
+ * (a batch of engines per loop turn, so no preload waits for another),
+ * hold the leases again, then the cloud services, and the API serves.
+ */
+static void finish_start(manager *m) {
+        const char *pool_id;
+        ps_replica *r;
+
         /* Before any start: a crash loop stays bounded across restarts. */
         pm_state_restore_policy(&m->state, m->registry, m->log);
-        /* The engines a previous daemon left: adopted, or stopped. */
-        if (ps_reconcile_start(&m->ctx, m->registry, m->state.store, 0, &m->reconcile) < 0) {
-                ps_log(m->log, PS_LOG_ERROR, "out of memory");
-                return -ENOMEM;
-        }
         m->preloads = ps_preload_queue_new(m->base, m->registry, 0);
-        if (!m->preloads) {
+        if (ps_reconcile_start(&m->ctx, m->registry, m->state.store, 0, &m->reconcile) < 0 ||
+            !m->preloads) {
                 ps_log(m->log, PS_LOG_ERROR, "out of memory");
-                return -ENOMEM;
+                start_fail(m, EXIT_FAILURE);
+                return;
         }
         for (size_t p = 0; p < m->config->n_pools; p++) {
-                const char *pool_id = m->config->pools[p].id;
-
+                pool_id = m->config->pools[p].id;
                 for (size_t i = 0; (r = ps_registry_replica_at(m->registry, pool_id, i)); i++) {
-                        rc = ps_preload_queue_add(m->preloads, pool_id, ps_replica_id(r),
-                                                  on_preloaded, m);
-                        if (rc < 0) {
+                        if (ps_preload_queue_add(m->preloads, pool_id, ps_replica_id(r),
+                                                 on_preloaded, m) < 0) {
                                 ps_log(m->log, PS_LOG_ERROR, "out of memory");
-                                return rc;
+                                start_fail(m, EXIT_FAILURE);
+                                return;
                         }
                         m->preloads_pending++;
                 }
+        }
+        /* Before the API serves a change: leases held again; drains go on
+         * once the configured pools have answered. */
+        pm_state_restore(&m->state, m->registry, m->log);
+        m->preloads_started = true;
+        if (m->preloads_pending == 0)
+                pm_state_resume_drains(&m->state, m->registry, m->log);
+        if (pm_cloud_start(&m->ctx, m->registry, m->config, m->metrics, m->log, PM_VERSION,
+                           &m->cloud) != 0) {
+                start_fail(m, EXIT_FAILURE);
+                return;
+        }
+        if (m->preloads_pending == 0)
+                pm_notify_started(m->notify, m->registry);
+        else
+                pm_notify_preloading(m->notify);
+        m->starting = false;
+        pa_server_set_starting(m->server, false);
+}
+
+static void on_registered(int rc, const char *message, void *userdata) {
+        manager *m = userdata;
+
+        if (rc != 0) {
+                ps_log(m->log, PS_LOG_ERROR, message);
+                start_fail(m, EXIT_USAGE);
+                return;
+        }
+        if (!m->stopping)
+                finish_start(m);
+}
+
+/*
+ * Registers the configured replicas -- a batch per loop turn, so that
+ * /health answers between two at a thousand pools -- then finishes the
+ * start. Until then every route but /health answers 503. 0, or
+ * EXIT_USAGE when the replicas cannot be listed.
+ */
+static int start_configured(manager *m) {
+        char err[512];
+
+        m->starting = true;
+        pa_server_set_starting(m->server, true);
+        if (pm_register_start(m->base, m->registry, m->config, on_registered, m,
+                              &m->registering, err, sizeof(err)) != 0) {
+                ps_log(m->log, PS_LOG_ERROR, err);
+                return EXIT_USAGE;
         }
         return 0;
 }
@@ -518,6 +560,7 @@ static void manager_done(manager *m) {
         m->gpu_monitor = ps_gpu_monitor_free(m->gpu_monitor);
         m->engine_metrics = ps_engine_metrics_free(m->engine_metrics);
         m->preloads = ps_preload_queue_free(m->preloads);
+        m->registering = pm_register_free(m->registering);
         m->registry = ps_registry_free(m->registry);
         m->reconcile = ps_reconcile_free(m->reconcile);
         m->prober = ps_prober_free(m->prober);
@@ -825,25 +868,16 @@ static int run(const options *o) {
              pm_state_open(&m.state, m.base, m.config->runtime_dir, o->reset_state, m.log) < 0) ||
             start_api(&m, &sc) < 0)
                 goto out;
-        if (preload_configured(&m) != 0) {
-                ret = EXIT_USAGE;
+        if ((ret = start_configured(&m)) != 0)
+                goto out;
+        ret = EXIT_FAILURE;
+        /* A small node is registered (or refused) before the loop runs. */
+        if (!m.start_failed && event_base_dispatch(m.base) < 0) {
+                ps_log(m.log, PS_LOG_ERROR, "event loop failed");
                 goto out;
         }
-        /* Before the loop serves a request: leases held again; drains go
-         * on once the configured pools have answered. */
-        pm_state_restore(&m.state, m.registry, m.log);
-        m.preloads_started = true;
-        if (m.preloads_pending == 0)
-                pm_state_resume_drains(&m.state, m.registry, m.log);
-        if (pm_cloud_start(&m.ctx, m.registry, m.config, m.metrics, m.log, PM_VERSION,
-                           &m.cloud) != 0)
-                goto out;
-        if (m.preloads_pending == 0)
-                pm_notify_started(m.notify, m.registry);
-        else
-                pm_notify_preloading(m.notify);
-        if (event_base_dispatch(m.base) < 0) {
-                ps_log(m.log, PS_LOG_ERROR, "event loop failed");
+        if (m.start_failed) {
+                ret = m.start_failed;
                 goto out;
         }
         /* Connections close before "stopped" is said. */

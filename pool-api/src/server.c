@@ -70,6 +70,7 @@ struct pa_server {
         uint64_t changing_requests;     /* handled requests other than GET */
         pa_deferred *deferred;          /* requests waiting for an answer    */
         bool stopping;                  /* only GET and HEAD are served      */
+        bool starting;                  /* only /health is served            */
         bool freeing;                   /* replies go now, none is held      */
 };
 
@@ -407,7 +408,10 @@ static void dispatch(pa_request *r) {
         switch (pa_router_match(pa_routes, pa_n_routes, r->method, &path,
                                 &route, &r->params, &allowed)) {
         case PA_MATCH_FOUND:
-                if (pa_auth_read_only_refused(&r->server->auth, via, method, &path))
+                if (r->server->starting && strcmp(r->raw_path, "/health") != 0)
+                        pa_reply_error(r, PA_CODE_SERVICE_UNAVAILABLE, "the daemon is starting: "
+                                       "the configured pools are being registered");
+                else if (pa_auth_read_only_refused(&r->server->auth, via, method, &path))
                         reply_read_only(r, &path);
                 else if (r->server->stopping && !pa_auth_path_is_read_only(method, &path))
                         pa_reply_error(r, PA_CODE_SERVICE_UNAVAILABLE, "the daemon is shutting down");
@@ -901,6 +905,11 @@ pa_server *pa_server_free(pa_server *server) {
 void pa_server_set_stopping(pa_server *server) {
         if (server)
                 server->stopping = true;
+}
+
+void pa_server_set_starting(pa_server *server, bool starting) {
+        if (server)
+                server->starting = starting;
 }
 
 void pa_server_set_config(pa_server *server, const ps_config *config) {

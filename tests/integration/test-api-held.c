@@ -5,7 +5,8 @@
  * commit. The server runs on a loop with the daemon's three priorities; a
  * timer of the default priority that fires every turn keeps the store's
  * commit (the lowest priority) from running, so only the store's fallback
- * timer commits, long after the request was answered or not.
+ * timer commits, long after the request was answered or not. And while
+ * the daemon is starting, only /health answers.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -226,12 +227,35 @@ static void test_server_freed_while_held(void **state) {
         th_loop_for(f->base, 50);
 }
 
+/* While the daemon registers its configured pools, only /health answers:
+ * a configured pool is not "not found" and a half-known node not "ready". */
+static void test_starting_answers_only_health(void **state) {
+        held_fx *f = *state;
+        static const char *const refused[] = { "/v2/pools", "/ready", "/metrics", "/v2/pools/a" };
+
+        assert_int_equal(ps_store_commit(f->store), 0);
+        pa_server_set_starting(f->server, true);
+        get(f, "/health");
+        assert_int_equal(f->status, 200);
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+                get(f, refused[i]);
+                assert_int_equal(f->status, 503);
+                assert_non_null(strstr(f->body, "the daemon is starting"));
+        }
+        pa_server_set_starting(f->server, false);
+        get(f, "/ready");
+        assert_int_equal(f->status, 200);
+        get(f, "/v2/pools");
+        assert_int_equal(f->status, 200);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_read_waits_for_commit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_read_without_changes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_error_waits_for_commit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_server_freed_while_held, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_starting_answers_only_health, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -97,6 +98,12 @@ void pa_server_set_config(pa_server *server, const ps_config *config);
  * SERVICE_UNAVAILABLE, so nothing starts an engine the shutdown would then
  * wait for. */
 void pa_server_set_stopping(pa_server *server);
+
+/* The daemon is starting (its configured pools are being registered):
+ * until called with false, every request but GET/HEAD /health is
+ * answered 503 SERVICE_UNAVAILABLE, so nothing reads a node half known
+ * (a configured pool "not found", an empty node "ready"). */
+void pa_server_set_starting(pa_server *server, bool starting);
 
 /*
  * Listens on the Unix socket again when its file is gone (its directory

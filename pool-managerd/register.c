@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/* The configured replicas registered a batch per loop turn (register.h). */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "register.h"
+
+struct pm_register {
+        ps_registry *reg;
+        struct event *turn;
+        ps_config_replica *list;
+        size_t n, next;
+        ps_done_fn done;
+        void *userdata;
+};
+
+static int64_t mono_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One batch: 1 when every replica is registered, 0 when some are left,
+ * else the refusal (err filled). */
+static int batch(pm_register *g, char *err, size_t errlen) {
+        int64_t began = mono_ms();
+
+        for (unsigned k = 0; g->next < g->n && k < PM_REGISTER_PER_TURN; k++) {
+                int rc;
+
+                if (k > 0 && mono_ms() - began >= PM_REGISTER_TURN_MS)
+                        break;
+                rc = ps_registry_add(g->reg, g->list[g->next].spec, g->list[g->next].policy,
+                                     NULL, err, errlen);
+                if (rc != 0)
+                        return rc;
+                g->next++;
+        }
+        return g->next == g->n;
+}
+
+/* Runs a batch; answers when the work is over, else asks for a turn. */
+static void step(pm_register *g) {
+        struct timeval now = { 0, 0 };
+        char err[512] = "";
+        int rc = batch(g, err, sizeof(err));
+
+        if (rc == 0) {
+                evtimer_add(g->turn, &now);
+                return;
+        }
+        g->list = ps_config_replicas_free(g->list, g->n);
+        if (rc == 1)
+                g->done(0, "registered", g->userdata);
+        else
+                g->done(rc, err, g->userdata);
+}
+
+static void on_turn(evutil_socket_t fd, short what, void *userdata) {
+        (void) fd;
+        (void) what;
+        step(userdata);
+}
+
+int pm_register_start(struct event_base *base, ps_registry *reg, const ps_config *config,
+                      ps_done_fn done, void *userdata, pm_register **ret, char *err,
+                      size_t errlen) {
+        pm_register *g;
+        int rc;
+
+        if (!base || !reg || !config || !done || !ret)
+                return -EINVAL;
+        g = calloc(1, sizeof(*g));
+        if (!g || !(g->turn = evtimer_new(base, on_turn, g))) {
+                free(g);
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        rc = ps_config_replicas(config, &g->list, &g->n, err, errlen);
+        if (rc != 0) {
+                event_free(g->turn);
+                free(g);
+                return rc < 0 ? rc : -EINVAL;
+        }
+        g->reg = reg;
+        g->done = done;
+        g->userdata = userdata;
+        *ret = g;
+        step(g);
+        return 0;
+}
+
+pm_register *pm_register_free(pm_register *g) {
+        if (!g)
+                return NULL;
+        event_free(g->turn);
+        ps_config_replicas_free(g->list, g->n);
+        free(g);
+        return NULL;
+}
+
+size_t pm_register_done_count(const pm_register *g) {
+        return g ? g->next : 0;
+}
+
+size_t pm_register_total(const pm_register *g) {
+        return g ? g->n : 0;
+}
