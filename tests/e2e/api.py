@@ -1638,7 +1638,7 @@ def scenario_access_socket():
 
 def scenario_token_file():
     """api.token_file gives the home profile a token; LLORCH_API_TOKEN wins
-    over it; a missing file is a start error."""
+    over it; a missing file, or one others may read, is a start error."""
     keep = tempfile.mkdtemp(prefix="pm-tok-")
     try:
         path = os.path.join(keep, "token")
@@ -1665,6 +1665,16 @@ def scenario_token_file():
             objs = e2e.refused_start("--config", n.config_path, want_rc=2)
             check(any("api.token_file" in o["msg"] for o in objs if o["level"] == "error"),
                   "no error naming api.token_file: %r" % objs)
+        finally:
+            shutil.rmtree(n.dir, ignore_errors=True)
+        # A token others may read is refused, with the way out.
+        os.chmod(path, 0o644)
+        n = Node(extra={"api": {"token_file": path}}, start=False)
+        try:
+            objs = e2e.refused_start("--config", n.config_path, want_rc=2)
+            want = "is open to others (mode 0644): chmod 600 %s" % path
+            check(any(want in o["msg"] for o in objs if o["level"] == "error"),
+                  "no error saying %r: %r" % (want, objs))
         finally:
             shutil.rmtree(n.dir, ignore_errors=True)
     finally:

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/errfmt.h"
@@ -451,6 +452,31 @@ int ps_config_handoff_dir(const ps_config *config, char *buf, size_t len) {
 
 #define TOKEN_FILE_MAX 4096
 
+/*
+ * Whoever may read the token may change the node, and whoever may write
+ * it chooses it: the file must be a regular file of root or of the
+ * daemon's user, that others can neither read nor write and its group
+ * cannot write (0600, or 0640 for a root-owned file the daemon reads
+ * through its group). Checked on the descriptor read.
+ */
+static int token_file_guarded(ps_conf_ctx *c, const char *key, const char *path, int fd) {
+        struct stat st;
+
+        if (fstat(fd, &st) != 0)
+                return ps_conf_fail(c, "%s: cannot stat %s: %s", key, path, strerror(errno));
+        if (!S_ISREG(st.st_mode))
+                return ps_conf_fail(c, "%s: %s is not a regular file", key, path);
+        if (st.st_uid != 0 && st.st_uid != geteuid())
+                return ps_conf_fail(c, "%s: %s belongs to uid %u, neither root nor the daemon's "
+                                    "user (uid %u): chown %u %s", key, path, (unsigned) st.st_uid,
+                                    (unsigned) geteuid(), (unsigned) geteuid(), path);
+        if (st.st_mode & 0027)
+                return ps_conf_fail(c, "%s: %s is open to %s (mode %04o): chmod 600 %s", key, path,
+                                    st.st_mode & 0007 ? "others" : "its group's writes",
+                                    (unsigned) (st.st_mode & 07777), path);
+        return 0;
+}
+
 /* The token file's first line, without its line end; key names the
  * setting in messages ("api.token_file"). */
 static int read_token_file(ps_conf_ctx *c, const char *key, const char *path, char **ret) {
@@ -461,6 +487,10 @@ static int read_token_file(ps_conf_ctx *c, const char *key, const char *path, ch
 
         if (!f)
                 return ps_conf_fail(c, "%s: cannot read %s: %s", key, path, strerror(errno));
+        if ((r = token_file_guarded(c, key, path, fileno(f))) != 0) {
+                fclose(f);
+                return r;
+        }
         n = fread(buf, 1, sizeof(buf) - 1, f);
         if (ferror(f))
                 r = ps_conf_fail(c, "%s: cannot read %s: %s", key, path, strerror(errno));

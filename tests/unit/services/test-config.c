@@ -1174,6 +1174,8 @@ static void test_token_file_precedence(void **state) {
         assert_non_null(f = fopen(cloud, "w"));
         fputs("from-cloud-file\n", f);
         fclose(f);
+        assert_int_equal(chmod(api, 0600), 0);
+        assert_int_equal(chmod(cloud, 0600), 0);
         snprintf(text, sizeof(text), "{\"api\": {\"token_file\": \"%s\"}, "
                  "\"cloud\": {\"token_file\": \"%s\"}}", api, cloud);
         cfg = load_ok(text);
@@ -1188,6 +1190,59 @@ static void test_token_file_precedence(void **state) {
         ps_config_free(cfg);
         unlink(api);
         unlink(cloud);
+        rmdir(dir);
+}
+
+static void assert_token_refused(const char *path, const char *want) {
+        ps_config *cfg;
+        char text[256], err[512] = "";
+
+        snprintf(text, sizeof(text), "{\"api\": {\"token_file\": \"%s\"}}", path);
+        cfg = load_ok(text);
+        assert_int_equal(ps_config_resolve_token(cfg, err, sizeof(err)), PS_E_INVALID);
+        if (!strstr(err, want))
+                fail_msg("\"%s\" does not contain \"%s\"", err, want);
+        assert_null(cfg->cloud.api_token);
+        ps_config_free(cfg);
+}
+
+/* A token others may read, or someone else may write, is refused with
+ * the way out; 0600, and 0640 (read through the group), are taken. */
+static void test_token_file_guarded(void **state) {
+        char dir[] = "/tmp/pm-token-XXXXXX", path[64], want[192], text[256], err[256];
+        ps_config *cfg;
+        FILE *f;
+
+        (void) state;
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/token", dir);
+        assert_non_null(f = fopen(path, "w"));
+        fputs("t0ken\n", f);
+        fclose(f);
+        assert_int_equal(chmod(path, 0644), 0);
+        snprintf(want, sizeof(want), "api.token_file: %s is open to others (mode 0644): chmod 600 %s",
+                 path, path);
+        assert_token_refused(path, want);
+        assert_int_equal(chmod(path, 0602), 0);
+        assert_token_refused(path, "is open to others (mode 0602)");
+        assert_int_equal(chmod(path, 0620), 0);
+        assert_token_refused(path, "is open to its group's writes (mode 0620)");
+        assert_token_refused(dir, "is not a regular file");
+        for (unsigned i = 0; i < 2; i++) {
+                assert_int_equal(chmod(path, i ? 0640 : 0600), 0);
+                snprintf(text, sizeof(text), "{\"api\": {\"token_file\": \"%s\"}}", path);
+                cfg = load_ok(text);
+                assert_int_equal(ps_config_resolve_token(cfg, err, sizeof(err)), 0);
+                assert_string_equal(cfg->cloud.api_token, "t0ken");
+                ps_config_free(cfg);
+        }
+        /* owned by someone else: only root can make such a file here */
+        if (geteuid() == 0) {
+                assert_int_equal(chmod(path, 0600), 0);
+                assert_int_equal(chown(path, 65534, (gid_t) -1), 0);
+                assert_token_refused(path, "belongs to uid 65534, neither root nor the daemon's user");
+        }
+        unlink(path);
         rmdir(dir);
 }
 
@@ -1786,6 +1841,7 @@ int main(void) {
                 cmocka_unit_test(test_host_check),
                 cmocka_unit_test(test_api_socket_and_handoff_dir),
                 cmocka_unit_test(test_token_file_precedence),
+                cmocka_unit_test(test_token_file_guarded),
                 cmocka_unit_test(test_env_overrides_the_file),
                 cmocka_unit_test(test_env_profile_false_and_unset_keep_the_file),
                 cmocka_unit_test(test_state_directory_is_the_default_runtime_dir),
