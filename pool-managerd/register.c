@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -26,8 +27,8 @@ static int64_t mono_ms(void) {
         return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* One batch: 1 when every replica is registered, 0 when some are left,
- * else the refusal (err filled). */
+/* One batch: 0, or the refusal (a PS_E_* or a negative errno, err
+ * filled). Whether every replica is in: g->next == g->n. */
 static int batch(pm_register *g, char *err, size_t errlen) {
         int64_t began = mono_ms();
 
@@ -38,11 +39,17 @@ static int batch(pm_register *g, char *err, size_t errlen) {
                         break;
                 rc = ps_registry_add(g->reg, g->list[g->next].spec, g->list[g->next].policy,
                                      NULL, err, errlen);
-                if (rc != 0)
+                if (rc != 0) {
+                        if (!err[0])
+                                snprintf(err, errlen, "pool %s replica %s: cannot register it: %s",
+                                         g->list[g->next].spec->pool_id,
+                                         g->list[g->next].spec->replica_id,
+                                         rc < 0 ? strerror(-rc) : "refused");
                         return rc;
+                }
                 g->next++;
         }
-        return g->next == g->n;
+        return 0;
 }
 
 /* Runs a batch; answers when the work is over, else asks for a turn. */
@@ -51,12 +58,12 @@ static void step(pm_register *g) {
         char err[512] = "";
         int rc = batch(g, err, sizeof(err));
 
-        if (rc == 0) {
+        if (rc == 0 && g->next < g->n) {
                 evtimer_add(g->turn, &now);
                 return;
         }
         g->list = ps_config_replicas_free(g->list, g->n);
-        if (rc == 1)
+        if (rc == 0)
                 g->done(0, "registered", g->userdata);
         else
                 g->done(rc, err, g->userdata);

@@ -556,6 +556,7 @@ pa_deferred *pa_request_defer(pa_request *r) {
         d->request.correlation_id = d->correlation_id;
         d->request.query = NULL;                 /* points into the URI */
         d->request.params = (pa_params) { .n = 0 };  /* into the path   */
+        d->request.deferred = true;
         d->request.deferral = d;
         if (d->conn)
                 evhttp_connection_set_closecb(d->conn, on_connection_close, r->server);
@@ -651,14 +652,19 @@ bool pa_request_hold(pa_request *r, int status, const char *content_type,
         h->len = len;
         h->content_type = content_type ? strdup(content_type) : NULL;
         h->body = len ? malloc(len) : NULL;
-        h->ours = !r->deferred;
-        h->d = r->deferred ? r->deferral : pa_request_defer(r);
-        if ((content_type && !h->content_type) || (len && !h->body) || !h->d) {
+        if ((content_type && !h->content_type) || (len && !h->body)) {
                 held_free(h);
-                return false;
+                return false;   /* sent now: better than not at all */
         }
         if (len)
                 memcpy(h->body, body, len);
+        /* Deferred last: nothing can fail after it but the store's queue. */
+        h->ours = !r->deferred;
+        h->d = r->deferred ? r->deferral : pa_request_defer(r);
+        if (!h->d) {
+                held_free(h);
+                return false;
+        }
         if (ps_store_after_commit(store, on_held_commit, h) < 0) {
                 /* Sent now after all; a hold that deferred finishes it. */
                 pa_deferred *d = h->d;

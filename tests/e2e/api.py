@@ -665,6 +665,26 @@ def scenario_correlation_id():
         check(not later, "the shutdown lines carry the preload's id")
 
 
+def scenario_requests_logged_once():
+    """Each request is logged once, with the status it got, also when its
+    answer waited (a preload until the engine is ready; a lease until the
+    state store committed it)."""
+    with Node(log_level="debug") as n:
+        n.preload("once", n.prepared())
+        lease = json_body(*n.request("POST", "/v2/pools/once/leases"), 201)
+        status, _, _ = n.request("DELETE", "/v2/pools/once/leases/%s" % lease["lease_id"])
+        check(status == 204, "release: %d" % status)
+        n.get("/v2/pools/once")
+        n.stop()
+        lines = [o for o in n.daemon.log_objects() if o.get("msg") == "request"]
+        for method, path, want in (("POST", "/v2/pools/once/preload", 200),
+                                   ("POST", "/v2/pools/once/leases", 201),
+                                   ("DELETE", "/v2/pools/once/leases/%s" % lease["lease_id"], 204),
+                                   ("GET", "/v2/pools/once", 200)):
+            got = [o.get("status") for o in lines if o.get("method") == method and o.get("path") == path]
+            check(got == [want], "%s %s logged %r" % (method, path, got))
+
+
 def scenario_methods_and_routes():
     with Node() as n:
         status, headers, data = n.request("PUT", "/v2/pools/x")

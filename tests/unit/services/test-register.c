@@ -159,6 +159,28 @@ static void test_refused_replica_answers_the_reason(void **state) {
         ps_config_free(cfg);
 }
 
+/* A refusal whose code is PS_E_INVALID (1) is a refusal, not "all in":
+ * what follows is not registered, and the answer says which and why. */
+static void test_invalid_replica_is_not_taken_for_done(void **state) {
+        fake_node *n = *state;
+        ps_config *cfg = config_of(3, false);
+        pm_register *g = NULL;
+        answer a = { 0 };
+        char err[256];
+
+        cfg->pools[1].slots = 0;        /* past the file's checks, as a bug would */
+        assert_int_equal(pm_register_start(n->base, n->reg, cfg, on_done, &a, &g, err,
+                                           sizeof(err)), 0);
+        fake_node_run_for(n, 20);
+        assert_int_equal(a.calls, 1);
+        assert_int_equal(a.rc, PS_E_INVALID);
+        assert_string_equal(a.message, "slots: must be at least 1");
+        assert_int_equal(ps_registry_pool_count(n->reg), 1);
+        assert_int_equal(pm_register_done_count(g), 1);
+        pm_register_free(g);
+        ps_config_free(cfg);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, fake_node_setup, fake_node_teardown)
 
 int main(void) {
@@ -167,6 +189,7 @@ int main(void) {
                 T(test_large_config_over_turns),
                 T(test_free_stops_it),
                 T(test_refused_replica_answers_the_reason),
+                T(test_invalid_replica_is_not_taken_for_done),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
