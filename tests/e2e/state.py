@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import api  # noqa: E402
@@ -222,6 +223,44 @@ def scenario_no_state_store():
         status, _, _ = n.request("DELETE", "/v2/pools/m/leases/%s" % lease["lease_id"])
         check(status == 404, "a lease survived without a store: %d" % status)
         n.stop()
+
+
+def scenario_restart_adopts_script_engine():
+    """An engine that is a "#!" script (vLLM's console script is one) runs
+    through its interpreter, as "/bin/sh /dev/fd/N ARGS": after kill -9 the
+    next daemon adopts it all the same -- the same pid, no second engine
+    -- and stops it on its way out."""
+    keep = tempfile.mkdtemp(prefix="pm-script-")
+    script = os.path.join(keep, "engine")
+    with open(script, "w") as f:
+        # no exec: the shell stays the engine's process, the fake engine
+        # its child in the same session
+        f.write("#!/bin/sh\n%s \"$@\"\n" % api.FAKE_ENGINE)
+    os.chmod(script, 0o755)
+    pool = dict(config_pool("sh", free_port()), binary=script)
+    pid = None
+    try:
+        with Node([pool], extra={"engines": {"allow": [script]}}) as n:
+            pid = n.wait_pool("sh", lambda s, b: b["ready"], "ready")["pid"]
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+            check(argv[0] == b"/bin/sh" and argv[1].startswith(b"/dev/fd/"),
+                  "not run as a script: %r" % argv)
+            kill9(n)
+            restart(n)
+            snap = n.wait_pool("sh", lambda s, b: b["ready"], "ready again")
+            check(snap["pid"] == pid, "the script engine was not adopted: %r" % snap)
+            done = n.daemon.wait_for(lambda o: o.get("msg") == "engines reconciled",
+                                     "the engines reconciled")
+            check(done["to_adopt"] == 1, "not adopted at start: %r" % done)
+            n.stop()
+            check(not any(o.get("msg") == "engine spawned" for o in n.daemon.log_objects()),
+                  "a second engine was started")
+            check(not pid_alive(pid), "the adopted script engine outlived the daemon")
+    finally:
+        if pid and pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        shutil.rmtree(keep, ignore_errors=True)
 
 
 def scenario_restart_keeps_breaker():

@@ -183,13 +183,29 @@ static bool find_unrecorded(ps_store_engine *e) {
         return found;
 }
 
+/* Whether the process runs the recorded spec as a "#!" script, whose
+ * command line is its interpreter's ("/bin/sh /dev/fd/N ARGS"), not the
+ * argv recorded. */
+static bool runs_as_script(const ps_store_engine *e) {
+        ps_engine_spec *spec = ps_store_spec_parse(e->spec);
+        char **argv = NULL;
+        bool yes;
+
+        if (spec)
+                (void) ps_engine_spec_argv(spec, &argv, NULL, 0);
+        yes = argv && ps_engine_cmdline_is(e->id.pid, argv);
+        free(argv);
+        ps_engine_spec_free(spec);
+        return yes;
+}
+
 /* Whether the record's process is still the engine it recorded. */
 static bool still_ours(ps_reconcile *rc, const ps_store_engine *e) {
         ps_engine_identity now;
         int r = ps_engine_proc_identity(e->id.pid, &now);
 
         if (r == 0 && now.start_time == e->id.start_time && now.uid == e->id.uid &&
-            strcmp(now.cmdline_hash, e->id.cmdline_hash) == 0)
+            (strcmp(now.cmdline_hash, e->id.cmdline_hash) == 0 || runs_as_script(e)))
                 return true;
         if (r == 0)
                 SAY(rc, PS_LOG_WARN, "recorded engine's pid is another process now; not signalled",

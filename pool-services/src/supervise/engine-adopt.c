@@ -14,37 +14,81 @@
 #include "pool-services/base/digest.h"
 #include "pool-services/base/fs.h"
 
-/* Whether /proc/PID/cmdline is exactly argv, however long. */
-static bool cmdline_is(pid_t pid, char *const *argv) {
-        char path[64], *buf;
-        size_t want = 0, len = 0, at = 0;
-        bool same = true;
-        ssize_t n;
+/* "/dev/fd/" and digits: how the kernel names a script run by fexecve()
+ * to its interpreter. */
+static bool is_dev_fd(const char *arg) {
+        if (strncmp(arg, "/dev/fd/", 8) != 0 || !arg[8])
+                return false;
+        for (const char *c = arg + 8; *c; c++)
+                if (*c < '0' || *c > '9')
+                        return false;
+        return true;
+}
+
+/* Whether the NUL-separated args of buf (len bytes) from the k-th on are
+ * argv[first...], nothing more. */
+static bool args_are(const char *buf, size_t len, size_t at, char *const *argv, size_t first) {
+        for (size_t i = first; argv[i]; i++) {
+                size_t l = strlen(argv[i]) + 1;
+
+                if (at + l > len || memcmp(buf + at, argv[i], l) != 0)
+                        return false;
+                at += l;
+        }
+        return at == len;
+}
+
+/*
+ * Whether /proc/PID/cmdline is argv, however long: exactly, or as the
+ * kernel runs a script (a "#!" engine, e.g. vLLM's console script)
+ * started through its descriptor -- "INTERPRETER [ARG] /dev/fd/N" and
+ * then argv[1...].
+ */
+bool ps_engine_cmdline_is(pid_t pid, char *const *argv) {
+        char path[64], *buf = NULL;
+        size_t len = 0, cap = 0, at = 0;
+        bool same = false;
+        ssize_t n = 0;
         int fd;
 
-        for (size_t i = 0; argv[i]; i++)
-                want += strlen(argv[i]) + 1;
-        /* One byte more than argv needs: a longer command line shows. */
-        buf = malloc(want + 1);
-        if (!buf)
+        if (!argv || !argv[0])
                 return false;
         snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
         fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
+        if (fd < 0)
+                return false;
+        do {
+                if (len == cap) {
+                        char *grown = cap < (1u << 20) ? realloc(buf, cap ? cap * 2 : 4096) : NULL;
+
+                        if (!grown) {
+                                len = 0;
+                                break;
+                        }
+                        buf = grown;
+                        cap = cap ? cap * 2 : 4096;
+                }
+                n = read(fd, buf + len, cap - len);
+                if (n > 0)
+                        len += (size_t) n;
+        } while (n > 0);
+        close(fd);
+        if (n < 0 || !buf || !len || buf[len - 1] != '\0') {
                 free(buf);
                 return false;
         }
-        while (len < want + 1 && (n = read(fd, buf + len, want + 1 - len)) > 0)
-                len += (size_t) n;
-        close(fd);
-        for (size_t i = 0; same && argv[i]; i++) {
-                size_t l = strlen(argv[i]) + 1;
+        same = args_are(buf, len, 0, argv, 0);
+        /* The interpreter, at most one argument of its "#!" line, then
+         * the script's descriptor: the first three args at most. */
+        for (unsigned k = 0; !same && k < 3 && at < len; k++) {
+                const char *arg = buf + at;
 
-                same = at + l <= len && memcmp(buf + at, argv[i], l) == 0;
-                at += l;
+                at += strlen(arg) + 1;
+                if (k > 0 && is_dev_fd(arg))
+                        same = args_are(buf, len, at, argv, 1);
         }
         free(buf);
-        return same && at == len;
+        return same;
 }
 
 /* The real uid of a process, from /proc/PID/status. */
@@ -112,7 +156,7 @@ int ps_engine_real_adopt(struct event_base *base, const ps_engine_spec *spec,
         }
         argv = NULL;
         (void) ps_engine_build_argv(spec, &argv, NULL, 0);
-        same = engine->pidfd >= 0 && argv && cmdline_is(pid, argv) && getpgid(pid) == pid;
+        same = engine->pidfd >= 0 && argv && ps_engine_cmdline_is(pid, argv) && getpgid(pid) == pid;
         free(argv);
         /* A look-alike run by another user is not ours to take over (nor to
          * signal later): anyone can start a process with our command line. */
@@ -257,7 +301,8 @@ int ps_engine_adopt_recorded(struct event_base *base, const ps_engine_spec *spec
         ps_engine *engine;
         struct pollfd pfd;
         struct stat st;
-        char argv_hex[65];
+        char **argv = NULL, argv_hex[65];
+        bool runs_spec;
         int r;
 
         if (!base || !spec || !opts || !opts->runtime_dir || !want || !ret)
@@ -291,10 +336,17 @@ int ps_engine_adopt_recorded(struct event_base *base, const ps_engine_spec *spec
                 ps_engine_real_free(engine);
                 return -ESRCH;
         }
-        /* Another process took the pid over: never ours to signal. */
+        /* Another process took the pid over: never ours to signal. The
+         * recorded hash is the spec's argv; the process must run exactly
+         * that, or run it as a "#!" script through its interpreter. */
+        (void) ps_engine_build_argv(spec, &argv, NULL, 0);
+        runs_spec = argv && ps_engine_argv_hash(spec, argv_hex, NULL, 0) == 0 &&
+                    strcmp(argv_hex, want->cmdline_hash) == 0 &&
+                    (strcmp(now.cmdline_hash, want->cmdline_hash) == 0 ||
+                     ps_engine_cmdline_is(want->pid, argv));
+        free(argv);
         if (now.start_time != want->start_time || now.uid != want->uid ||
-            strcmp(now.cmdline_hash, want->cmdline_hash) != 0 || getpgid(want->pid) != want->pid ||
-            ps_engine_argv_hash(spec, argv_hex, NULL, 0) < 0 || strcmp(argv_hex, want->cmdline_hash) != 0) {
+            getpgid(want->pid) != want->pid || !runs_spec) {
                 snprintf(err, errlen, "pid %d is another process now (start time, user or command "
                          "line differ from the engine recorded)", (int) want->pid);
                 ps_engine_real_free(engine);

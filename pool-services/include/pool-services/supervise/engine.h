@@ -128,10 +128,16 @@ int ps_engine_proc_identity(pid_t pid, ps_engine_identity *ret);
  * hashes a command line). 0 or a negative errno (err set). */
 int ps_engine_argv_hash(const ps_engine_spec *spec, char hex[65], char *err, size_t errlen);
 
+/* Whether the process runs argv: /proc/<pid>/cmdline is argv exactly, or
+ * the form the kernel gives a script started through its descriptor
+ * ("INTERPRETER [ARG] /dev/fd/N" then argv[1...]). */
+bool ps_engine_cmdline_is(pid_t pid, char *const *argv);
+
 /*
  * Takes over the engine the state store recorded: the process with that
  * pid must still have the recorded start time, uid and command line (the
- * hash, which must also be the spec's argv), and lead its process group.
+ * hash of what /proc showed at the spawn), run the spec's argv (directly
+ * or as a script), and lead its process group.
  * Nothing is signalled or removed on a mismatch. A missing PID file is
  * written again, for people and tools. 0 and *ret set; -ESRCH when it is gone;
  * -ESTALE when another process holds the pid now; another negative errno.
