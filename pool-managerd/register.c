@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/event.h>
 
 #include "register.h"
+#include "pool-services/base/clock.h"
 
 struct pm_register {
         ps_registry *reg;
@@ -20,22 +20,15 @@ struct pm_register {
         void *userdata;
 };
 
-static int64_t mono_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One batch: 0, or the refusal (a PS_E_* or a negative errno, err
  * filled). Whether every replica is in: g->next == g->n. */
 static int batch(pm_register *g, char *err, size_t errlen) {
-        int64_t began = mono_ms();
+        int64_t began = ps_clock_mono_ms(ps_clock_system());
 
         for (unsigned k = 0; g->next < g->n && k < PM_REGISTER_PER_TURN; k++) {
                 int rc;
 
-                if (k > 0 && mono_ms() - began >= PM_REGISTER_TURN_MS)
+                if (k > 0 && ps_clock_mono_ms(ps_clock_system()) - began >= PM_REGISTER_TURN_MS)
                         break;
                 rc = ps_registry_add(g->reg, g->list[g->next].spec, g->list[g->next].policy,
                                      NULL, err, errlen);

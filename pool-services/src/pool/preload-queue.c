@@ -4,11 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/event.h>
 
 #include "pool-services/pool/preload-queue.h"
+#include "pool-services/base/clock.h"
 
 typedef struct queued {
         char *pool_id;
@@ -30,13 +30,6 @@ static void queued_free(queued *e) {
         free(e->pool_id);
         free(e->replica_id);
         free(e);
-}
-
-static int64_t mono_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void start_one(ps_preload_queue *q, queued *e) {
@@ -61,12 +54,12 @@ static void start_one(ps_preload_queue *q, queued *e) {
 static void on_turn(evutil_socket_t fd, short what, void *userdata) {
         ps_preload_queue *q = userdata;
         struct timeval now = { 0, 0 };
-        int64_t began = mono_ms();
+        int64_t began = ps_clock_mono_ms(ps_clock_system());
 
         (void) fd;
         (void) what;
         for (unsigned n = 0; n < q->per_turn && q->head; n++) {
-                if (n > 0 && mono_ms() - began >= PS_PRELOAD_TURN_MS)
+                if (n > 0 && ps_clock_mono_ms(ps_clock_system()) - began >= PS_PRELOAD_TURN_MS)
                         break;
                 queued *e = q->head;
 

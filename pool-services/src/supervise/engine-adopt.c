@@ -38,6 +38,45 @@ static bool args_are(const char *buf, size_t len, size_t at, char *const *argv, 
         return at == len;
 }
 
+/* /proc/PID/cmdline, whole (each argument with its NUL), up to 1 MiB:
+ * 0 with *ret (free it; NULL when empty) and *len, or a negative errno. */
+static int read_cmdline(pid_t pid, char **ret, size_t *len) {
+        char path[64], *buf = NULL;
+        size_t cap = 0;
+        ssize_t n;
+        int fd;
+
+        *ret = NULL;
+        *len = 0;
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        do {
+                if (*len == cap) {
+                        char *grown = cap < (1u << 20) ? realloc(buf, cap ? cap * 2 : 4096) : NULL;
+
+                        if (!grown) {
+                                free(buf);
+                                close(fd);
+                                return -ENOMEM;
+                        }
+                        buf = grown;
+                        cap = cap ? cap * 2 : 4096;
+                }
+                n = read(fd, buf + *len, cap - *len);
+                if (n > 0)
+                        *len += (size_t) n;
+        } while (n > 0);
+        close(fd);
+        if (n < 0) {
+                free(buf);
+                return -EIO;
+        }
+        *ret = buf;
+        return 0;
+}
+
 /*
  * Whether /proc/PID/cmdline is argv, however long: exactly, or as the
  * kernel runs a script (a "#!" engine, e.g. vLLM's console script)
@@ -45,35 +84,12 @@ static bool args_are(const char *buf, size_t len, size_t at, char *const *argv, 
  * then argv[1...].
  */
 bool ps_engine_cmdline_is(pid_t pid, char *const *argv) {
-        char path[64], *buf = NULL;
-        size_t len = 0, cap = 0, at = 0;
-        bool same = false;
-        ssize_t n = 0;
-        int fd;
+        size_t len = 0, at = 0;
+        char *buf = NULL;
+        bool same;
 
-        if (!argv || !argv[0])
-                return false;
-        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return false;
-        do {
-                if (len == cap) {
-                        char *grown = cap < (1u << 20) ? realloc(buf, cap ? cap * 2 : 4096) : NULL;
-
-                        if (!grown) {
-                                len = 0;
-                                break;
-                        }
-                        buf = grown;
-                        cap = cap ? cap * 2 : 4096;
-                }
-                n = read(fd, buf + len, cap - len);
-                if (n > 0)
-                        len += (size_t) n;
-        } while (n > 0);
-        close(fd);
-        if (n < 0 || !buf || !len || buf[len - 1] != '\0') {
+        if (!argv || !argv[0] || read_cmdline(pid, &buf, &len) < 0 || !len ||
+            buf[len - 1] != '\0') {
                 free(buf);
                 return false;
         }
@@ -107,6 +123,22 @@ static int process_uid(pid_t pid, uid_t *ret) {
         return 0;
 }
 
+/* The record an adoption fills: its log and PID file paths, no process
+ * yet. NULL when out of memory. */
+static ps_engine *adoption_new(const ps_engine_spec *spec, const ps_engine_options *opts,
+                               ps_engine_exit_fn on_exit, void *userdata) {
+        char *log_path = ps_engine_runtime_path(opts->runtime_dir, opts->log_name, "engine-",
+                                                spec, ".log");
+        char *pid_path = ps_engine_runtime_path(opts->runtime_dir, opts->pid_name, "", spec,
+                                                ".pid");
+        ps_engine *engine = log_path && pid_path
+                            ? ps_engine_alloc(log_path, pid_path, on_exit, userdata) : NULL;
+
+        free(log_path);
+        free(pid_path);
+        return engine;
+}
+
 int ps_engine_real_adopt(struct event_base *base, const ps_engine_spec *spec,
                          const ps_engine_options *opts, ps_engine_exit_fn on_exit,
                          void *userdata, ps_engine **ret, char *err, size_t errlen) {
@@ -124,20 +156,9 @@ int ps_engine_real_adopt(struct event_base *base, const ps_engine_spec *spec,
         r = ps_engine_run_uid(opts, &want_uid, err, errlen);
         if (r < 0)
                 return r;
-        engine = calloc(1, sizeof(*engine));
+        engine = adoption_new(spec, opts, on_exit, userdata);
         if (!engine)
                 return -ENOMEM;
-        engine->pidfd = -1;
-        engine->on_exit = on_exit;
-        engine->userdata = userdata;
-        engine->log_path = ps_engine_runtime_path(opts->runtime_dir, opts->log_name, "engine-",
-                                                  spec, ".log");
-        engine->pid_path = ps_engine_runtime_path(opts->runtime_dir, opts->pid_name, "",
-                                                  spec, ".pid");
-        if (!engine->log_path || !engine->pid_path) {
-                ps_engine_real_free(engine);
-                return -ENOMEM;
-        }
         r = ps_engine_read_pid_file(engine->pid_path, &pid, err, errlen);
         if (r < 0) {
                 ps_engine_real_free(engine);
@@ -250,35 +271,15 @@ static int start_time_of(pid_t pid, uint64_t *ret) {
 /* SHA-256 of /proc/PID/cmdline (each argument with its NUL), read up to
  * 1 MiB. */
 static int cmdline_hash(pid_t pid, char hex[65]) {
-        char path[64], *buf = NULL;
-        size_t len = 0, cap = 0;
-        ssize_t n;
-        int fd;
+        size_t len;
+        char *buf;
+        int r = read_cmdline(pid, &buf, &len);
 
-        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        do {
-                if (len == cap) {
-                        char *grown = cap < (1u << 20) ? realloc(buf, cap ? cap * 2 : 4096) : NULL;
-
-                        if (!grown) {
-                                free(buf);
-                                close(fd);
-                                return -ENOMEM;
-                        }
-                        buf = grown;
-                        cap = cap ? cap * 2 : 4096;
-                }
-                n = read(fd, buf + len, cap - len);
-                if (n > 0)
-                        len += (size_t) n;
-        } while (n > 0);
-        close(fd);
+        if (r < 0)
+                return r;
         hash_hex(buf ? buf : "", len, hex);
         free(buf);
-        return n < 0 ? -EIO : 0;
+        return 0;
 }
 
 int ps_engine_proc_identity(pid_t pid, ps_engine_identity *ret) {
@@ -307,20 +308,9 @@ int ps_engine_adopt_recorded(struct event_base *base, const ps_engine_spec *spec
 
         if (!base || !spec || !opts || !opts->runtime_dir || !want || !ret)
                 return -EINVAL;
-        engine = calloc(1, sizeof(*engine));
+        engine = adoption_new(spec, opts, on_exit, userdata);
         if (!engine)
                 return -ENOMEM;
-        engine->pidfd = -1;
-        engine->on_exit = on_exit;
-        engine->userdata = userdata;
-        engine->log_path = ps_engine_runtime_path(opts->runtime_dir, opts->log_name, "engine-",
-                                                  spec, ".log");
-        engine->pid_path = ps_engine_runtime_path(opts->runtime_dir, opts->pid_name, "",
-                                                  spec, ".pid");
-        if (!engine->log_path || !engine->pid_path) {
-                ps_engine_real_free(engine);
-                return -ENOMEM;
-        }
         /* The pidfd first: what is checked next is the process it holds. */
         engine->pidfd = (int) syscall(SYS_pidfd_open, want->pid, 0);
         if (engine->pidfd < 0) {
@@ -339,11 +329,10 @@ int ps_engine_adopt_recorded(struct event_base *base, const ps_engine_spec *spec
         /* Another process took the pid over: never ours to signal. The
          * recorded hash is the spec's argv; the process must run exactly
          * that, or run it as a "#!" script through its interpreter. */
-        (void) ps_engine_build_argv(spec, &argv, NULL, 0);
-        runs_spec = argv && ps_engine_argv_hash(spec, argv_hex, NULL, 0) == 0 &&
+        runs_spec = ps_engine_argv_hash(spec, argv_hex, NULL, 0) == 0 &&
                     strcmp(argv_hex, want->cmdline_hash) == 0 &&
-                    (strcmp(now.cmdline_hash, want->cmdline_hash) == 0 ||
-                     ps_engine_cmdline_is(want->pid, argv));
+                    ps_engine_build_argv(spec, &argv, NULL, 0) == 0 &&
+                    ps_engine_cmdline_is(want->pid, argv);
         free(argv);
         if (now.start_time != want->start_time || now.uid != want->uid ||
             getpgid(want->pid) != want->pid || !runs_spec) {

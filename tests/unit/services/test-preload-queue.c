@@ -46,14 +46,19 @@ static bool all_answered(fake_node *n, const void *arg) {
         return a->ok + a->not_found + a->other == N_POOLS;
 }
 
-static void add_pools(fake_node *n, ps_preload_queue *q, answers *a) {
+/* N_POOLS pools of one replica, each queued, answered through done. */
+static void add_pools_with(fake_node *n, ps_preload_queue *q, ps_done_fn done, void *userdata) {
         for (unsigned i = 0; i < N_POOLS; i++) {
                 char id[16];
 
                 snprintf(id, sizeof(id), "p%u", i);
                 fake_node_add(n, fake_spec(id, "r0", 0, 1), fake_policy(NULL));
-                assert_int_equal(ps_preload_queue_add(q, id, "r0", on_done, a), 0);
+                assert_int_equal(ps_preload_queue_add(q, id, "r0", done, userdata), 0);
         }
+}
+
+static void add_pools(fake_node *n, ps_preload_queue *q, answers *a) {
+        add_pools_with(n, q, on_done, a);
 }
 
 static void test_a_batch_per_turn_and_all_come_up(void **state) {
@@ -138,13 +143,7 @@ static void test_cancel_answers_and_starts_nothing_more(void **state) {
         size_t first;
 
         assert_non_null(q);
-        for (unsigned i = 0; i < N_POOLS; i++) {
-                char id[16];
-
-                snprintf(id, sizeof(id), "p%u", i);
-                fake_node_add(n, fake_spec(id, "r0", 0, 1), fake_policy(NULL));
-                assert_int_equal(ps_preload_queue_add(q, id, "r0", on_cancelled, &c), 0);
-        }
+        add_pools_with(n, q, on_cancelled, &c);
         event_base_loop(n->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
         first = fake_engines_spawned();
         assert_in_range(first, 1, PER_TURN);

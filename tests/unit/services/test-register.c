@@ -59,6 +59,16 @@ static ps_config *config_of(unsigned n, bool two) {
         return cfg;
 }
 
+/* Starts registering cfg into n's registry, answered into a. */
+static pm_register *start(fake_node *n, const ps_config *cfg, answer *a) {
+        pm_register *g = NULL;
+        char err[256] = "";
+
+        if (pm_register_start(n->base, n->reg, cfg, on_done, a, &g, err, sizeof(err)) != 0)
+                fail_msg("pm_register_start: %s", err);
+        return g;
+}
+
 static bool answered(fake_node *n, const void *arg) {
         (void) n;
         return ((const answer *) arg)->calls > 0;
@@ -69,10 +79,8 @@ static void test_small_config_registered_before_the_loop(void **state) {
         ps_config *cfg = config_of(3, true);
         pm_register *g = NULL;
         answer a = { 0 };
-        char err[256];
 
-        assert_int_equal(pm_register_start(n->base, n->reg, cfg, on_done, &a, &g, err,
-                                           sizeof(err)), 0);
+        g = start(n, cfg, &a);
         assert_int_equal(a.calls, 1);
         assert_int_equal(a.rc, 0);
         assert_int_equal(pm_register_done_count(g), 6);
@@ -89,11 +97,9 @@ static void test_large_config_over_turns(void **state) {
         ps_config *cfg = config_of(pools, false);
         pm_register *g = NULL;
         answer a = { 0 };
-        char err[256];
         size_t first;
 
-        assert_int_equal(pm_register_start(n->base, n->reg, cfg, on_done, &a, &g, err,
-                                           sizeof(err)), 0);
+        g = start(n, cfg, &a);
         /* one batch now, the rest after the loop has polled */
         first = pm_register_done_count(g);
         assert_in_range(first, 1, PM_REGISTER_PER_TURN);
@@ -125,11 +131,9 @@ static void test_free_stops_it(void **state) {
         ps_config *cfg = config_of(2 * PM_REGISTER_PER_TURN + 1, false);
         pm_register *g = NULL;
         answer a = { 0 };
-        char err[256];
         size_t first;
 
-        assert_int_equal(pm_register_start(n->base, n->reg, cfg, on_done, &a, &g, err,
-                                           sizeof(err)), 0);
+        g = start(n, cfg, &a);
         first = ps_registry_pool_count(n->reg);
         pm_register_free(g);
         fake_node_run_for(n, 20);
@@ -148,8 +152,7 @@ static void test_refused_replica_answers_the_reason(void **state) {
         char err[256];
 
         fake_node_add(n, fake_spec("p0001", "r0", 0, 1), fake_policy(NULL));
-        assert_int_equal(pm_register_start(n->base, n->reg, cfg, on_done, &a, &g, err,
-                                           sizeof(err)), 0);
+        g = start(n, cfg, &a);
         assert_int_equal(a.calls, 1);
         assert_int_equal(a.rc, PS_E_EXISTS);
         assert_string_equal(a.message, "pool p0001 replica r0 already exists");
@@ -166,11 +169,9 @@ static void test_invalid_replica_is_not_taken_for_done(void **state) {
         ps_config *cfg = config_of(3, false);
         pm_register *g = NULL;
         answer a = { 0 };
-        char err[256];
 
         cfg->pools[1].slots = 0;        /* past the file's checks, as a bug would */
-        assert_int_equal(pm_register_start(n->base, n->reg, cfg, on_done, &a, &g, err,
-                                           sizeof(err)), 0);
+        g = start(n, cfg, &a);
         fake_node_run_for(n, 20);
         assert_int_equal(a.calls, 1);
         assert_int_equal(a.rc, PS_E_INVALID);
