@@ -380,7 +380,9 @@ def scenario_reload_surge():
         check(handoff["pid"] == snap["pid"] and handoff["model"]["id"] == "other.gguf"
               and handoff["url"] == snap["url"], repr(handoff))
         # The files follow the port: the engine on the spare port has the
-        # surge PID file, the old one's is gone with it.
+        # surge PID file, the old one's is gone with it (the daemon removes
+        # it when the engine's pidfd says it exited, which may be a moment
+        # after the process is gone).
         run = os.path.join(n.dir, "run")
 
         def pid_file(name):
@@ -389,6 +391,8 @@ def scenario_reload_surge():
                     return int(f.read().split()[0])
             except FileNotFoundError:
                 return None
+        wait_until(lambda: pid_file("sg_r0.pid") is None, "the old engine's PID file to go",
+                   timeout=5)
         check(pid_file("sg_r0.surge.pid") == snap["pid"] and pid_file("sg_r0.pid") is None,
               "PID files after the surge: %r" % sorted(os.listdir(run)))
         # The next surge goes back to the home port.
@@ -402,6 +406,8 @@ def scenario_reload_surge():
         home = n.wait_pool("sg", lambda s, b: b["state"] == "ready" and b["pid"] != snap["pid"],
                            "the second surge to settle")
         wait_until(lambda: not pid_alive(snap["pid"]), "the first surge's engine to stop")
+        wait_until(lambda: pid_file("sg_r0.surge.pid") is None, "the stopped engine's PID file to go",
+                   timeout=5)
         check(pid_file("sg_r0.pid") == home["pid"] and pid_file("sg_r0.surge.pid") is None,
               "PID files after the surge back: %r" % sorted(os.listdir(run)))
         n.stop()
